@@ -1,0 +1,207 @@
+//! Running an aggregate route: render every backend's URL, start every call at once, stop
+//! early when a required backend fails, then merge and describe the outcome in headers.
+
+use super::merge::{Failure, Piece, merge};
+use super::{AggregateRoute, Backend, BackendError};
+use crate::body::{Body, full};
+use crate::config::MergeMode;
+use crate::error::GatewayError;
+use crate::template::RenderInput;
+use crate::upstream::CallError;
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, HeaderName, Response, request};
+use std::fmt::Write;
+use std::time::Duration;
+use tokio::time::Instant;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
+static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+struct Outcome {
+    result: Result<Bytes, BackendError>,
+    elapsed: Duration,
+}
+
+/// Answers one request on an aggregate route.
+pub async fn serve(
+    route: &AggregateRoute,
+    parts: &request::Parts,
+    params: &matchit::Params<'_, '_>,
+) -> Result<Response<Body>, GatewayError> {
+    let start = Instant::now();
+    let deadline = start + route.timeout;
+    let input = RenderInput {
+        params,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
+    let headers = forwarded(route, &parts.headers);
+
+    let mut outcomes: Vec<Option<Outcome>> = route.backends.iter().map(|_| None).collect();
+    let mut calls = FuturesUnordered::new();
+    for (i, backend) in route.backends.iter().enumerate() {
+        match backend
+            .spec
+            .path
+            .render(&backend.upstream.spec.base, &input)
+        {
+            Ok(url) => {
+                let own = backend
+                    .spec
+                    .timeout
+                    .unwrap_or(backend.upstream.spec.timeout);
+                let call_deadline = deadline.min(start + own);
+                let headers = headers.clone();
+                calls.push(async move {
+                    let began = Instant::now();
+                    let result = call(backend, &url, headers, call_deadline).await;
+                    (
+                        i,
+                        Outcome {
+                            result,
+                            elapsed: began.elapsed(),
+                        },
+                    )
+                });
+            }
+            // Every template value comes from the request, so a required one that is
+            // missing is the client's mistake.
+            Err(e) if backend.spec.required => {
+                return Err(GatewayError::BadRequest {
+                    backend: Some(backend.spec.name.clone()),
+                    message: e.to_string(),
+                });
+            }
+            Err(e) => {
+                outcomes[i] = Some(Outcome {
+                    result: Err(e.into()),
+                    elapsed: Duration::ZERO,
+                })
+            }
+        }
+    }
+
+    while let Some((i, outcome)) = calls.next().await {
+        if let Err(error) = outcome.result {
+            let backend = &route.backends[i];
+            tracing::warn!(backend = %backend.spec.name, code = error.code(), error = %error, "backend failed");
+            if backend.spec.required {
+                // Dropping `calls` cancels the calls still running.
+                return Err(GatewayError::Backend {
+                    backend: backend.spec.name.clone(),
+                    error,
+                });
+            }
+            outcomes[i] = Some(Outcome {
+                result: Err(error),
+                elapsed: outcome.elapsed,
+            });
+        } else {
+            outcomes[i] = Some(outcome);
+        }
+    }
+    let outcomes: Vec<Outcome> = outcomes
+        .into_iter()
+        .map(|o| o.expect("every backend ran"))
+        .collect();
+    respond(route, &outcomes)
+}
+
+/// The headers every backend call carries: the route's `forward_headers` and the
+/// request id, so one request can be followed across services.
+fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 1);
+    for name in route
+        .forward_headers
+        .iter()
+        .chain(std::iter::once(&X_REQUEST_ID))
+    {
+        for value in incoming.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
+}
+
+async fn call(
+    backend: &Backend,
+    url: &str,
+    headers: HeaderMap,
+    deadline: Instant,
+) -> Result<Bytes, BackendError> {
+    let answer = backend.upstream.get(url, headers, deadline).await?;
+    if answer.status == http::StatusCode::NO_CONTENT {
+        return Ok(Bytes::from_static(b"null"));
+    }
+    // Validates the whole document without building it.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&answer.body)
+        .map_err(|e| BackendError::InvalidJson(e.to_string()))?;
+    if backend.spec.merge == MergeMode::Root
+        && answer.body.trim_ascii_start().first() != Some(&b'{')
+    {
+        return Err(BackendError::NotAnObject);
+    }
+    Ok(answer.body)
+}
+
+fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body>, GatewayError> {
+    if outcomes.iter().all(|o| o.result.is_err()) {
+        let timed_out = outcomes
+            .iter()
+            .all(|o| matches!(o.result, Err(BackendError::Call(CallError::Timeout(_)))));
+        return Err(GatewayError::AllBackendsFailed { timed_out });
+    }
+    let messages: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().err().map(ToString::to_string))
+        .collect();
+    let mut pieces = Vec::with_capacity(outcomes.len());
+    let mut failures = Vec::with_capacity(messages.len());
+    let mut timing = String::with_capacity(outcomes.len() * 32);
+    let mut messages = messages.iter();
+    for (backend, outcome) in route.backends.iter().zip(outcomes) {
+        let spec = &backend.spec;
+        let (json, desc): (&[u8], &str) = match &outcome.result {
+            Ok(body) => (body, "ok"),
+            Err(e) => {
+                failures.push(Failure {
+                    name: &spec.name,
+                    code: e.code(),
+                    message: messages.next().expect("one message per failure"),
+                });
+                (&spec.default, e.timing_desc())
+            }
+        };
+        pieces.push(Piece {
+            name: &spec.name,
+            mode: spec.merge,
+            json,
+        });
+        if !timing.is_empty() {
+            timing.push_str(", ");
+        }
+        let ms = outcome.elapsed.as_secs_f64() * 1000.0;
+        let _ = write!(timing, "{};dur={ms:.1};desc=\"{desc}\"", spec.name);
+    }
+    let errors = route
+        .errors_field
+        .as_deref()
+        .map(|f| (f, failures.as_slice()));
+    let body = merge(&pieces, errors);
+
+    let mut response = Response::new(full(body));
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let complete = if failures.is_empty() { "true" } else { "false" };
+    h.insert(
+        X_FANOUT_COMPLETE.clone(),
+        HeaderValue::from_static(complete),
+    );
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        h.insert(SERVER_TIMING.clone(), v);
+    }
+    Ok(response)
+}

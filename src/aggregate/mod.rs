@@ -1,0 +1,65 @@
+//! Aggregate routes: one request fans out concurrently to several backends and their JSON
+//! answers are merged into one object (`execute` runs the calls, `merge` builds the body).
+
+mod execute;
+pub mod merge;
+
+pub use execute::serve;
+
+use crate::config::BackendSpec;
+use crate::template::RenderError;
+use crate::upstream::{CallError, Upstream};
+use http::HeaderName;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A compiled aggregate route with its upstreams resolved.
+#[derive(Debug)]
+pub struct AggregateRoute {
+    pub timeout: Duration,
+    pub forward_headers: Vec<HeaderName>,
+    pub errors_field: Option<String>,
+    pub backends: Vec<Backend>,
+}
+
+/// One backend of an aggregate route.
+#[derive(Debug)]
+pub struct Backend {
+    pub spec: BackendSpec,
+    pub upstream: Arc<Upstream>,
+}
+
+/// Why one backend produced no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("answer is not JSON: {0}")]
+    InvalidJson(String),
+    #[error("answer is not a JSON object, so merge = \"root\" cannot spread it")]
+    NotAnObject,
+}
+
+impl BackendError {
+    /// The stable code of this failure, as clients see it in `errors_field`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BackendError::Call(c) => c.code(),
+            BackendError::Render(RenderError::Missing(_)) => "missing_value",
+            BackendError::Render(RenderError::Invalid(_)) => "invalid_value",
+            BackendError::InvalidJson(_) => "invalid_json",
+            BackendError::NotAnObject => "not_an_object",
+        }
+    }
+
+    /// The `Server-Timing` desc of this failure.
+    fn timing_desc(&self) -> &'static str {
+        match self {
+            BackendError::Call(CallError::Timeout(_)) => "timeout",
+            BackendError::Render(_) => "default",
+            _ => "error",
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The configuration as written in `gateway.toml`: raw serde structs, their defaults, and
+//! the entry points that load and validate them into a [`Compiled`] config.
+
+mod load;
+mod units;
+mod validate;
+
+pub use load::{Env, load_file, load_str};
+pub use units::{parse_duration, parse_size};
+pub use validate::{
+    BackendSpec, Compiled, CorsSpec, ProxySpec, RouteKind, RouteSpec, ServerSpec, UpstreamSpec,
+    validate,
+};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One problem in a config: where it is (`routes[2].backends[1].upstream`) and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted place in the document, or `config` for the document as a whole.
+    pub place: String,
+    /// What is wrong and, where there is one, how to fix it.
+    pub message: String,
+}
+
+impl ConfigProblem {
+    pub fn new(place: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            place: place.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+/// Every problem found in one config, in document order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole document. Assembled section by section by the loader, so that a mistake in
+/// one route does not hide the mistakes in the others.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayConfig {
+    /// `[server]`: listener and process settings.
+    pub server: ServerConfig,
+    /// `[upstreams.NAME]`: the services routes call, by name.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// `[[routes]]`: the route table, in declaration order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the gateway listens on, `IP:PORT`.
+    pub listen: String,
+    /// Default deadline of a whole route, when the route sets no `timeout`.
+    pub request_timeout: String,
+    /// A client that has not sent its request headers within this time is disconnected.
+    pub header_read_timeout: String,
+    /// On SIGTERM/SIGINT: stop accepting, then give in-flight requests this long to finish.
+    pub shutdown_grace: String,
+    /// Liveness endpoint answered on the main listener (`200 {"status":"ok"}`).
+    pub health_path: String,
+    /// Runtime worker threads; default: the number of cores this process may use.
+    pub workers: Option<usize>,
+    /// Compress responses (gzip, br) for clients that accept it.
+    pub compression: bool,
+    /// Responses smaller than this are sent uncompressed.
+    pub compression_min_size: String,
+    /// Cross-origin access for browser dashboards; absent means no CORS headers at all.
+    pub cors: Option<CorsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            request_timeout: "30s".into(),
+            header_read_timeout: "10s".into(),
+            shutdown_grace: "30s".into(),
+            health_path: "/__health".into(),
+            workers: None,
+            compression: true,
+            compression_min_size: "1KiB".into(),
+            cors: None,
+        }
+    }
+}
+
+/// `[server.cors]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to call the gateway (`https://dash.example.com`), or `["*"]`.
+    pub allow_origins: Vec<String>,
+    /// Methods allowed in preflight; absent: the method the preflight asks for.
+    pub allow_methods: Option<Vec<String>>,
+    /// Request headers allowed in preflight; absent: the headers the preflight asks for.
+    pub allow_headers: Option<Vec<String>>,
+    /// Response headers the browser may read.
+    pub expose_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: String,
+    /// Allow cookies and `Authorization` on cross-origin calls (not with origin `*`).
+    pub allow_credentials: bool,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allow_origins: Vec::new(),
+            allow_methods: None,
+            allow_headers: None,
+            expose_headers: vec![
+                "x-request-id".into(),
+                "x-fanout-complete".into(),
+                "server-timing".into(),
+            ],
+            max_age: "10m".into(),
+            allow_credentials: false,
+        }
+    }
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Base URL, `http://` or `https://`; a path here prefixes every call's path.
+    pub url: String,
+    /// Default per-call timeout for this upstream (connect, headers and body).
+    pub timeout: String,
+    /// Longest wait for a TCP (and TLS) connection.
+    pub connect_timeout: String,
+    /// Idle keep-alive connections kept per host.
+    pub pool_idle_per_host: usize,
+    /// An idle pooled connection is closed after this long.
+    pub pool_idle_timeout: String,
+    /// Headers added to every call (`authorization = "Bearer ${TOKEN}"`).
+    pub headers: BTreeMap<String, String>,
+    /// Largest answer body accepted from this upstream on an aggregate route.
+    pub max_response: String,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout: "10s".into(),
+            connect_timeout: "1s".into(),
+            pool_idle_per_host: 64,
+            pool_idle_timeout: "90s".into(),
+            headers: BTreeMap::new(),
+            max_response: "16MiB".into(),
+        }
+    }
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Path pattern: `{name}` matches one segment, `{*rest}` the rest of the path.
+    pub path: String,
+    /// Methods this route answers.
+    pub methods: Vec<String>,
+    /// Deadline for the whole route; default `server.request_timeout`.
+    pub timeout: Option<String>,
+    /// Client request headers passed on to every backend.
+    pub forward_headers: Vec<String>,
+    /// If set, a key in the merged body describing each failed backend.
+    pub errors_field: Option<String>,
+    /// The calls an aggregate route fans out to.
+    pub backends: Vec<BackendConfig>,
+    /// Makes this a proxy route to one upstream instead of an aggregate.
+    pub proxy: Option<ProxyConfig>,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            methods: vec!["GET".into()],
+            timeout: None,
+            forward_headers: Vec::new(),
+            errors_field: None,
+            backends: Vec::new(),
+            proxy: None,
+        }
+    }
+}
+
+/// `[[routes.backends]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Unique in the route; the key of this answer in the merged body.
+    pub name: String,
+    /// Name of an `[upstreams.NAME]` entry.
+    pub upstream: String,
+    /// Path and query on the upstream, with `{param}`, `{query.NAME}`, `{header.NAME}`.
+    pub path: String,
+    /// Whether this backend's failure fails the whole route.
+    pub required: bool,
+    /// Per-call timeout; default the upstream's `timeout`.
+    pub timeout: Option<String>,
+    /// JSON used in place of the answer when this optional backend fails.
+    pub default: Option<serde_json::Value>,
+    /// `"key"`: the answer goes under `name`; `"root"`: its fields go to the top level.
+    pub merge: MergeMode,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            upstream: String::new(),
+            path: String::new(),
+            required: false,
+            timeout: None,
+            default: None,
+            merge: MergeMode::Key,
+        }
+    }
+}
+
+/// Where a backend's answer goes in the merged body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMode {
+    /// Under the backend's `name`.
+    #[default]
+    Key,
+    /// Its object's fields spread into the top level; a later backend wins a clash.
+    Root,
+}
+
+/// `proxy = { upstream = "files", path = "/{rest}" }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Name of an `[upstreams.NAME]` entry.
+    pub upstream: String,
+    /// Upstream path; `{rest}` and other route parameters are inserted as received.
+    pub path: String,
+}

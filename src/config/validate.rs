@@ -1,0 +1,596 @@
+//! `validate()`: checks a loaded [`GatewayConfig`] as a whole and compiles it into the
+//! types the gateway runs on. Every problem is collected, each with its place and a fix.
+
+use super::units::{parse_duration, parse_size};
+use super::{
+    BackendConfig, ConfigError, ConfigProblem, CorsConfig, GatewayConfig, MergeMode, RouteConfig,
+    ServerConfig, UpstreamConfig,
+};
+use crate::router::{RouteTable, param_names};
+use crate::template::{Template, TemplateMode};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A config that passed validation: every string parsed, every reference resolved.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub server: ServerSpec,
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub listen: SocketAddr,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub health_path: String,
+    pub workers: Option<usize>,
+    pub compression: bool,
+    pub compression_min_size: u64,
+    pub cors: Option<CorsSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsSpec {
+    /// Empty means any origin (`*`).
+    pub allow_origins: Vec<HeaderValue>,
+    pub allow_methods: Option<Vec<Method>>,
+    pub allow_headers: Option<Vec<HeaderName>>,
+    pub expose_headers: Vec<HeaderName>,
+    pub max_age: Duration,
+    pub allow_credentials: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub name: String,
+    /// The base URL without a trailing `/`; a rendered path is appended to it.
+    pub base: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub pool_idle_per_host: usize,
+    pub pool_idle_timeout: Duration,
+    pub headers: HeaderMap,
+    pub max_response: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub path: String,
+    pub methods: Vec<Method>,
+    pub timeout: Duration,
+    pub forward_headers: Vec<HeaderName>,
+    pub errors_field: Option<String>,
+    pub kind: RouteKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteKind {
+    Aggregate(Vec<BackendSpec>),
+    Proxy(ProxySpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    pub name: String,
+    pub upstream: String,
+    pub path: Template,
+    pub required: bool,
+    pub timeout: Option<Duration>,
+    /// The `default` as JSON text (`null` when absent).
+    pub default: Bytes,
+    pub merge: MergeMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxySpec {
+    pub upstream: String,
+    pub path: Template,
+}
+
+impl Compiled {
+    /// The route table as `fanout check` prints it: methods, path, kind and targets.
+    pub fn route_table(&self) -> String {
+        let rows: Vec<[String; 4]> = self
+            .routes
+            .iter()
+            .map(|r| {
+                let methods = r
+                    .methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let (kind, target) = match &r.kind {
+                    RouteKind::Aggregate(backends) => (
+                        "aggregate",
+                        backends
+                            .iter()
+                            .map(|b| {
+                                let req = if b.required { ", required" } else { "" };
+                                format!("{} ({} {}{req})", b.name, b.upstream, b.path.source())
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    RouteKind::Proxy(p) => ("proxy", format!("{} {}", p.upstream, p.path.source())),
+                };
+                [methods, r.path.clone(), kind.to_string(), target]
+            })
+            .collect();
+        let header = ["METHODS", "PATH", "KIND", "TARGETS"].map(String::from);
+        let mut widths = [0usize; 3];
+        for row in std::iter::once(&header).chain(&rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&header).chain(&rows) {
+            out.push_str(&format!(
+                "{:w0$}  {:w1$}  {:w2$}  {}\n",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            ));
+        }
+        out
+    }
+}
+
+/// Collects problems while compiling; `place` strings follow the document's own shape.
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, place: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem::new(place, message));
+    }
+
+    fn duration(&mut self, place: &str, text: &str) -> Duration {
+        parse_duration(text).unwrap_or_else(|e| {
+            self.add(place, e);
+            Duration::from_secs(1)
+        })
+    }
+
+    fn size(&mut self, place: &str, text: &str) -> u64 {
+        parse_size(text).unwrap_or_else(|e| {
+            self.add(place, e);
+            0
+        })
+    }
+
+    fn header_name(&mut self, place: &str, text: &str) -> Option<HeaderName> {
+        let parsed = HeaderName::from_bytes(text.as_bytes()).ok();
+        if parsed.is_none() {
+            self.add(place, format!("\"{text}\" is not a valid header name"));
+        }
+        parsed
+    }
+}
+
+/// Validates the whole config, reporting every problem at once.
+pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
+    let mut p = Problems::default();
+    let server = server(&config.server, &mut p);
+    let upstreams: BTreeMap<String, UpstreamSpec> = config
+        .upstreams
+        .iter()
+        .map(|(name, u)| (name.clone(), upstream(name, u, &mut p)))
+        .collect();
+    let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+    let mut table = RouteTable::default();
+    let mut routes = Vec::new();
+    for (i, r) in config.routes.iter().enumerate() {
+        let place = format!("routes[{i}]");
+        if let Some(route) = route(&place, r, &server, &known, &mut p) {
+            if let Err(e) = table.insert(&route.path, &route.methods, i) {
+                p.add(format!("{place}.path"), e);
+            }
+            routes.push(route);
+        }
+    }
+    if p.0.is_empty() {
+        Ok(Compiled {
+            server,
+            upstreams,
+            routes,
+        })
+    } else {
+        Err(ConfigError(p.0))
+    }
+}
+
+fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
+    let listen = s.listen.parse().unwrap_or_else(|_| {
+        p.add(
+            "server.listen",
+            format!(
+                "\"{}\" is not an address; write IP:PORT, such as \"0.0.0.0:8080\"",
+                s.listen
+            ),
+        );
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    });
+    if !s.health_path.starts_with('/') {
+        p.add(
+            "server.health_path",
+            format!("\"{}\" must start with \"/\"", s.health_path),
+        );
+    }
+    if s.workers == Some(0) {
+        p.add(
+            "server.workers",
+            "must be at least 1; leave it out to use every core",
+        );
+    }
+    ServerSpec {
+        listen,
+        request_timeout: p.duration("server.request_timeout", &s.request_timeout),
+        header_read_timeout: p.duration("server.header_read_timeout", &s.header_read_timeout),
+        shutdown_grace: p.duration("server.shutdown_grace", &s.shutdown_grace),
+        health_path: s.health_path.clone(),
+        workers: s.workers,
+        compression: s.compression,
+        compression_min_size: p.size("server.compression_min_size", &s.compression_min_size),
+        cors: s.cors.as_ref().map(|c| cors(c, p)),
+    }
+}
+
+fn cors(c: &CorsConfig, p: &mut Problems) -> CorsSpec {
+    let any = c.allow_origins.iter().any(|o| o == "*");
+    if c.allow_origins.is_empty() {
+        p.add(
+            "server.cors.allow_origins",
+            "is empty; list the origins of your dashboards, such as [\"https://dash.example.com\"], or [\"*\"]",
+        );
+    }
+    if any && c.allow_origins.len() > 1 {
+        p.add(
+            "server.cors.allow_origins",
+            "\"*\" allows every origin; list it alone",
+        );
+    }
+    if any && c.allow_credentials {
+        p.add(
+            "server.cors.allow_credentials",
+            "browsers refuse credentials with origin \"*\"; list the allowed origins instead",
+        );
+    }
+    let mut origins = Vec::new();
+    for (i, o) in c
+        .allow_origins
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| *o != "*")
+    {
+        let well_formed = (o.starts_with("http://") || o.starts_with("https://"))
+            && !o.ends_with('/')
+            && o.matches('/').count() == 2;
+        match HeaderValue::from_str(o) {
+            Ok(v) if well_formed => origins.push(v),
+            _ => p.add(
+                format!("server.cors.allow_origins[{i}]"),
+                format!("\"{o}\" is not an origin; write scheme://host[:port] with no path, such as \"https://dash.example.com\""),
+            ),
+        }
+    }
+    let allow_methods = c.allow_methods.as_ref().map(|ms| {
+        ms.iter()
+            .enumerate()
+            .filter_map(|(i, m)| method(&format!("server.cors.allow_methods[{i}]"), m, p))
+            .collect()
+    });
+    let names = |list: &[String], key: &str, p: &mut Problems| -> Vec<HeaderName> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, h)| p.header_name(&format!("server.cors.{key}[{i}]"), h))
+            .collect()
+    };
+    CorsSpec {
+        allow_origins: origins,
+        allow_methods,
+        allow_headers: c
+            .allow_headers
+            .as_ref()
+            .map(|h| names(h, "allow_headers", p)),
+        expose_headers: names(&c.expose_headers, "expose_headers", p),
+        max_age: p.duration("server.cors.max_age", &c.max_age),
+        allow_credentials: c.allow_credentials,
+    }
+}
+
+fn method(place: &str, text: &str, p: &mut Problems) -> Option<Method> {
+    const KNOWN: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    if KNOWN.contains(&text) {
+        Method::from_bytes(text.as_bytes()).ok()
+    } else {
+        p.add(
+            place,
+            format!(
+                "unknown method \"{text}\"; use one of: {}",
+                KNOWN.join(", ")
+            ),
+        );
+        None
+    }
+}
+
+fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> UpstreamSpec {
+    let place = format!("upstreams.{name}");
+    let lowercase = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !lowercase {
+        // FANOUT__UPSTREAMS__NAME__KEY overrides arrive lowercased; another name could
+        // never be overridden.
+        p.add(
+            place.clone(),
+            "upstream names use lowercase letters, digits, _ and -",
+        );
+    }
+    let base = match reqwest::Url::parse(&u.url) {
+        _ if u.url.is_empty() => {
+            p.add(
+                format!("{place}.url"),
+                "is required: the base URL, such as \"http://127.0.0.1:9001\"",
+            );
+            String::new()
+        }
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.has_host()
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            url.as_str().trim_end_matches('/').to_string()
+        }
+        _ => {
+            p.add(
+                format!("{place}.url"),
+                format!("\"{}\" is not an http(s) base URL; write it as \"http://host:port\" or \"https://host/prefix\", without query", u.url),
+            );
+            String::new()
+        }
+    };
+    let mut headers = HeaderMap::new();
+    for (k, v) in &u.headers {
+        let hplace = format!("{place}.headers.{k}");
+        let Some(name) = p.header_name(&hplace, k) else {
+            continue;
+        };
+        match HeaderValue::from_str(v) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+            // The value may hold a secret: name the place, never the text.
+            Err(_) => p.add(
+                hplace,
+                "the value is not valid header text (control characters or non-ASCII)",
+            ),
+        }
+    }
+    UpstreamSpec {
+        name: name.to_string(),
+        base,
+        timeout: p.duration(&format!("{place}.timeout"), &u.timeout),
+        connect_timeout: p.duration(&format!("{place}.connect_timeout"), &u.connect_timeout),
+        pool_idle_per_host: u.pool_idle_per_host,
+        pool_idle_timeout: p.duration(&format!("{place}.pool_idle_timeout"), &u.pool_idle_timeout),
+        headers,
+        max_response: p.size(&format!("{place}.max_response"), &u.max_response),
+    }
+}
+
+fn known_upstream(place: &str, name: &str, known: &[&str], p: &mut Problems) {
+    if name.is_empty() {
+        p.add(
+            place,
+            format!(
+                "is required: the name of an [upstreams.NAME] section; known: {}",
+                list(known)
+            ),
+        );
+    } else if !known.contains(&name) {
+        p.add(
+            place,
+            format!("no upstream \"{name}\"; known: {}", list(known)),
+        );
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none (add an [upstreams.NAME] section)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn route(
+    place: &str,
+    r: &RouteConfig,
+    server: &ServerSpec,
+    known: &[&str],
+    p: &mut Problems,
+) -> Option<RouteSpec> {
+    if !r.path.starts_with('/') {
+        p.add(
+            format!("{place}.path"),
+            format!("\"{}\" must start with \"/\"", r.path),
+        );
+        return None;
+    }
+    if r.methods.is_empty() {
+        p.add(
+            format!("{place}.methods"),
+            "is empty; list at least one method, such as [\"GET\"]",
+        );
+    }
+    let methods: Vec<Method> = r
+        .methods
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| method(&format!("{place}.methods[{i}]"), m, p))
+        .collect();
+    let forward_headers = r
+        .forward_headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| p.header_name(&format!("{place}.forward_headers[{i}]"), h))
+        .collect();
+    let timeout = match &r.timeout {
+        Some(t) => p.duration(&format!("{place}.timeout"), t),
+        None => server.request_timeout,
+    };
+    let params = param_names(&r.path);
+    let kind = match (&r.proxy, r.backends.is_empty()) {
+        (Some(_), false) => {
+            p.add(
+                place,
+                "has both `proxy` and `backends`; a route either proxies to one upstream or aggregates backends",
+            );
+            return None;
+        }
+        (None, true) => {
+            p.add(
+                place,
+                "has neither `backends` nor `proxy`; add [[routes.backends]] or proxy = { upstream = \"...\", path = \"/{rest}\" }",
+            );
+            return None;
+        }
+        (Some(proxy), true) => {
+            known_upstream(
+                &format!("{place}.proxy.upstream"),
+                &proxy.upstream,
+                known,
+                p,
+            );
+            let path = if proxy.path.is_empty() {
+                "/"
+            } else {
+                &proxy.path
+            };
+            let path = Template::parse(path, &params, TemplateMode::Proxy)
+                .map_err(|e| p.add(format!("{place}.proxy.path"), e))
+                .ok()?;
+            RouteKind::Proxy(ProxySpec {
+                upstream: proxy.upstream.clone(),
+                path,
+            })
+        }
+        (None, false) => RouteKind::Aggregate(backends(place, r, &params, known, p)?),
+    };
+    Some(RouteSpec {
+        path: r.path.clone(),
+        methods,
+        timeout,
+        forward_headers,
+        errors_field: r.errors_field.clone(),
+        kind,
+    })
+}
+
+fn backends(
+    route_place: &str,
+    r: &RouteConfig,
+    params: &[String],
+    known: &[&str],
+    p: &mut Problems,
+) -> Option<Vec<BackendSpec>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let problems_before = p.0.len();
+    for (i, b) in r.backends.iter().enumerate() {
+        let place = format!("{route_place}.backends[{i}]");
+        if let Some(spec) = backend(&place, b, params, known, p) {
+            if !seen.insert(spec.name.clone()) {
+                p.add(
+                    format!("{place}.name"),
+                    format!("duplicate backend name \"{}\" in this route; names are keys of the merged body and must be unique", spec.name),
+                );
+            }
+            out.push(spec);
+        }
+    }
+    if let Some(field) = &r.errors_field {
+        if field.is_empty() {
+            p.add(
+                format!("{route_place}.errors_field"),
+                "is empty; name a key such as \"_errors\", or leave it out",
+            );
+        } else if seen.contains(field) {
+            p.add(
+                format!("{route_place}.errors_field"),
+                format!(
+                    "\"{field}\" is also a backend name; pick another key, such as \"_errors\""
+                ),
+            );
+        }
+    }
+    (p.0.len() == problems_before).then_some(out)
+}
+
+fn backend(
+    place: &str,
+    b: &BackendConfig,
+    params: &[String],
+    known: &[&str],
+    p: &mut Problems,
+) -> Option<BackendSpec> {
+    let valid_name = b
+        .name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && b.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_name {
+        p.add(
+            format!("{place}.name"),
+            format!("\"{}\" is not a backend name; use letters, digits, _ and -, starting with a letter", b.name),
+        );
+    }
+    known_upstream(&format!("{place}.upstream"), &b.upstream, known, p);
+    let path = Template::parse(&b.path, params, TemplateMode::Backend)
+        .map_err(|e| p.add(format!("{place}.path"), e))
+        .ok();
+    let timeout = b
+        .timeout
+        .as_ref()
+        .map(|t| p.duration(&format!("{place}.timeout"), t));
+    let default = match &b.default {
+        None => Bytes::from_static(b"null"),
+        Some(v) => {
+            if b.merge == MergeMode::Root && !v.is_object() {
+                p.add(
+                    format!("{place}.default"),
+                    "a backend with merge = \"root\" spreads an object's fields: its default must be a table, such as {}",
+                );
+            }
+            Bytes::from(serde_json::to_vec(v).expect("a JSON value serializes"))
+        }
+    };
+    Some(BackendSpec {
+        name: b.name.clone(),
+        upstream: b.upstream.clone(),
+        path: path?,
+        required: b.required,
+        timeout,
+        default,
+        merge: b.merge,
+    })
+}

@@ -1,0 +1,215 @@
+//! Sample upstreams for `fanout demo` (and for anyone who wants a realistic target):
+//! `users`, `orders` and `weather`, small JSON services with realistic latencies, one of
+//! them slow on every third call so the demo shows a default taking over.
+
+use crate::config::Compiled;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// One sample service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sample {
+    /// `GET /users/{id}`: a profile, 20 ms.
+    Users,
+    /// `GET /orders?user=ID&limit=N`: recent orders, 60 ms.
+    Orders,
+    /// `GET /forecast?user=ID`: 30 ms, but 1.5 s on every third call.
+    Weather,
+}
+
+impl Sample {
+    /// The sample serving an upstream of this name, if any.
+    pub fn for_upstream(name: &str) -> Option<Self> {
+        match name {
+            "users" => Some(Sample::Users),
+            "orders" => Some(Sample::Orders),
+            "weather" => Some(Sample::Weather),
+            _ => None,
+        }
+    }
+}
+
+/// Why the samples could not start.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "upstreams.{upstream}.url: cannot listen on {addr} for the sample service: {source}; change the port in the URL"
+)]
+pub struct DemoError {
+    upstream: String,
+    addr: String,
+    source: std::io::Error,
+}
+
+/// Starts a sample service on the address of every upstream that has one. Returns the
+/// names and addresses started.
+pub async fn start(compiled: &Compiled) -> Result<Vec<(String, SocketAddr)>, DemoError> {
+    let mut started = Vec::new();
+    for (name, spec) in &compiled.upstreams {
+        let Some(sample) = Sample::for_upstream(name) else {
+            tracing::warn!(upstream = %name, "no sample service for this upstream; calls to it will fail");
+            continue;
+        };
+        let addr = spec
+            .base
+            .trim_start_matches("http://")
+            .trim_start_matches("https://");
+        let addr = addr.split('/').next().unwrap_or(addr).to_string();
+        let listener = TcpListener::bind(&addr).await.map_err(|source| DemoError {
+            upstream: name.clone(),
+            addr: addr.clone(),
+            source,
+        })?;
+        let local = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        tokio::spawn(serve(sample, listener));
+        started.push((name.clone(), local));
+    }
+    Ok(started)
+}
+
+/// Serves one sample service on `listener` until the process ends.
+pub async fn serve(sample: Sample, listener: TcpListener) {
+    let calls = Arc::new(AtomicU64::new(0));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let calls = calls.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+            async move {
+                let (status, delay, body) = answer(sample, &request, n);
+                tokio::time::sleep(delay).await;
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                *response.status_mut() = status;
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+const NAMES: &[&str] = &[
+    "Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis",
+];
+const CITIES: &[&str] = &["Lisbon", "Oslo", "Kyoto", "Austin", "Nairobi"];
+const SKIES: &[&str] = &["sunny", "cloudy", "light rain", "windy"];
+
+fn query_u64(request: &Request<Incoming>, key: &str) -> Option<u64> {
+    form_urlencoded::parse(request.uri().query()?.as_bytes())
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn answer(sample: Sample, request: &Request<Incoming>, n: u64) -> (StatusCode, Duration, String) {
+    let ms = Duration::from_millis;
+    let path = request.uri().path();
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            ms(5),
+            r#"{"error":"not found"}"#.to_string(),
+        )
+    };
+    match sample {
+        Sample::Users => {
+            let Some(id) = path
+                .strip_prefix("/users/")
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                return not_found();
+            };
+            if !(1..=1000).contains(&id) {
+                return (
+                    StatusCode::NOT_FOUND,
+                    ms(5),
+                    r#"{"error":"no such user"}"#.to_string(),
+                );
+            }
+            let i = id as usize;
+            let body = serde_json::json!({
+                "id": id,
+                "name": NAMES[i % NAMES.len()],
+                "email": format!("{}@example.com", NAMES[i % NAMES.len()].to_lowercase()),
+                "address": {"city": CITIES[i % CITIES.len()]},
+                "friend_ids": [id % 1000 + 1, (id + 6) % 1000 + 1],
+            });
+            (StatusCode::OK, ms(20), body.to_string())
+        }
+        Sample::Orders => {
+            if path != "/orders" {
+                return not_found();
+            }
+            let user = query_u64(request, "user").unwrap_or(0);
+            let limit = query_u64(request, "limit").unwrap_or(3).min(20);
+            let items: Vec<_> = (1..=limit)
+                .map(|k| {
+                    serde_json::json!({
+                        "id": user * 100 + k,
+                        "total": ((user * 37 + k * 13) % 200) as f64 + 0.99,
+                        "status": if k == 1 { "shipped" } else { "delivered" },
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({"data": {"items": items}, "count": limit});
+            (StatusCode::OK, ms(60), body.to_string())
+        }
+        Sample::Weather => {
+            if path != "/forecast" {
+                return not_found();
+            }
+            let user = query_u64(request, "user").unwrap_or(0) as usize;
+            let body = serde_json::json!({
+                "city": CITIES[user % CITIES.len()],
+                "temp_c": 12 + (user % 15),
+                "summary": SKIES[user % SKIES.len()],
+            });
+            let delay = if n % 3 == 0 { ms(1500) } else { ms(30) };
+            (StatusCode::OK, delay, body.to_string())
+        }
+    }
+}
+
+/// `curl` lines for the routes of `compiled`, with every path parameter set to `1`.
+pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
+    compiled
+        .routes
+        .iter()
+        .map(|r| {
+            let mut path = String::new();
+            let mut rest = r.path.as_str();
+            while let Some(open) = rest.find('{') {
+                path.push_str(&rest[..open]);
+                let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+                let name = &rest[open + 1..close.saturating_sub(1)];
+                path.push_str(if name.starts_with('*') {
+                    "users/1"
+                } else {
+                    "1"
+                });
+                rest = &rest[close..];
+            }
+            path.push_str(rest);
+            format!("curl -si http://{gateway}{path}")
+        })
+        .collect()
+}

@@ -1,0 +1,271 @@
+//! Every error the gateway makes, and the one function that turns it into a status and a
+//! JSON body (`{"error": {"code", "message", "backend"}}`) and logs it.
+
+use crate::aggregate::BackendError;
+use crate::body::{Body, full};
+use crate::upstream::CallError;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+/// An error that ends a request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route matches this path")]
+    RouteNotFound,
+    #[error("this route does not answer this method")]
+    MethodNotAllowed { allow: HeaderValue },
+    #[error("{message}")]
+    BadRequest {
+        backend: Option<String>,
+        message: String,
+    },
+    #[error("required backend failed: {error}")]
+    Backend {
+        backend: String,
+        error: BackendError,
+    },
+    #[error("every backend failed")]
+    AllBackendsFailed { timed_out: bool },
+    #[error("upstream {upstream}: {error}")]
+    Upstream { upstream: String, error: CallError },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<&'a str>,
+}
+
+impl GatewayError {
+    /// The status and stable code this error is answered with.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use GatewayError::*;
+        match self {
+            RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            Backend { error, .. } => match error {
+                BackendError::Call(CallError::Timeout(_)) => {
+                    (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+                }
+                BackendError::Call(CallError::Status { status, .. })
+                    if status.is_client_error() =>
+                {
+                    (*status, "upstream_status")
+                }
+                _ => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            },
+            AllBackendsFailed { timed_out: true } => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
+            AllBackendsFailed { timed_out: false } => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            Upstream {
+                error: CallError::Timeout(_),
+                ..
+            } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            Upstream { .. } => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Logs the error and answers it. A required backend's 4xx is passed through with its
+    /// own body, since the client's request is what the upstream refused.
+    pub fn into_response(self) -> Response<Body> {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(code, error = %self, "request failed");
+        } else {
+            tracing::debug!(code, error = %self, "request refused");
+        }
+        if let GatewayError::Backend {
+            error:
+                BackendError::Call(CallError::Status {
+                    status,
+                    content_type,
+                    body,
+                }),
+            ..
+        } = &self
+            && status.is_client_error()
+        {
+            let mut response = Response::new(full(body.clone()));
+            *response.status_mut() = *status;
+            if let Some(ct) = content_type {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, ct.clone());
+            }
+            return response;
+        }
+        let backend = match &self {
+            GatewayError::Backend { backend, .. } => Some(backend.as_str()),
+            GatewayError::BadRequest { backend, .. } => backend.as_deref(),
+            GatewayError::Upstream { upstream, .. } => Some(upstream.as_str()),
+            _ => None,
+        };
+        let message = match &self {
+            // Internal details stay in the log.
+            GatewayError::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        let body = serde_json::to_vec(&ErrorBody {
+            error: ErrorFields {
+                code,
+                message,
+                backend,
+            },
+        })
+        .expect("error bodies serialize");
+        let mut response = Response::new(full(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let GatewayError::MethodNotAllowed { allow } = self {
+            headers.insert(header::ALLOW, allow);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::RenderError;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+
+    async fn answer(e: GatewayError) -> (StatusCode, serde_json::Value, http::HeaderMap) {
+        let r = e.into_response();
+        let (parts, body) = r.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status, json, parts.headers)
+    }
+
+    fn backend(error: BackendError) -> GatewayError {
+        GatewayError::Backend {
+            backend: "user".into(),
+            error,
+        }
+    }
+
+    #[tokio::test]
+    async fn not_found() {
+        let (s, j, _) = answer(GatewayError::RouteNotFound).await;
+        assert_eq!(s, 404);
+        assert_eq!(j["error"]["code"], "route_not_found");
+        assert_eq!(j["error"]["message"], "no route matches this path");
+    }
+
+    #[tokio::test]
+    async fn method_not_allowed_carries_allow() {
+        let (s, j, h) = answer(GatewayError::MethodNotAllowed {
+            allow: HeaderValue::from_static("GET, HEAD"),
+        })
+        .await;
+        assert_eq!(s, 405);
+        assert_eq!(j["error"]["code"], "method_not_allowed");
+        assert_eq!(h["allow"], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn bad_request() {
+        let (s, j, _) = answer(GatewayError::BadRequest {
+            backend: Some("orders".into()),
+            message: "query parameter limit is missing".into(),
+        })
+        .await;
+        assert_eq!(s, 400);
+        assert_eq!(j["error"]["code"], "bad_request");
+        assert_eq!(j["error"]["backend"], "orders");
+    }
+
+    #[tokio::test]
+    async fn required_backend_timeout_is_504() {
+        let (s, j, _) = answer(backend(BackendError::Call(CallError::Timeout(
+            Duration::from_millis(5),
+        ))))
+        .await;
+        assert_eq!(s, 504);
+        assert_eq!(j["error"]["code"], "upstream_timeout");
+        assert_eq!(j["error"]["backend"], "user");
+    }
+
+    #[tokio::test]
+    async fn required_backend_4xx_passes_through() {
+        let (s, j, h) = answer(backend(BackendError::Call(CallError::Status {
+            status: StatusCode::NOT_FOUND,
+            content_type: Some(HeaderValue::from_static("application/json")),
+            body: bytes::Bytes::from_static(br#"{"msg":"no such user"}"#),
+        })))
+        .await;
+        assert_eq!(s, 404);
+        assert_eq!(j, serde_json::json!({"msg": "no such user"}));
+        assert_eq!(h["content-type"], "application/json");
+    }
+
+    #[tokio::test]
+    async fn required_backend_other_failures_are_502() {
+        for e in [
+            BackendError::Call(CallError::Status {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                content_type: None,
+                body: bytes::Bytes::new(),
+            }),
+            BackendError::Call(CallError::Connect("refused".into())),
+            BackendError::InvalidJson("expected value".into()),
+            BackendError::Render(RenderError::Missing("x".into())),
+        ] {
+            let (s, j, _) = answer(backend(e)).await;
+            assert_eq!(s, 502);
+            assert_eq!(j["error"]["code"], "bad_gateway");
+        }
+    }
+
+    #[tokio::test]
+    async fn all_failed() {
+        let (s, j, _) = answer(GatewayError::AllBackendsFailed { timed_out: true }).await;
+        assert_eq!(
+            (s, j["error"]["code"].as_str()),
+            (StatusCode::GATEWAY_TIMEOUT, Some("upstream_timeout"))
+        );
+        let (s, j, _) = answer(GatewayError::AllBackendsFailed { timed_out: false }).await;
+        assert_eq!(
+            (s, j["error"]["code"].as_str()),
+            (StatusCode::BAD_GATEWAY, Some("bad_gateway"))
+        );
+    }
+
+    #[tokio::test]
+    async fn proxy_upstream_errors() {
+        let up = |error| GatewayError::Upstream {
+            upstream: "files".into(),
+            error,
+        };
+        let (s, _, _) = answer(up(CallError::Timeout(Duration::from_secs(1)))).await;
+        assert_eq!(s, 504);
+        let (s, j, _) = answer(up(CallError::Connect("refused".into()))).await;
+        assert_eq!(s, 502);
+        assert_eq!(j["error"]["code"], "bad_gateway");
+    }
+
+    #[tokio::test]
+    async fn internal_hides_details() {
+        let (s, j, _) = answer(GatewayError::Internal("secret detail".into())).await;
+        assert_eq!(s, 500);
+        assert_eq!(j["error"]["code"], "internal");
+        assert_eq!(j["error"]["message"], "internal error");
+    }
+}

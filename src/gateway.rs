@@ -1,0 +1,141 @@
+//! The gateway's runtime state: one immutable snapshot built from a compiled config (route
+//! table, one client per upstream), and the request path through it.
+
+use crate::aggregate::{self, AggregateRoute, Backend};
+use crate::body::{Body, full};
+use crate::config::{Compiled, RouteKind, ServerSpec};
+use crate::error::GatewayError;
+use crate::proxy::{self, ProxyRoute};
+use crate::router::{Lookup, RouteTable};
+use crate::upstream::Upstream;
+use http::{HeaderValue, Method, Request, Response, header};
+use hyper::body::Incoming;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The peer address of the connection a request came on (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// One route at runtime.
+#[derive(Debug)]
+pub struct Route {
+    pub path: String,
+    pub methods: Vec<Method>,
+    pub handler: Handler,
+}
+
+#[derive(Debug)]
+pub enum Handler {
+    Aggregate(AggregateRoute),
+    Proxy(ProxyRoute),
+}
+
+/// An immutable snapshot of everything a request needs.
+#[derive(Debug)]
+pub struct Gateway {
+    pub server: ServerSpec,
+    pub routes: RouteTable<Route>,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+}
+
+/// The snapshot could not be built (a TLS backend that failed to initialize).
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {upstream}: cannot build its HTTP client: {source}")]
+pub struct BuildError {
+    upstream: String,
+    source: reqwest::Error,
+}
+
+impl Gateway {
+    /// Builds the snapshot: one pooled client per upstream, shared by every route.
+    pub fn build(compiled: Compiled) -> Result<Self, BuildError> {
+        let mut upstreams = BTreeMap::new();
+        for (name, spec) in compiled.upstreams {
+            let up = Upstream::build(spec).map_err(|source| BuildError {
+                upstream: name.clone(),
+                source,
+            })?;
+            upstreams.insert(name, Arc::new(up));
+        }
+        let mut routes = RouteTable::default();
+        for spec in compiled.routes {
+            let handler = match spec.kind {
+                RouteKind::Aggregate(backends) => Handler::Aggregate(AggregateRoute {
+                    timeout: spec.timeout,
+                    forward_headers: spec.forward_headers,
+                    errors_field: spec.errors_field,
+                    backends: backends
+                        .into_iter()
+                        .map(|b| Backend {
+                            upstream: upstreams[&b.upstream].clone(),
+                            spec: b,
+                        })
+                        .collect(),
+                }),
+                RouteKind::Proxy(p) => Handler::Proxy(ProxyRoute {
+                    upstream: upstreams[&p.upstream].clone(),
+                    path: p.path,
+                    timeout: spec.timeout,
+                }),
+            };
+            let route = Route {
+                path: spec.path.clone(),
+                methods: spec.methods.clone(),
+                handler,
+            };
+            routes
+                .insert(&spec.path, &spec.methods, route)
+                .expect("validate() checked the route table");
+        }
+        Ok(Self {
+            server: compiled.server,
+            routes,
+            upstreams,
+        })
+    }
+
+    /// Answers one request. Errors become responses here, through `error.rs`.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        match self.route(request).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+        let (parts, body) = request.into_parts();
+        if parts.uri.path() == self.server.health_path {
+            return Ok(health());
+        }
+        let (route, params) = match self.routes.lookup(&parts.method, parts.uri.path()) {
+            Lookup::Found(route, params) => (route, params),
+            Lookup::MethodNotAllowed(allow) => {
+                return Err(GatewayError::MethodNotAllowed {
+                    allow: allow.clone(),
+                });
+            }
+            Lookup::NotFound => return Err(GatewayError::RouteNotFound),
+        };
+        match &route.handler {
+            Handler::Aggregate(agg) => aggregate::serve(agg, &parts, &params).await,
+            Handler::Proxy(p) => {
+                let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+                // The URL is rendered first: the params borrow the path of `parts`,
+                // which the proxy then takes by value.
+                let url = proxy::target_url(p, &parts, &params)?;
+                proxy::forward(p, url, parts, body, peer).await
+            }
+        }
+    }
+}
+
+fn health() -> Response<Body> {
+    let mut r = Response::new(full(&br#"{"status":"ok"}"#[..]));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

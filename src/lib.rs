@@ -1,0 +1,25 @@
+//! fanout: an API gateway that fans a request out to several upstreams concurrently and
+//! merges their JSON answers, or proxies a request through to one upstream.
+//!
+//! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
+//! - [`router`]: the compiled route table (matchit), 404 and 405.
+//! - [`template`]: upstream path templates and their safe encoding.
+//! - [`upstream`]: one pooled client per upstream; one call with its deadline.
+//! - [`aggregate`]: concurrent backend calls, merging, the aggregate response.
+//! - [`proxy`]: streaming reverse proxy.
+//! - [`gateway`]: the immutable snapshot a request runs on.
+//! - [`server`]: listener, tower stack, graceful shutdown.
+//! - [`error`]: every error the gateway makes, as status and JSON, in one place.
+//! - [`demo`]: sample upstreams for `fanout demo`.
+
+pub mod aggregate;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod template;
+pub mod upstream;

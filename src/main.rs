@@ -1,0 +1,135 @@
+//! The `fanout` command: `run`, `check` and `demo`. Everything else lives in the library.
+
+use clap::{Args, Parser, Subcommand};
+use fanout::config::{self, Compiled, Env};
+use fanout::gateway::Gateway;
+use fanout::{demo, server};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// fanout: an API gateway that fans one request out to several upstreams at once and
+/// merges their JSON answers, and proxies everything else.
+#[derive(Parser)]
+#[command(name = "fanout", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the routes of the config file until SIGTERM or Ctrl-C.
+    Run(ConfigArg),
+    /// Validate the config file without serving: print every problem with its place
+    /// (exit 1), or the route table (exit 0).
+    Check(ConfigArg),
+    /// Serve the config together with built-in sample upstreams (users, orders,
+    /// weather) on the addresses its upstreams name, and print curl lines to try.
+    Demo(ConfigArg),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Path of the config file. FANOUT__SECTION__KEY environment variables override
+    /// its keys; ${VAR} inside its strings is read from the environment.
+    #[arg(short, long, default_value = "gateway.toml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(arg) => match load(&arg.config) {
+            Ok(compiled) => {
+                println!("{}: ok", arg.config.display());
+                print!("{}", compiled.route_table());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run(arg) => serve(&arg.config, false),
+        Command::Demo(arg) => serve(&arg.config, true),
+    }
+}
+
+fn load(path: &Path) -> Result<Compiled, ExitCode> {
+    let env = Env::from_process();
+    let result = config::load_file(path, &env).and_then(|raw| config::validate(&raw));
+    result.map_err(|e| {
+        let n = e.0.len();
+        eprintln!(
+            "{}: {n} problem{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        );
+        for problem in &e.0 {
+            eprintln!("  {problem}");
+        }
+        ExitCode::FAILURE
+    })
+}
+
+fn serve(path: &Path, with_demo: bool) -> ExitCode {
+    let compiled = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let workers = compiled
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(start(compiled, with_demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fanout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(compiled: Compiled, with_demo: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let listen = compiled.server.listen;
+    if with_demo {
+        for (name, addr) in demo::start(&compiled).await? {
+            println!("sample upstream {name} on http://{addr}");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("server.listen: cannot listen on {listen}: {e}"))?;
+    if with_demo {
+        let addr = listener.local_addr()?;
+        println!("fanout demo on http://{addr}; try:");
+        for line in demo::curl_lines(&compiled, addr) {
+            println!("  {line}");
+        }
+    }
+    let gateway = Gateway::build(compiled)?;
+    let live = Arc::new(arc_swap::ArcSwap::from_pointee(gateway));
+    server::run(listener, live, server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The listener: accepts connections, serves each with hyper-util (HTTP/1.1 and h2c)
+//! through the tower stack (request id, trace, CORS, compression), and shuts down
+//! gracefully: stop accepting, let in-flight requests finish up to `shutdown_grace`.
+
+use crate::body::Body;
+use crate::config::{CorsSpec, ServerSpec};
+use crate::gateway::{ClientAddr, Gateway};
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// The live config: requests load the current snapshot; a reload swaps it whole.
+pub type LiveGateway = Arc<ArcSwap<Gateway>>;
+
+/// Serves `listener` until `shutdown` resolves, then drains connections.
+///
+/// The middleware settings (CORS, compression, header timeout) are read from the snapshot
+/// current at start; routes and upstreams are read per request.
+pub async fn run(
+    listener: TcpListener,
+    live: LiveGateway,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let settings = live.load().server.clone();
+    let handler = {
+        let live = live.clone();
+        service_fn(move |request: Request<Incoming>| {
+            // An owned Arc: nothing borrowed from the swap lives across the await.
+            let gateway = live.load_full();
+            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+        })
+    };
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .option_layer(settings.cors.as_ref().map(cors_layer))
+        .layer(compression_layer(&settings))
+        .service(handler);
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+
+    let graceful = GracefulShutdown::new();
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = stack
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ClientAddr(peer));
+                request
+            });
+        // Boxing erases the stack's future type; without it rustc cannot prove the
+        // connection future Send for every lifetime (rust-lang/rust#102211).
+        let service = tower::util::BoxCloneService::new(service);
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(grace = ?settings.shutdown_grace, "shutting down: finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = tokio::time::sleep(settings.shutdown_grace) => {
+            tracing::warn!("shutdown grace elapsed; closing the remaining connections");
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `[server] compression = false` turns compression off without changing the stack's type.
+#[derive(Debug, Clone, Copy)]
+struct Enabled(bool);
+
+impl Predicate for Enabled {
+    fn should_compress<B: http_body::Body>(&self, _: &Response<B>) -> bool {
+        self.0
+    }
+}
+
+fn compression_layer(settings: &ServerSpec) -> CompressionLayer<impl Predicate + use<>> {
+    let predicate = DefaultPredicate::new()
+        .and(SizeAbove::new(settings.compression_min_size))
+        .and(Enabled(settings.compression));
+    CompressionLayer::new()
+        .gzip(true)
+        .br(true)
+        .compress_when(predicate)
+}
+
+fn cors_layer(spec: &CorsSpec) -> CorsLayer {
+    let origins = if spec.allow_origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(spec.allow_origins.iter().cloned())
+    };
+    let methods = match &spec.allow_methods {
+        Some(list) => AllowMethods::list(list.iter().cloned()),
+        None => AllowMethods::mirror_request(),
+    };
+    let headers = match &spec.allow_headers {
+        Some(list) => AllowHeaders::list(list.iter().cloned()),
+        None => AllowHeaders::mirror_request(),
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods(methods)
+        .allow_headers(headers)
+        .expose_headers(spec.expose_headers.clone())
+        .max_age(spec.max_age)
+        .allow_credentials(spec.allow_credentials)
+}
+
+/// Keeps the response body type nameable for callers that wrap the stack.
+pub type GatewayResponse = Response<Body>;

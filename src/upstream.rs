@@ -1,0 +1,142 @@
+//! One upstream service: its pooled HTTP client (one per upstream, shared by every route
+//! and backend that names it) and one call to it, bounded by a deadline.
+
+use crate::config::UpstreamSpec;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A built upstream: the spec plus its connection pool.
+#[derive(Debug)]
+pub struct Upstream {
+    pub spec: UpstreamSpec,
+    pub client: reqwest::Client,
+}
+
+/// A 2xx answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+/// Why one call failed. Each has a stable code, used in `errors_field` and logs.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("answered {status}")]
+    Status {
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
+    #[error("answer larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("request failed: {0}")]
+    Failed(String),
+}
+
+impl CallError {
+    /// The stable code of this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallError::Timeout(_) => "timeout",
+            CallError::Connect(_) => "connect_failed",
+            CallError::Status { .. } => "bad_status",
+            CallError::TooLarge(_) => "too_large",
+            CallError::Failed(_) => "request_failed",
+        }
+    }
+}
+
+impl Upstream {
+    /// Builds the client for `spec`. Redirects are not followed: an aggregate treats a
+    /// 3xx as a failure and a proxy hands it to the client, as nginx does.
+    pub fn build(spec: UpstreamSpec) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(spec.connect_timeout)
+            .pool_max_idle_per_host(spec.pool_idle_per_host)
+            .pool_idle_timeout(spec.pool_idle_timeout)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()?;
+        Ok(Self { spec, client })
+    }
+
+    /// GETs `url` and reads the whole body, all before `deadline`.
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        deadline: Instant,
+    ) -> Result<Answer, CallError> {
+        // Whole milliseconds: the message should read like the config ("300ms").
+        let left = deadline.saturating_duration_since(Instant::now());
+        let budget = Duration::from_millis(left.as_micros().div_ceil(1000) as u64);
+        match tokio::time::timeout_at(deadline, self.get_inner(url, headers)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(budget)),
+        }
+    }
+
+    async fn get_inner(&self, url: &str, mut headers: HeaderMap) -> Result<Answer, CallError> {
+        for (k, v) in &self.spec.headers {
+            headers.insert(k, v.clone());
+        }
+        let mut response = self
+            .client
+            .get(url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(describe)?;
+        let status = response.status();
+        let limit = self.spec.max_response;
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(CallError::TooLarge(limit));
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(describe)? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(CallError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = body.freeze();
+        if status.is_success() {
+            Ok(Answer { status, body })
+        } else {
+            let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+            Err(CallError::Status {
+                status,
+                content_type,
+                body,
+            })
+        }
+    }
+}
+
+/// reqwest's error text names the URL; keep the cause chain, which says what happened.
+pub(crate) fn describe(e: reqwest::Error) -> CallError {
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        cause = e.to_string();
+    }
+    if e.is_connect() {
+        CallError::Connect(cause)
+    } else if e.is_timeout() {
+        CallError::Timeout(Duration::ZERO)
+    } else {
+        CallError::Failed(cause)
+    }
+}
