@@ -193,10 +193,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let mut routes = Vec::new();
     for (i, r) in config.routes.iter().enumerate() {
         let place = format!("routes[{i}]");
-        if let Some(route) = route(&place, r, &server, &known, &mut p) {
-            if let Err(e) = table.insert(&route.path, &route.methods, i) {
-                p.add(format!("{place}.path"), e);
-            }
+        if let Some(route) = route(&place, r, &server, &known, &mut p, &mut table, i) {
             routes.push(route);
         }
     }
@@ -425,6 +422,8 @@ fn route(
     server: &ServerSpec,
     known: &[&str],
     p: &mut Problems,
+    table: &mut RouteTable<usize>,
+    index: usize,
 ) -> Option<RouteSpec> {
     if !r.path.starts_with('/') {
         p.add(
@@ -445,6 +444,11 @@ fn route(
         .enumerate()
         .filter_map(|(i, m)| method(&format!("{place}.methods[{i}]"), m, p))
         .collect();
+    // Checked before the rest, so a duplicate is reported even if this route has other
+    // problems too.
+    if let Err(e) = table.insert(&r.path, &methods, index) {
+        p.add(format!("{place}.path"), e);
+    }
     let forward_headers = r
         .forward_headers
         .iter()
@@ -515,15 +519,14 @@ fn backends(
     let problems_before = p.0.len();
     for (i, b) in r.backends.iter().enumerate() {
         let place = format!("{route_place}.backends[{i}]");
-        if let Some(spec) = backend(&place, b, params, known, p) {
-            if !seen.insert(spec.name.clone()) {
-                p.add(
-                    format!("{place}.name"),
-                    format!("duplicate backend name \"{}\" in this route; names are keys of the merged body and must be unique", spec.name),
-                );
-            }
-            out.push(spec);
+        let spec = backend(&place, b, params, known, p);
+        if !seen.insert(b.name.as_str()) {
+            p.add(
+                format!("{place}.name"),
+                format!("duplicate backend name \"{}\" in this route; names are keys of the merged body and must be unique", b.name),
+            );
         }
+        out.extend(spec);
     }
     if let Some(field) = &r.errors_field {
         if field.is_empty() {
@@ -531,7 +534,7 @@ fn backends(
                 format!("{route_place}.errors_field"),
                 "is empty; name a key such as \"_errors\", or leave it out",
             );
-        } else if seen.contains(field) {
+        } else if seen.contains(field.as_str()) {
             p.add(
                 format!("{route_place}.errors_field"),
                 format!(

@@ -1,0 +1,334 @@
+//! Config errors: every problem reported at once, each with its place; texts pinned.
+//! Also `fanout check` as a user runs it.
+
+use fanout::config::{Env, load_str, validate};
+use std::process::Command;
+
+fn problems(toml: &str) -> Vec<String> {
+    problems_with(toml, &Env::default())
+}
+
+fn problems_with(toml: &str, env: &Env) -> Vec<String> {
+    match load_str(toml, env).and_then(|c| validate(&c)) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const UPSTREAMS: &str = r#"
+[upstreams.users]
+url = "http://127.0.0.1:9001"
+[upstreams.orders]
+url = "http://127.0.0.1:9002"
+"#;
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_place() {
+    let toml = format!(
+        r#"{UPSTREAMS}
+[upstreams.bad]
+url = "ftp://example.com"
+timeout = "2 parsecs"
+max_response = "lots"
+
+[[routes]]
+path = "/a/{{id}}"
+timeout = "soon"
+  [[routes.backends]]
+  name = "user"
+  upstream = "users"
+  path = "/users/{{uid}}"
+  [[routes.backends]]
+  name = "user"
+  upstream = "ordrs"
+  path = "/orders"
+
+[[routes]]
+path = "/a/{{id}}"
+  [[routes.backends]]
+  name = "x"
+  upstream = "users"
+  path = "/x"
+
+[[routes]]
+path = "/both"
+proxy = {{ upstream = "users", path = "/" }}
+  [[routes.backends]]
+  name = "x"
+  upstream = "users"
+  path = "/x"
+
+[[routes]]
+path = "/neither"
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "upstreams.bad.url: \"ftp://example.com\" is not an http(s) base URL; write it as \"http://host:port\" or \"https://host/prefix\", without query",
+            "upstreams.bad.timeout: invalid duration \"2 parsecs\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
+            "upstreams.bad.max_response: invalid size \"lots\"; write a number and a unit, such as \"64KiB\" or \"10MiB\"",
+            "routes[0].timeout: invalid duration \"soon\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
+            "routes[0].backends[0].path: {uid} is not a parameter of the route path; route parameters: id",
+            "routes[0].backends[1].upstream: no upstream \"ordrs\"; known: bad, orders, users",
+            "routes[0].backends[1].name: duplicate backend name \"user\" in this route; names are keys of the merged body and must be unique",
+            "routes[1].path: duplicate route: GET /a/{id} is already declared; merge the two routes or change the path",
+            "routes[2]: has both `proxy` and `backends`; a route either proxies to one upstream or aggregates backends",
+            "routes[3]: has neither `backends` nor `proxy`; add [[routes.backends]] or proxy = { upstream = \"...\", path = \"/{rest}\" }",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_in_every_section() {
+    let toml = format!(
+        r#"colour = "blue"
+[server]
+listn = "0.0.0.0:1"
+{UPSTREAMS}
+[upstreams.more]
+url = "http://h"
+timout = "1s"
+[[routes]]
+path = "/r"
+  [[routes.backends]]
+  name = "a"
+  upstream = "users"
+  path = "/"
+  requird = true
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "colour: unknown key; expected one of: server, upstreams, routes",
+            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `health_path`, `workers`, `compression`, `compression_min_size`, `cors`",
+            "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`",
+            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`",
+        ]
+    );
+}
+
+#[test]
+fn server_and_cors_values_are_checked() {
+    let toml = format!(
+        r#"[server]
+listen = "localhost"
+request_timeout = "0s"
+health_path = "health"
+workers = 0
+compression_min_size = "big"
+[server.cors]
+allow_origins = ["*", "https://dash.example.com/"]
+allow_credentials = true
+allow_methods = ["FETCH"]
+{UPSTREAMS}
+[[routes]]
+path = "/r"
+methods = []
+  [[routes.backends]]
+  name = "1bad"
+  upstream = "users"
+  path = "/"
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "server.listen: \"localhost\" is not an address; write IP:PORT, such as \"0.0.0.0:8080\"",
+            "server.health_path: \"health\" must start with \"/\"",
+            "server.workers: must be at least 1; leave it out to use every core",
+            "server.request_timeout: duration \"0s\" is zero; use a positive duration such as \"250ms\" or \"2s\"",
+            "server.compression_min_size: invalid size \"big\"; write a number and a unit, such as \"64KiB\" or \"10MiB\"",
+            "server.cors.allow_origins: \"*\" allows every origin; list it alone",
+            "server.cors.allow_credentials: browsers refuse credentials with origin \"*\"; list the allowed origins instead",
+            "server.cors.allow_origins[1]: \"https://dash.example.com/\" is not an origin; write scheme://host[:port] with no path, such as \"https://dash.example.com\"",
+            "server.cors.allow_methods[0]: unknown method \"FETCH\"; use one of: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+            "routes[0].methods: is empty; list at least one method, such as [\"GET\"]",
+            "routes[0].backends[0].name: \"1bad\" is not a backend name; use letters, digits, _ and -, starting with a letter",
+        ]
+    );
+}
+
+#[test]
+fn templates_and_routes_are_checked() {
+    let toml = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/r/{{id}}"
+errors_field = "a"
+  [[routes.backends]]
+  name = "a"
+  upstream = "users"
+  path = "users/{{id}}"
+  [[routes.backends]]
+  name = "b"
+  upstream = "users"
+  path = "/u/{{user.city}}"
+  [[routes.backends]]
+  name = "c"
+  upstream = "users"
+  path = "/u"
+  merge = "root"
+  default = [1]
+[[routes]]
+path = "/s/{{other}}"
+methods = ["POST"]
+proxy = {{ upstream = "files", path = "/{{rest}}" }}
+[[routes]]
+path = "no-slash"
+proxy = {{ upstream = "users" }}
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "routes[0].backends[0].path: \"users/{id}\" must start with \"/\"",
+            "routes[0].backends[1].path: {user.city}: references to other backends' answers are not supported; use a route parameter, {query.NAME} or {header.NAME}",
+            "routes[0].backends[2].default: a backend with merge = \"root\" spreads an object's fields: its default must be a table, such as {}",
+            "routes[0].errors_field: \"a\" is also a backend name; pick another key, such as \"_errors\"",
+            "routes[1].proxy.upstream: no upstream \"files\"; known: orders, users",
+            "routes[1].proxy.path: {rest} is not a parameter of the route path; route parameters: other",
+            "routes[2].path: \"no-slash\" must start with \"/\"",
+        ]
+    );
+}
+
+#[test]
+fn overlapping_paths_are_errors_but_other_methods_are_not() {
+    let toml = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/u/{{id}}"
+proxy = {{ upstream = "users" }}
+[[routes]]
+path = "/u/{{id}}"
+methods = ["POST"]
+proxy = {{ upstream = "users" }}
+[[routes]]
+path = "/u/{{name}}"
+methods = ["PUT"]
+proxy = {{ upstream = "users" }}
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "routes[2].path: path /u/{name} overlaps the route path /u/{id}: a request could match both; make one of them more specific"
+        ]
+    );
+}
+
+#[test]
+fn environment_variables_and_overrides() {
+    let toml = r#"
+[server]
+listen = "127.0.0.1:1"
+[upstreams.users]
+url = "http://127.0.0.1:9001"
+headers = { authorization = "Bearer ${USERS_TOKEN}" }
+[[routes]]
+path = "/r"
+proxy = { upstream = "users" }
+"#;
+    assert_eq!(
+        problems(toml),
+        [
+            "upstreams.users.headers.authorization: environment variable USERS_TOKEN is not set; set it or remove ${USERS_TOKEN}"
+        ]
+    );
+    let env = Env::from_pairs([
+        ("USERS_TOKEN", "s3cret"),
+        ("FANOUT__SERVER__LISTEN", "127.0.0.1:9999"),
+        ("FANOUT__UPSTREAMS__USERS__TIMEOUT", "3s"),
+        ("FANOUT__SERVER__WORKERS", "3"),
+    ]);
+    let compiled = validate(&load_str(toml, &env).unwrap()).unwrap();
+    assert_eq!(compiled.server.listen.port(), 9999);
+    assert_eq!(compiled.server.workers, Some(3));
+    let users = &compiled.upstreams["users"];
+    assert_eq!(users.timeout, std::time::Duration::from_secs(3));
+    assert_eq!(users.headers["authorization"], "Bearer s3cret");
+    assert!(
+        users.headers["authorization"].is_sensitive(),
+        "kept out of Debug output"
+    );
+}
+
+#[test]
+fn broken_toml_names_the_line() {
+    let p = problems("[server\nlisten = 1");
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].starts_with("config: not valid TOML: TOML parse error at line 1, column 8"),
+        "{}",
+        p[0]
+    );
+}
+
+#[test]
+fn the_sample_config_is_valid() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    assert_eq!(problems(&text), Vec::<String>::new());
+}
+
+fn fanout_check(toml: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!(
+        "fanout-check-{}-{}",
+        std::process::id(),
+        toml.len()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, toml).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn fanout_check_exits_1_and_lists_every_problem() {
+    let out = fanout_check(&format!(
+        "{UPSTREAMS}\n[[routes]]\npath = \"/r\"\n[[routes.backends]]\nname = \"a\"\nupstream = \"ordrs\"\npath = \"/\"\ntimeout = \"x\"\n"
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("gateway.toml: 2 problems\n"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "  routes[0].backends[0].upstream: no upstream \"ordrs\"; known: orders, users\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  routes[0].backends[0].timeout: invalid duration \"x\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn fanout_check_prints_the_route_table() {
+    let out = fanout_check(&format!(
+        "{UPSTREAMS}\n[[routes]]\npath = \"/u/{{id}}\"\n[[routes.backends]]\nname = \"user\"\nupstream = \"users\"\npath = \"/users/{{id}}\"\nrequired = true\n\
+         [[routes]]\npath = \"/files/{{*rest}}\"\nmethods = [\"GET\", \"PUT\"]\nproxy = {{ upstream = \"orders\", path = \"/{{rest}}\" }}\n"
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let table: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        table,
+        [
+            "METHODS  PATH            KIND       TARGETS",
+            "GET      /u/{id}         aggregate  user (users /users/{id}, required)",
+            "GET,PUT  /files/{*rest}  proxy      orders /{rest}",
+        ]
+    );
+}

@@ -1,0 +1,418 @@
+//! The listener over real sockets: health, 404/405, HEAD, h2c, CORS for dashboards,
+//! compression, slow-header clients, graceful shutdown, and proxy routes.
+
+mod common;
+
+use common::{MockUpstream, Reply, client, dead_url, get_json, raw_request, start_gateway};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+async fn simple(up: &MockUpstream, server: &str) -> common::TestGateway {
+    start_gateway(&format!(
+        r#"[server]
+{server}
+[upstreams.up]
+url = "{}"
+[[routes]]
+path = "/r"
+  [[routes.backends]]
+  name = "a"
+  upstream = "up"
+  path = "/a"
+[[routes]]
+path = "/p/{{*rest}}"
+methods = ["GET", "POST", "PUT"]
+proxy = {{ upstream = "up", path = "/{{rest}}" }}
+"#,
+        up.url()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn health_not_found_and_method_not_allowed() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    let gw = simple(&up, "health_path = \"/healthz\"").await;
+    let (status, _, body) = get_json(&gw.url("/healthz")).await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, serde_json::json!({"status": "ok"}))
+    );
+
+    let (status, headers, body) = get_json(&gw.url("/nowhere")).await;
+    assert_eq!(status, 404);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body["error"]["code"], "route_not_found");
+
+    let response = client().delete(gw.url("/r")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(up.total_hits(), 0);
+}
+
+#[tokio::test]
+async fn head_is_answered_by_a_get_route_without_a_body() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json(r#"{"x":1}"#))
+        .start()
+        .await;
+    let gw = simple(&up, "").await;
+    let response = client().head(gw.url("/r")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-length"],
+        r#"{"a":{"x":1}}"#.len().to_string()
+    );
+    assert!(response.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn speaks_h2c_with_prior_knowledge() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    let gw = simple(&up, "").await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = h2.get(gw.url("/r")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.text().await.unwrap(), r#"{"a":1}"#);
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_by_the_gateway() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    let gw = simple(
+        &up,
+        "[server.cors]\nallow_origins = [\"https://dash.example.com\"]\nmax_age = \"1h\"",
+    )
+    .await;
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, gw.url("/r"))
+        .header("origin", "https://dash.example.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://dash.example.com");
+    assert_eq!(h["access-control-allow-methods"], "GET");
+    assert_eq!(h["access-control-allow-headers"], "authorization");
+    assert_eq!(h["access-control-max-age"], "3600");
+    assert_eq!(up.total_hits(), 0, "a preflight never reaches an upstream");
+
+    let actual = client()
+        .get(gw.url("/r"))
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        actual.headers()["access-control-allow-origin"],
+        "https://dash.example.com"
+    );
+    let exposed = actual.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("server-timing") && exposed.contains("x-fanout-complete"),
+        "{exposed}"
+    );
+
+    let stranger = client()
+        .get(gw.url("/r"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        stranger
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn no_cors_headers_without_cors_config() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    let gw = simple(&up, "").await;
+    let r = client()
+        .get(gw.url("/r"))
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn large_answers_are_compressed_for_clients_that_accept_it() {
+    let big = format!("[{}0]", "1234567890,".repeat(300));
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json(big.clone()))
+        .start()
+        .await;
+    let gw = simple(&up, "compression_min_size = \"1KiB\"").await;
+    let expected = format!(r#"{{"a":{big}}}"#);
+
+    let gz = client()
+        .get(gw.url("/r"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let bytes = gz.bytes().await.unwrap();
+    assert!(
+        bytes.len() < expected.len() / 4,
+        "{} bytes compressed",
+        bytes.len()
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, expected);
+
+    let br = client()
+        .get(gw.url("/r"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(br.headers()["content-encoding"], "br");
+    let bytes = br.bytes().await.unwrap();
+    let mut text = String::new();
+    brotli::Decompressor::new(&bytes[..], 4096)
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, expected);
+
+    let plain = client().get(gw.url("/r")).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.text().await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn small_answers_and_disabled_compression_stay_plain() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json(format!("\"{}\"", "x".repeat(4000))))
+        .start()
+        .await;
+    let gw = simple(&up, "compression_min_size = \"64KiB\"").await;
+    let r = client()
+        .get(gw.url("/r"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "below the threshold"
+    );
+    let gw = simple(&up, "compression = false").await;
+    let r = client()
+        .get(gw.url("/r"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "compression is off"
+    );
+}
+
+#[tokio::test]
+async fn slow_header_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    let gw = simple(&up, "header_read_timeout = \"200ms\"").await;
+    let mut slow = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(b"GET /r HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was left open");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Meanwhile the gateway serves everyone else.
+    let (status, _, _) = get_json(&gw.url("/r")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1").latency(MS(500)))
+        .start()
+        .await;
+    let mut gw = simple(&up, "shutdown_grace = \"5s\"").await;
+    let url = gw.url("/r");
+    let in_flight = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
+    tokio::time::sleep(MS(150)).await;
+    let server = gw.shutdown();
+    let status = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request was answered");
+    assert_eq!(status, 200);
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("the server stopped after draining")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(gw.addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_grace_bounds_the_drain() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::hang())
+        .start()
+        .await;
+    let mut gw = simple(&up, "shutdown_grace = \"300ms\"\nrequest_timeout = \"30s\"").await;
+    let url = gw.url("/r");
+    let _in_flight = tokio::spawn(async move { client().get(url).send().await });
+    tokio::time::sleep(MS(100)).await;
+    let started = Instant::now();
+    let server = gw.shutdown();
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("stopped")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn proxy_routes_pass_requests_and_answers_through() {
+    let up = MockUpstream::builder()
+        .route(
+            "/files/a%20b.txt",
+            Reply::raw("hello")
+                .status(201)
+                .header("x-up", "1")
+                .header("content-type", "text/plain"),
+        )
+        .route(
+            "/redirect",
+            Reply::raw("").status(302).header("location", "/elsewhere"),
+        )
+        .route("/echo", Reply::echo())
+        .start()
+        .await;
+    let gw = simple(&up, "").await;
+    let r = client()
+        .get(gw.url("/p/files/a%20b.txt?x=1&y=%2F"))
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-up"], "1");
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.text().await.unwrap(), "hello");
+    let seen = &up.requests()[0];
+    assert_eq!(
+        seen.target, "/files/a%20b.txt?x=1&y=%2F",
+        "path encoding and query are kept"
+    );
+    assert!(
+        seen.headers.get("x-hop").is_none(),
+        "a header named by Connection is hop-by-hop"
+    );
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-host"], gw.addr.to_string());
+    assert_eq!(seen.headers["host"], up.addr.to_string());
+
+    let r = client().get(gw.url("/p/redirect")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        302,
+        "redirects are handed to the client, not followed"
+    );
+    assert_eq!(r.headers()["location"], "/elsewhere");
+
+    let r = client()
+        .put(gw.url("/p/echo"))
+        .body(vec![7u8; 300_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 300_000);
+    assert_eq!(up.requests().last().unwrap().method, "PUT");
+}
+
+#[tokio::test]
+async fn proxy_refuses_dot_segments() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("1"))
+        .start()
+        .await;
+    let gw = simple(&up, "").await;
+    let answer = raw_request(
+        gw.addr,
+        "GET /p/a/%2e%2e/%2e%2e/admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(up.total_hits(), 0);
+}
+
+#[tokio::test]
+async fn proxy_upstream_failures_are_json_errors() {
+    let dead = dead_url().await;
+    let up = MockUpstream::builder()
+        .route("/slow", Reply::json("1").latency(MS(2000)))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.dead]\nurl = \"{dead}\"\n[upstreams.up]\nurl = \"{}\"\n\
+         [[routes]]\npath = \"/dead/{{*rest}}\"\nproxy = {{ upstream = \"dead\", path = \"/{{rest}}\" }}\n\
+         [[routes]]\npath = \"/slow\"\ntimeout = \"200ms\"\nproxy = {{ upstream = \"up\", path = \"/slow\" }}\n",
+        up.url()
+    ))
+    .await;
+    let (status, _, body) = get_json(&gw.url("/dead/x")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"]["code"], "bad_gateway");
+    assert_eq!(body["error"]["backend"], "dead");
+    let started = Instant::now();
+    let (status, _, body) = get_json(&gw.url("/slow")).await;
+    assert_eq!(status, 504);
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let (status, _, _) = get_json(&gw.url("/dead/x")).await;
+    assert_eq!(status, 502, "the gateway keeps serving");
+}
