@@ -183,7 +183,11 @@ fn answer(sample: Sample, request: &Request<Incoming>, n: u64) -> (StatusCode, D
                 "temp_c": 12 + (user % 15),
                 "summary": SKIES[user % SKIES.len()],
             });
-            let delay = if n.is_multiple_of(3) { ms(1500) } else { ms(30) };
+            let delay = if n.is_multiple_of(3) {
+                ms(1500)
+            } else {
+                ms(30)
+            };
             (StatusCode::OK, delay, body.to_string())
         }
     }

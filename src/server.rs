@@ -2,7 +2,6 @@
 //! through the tower stack (request id, trace, CORS, compression), and shuts down
 //! gracefully: stop accepting, let in-flight requests finish up to `shutdown_grace`.
 
-use crate::body::Body;
 use crate::config::{CorsSpec, ServerSpec};
 use crate::gateway::{ClientAddr, Gateway};
 use arc_swap::ArcSwap;
@@ -165,6 +164,3 @@ fn cors_layer(spec: &CorsSpec) -> CorsLayer {
         .max_age(spec.max_age)
         .allow_credentials(spec.allow_credentials)
 }
-
-/// Keeps the response body type nameable for callers that wrap the stack.
-pub type GatewayResponse = Response<Body>;

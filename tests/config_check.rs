@@ -126,6 +126,7 @@ allow_methods = ["FETCH"]
 [[routes]]
 path = "/r"
 methods = []
+forward_headers = ["authorization", "Host", "bad header"]
   [[routes.backends]]
   name = "1bad"
   upstream = "users"
@@ -145,6 +146,8 @@ methods = []
             "server.cors.allow_origins[1]: \"https://dash.example.com/\" is not an origin; write scheme://host[:port] with no path, such as \"https://dash.example.com\"",
             "server.cors.allow_methods[0]: unknown method \"FETCH\"; use one of: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
             "routes[0].methods: is empty; list at least one method, such as [\"GET\"]",
+            "routes[0].forward_headers[1]: \"Host\" describes the connection, not the request, and cannot be forwarded",
+            "routes[0].forward_headers[2]: \"bad header\" is not a valid header name",
             "routes[0].backends[0].name: \"1bad\" is not a backend name; use letters, digits, _ and -, starting with a letter",
         ]
     );

@@ -307,6 +307,19 @@ fn cors(c: &CorsConfig, p: &mut Problems) -> CorsSpec {
     }
 }
 
+/// Headers that belong to one connection (or are set by the client library per call).
+const CONNECTION_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
 fn method(place: &str, text: &str, p: &mut Problems) -> Option<Method> {
     const KNOWN: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
     if KNOWN.contains(&text) {
@@ -453,7 +466,20 @@ fn route(
         .forward_headers
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| p.header_name(&format!("{place}.forward_headers[{i}]"), h))
+        .filter_map(|(i, h)| {
+            let hplace = format!("{place}.forward_headers[{i}]");
+            let name = p.header_name(&hplace, h)?;
+            if CONNECTION_HEADERS.contains(&name.as_str()) {
+                p.add(
+                    hplace,
+                    format!(
+                        "\"{h}\" describes the connection, not the request, and cannot be forwarded"
+                    ),
+                );
+                return None;
+            }
+            Some(name)
+        })
         .collect();
     let timeout = match &r.timeout {
         Some(t) => p.duration(&format!("{place}.timeout"), t),
