@@ -1,8 +1,10 @@
 //! The one response body type of the gateway: a boxed body, so that buffered JSON and
 //! streamed proxy bodies travel through the same tower stack.
 
+use crate::error::GatewayError;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http::HeaderMap;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
 /// Every response the gateway makes carries this body. Its error is a concrete type
 /// rather than `Box<dyn Error>`: with the boxed one, rustc cannot prove the connection
@@ -19,4 +21,50 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// An empty body.
 pub fn empty() -> Body {
     full(Bytes::new())
+}
+
+/// Refuses a request whose declared `Content-Length` is over `limit`, before reading it.
+pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), GatewayError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit => Err(GatewayError::BodyTooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a body error (anywhere in its source chain) is `Limited`'s limit.
+pub fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Reads a whole request body of at most `limit` bytes.
+pub async fn read_limited<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: u64,
+) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    check_declared_length(headers, limit)?;
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit_usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if is_length_limit(&*e) => Err(GatewayError::BodyTooLarge { limit }),
+        Err(e) => Err(GatewayError::BadRequest {
+            backend: None,
+            message: format!("could not read the request body: {e}"),
+        }),
+    }
 }

@@ -14,6 +14,8 @@ pub enum GatewayError {
     RouteNotFound,
     #[error("this route does not answer this method")]
     MethodNotAllowed { allow: HeaderValue },
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
     #[error("{message}")]
     BadRequest {
         backend: Option<String>,
@@ -53,6 +55,7 @@ impl GatewayError {
             RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Backend { error, .. } => match error {
                 BackendError::Call(CallError::Timeout(_)) => {
                     (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
@@ -190,6 +193,17 @@ mod tests {
         assert_eq!(s, 400);
         assert_eq!(j["error"]["code"], "bad_request");
         assert_eq!(j["error"]["backend"], "orders");
+    }
+
+    #[tokio::test]
+    async fn body_too_large_is_413() {
+        let (s, j, _) = answer(GatewayError::BodyTooLarge { limit: 1024 }).await;
+        assert_eq!(s, 413);
+        assert_eq!(j["error"]["code"], "body_too_large");
+        assert_eq!(
+            j["error"]["message"],
+            "the request body is larger than 1024 bytes"
+        );
     }
 
     #[tokio::test]

@@ -64,6 +64,7 @@ impl Gateway {
             let handler = match spec.kind {
                 RouteKind::Aggregate(backends) => Handler::Aggregate(AggregateRoute {
                     timeout: spec.timeout,
+                    max_body: spec.max_body.unwrap_or(compiled.server.max_body),
                     forward_headers: spec.forward_headers,
                     errors_field: spec.errors_field,
                     backends: backends
@@ -78,6 +79,9 @@ impl Gateway {
                     upstream: upstreams[&p.upstream].clone(),
                     path: p.path,
                     timeout: spec.timeout,
+                    idle_timeout: p.idle_timeout,
+                    preserve_host: p.preserve_host,
+                    max_body: spec.max_body,
                 }),
             };
             let route = Route {
@@ -119,7 +123,7 @@ impl Gateway {
             Lookup::NotFound => return Err(GatewayError::RouteNotFound),
         };
         match &route.handler {
-            Handler::Aggregate(agg) => aggregate::serve(agg, &parts, &params).await,
+            Handler::Aggregate(agg) => aggregate::serve(agg, &parts, &params, body).await,
             Handler::Proxy(p) => {
                 let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0);
                 // The URL is rendered first: the params borrow the path of `parts`,

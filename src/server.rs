@@ -4,6 +4,7 @@
 
 use crate::config::{CorsSpec, ServerSpec};
 use crate::gateway::{ClientAddr, Gateway};
+use crate::proxy::Passthrough;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -126,13 +127,14 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// `[server] compression = false` turns compression off without changing the stack's type.
+/// `[server] compression = false` turns compression off without changing the stack's
+/// type; proxied answers are never compressed (see [`Passthrough`]).
 #[derive(Debug, Clone, Copy)]
 struct Enabled(bool);
 
 impl Predicate for Enabled {
-    fn should_compress<B: http_body::Body>(&self, _: &Response<B>) -> bool {
-        self.0
+    fn should_compress<B: http_body::Body>(&self, response: &Response<B>) -> bool {
+        self.0 && response.extensions().get::<Passthrough>().is_none()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::config::UpstreamSpec;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -69,32 +69,38 @@ impl Upstream {
     }
 
     /// GETs `url` and reads the whole body, all before `deadline`.
-    pub async fn get(
+    /// Calls `url` and reads the whole answer, all before `deadline`. `body` is sent
+    /// with its method; without one the call is a GET.
+    pub async fn call(
         &self,
         url: &str,
         headers: HeaderMap,
+        body: Option<(&Method, Bytes)>,
         deadline: Instant,
     ) -> Result<Answer, CallError> {
         // Whole milliseconds: the message should read like the config ("300ms").
         let left = deadline.saturating_duration_since(Instant::now());
         let budget = Duration::from_millis(left.as_micros().div_ceil(1000) as u64);
-        match tokio::time::timeout_at(deadline, self.get_inner(url, headers)).await {
+        match tokio::time::timeout_at(deadline, self.call_inner(url, headers, body)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(budget)),
         }
     }
 
-    async fn get_inner(&self, url: &str, mut headers: HeaderMap) -> Result<Answer, CallError> {
+    async fn call_inner(
+        &self,
+        url: &str,
+        mut headers: HeaderMap,
+        body: Option<(&Method, Bytes)>,
+    ) -> Result<Answer, CallError> {
         for (k, v) in &self.spec.headers {
             headers.insert(k, v.clone());
         }
-        let mut response = self
-            .client
-            .get(url)
-            .headers(headers)
-            .send()
-            .await
-            .map_err(describe)?;
+        let request = match body {
+            None => self.client.get(url),
+            Some((method, body)) => self.client.request(method.clone(), url).body(body),
+        };
+        let mut response = request.headers(headers).send().await.map_err(describe)?;
         let status = response.status();
         let limit = self.spec.max_response;
         if response.content_length().is_some_and(|n| n > limit) {

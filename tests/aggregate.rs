@@ -527,3 +527,108 @@ async fn upstream_headers_are_added_to_every_call() {
     assert_eq!(r.target, "/base/x", "the URL's path prefixes every call");
     assert_eq!(r.headers["authorization"], "Bearer service");
 }
+
+async fn body_route(max_body: &str) -> (MockUpstream, common::TestGateway) {
+    let up = MockUpstream::builder()
+        .route(
+            "/echo",
+            Reply::echo().header("content-type", "application/json"),
+        )
+        .route("/plain", Reply::json(r#"{"plain":true}"#))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[server]\nmax_body = \"{max_body}\"\n{}[[routes]]\npath = \"/r\"\nmethods = [\"POST\", \"PUT\"]\n\
+         [[routes.backends]]\nname = \"echo\"\nupstream = \"up\"\npath = \"/echo\"\nforward_body = true\n\
+         [[routes.backends]]\nname = \"plain\"\nupstream = \"up\"\npath = \"/plain\"\n",
+        upstream("up", &up.url())
+    ))
+    .await;
+    (up, gw)
+}
+
+#[tokio::test]
+async fn forward_body_sends_the_clients_method_and_body() {
+    let (up, gw) = body_route("1KiB").await;
+    let response = common::client()
+        .post(gw.url("/r"))
+        .header("content-type", "application/json")
+        .body(r#"{"q":"search"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"echo":{"q":"search"},"plain":{"plain":true}}"#
+    );
+    let mut requests = up.requests();
+    requests.sort_by(|a, b| a.target.cmp(&b.target));
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].target.as_str()),
+        ("POST", "/echo")
+    );
+    assert_eq!(requests[0].headers["content-type"], "application/json");
+    assert_eq!(
+        (requests[1].method.as_str(), &requests[1].body[..]),
+        ("GET", &b""[..]),
+        "only forward_body backends get it"
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_max_body_are_413() {
+    let (up, gw) = body_route("1KiB").await;
+    let declared = common::client()
+        .put(gw.url("/r"))
+        .body(vec![b'1'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    let chunks = futures_util::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'1'; 512]))),
+    );
+    let streamed = common::client()
+        .put(gw.url("/r"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+    let body: serde_json::Value = serde_json::from_slice(&streamed.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert_eq!(
+        up.total_hits(),
+        0,
+        "no backend is called for a refused request"
+    );
+}
+
+#[tokio::test]
+async fn routes_without_forward_body_still_refuse_declared_oversized_bodies() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "{}[[routes]]\npath = \"/r\"\nmethods = [\"POST\"]\nmax_body = \"100\"\n\
+         [[routes.backends]]\nname = \"a\"\nupstream = \"up\"\npath = \"/a\"\n",
+        upstream("up", &up.url())
+    ))
+    .await;
+    let big = common::client()
+        .post(gw.url("/r"))
+        .body(vec![0u8; 101])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    let small = common::client()
+        .post(gw.url("/r"))
+        .body(vec![0u8; 100])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+}

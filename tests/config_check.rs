@@ -102,9 +102,9 @@ path = "/r"
         problems(&toml),
         [
             "colour: unknown key; expected one of: server, upstreams, routes",
-            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `health_path`, `workers`, `compression`, `compression_min_size`, `cors`",
+            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `max_body`, `health_path`, `workers`, `compression`, `compression_min_size`, `cors`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`",
-            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`",
+            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`",
         ]
     );
 }
@@ -174,10 +174,12 @@ errors_field = "a"
   path = "/u"
   merge = "root"
   default = [1]
+  forward_body = true
 [[routes]]
 path = "/s/{{other}}"
 methods = ["POST"]
-proxy = {{ upstream = "files", path = "/{{rest}}" }}
+max_body = "huge"
+proxy = {{ upstream = "files", path = "/{{rest}}", idle_timeout = "never" }}
 [[routes]]
 path = "no-slash"
 proxy = {{ upstream = "users" }}
@@ -186,11 +188,14 @@ proxy = {{ upstream = "users" }}
     assert_eq!(
         problems(&toml),
         [
+            "routes[0].backends[2].forward_body: the route answers only GET/HEAD, which carry no body; add POST, PUT, PATCH or DELETE to methods",
             "routes[0].backends[0].path: \"users/{id}\" must start with \"/\"",
             "routes[0].backends[1].path: {user.city}: references to other backends' answers are not supported; use a route parameter, {query.NAME} or {header.NAME}",
             "routes[0].backends[2].default: a backend with merge = \"root\" spreads an object's fields: its default must be a table, such as {}",
             "routes[0].errors_field: \"a\" is also a backend name; pick another key, such as \"_errors\"",
+            "routes[1].max_body: invalid size \"huge\"; write a number and a unit, such as \"64KiB\" or \"10MiB\"",
             "routes[1].proxy.upstream: no upstream \"files\"; known: orders, users",
+            "routes[1].proxy.idle_timeout: invalid duration \"never\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
             "routes[1].proxy.path: {rest} is not a parameter of the route path; route parameters: other",
             "routes[2].path: \"no-slash\" must start with \"/\"",
         ]

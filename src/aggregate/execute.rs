@@ -3,7 +3,7 @@
 
 use super::merge::{Failure, Piece, merge};
 use super::{AggregateRoute, Backend, BackendError};
-use crate::body::{Body, full};
+use crate::body::{Body, check_declared_length, full, read_limited};
 use crate::config::MergeMode;
 use crate::error::GatewayError;
 use crate::template::RenderInput;
@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, HeaderName, Response, request};
+use hyper::body::Incoming;
 use std::fmt::Write;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,9 +31,24 @@ pub async fn serve(
     route: &AggregateRoute,
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
+    body: Incoming,
 ) -> Result<Response<Body>, GatewayError> {
     let start = Instant::now();
     let deadline = start + route.timeout;
+    // The body is read only when a backend sends it on, and never past max_body.
+    let request_body = if route.backends.iter().any(|b| b.spec.forward_body) {
+        let read = read_limited(body, &parts.headers, route.max_body);
+        let bytes = tokio::time::timeout_at(deadline, read)
+            .await
+            .map_err(|_| GatewayError::BadRequest {
+                backend: None,
+                message: "the request body did not arrive before the route deadline".into(),
+            })??;
+        Some(bytes)
+    } else {
+        check_declared_length(&parts.headers, route.max_body)?;
+        None
+    };
     let input = RenderInput {
         params,
         query: parts.uri.query(),
@@ -54,10 +70,19 @@ pub async fn serve(
                     .timeout
                     .unwrap_or(backend.upstream.spec.timeout);
                 let call_deadline = deadline.min(start + own);
-                let headers = headers.clone();
+                let mut headers = headers.clone();
+                let body = match (&request_body, backend.spec.forward_body) {
+                    (Some(bytes), true) => {
+                        if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+                            headers.insert(CONTENT_TYPE, ct.clone());
+                        }
+                        Some((&parts.method, bytes.clone()))
+                    }
+                    _ => None,
+                };
                 calls.push(async move {
                     let began = Instant::now();
-                    let result = call(backend, &url, headers, call_deadline).await;
+                    let result = call(backend, &url, headers, body, call_deadline).await;
                     (
                         i,
                         Outcome {
@@ -130,9 +155,10 @@ async fn call(
     backend: &Backend,
     url: &str,
     headers: HeaderMap,
+    body: Option<(&http::Method, Bytes)>,
     deadline: Instant,
 ) -> Result<Bytes, BackendError> {
-    let answer = backend.upstream.get(url, headers, deadline).await?;
+    let answer = backend.upstream.call(url, headers, body, deadline).await?;
     if answer.status == http::StatusCode::NO_CONTENT {
         return Ok(Bytes::from_static(b"null"));
     }

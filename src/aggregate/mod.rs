@@ -17,6 +17,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct AggregateRoute {
     pub timeout: Duration,
+    /// Largest request body read for `forward_body` backends.
+    pub max_body: u64,
     pub forward_headers: Vec<HeaderName>,
     pub errors_field: Option<String>,
     pub backends: Vec<Backend>,

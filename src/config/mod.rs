@@ -80,6 +80,8 @@ pub struct ServerConfig {
     pub header_read_timeout: String,
     /// On SIGTERM/SIGINT: stop accepting, then give in-flight requests this long to finish.
     pub shutdown_grace: String,
+    /// Largest request body buffered for an aggregate route (413 beyond it).
+    pub max_body: String,
     /// Liveness endpoint answered on the main listener (`200 {"status":"ok"}`).
     pub health_path: String,
     /// Runtime worker threads; default: the number of cores this process may use.
@@ -99,6 +101,7 @@ impl Default for ServerConfig {
             request_timeout: "30s".into(),
             header_read_timeout: "10s".into(),
             shutdown_grace: "30s".into(),
+            max_body: "10MiB".into(),
             health_path: "/__health".into(),
             workers: None,
             compression: true,
@@ -191,6 +194,9 @@ pub struct RouteConfig {
     pub forward_headers: Vec<String>,
     /// If set, a key in the merged body describing each failed backend.
     pub errors_field: Option<String>,
+    /// Largest request body: aggregate routes default to `server.max_body`; a proxy
+    /// route streams any size unless this is set.
+    pub max_body: Option<String>,
     /// The calls an aggregate route fans out to.
     pub backends: Vec<BackendConfig>,
     /// Makes this a proxy route to one upstream instead of an aggregate.
@@ -205,6 +211,7 @@ impl Default for RouteConfig {
             timeout: None,
             forward_headers: Vec::new(),
             errors_field: None,
+            max_body: None,
             backends: Vec::new(),
             proxy: None,
         }
@@ -229,6 +236,8 @@ pub struct BackendConfig {
     pub default: Option<serde_json::Value>,
     /// `"key"`: the answer goes under `name`; `"root"`: its fields go to the top level.
     pub merge: MergeMode,
+    /// Send the client's method and body (buffered up to `max_body`) instead of a GET.
+    pub forward_body: bool,
 }
 
 impl Default for BackendConfig {
@@ -241,6 +250,7 @@ impl Default for BackendConfig {
             timeout: None,
             default: None,
             merge: MergeMode::Key,
+            forward_body: false,
         }
     }
 }
@@ -257,11 +267,26 @@ pub enum MergeMode {
 }
 
 /// `proxy = { upstream = "files", path = "/{rest}" }`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// Name of an `[upstreams.NAME]` entry.
     pub upstream: String,
     /// Upstream path; `{rest}` and other route parameters are inserted as received.
     pub path: String,
+    /// Send the client's `Host` upstream instead of the upstream's own.
+    pub preserve_host: bool,
+    /// A body stream (either way) that sends nothing for this long is ended.
+    pub idle_timeout: String,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            upstream: String::new(),
+            path: "/".into(),
+            preserve_host: false,
+            idle_timeout: "60s".into(),
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub struct ServerSpec {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub max_body: u64,
     pub health_path: String,
     pub workers: Option<usize>,
     pub compression: bool,
@@ -66,6 +67,8 @@ pub struct RouteSpec {
     pub timeout: Duration,
     pub forward_headers: Vec<HeaderName>,
     pub errors_field: Option<String>,
+    /// The route's own limit; `None` means the server's for an aggregate, none for a proxy.
+    pub max_body: Option<u64>,
     pub kind: RouteKind,
 }
 
@@ -85,12 +88,15 @@ pub struct BackendSpec {
     /// The `default` as JSON text (`null` when absent).
     pub default: Bytes,
     pub merge: MergeMode,
+    pub forward_body: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct ProxySpec {
     pub upstream: String,
     pub path: Template,
+    pub preserve_host: bool,
+    pub idle_timeout: Duration,
 }
 
 impl Compiled {
@@ -236,6 +242,7 @@ fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         request_timeout: p.duration("server.request_timeout", &s.request_timeout),
         header_read_timeout: p.duration("server.header_read_timeout", &s.header_read_timeout),
         shutdown_grace: p.duration("server.shutdown_grace", &s.shutdown_grace),
+        max_body: p.size("server.max_body", &s.max_body),
         health_path: s.health_path.clone(),
         workers: s.workers,
         compression: s.compression,
@@ -306,19 +313,6 @@ fn cors(c: &CorsConfig, p: &mut Problems) -> CorsSpec {
         allow_credentials: c.allow_credentials,
     }
 }
-
-/// Headers that belong to one connection (or are set by the client library per call).
-const CONNECTION_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-];
 
 fn method(place: &str, text: &str, p: &mut Problems) -> Option<Method> {
     const KNOWN: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -469,7 +463,11 @@ fn route(
         .filter_map(|(i, h)| {
             let hplace = format!("{place}.forward_headers[{i}]");
             let name = p.header_name(&hplace, h)?;
-            if CONNECTION_HEADERS.contains(&name.as_str()) {
+            // Hop-by-hop headers belong to one connection; the client library sets
+            // Host and Content-Length per call.
+            let per_connection = matches!(name.as_str(), "host" | "content-length")
+                || crate::proxy::HOP_BY_HOP.contains(&name.as_str());
+            if per_connection {
                 p.add(
                     hplace,
                     format!(
@@ -485,6 +483,10 @@ fn route(
         Some(t) => p.duration(&format!("{place}.timeout"), t),
         None => server.request_timeout,
     };
+    let max_body = r
+        .max_body
+        .as_ref()
+        .map(|m| p.size(&format!("{place}.max_body"), m));
     let params = param_names(&r.path);
     let kind = match (&r.proxy, r.backends.is_empty()) {
         (Some(_), false) => {
@@ -508,20 +510,30 @@ fn route(
                 known,
                 p,
             );
-            let path = if proxy.path.is_empty() {
-                "/"
-            } else {
-                &proxy.path
-            };
-            let path = Template::parse(path, &params, TemplateMode::Proxy)
+            let idle_timeout =
+                p.duration(&format!("{place}.proxy.idle_timeout"), &proxy.idle_timeout);
+            let path = Template::parse(&proxy.path, &params, TemplateMode::Proxy)
                 .map_err(|e| p.add(format!("{place}.proxy.path"), e))
                 .ok()?;
             RouteKind::Proxy(ProxySpec {
                 upstream: proxy.upstream.clone(),
                 path,
+                preserve_host: proxy.preserve_host,
+                idle_timeout,
             })
         }
-        (None, false) => RouteKind::Aggregate(backends(place, r, &params, known, p)?),
+        (None, false) => {
+            let bodiless = methods
+                .iter()
+                .all(|m| *m == Method::GET || *m == Method::HEAD);
+            if bodiless && let Some(i) = r.backends.iter().position(|b| b.forward_body) {
+                p.add(
+                    format!("{place}.backends[{i}].forward_body"),
+                    "the route answers only GET/HEAD, which carry no body; add POST, PUT, PATCH or DELETE to methods",
+                );
+            }
+            RouteKind::Aggregate(backends(place, r, &params, known, p)?)
+        }
     };
     Some(RouteSpec {
         path: r.path.clone(),
@@ -529,6 +541,7 @@ fn route(
         timeout,
         forward_headers,
         errors_field: r.errors_field.clone(),
+        max_body,
         kind,
     })
 }
@@ -621,5 +634,6 @@ fn backend(
         timeout,
         default,
         merge: b.merge,
+        forward_body: b.forward_body,
     })
 }

@@ -1,16 +1,18 @@
 //! Test support: mock upstreams built per test (routes, latency, status, misbehaviour,
-//! hit counts, recorded requests) and a gateway started from TOML on `127.0.0.1:0`.
+//! streams, hit counts, recorded requests), a gateway started from TOML on
+//! `127.0.0.1:0`, and the gateway binary as its own process for memory measurements.
 #![allow(dead_code)]
 
 use bytes::Bytes;
 use fanout::config::{Env, load_str, validate};
 use fanout::gateway::Gateway;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -26,6 +28,16 @@ enum Behaviour {
     Reset,
     /// Answers with the request body.
     Echo,
+    /// Reads the request body as a stream, counting bytes: `{"received": N}`.
+    Sink,
+    /// Streams this many bytes, in 64 KiB chunks.
+    Source(u64),
+    /// Streams `count` chunks of `text` + index + newline, one every `every`.
+    Events {
+        count: usize,
+        every: Duration,
+        text: &'static str,
+    },
 }
 
 /// What a mock route answers.
@@ -53,35 +65,44 @@ impl Reply {
     /// 200 with these bytes and no content type.
     pub fn raw(body: impl Into<Bytes>) -> Self {
         Self {
+            body: body.into(),
             headers: Vec::new(),
-            ..Self::json("").body_bytes(body.into())
+            ..Self::json("")
         }
     }
 
-    fn body_bytes(mut self, body: Bytes) -> Self {
-        self.body = body;
-        self
+    fn with(behaviour: Behaviour) -> Self {
+        Self {
+            behaviour,
+            headers: Vec::new(),
+            ..Self::json("")
+        }
     }
 
     pub fn hang() -> Self {
-        Self {
-            behaviour: Behaviour::Hang,
-            ..Self::json("")
-        }
+        Self::with(Behaviour::Hang)
     }
 
     pub fn reset() -> Self {
-        Self {
-            behaviour: Behaviour::Reset,
-            ..Self::json("")
-        }
+        Self::with(Behaviour::Reset)
     }
 
     pub fn echo() -> Self {
-        Self {
-            behaviour: Behaviour::Echo,
-            ..Self::json("")
-        }
+        Self::with(Behaviour::Echo)
+    }
+
+    pub fn sink() -> Self {
+        Self::with(Behaviour::Sink)
+    }
+
+    pub fn source(bytes: u64) -> Self {
+        Self::with(Behaviour::Source(bytes))
+    }
+
+    /// A stream of `count` chunks `"{text}{i}\n"`, one every `every` (server-sent events
+    /// with `text = "data: "`, NDJSON with a JSON prefix).
+    pub fn events(count: usize, every: Duration, text: &'static str, content_type: &str) -> Self {
+        Self::with(Behaviour::Events { count, every, text }).header("content-type", content_type)
     }
 
     pub fn status(mut self, status: u16) -> Self {
@@ -107,6 +128,7 @@ pub struct Recorded {
     /// Path and query exactly as they arrived (still percent-encoded).
     pub target: String,
     pub headers: HeaderMap,
+    /// Empty for sinks, which never hold a body.
     pub body: Bytes,
 }
 
@@ -115,6 +137,10 @@ struct MockState {
     routes: Vec<(String, Reply)>,
     hits: Mutex<HashMap<String, usize>>,
     requests: Mutex<Vec<Recorded>>,
+    /// Streams whose reader went away before the end.
+    cancelled: AtomicUsize,
+    /// Bytes sinks have read so far.
+    sunk: AtomicU64,
 }
 
 /// Builds a mock upstream: `MockUpstream::builder().route("/users/1", Reply::json(..))`.
@@ -182,6 +208,16 @@ impl MockUpstream {
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
     }
+
+    /// Response streams abandoned by their reader before the end.
+    pub fn cancelled(&self) -> usize {
+        self.state.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Bytes read by sinks so far.
+    pub fn sunk(&self) -> u64 {
+        self.state.sunk.load(Ordering::SeqCst)
+    }
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<MockState>) {
@@ -194,24 +230,75 @@ async fn accept_loop(listener: TcpListener, state: Arc<MockState>) {
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+type MockBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn whole(bytes: Bytes) -> MockBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// Counts a stream as cancelled if it is dropped before its end.
+struct EndGuard {
+    state: Arc<MockState>,
+    finished: bool,
+}
+
+impl EndGuard {
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.state.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
 async fn handle(
     state: Arc<MockState>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+) -> Result<Response<MockBody>, std::io::Error> {
+    let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();
     *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let reply = state
+        .routes
+        .iter()
+        .find(|(p, _)| *p == path)
+        .or_else(|| state.routes.iter().find(|(p, _)| p == "*"))
+        .map(|(_, r)| r.clone());
+    let sink = matches!(
+        reply,
+        Some(Reply {
+            behaviour: Behaviour::Sink,
+            ..
+        })
+    );
+    let received = if sink {
+        // Streamed: counted, never held.
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(std::io::Error::other)?;
+            if let Some(data) = frame.data_ref() {
+                n += data.len() as u64;
+                state.sunk.fetch_add(data.len() as u64, Ordering::SeqCst);
+            }
+        }
+        Bytes::from(format!(r#"{{"received":{n}}}"#))
+    } else {
+        body.collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default()
+    };
     state.requests.lock().unwrap().push(Recorded {
         method: parts.method.clone(),
         target: parts
@@ -220,29 +307,53 @@ async fn handle(
             .map(|p| p.to_string())
             .unwrap_or_default(),
         headers: parts.headers.clone(),
-        body: body.clone(),
+        body: if sink { Bytes::new() } else { received.clone() },
     });
-    let reply = state
-        .routes
-        .iter()
-        .find(|(p, _)| *p == path)
-        .or_else(|| state.routes.iter().find(|(p, _)| p == "*"))
-        .map(|(_, r)| r.clone());
     let Some(reply) = reply else {
-        let mut r = Response::new(Full::new(Bytes::from_static(
-            br#"{"error":"no mock route"}"#,
-        )));
+        let mut r = Response::new(whole(Bytes::from_static(br#"{"error":"no mock route"}"#)));
         *r.status_mut() = StatusCode::NOT_FOUND;
         return Ok(r);
     };
     tokio::time::sleep(reply.latency).await;
     let out = match reply.behaviour {
-        Behaviour::Hang => std::future::pending::<Bytes>().await,
+        Behaviour::Hang => std::future::pending::<MockBody>().await,
         Behaviour::Reset => return Err(std::io::Error::other("mock reset")),
-        Behaviour::Echo => body,
-        Behaviour::Answer => reply.body.clone(),
+        Behaviour::Echo | Behaviour::Sink => whole(received),
+        Behaviour::Answer => whole(reply.body.clone()),
+        Behaviour::Source(total) => {
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures_util::stream::unfold(total, move |left| {
+                let chunk = chunk.clone();
+                async move {
+                    (left > 0).then(|| {
+                        let n = left.min(chunk.len() as u64);
+                        (Ok(Frame::data(chunk.slice(..n as usize))), left - n)
+                    })
+                }
+            });
+            StreamBody::new(stream).boxed()
+        }
+        Behaviour::Events { count, every, text } => {
+            let guard = EndGuard {
+                state: state.clone(),
+                finished: false,
+            };
+            let stream =
+                futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| async move {
+                    if i == count {
+                        guard.finish();
+                        return None;
+                    }
+                    if i > 0 {
+                        tokio::time::sleep(every).await;
+                    }
+                    let frame = Frame::data(Bytes::from(format!("{text}{i}\n")));
+                    Some((Ok::<_, std::io::Error>(frame), (i + 1, guard)))
+                });
+            StreamBody::new(stream).boxed()
+        }
     };
-    let mut response = Response::new(Full::new(out));
+    let mut response = Response::new(out);
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
     for (k, v) in &reply.headers {
         response.headers_mut().append(
@@ -250,7 +361,7 @@ async fn handle(
             http::HeaderValue::from_str(v).unwrap(),
         );
     }
-    Ok::<_, std::io::Error>(response)
+    Ok(response)
 }
 
 /// A gateway serving on `127.0.0.1:0`.
@@ -300,7 +411,7 @@ pub async fn start_gateway(toml: &str) -> TestGateway {
     }
 }
 
-/// A test HTTP client: no pooling surprises, no decompression, no redirects.
+/// A test HTTP client: no decompression, no redirects, no proxy.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -336,4 +447,67 @@ pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The gateway binary, run as its own process so its memory can be measured apart from
+/// the test's clients and mocks. Killed when dropped.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl GatewayProcess {
+    /// Starts `fanout run` on `toml`, whose listen address must be `127.0.0.1:0`.
+    pub fn start(toml: &str) -> Self {
+        use std::io::BufRead;
+        let dir =
+            std::env::temp_dir().join(format!("fanout-proc-{}-{}", std::process::id(), toml.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the gateway exited before listening")
+                .unwrap();
+            if let Some(at) = line.find("addr=") {
+                break line[at + 5..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+            }
+        };
+        // Keep draining its log so the process never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { addr, child }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

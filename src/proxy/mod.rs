@@ -1,0 +1,128 @@
+//! Proxy routes: a request streams through to one upstream and the answer streams back,
+//! never buffered whole, with hop-by-hop headers dropped, `X-Forwarded-*` set and
+//! WebSocket upgrades joined, as a reverse proxy does.
+
+mod headers;
+mod upgrade;
+
+pub use headers::{HOP_BY_HOP, strip_hop_by_hop, upgrade_protocol};
+
+use crate::body::{Body, check_declared_length, is_length_limit};
+use crate::error::GatewayError;
+use crate::template::{RenderInput, Template};
+use crate::upstream::{CallError, Upstream, describe};
+use http::{Response, StatusCode, request};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::timeout::TimeoutBody;
+
+/// A compiled proxy route.
+#[derive(Debug)]
+pub struct ProxyRoute {
+    pub upstream: Arc<Upstream>,
+    pub path: Template,
+    /// Bounds the time until the upstream's response headers, not the body stream.
+    pub timeout: Duration,
+    /// A body stream, either way, that sends nothing for this long is ended.
+    pub idle_timeout: Duration,
+    pub preserve_host: bool,
+    /// Largest upload; `None` streams any size.
+    pub max_body: Option<u64>,
+}
+
+/// Marks a response as passed through from an upstream: the gateway does not compress
+/// it (nginx's `gzip_proxied off`), so streams are not held back in an encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct Passthrough;
+
+/// The upstream URL of a request: the rendered path, then the client's query string.
+pub fn target_url(
+    route: &ProxyRoute,
+    parts: &request::Parts,
+    params: &matchit::Params<'_, '_>,
+) -> Result<String, GatewayError> {
+    let input = RenderInput {
+        params,
+        query: None,
+        headers: &parts.headers,
+    };
+    let mut url = route
+        .path
+        .render(&route.upstream.spec.base, &input)
+        .map_err(|e| GatewayError::BadRequest {
+            backend: None,
+            message: e.to_string(),
+        })?;
+    if let Some(query) = parts.uri.query() {
+        url.push(if route.path.has_query() { '&' } else { '?' });
+        url.push_str(query);
+    }
+    Ok(url)
+}
+
+/// Forwards one request to `url` and streams the answer back.
+pub async fn forward(
+    route: &ProxyRoute,
+    url: String,
+    mut parts: request::Parts,
+    body: Incoming,
+    peer: Option<SocketAddr>,
+) -> Result<Response<Body>, GatewayError> {
+    let upstream = &route.upstream;
+    let client_upgrade = upgrade_protocol(&parts.headers)
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    let mut headers = std::mem::take(&mut parts.headers);
+    headers::upstream_request_headers(&mut headers, &parts.uri, peer, route.preserve_host);
+    for (k, v) in &upstream.spec.headers {
+        headers.insert(k, v.clone());
+    }
+    if let Some(limit) = route.max_body {
+        check_declared_length(&headers, limit)?;
+    }
+
+    let mut request = upstream.client.request(parts.method, url).headers(headers);
+    if !body.is_end_stream() {
+        let body = TimeoutBody::new(route.idle_timeout, body);
+        request = match route.max_body {
+            Some(limit) => {
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                request.body(reqwest::Body::wrap(Limited::new(body, limit)))
+            }
+            None => request.body(reqwest::Body::wrap(body)),
+        };
+    }
+    let upstream_error = |error| GatewayError::Upstream {
+        upstream: upstream.spec.name.clone(),
+        error,
+    };
+    let deadline = tokio::time::Instant::now() + route.timeout;
+    let answer = match tokio::time::timeout_at(deadline, request.send()).await {
+        Err(_) => return Err(upstream_error(CallError::Timeout(route.timeout))),
+        Ok(Err(e)) => {
+            if let Some(limit) = route.max_body.filter(|_| is_length_limit(&e)) {
+                // The upload was cut off upstream; the client has had no answer yet.
+                return Err(GatewayError::BodyTooLarge { limit });
+            }
+            return Err(upstream_error(describe(e)));
+        }
+        Ok(Ok(answer)) => answer,
+    };
+
+    if answer.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client) = client_upgrade
+    {
+        return Ok(upgrade::tunnel(answer, client, upstream.spec.name.clone()));
+    }
+    let answer: Response<reqwest::Body> = answer.into();
+    let (mut parts, body) = answer.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = TimeoutBody::new(route.idle_timeout, body)
+        .map_err(std::io::Error::other)
+        .boxed_unsync();
+    let mut response = Response::from_parts(parts, body);
+    response.extensions_mut().insert(Passthrough);
+    Ok(response)
+}

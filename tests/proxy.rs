@@ -1,0 +1,449 @@
+//! Proxy routes over real sockets: pass-through, streaming both ways in bounded memory,
+//! server-sent events and NDJSON as they happen, WebSockets, limits and failures.
+
+mod common;
+
+use common::{
+    GatewayProcess, MockUpstream, Reply, client, dead_url, get_json, raw_request, start_gateway,
+};
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// A gateway with `/p/{*rest}` proxied to `up`, with extra route keys.
+async fn proxied(up: &MockUpstream, server: &str, route: &str) -> common::TestGateway {
+    start_gateway(&proxy_toml(up, "127.0.0.1:0", server, route)).await
+}
+
+/// `route` may hold its own `proxy = {...}`; otherwise `/p/{*rest}` goes to `up` as is.
+fn proxy_toml(up: &MockUpstream, listen: &str, server: &str, route: &str) -> String {
+    let proxy = if route.contains("proxy =") {
+        ""
+    } else {
+        "proxy = { upstream = \"up\", path = \"/{rest}\" }"
+    };
+    format!(
+        "[server]\nlisten = \"{listen}\"\n{server}\n[upstreams.up]\nurl = \"{}\"\n\
+         [[routes]]\npath = \"/p/{{*rest}}\"\nmethods = [\"GET\", \"POST\", \"PUT\"]\n{route}\n{proxy}\n",
+        up.url()
+    )
+}
+
+#[tokio::test]
+async fn proxy_routes_pass_requests_and_answers_through() {
+    let up = MockUpstream::builder()
+        .route(
+            "/files/a%20b.txt",
+            Reply::raw("hello")
+                .status(201)
+                .header("x-up", "1")
+                .header("content-type", "text/plain"),
+        )
+        .route(
+            "/redirect",
+            Reply::raw("").status(302).header("location", "/elsewhere"),
+        )
+        .route("/echo", Reply::echo())
+        .start()
+        .await;
+    let gw = proxied(&up, "", "").await;
+    let r = client()
+        .get(gw.url("/p/files/a%20b.txt?x=1&y=%2F"))
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-up"], "1");
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.text().await.unwrap(), "hello");
+    let seen = &up.requests()[0];
+    assert_eq!(
+        seen.target, "/files/a%20b.txt?x=1&y=%2F",
+        "path encoding and query are kept"
+    );
+    assert!(
+        seen.headers.get("x-hop").is_none(),
+        "a header named by Connection is hop-by-hop"
+    );
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-host"], gw.addr.to_string());
+    assert_eq!(seen.headers["host"], up.addr.to_string());
+
+    let r = client().get(gw.url("/p/redirect")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        302,
+        "redirects are handed to the client, not followed"
+    );
+    assert_eq!(r.headers()["location"], "/elsewhere");
+
+    let r = client()
+        .put(gw.url("/p/echo"))
+        .body(vec![7u8; 300_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 300_000);
+    assert_eq!(up.requests().last().unwrap().method, "PUT");
+}
+
+#[tokio::test]
+async fn proxy_refuses_dot_segments() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("1"))
+        .start()
+        .await;
+    let gw = proxied(&up, "", "").await;
+    let answer = raw_request(
+        gw.addr,
+        "GET /p/a/%2e%2e/%2e%2e/admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(up.total_hits(), 0);
+}
+
+#[tokio::test]
+async fn proxy_upstream_failures_are_json_errors() {
+    let dead = dead_url().await;
+    let up = MockUpstream::builder()
+        .route("/slow", Reply::json("1").latency(MS(2000)))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.dead]\nurl = \"{dead}\"\n[upstreams.up]\nurl = \"{}\"\n\
+         [[routes]]\npath = \"/dead/{{*rest}}\"\nproxy = {{ upstream = \"dead\", path = \"/{{rest}}\" }}\n\
+         [[routes]]\npath = \"/slow\"\ntimeout = \"200ms\"\nproxy = {{ upstream = \"up\", path = \"/slow\" }}\n",
+        up.url()
+    ))
+    .await;
+    let (status, _, body) = get_json(&gw.url("/dead/x")).await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"]["code"], "bad_gateway");
+    assert_eq!(body["error"]["backend"], "dead");
+    let started = Instant::now();
+    let (status, _, body) = get_json(&gw.url("/slow")).await;
+    assert_eq!(status, 504);
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let (status, _, _) = get_json(&gw.url("/dead/x")).await;
+    assert_eq!(status, 502, "the gateway keeps serving");
+}
+
+#[tokio::test]
+async fn a_gibibyte_streams_each_way_in_bounded_memory() {
+    let up = MockUpstream::builder()
+        .route("/download", Reply::source(GIB))
+        .route("/upload", Reply::sink())
+        .start()
+        .await;
+    // Its own process, so the measurement is the gateway's alone.
+    let gw = GatewayProcess::start(&proxy_toml(&up, "127.0.0.1:0", "", ""));
+
+    let response = client().get(gw.url("/p/download")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        received += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(received, GIB);
+
+    let chunk = bytes::Bytes::from(vec![b'y'; 64 * 1024]);
+    let upload = futures_util::stream::unfold(GIB, move |left| {
+        let chunk = chunk.clone();
+        async move {
+            (left > 0).then(|| {
+                let n = left.min(chunk.len() as u64);
+                (Ok::<_, std::io::Error>(chunk.slice(..n as usize)), left - n)
+            })
+        }
+    });
+    let response = client()
+        .put(gw.url("/p/upload"))
+        .body(reqwest::Body::wrap_stream(upload))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        format!(r#"{{"received":{GIB}}}"#)
+    );
+
+    let peak = gw.peak_rss();
+    println!(
+        "gateway peak RSS after 1 GiB each way: {:.1} MiB",
+        peak as f64 / 1048576.0
+    );
+    assert!(
+        peak < 64 * 1024 * 1024,
+        "peak RSS {} MiB while streaming 2 GiB",
+        peak / 1024 / 1024
+    );
+}
+
+/// Reads a streamed answer, noting when each chunk arrived.
+async fn timed_chunks(url: &str) -> Vec<(Duration, String)> {
+    let started = Instant::now();
+    let response = client()
+        .get(url)
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers().get("content-encoding").is_none(),
+        "a proxied stream is passed through as it is"
+    );
+    let mut stream = response.bytes_stream();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push((
+            started.elapsed(),
+            String::from_utf8(chunk.unwrap().to_vec()).unwrap(),
+        ));
+    }
+    chunks
+}
+
+#[tokio::test]
+async fn server_sent_events_and_ndjson_arrive_as_they_are_sent() {
+    let up = MockUpstream::builder()
+        .route(
+            "/sse",
+            Reply::events(5, MS(300), "data: ", "text/event-stream"),
+        )
+        .route(
+            "/ndjson",
+            Reply::events(5, MS(300), "{\"n\":", "application/x-ndjson"),
+        )
+        .start()
+        .await;
+    // Compression on and the client accepting it must not hold a stream back either.
+    let gw = proxied(&up, "compression_min_size = \"1\"", "").await;
+    for path in ["/p/sse", "/p/ndjson"] {
+        let chunks = timed_chunks(&gw.url(path)).await;
+        let text: String = chunks.iter().map(|(_, c)| c.as_str()).collect();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        let (first, _) = chunks[0];
+        let (last, _) = chunks[chunks.len() - 1];
+        assert!(
+            last >= MS(1100),
+            "the upstream takes 1.2 s; ended at {last:?}"
+        );
+        assert!(
+            first < MS(600),
+            "{path}: the first event arrived at {first:?}, not as it was sent"
+        );
+    }
+}
+
+#[tokio::test]
+async fn websockets_pass_through_both_ways() {
+    use tokio_tungstenite::tungstenite::Message;
+    // An echo WebSocket server as the upstream.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        ws.send(msg).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let gw = start_gateway(&format!(
+        "[upstreams.ws]\nurl = \"http://{ws_addr}\"\n[[routes]]\npath = \"/ws\"\nproxy = {{ upstream = \"ws\", path = \"/\" }}\n"
+    ))
+    .await;
+    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(vec![1u8, 2, 3])
+    );
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn max_body_refuses_declared_and_streamed_uploads() {
+    let up = MockUpstream::builder()
+        .route("/upload", Reply::sink())
+        .start()
+        .await;
+    let gw = proxied(&up, "", "max_body = \"1MiB\"").await;
+
+    let declared = client()
+        .put(gw.url("/p/upload"))
+        .body(vec![0u8; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    let body: serde_json::Value = serde_json::from_slice(&declared.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert_eq!(
+        up.total_hits(),
+        0,
+        "a declared length over the limit never reaches the upstream"
+    );
+
+    let chunks = futures_util::stream::iter(
+        (0..32).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![0u8; 64 * 1024]))),
+    );
+    let streamed = client()
+        .put(gw.url("/p/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+    assert!(
+        up.sunk() <= 1024 * 1024,
+        "the upstream got {} bytes, past the limit",
+        up.sunk()
+    );
+
+    let small = client()
+        .put(gw.url("/p/upload"))
+        .body(vec![0u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.text().await.unwrap(), r#"{"received":1000}"#);
+}
+
+#[tokio::test]
+async fn idle_streams_are_ended() {
+    let up = MockUpstream::builder()
+        .route(
+            "/stalls",
+            Reply::events(3, MS(2000), "data: ", "text/event-stream"),
+        )
+        .start()
+        .await;
+    let gw = proxied(
+        &up,
+        "",
+        "proxy = { upstream = \"up\", path = \"/{rest}\", idle_timeout = \"300ms\" }",
+    )
+    .await;
+    let started = Instant::now();
+    let response = client().get(gw.url("/p/stalls")).send().await.unwrap();
+    let mut stream = response.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"data: 0\n");
+    let next = stream.next().await;
+    assert!(
+        matches!(next, Some(Err(_)) | None),
+        "the stream went on: {next:?}"
+    );
+    assert!(
+        started.elapsed() < MS(1500),
+        "ended after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_route_timeout_bounds_headers_not_the_stream() {
+    let up = MockUpstream::builder()
+        .route(
+            "/long",
+            Reply::events(4, MS(300), "data: ", "text/event-stream"),
+        )
+        .start()
+        .await;
+    let gw = proxied(&up, "", "timeout = \"200ms\"").await;
+    let chunks = timed_chunks(&gw.url("/p/long")).await;
+    let text: String = chunks.iter().map(|(_, c)| c.as_str()).collect();
+    assert_eq!(
+        text, "data: 0\ndata: 1\ndata: 2\ndata: 3\n",
+        "a 900 ms stream outlives a 200 ms route timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_upstream_stream() {
+    let up = MockUpstream::builder()
+        .route(
+            "/forever",
+            Reply::events(1000, MS(50), "data: ", "text/event-stream"),
+        )
+        .start()
+        .await;
+    let gw = proxied(&up, "", "").await;
+    let response = client().get(gw.url("/p/forever")).send().await.unwrap();
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    let started = Instant::now();
+    while up.cancelled() == 0 && started.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(MS(20)).await;
+    }
+    assert_eq!(up.cancelled(), 1, "the upstream stream was not cancelled");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_running_streams_finish() {
+    let up = MockUpstream::builder()
+        .route(
+            "/sse",
+            Reply::events(5, MS(150), "data: ", "text/event-stream"),
+        )
+        .start()
+        .await;
+    let mut gw = proxied(&up, "shutdown_grace = \"5s\"", "").await;
+    let response = client().get(gw.url("/p/sse")).send().await.unwrap();
+    let mut stream = response.bytes_stream();
+    let mut text = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
+    let server = gw.shutdown();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert_eq!(text.lines().count(), 5, "{text}");
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn preserve_host_sends_the_clients_host() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("1"))
+        .start()
+        .await;
+    let gw = proxied(
+        &up,
+        "",
+        "proxy = { upstream = \"up\", path = \"/{rest}\", preserve_host = true }",
+    )
+    .await;
+    let r = client()
+        .get(gw.url("/p/x"))
+        .header("host", "api.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.requests()[0].headers["host"], "api.example.com");
+}
