@@ -8,7 +8,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 /// An error that ends a request.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     #[error("no route matches this path")]
     RouteNotFound,

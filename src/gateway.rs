@@ -3,6 +3,7 @@
 
 use crate::aggregate::{self, AggregateRoute, Backend};
 use crate::body::{Body, full};
+use crate::cache::ResponseCache;
 use crate::config::{Compiled, RouteKind, ServerSpec};
 use crate::error::GatewayError;
 use crate::proxy::{self, ProxyRoute};
@@ -38,6 +39,8 @@ pub struct Gateway {
     pub server: ServerSpec,
     pub routes: RouteTable<Route>,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// The response cache shared by every route.
+    pub cache: Arc<ResponseCache>,
 }
 
 /// The snapshot could not be built (a TLS backend that failed to initialize).
@@ -59,12 +62,14 @@ impl Gateway {
             })?;
             upstreams.insert(name, Arc::new(up));
         }
+        let cache = ResponseCache::new(compiled.cache_max_size);
         let mut routes = RouteTable::default();
         for spec in compiled.routes {
             let handler = match spec.kind {
                 RouteKind::Aggregate(backends) => Handler::Aggregate(AggregateRoute {
                     timeout: spec.timeout,
                     max_body: spec.max_body.unwrap_or(compiled.server.max_body),
+                    cache: cache.clone(),
                     forward_headers: spec.forward_headers,
                     errors_field: spec.errors_field,
                     backends: backends
@@ -82,6 +87,7 @@ impl Gateway {
                     idle_timeout: p.idle_timeout,
                     preserve_host: p.preserve_host,
                     max_body: spec.max_body,
+                    cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
                 }),
             };
             let route = Route {
@@ -97,6 +103,7 @@ impl Gateway {
             server: compiled.server,
             routes,
             upstreams,
+            cache,
         })
     }
 

@@ -14,6 +14,7 @@
 
 pub mod aggregate;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod error;

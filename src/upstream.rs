@@ -19,10 +19,12 @@ pub struct Upstream {
 pub struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
+    /// False when the upstream's `Cache-Control` says `no-store` or `private`.
+    pub storable: bool,
 }
 
 /// Why one call failed. Each has a stable code, used in `errors_field` and logs.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     #[error("no answer within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
@@ -78,9 +80,7 @@ impl Upstream {
         body: Option<(&Method, Bytes)>,
         deadline: Instant,
     ) -> Result<Answer, CallError> {
-        // Whole milliseconds: the message should read like the config ("300ms").
-        let left = deadline.saturating_duration_since(Instant::now());
-        let budget = Duration::from_millis(left.as_micros().div_ceil(1000) as u64);
+        let budget = budget(deadline);
         match tokio::time::timeout_at(deadline, self.call_inner(url, headers, body)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(budget)),
@@ -102,20 +102,14 @@ impl Upstream {
         };
         let mut response = request.headers(headers).send().await.map_err(describe)?;
         let status = response.status();
-        let limit = self.spec.max_response;
-        if response.content_length().is_some_and(|n| n > limit) {
-            return Err(CallError::TooLarge(limit));
-        }
-        let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(describe)? {
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(CallError::TooLarge(limit));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let body = body.freeze();
+        let storable = !crate::cache::forbids_storing(response.headers());
+        let body = read_body(&mut response, self.spec.max_response).await?;
         if status.is_success() {
-            Ok(Answer { status, body })
+            Ok(Answer {
+                status,
+                body,
+                storable,
+            })
         } else {
             let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
             Err(CallError::Status {
@@ -125,6 +119,28 @@ impl Upstream {
             })
         }
     }
+}
+
+/// Reads a whole answer body of at most `limit` bytes.
+pub async fn read_body(response: &mut reqwest::Response, limit: u64) -> Result<Bytes, CallError> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(CallError::TooLarge(limit));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(CallError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The time left before `deadline`, in whole milliseconds, for messages that should
+/// read like the config ("no answer within 300ms").
+pub fn budget(deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    Duration::from_millis(left.as_micros().div_ceil(1000) as u64)
 }
 
 /// reqwest's error text names the URL; keep the cause chain, which says what happened.

@@ -101,10 +101,10 @@ path = "/r"
     assert_eq!(
         problems(&toml),
         [
-            "colour: unknown key; expected one of: server, upstreams, routes",
+            "colour: unknown key; expected one of: server, cache, upstreams, routes",
             "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `max_body`, `health_path`, `workers`, `compression`, `compression_min_size`, `cors`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`",
-            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`",
+            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`",
         ]
     );
 }
@@ -198,6 +198,53 @@ proxy = {{ upstream = "users" }}
             "routes[1].proxy.idle_timeout: invalid duration \"never\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
             "routes[1].proxy.path: {rest} is not a parameter of the route path; route parameters: other",
             "routes[2].path: \"no-slash\" must start with \"/\"",
+        ]
+    );
+}
+
+#[test]
+fn cache_settings_are_checked() {
+    let toml = format!(
+        r#"[cache]
+max_size = "a lot"
+{UPSTREAMS}
+[[routes]]
+path = "/r"
+methods = ["POST"]
+cache_ttl = "1m"
+  [[routes.backends]]
+  name = "a"
+  upstream = "users"
+  path = "/"
+  stale_while_revalidate = "1m"
+  [[routes.backends]]
+  name = "b"
+  upstream = "users"
+  path = "/"
+  cache_ttl = "forever"
+  stale_if_error = "1m"
+  [[routes.backends]]
+  name = "c"
+  upstream = "users"
+  path = "/"
+  cache_ttl = "10s"
+  forward_body = true
+[[routes]]
+path = "/p"
+methods = ["POST"]
+cache_ttl = "10s"
+proxy = {{ upstream = "users" }}
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "cache.max_size: invalid size \"a lot\"; write a number and a unit, such as \"64KiB\" or \"10MiB\"",
+            "routes[0].cache_ttl: an aggregate route caches per backend: set cache_ttl in its [[routes.backends]]",
+            "routes[0].backends[0].cache_ttl: is required by stale_while_revalidate and stale_if_error: they extend it",
+            "routes[0].backends[1].cache_ttl: invalid duration \"forever\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
+            "routes[0].backends[2].cache_ttl: a backend with forward_body is not cached: its answer depends on the body",
+            "routes[1].cache_ttl: only answers to GET are cached; add GET to methods or remove cache_ttl",
         ]
     );
 }

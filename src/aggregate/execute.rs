@@ -4,14 +4,15 @@
 use super::merge::{Failure, Piece, merge};
 use super::{AggregateRoute, Backend, BackendError};
 use crate::body::{Body, check_declared_length, full, read_limited};
+use crate::cache::{CacheKey, CacheOutcome, Fetched, Stored};
 use crate::config::MergeMode;
 use crate::error::GatewayError;
 use crate::template::RenderInput;
-use crate::upstream::CallError;
+use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{HeaderMap, HeaderName, Response, request};
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode, request};
 use hyper::body::Incoming;
 use std::fmt::Write;
 use std::time::Duration;
@@ -22,7 +23,8 @@ static X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complet
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 struct Outcome {
-    result: Result<Bytes, BackendError>,
+    /// The answer and its `Server-Timing` desc (`ok`, `hit` or `stale`).
+    result: Result<(Bytes, &'static str), BackendError>,
     elapsed: Duration,
 }
 
@@ -76,13 +78,23 @@ pub async fn serve(
                         if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
                             headers.insert(CONTENT_TYPE, ct.clone());
                         }
-                        Some((&parts.method, bytes.clone()))
+                        Some((parts.method.clone(), bytes.clone()))
                     }
                     _ => None,
                 };
+                let request_headers = &parts.headers;
                 calls.push(async move {
                     let began = Instant::now();
-                    let result = call(backend, &url, headers, body, call_deadline).await;
+                    let result = call(
+                        route,
+                        backend,
+                        url,
+                        headers,
+                        body,
+                        call_deadline,
+                        request_headers,
+                    )
+                    .await;
                     (
                         i,
                         Outcome {
@@ -151,26 +163,77 @@ fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
     headers
 }
 
+/// One backend call, through the cache when the backend has a `cache_ttl`.
 async fn call(
+    route: &AggregateRoute,
     backend: &Backend,
+    url: String,
+    headers: HeaderMap,
+    body: Option<(Method, Bytes)>,
+    deadline: Instant,
+    request_headers: &HeaderMap,
+) -> Result<(Bytes, &'static str), BackendError> {
+    let (Some(policy), None) = (backend.spec.cache, &body) else {
+        let (answer, _) = fetch_json(
+            &backend.upstream,
+            &url,
+            headers,
+            body,
+            backend.spec.merge,
+            deadline,
+        )
+        .await?;
+        return Ok((answer, "ok"));
+    };
+    let key = CacheKey::new(Method::GET, &url, request_headers, &route.forward_headers);
+    let upstream = backend.upstream.clone();
+    let (merge, ignore_upstream) = (backend.spec.merge, backend.spec.cache_ignore_upstream);
+    // Owned: a stale-while-revalidate refresh runs on after this request is answered.
+    let fetch = move || async move {
+        let (body, storable) = fetch_json(&upstream, &url, headers, None, merge, deadline).await?;
+        Ok::<_, BackendError>(Fetched {
+            stored: Stored {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body,
+            },
+            cacheable: storable || ignore_upstream,
+        })
+    };
+    let lookup = route.cache.get_or_fetch(key, policy, fetch);
+    let (entry, outcome) = tokio::time::timeout_at(deadline, lookup)
+        .await
+        .map_err(|_| CallError::Timeout(budget(deadline)))??;
+    let desc = match outcome {
+        CacheOutcome::Hit => "hit",
+        CacheOutcome::Stale => "stale",
+        CacheOutcome::Miss { .. } => "ok",
+    };
+    Ok((entry.stored.body.clone(), desc))
+}
+
+/// Calls the upstream and checks that the answer is JSON (an object for
+/// `merge = "root"`). Returns the answer and whether the upstream allows storing it.
+async fn fetch_json(
+    upstream: &Upstream,
     url: &str,
     headers: HeaderMap,
-    body: Option<(&http::Method, Bytes)>,
+    body: Option<(Method, Bytes)>,
+    merge: MergeMode,
     deadline: Instant,
-) -> Result<Bytes, BackendError> {
-    let answer = backend.upstream.call(url, headers, body, deadline).await?;
-    if answer.status == http::StatusCode::NO_CONTENT {
-        return Ok(Bytes::from_static(b"null"));
+) -> Result<(Bytes, bool), BackendError> {
+    let body = body.as_ref().map(|(m, b)| (m, b.clone()));
+    let answer = upstream.call(url, headers, body, deadline).await?;
+    if answer.status == StatusCode::NO_CONTENT {
+        return Ok((Bytes::from_static(b"null"), answer.storable));
     }
     // Validates the whole document without building it.
     serde_json::from_slice::<serde::de::IgnoredAny>(&answer.body)
         .map_err(|e| BackendError::InvalidJson(e.to_string()))?;
-    if backend.spec.merge == MergeMode::Root
-        && answer.body.trim_ascii_start().first() != Some(&b'{')
-    {
+    if merge == MergeMode::Root && answer.body.trim_ascii_start().first() != Some(&b'{') {
         return Err(BackendError::NotAnObject);
     }
-    Ok(answer.body)
+    Ok((answer.body, answer.storable))
 }
 
 fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body>, GatewayError> {
@@ -191,7 +254,7 @@ fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body
     for (backend, outcome) in route.backends.iter().zip(outcomes) {
         let spec = &backend.spec;
         let (json, desc): (&[u8], &str) = match &outcome.result {
-            Ok(body) => (body, "ok"),
+            Ok((body, desc)) => (body, desc),
             Err(e) => {
                 failures.push(Failure {
                     name: &spec.name,

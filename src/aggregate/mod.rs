@@ -6,6 +6,7 @@ pub mod merge;
 
 pub use execute::serve;
 
+use crate::cache::ResponseCache;
 use crate::config::BackendSpec;
 use crate::template::RenderError;
 use crate::upstream::{CallError, Upstream};
@@ -22,6 +23,8 @@ pub struct AggregateRoute {
     pub forward_headers: Vec<HeaderName>,
     pub errors_field: Option<String>,
     pub backends: Vec<Backend>,
+    /// The process-wide cache, for backends with `cache_ttl`.
+    pub cache: Arc<ResponseCache>,
 }
 
 /// One backend of an aggregate route.
@@ -32,7 +35,7 @@ pub struct Backend {
 }
 
 /// Why one backend produced no usable answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error(transparent)]
     Call(#[from] CallError),

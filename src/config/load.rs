@@ -2,13 +2,16 @@
 //! crate), then `${VAR}` interpolation inside strings, then typed sections. Each route and
 //! upstream is read on its own so that one mistake does not hide the others.
 
-use super::{ConfigError, ConfigProblem, GatewayConfig, RouteConfig, ServerConfig, UpstreamConfig};
+use super::{
+    CacheConfig, ConfigError, ConfigProblem, GatewayConfig, RouteConfig, ServerConfig,
+    UpstreamConfig,
+};
 use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::path::Path;
 
-const SECTIONS: &[&str] = &["server", "upstreams", "routes"];
+const SECTIONS: &[&str] = &["server", "cache", "upstreams", "routes"];
 
 /// The environment a config is loaded against: `${VAR}` values and `FANOUT__` overrides.
 /// Tests build their own instead of touching the process environment.
@@ -90,6 +93,11 @@ pub fn load_str(text: &str, env: &Env) -> Result<GatewayConfig, ConfigError> {
             "server" => {
                 if let Some(server) = section::<ServerConfig>(value, "server", &mut problems) {
                     out.server = server;
+                }
+            }
+            "cache" => {
+                if let Some(cache) = section::<CacheConfig>(value, "cache", &mut problems) {
+                    out.cache = cache;
                 }
             }
             "upstreams" => {

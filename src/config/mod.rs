@@ -62,6 +62,8 @@ impl fmt::Display for ConfigError {
 pub struct GatewayConfig {
     /// `[server]`: listener and process settings.
     pub server: ServerConfig,
+    /// `[cache]`: the process-wide response cache.
+    pub cache: CacheConfig,
     /// `[upstreams.NAME]`: the services routes call, by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// `[[routes]]`: the route table, in declaration order.
@@ -107,6 +109,22 @@ impl Default for ServerConfig {
             compression: true,
             compression_min_size: "1KiB".into(),
             cors: None,
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Capacity in bytes of keys and answers; the least useful entries are evicted.
+    pub max_size: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_size: "256MiB".into(),
         }
     }
 }
@@ -197,6 +215,8 @@ pub struct RouteConfig {
     /// Largest request body: aggregate routes default to `server.max_body`; a proxy
     /// route streams any size unless this is set.
     pub max_body: Option<String>,
+    /// Proxy routes: cache 2xx answers to GET for this long (whole response).
+    pub cache_ttl: Option<String>,
     /// The calls an aggregate route fans out to.
     pub backends: Vec<BackendConfig>,
     /// Makes this a proxy route to one upstream instead of an aggregate.
@@ -212,6 +232,7 @@ impl Default for RouteConfig {
             forward_headers: Vec::new(),
             errors_field: None,
             max_body: None,
+            cache_ttl: None,
             backends: Vec::new(),
             proxy: None,
         }
@@ -238,6 +259,15 @@ pub struct BackendConfig {
     pub merge: MergeMode,
     /// Send the client's method and body (buffered up to `max_body`) instead of a GET.
     pub forward_body: bool,
+    /// Cache 2xx answers for this long; default: not cached.
+    pub cache_ttl: Option<String>,
+    /// After `cache_ttl`, serve the stale answer at once for this long while one
+    /// background call refreshes it.
+    pub stale_while_revalidate: Option<String>,
+    /// After `cache_ttl`, serve the stale answer for this long when a fresh call fails.
+    pub stale_if_error: Option<String>,
+    /// Store answers even when the upstream says `Cache-Control: no-store` or `private`.
+    pub cache_ignore_upstream: bool,
 }
 
 impl Default for BackendConfig {
@@ -251,6 +281,10 @@ impl Default for BackendConfig {
             default: None,
             merge: MergeMode::Key,
             forward_body: false,
+            cache_ttl: None,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            cache_ignore_upstream: false,
         }
     }
 }

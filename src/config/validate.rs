@@ -6,6 +6,7 @@ use super::{
     BackendConfig, ConfigError, ConfigProblem, CorsConfig, GatewayConfig, MergeMode, RouteConfig,
     ServerConfig, UpstreamConfig,
 };
+use crate::cache::CachePolicy;
 use crate::router::{RouteTable, param_names};
 use crate::template::{Template, TemplateMode};
 use bytes::Bytes;
@@ -18,6 +19,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Compiled {
     pub server: ServerSpec,
+    /// Capacity of the response cache, in bytes.
+    pub cache_max_size: u64,
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
 }
@@ -89,6 +92,9 @@ pub struct BackendSpec {
     pub default: Bytes,
     pub merge: MergeMode,
     pub forward_body: bool,
+    /// Cache answers with this policy; `None`: not cached.
+    pub cache: Option<CachePolicy>,
+    pub cache_ignore_upstream: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +103,8 @@ pub struct ProxySpec {
     pub path: Template,
     pub preserve_host: bool,
     pub idle_timeout: Duration,
+    /// Cache 2xx answers to GET for this long.
+    pub cache_ttl: Option<Duration>,
 }
 
 impl Compiled {
@@ -189,6 +197,7 @@ impl Problems {
 pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let mut p = Problems::default();
     let server = server(&config.server, &mut p);
+    let cache_max_size = p.size("cache.max_size", &config.cache.max_size);
     let upstreams: BTreeMap<String, UpstreamSpec> = config
         .upstreams
         .iter()
@@ -206,6 +215,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     if p.0.is_empty() {
         Ok(Compiled {
             server,
+            cache_max_size,
             upstreams,
             routes,
         })
@@ -398,6 +408,38 @@ fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> UpstreamSpec {
     }
 }
 
+fn cache_policy(place: &str, b: &BackendConfig, p: &mut Problems) -> Option<CachePolicy> {
+    let mut window = |key: &str, value: &Option<String>| {
+        value
+            .as_ref()
+            .map(|v| p.duration(&format!("{place}.{key}"), v))
+            .unwrap_or_default()
+    };
+    let stale_while_revalidate = window("stale_while_revalidate", &b.stale_while_revalidate);
+    let stale_if_error = window("stale_if_error", &b.stale_if_error);
+    let Some(ttl) = &b.cache_ttl else {
+        if b.stale_while_revalidate.is_some() || b.stale_if_error.is_some() {
+            p.add(
+                format!("{place}.cache_ttl"),
+                "is required by stale_while_revalidate and stale_if_error: they extend it",
+            );
+        }
+        return None;
+    };
+    let ttl = p.duration(&format!("{place}.cache_ttl"), ttl);
+    if b.forward_body {
+        p.add(
+            format!("{place}.cache_ttl"),
+            "a backend with forward_body is not cached: its answer depends on the body",
+        );
+    }
+    Some(CachePolicy {
+        ttl,
+        stale_while_revalidate,
+        stale_if_error,
+    })
+}
+
 fn known_upstream(place: &str, name: &str, known: &[&str], p: &mut Problems) {
     if name.is_empty() {
         p.add(
@@ -515,17 +557,34 @@ fn route(
             let path = Template::parse(&proxy.path, &params, TemplateMode::Proxy)
                 .map_err(|e| p.add(format!("{place}.proxy.path"), e))
                 .ok()?;
+            let cache_ttl = r
+                .cache_ttl
+                .as_ref()
+                .map(|t| p.duration(&format!("{place}.cache_ttl"), t));
+            if cache_ttl.is_some() && !methods.contains(&Method::GET) {
+                p.add(
+                    format!("{place}.cache_ttl"),
+                    "only answers to GET are cached; add GET to methods or remove cache_ttl",
+                );
+            }
             RouteKind::Proxy(ProxySpec {
                 upstream: proxy.upstream.clone(),
                 path,
                 preserve_host: proxy.preserve_host,
                 idle_timeout,
+                cache_ttl,
             })
         }
         (None, false) => {
             let bodiless = methods
                 .iter()
                 .all(|m| *m == Method::GET || *m == Method::HEAD);
+            if r.cache_ttl.is_some() {
+                p.add(
+                    format!("{place}.cache_ttl"),
+                    "an aggregate route caches per backend: set cache_ttl in its [[routes.backends]]",
+                );
+            }
             if bodiless && let Some(i) = r.backends.iter().position(|b| b.forward_body) {
                 p.add(
                     format!("{place}.backends[{i}].forward_body"),
@@ -635,5 +694,7 @@ fn backend(
         default,
         merge: b.merge,
         forward_body: b.forward_body,
+        cache: cache_policy(place, b, p),
+        cache_ignore_upstream: b.cache_ignore_upstream,
     })
 }

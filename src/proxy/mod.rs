@@ -2,16 +2,18 @@
 //! never buffered whole, with hop-by-hop headers dropped, `X-Forwarded-*` set and
 //! WebSocket upgrades joined, as a reverse proxy does.
 
+mod cached;
 mod headers;
 mod upgrade;
 
 pub use headers::{HOP_BY_HOP, strip_hop_by_hop, upgrade_protocol};
 
 use crate::body::{Body, check_declared_length, is_length_limit};
+use crate::cache::ResponseCache;
 use crate::error::GatewayError;
 use crate::template::{RenderInput, Template};
 use crate::upstream::{CallError, Upstream, describe};
-use http::{Response, StatusCode, request};
+use http::{Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 use std::net::SocketAddr;
@@ -31,6 +33,8 @@ pub struct ProxyRoute {
     pub preserve_host: bool,
     /// Largest upload; `None` streams any size.
     pub max_body: Option<u64>,
+    /// With `cache_ttl`: the cache and how long answers to GET stay fresh.
+    pub cache: Option<(Arc<ResponseCache>, Duration)>,
 }
 
 /// Marks a response as passed through from an upstream: the gateway does not compress
@@ -81,6 +85,12 @@ pub async fn forward(
     }
     if let Some(limit) = route.max_body {
         check_declared_length(&headers, limit)?;
+    }
+    if let Some((cache, ttl)) = &route.cache
+        && (parts.method == Method::GET || parts.method == Method::HEAD)
+        && client_upgrade.is_none()
+    {
+        return cached::serve(route, cache, *ttl, url, headers).await;
     }
 
     let mut request = upstream.client.request(parts.method, url).headers(headers);

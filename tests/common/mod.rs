@@ -134,7 +134,7 @@ pub struct Recorded {
 
 #[derive(Default)]
 struct MockState {
-    routes: Vec<(String, Reply)>,
+    routes: Mutex<Vec<(String, Reply)>>,
     hits: Mutex<HashMap<String, usize>>,
     requests: Mutex<Vec<Recorded>>,
     /// Streams whose reader went away before the end.
@@ -160,7 +160,7 @@ impl MockBuilder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(MockState {
-            routes: self.routes,
+            routes: Mutex::new(self.routes),
             ..Default::default()
         });
         let task = tokio::spawn(accept_loop(listener, state.clone()));
@@ -207,6 +207,13 @@ impl MockUpstream {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Changes what `path` answers from now on.
+    pub fn set_reply(&self, path: &str, reply: Reply) {
+        let mut routes = self.state.routes.lock().unwrap();
+        routes.retain(|(p, _)| p != path);
+        routes.insert(0, (path.into(), reply));
     }
 
     /// Response streams abandoned by their reader before the end.
@@ -269,12 +276,14 @@ async fn handle(
     let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();
     *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
-    let reply = state
-        .routes
-        .iter()
-        .find(|(p, _)| *p == path)
-        .or_else(|| state.routes.iter().find(|(p, _)| p == "*"))
-        .map(|(_, r)| r.clone());
+    let reply = {
+        let routes = state.routes.lock().unwrap();
+        routes
+            .iter()
+            .find(|(p, _)| *p == path)
+            .or_else(|| routes.iter().find(|(p, _)| p == "*"))
+            .map(|(_, r)| r.clone())
+    };
     let sink = matches!(
         reply,
         Some(Reply {

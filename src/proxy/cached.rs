@@ -1,0 +1,134 @@
+//! Cached proxy routes (`cache_ttl` on the route): a GET's whole answer, status and
+//! headers, is stored and served again, with an RFC 9211 `Cache-Status` header.
+
+use super::{Passthrough, ProxyRoute, strip_hop_by_hop};
+use crate::body::{Body, full};
+use crate::cache::{
+    CacheKey, CacheOutcome, CachePolicy, Entry, Fetched, ResponseCache, Stored, forbids_storing,
+};
+use crate::error::GatewayError;
+use crate::upstream::{CallError, describe, read_body};
+use http::header::{ACCEPT, ACCEPT_ENCODING, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY};
+use http::{Method, Response};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Request headers besides credentials that change a proxied answer: content
+/// negotiation. An answer that varies on anything else is not stored.
+const NEGOTIATED: [HeaderName; 2] = [ACCEPT, ACCEPT_ENCODING];
+
+/// Answers a GET (or HEAD) from the cache, fetching and storing it on a miss.
+pub async fn serve(
+    route: &ProxyRoute,
+    cache: &Arc<ResponseCache>,
+    ttl: Duration,
+    url: String,
+    headers: HeaderMap,
+) -> Result<Response<Body>, GatewayError> {
+    let key = CacheKey::new(Method::GET, &url, &headers, &NEGOTIATED);
+    let policy = CachePolicy {
+        ttl,
+        ..CachePolicy::default()
+    };
+    let upstream = route.upstream.clone();
+    let timeout = route.timeout;
+    let fetch = move || async move {
+        let failed = |error| GatewayError::Upstream {
+            upstream: upstream.spec.name.clone(),
+            error,
+        };
+        // Buffered to be stored, so the route timeout covers the whole answer here.
+        let call = async {
+            let mut answer = upstream
+                .client
+                .get(&url)
+                .headers(headers)
+                .send()
+                .await
+                .map_err(describe)?;
+            let body = read_body(&mut answer, upstream.spec.max_response).await?;
+            Ok::<_, CallError>((answer, body))
+        };
+        let (answer, body) = match tokio::time::timeout(timeout, call).await {
+            Err(_) => return Err(failed(CallError::Timeout(timeout))),
+            Ok(result) => result.map_err(failed)?,
+        };
+        let mut headers = answer.headers().clone();
+        strip_hop_by_hop(&mut headers);
+        let cacheable = storable(&headers);
+        Ok(Fetched {
+            stored: Stored {
+                status: answer.status(),
+                headers,
+                body,
+            },
+            cacheable,
+        })
+    };
+    let (entry, outcome) = cache.get_or_fetch(key, policy, fetch).await?;
+    Ok(respond(&entry, outcome))
+}
+
+/// Whether a shared cache may keep an answer with these headers: not `no-store` or
+/// `private`, no `Set-Cookie` (a session must never be handed to another client), and
+/// no `Vary` on anything but content negotiation.
+fn storable(headers: &HeaderMap) -> bool {
+    let vary_ok = headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .all(|name| {
+            NEGOTIATED
+                .iter()
+                .any(|n| name.trim().eq_ignore_ascii_case(n.as_str()))
+        });
+    !forbids_storing(headers) && !headers.contains_key(SET_COOKIE) && vary_ok
+}
+
+fn respond(entry: &Entry, outcome: CacheOutcome) -> Response<Body> {
+    let mut response = Response::new(full(entry.stored.body.clone()));
+    *response.status_mut() = entry.stored.status;
+    *response.headers_mut() = entry.stored.headers.clone();
+    let status = match outcome {
+        CacheOutcome::Hit | CacheOutcome::Stale => {
+            format!("fanout; hit; ttl={}", entry.ttl_left(Instant::now()))
+        }
+        CacheOutcome::Miss { stored: true } => "fanout; fwd=uri-miss; stored".to_string(),
+        CacheOutcome::Miss { stored: false } => "fanout; fwd=uri-miss".to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&status) {
+        response.headers_mut().insert(CACHE_STATUS.clone(), v);
+    }
+    response.extensions_mut().insert(Passthrough);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn what_a_shared_cache_may_store() {
+        assert!(storable(&headers(&[("content-type", "text/plain")])));
+        assert!(storable(&headers(&[("vary", "Accept-Encoding, accept")])));
+        assert!(!storable(&headers(&[("vary", "user-agent")])));
+        assert!(!storable(&headers(&[("vary", "*")])));
+        assert!(!storable(&headers(&[("set-cookie", "session=1")])));
+        assert!(!storable(&headers(&[(
+            "cache-control",
+            "private, max-age=60"
+        )])));
+        assert!(!storable(&headers(&[("cache-control", "no-store")])));
+    }
+}

@@ -1,0 +1,293 @@
+//! The response cache over real sockets: hits, safe keys, coalescing, upstream
+//! Cache-Control, stale-while-revalidate, stale-if-error, and cached proxy routes.
+//! TTLs are a few hundred milliseconds; no test sleeps for seconds.
+
+mod common;
+
+use common::{MockUpstream, Reply, client, get_json, start_gateway};
+use std::time::{Duration, Instant};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+/// `/r` with one cached backend `b` on `/data` (plus `extra` backend keys).
+async fn cached_route(up: &MockUpstream, extra: &str) -> common::TestGateway {
+    start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\nforward_headers = [\"accept-language\"]\n\
+         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\ncache_ttl = \"250ms\"\n{extra}\n",
+        up.url()
+    ))
+    .await
+}
+
+fn desc(headers: &http::HeaderMap) -> String {
+    let timing = headers["server-timing"].to_str().unwrap();
+    timing
+        .split("desc=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string()
+}
+
+async fn get_with(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, String) {
+    let mut request = client().get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status(),
+        response.headers().clone(),
+        response.text().await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_cached_backend_is_called_once_per_ttl() {
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json(r#"{"v":1}"#))
+        .start()
+        .await;
+    let gw = cached_route(&up, "").await;
+    let (_, h, body) = get_json(&gw.url("/r")).await;
+    assert_eq!(
+        (desc(&h).as_str(), body["b"]["v"].as_i64()),
+        ("ok", Some(1))
+    );
+    let (_, h, body) = get_json(&gw.url("/r")).await;
+    assert_eq!(
+        (desc(&h).as_str(), body["b"]["v"].as_i64()),
+        ("hit", Some(1))
+    );
+    assert_eq!(up.hits("/data"), 1);
+    tokio::time::sleep(MS(300)).await;
+    let (_, h, _) = get_json(&gw.url("/r")).await;
+    assert_eq!(desc(&h), "ok", "expired after cache_ttl");
+    assert_eq!(up.hits("/data"), 2);
+}
+
+#[tokio::test]
+async fn users_never_share_cached_answers() {
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json("1"))
+        .start()
+        .await;
+    let gw = cached_route(&up, "").await;
+    let url = gw.url("/r");
+    for headers in [
+        vec![("authorization", "Bearer alice")],
+        vec![("authorization", "Bearer bob")],
+        vec![("cookie", "session=carol")],
+        vec![("authorization", "Bearer alice"), ("accept-language", "fr")],
+        vec![],
+    ] {
+        let (_, h, _) = get_with(&url, &headers).await;
+        assert_eq!(
+            desc(&h),
+            "ok",
+            "{headers:?} must not get another user's entry"
+        );
+    }
+    assert_eq!(up.hits("/data"), 5);
+    let (_, h, _) = get_with(&url, &[("authorization", "Bearer bob")]).await;
+    assert_eq!(desc(&h), "hit", "the same user hits their own entry");
+    assert_eq!(up.hits("/data"), 5);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_misses_make_one_upstream_call() {
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json(r#"{"v":1}"#).latency(MS(200)))
+        .start()
+        .await;
+    let gw = cached_route(&up, "").await;
+    let url = gw.url("/r");
+    let requests = (0..50).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { get_json(&url).await })
+    });
+    for r in futures_util::future::join_all(requests).await {
+        let (status, _, body) = r.unwrap();
+        assert_eq!((status.as_u16(), body["b"]["v"].as_i64()), (200, Some(1)));
+    }
+    assert_eq!(up.hits("/data"), 1);
+}
+
+#[tokio::test]
+async fn upstream_no_store_and_private_are_respected_unless_ignored() {
+    for cache_control in ["no-store", "private, max-age=60"] {
+        let up = MockUpstream::builder()
+            .route(
+                "/data",
+                Reply::json("1").header("cache-control", cache_control),
+            )
+            .start()
+            .await;
+        let gw = cached_route(&up, "").await;
+        get_json(&gw.url("/r")).await;
+        get_json(&gw.url("/r")).await;
+        assert_eq!(up.hits("/data"), 2, "{cache_control} was stored");
+        let gw = cached_route(&up, "cache_ignore_upstream = true").await;
+        get_json(&gw.url("/r")).await;
+        get_json(&gw.url("/r")).await;
+        assert_eq!(
+            up.hits("/data"),
+            3,
+            "cache_ignore_upstream stores it anyway"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failures_are_not_stored() {
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json("{}").status(500))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\n\
+         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\ncache_ttl = \"1m\"\ndefault = 0\n\
+         [[routes.backends]]\nname = \"ok\"\nupstream = \"up\"\npath = \"/ok\"\n",
+        up.url()
+    ))
+    .await;
+    up.set_reply("/ok", Reply::json("1"));
+    get_json(&gw.url("/r")).await;
+    let (_, _, body) = get_json(&gw.url("/r")).await;
+    assert_eq!(body["b"], 0);
+    assert_eq!(up.hits("/data"), 2);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json(r#"{"v":1}"#))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\n\
+         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\n\
+         cache_ttl = \"500ms\"\nstale_while_revalidate = \"1m\"\n",
+        up.url()
+    ))
+    .await;
+    get_json(&gw.url("/r")).await;
+    up.set_reply("/data", Reply::json(r#"{"v":2}"#).latency(MS(300)));
+    // Timeline: stored at 0; stale from 500 ms; the refresh answers at about 850 ms and
+    // stays fresh until about 1350 ms.
+    tokio::time::sleep(MS(550)).await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (_, h, body) = get_json(&gw.url("/r")).await;
+        assert_eq!(
+            (desc(&h).as_str(), body["b"]["v"].as_i64()),
+            ("stale", Some(1))
+        );
+        assert!(
+            started.elapsed() < MS(250),
+            "waited {:?} for the upstream",
+            started.elapsed()
+        );
+    }
+    tokio::time::sleep(MS(400)).await;
+    assert_eq!(up.hits("/data"), 2, "exactly one background refresh");
+    let (_, h, body) = get_json(&gw.url("/r")).await;
+    assert_eq!(
+        (desc(&h).as_str(), body["b"]["v"].as_i64()),
+        ("hit", Some(2))
+    );
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_the_old_answer_instead_of_a_failure() {
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json(r#"{"v":1}"#))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\n\
+         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\nrequired = true\n\
+         cache_ttl = \"250ms\"\nstale_if_error = \"1m\"\n",
+        up.url()
+    ))
+    .await;
+    get_json(&gw.url("/r")).await;
+    up.set_reply("/data", Reply::json("{}").status(503));
+    tokio::time::sleep(MS(300)).await;
+    let (status, h, body) = get_json(&gw.url("/r")).await;
+    assert_eq!(
+        status, 200,
+        "a required backend with a stale answer does not fail the route"
+    );
+    assert_eq!(
+        (desc(&h).as_str(), body["b"]["v"].as_i64()),
+        ("stale", Some(1))
+    );
+    assert_eq!(up.hits("/data"), 2);
+}
+
+#[tokio::test]
+async fn cached_proxy_routes_store_whole_answers_with_cache_status() {
+    let up = MockUpstream::builder()
+        .route(
+            "/file",
+            Reply::raw("contents")
+                .status(203)
+                .header("content-type", "text/plain")
+                .header("etag", "\"v1\""),
+        )
+        .route(
+            "/session",
+            Reply::raw("yours").header("set-cookie", "session=secret"),
+        )
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/p/{{*rest}}\"\nmethods = [\"GET\", \"POST\"]\n\
+         cache_ttl = \"1m\"\nproxy = {{ upstream = \"up\", path = \"/{{rest}}\" }}\n",
+        up.url()
+    ))
+    .await;
+    let (status, h, body) = get_with(&gw.url("/p/file"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (203, "contents"));
+    assert_eq!(h["cache-status"], "fanout; fwd=uri-miss; stored");
+    let (status, h, body) = get_with(&gw.url("/p/file"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (203, "contents"));
+    assert_eq!(
+        (
+            h["content-type"].to_str().unwrap(),
+            h["etag"].to_str().unwrap()
+        ),
+        ("text/plain", "\"v1\"")
+    );
+    let cache_status = h["cache-status"].to_str().unwrap();
+    assert!(
+        cache_status.starts_with("fanout; hit; ttl=5"),
+        "{cache_status}"
+    );
+    assert_eq!(up.hits("/file"), 1);
+
+    for _ in 0..2 {
+        let (_, h, _) = get_with(&gw.url("/p/session"), &[]).await;
+        assert_eq!(
+            h["cache-status"], "fanout; fwd=uri-miss",
+            "an answer with Set-Cookie is never stored"
+        );
+    }
+    assert_eq!(up.hits("/session"), 2);
+
+    let post = client()
+        .post(gw.url("/p/file"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        post.headers().get("cache-status").is_none(),
+        "only GET is cached"
+    );
+    assert_eq!(up.hits("/file"), 2);
+}
