@@ -4,8 +4,12 @@
 use crate::aggregate::BackendError;
 use crate::body::{Body, full};
 use crate::upstream::CallError;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
+
+pub static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// An error that ends a request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -14,6 +18,8 @@ pub enum GatewayError {
     RouteNotFound,
     #[error("this route does not answer this method")]
     MethodNotAllowed { allow: HeaderValue },
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64, limit: u32 },
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("{message}")]
@@ -56,6 +62,7 @@ impl GatewayError {
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Backend { error, .. } => match error {
                 BackendError::Call(CallError::Timeout(_)) => {
                     (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
@@ -135,8 +142,21 @@ impl GatewayError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let GatewayError::MethodNotAllowed { allow } = self {
-            headers.insert(header::ALLOW, allow);
+        match self {
+            GatewayError::MethodNotAllowed { allow } => {
+                headers.insert(header::ALLOW, allow);
+            }
+            GatewayError::RateLimited {
+                retry_after_secs,
+                limit,
+            } => {
+                let secs = HeaderValue::from(retry_after_secs);
+                headers.insert(header::RETRY_AFTER, secs.clone());
+                headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
+                headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from_static("0"));
+                headers.insert(RATELIMIT_RESET.clone(), secs);
+            }
+            _ => {}
         }
         response
     }
@@ -193,6 +213,21 @@ mod tests {
         assert_eq!(s, 400);
         assert_eq!(j["error"]["code"], "bad_request");
         assert_eq!(j["error"]["backend"], "orders");
+    }
+
+    #[tokio::test]
+    async fn rate_limited_is_429_with_retry_after() {
+        let (s, j, h) = answer(GatewayError::RateLimited {
+            retry_after_secs: 3,
+            limit: 20,
+        })
+        .await;
+        assert_eq!(s, 429);
+        assert_eq!(j["error"]["code"], "rate_limited");
+        assert_eq!(h["retry-after"], "3");
+        assert_eq!(h["ratelimit-limit"], "20");
+        assert_eq!(h["ratelimit-remaining"], "0");
+        assert_eq!(h["ratelimit-reset"], "3");
     }
 
     #[tokio::test]

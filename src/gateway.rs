@@ -5,14 +5,15 @@ use crate::aggregate::{self, AggregateRoute, Backend};
 use crate::body::{Body, full};
 use crate::cache::ResponseCache;
 use crate::config::{Compiled, RouteKind, ServerSpec};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
+use crate::limits::{RouteLimit, Verdict, client_key};
 use crate::proxy::{self, ProxyRoute};
 use crate::router::{Lookup, RouteTable};
 use crate::upstream::Upstream;
 use http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// The peer address of the connection a request came on (a request extension).
@@ -24,6 +25,8 @@ pub struct ClientAddr(pub SocketAddr);
 pub struct Route {
     pub path: String,
     pub methods: Vec<Method>,
+    /// Requests per client; beyond it, 429.
+    pub limit: Option<RouteLimit>,
     pub handler: Handler,
 }
 
@@ -90,9 +93,13 @@ impl Gateway {
                     cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
                 }),
             };
+            let limit = spec
+                .rate_limit
+                .map(|l| RouteLimit::new(l.rate, l.burst, l.key));
             let route = Route {
                 path: spec.path.clone(),
                 methods: spec.methods.clone(),
+                limit,
                 handler,
             };
             routes
@@ -129,7 +136,11 @@ impl Gateway {
             }
             Lookup::NotFound => return Err(GatewayError::RouteNotFound),
         };
-        match &route.handler {
+        let quota = match &route.limit {
+            Some(limit) => Some((limit.burst, self.admit(limit, &parts)?)),
+            None => None,
+        };
+        let result = match &route.handler {
             Handler::Aggregate(agg) => aggregate::serve(agg, &parts, &params, body).await,
             Handler::Proxy(p) => {
                 let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0);
@@ -138,6 +149,43 @@ impl Gateway {
                 let url = proxy::target_url(p, &parts, &params)?;
                 proxy::forward(p, url, parts, body, peer).await
             }
+        };
+        let Some((limit, remaining)) = quota else {
+            return result;
+        };
+        let mut response = result.unwrap_or_else(GatewayError::into_response);
+        let headers = response.headers_mut();
+        headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
+        headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining));
+        Ok(response)
+    }
+
+    /// Counts a request against its route's limit: the requests left, or 429.
+    fn admit(&self, limit: &RouteLimit, parts: &http::request::Parts) -> Result<u32, GatewayError> {
+        let peer = parts
+            .extensions
+            .get::<ClientAddr>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let key = client_key(
+            &limit.key,
+            peer,
+            &parts.headers,
+            &self.server.trusted_proxies,
+        );
+        match limit.check(&key) {
+            Verdict::Allowed { remaining } => Ok(remaining),
+            Verdict::Limited { retry_after } => Err(GatewayError::RateLimited {
+                // Whole seconds, rounded up: a client that waits that long gets in.
+                retry_after_secs: retry_after.as_nanos().div_ceil(1_000_000_000).max(1) as u64,
+                limit: limit.burst,
+            }),
+        }
+    }
+
+    /// Forgets rate-limit keys whose buckets are full again (see [`RouteLimit::prune`]).
+    pub fn prune_limits(&self) {
+        for limit in self.routes.iter().filter_map(|r| r.limit.as_ref()) {
+            limit.prune();
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod gateway;
+pub mod limits;
 pub mod proxy;
 pub mod router;
 pub mod server;

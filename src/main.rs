@@ -68,7 +68,7 @@ fn main() -> ExitCode {
 
 fn load(path: &Path) -> Result<Compiled, ExitCode> {
     let env = Env::from_process();
-    let result = config::load_file(path, &env).and_then(|raw| config::validate(&raw));
+    let result = config::compile_file(path, &env);
     result.map_err(|e| {
         let n = e.0.len();
         eprintln!(

@@ -65,6 +65,7 @@ pub async fn run(
     builder.http2().timer(TokioTimer::new());
 
     let graceful = GracefulShutdown::new();
+    let pruning = tokio::spawn(prune_limits(live.clone()));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     tokio::pin!(shutdown);
     loop {
@@ -101,6 +102,7 @@ pub async fn run(
         });
     }
     drop(listener);
+    pruning.abort();
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: finishing in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections finished"),
@@ -109,6 +111,20 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// How often rate-limit keys with full buckets are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
+/// Keeps keyed rate-limit state bounded: a flood of distinct keys is forgotten once
+/// their buckets refill.
+async fn prune_limits(live: LiveGateway) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        live.load().prune_limits();
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

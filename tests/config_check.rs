@@ -1,7 +1,7 @@
 //! Config errors: every problem reported at once, each with its place; texts pinned.
 //! Also `fanout check` as a user runs it.
 
-use fanout::config::{Env, load_str, validate};
+use fanout::config::{Env, compile};
 use std::process::Command;
 
 fn problems(toml: &str) -> Vec<String> {
@@ -9,7 +9,7 @@ fn problems(toml: &str) -> Vec<String> {
 }
 
 fn problems_with(toml: &str, env: &Env) -> Vec<String> {
-    match load_str(toml, env).and_then(|c| validate(&c)) {
+    match compile(toml, env) {
         Ok(_) => Vec::new(),
         Err(e) => e.0.iter().map(ToString::to_string).collect(),
     }
@@ -102,7 +102,7 @@ path = "/r"
         problems(&toml),
         [
             "colour: unknown key; expected one of: server, cache, upstreams, routes",
-            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `max_body`, `health_path`, `workers`, `compression`, `compression_min_size`, `cors`",
+            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`",
             "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`",
         ]
@@ -250,6 +250,33 @@ proxy = {{ upstream = "users" }}
 }
 
 #[test]
+fn rate_limits_and_trusted_proxies_are_checked() {
+    let toml = format!(
+        r#"[server]
+trusted_proxies = ["10.0.0.0/8", "proxy.internal"]
+{UPSTREAMS}
+[[routes]]
+path = "/a"
+rate_limit = {{ rate = "many", key = "user" }}
+proxy = {{ upstream = "users" }}
+[[routes]]
+path = "/b"
+rate_limit = {{ rate = "10/s", burst = 0, kee = "ip" }}
+proxy = {{ upstream = "users" }}
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "routes[1].rate_limit.kee: unknown key `kee`, expected one of `rate`, `burst`, `key`",
+            "server.trusted_proxies[1]: \"proxy.internal\" is not an address or CIDR; write one such as \"10.0.0.0/8\" or \"192.0.2.7\"",
+            "routes[0].rate_limit.rate: invalid rate \"many\"; write a count per period, such as \"100/s\", \"600/min\" or \"1000/hour\"",
+            "routes[0].rate_limit.key: unknown key \"user\"; use ip, global or header:NAME",
+        ]
+    );
+}
+
+#[test]
 fn overlapping_paths_are_errors_but_other_methods_are_not() {
     let toml = format!(
         r#"{UPSTREAMS}
@@ -298,7 +325,7 @@ proxy = { upstream = "users" }
         ("FANOUT__UPSTREAMS__USERS__TIMEOUT", "3s"),
         ("FANOUT__SERVER__WORKERS", "3"),
     ]);
-    let compiled = validate(&load_str(toml, &env).unwrap()).unwrap();
+    let compiled = compile(toml, &env).unwrap();
     assert_eq!(compiled.server.listen.port(), 9999);
     assert_eq!(compiled.server.workers, Some(3));
     let users = &compiled.upstreams["users"];

@@ -2,6 +2,7 @@
 //! crate), then `${VAR}` interpolation inside strings, then typed sections. Each route and
 //! upstream is read on its own so that one mistake does not hide the others.
 
+use super::validate::{Compiled, validate};
 use super::{
     CacheConfig, ConfigError, ConfigProblem, GatewayConfig, RouteConfig, ServerConfig,
     UpstreamConfig,
@@ -55,19 +56,68 @@ impl Env {
     }
 }
 
-/// Reads and loads the config file at `path`.
-pub fn load_file(path: &Path, env: &Env) -> Result<GatewayConfig, ConfigError> {
+/// Reads the config file at `path` and compiles it (see [`compile`]).
+pub fn compile_file(path: &Path, env: &Env) -> Result<Compiled, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(vec![ConfigProblem::new(
             path.display().to_string(),
             format!("cannot read the config file: {e}"),
         )])
     })?;
-    load_str(&text, env)
+    compile(&text, env)
 }
 
-/// Loads a config from TOML text plus the overrides and variables in `env`.
+/// Loads and validates a config, reporting every problem at once: those of the sections
+/// that do not parse, and the validation problems of everything that does.
+pub fn compile(text: &str, env: &Env) -> Result<Compiled, ConfigError> {
+    let Partial {
+        config,
+        mut problems,
+        failed,
+    } = load_partial(text, env)?;
+    let validated = validate(&config);
+    // A section that did not parse was replaced by its defaults; what validation says
+    // about those defaults is noise.
+    let from_failed = |place: &str| {
+        failed.iter().any(|f| {
+            place == f
+                || place
+                    .strip_prefix(f.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
+    };
+    match validated {
+        Ok(compiled) if problems.is_empty() => Ok(compiled),
+        Ok(_) => Err(ConfigError(problems)),
+        Err(ConfigError(more)) => {
+            problems.extend(more.into_iter().filter(|p| !from_failed(&p.place)));
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// Loads a config from TOML text plus the overrides and variables in `env`, without
+/// validating it.
 pub fn load_str(text: &str, env: &Env) -> Result<GatewayConfig, ConfigError> {
+    let Partial {
+        config, problems, ..
+    } = load_partial(text, env)?;
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError(problems))
+    }
+}
+
+/// What loading produced: the sections that parsed (defaults in place of the others),
+/// the problems found, and the places of the sections that did not parse.
+struct Partial {
+    config: GatewayConfig,
+    problems: Vec<ConfigProblem>,
+    failed: Vec<String>,
+}
+
+fn load_partial(text: &str, env: &Env) -> Result<Partial, ConfigError> {
     let single = |msg: String| ConfigError(vec![ConfigProblem::new("config", msg)]);
     let merged = Config::builder()
         .add_source(File::from_str(text, FileFormat::Toml))
@@ -86,6 +136,7 @@ pub fn load_str(text: &str, env: &Env) -> Result<GatewayConfig, ConfigError> {
         .map_err(|e| single(format!("not a TOML document: {e}")))?;
 
     let mut problems = Vec::new();
+    let mut failed = Vec::new();
     let mut out = GatewayConfig::default();
     for (key, mut value) in root {
         interpolate(&mut value, &key, env, &mut problems);
@@ -103,9 +154,10 @@ pub fn load_str(text: &str, env: &Env) -> Result<GatewayConfig, ConfigError> {
             "upstreams" => {
                 for (name, v) in table(value, "upstreams", &mut problems) {
                     let place = format!("upstreams.{name}");
-                    if let Some(u) = section::<UpstreamConfig>(v, &place, &mut problems) {
-                        out.upstreams.insert(name, u);
-                    }
+                    // One that does not parse keeps its name, so routes naming it still
+                    // resolve and are checked.
+                    let u = section::<UpstreamConfig>(v, &place, &mut problems);
+                    out.upstreams.insert(name, u.unwrap_or_default());
                 }
             }
             "routes" => match value.into_array() {
@@ -129,11 +181,24 @@ pub fn load_str(text: &str, env: &Env) -> Result<GatewayConfig, ConfigError> {
             )),
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(ConfigError(problems))
+    failed.extend(problems.iter().filter_map(|p| section_of(&p.place)));
+    Ok(Partial {
+        config: out,
+        problems,
+        failed,
+    })
+}
+
+/// The section a load problem belongs to: `routes[2]`, `upstreams.users`, `server`.
+fn section_of(place: &str) -> Option<String> {
+    if let Some(rest) = place.strip_prefix("routes[") {
+        let end = rest.find(']')?;
+        return Some(format!("routes[{}]", &rest[..end]));
     }
+    if let Some(rest) = place.strip_prefix("upstreams.") {
+        return Some(format!("upstreams.{}", rest.split(['.', '[']).next()?));
+    }
+    Some(place.split(['.', '[']).next()?.to_string())
 }
 
 fn table(value: Value, place: &str, problems: &mut Vec<ConfigProblem>) -> Map<String, Value> {

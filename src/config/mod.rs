@@ -5,7 +5,7 @@ mod load;
 mod units;
 mod validate;
 
-pub use load::{Env, load_file, load_str};
+pub use load::{Env, compile, compile_file, load_str};
 pub use units::{parse_duration, parse_size};
 pub use validate::{
     BackendSpec, Compiled, CorsSpec, ProxySpec, RouteKind, RouteSpec, ServerSpec, UpstreamSpec,
@@ -86,6 +86,8 @@ pub struct ServerConfig {
     pub max_body: String,
     /// Liveness endpoint answered on the main listener (`200 {"status":"ok"}`).
     pub health_path: String,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
     /// Runtime worker threads; default: the number of cores this process may use.
     pub workers: Option<usize>,
     /// Compress responses (gzip, br) for clients that accept it.
@@ -105,6 +107,7 @@ impl Default for ServerConfig {
             shutdown_grace: "30s".into(),
             max_body: "10MiB".into(),
             health_path: "/__health".into(),
+            trusted_proxies: Vec::new(),
             workers: None,
             compression: true,
             compression_min_size: "1KiB".into(),
@@ -217,6 +220,8 @@ pub struct RouteConfig {
     pub max_body: Option<String>,
     /// Proxy routes: cache 2xx answers to GET for this long (whole response).
     pub cache_ttl: Option<String>,
+    /// Requests per client over time; beyond it, 429.
+    pub rate_limit: Option<RouteRateLimitConfig>,
     /// The calls an aggregate route fans out to.
     pub backends: Vec<BackendConfig>,
     /// Makes this a proxy route to one upstream instead of an aggregate.
@@ -233,8 +238,31 @@ impl Default for RouteConfig {
             errors_field: None,
             max_body: None,
             cache_ttl: None,
+            rate_limit: None,
             backends: Vec::new(),
             proxy: None,
+        }
+    }
+}
+
+/// `rate_limit = { rate = "100/min", burst = 20, key = "header:x-user-id" }` on a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteRateLimitConfig {
+    /// `N/s`, `N/min` or `N/hour`, refilled evenly.
+    pub rate: String,
+    /// Requests allowed at once; default the rate's count.
+    pub burst: Option<u32>,
+    /// `ip` (the client's address), `header:NAME`, or `global` (one bucket).
+    pub key: String,
+}
+
+impl Default for RouteRateLimitConfig {
+    fn default() -> Self {
+        Self {
+            rate: String::new(),
+            burst: None,
+            key: "ip".into(),
         }
     }
 }

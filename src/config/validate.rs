@@ -4,15 +4,17 @@
 use super::units::{parse_duration, parse_size};
 use super::{
     BackendConfig, ConfigError, ConfigProblem, CorsConfig, GatewayConfig, MergeMode, RouteConfig,
-    ServerConfig, UpstreamConfig,
+    RouteRateLimitConfig, ServerConfig, UpstreamConfig,
 };
 use crate::cache::CachePolicy;
+use crate::limits::{LimitKey, Rate, parse_trusted};
 use crate::router::{RouteTable, param_names};
 use crate::template::{Template, TemplateMode};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// A config that passed validation: every string parsed, every reference resolved.
@@ -33,6 +35,7 @@ pub struct ServerSpec {
     pub shutdown_grace: Duration,
     pub max_body: u64,
     pub health_path: String,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub workers: Option<usize>,
     pub compression: bool,
     pub compression_min_size: u64,
@@ -72,7 +75,15 @@ pub struct RouteSpec {
     pub errors_field: Option<String>,
     /// The route's own limit; `None` means the server's for an aggregate, none for a proxy.
     pub max_body: Option<u64>,
+    pub rate_limit: Option<RateLimitSpec>,
     pub kind: RouteKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitSpec {
+    pub rate: Rate,
+    pub burst: Option<NonZeroU32>,
+    pub key: LimitKey,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +265,16 @@ fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         shutdown_grace: p.duration("server.shutdown_grace", &s.shutdown_grace),
         max_body: p.size("server.max_body", &s.max_body),
         health_path: s.health_path.clone(),
+        trusted_proxies: s
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                parse_trusted(t)
+                    .map_err(|e| p.add(format!("server.trusted_proxies[{i}]"), e))
+                    .ok()
+            })
+            .collect(),
         workers: s.workers,
         compression: s.compression,
         compression_min_size: p.size("server.compression_min_size", &s.compression_min_size),
@@ -408,6 +429,30 @@ fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> UpstreamSpec {
     }
 }
 
+fn rate_limit(place: &str, l: &RouteRateLimitConfig, p: &mut Problems) -> Option<RateLimitSpec> {
+    let rate = Rate::parse(&l.rate)
+        .map_err(|e| p.add(format!("{place}.rate"), e))
+        .ok();
+    let key = LimitKey::parse(&l.key)
+        .map_err(|e| p.add(format!("{place}.key"), e))
+        .ok();
+    let burst = match l.burst {
+        Some(0) => {
+            p.add(
+                format!("{place}.burst"),
+                "must be at least 1; leave it out to allow the rate's count at once",
+            );
+            None
+        }
+        b => b.and_then(NonZeroU32::new),
+    };
+    Some(RateLimitSpec {
+        rate: rate?,
+        burst,
+        key: key?,
+    })
+}
+
 fn cache_policy(place: &str, b: &BackendConfig, p: &mut Problems) -> Option<CachePolicy> {
     let mut window = |key: &str, value: &Option<String>| {
         value
@@ -529,6 +574,10 @@ fn route(
         .max_body
         .as_ref()
         .map(|m| p.size(&format!("{place}.max_body"), m));
+    let rate_limit = r
+        .rate_limit
+        .as_ref()
+        .and_then(|l| rate_limit(&format!("{place}.rate_limit"), l, p));
     let params = param_names(&r.path);
     let kind = match (&r.proxy, r.backends.is_empty()) {
         (Some(_), false) => {
@@ -601,6 +650,7 @@ fn route(
         forward_headers,
         errors_field: r.errors_field.clone(),
         max_body,
+        rate_limit,
         kind,
     })
 }

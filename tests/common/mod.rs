@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use fanout::config::{Env, load_str, validate};
+use fanout::config::{Env, compile};
 use fanout::gateway::Gateway;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -402,9 +402,8 @@ impl Drop for TestGateway {
 
 /// Loads, validates and serves `toml` (no environment) on an ephemeral port.
 pub async fn start_gateway(toml: &str) -> TestGateway {
-    let raw =
-        load_str(toml, &Env::default()).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
-    let compiled = validate(&raw).unwrap_or_else(|e| panic!("config is not valid:\n{e}"));
+    let compiled =
+        compile(toml, &Env::default()).unwrap_or_else(|e| panic!("config is not valid:\n{e}"));
     let gateway = Gateway::build(compiled).expect("gateway builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
