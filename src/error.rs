@@ -40,6 +40,16 @@ pub enum GatewayError {
     Internal(String),
 }
 
+/// The answer when the gateway itself refused to call an upstream, to protect it.
+fn refusal(e: &CallError) -> Option<(StatusCode, &'static str)> {
+    match e {
+        CallError::Overloaded(_) => Some((StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded")),
+        CallError::CircuitOpen => Some((StatusCode::SERVICE_UNAVAILABLE, "circuit_open")),
+        CallError::Unhealthy => Some((StatusCode::SERVICE_UNAVAILABLE, "upstream_unhealthy")),
+        _ => None,
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorFields<'a>,
@@ -63,6 +73,15 @@ impl GatewayError {
             BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Backend {
+                error: BackendError::Call(e),
+                ..
+            }
+            | Upstream { error: e, .. }
+                if refusal(e).is_some() =>
+            {
+                refusal(e).expect("checked")
+            }
             Backend { error, .. } => match error {
                 BackendError::Call(CallError::Timeout(_)) => {
                     (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
@@ -295,6 +314,27 @@ mod tests {
             (s, j["error"]["code"].as_str()),
             (StatusCode::BAD_GATEWAY, Some("bad_gateway"))
         );
+    }
+
+    #[tokio::test]
+    async fn refused_calls_are_503_with_their_code() {
+        for (e, code) in [
+            (
+                CallError::Overloaded("no free call slot within 50ms".into()),
+                "upstream_overloaded",
+            ),
+            (CallError::CircuitOpen, "circuit_open"),
+            (CallError::Unhealthy, "upstream_unhealthy"),
+        ] {
+            let (s, j, _) = answer(backend(BackendError::Call(e.clone()))).await;
+            assert_eq!((s.as_u16(), j["error"]["code"].as_str()), (503, Some(code)));
+            let (s, j, _) = answer(GatewayError::Upstream {
+                upstream: "files".into(),
+                error: e,
+            })
+            .await;
+            assert_eq!((s.as_u16(), j["error"]["code"].as_str()), (503, Some(code)));
+        }
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
 use crate::proxy::{self, ProxyRoute};
 use crate::router::{Lookup, RouteTable};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, health};
 use http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use std::collections::BTreeMap;
@@ -63,7 +63,9 @@ impl Gateway {
                 upstream: name.clone(),
                 source,
             })?;
-            upstreams.insert(name, Arc::new(up));
+            let up = Arc::new(up);
+            health::spawn(&up);
+            upstreams.insert(name, up);
         }
         let cache = ResponseCache::new(compiled.cache_max_size);
         let mut routes = RouteTable::default();

@@ -68,7 +68,19 @@ pub async fn run(
     let pruning = tokio::spawn(prune_limits(live.clone()));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     tokio::pin!(shutdown);
+    // Beyond max_connections the gateway stops accepting: new connections wait in the
+    // kernel's listen backlog instead of costing memory here.
+    let connections = settings
+        .max_connections
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     loop {
+        let slot = match &connections {
+            Some(limit) => tokio::select! {
+                slot = limit.clone().acquire_owned() => Some(slot.expect("the semaphore is never closed")),
+                () = &mut shutdown => break,
+            },
+            None => None,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -99,6 +111,7 @@ pub async fn run(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -8,8 +8,8 @@ mod validate;
 pub use load::{Env, compile, compile_file, load_str};
 pub use units::{parse_duration, parse_size};
 pub use validate::{
-    BackendSpec, Compiled, CorsSpec, ProxySpec, RouteKind, RouteSpec, ServerSpec, UpstreamSpec,
-    validate,
+    BackendSpec, Compiled, CorsSpec, HealthCheckSpec, ProxySpec, RouteKind, RouteSpec, ServerSpec,
+    UpstreamSpec, validate,
 };
 
 use serde::Deserialize;
@@ -96,6 +96,8 @@ pub struct ServerConfig {
     pub compression_min_size: String,
     /// Cross-origin access for browser dashboards; absent means no CORS headers at all.
     pub cors: Option<CorsConfig>,
+    /// Connections served at once; more wait in the listen backlog. Default: no limit.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +114,7 @@ impl Default for ServerConfig {
             compression: true,
             compression_min_size: "1KiB".into(),
             cors: None,
+            max_connections: None,
         }
     }
 }
@@ -185,6 +188,71 @@ pub struct UpstreamConfig {
     pub headers: BTreeMap<String, String>,
     /// Largest answer body accepted from this upstream on an aggregate route.
     pub max_response: String,
+    /// Calls at once; more wait up to `queue_timeout`. Default: no limit.
+    pub max_in_flight: Option<usize>,
+    /// How long a call waits for a free `max_in_flight` slot before failing (503).
+    pub queue_timeout: String,
+    /// Calls per period to this upstream (one bucket); beyond it calls fail at once.
+    pub rate_limit: Option<UpstreamRateLimitConfig>,
+    /// Extra tries for idempotent calls after a connect error or a 502/503/504.
+    pub retries: u32,
+    /// Idempotent calls: start a second try if the first has not answered by then.
+    pub hedge_after: Option<String>,
+    /// Stop calling an upstream that keeps failing.
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Probe the upstream in the background; calls fail at once while it is unhealthy.
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// `rate_limit = { rate = "1000/s" }` on an upstream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamRateLimitConfig {
+    /// `N/s`, `N/min` or `N/hour`.
+    pub rate: String,
+    /// Calls allowed at once; default the rate's count.
+    pub burst: Option<u32>,
+}
+
+/// `circuit_breaker = { failures = 5, open_for = "10s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failures (connect errors, timeouts, 5xx) that open the circuit.
+    pub failures: u32,
+    /// How long calls fail at once before one probe is let through.
+    pub open_for: String,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            open_for: "10s".into(),
+        }
+    }
+}
+
+/// `health_check = { path = "/health", interval = "5s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// Path probed with GET; any 2xx is healthy.
+    pub path: String,
+    /// Time between probes.
+    pub interval: String,
+    /// A probe without an answer by then has failed.
+    pub timeout: String,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval: "5s".into(),
+            timeout: "1s".into(),
+        }
+    }
 }
 
 impl Default for UpstreamConfig {
@@ -197,6 +265,13 @@ impl Default for UpstreamConfig {
             pool_idle_timeout: "90s".into(),
             headers: BTreeMap::new(),
             max_response: "16MiB".into(),
+            max_in_flight: None,
+            queue_timeout: "50ms".into(),
+            rate_limit: None,
+            retries: 0,
+            hedge_after: None,
+            circuit_breaker: None,
+            health_check: None,
         }
     }
 }

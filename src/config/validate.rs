@@ -40,6 +40,7 @@ pub struct ServerSpec {
     pub compression: bool,
     pub compression_min_size: u64,
     pub cors: Option<CorsSpec>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +65,21 @@ pub struct UpstreamSpec {
     pub pool_idle_timeout: Duration,
     pub headers: HeaderMap,
     pub max_response: u64,
+    pub max_in_flight: Option<usize>,
+    pub queue_timeout: Duration,
+    pub rate_limit: Option<(Rate, Option<NonZeroU32>)>,
+    pub retries: u32,
+    pub hedge_after: Option<Duration>,
+    /// Consecutive failures that open the circuit, and for how long.
+    pub circuit_breaker: Option<(u32, Duration)>,
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -252,6 +268,12 @@ fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
             format!("\"{}\" must start with \"/\"", s.health_path),
         );
     }
+    if s.max_connections == Some(0) {
+        p.add(
+            "server.max_connections",
+            "must be at least 1; leave it out for no limit",
+        );
+    }
     if s.workers == Some(0) {
         p.add(
             "server.workers",
@@ -279,6 +301,7 @@ fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         compression: s.compression,
         compression_min_size: p.size("server.compression_min_size", &s.compression_min_size),
         cors: s.cors.as_ref().map(|c| cors(c, p)),
+        max_connections: s.max_connections,
     }
 }
 
@@ -426,6 +449,59 @@ fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> UpstreamSpec {
         pool_idle_timeout: p.duration(&format!("{place}.pool_idle_timeout"), &u.pool_idle_timeout),
         headers,
         max_response: p.size(&format!("{place}.max_response"), &u.max_response),
+        max_in_flight: match u.max_in_flight {
+            Some(0) => {
+                p.add(
+                    format!("{place}.max_in_flight"),
+                    "must be at least 1; leave it out for no limit",
+                );
+                None
+            }
+            n => n,
+        },
+        queue_timeout: p.duration(&format!("{place}.queue_timeout"), &u.queue_timeout),
+        rate_limit: u.rate_limit.as_ref().and_then(|l| {
+            let rate = Rate::parse(&l.rate)
+                .map_err(|e| p.add(format!("{place}.rate_limit.rate"), e))
+                .ok()?;
+            if l.burst == Some(0) {
+                p.add(
+                    format!("{place}.rate_limit.burst"),
+                    "must be at least 1; leave it out to allow the rate's count at once",
+                );
+            }
+            Some((rate, l.burst.and_then(NonZeroU32::new)))
+        }),
+        retries: u.retries,
+        hedge_after: u
+            .hedge_after
+            .as_ref()
+            .map(|h| p.duration(&format!("{place}.hedge_after"), h)),
+        circuit_breaker: u.circuit_breaker.as_ref().map(|c| {
+            if c.failures == 0 {
+                p.add(
+                    format!("{place}.circuit_breaker.failures"),
+                    "must be at least 1",
+                );
+            }
+            (
+                c.failures.max(1),
+                p.duration(&format!("{place}.circuit_breaker.open_for"), &c.open_for),
+            )
+        }),
+        health_check: u.health_check.as_ref().map(|h| {
+            if !h.path.starts_with('/') {
+                p.add(
+                    format!("{place}.health_check.path"),
+                    format!("\"{}\" must start with \"/\"", h.path),
+                );
+            }
+            HealthCheckSpec {
+                path: h.path.clone(),
+                interval: p.duration(&format!("{place}.health_check.interval"), &h.interval),
+                timeout: p.duration(&format!("{place}.health_check.timeout"), &h.timeout),
+            }
+        }),
     }
 }
 

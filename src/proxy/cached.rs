@@ -7,7 +7,7 @@ use crate::cache::{
     CacheKey, CacheOutcome, CachePolicy, Entry, Fetched, ResponseCache, Stored, forbids_storing,
 };
 use crate::error::GatewayError;
-use crate::upstream::{CallError, describe, read_body};
+use crate::upstream::{describe, read_body, retry};
 use http::header::{ACCEPT, ACCEPT_ENCODING, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY};
 use http::{Method, Response};
 use std::sync::Arc;
@@ -36,37 +36,33 @@ pub async fn serve(
     let upstream = route.upstream.clone();
     let timeout = route.timeout;
     let fetch = move || async move {
-        let failed = |error| GatewayError::Upstream {
-            upstream: upstream.spec.name.clone(),
-            error,
-        };
         // Buffered to be stored, so the route timeout covers the whole answer here.
-        let call = async {
+        let deadline = Instant::now() + timeout;
+        let attempt = || async {
             let mut answer = upstream
                 .client
                 .get(&url)
-                .headers(headers)
+                .headers(headers.clone())
                 .send()
                 .await
                 .map_err(describe)?;
             let body = read_body(&mut answer, upstream.spec.max_response).await?;
-            Ok::<_, CallError>((answer, body))
-        };
-        let (answer, body) = match tokio::time::timeout(timeout, call).await {
-            Err(_) => return Err(failed(CallError::Timeout(timeout))),
-            Ok(result) => result.map_err(failed)?,
-        };
-        let mut headers = answer.headers().clone();
-        strip_hop_by_hop(&mut headers);
-        let cacheable = storable(&headers);
-        Ok(Fetched {
-            stored: Stored {
+            let mut headers = std::mem::take(answer.headers_mut());
+            strip_hop_by_hop(&mut headers);
+            Ok(Stored {
                 status: answer.status(),
                 headers,
                 body,
-            },
-            cacheable,
-        })
+            })
+        };
+        let stored = retry::run(&upstream, true, deadline, attempt)
+            .await
+            .map_err(|error| GatewayError::Upstream {
+                upstream: upstream.spec.name.clone(),
+                error,
+            })?;
+        let cacheable = storable(&stored.headers);
+        Ok(Fetched { stored, cacheable })
     };
     let (entry, outcome) = cache.get_or_fetch(key, policy, fetch).await?;
     Ok(respond(&entry, outcome))

@@ -12,12 +12,13 @@ use crate::body::{Body, check_declared_length, is_length_limit};
 use crate::cache::ResponseCache;
 use crate::error::GatewayError;
 use crate::template::{RenderInput, Template};
-use crate::upstream::{CallError, Upstream, describe};
+use crate::upstream::{Upstream, describe, is_idempotent, retry};
 use http::{Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower_http::timeout::TimeoutBody;
 
@@ -93,32 +94,52 @@ pub async fn forward(
         return cached::serve(route, cache, *ttl, url, headers).await;
     }
 
-    let mut request = upstream.client.request(parts.method, url).headers(headers);
-    if !body.is_end_stream() {
+    // A streamed body can be sent once: only a bodiless idempotent request is retried
+    // or hedged.
+    let body = (!body.is_end_stream()).then(|| {
         let body = TimeoutBody::new(route.idle_timeout, body);
-        request = match route.max_body {
-            Some(limit) => {
-                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-                request.body(reqwest::Body::wrap(Limited::new(body, limit)))
-            }
-            None => request.body(reqwest::Body::wrap(body)),
-        };
-    }
-    let upstream_error = |error| GatewayError::Upstream {
-        upstream: upstream.spec.name.clone(),
-        error,
+        match route.max_body {
+            Some(limit) => reqwest::Body::wrap(Limited::new(
+                body,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            )),
+            None => reqwest::Body::wrap(body),
+        }
+    });
+    let repeatable = body.is_none() && is_idempotent(&parts.method);
+    let body = Mutex::new(body);
+    let over_limit = AtomicBool::new(false);
+    let attempt = || {
+        let mut request = upstream
+            .client
+            .request(parts.method.clone(), &url)
+            .headers(headers.clone());
+        if let Some(body) = body.lock().expect("never poisoned").take() {
+            request = request.body(body);
+        }
+        let over_limit = &over_limit;
+        async move {
+            request.send().await.map_err(|e| {
+                over_limit.fetch_or(is_length_limit(&e), Ordering::Relaxed);
+                describe(e)
+            })
+        }
     };
     let deadline = tokio::time::Instant::now() + route.timeout;
-    let answer = match tokio::time::timeout_at(deadline, request.send()).await {
-        Err(_) => return Err(upstream_error(CallError::Timeout(route.timeout))),
-        Ok(Err(e)) => {
-            if let Some(limit) = route.max_body.filter(|_| is_length_limit(&e)) {
-                // The upload was cut off upstream; the client has had no answer yet.
-                return Err(GatewayError::BodyTooLarge { limit });
-            }
-            return Err(upstream_error(describe(e)));
+    let answer = match retry::run(upstream, repeatable, deadline, attempt).await {
+        Ok(answer) => answer,
+        Err(_) if over_limit.load(Ordering::Relaxed) => {
+            // The upload was cut off upstream; the client has had no answer yet.
+            return Err(GatewayError::BodyTooLarge {
+                limit: route.max_body.unwrap_or_default(),
+            });
         }
-        Ok(Ok(answer)) => answer,
+        Err(error) => {
+            return Err(GatewayError::Upstream {
+                upstream: upstream.spec.name.clone(),
+                error,
+            });
+        }
     };
 
     if answer.status() == StatusCode::SWITCHING_PROTOCOLS

@@ -38,6 +38,8 @@ enum Behaviour {
         every: Duration,
         text: &'static str,
     },
+    /// The n-th request to this path gets the n-th reply, cycling.
+    Sequence(Vec<Reply>),
 }
 
 /// What a mock route answers.
@@ -103,6 +105,12 @@ impl Reply {
     /// with `text = "data: "`, NDJSON with a JSON prefix).
     pub fn events(count: usize, every: Duration, text: &'static str, content_type: &str) -> Self {
         Self::with(Behaviour::Events { count, every, text }).header("content-type", content_type)
+    }
+
+    /// Answers each request to the path with the next of `replies`, starting over after
+    /// the last (`[slow, fast]` is slow on every other call).
+    pub fn sequence(replies: Vec<Reply>) -> Self {
+        Self::with(Behaviour::Sequence(replies))
     }
 
     pub fn status(mut self, status: u16) -> Self {
@@ -275,7 +283,12 @@ async fn handle(
 ) -> Result<Response<MockBody>, std::io::Error> {
     let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();
-    *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let nth = {
+        let mut hits = state.hits.lock().unwrap();
+        let n = hits.entry(path.clone()).or_default();
+        *n += 1;
+        *n
+    };
     let reply = {
         let routes = state.routes.lock().unwrap();
         routes
@@ -283,6 +296,13 @@ async fn handle(
             .find(|(p, _)| *p == path)
             .or_else(|| routes.iter().find(|(p, _)| p == "*"))
             .map(|(_, r)| r.clone())
+    };
+    let reply = match reply {
+        Some(Reply {
+            behaviour: Behaviour::Sequence(replies),
+            ..
+        }) => Some(replies[(nth - 1) % replies.len()].clone()),
+        other => other,
     };
     let sink = matches!(
         reply,
@@ -325,6 +345,7 @@ async fn handle(
     };
     tokio::time::sleep(reply.latency).await;
     let out = match reply.behaviour {
+        Behaviour::Sequence(_) => unreachable!("a sequence was resolved to one of its replies"),
         Behaviour::Hang => std::future::pending::<MockBody>().await,
         Behaviour::Reset => return Err(std::io::Error::other("mock reset")),
         Behaviour::Echo | Behaviour::Sink => whole(received),

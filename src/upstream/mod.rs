@@ -1,5 +1,13 @@
 //! One upstream service: its pooled HTTP client (one per upstream, shared by every route
-//! and backend that names it) and one call to it, bounded by a deadline.
+//! and backend that names it), its protection (guard, breaker, retries, hedging, health
+//! checks), and one call to it bounded by a deadline.
+
+mod breaker;
+mod guard;
+pub mod health;
+pub mod retry;
+
+pub use guard::Guard;
 
 use crate::config::UpstreamSpec;
 use bytes::{Bytes, BytesMut};
@@ -7,11 +15,12 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A built upstream: the spec plus its connection pool.
+/// A built upstream: the spec, its connection pool and its admission guard.
 #[derive(Debug)]
 pub struct Upstream {
     pub spec: UpstreamSpec,
     pub client: reqwest::Client,
+    pub guard: Guard,
 }
 
 /// A 2xx answer, read whole.
@@ -40,6 +49,12 @@ pub enum CallError {
     TooLarge(u64),
     #[error("request failed: {0}")]
     Failed(String),
+    #[error("upstream overloaded: {0}")]
+    Overloaded(String),
+    #[error("circuit open after repeated failures")]
+    CircuitOpen,
+    #[error("upstream failed its health check")]
+    Unhealthy,
 }
 
 impl CallError {
@@ -51,8 +66,19 @@ impl CallError {
             CallError::Status { .. } => "bad_status",
             CallError::TooLarge(_) => "too_large",
             CallError::Failed(_) => "request_failed",
+            CallError::Overloaded(_) => "overloaded",
+            CallError::CircuitOpen => "circuit_open",
+            CallError::Unhealthy => "unhealthy",
         }
     }
+}
+
+/// Methods that may be sent twice (RFC 9110 §9.2.2).
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
 }
 
 impl Upstream {
@@ -67,10 +93,14 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()?;
-        Ok(Self { spec, client })
+        let guard = Guard::new(&spec);
+        Ok(Self {
+            spec,
+            client,
+            guard,
+        })
     }
 
-    /// GETs `url` and reads the whole body, all before `deadline`.
     /// Calls `url` and reads the whole answer, all before `deadline`. `body` is sent
     /// with its method; without one the call is a GET.
     pub async fn call(
@@ -80,14 +110,20 @@ impl Upstream {
         body: Option<(&Method, Bytes)>,
         deadline: Instant,
     ) -> Result<Answer, CallError> {
-        let budget = budget(deadline);
-        match tokio::time::timeout_at(deadline, self.call_inner(url, headers, body)).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout(budget)),
+        let repeatable = body.as_ref().is_none_or(|(m, _)| is_idempotent(m));
+        let once = || self.call_once(url, headers.clone(), body.clone());
+        match retry::run(self, repeatable, deadline, once).await {
+            // A non-2xx answer is an error to the aggregate, once retries are spent.
+            Ok(answer) if !answer.status.is_success() => Err(CallError::Status {
+                status: answer.status,
+                content_type: None,
+                body: answer.body,
+            }),
+            other => other,
         }
     }
 
-    async fn call_inner(
+    async fn call_once(
         &self,
         url: &str,
         mut headers: HeaderMap,
@@ -103,15 +139,16 @@ impl Upstream {
         let mut response = request.headers(headers).send().await.map_err(describe)?;
         let status = response.status();
         let storable = !crate::cache::forbids_storing(response.headers());
+        let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
         let body = read_body(&mut response, self.spec.max_response).await?;
-        if status.is_success() {
+        if status.is_success() || status.is_server_error() {
+            // 5xx comes back as an answer so that retries and the breaker see its status.
             Ok(Answer {
                 status,
                 body,
                 storable,
             })
         } else {
-            let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
             Err(CallError::Status {
                 status,
                 content_type,
