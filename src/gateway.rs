@@ -4,7 +4,7 @@
 use crate::aggregate::{self, AggregateRoute, Backend};
 use crate::body::{Body, full};
 use crate::cache::ResponseCache;
-use crate::config::{Compiled, RouteKind, ServerSpec};
+use crate::config::{Compiled, RateLimitSpec, RouteKind, ServerSpec};
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
 use crate::proxy::{self, ProxyRoute};
@@ -25,8 +25,8 @@ pub struct ClientAddr(pub SocketAddr);
 pub struct Route {
     pub path: String,
     pub methods: Vec<Method>,
-    /// Requests per client; beyond it, 429.
-    pub limit: Option<RouteLimit>,
+    /// Requests per client, and its spec (to carry the state over an unchanged reload).
+    pub limit: Option<(RateLimitSpec, Arc<RouteLimit>)>,
     pub handler: Handler,
 }
 
@@ -40,6 +40,8 @@ pub enum Handler {
 #[derive(Debug)]
 pub struct Gateway {
     pub server: ServerSpec,
+    /// The config this snapshot was built from: for diffs and `/config`.
+    pub config: Compiled,
     pub routes: RouteTable<Route>,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// The response cache shared by every route.
@@ -56,20 +58,53 @@ pub struct BuildError {
 
 impl Gateway {
     /// Builds the snapshot: one pooled client per upstream, shared by every route.
-    pub fn build(compiled: Compiled) -> Result<Self, BuildError> {
+    ///
+    /// With a `previous` snapshot (a reload), what did not change carries over: an
+    /// upstream with the same settings keeps its pool, breaker and health check; a route
+    /// with the same path, methods and limit keeps its rate-limit state; the cache keeps
+    /// its entries unless its size changed.
+    pub fn build(compiled: Compiled, previous: Option<&Gateway>) -> Result<Self, BuildError> {
+        let config = compiled.clone();
         let mut upstreams = BTreeMap::new();
         for (name, spec) in compiled.upstreams {
-            let up = Upstream::build(spec).map_err(|source| BuildError {
-                upstream: name.clone(),
-                source,
-            })?;
-            let up = Arc::new(up);
-            health::spawn(&up);
+            let kept = previous
+                .and_then(|p| p.upstreams.get(&name))
+                .filter(|u| u.spec == spec);
+            let up = match kept {
+                Some(up) => up.clone(),
+                None => {
+                    let up = Upstream::build(spec).map_err(|source| BuildError {
+                        upstream: name.clone(),
+                        source,
+                    })?;
+                    let up = Arc::new(up);
+                    health::spawn(&up);
+                    up
+                }
+            };
             upstreams.insert(name, up);
         }
-        let cache = ResponseCache::new(compiled.cache_max_size);
+        let cache = match previous {
+            Some(p) if p.config.cache_max_size == compiled.cache_max_size => p.cache.clone(),
+            _ => ResponseCache::new(compiled.cache_max_size),
+        };
         let mut routes = RouteTable::default();
         for spec in compiled.routes {
+            let limit = spec.rate_limit.clone().map(|l| {
+                let kept = previous.and_then(|p| {
+                    p.routes.iter().find_map(|r| match &r.limit {
+                        Some((was, limit))
+                            if r.path == spec.path && r.methods == spec.methods && *was == l =>
+                        {
+                            Some(limit.clone())
+                        }
+                        _ => None,
+                    })
+                });
+                let limit = kept
+                    .unwrap_or_else(|| Arc::new(RouteLimit::new(l.rate, l.burst, l.key.clone())));
+                (l, limit)
+            });
             let handler = match spec.kind {
                 RouteKind::Aggregate(backends) => Handler::Aggregate(AggregateRoute {
                     timeout: spec.timeout,
@@ -95,9 +130,6 @@ impl Gateway {
                     cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
                 }),
             };
-            let limit = spec
-                .rate_limit
-                .map(|l| RouteLimit::new(l.rate, l.burst, l.key));
             let route = Route {
                 path: spec.path.clone(),
                 methods: spec.methods.clone(),
@@ -110,6 +142,7 @@ impl Gateway {
         }
         Ok(Self {
             server: compiled.server,
+            config,
             routes,
             upstreams,
             cache,
@@ -139,7 +172,7 @@ impl Gateway {
             Lookup::NotFound => return Err(GatewayError::RouteNotFound),
         };
         let quota = match &route.limit {
-            Some(limit) => Some((limit.burst, self.admit(limit, &parts)?)),
+            Some((_, limit)) => Some((limit.burst, self.admit(limit, &parts)?)),
             None => None,
         };
         let result = match &route.handler {
@@ -186,7 +219,7 @@ impl Gateway {
 
     /// Forgets rate-limit keys whose buckets are full again (see [`RouteLimit::prune`]).
     pub fn prune_limits(&self) {
-        for limit in self.routes.iter().filter_map(|r| r.limit.as_ref()) {
+        for (_, limit) in self.routes.iter().filter_map(|r| r.limit.as_ref()) {
             limit.prune();
         }
     }

@@ -21,6 +21,7 @@ pub mod error;
 pub mod gateway;
 pub mod limits;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod template;

@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use fanout::config::{self, Compiled, Env};
 use fanout::gateway::Gateway;
+use fanout::reload::{self, Reloader};
 use fanout::{demo, server};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,7 +110,7 @@ fn serve(path: &Path, with_demo: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(start(compiled, with_demo)) {
+    match runtime.block_on(start(path, compiled, with_demo)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fanout: {e}");
@@ -118,7 +119,11 @@ fn serve(path: &Path, with_demo: bool) -> ExitCode {
     }
 }
 
-async fn start(compiled: Compiled, with_demo: bool) -> Result<(), Box<dyn std::error::Error>> {
+async fn start(
+    path: &Path,
+    compiled: Compiled,
+    with_demo: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let listen = compiled.server.listen;
     if with_demo {
         for (name, addr) in demo::start(&compiled).await? {
@@ -135,8 +140,12 @@ async fn start(compiled: Compiled, with_demo: bool) -> Result<(), Box<dyn std::e
             println!("  {line}");
         }
     }
-    let gateway = Gateway::build(compiled)?;
+    let gateway = Gateway::build(compiled, None)?;
     let live = Arc::new(arc_swap::ArcSwap::from_pointee(gateway));
+    let reloader = Reloader::new(path, live.clone());
+    let _watcher = reload::watch(reloader.clone())
+        .map_err(|e| format!("cannot watch {} for changes: {e}", path.display()))?;
+    tokio::spawn(reload::on_sighup(reloader.clone()));
     server::run(listener, live, server::shutdown_signal()).await?;
     Ok(())
 }

@@ -139,7 +139,7 @@ fn load_partial(text: &str, env: &Env) -> Result<Partial, ConfigError> {
     let mut failed = Vec::new();
     let mut out = GatewayConfig::default();
     for (key, mut value) in root {
-        interpolate(&mut value, &key, env, &mut problems);
+        interpolate(&mut value, &key, env, &mut problems, &mut out.interpolated);
         match key.as_str() {
             "server" => {
                 if let Some(server) = section::<ServerConfig>(value, "server", &mut problems) {
@@ -245,20 +245,31 @@ fn describe_serde(e: config::ConfigError) -> String {
 }
 
 /// Replaces `${VAR}` in every string. `$${` writes a literal `${`.
-fn interpolate(value: &mut Value, place: &str, env: &Env, problems: &mut Vec<ConfigProblem>) {
+fn interpolate(
+    value: &mut Value,
+    place: &str,
+    env: &Env,
+    problems: &mut Vec<ConfigProblem>,
+    interpolated: &mut Vec<String>,
+) {
     match &mut value.kind {
         ValueKind::String(s) if s.contains('$') => match substitute(s, env) {
-            Ok(new) => *s = new,
+            Ok(new) => {
+                if new != *s {
+                    interpolated.push(place.to_string());
+                }
+                *s = new;
+            }
             Err(msg) => problems.push(ConfigProblem::new(place, msg)),
         },
         ValueKind::Table(t) => {
             for (k, v) in t.iter_mut() {
-                interpolate(v, &format!("{place}.{k}"), env, problems);
+                interpolate(v, &format!("{place}.{k}"), env, problems, interpolated);
             }
         }
         ValueKind::Array(a) => {
             for (i, v) in a.iter_mut().enumerate() {
-                interpolate(v, &format!("{place}[{i}]"), env, problems);
+                interpolate(v, &format!("{place}[{i}]"), env, problems, interpolated);
             }
         }
         _ => {}

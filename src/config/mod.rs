@@ -1,6 +1,7 @@
 //! The configuration as written in `gateway.toml`: raw serde structs, their defaults, and
 //! the entry points that load and validate them into a [`Compiled`] config.
 
+mod document;
 mod load;
 mod units;
 mod validate;
@@ -8,11 +9,11 @@ mod validate;
 pub use load::{Env, compile, compile_file, load_str};
 pub use units::{parse_duration, parse_size};
 pub use validate::{
-    BackendSpec, Compiled, CorsSpec, HealthCheckSpec, ProxySpec, RouteKind, RouteSpec, ServerSpec,
-    UpstreamSpec, validate,
+    BackendSpec, Compiled, CorsSpec, HealthCheckSpec, ProxySpec, RateLimitSpec, RouteKind,
+    RouteSpec, ServerSpec, UpstreamSpec, validate,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -58,7 +59,7 @@ impl fmt::Display for ConfigError {
 
 /// The whole document. Assembled section by section by the loader, so that a mistake in
 /// one route does not hide the mistakes in the others.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct GatewayConfig {
     /// `[server]`: listener and process settings.
     pub server: ServerConfig,
@@ -68,10 +69,13 @@ pub struct GatewayConfig {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// `[[routes]]`: the route table, in declaration order.
     pub routes: Vec<RouteConfig>,
+    /// Places whose strings came from `${VAR}`: redacted wherever the config is shown.
+    #[serde(skip)]
+    pub interpolated: Vec<String>,
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address the gateway listens on, `IP:PORT`.
@@ -120,7 +124,7 @@ impl Default for ServerConfig {
 }
 
 /// `[cache]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Capacity in bytes of keys and answers; the least useful entries are evicted.
@@ -136,7 +140,7 @@ impl Default for CacheConfig {
 }
 
 /// `[server.cors]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorsConfig {
     /// Origins allowed to call the gateway (`https://dash.example.com`), or `["*"]`.
@@ -171,7 +175,7 @@ impl Default for CorsConfig {
 }
 
 /// `[upstreams.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// Base URL, `http://` or `https://`; a path here prefixes every call's path.
@@ -205,7 +209,7 @@ pub struct UpstreamConfig {
 }
 
 /// `rate_limit = { rate = "1000/s" }` on an upstream.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamRateLimitConfig {
     /// `N/s`, `N/min` or `N/hour`.
@@ -215,7 +219,7 @@ pub struct UpstreamRateLimitConfig {
 }
 
 /// `circuit_breaker = { failures = 5, open_for = "10s" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitBreakerConfig {
     /// Consecutive failures (connect errors, timeouts, 5xx) that open the circuit.
@@ -234,7 +238,7 @@ impl Default for CircuitBreakerConfig {
 }
 
 /// `health_check = { path = "/health", interval = "5s" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
     /// Path probed with GET; any 2xx is healthy.
@@ -277,7 +281,7 @@ impl Default for UpstreamConfig {
 }
 
 /// `[[routes]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteConfig {
     /// Path pattern: `{name}` matches one segment, `{*rest}` the rest of the path.
@@ -321,7 +325,7 @@ impl Default for RouteConfig {
 }
 
 /// `rate_limit = { rate = "100/min", burst = 20, key = "header:x-user-id" }` on a route.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteRateLimitConfig {
     /// `N/s`, `N/min` or `N/hour`, refilled evenly.
@@ -343,7 +347,7 @@ impl Default for RouteRateLimitConfig {
 }
 
 /// `[[routes.backends]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     /// Unique in the route; the key of this answer in the merged body.
@@ -393,7 +397,7 @@ impl Default for BackendConfig {
 }
 
 /// Where a backend's answer goes in the merged body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MergeMode {
     /// Under the backend's `name`.
@@ -404,7 +408,7 @@ pub enum MergeMode {
 }
 
 /// `proxy = { upstream = "files", path = "/{rest}" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// Name of an `[upstreams.NAME]` entry.

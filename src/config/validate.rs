@@ -15,11 +15,16 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A config that passed validation: every string parsed, every reference resolved.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// The effective config as JSON with secrets redacted, for `/config`.
+    pub document: Arc<serde_json::Value>,
+    /// A stable hash of the effective config (secrets included).
+    pub hash: String,
     pub server: ServerSpec,
     /// Capacity of the response cache, in bytes.
     pub cache_max_size: u64,
@@ -27,7 +32,7 @@ pub struct Compiled {
     pub routes: Vec<RouteSpec>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSpec {
     pub listen: SocketAddr,
     pub request_timeout: Duration,
@@ -43,7 +48,7 @@ pub struct ServerSpec {
     pub max_connections: Option<usize>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CorsSpec {
     /// Empty means any origin (`*`).
     pub allow_origins: Vec<HeaderValue>,
@@ -54,7 +59,7 @@ pub struct CorsSpec {
     pub allow_credentials: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSpec {
     pub name: String,
     /// The base URL without a trailing `/`; a rendered path is appended to it.
@@ -75,14 +80,14 @@ pub struct UpstreamSpec {
     pub health_check: Option<HealthCheckSpec>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheckSpec {
     pub path: String,
     pub interval: Duration,
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteSpec {
     pub path: String,
     pub methods: Vec<Method>,
@@ -95,20 +100,20 @@ pub struct RouteSpec {
     pub kind: RouteKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitSpec {
     pub rate: Rate,
     pub burst: Option<NonZeroU32>,
     pub key: LimitKey,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RouteKind {
     Aggregate(Vec<BackendSpec>),
     Proxy(ProxySpec),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BackendSpec {
     pub name: String,
     pub upstream: String,
@@ -124,7 +129,7 @@ pub struct BackendSpec {
     pub cache_ignore_upstream: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxySpec {
     pub upstream: String,
     pub path: Template,
@@ -240,7 +245,10 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
         }
     }
     if p.0.is_empty() {
+        let (document, hash) = super::document::document(config);
         Ok(Compiled {
+            document: Arc::new(document),
+            hash,
             server,
             cache_max_size,
             upstreams,

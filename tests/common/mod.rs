@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use fanout::config::{Env, compile};
+use fanout::config::{Env, compile, compile_file};
 use fanout::gateway::Gateway;
+use fanout::reload::Reloader;
+use fanout::server::LiveGateway;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -425,11 +427,16 @@ impl Drop for TestGateway {
 pub async fn start_gateway(toml: &str) -> TestGateway {
     let compiled =
         compile(toml, &Env::default()).unwrap_or_else(|e| panic!("config is not valid:\n{e}"));
-    let gateway = Gateway::build(compiled).expect("gateway builds");
+    serve(Arc::new(arc_swap::ArcSwap::from_pointee(
+        Gateway::build(compiled, None).expect("gateway builds"),
+    )))
+    .await
+}
+
+async fn serve(live: LiveGateway) -> TestGateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let live = Arc::new(arc_swap::ArcSwap::from_pointee(gateway));
     let task = tokio::spawn(fanout::server::run(listener, live, async {
         let _ = rx.await;
     }));
@@ -437,6 +444,49 @@ pub async fn start_gateway(toml: &str) -> TestGateway {
         addr,
         shutdown: Some(tx),
         task: Some(task),
+    }
+}
+
+/// A gateway serving a config file that can be edited and reloaded.
+pub struct ReloadableGateway {
+    pub gateway: TestGateway,
+    pub reloader: Arc<Reloader>,
+    pub live: LiveGateway,
+    pub path: std::path::PathBuf,
+}
+
+impl ReloadableGateway {
+    /// Replaces the config file as editors do: write a temporary file, rename it over.
+    pub fn write(&self, toml: &str) {
+        let tmp = self.path.with_extension("toml.tmp");
+        std::fs::write(&tmp, toml).unwrap();
+        std::fs::rename(&tmp, &self.path).unwrap();
+    }
+}
+
+/// Serves `toml` from a file of its own, with a reloader (and no watcher).
+pub async fn start_reloadable(toml: &str) -> ReloadableGateway {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fanout-reload-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, toml).unwrap();
+    let compiled = compile_file(&path, &Env::default())
+        .unwrap_or_else(|e| panic!("config is not valid:\n{e}"));
+    let live: LiveGateway = Arc::new(arc_swap::ArcSwap::from_pointee(
+        Gateway::build(compiled, None).unwrap(),
+    ));
+    let reloader = Reloader::new(&path, live.clone());
+    let gateway = serve(live.clone()).await;
+    ReloadableGateway {
+        gateway,
+        reloader,
+        live,
+        path,
     }
 }
 
@@ -482,7 +532,10 @@ pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
 /// the test's clients and mocks. Killed when dropped.
 pub struct GatewayProcess {
     pub addr: SocketAddr,
+    /// The config file it serves.
+    pub path: std::path::PathBuf,
     child: std::process::Child,
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl GatewayProcess {
@@ -517,12 +570,32 @@ impl GatewayProcess {
             }
         };
         // Keep draining its log so the process never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { addr, child }
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            lines
+                .map_while(Result::ok)
+                .for_each(|l| sink.lock().unwrap().push(l))
+        });
+        Self {
+            addr,
+            path,
+            child,
+            logs,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// What it has logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Peak resident memory so far (VmHWM), in bytes.
