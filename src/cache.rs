@@ -9,9 +9,9 @@
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -132,13 +132,13 @@ pub enum CacheOutcome {
     Miss { stored: bool },
 }
 
-/// Counters for metrics.
-#[derive(Debug, Default)]
+/// Counters for metrics: clones share their counts, so the registry holds the same ones.
+#[derive(Debug, Clone, Default)]
 pub struct CacheStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub stale: AtomicU64,
-    pub coalesced: AtomicU64,
+    pub hits: Counter,
+    pub misses: Counter,
+    pub stale: Counter,
+    pub coalesced: Counter,
 }
 
 type Fill<E> = Shared<BoxFuture<'static, Result<(Arc<Entry>, bool), E>>>;
@@ -174,8 +174,8 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for RetainFor {
 }
 
 impl ResponseCache {
-    /// A cache holding at most `max_bytes` of keys and answers.
-    pub fn new(max_bytes: u64) -> Arc<Self> {
+    /// A cache holding at most `max_bytes` of keys and answers, counting into `stats`.
+    pub fn new(max_bytes: u64, stats: CacheStats) -> Arc<Self> {
         let store = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &CacheKey, entry: &Arc<Entry>| {
@@ -193,7 +193,7 @@ impl ResponseCache {
         Arc::new(Self {
             store,
             inflight: Mutex::new(HashMap::new()),
-            stats: CacheStats::default(),
+            stats,
         })
     }
 
@@ -220,11 +220,11 @@ impl ResponseCache {
         if let Some(entry) = self.store.get(&key).await {
             let age = now.saturating_duration_since(entry.stored_at);
             if age < entry.policy.ttl {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.hits.inc();
                 return Ok((entry, CacheOutcome::Hit));
             }
             if age < entry.policy.ttl + entry.policy.stale_while_revalidate {
-                self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                self.stats.stale.inc();
                 let refresh = self.fill(key, policy, fetch);
                 tokio::spawn(async move {
                     let _ = refresh.await;
@@ -235,12 +235,12 @@ impl ResponseCache {
                 fallback = Some(entry);
             }
         }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.stats.misses.inc();
         match self.fill(key, policy, fetch).await {
             Ok((entry, stored)) => Ok((entry, CacheOutcome::Miss { stored })),
             Err(e) => match fallback {
                 Some(stale) => {
-                    self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                    self.stats.stale.inc();
                     Ok((stale, CacheOutcome::Stale))
                 }
                 None => Err(e),
@@ -261,7 +261,7 @@ impl ResponseCache {
             .lock()
             .expect("the in-flight map is never poisoned");
         if let Some(existing) = inflight.get(&key).and_then(|f| f.downcast_ref::<Fill<E>>()) {
-            self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+            self.stats.coalesced.inc();
             return existing.clone();
         }
         let cache = self.clone();
@@ -344,7 +344,7 @@ pub fn forbids_storing(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn key(url: &str, auth: Option<&str>) -> CacheKey {
         let mut h = HeaderMap::new();
@@ -407,7 +407,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn hits_until_the_ttl_then_fetches_again() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, CacheStats::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let (k, p) = (key("http://u/a", None), policy(10, 0, 0));
         assert_eq!(
@@ -425,13 +425,13 @@ mod tests {
             Ok(("v2".into(), CacheOutcome::Miss { stored: true }))
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        assert_eq!(cache.stats().hits.load(Ordering::SeqCst), 1);
-        assert_eq!(cache.stats().misses.load(Ordering::SeqCst), 2);
+        assert_eq!(cache.stats().hits.get(), 1);
+        assert_eq!(cache.stats().misses.get(), 2);
     }
 
     #[tokio::test]
     async fn different_credentials_never_share_an_entry() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, CacheStats::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let p = policy(60, 0, 0);
         get(
@@ -464,7 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_make_one_call() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, CacheStats::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let (k, p) = (key("http://u/a", None), policy(60, 0, 0));
         let all = (0..50).map(|_| {
@@ -481,12 +481,12 @@ mod tests {
                 .all(|r| r.as_ref().unwrap().0.stored.body == "v")
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(cache.stats().coalesced.load(Ordering::SeqCst), 49);
+        assert_eq!(cache.stats().coalesced.get(), 49);
     }
 
     #[tokio::test]
     async fn concurrent_failures_are_shared_too() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, CacheStats::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let (k, p) = (key("http://u/a", None), policy(60, 0, 0));
         let all = (0..20).map(|_| {
@@ -510,7 +510,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, CacheStats::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let (k, p) = (key("http://u/a", None), policy(10, 30, 0));
         get(&cache, &k, p, &calls, "v1", true).await.unwrap();
@@ -539,7 +539,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stale_if_error_serves_the_old_answer_when_the_refresh_fails() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, CacheStats::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let (k, p) = (key("http://u/a", None), policy(10, 0, 60));
         get(&cache, &k, p, &calls, "v1", true).await.unwrap();
@@ -563,7 +563,7 @@ mod tests {
 
     #[tokio::test]
     async fn uncacheable_answers_are_served_but_not_stored() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, CacheStats::default());
         let (k, p) = (key("http://u/a", None), policy(60, 0, 0));
         let private = || async {
             Ok::<_, String>(Fetched {
@@ -583,7 +583,7 @@ mod tests {
 
     #[tokio::test]
     async fn purge_by_url_or_everything() {
-        let cache = ResponseCache::new(1 << 20);
+        let cache = ResponseCache::new(1 << 20, CacheStats::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let p = policy(60, 0, 0);
         for (url, auth) in [
@@ -622,7 +622,7 @@ mod tests {
 
     #[tokio::test]
     async fn capacity_is_weighted_by_bytes() {
-        let cache = ResponseCache::new(64 * 1024);
+        let cache = ResponseCache::new(64 * 1024, CacheStats::default());
         for i in 0..100 {
             let k = key(&format!("http://u/{i}"), None);
             let big = || async {

@@ -7,6 +7,7 @@ use crate::cache::ResponseCache;
 use crate::config::{Compiled, RateLimitSpec, RouteKind, ServerSpec};
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
+use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyRoute};
 use crate::router::{Lookup, RouteTable};
 use crate::upstream::{Upstream, health};
@@ -46,6 +47,8 @@ pub struct Gateway {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// The response cache shared by every route.
     pub cache: Arc<ResponseCache>,
+    /// The process's metrics: the same registry across reloads.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The snapshot could not be built (a TLS backend that failed to initialize).
@@ -65,6 +68,8 @@ impl Gateway {
     /// its entries unless its size changed.
     pub fn build(compiled: Compiled, previous: Option<&Gateway>) -> Result<Self, BuildError> {
         let config = compiled.clone();
+        let metrics = previous.map_or_else(Metrics::new, |p| p.metrics.clone());
+        metrics.config_hash(&compiled.hash);
         let mut upstreams = BTreeMap::new();
         for (name, spec) in compiled.upstreams {
             let kept = previous
@@ -86,7 +91,7 @@ impl Gateway {
         }
         let cache = match previous {
             Some(p) if p.config.cache_max_size == compiled.cache_max_size => p.cache.clone(),
-            _ => ResponseCache::new(compiled.cache_max_size),
+            _ => ResponseCache::new(compiled.cache_max_size, metrics.cache.clone()),
         };
         let mut routes = RouteTable::default();
         for spec in compiled.routes {
@@ -107,6 +112,8 @@ impl Gateway {
             });
             let handler = match spec.kind {
                 RouteKind::Aggregate(backends) => Handler::Aggregate(AggregateRoute {
+                    label: spec.path.clone(),
+                    metrics: metrics.clone(),
                     timeout: spec.timeout,
                     max_body: spec.max_body.unwrap_or(compiled.server.max_body),
                     cache: cache.clone(),
@@ -146,18 +153,30 @@ impl Gateway {
             routes,
             upstreams,
             cache,
+            metrics,
         })
     }
 
     /// Answers one request. Errors become responses here, through `error.rs`.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
-        match self.route(request).await {
+        let started = tokio::time::Instant::now();
+        let _in_flight = self.metrics.in_flight();
+        let mut label = "";
+        let response = match self.route(request, &mut label).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
-        }
+        };
+        self.metrics
+            .request(label, response.status().as_u16(), started.elapsed());
+        response
     }
 
-    async fn route(&self, request: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    /// `label` is set to the matched route's path pattern (empty when none matched).
+    async fn route<'s>(
+        &'s self,
+        request: Request<Incoming>,
+        label: &mut &'s str,
+    ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();
         if parts.uri.path() == self.server.health_path {
             return Ok(health());
@@ -171,8 +190,15 @@ impl Gateway {
             }
             Lookup::NotFound => return Err(GatewayError::RouteNotFound),
         };
+        *label = &route.path;
         let quota = match &route.limit {
-            Some((_, limit)) => Some((limit.burst, self.admit(limit, &parts)?)),
+            Some((_, limit)) => match self.admit(limit, &parts) {
+                Ok(remaining) => Some((limit.burst, remaining)),
+                Err(e) => {
+                    self.metrics.rate_limited(&route.path);
+                    return Err(e);
+                }
+            },
             None => None,
         };
         let result = match &route.handler {

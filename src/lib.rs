@@ -12,6 +12,7 @@
 //! - [`error`]: every error the gateway makes, as status and JSON, in one place.
 //! - [`demo`]: sample upstreams for `fanout demo`.
 
+pub mod admin;
 pub mod aggregate;
 pub mod body;
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod limits;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod router;

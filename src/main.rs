@@ -140,12 +140,28 @@ async fn start(
             println!("  {line}");
         }
     }
+    let admin = match compiled.server.admin_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("server.admin_listen: cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let gateway = Gateway::build(compiled, None)?;
     let live = Arc::new(arc_swap::ArcSwap::from_pointee(gateway));
     let reloader = Reloader::new(path, live.clone());
     let _watcher = reload::watch(reloader.clone())
         .map_err(|e| format!("cannot watch {} for changes: {e}", path.display()))?;
     tokio::spawn(reload::on_sighup(reloader.clone()));
+    if let Some(admin) = admin {
+        tokio::spawn(fanout::admin::run(
+            admin,
+            live.clone(),
+            reloader.clone(),
+            std::future::pending(),
+        ));
+    }
     server::run(listener, live, server::shutdown_signal()).await?;
     Ok(())
 }

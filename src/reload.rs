@@ -191,6 +191,7 @@ impl Reloader {
                 }
             }
         };
+        self.live.load().metrics.reload(status.ok);
         if status.ok {
             Ok(status.changes.clone())
         } else {

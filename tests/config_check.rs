@@ -102,7 +102,7 @@ path = "/r"
         problems(&toml),
         [
             "colour: unknown key; expected one of: server, cache, upstreams, routes",
-            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`",
+            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`",
             "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`",
         ]
@@ -114,6 +114,7 @@ fn server_and_cors_values_are_checked() {
     let toml = format!(
         r#"[server]
 listen = "localhost"
+admin_listen = "0.0.0.0:9901"
 request_timeout = "0s"
 health_path = "health"
 workers = 0
@@ -145,6 +146,7 @@ forward_headers = ["authorization", "Host", "bad header"]
             "server.cors.allow_credentials: browsers refuse credentials with origin \"*\"; list the allowed origins instead",
             "server.cors.allow_origins[1]: \"https://dash.example.com/\" is not an origin; write scheme://host[:port] with no path, such as \"https://dash.example.com\"",
             "server.cors.allow_methods[0]: unknown method \"FETCH\"; use one of: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+            "server.admin_token: is required when the admin listener is not on loopback (0.0.0.0:9901): anyone who reaches it could reload the config",
             "routes[0].methods: is empty; list at least one method, such as [\"GET\"]",
             "routes[0].forward_headers[1]: \"Host\" describes the connection, not the request, and cannot be forwarded",
             "routes[0].forward_headers[2]: \"bad header\" is not a valid header name",

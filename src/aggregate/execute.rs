@@ -126,6 +126,12 @@ pub async fn serve(
             let backend = &route.backends[i];
             tracing::warn!(backend = %backend.spec.name, code = error.code(), error = %error, "backend failed");
             if backend.spec.required {
+                route.metrics.backend(
+                    &route.label,
+                    &backend.spec.name,
+                    error.code(),
+                    outcome.elapsed,
+                );
                 // Dropping `calls` cancels the calls still running.
                 return Err(GatewayError::Backend {
                     backend: backend.spec.name.clone(),
@@ -264,6 +270,13 @@ fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body
                 (&spec.default, e.timing_desc())
             }
         };
+        let code = match &outcome.result {
+            Ok((_, desc)) => *desc,
+            Err(e) => e.code(),
+        };
+        route
+            .metrics
+            .backend(&route.label, &spec.name, code, outcome.elapsed);
         pieces.push(Piece {
             name: &spec.name,
             mode: spec.merge,

@@ -8,6 +8,7 @@ pub use execute::serve;
 
 use crate::cache::ResponseCache;
 use crate::config::BackendSpec;
+use crate::metrics::Metrics;
 use crate::template::RenderError;
 use crate::upstream::{CallError, Upstream};
 use http::HeaderName;
@@ -17,6 +18,9 @@ use std::time::Duration;
 /// A compiled aggregate route with its upstreams resolved.
 #[derive(Debug)]
 pub struct AggregateRoute {
+    /// The route's path pattern, its label in metrics.
+    pub label: String,
+    pub metrics: Arc<Metrics>,
     pub timeout: Duration,
     /// Largest request body read for `forward_body` backends.
     pub max_body: u64,

@@ -102,6 +102,10 @@ pub struct ServerConfig {
     pub cors: Option<CorsConfig>,
     /// Connections served at once; more wait in the listen backlog. Default: no limit.
     pub max_connections: Option<usize>,
+    /// Address of the admin listener (health, ready, metrics, config, reload), or `"off"`.
+    pub admin_listen: String,
+    /// Bearer token required for the admin POSTs, and for any non-loopback admin address.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -119,6 +123,8 @@ impl Default for ServerConfig {
             compression_min_size: "1KiB".into(),
             cors: None,
             max_connections: None,
+            admin_listen: "127.0.0.1:9901".into(),
+            admin_token: None,
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct ServerSpec {
     pub compression_min_size: u64,
     pub cors: Option<CorsSpec>,
     pub max_connections: Option<usize>,
+    /// `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -310,7 +313,32 @@ fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         compression_min_size: p.size("server.compression_min_size", &s.compression_min_size),
         cors: s.cors.as_ref().map(|c| cors(c, p)),
         max_connections: s.max_connections,
+        admin_listen: admin_listen(s, p),
+        admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
     }
+}
+
+fn admin_listen(s: &ServerConfig, p: &mut Problems) -> Option<SocketAddr> {
+    if s.admin_listen == "off" {
+        return None;
+    }
+    let Ok(addr) = s.admin_listen.parse::<SocketAddr>() else {
+        p.add(
+            "server.admin_listen",
+            format!(
+                "\"{}\" is not an address; write IP:PORT, such as \"127.0.0.1:9901\", or \"off\"",
+                s.admin_listen
+            ),
+        );
+        return None;
+    };
+    if !addr.ip().is_loopback() && s.admin_token.as_deref().is_none_or(str::is_empty) {
+        p.add(
+            "server.admin_token",
+            format!("is required when the admin listener is not on loopback ({addr}): anyone who reaches it could reload the config"),
+        );
+    }
+    Some(addr)
 }
 
 fn cors(c: &CorsConfig, p: &mut Problems) -> CorsSpec {

@@ -99,6 +99,15 @@ impl CircuitBreaker {
         }
     }
 
+    /// `closed`, `open` or `half_open`, for readiness.
+    pub fn state_name(&self) -> &'static str {
+        match *self.state() {
+            State::Closed { .. } => "closed",
+            State::Open { .. } => "open",
+            State::HalfOpen { .. } => "half_open",
+        }
+    }
+
     /// The probe was cancelled before it had an outcome: let the next call probe.
     pub fn abandon(&self, admission: Admission) {
         let mut state = self.state();

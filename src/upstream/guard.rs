@@ -84,6 +84,13 @@ impl Guard {
         self.healthy.swap(healthy, Ordering::Relaxed) != healthy
     }
 
+    /// The breaker's state (`closed`, `open`, `half_open`), or `none` without one.
+    pub fn circuit(&self) -> &'static str {
+        self.breaker
+            .as_ref()
+            .map_or("none", CircuitBreaker::state_name)
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }

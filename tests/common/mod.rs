@@ -450,6 +450,8 @@ async fn serve(live: LiveGateway) -> TestGateway {
 /// A gateway serving a config file that can be edited and reloaded.
 pub struct ReloadableGateway {
     pub gateway: TestGateway,
+    /// The admin listener's address.
+    pub admin: SocketAddr,
     pub reloader: Arc<Reloader>,
     pub live: LiveGateway,
     pub path: std::path::PathBuf,
@@ -482,8 +484,17 @@ pub async fn start_reloadable(toml: &str) -> ReloadableGateway {
     ));
     let reloader = Reloader::new(&path, live.clone());
     let gateway = serve(live.clone()).await;
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
+    tokio::spawn(fanout::admin::run(
+        admin_listener,
+        live.clone(),
+        reloader.clone(),
+        std::future::pending(),
+    ));
     ReloadableGateway {
         gateway,
+        admin,
         reloader,
         live,
         path,
@@ -539,14 +550,20 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Starts `fanout run` on `toml`, whose listen address must be `127.0.0.1:0`.
+    /// Starts `fanout run` on `toml`, whose listen address must be `127.0.0.1:0`; its
+    /// admin listener goes to a free port too.
     pub fn start(toml: &str) -> Self {
+        let toml = toml.replacen(
+            "[server]\n",
+            "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
+            1,
+        );
         use std::io::BufRead;
         let dir =
             std::env::temp_dir().join(format!("fanout-proc-{}-{}", std::process::id(), toml.len()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gateway.toml");
-        std::fs::write(&path, toml).unwrap();
+        std::fs::write(&path, &toml).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
             .args(["run", "-c"])
             .arg(&path)

@@ -1,0 +1,162 @@
+//! The admin listener (`admin_listen`, loopback by default): `GET /health`, `/ready`,
+//! `/metrics`, `/config`; `POST /reload` and `POST /cache/purge`, which need
+//! `Authorization: Bearer <admin_token>` when a token is set.
+
+use crate::reload::Reloader;
+use crate::server::LiveGateway;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    live: LiveGateway,
+    reloader: Arc<Reloader>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "admin listening");
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let (live, reloader) = (live.clone(), reloader.clone());
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let (live, reloader) = (live.clone(), reloader.clone());
+            async move { Ok::<_, std::convert::Infallible>(answer(&live, &reloader, &request).await) }
+        });
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(token: Option<&str>, request: &Request<Incoming>) -> bool {
+    let Some(token) = token else { return true };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|g| same(g.as_bytes(), token.as_bytes()))
+}
+
+async fn answer(
+    live: &LiveGateway,
+    reloader: &Reloader,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let gateway = live.load_full();
+    let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/ready") => {
+            let upstreams: serde_json::Map<String, serde_json::Value> = gateway
+                .upstreams
+                .iter()
+                .map(|(name, u)| {
+                    (
+                        name.clone(),
+                        json!({"healthy": u.guard.is_healthy(), "circuit": u.guard.circuit()}),
+                    )
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                &json!({"ready": true, "config_hash": gateway.config.hash, "upstreams": upstreams}),
+            )
+        }
+        (&Method::GET, "/metrics") => {
+            let mut response = Response::new(Full::new(Bytes::from(gateway.metrics.encode())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        (&Method::GET, "/config") => json_response(
+            StatusCode::OK,
+            &json!({
+                "hash": gateway.config.hash,
+                "last_reload": reloader.status(),
+                "config": *gateway.config.document,
+            }),
+        ),
+        (&Method::POST, "/reload" | "/cache/purge")
+            if !authorized(gateway.server.admin_token.as_deref(), request) =>
+        {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <admin_token>",
+            )
+        }
+        (&Method::POST, "/reload") => match reloader.reload("admin") {
+            Ok(changes) => json_response(
+                StatusCode::OK,
+                &json!({"ok": true, "hash": reloader.status().hash, "changes": changes}),
+            ),
+            Err(problems) => json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"ok": false, "problems": problems}),
+            ),
+        },
+        (&Method::POST, "/cache/purge") => {
+            let url = request.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "url")
+                    .map(|(_, v)| v.into_owned())
+            });
+            let purged = gateway.cache.purge(url.as_deref()).await;
+            json_response(StatusCode::OK, &json!({"purged": purged}))
+        }
+        (_, "/health" | "/ready" | "/metrics" | "/config" | "/reload" | "/cache/purge") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "see the admin endpoints in the README",
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "admin endpoints: /health /ready /metrics /config /reload /cache/purge",
+        ),
+    }
+}

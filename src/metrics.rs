@@ -1,0 +1,268 @@
+//! Prometheus metrics for `/metrics`: requests by route and status, latency per route
+//! and per backend, backend outcomes by code, cache and rate-limit counters, requests in
+//! flight, reloads by result, and the config hash. One registry per process: it
+//! outlives every config snapshot.
+
+use crate::cache::CacheStats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    route: String,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    route: String,
+    backend: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HashLabels {
+    hash: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_buckets() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Histograms<RouteLabels>,
+    backend_seconds: Histograms<BackendLabels>,
+    backend_outcomes: Family<OutcomeLabels, Counter>,
+    rate_limited: Family<RouteLabels, Counter>,
+    in_flight: Gauge,
+    reloads: Family<ResultLabels, Counter>,
+    config: Family<HashLabels, Gauge>,
+    current_hash: Mutex<String>,
+    /// Shared with the response cache, whichever snapshot holds it.
+    pub cache: CacheStats,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Counts a request as in flight until dropped.
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("fanout");
+        let m = Self {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
+            backend_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
+            backend_outcomes: Family::default(),
+            rate_limited: Family::default(),
+            in_flight: Gauge::default(),
+            reloads: Family::default(),
+            config: Family::default(),
+            current_hash: Mutex::new(String::new()),
+            cache: CacheStats::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests answered, by route and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer, by route",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "backend_duration_seconds",
+            "Time of each backend call, by route and backend",
+            m.backend_seconds.clone(),
+        );
+        registry.register(
+            "backend_outcomes",
+            "Backend calls by outcome code (ok, hit, stale, timeout, ...)",
+            m.backend_outcomes.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by a route rate limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests being answered now",
+            m.in_flight.clone(),
+        );
+        registry.register("reloads", "Config reloads by result", m.reloads.clone());
+        registry.register(
+            "config_info",
+            "The config hash now serving (value 1)",
+            m.config.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Answers served fresh from the cache",
+            m.cache.hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Cache lookups that called the upstream",
+            m.cache.misses.clone(),
+        );
+        registry.register(
+            "cache_stale",
+            "Stale answers served (revalidating, or after an error)",
+            m.cache.stale.clone(),
+        );
+        registry.register(
+            "cache_coalesced",
+            "Misses that waited for a call already under way",
+            m.cache.coalesced.clone(),
+        );
+        Arc::new(Self { registry, ..m })
+    }
+
+    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
+        let route = route.to_string();
+        self.request_seconds
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+    }
+
+    pub fn backend(&self, route: &str, backend: &str, code: &str, elapsed: Duration) {
+        let labels = BackendLabels {
+            route: route.to_string(),
+            backend: backend.to_string(),
+        };
+        self.backend_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        let outcome = OutcomeLabels {
+            route: labels.route,
+            backend: labels.backend,
+            code: code.to_string(),
+        };
+        self.backend_outcomes.get_or_create(&outcome).inc();
+    }
+
+    pub fn rate_limited(&self, route: &str) {
+        self.rate_limited
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "rejected" };
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Marks `hash` as the config now serving.
+    pub fn config_hash(&self, hash: &str) {
+        let mut current = self.current_hash.lock().expect("never poisoned");
+        if *current != hash {
+            self.config.remove(&HashLabels {
+                hash: current.clone(),
+            });
+            self.config
+                .get_or_create(&HashLabels {
+                    hash: hash.to_string(),
+                })
+                .set(1);
+            *current = hash.to_string();
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_family() {
+        let m = Metrics::new();
+        m.request("/api/{id}", 200, Duration::from_millis(3));
+        m.backend("/api/{id}", "user", "hit", Duration::from_millis(1));
+        m.rate_limited("/api/{id}");
+        m.reload(true);
+        m.config_hash("abc");
+        m.config_hash("def");
+        m.cache.hits.inc();
+        let _flight = m.in_flight();
+        let text = m.encode();
+        for line in [
+            "fanout_requests_total{route=\"/api/{id}\",status=\"200\"} 1",
+            "fanout_request_duration_seconds_count{route=\"/api/{id}\"} 1",
+            "fanout_backend_duration_seconds_count{route=\"/api/{id}\",backend=\"user\"} 1",
+            "fanout_backend_outcomes_total{route=\"/api/{id}\",backend=\"user\",code=\"hit\"} 1",
+            "fanout_rate_limited_total{route=\"/api/{id}\"} 1",
+            "fanout_requests_in_flight 1",
+            "fanout_reloads_total{result=\"ok\"} 1",
+            "fanout_config_info{hash=\"def\"} 1",
+            "fanout_cache_hits_total 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("hash=\"abc\""), "the old hash is gone");
+    }
+}
