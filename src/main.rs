@@ -9,11 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-// Many small, short-lived allocations per request (headers, bodies, futures): mimalloc
-// serves them from thread-local pages instead of the system allocator's shared arenas.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// fanout: an API gateway that fans one request out to several upstreams at once and
 /// merges their JSON answers, and proxies everything else.
 #[derive(Parser)]

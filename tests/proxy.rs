@@ -148,7 +148,12 @@ async fn a_gibibyte_streams_each_way_in_bounded_memory() {
     let gw = GatewayProcess::start(&proxy_toml(&up, "127.0.0.1:0", "", ""));
 
     let response = client().get(gw.url("/p/download")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.status(),
+        200,
+        "gateway log:\n{}",
+        gw.logs().join("\n")
+    );
     let mut stream = response.bytes_stream();
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {

@@ -577,7 +577,8 @@ impl GatewayProcess {
                 .next()
                 .expect("the gateway exited before listening")
                 .unwrap();
-            if let Some(at) = line.find("addr=") {
+            // The admin listener logs its own address; the gateway's line is "listening".
+            if let Some(at) = line.find("addr=").filter(|_| !line.contains("admin")) {
                 break line[at + 5..]
                     .split_whitespace()
                     .next()
