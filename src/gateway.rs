@@ -1,7 +1,7 @@
 //! The gateway's runtime state: one immutable snapshot built from a compiled config (route
 //! table, one client per upstream), and the request path through it.
 
-use crate::aggregate::{self, AggregateRoute, Backend};
+use crate::aggregate::{self, AggregateRoute, Backend, BackendOutcomes};
 use crate::body::{Body, full};
 use crate::cache::ResponseCache;
 use crate::config::{Compiled, RateLimitSpec, RouteKind, ServerSpec};
@@ -161,13 +161,28 @@ impl Gateway {
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
+        let request_id = request.headers().get("x-request-id").cloned();
+        let (method, path) = (request.method().clone(), request.uri().path().to_string());
         let mut label = "";
         let response = match self.route(request, &mut label).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
-        self.metrics
-            .request(label, response.status().as_u16(), started.elapsed());
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        self.metrics.request(label, status, elapsed);
+        // The access log: one line per request; RUST_LOG=fanout::access=off silences it.
+        tracing::info!(
+            target: "fanout::access",
+            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+            %method,
+            path = %path,
+            route = label,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            backends = response.extensions().get::<BackendOutcomes>().map_or("", |b| b.0.as_str()),
+            "request"
+        );
         response
     }
 

@@ -14,8 +14,18 @@ use std::sync::Arc;
 #[derive(Parser)]
 #[command(name = "fanout", version)]
 struct Cli {
+    /// Log lines as `text` or `json` (one object per line). RUST_LOG sets the levels,
+    /// e.g. `RUST_LOG=info,fanout::access=off` to drop the access log.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -24,7 +34,13 @@ enum Command {
     Run(ConfigArg),
     /// Validate the config file without serving: print every problem with its place
     /// (exit 1), or the route table (exit 0).
-    Check(ConfigArg),
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also show what a reload from this older config to the checked one would change.
+        #[arg(long, value_name = "OLD.toml")]
+        diff: Option<PathBuf>,
+    },
     /// Serve the config together with built-in sample upstreams (users, orders,
     /// weather) on the addresses its upstreams name, and print curl lines to try.
     Demo(ConfigArg),
@@ -39,27 +55,56 @@ struct ConfigArg {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match cli.command {
-        Command::Check(arg) => match load(&arg.config) {
-            Ok(compiled) => {
-                println!("{}: ok", arg.config.display());
-                print!("{}", compiled.route_table());
-                ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        },
+        Command::Check { config, diff } => check(&config.config, diff.as_deref()),
         Command::Run(arg) => serve(&arg.config, false),
         Command::Demo(arg) => serve(&arg.config, true),
     }
+}
+
+fn check(path: &Path, old: Option<&Path>) -> ExitCode {
+    let compiled = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    println!("{}: ok (hash {})", path.display(), compiled.hash);
+    print!("{}", compiled.route_table());
+    let Some(old_path) = old else {
+        return ExitCode::SUCCESS;
+    };
+    let old = match load(old_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let d = reload::diff(&old, &compiled);
+    println!("\nreload from {} (hash {}):", old_path.display(), old.hash);
+    if d.is_empty() {
+        println!("  no route or upstream changes");
+    }
+    for (what, items) in [
+        ("route added", &d.routes_added),
+        ("route removed", &d.routes_removed),
+        ("route changed", &d.routes_changed),
+        ("upstream changed", &d.upstreams_changed),
+        ("needs a restart", &d.restart_needed),
+    ] {
+        for item in items {
+            println!("  {what}: {item}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn load(path: &Path) -> Result<Compiled, ExitCode> {

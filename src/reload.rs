@@ -56,12 +56,13 @@ pub fn diff(old: &Compiled, new: &Compiled) -> ConfigDiff {
             d.routes_removed.push(route_key(o));
         }
     }
-    let names = old.upstreams.keys().chain(new.upstreams.keys());
-    let mut changed: Vec<String> = names
+    let names: std::collections::BTreeSet<&String> =
+        old.upstreams.keys().chain(new.upstreams.keys()).collect();
+    let changed: Vec<String> = names
+        .into_iter()
         .filter(|n| old.upstreams.get(*n) != new.upstreams.get(*n))
         .cloned()
         .collect();
-    changed.dedup();
     d.upstreams_changed = changed;
     d.restart_needed = restart_needed(&old.server, &new.server);
     d

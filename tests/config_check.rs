@@ -416,3 +416,43 @@ fn fanout_check_prints_the_route_table() {
         ]
     );
 }
+
+#[test]
+fn fanout_check_diff_shows_what_a_reload_would_change() {
+    let old = std::env::temp_dir().join(format!("fanout-old-{}.toml", std::process::id()));
+    std::fs::write(
+        &old,
+        format!("{UPSTREAMS}\n[[routes]]\npath = \"/a\"\nproxy = {{ upstream = \"users\" }}\n[[routes]]\npath = \"/gone\"\nproxy = {{ upstream = \"users\" }}\n"),
+    )
+    .unwrap();
+    let new = format!(
+        "{}\n[[routes]]\npath = \"/a\"\ntimeout = \"5s\"\nproxy = {{ upstream = \"users\" }}\n[[routes]]\npath = \"/b\"\nproxy = {{ upstream = \"orders\" }}\n",
+        UPSTREAMS.replace("9002", "9003")
+    );
+    let dir = std::env::temp_dir().join(format!("fanout-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gateway.toml"), new).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "-c"])
+        .arg(dir.join("gateway.toml"))
+        .arg("--diff")
+        .arg(&old)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let diff: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("reload from"))
+        .skip(1)
+        .collect();
+    assert_eq!(
+        diff,
+        [
+            "  route added: GET /b",
+            "  route removed: GET /gone",
+            "  route changed: GET /a",
+            "  upstream changed: orders"
+        ]
+    );
+}

@@ -311,3 +311,77 @@ async fn sighup_reloads_the_running_binary() {
         gw.logs().join("\n")
     );
 }
+
+#[tokio::test]
+async fn every_request_is_logged_with_its_route_status_and_backends() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("1"))
+        .start()
+        .await;
+    let gw = GatewayProcess::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}",
+        config(&up, &aggregate("/a", "/x", ""))
+    ));
+    let response = client()
+        .get(gw.url("/a"))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let line = async || {
+        gw.logs()
+            .into_iter()
+            .find(|l| l.contains("fanout::access") && l.contains("req-42"))
+    };
+    assert!(
+        wait_for(async || line().await.is_some(), Duration::from_secs(3)).await,
+        "{:?}",
+        gw.logs()
+    );
+    let line = line().await.unwrap();
+    for field in [
+        "route=\"/a\"",
+        "status=200",
+        "backends=\"b:ok\"",
+        "method=GET",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+}
+
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("1"))
+        .start()
+        .await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}",
+        config(&up, &aggregate("/a", "/x", ""))
+    );
+    let gw = GatewayProcess::start_with(&toml, &["--log-format", "json"]);
+    client()
+        .get(gw.url("/a"))
+        .header("x-request-id", "req-json")
+        .send()
+        .await
+        .unwrap();
+    let line = async || gw.logs().into_iter().find(|l| l.contains("req-json"));
+    assert!(
+        wait_for(async || line().await.is_some(), Duration::from_secs(3)).await,
+        "{:?}",
+        gw.logs()
+    );
+    let entry: serde_json::Value = serde_json::from_str(&line().await.unwrap()).unwrap();
+    assert_eq!(entry["target"], "fanout::access");
+    assert_eq!(entry["fields"]["route"], "/a");
+    assert_eq!(entry["fields"]["status"], 200);
+    assert_eq!(entry["fields"]["backends"], "b:ok");
+    assert!(
+        gw.logs()
+            .iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+    );
+}

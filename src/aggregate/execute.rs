@@ -22,6 +22,10 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
+/// Each backend's outcome code (`user:ok orders:timeout`), for the access log.
+#[derive(Debug, Clone)]
+pub struct BackendOutcomes(pub String);
+
 struct Outcome {
     /// The answer and its `Server-Timing` desc (`ok`, `hit` or `stale`).
     result: Result<(Bytes, &'static str), BackendError>,
@@ -256,6 +260,7 @@ fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body
     let mut pieces = Vec::with_capacity(outcomes.len());
     let mut failures = Vec::with_capacity(messages.len());
     let mut timing = String::with_capacity(outcomes.len() * 32);
+    let mut outcome_codes = String::with_capacity(outcomes.len() * 16);
     let mut messages = messages.iter();
     for (backend, outcome) in route.backends.iter().zip(outcomes) {
         let spec = &backend.spec;
@@ -277,6 +282,10 @@ fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body
         route
             .metrics
             .backend(&route.label, &spec.name, code, outcome.elapsed);
+        if !outcome_codes.is_empty() {
+            outcome_codes.push(' ');
+        }
+        let _ = write!(outcome_codes, "{}:{code}", spec.name);
         pieces.push(Piece {
             name: &spec.name,
             mode: spec.merge,
@@ -305,5 +314,8 @@ fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body
     if let Ok(v) = HeaderValue::from_str(&timing) {
         h.insert(SERVER_TIMING.clone(), v);
     }
+    response
+        .extensions_mut()
+        .insert(BackendOutcomes(outcome_codes));
     Ok(response)
 }

@@ -4,7 +4,7 @@
 mod execute;
 pub mod merge;
 
-pub use execute::serve;
+pub use execute::{BackendOutcomes, serve};
 
 use crate::cache::ResponseCache;
 use crate::config::BackendSpec;

@@ -553,6 +553,11 @@ impl GatewayProcess {
     /// Starts `fanout run` on `toml`, whose listen address must be `127.0.0.1:0`; its
     /// admin listener goes to a free port too.
     pub fn start(toml: &str) -> Self {
+        Self::start_with(toml, &[])
+    }
+
+    /// Like [`GatewayProcess::start`], with extra arguments before `run`.
+    pub fn start_with(toml: &str, args: &[&str]) -> Self {
         let toml = toml.replacen(
             "[server]\n",
             "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
@@ -565,6 +570,7 @@ impl GatewayProcess {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, &toml).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args(args)
             .args(["run", "-c"])
             .arg(&path)
             .env("RUST_LOG", "info")
@@ -577,14 +583,20 @@ impl GatewayProcess {
                 .next()
                 .expect("the gateway exited before listening")
                 .unwrap();
-            // The admin listener logs its own address; the gateway's line is "listening".
-            if let Some(at) = line.find("addr=").filter(|_| !line.contains("admin")) {
+            // The admin listener logs its own address; skip its line.
+            if line.contains("admin") {
+                continue;
+            }
+            if let Some(at) = line.find("addr=") {
                 break line[at + 5..]
                     .split_whitespace()
                     .next()
                     .unwrap()
                     .parse()
                     .unwrap();
+            }
+            if let Some(at) = line.find("\"addr\":\"") {
+                break line[at + 8..].split('"').next().unwrap().parse().unwrap();
             }
         };
         // Keep draining its log so the process never blocks on a full pipe.
