@@ -7,7 +7,7 @@ use crate::cache::ResponseCache;
 use crate::config::{Compiled, RateLimitSpec, RouteKind, ServerSpec};
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
-use crate::metrics::Metrics;
+use crate::metrics::{Label, Metrics};
 use crate::proxy::{self, ProxyRoute};
 use crate::router::{Lookup, RouteTable};
 use crate::upstream::{Upstream, health};
@@ -25,6 +25,8 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Debug)]
 pub struct Route {
     pub path: String,
+    /// The path pattern as a metrics label.
+    pub label: Label,
     pub methods: Vec<Method>,
     /// Requests per client, and its spec (to carry the state over an unchanged reload).
     pub limit: Option<(RateLimitSpec, Arc<RouteLimit>)>,
@@ -110,9 +112,10 @@ impl Gateway {
                     .unwrap_or_else(|| Arc::new(RouteLimit::new(l.rate, l.burst, l.key.clone())));
                 (l, limit)
             });
+            let label = Label::new(&spec.path);
             let handler = match spec.kind {
                 RouteKind::Aggregate(backends) => Handler::Aggregate(AggregateRoute {
-                    label: spec.path.clone(),
+                    label: label.clone(),
                     metrics: metrics.clone(),
                     timeout: spec.timeout,
                     max_body: spec.max_body.unwrap_or(compiled.server.max_body),
@@ -122,6 +125,7 @@ impl Gateway {
                     backends: backends
                         .into_iter()
                         .map(|b| Backend {
+                            label: Label::new(&b.name),
                             upstream: upstreams[&b.upstream].clone(),
                             spec: b,
                         })
@@ -139,6 +143,7 @@ impl Gateway {
             };
             let route = Route {
                 path: spec.path.clone(),
+                label,
                 methods: spec.methods.clone(),
                 limit,
                 handler,
@@ -162,8 +167,10 @@ impl Gateway {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
         let request_id = request.headers().get("x-request-id").cloned();
-        let (method, path) = (request.method().clone(), request.uri().path().to_string());
-        let mut label = "";
+        // A Uri clone shares its bytes: no copy of the path per request.
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let unmatched = Label::default();
+        let mut label = &unmatched;
         let response = match self.route(request, &mut label).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
@@ -176,8 +183,8 @@ impl Gateway {
             target: "fanout::access",
             request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
             %method,
-            path = %path,
-            route = label,
+            path = uri.path(),
+            route = label.as_str(),
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             backends = response.extensions().get::<BackendOutcomes>().map_or("", |b| b.0.as_str()),
@@ -190,7 +197,7 @@ impl Gateway {
     async fn route<'s>(
         &'s self,
         request: Request<Incoming>,
-        label: &mut &'s str,
+        label: &mut &'s Label,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();
         if parts.uri.path() == self.server.health_path {
@@ -205,12 +212,12 @@ impl Gateway {
             }
             Lookup::NotFound => return Err(GatewayError::RouteNotFound),
         };
-        *label = &route.path;
+        *label = &route.label;
         let quota = match &route.limit {
             Some((_, limit)) => match self.admit(limit, &parts) {
                 Ok(remaining) => Some((limit.burst, remaining)),
                 Err(e) => {
-                    self.metrics.rate_limited(&route.path);
+                    self.metrics.rate_limited(&route.label);
                     return Err(e);
                 }
             },

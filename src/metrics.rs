@@ -4,7 +4,7 @@
 //! outlives every config snapshot.
 
 use crate::cache::CacheStats;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,28 +13,49 @@ use prometheus_client::registry::Registry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A label value made once (a route's path, a backend's name) and shared: recording a
+/// metric clones an `Arc`, it does not build a `String` per request.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
+pub struct Label(Arc<str>);
+
+impl Label {
+    pub fn new(text: &str) -> Self {
+        Self(Arc::from(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: Label,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
-    route: String,
-    backend: String,
+    route: Label,
+    backend: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    route: String,
-    backend: String,
-    code: String,
+    route: Label,
+    backend: Label,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -159,22 +180,24 @@ impl Metrics {
         Arc::new(Self { registry, ..m })
     }
 
-    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
-        let route = route.to_string();
+    pub fn request(&self, route: &Label, status: u16, elapsed: Duration) {
         self.request_seconds
             .get_or_create(&RouteLabels {
                 route: route.clone(),
             })
             .observe(elapsed.as_secs_f64());
         self.requests
-            .get_or_create(&RequestLabels { route, status })
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                status,
+            })
             .inc();
     }
 
-    pub fn backend(&self, route: &str, backend: &str, code: &str, elapsed: Duration) {
+    pub fn backend(&self, route: &Label, backend: &Label, code: &'static str, elapsed: Duration) {
         let labels = BackendLabels {
-            route: route.to_string(),
-            backend: backend.to_string(),
+            route: route.clone(),
+            backend: backend.clone(),
         };
         self.backend_seconds
             .get_or_create(&labels)
@@ -182,15 +205,15 @@ impl Metrics {
         let outcome = OutcomeLabels {
             route: labels.route,
             backend: labels.backend,
-            code: code.to_string(),
+            code,
         };
         self.backend_outcomes.get_or_create(&outcome).inc();
     }
 
-    pub fn rate_limited(&self, route: &str) {
+    pub fn rate_limited(&self, route: &Label) {
         self.rate_limited
             .get_or_create(&RouteLabels {
-                route: route.to_string(),
+                route: route.clone(),
             })
             .inc();
     }
@@ -241,9 +264,10 @@ mod tests {
     #[test]
     fn exposition_has_every_family() {
         let m = Metrics::new();
-        m.request("/api/{id}", 200, Duration::from_millis(3));
-        m.backend("/api/{id}", "user", "hit", Duration::from_millis(1));
-        m.rate_limited("/api/{id}");
+        let route = Label::new("/api/{id}");
+        m.request(&route, 200, Duration::from_millis(3));
+        m.backend(&route, &Label::new("user"), "hit", Duration::from_millis(1));
+        m.rate_limited(&route);
         m.reload(true);
         m.config_hash("abc");
         m.config_hash("def");

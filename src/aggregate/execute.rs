@@ -130,12 +130,9 @@ pub async fn serve(
             let backend = &route.backends[i];
             tracing::warn!(backend = %backend.spec.name, code = error.code(), error = %error, "backend failed");
             if backend.spec.required {
-                route.metrics.backend(
-                    &route.label,
-                    &backend.spec.name,
-                    error.code(),
-                    outcome.elapsed,
-                );
+                route
+                    .metrics
+                    .backend(&route.label, &backend.label, error.code(), outcome.elapsed);
                 // Dropping `calls` cancels the calls still running.
                 return Err(GatewayError::Backend {
                     backend: backend.spec.name.clone(),
@@ -281,7 +278,7 @@ fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body
         };
         route
             .metrics
-            .backend(&route.label, &spec.name, code, outcome.elapsed);
+            .backend(&route.label, &backend.label, code, outcome.elapsed);
         if !outcome_codes.is_empty() {
             outcome_codes.push(' ');
         }

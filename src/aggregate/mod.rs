@@ -8,7 +8,7 @@ pub use execute::{BackendOutcomes, serve};
 
 use crate::cache::ResponseCache;
 use crate::config::BackendSpec;
-use crate::metrics::Metrics;
+use crate::metrics::{Label, Metrics};
 use crate::template::RenderError;
 use crate::upstream::{CallError, Upstream};
 use http::HeaderName;
@@ -19,7 +19,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct AggregateRoute {
     /// The route's path pattern, its label in metrics.
-    pub label: String,
+    pub label: Label,
     pub metrics: Arc<Metrics>,
     pub timeout: Duration,
     /// Largest request body read for `forward_body` backends.
@@ -34,6 +34,8 @@ pub struct AggregateRoute {
 /// One backend of an aggregate route.
 #[derive(Debug)]
 pub struct Backend {
+    /// The backend's name, its label in metrics.
+    pub label: Label,
     pub spec: BackendSpec,
     pub upstream: Arc<Upstream>,
 }
