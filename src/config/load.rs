@@ -2,7 +2,8 @@
 //! crate), then `${VAR}` interpolation inside strings, then typed sections. Each route and
 //! upstream is read on its own so that one mistake does not hide the others.
 
-use super::validate::{Compiled, validate};
+use super::Compiled;
+use super::validate::validate;
 use super::{
     CacheConfig, ConfigError, ConfigProblem, GatewayConfig, RouteConfig, ServerConfig,
     UpstreamConfig,

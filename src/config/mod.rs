@@ -1,17 +1,19 @@
 //! The configuration as written in `gateway.toml`: raw serde structs, their defaults, and
 //! the entry points that load and validate them into a [`Compiled`] config.
 
+mod compiled;
 mod document;
 mod load;
 mod units;
 mod validate;
 
+pub use compiled::{
+    BackendSpec, Compiled, CorsSpec, HealthCheckSpec, ProxySpec, RateLimitSpec, RouteKind,
+    RouteSpec, ServerSpec, UpstreamSpec,
+};
 pub use load::{Env, compile, compile_file, load_str};
 pub use units::{parse_duration, parse_size};
-pub use validate::{
-    BackendSpec, Compiled, CorsSpec, HealthCheckSpec, ProxySpec, RateLimitSpec, RouteKind,
-    RouteSpec, ServerSpec, UpstreamSpec, validate,
-};
+pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

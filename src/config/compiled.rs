@@ -1,0 +1,192 @@
+//! The compiled config: every string parsed, every reference resolved; the types the
+//! gateway is built from, and the route table `fanout check` prints.
+
+use super::MergeMode;
+use crate::cache::CachePolicy;
+use crate::limits::{LimitKey, Rate};
+use crate::template::Template;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A config that passed validation: every string parsed, every reference resolved.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The effective config as JSON with secrets redacted, for `/config`.
+    pub document: Arc<serde_json::Value>,
+    /// A stable hash of the effective config (secrets included).
+    pub hash: String,
+    pub server: ServerSpec,
+    /// Capacity of the response cache, in bytes.
+    pub cache_max_size: u64,
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSpec {
+    pub listen: SocketAddr,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_body: u64,
+    pub health_path: String,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub workers: Option<usize>,
+    pub compression: bool,
+    pub compression_min_size: u64,
+    pub cors: Option<CorsSpec>,
+    pub max_connections: Option<usize>,
+    /// `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorsSpec {
+    /// Empty means any origin (`*`).
+    pub allow_origins: Vec<HeaderValue>,
+    pub allow_methods: Option<Vec<Method>>,
+    pub allow_headers: Option<Vec<HeaderName>>,
+    pub expose_headers: Vec<HeaderName>,
+    pub max_age: Duration,
+    pub allow_credentials: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSpec {
+    pub name: String,
+    /// The base URL without a trailing `/`; a rendered path is appended to it.
+    pub base: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub pool_idle_per_host: usize,
+    pub pool_idle_timeout: Duration,
+    pub headers: HeaderMap,
+    pub max_response: u64,
+    pub max_in_flight: Option<usize>,
+    pub queue_timeout: Duration,
+    pub rate_limit: Option<(Rate, Option<NonZeroU32>)>,
+    pub retries: u32,
+    pub hedge_after: Option<Duration>,
+    /// Consecutive failures that open the circuit, and for how long.
+    pub circuit_breaker: Option<(u32, Duration)>,
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSpec {
+    pub path: String,
+    pub methods: Vec<Method>,
+    pub timeout: Duration,
+    pub forward_headers: Vec<HeaderName>,
+    pub errors_field: Option<String>,
+    /// The route's own limit; `None` means the server's for an aggregate, none for a proxy.
+    pub max_body: Option<u64>,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub kind: RouteKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitSpec {
+    pub rate: Rate,
+    pub burst: Option<NonZeroU32>,
+    pub key: LimitKey,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteKind {
+    Aggregate(Vec<BackendSpec>),
+    Proxy(ProxySpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSpec {
+    pub name: String,
+    pub upstream: String,
+    pub path: Template,
+    pub required: bool,
+    pub timeout: Option<Duration>,
+    /// The `default` as JSON text (`null` when absent).
+    pub default: Bytes,
+    pub merge: MergeMode,
+    pub forward_body: bool,
+    /// Cache answers with this policy; `None`: not cached.
+    pub cache: Option<CachePolicy>,
+    pub cache_ignore_upstream: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySpec {
+    pub upstream: String,
+    pub path: Template,
+    pub preserve_host: bool,
+    pub idle_timeout: Duration,
+    /// Cache 2xx answers to GET for this long.
+    pub cache_ttl: Option<Duration>,
+}
+
+impl Compiled {
+    /// The route table as `fanout check` prints it: methods, path, kind and targets.
+    pub fn route_table(&self) -> String {
+        let rows: Vec<[String; 4]> = self
+            .routes
+            .iter()
+            .map(|r| {
+                let methods = r
+                    .methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let (kind, target) = match &r.kind {
+                    RouteKind::Aggregate(backends) => (
+                        "aggregate",
+                        backends
+                            .iter()
+                            .map(|b| {
+                                let req = if b.required { ", required" } else { "" };
+                                format!("{} ({} {}{req})", b.name, b.upstream, b.path.source())
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    RouteKind::Proxy(p) => ("proxy", format!("{} {}", p.upstream, p.path.source())),
+                };
+                [methods, r.path.clone(), kind.to_string(), target]
+            })
+            .collect();
+        let header = ["METHODS", "PATH", "KIND", "TARGETS"].map(String::from);
+        let mut widths = [0usize; 3];
+        for row in std::iter::once(&header).chain(&rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&header).chain(&rows) {
+            out.push_str(&format!(
+                "{:w0$}  {:w1$}  {:w2$}  {}\n",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            ));
+        }
+        out
+    }
+}

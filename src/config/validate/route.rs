@@ -1,0 +1,307 @@
+//! Validation of `[[routes]]` and their backends, limits and cache settings.
+
+use super::{Problems, known_upstream, method};
+use crate::cache::CachePolicy;
+use crate::config::*;
+use crate::limits::{LimitKey, Rate};
+use crate::router::{RouteTable, param_names};
+use crate::template::{Template, TemplateMode};
+use bytes::Bytes;
+use http::Method;
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+
+fn rate_limit(place: &str, l: &RouteRateLimitConfig, p: &mut Problems) -> Option<RateLimitSpec> {
+    let rate = Rate::parse(&l.rate)
+        .map_err(|e| p.add(format!("{place}.rate"), e))
+        .ok();
+    let key = LimitKey::parse(&l.key)
+        .map_err(|e| p.add(format!("{place}.key"), e))
+        .ok();
+    let burst = match l.burst {
+        Some(0) => {
+            p.add(
+                format!("{place}.burst"),
+                "must be at least 1; leave it out to allow the rate's count at once",
+            );
+            None
+        }
+        b => b.and_then(NonZeroU32::new),
+    };
+    Some(RateLimitSpec {
+        rate: rate?,
+        burst,
+        key: key?,
+    })
+}
+
+fn cache_policy(place: &str, b: &BackendConfig, p: &mut Problems) -> Option<CachePolicy> {
+    let mut window = |key: &str, value: &Option<String>| {
+        value
+            .as_ref()
+            .map(|v| p.duration(&format!("{place}.{key}"), v))
+            .unwrap_or_default()
+    };
+    let stale_while_revalidate = window("stale_while_revalidate", &b.stale_while_revalidate);
+    let stale_if_error = window("stale_if_error", &b.stale_if_error);
+    let Some(ttl) = &b.cache_ttl else {
+        if b.stale_while_revalidate.is_some() || b.stale_if_error.is_some() {
+            p.add(
+                format!("{place}.cache_ttl"),
+                "is required by stale_while_revalidate and stale_if_error: they extend it",
+            );
+        }
+        return None;
+    };
+    let ttl = p.duration(&format!("{place}.cache_ttl"), ttl);
+    if b.forward_body {
+        p.add(
+            format!("{place}.cache_ttl"),
+            "a backend with forward_body is not cached: its answer depends on the body",
+        );
+    }
+    Some(CachePolicy {
+        ttl,
+        stale_while_revalidate,
+        stale_if_error,
+    })
+}
+
+pub(super) fn route(
+    place: &str,
+    r: &RouteConfig,
+    server: &ServerSpec,
+    known: &[&str],
+    p: &mut Problems,
+    table: &mut RouteTable<usize>,
+    index: usize,
+) -> Option<RouteSpec> {
+    if !r.path.starts_with('/') {
+        p.add(
+            format!("{place}.path"),
+            format!("\"{}\" must start with \"/\"", r.path),
+        );
+        return None;
+    }
+    if r.methods.is_empty() {
+        p.add(
+            format!("{place}.methods"),
+            "is empty; list at least one method, such as [\"GET\"]",
+        );
+    }
+    let methods: Vec<Method> = r
+        .methods
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| method(&format!("{place}.methods[{i}]"), m, p))
+        .collect();
+    // Checked before the rest, so a duplicate is reported even if this route has other
+    // problems too.
+    if let Err(e) = table.insert(&r.path, &methods, index) {
+        p.add(format!("{place}.path"), e);
+    }
+    let forward_headers = r
+        .forward_headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let hplace = format!("{place}.forward_headers[{i}]");
+            let name = p.header_name(&hplace, h)?;
+            // Hop-by-hop headers belong to one connection; the client library sets
+            // Host and Content-Length per call.
+            let per_connection = matches!(name.as_str(), "host" | "content-length")
+                || crate::proxy::HOP_BY_HOP.contains(&name.as_str());
+            if per_connection {
+                p.add(
+                    hplace,
+                    format!(
+                        "\"{h}\" describes the connection, not the request, and cannot be forwarded"
+                    ),
+                );
+                return None;
+            }
+            Some(name)
+        })
+        .collect();
+    let timeout = match &r.timeout {
+        Some(t) => p.duration(&format!("{place}.timeout"), t),
+        None => server.request_timeout,
+    };
+    let max_body = r
+        .max_body
+        .as_ref()
+        .map(|m| p.size(&format!("{place}.max_body"), m));
+    let rate_limit = r
+        .rate_limit
+        .as_ref()
+        .and_then(|l| rate_limit(&format!("{place}.rate_limit"), l, p));
+    let params = param_names(&r.path);
+    let kind = match (&r.proxy, r.backends.is_empty()) {
+        (Some(_), false) => {
+            p.add(
+                place,
+                "has both `proxy` and `backends`; a route either proxies to one upstream or aggregates backends",
+            );
+            return None;
+        }
+        (None, true) => {
+            p.add(
+                place,
+                "has neither `backends` nor `proxy`; add [[routes.backends]] or proxy = { upstream = \"...\", path = \"/{rest}\" }",
+            );
+            return None;
+        }
+        (Some(proxy), true) => {
+            known_upstream(
+                &format!("{place}.proxy.upstream"),
+                &proxy.upstream,
+                known,
+                p,
+            );
+            let idle_timeout =
+                p.duration(&format!("{place}.proxy.idle_timeout"), &proxy.idle_timeout);
+            let path = Template::parse(&proxy.path, &params, TemplateMode::Proxy)
+                .map_err(|e| p.add(format!("{place}.proxy.path"), e))
+                .ok()?;
+            let cache_ttl = r
+                .cache_ttl
+                .as_ref()
+                .map(|t| p.duration(&format!("{place}.cache_ttl"), t));
+            if cache_ttl.is_some() && !methods.contains(&Method::GET) {
+                p.add(
+                    format!("{place}.cache_ttl"),
+                    "only answers to GET are cached; add GET to methods or remove cache_ttl",
+                );
+            }
+            RouteKind::Proxy(ProxySpec {
+                upstream: proxy.upstream.clone(),
+                path,
+                preserve_host: proxy.preserve_host,
+                idle_timeout,
+                cache_ttl,
+            })
+        }
+        (None, false) => {
+            let bodiless = methods
+                .iter()
+                .all(|m| *m == Method::GET || *m == Method::HEAD);
+            if r.cache_ttl.is_some() {
+                p.add(
+                    format!("{place}.cache_ttl"),
+                    "an aggregate route caches per backend: set cache_ttl in its [[routes.backends]]",
+                );
+            }
+            if bodiless && let Some(i) = r.backends.iter().position(|b| b.forward_body) {
+                p.add(
+                    format!("{place}.backends[{i}].forward_body"),
+                    "the route answers only GET/HEAD, which carry no body; add POST, PUT, PATCH or DELETE to methods",
+                );
+            }
+            RouteKind::Aggregate(backends(place, r, &params, known, p)?)
+        }
+    };
+    Some(RouteSpec {
+        path: r.path.clone(),
+        methods,
+        timeout,
+        forward_headers,
+        errors_field: r.errors_field.clone(),
+        max_body,
+        rate_limit,
+        kind,
+    })
+}
+
+fn backends(
+    route_place: &str,
+    r: &RouteConfig,
+    params: &[String],
+    known: &[&str],
+    p: &mut Problems,
+) -> Option<Vec<BackendSpec>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let problems_before = p.0.len();
+    for (i, b) in r.backends.iter().enumerate() {
+        let place = format!("{route_place}.backends[{i}]");
+        let spec = backend(&place, b, params, known, p);
+        if !seen.insert(b.name.as_str()) {
+            p.add(
+                format!("{place}.name"),
+                format!("duplicate backend name \"{}\" in this route; names are keys of the merged body and must be unique", b.name),
+            );
+        }
+        out.extend(spec);
+    }
+    if let Some(field) = &r.errors_field {
+        if field.is_empty() {
+            p.add(
+                format!("{route_place}.errors_field"),
+                "is empty; name a key such as \"_errors\", or leave it out",
+            );
+        } else if seen.contains(field.as_str()) {
+            p.add(
+                format!("{route_place}.errors_field"),
+                format!(
+                    "\"{field}\" is also a backend name; pick another key, such as \"_errors\""
+                ),
+            );
+        }
+    }
+    (p.0.len() == problems_before).then_some(out)
+}
+
+fn backend(
+    place: &str,
+    b: &BackendConfig,
+    params: &[String],
+    known: &[&str],
+    p: &mut Problems,
+) -> Option<BackendSpec> {
+    let valid_name = b
+        .name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && b.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_name {
+        p.add(
+            format!("{place}.name"),
+            format!("\"{}\" is not a backend name; use letters, digits, _ and -, starting with a letter", b.name),
+        );
+    }
+    known_upstream(&format!("{place}.upstream"), &b.upstream, known, p);
+    let path = Template::parse(&b.path, params, TemplateMode::Backend)
+        .map_err(|e| p.add(format!("{place}.path"), e))
+        .ok();
+    let timeout = b
+        .timeout
+        .as_ref()
+        .map(|t| p.duration(&format!("{place}.timeout"), t));
+    let default = match &b.default {
+        None => Bytes::from_static(b"null"),
+        Some(v) => {
+            if b.merge == MergeMode::Root && !v.is_object() {
+                p.add(
+                    format!("{place}.default"),
+                    "a backend with merge = \"root\" spreads an object's fields: its default must be a table, such as {}",
+                );
+            }
+            Bytes::from(serde_json::to_vec(v).expect("a JSON value serializes"))
+        }
+    };
+    Some(BackendSpec {
+        name: b.name.clone(),
+        upstream: b.upstream.clone(),
+        path: path?,
+        required: b.required,
+        timeout,
+        default,
+        merge: b.merge,
+        forward_body: b.forward_body,
+        cache: cache_policy(place, b, p),
+        cache_ignore_upstream: b.cache_ignore_upstream,
+    })
+}

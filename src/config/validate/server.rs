@@ -1,0 +1,149 @@
+//! Validation of `[server]` and `[server.cors]`.
+
+use super::{Problems, method};
+use crate::config::*;
+use crate::limits::parse_trusted;
+use http::{HeaderName, HeaderValue};
+use std::net::SocketAddr;
+
+pub(super) fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
+    let listen = s.listen.parse().unwrap_or_else(|_| {
+        p.add(
+            "server.listen",
+            format!(
+                "\"{}\" is not an address; write IP:PORT, such as \"0.0.0.0:8080\"",
+                s.listen
+            ),
+        );
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    });
+    if !s.health_path.starts_with('/') {
+        p.add(
+            "server.health_path",
+            format!("\"{}\" must start with \"/\"", s.health_path),
+        );
+    }
+    if s.max_connections == Some(0) {
+        p.add(
+            "server.max_connections",
+            "must be at least 1; leave it out for no limit",
+        );
+    }
+    if s.workers == Some(0) {
+        p.add(
+            "server.workers",
+            "must be at least 1; leave it out to use every core",
+        );
+    }
+    ServerSpec {
+        listen,
+        request_timeout: p.duration("server.request_timeout", &s.request_timeout),
+        header_read_timeout: p.duration("server.header_read_timeout", &s.header_read_timeout),
+        shutdown_grace: p.duration("server.shutdown_grace", &s.shutdown_grace),
+        max_body: p.size("server.max_body", &s.max_body),
+        health_path: s.health_path.clone(),
+        trusted_proxies: s
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                parse_trusted(t)
+                    .map_err(|e| p.add(format!("server.trusted_proxies[{i}]"), e))
+                    .ok()
+            })
+            .collect(),
+        workers: s.workers,
+        compression: s.compression,
+        compression_min_size: p.size("server.compression_min_size", &s.compression_min_size),
+        cors: s.cors.as_ref().map(|c| cors(c, p)),
+        max_connections: s.max_connections,
+        admin_listen: admin_listen(s, p),
+        admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
+    }
+}
+
+fn admin_listen(s: &ServerConfig, p: &mut Problems) -> Option<SocketAddr> {
+    if s.admin_listen == "off" {
+        return None;
+    }
+    let Ok(addr) = s.admin_listen.parse::<SocketAddr>() else {
+        p.add(
+            "server.admin_listen",
+            format!(
+                "\"{}\" is not an address; write IP:PORT, such as \"127.0.0.1:9901\", or \"off\"",
+                s.admin_listen
+            ),
+        );
+        return None;
+    };
+    if !addr.ip().is_loopback() && s.admin_token.as_deref().is_none_or(str::is_empty) {
+        p.add(
+            "server.admin_token",
+            format!("is required when the admin listener is not on loopback ({addr}): anyone who reaches it could reload the config"),
+        );
+    }
+    Some(addr)
+}
+
+fn cors(c: &CorsConfig, p: &mut Problems) -> CorsSpec {
+    let any = c.allow_origins.iter().any(|o| o == "*");
+    if c.allow_origins.is_empty() {
+        p.add(
+            "server.cors.allow_origins",
+            "is empty; list the origins of your dashboards, such as [\"https://dash.example.com\"], or [\"*\"]",
+        );
+    }
+    if any && c.allow_origins.len() > 1 {
+        p.add(
+            "server.cors.allow_origins",
+            "\"*\" allows every origin; list it alone",
+        );
+    }
+    if any && c.allow_credentials {
+        p.add(
+            "server.cors.allow_credentials",
+            "browsers refuse credentials with origin \"*\"; list the allowed origins instead",
+        );
+    }
+    let mut origins = Vec::new();
+    for (i, o) in c
+        .allow_origins
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| *o != "*")
+    {
+        let well_formed = (o.starts_with("http://") || o.starts_with("https://"))
+            && !o.ends_with('/')
+            && o.matches('/').count() == 2;
+        match HeaderValue::from_str(o) {
+            Ok(v) if well_formed => origins.push(v),
+            _ => p.add(
+                format!("server.cors.allow_origins[{i}]"),
+                format!("\"{o}\" is not an origin; write scheme://host[:port] with no path, such as \"https://dash.example.com\""),
+            ),
+        }
+    }
+    let allow_methods = c.allow_methods.as_ref().map(|ms| {
+        ms.iter()
+            .enumerate()
+            .filter_map(|(i, m)| method(&format!("server.cors.allow_methods[{i}]"), m, p))
+            .collect()
+    });
+    let names = |list: &[String], key: &str, p: &mut Problems| -> Vec<HeaderName> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, h)| p.header_name(&format!("server.cors.{key}[{i}]"), h))
+            .collect()
+    };
+    CorsSpec {
+        allow_origins: origins,
+        allow_methods,
+        allow_headers: c
+            .allow_headers
+            .as_ref()
+            .map(|h| names(h, "allow_headers", p)),
+        expose_headers: names(&c.expose_headers, "expose_headers", p),
+        max_age: p.duration("server.cors.max_age", &c.max_age),
+        allow_credentials: c.allow_credentials,
+    }
+}
