@@ -219,7 +219,7 @@ async fn required_connection_refused_is_502() {
 async fn a_required_failure_answers_without_waiting_for_slow_backends() {
     let (up, gw) = pair(
         Reply::json("{}").status(500),
-        Reply::json("2").latency(MS(250)),
+        Reply::json("2").latency(MS(2000)),
         "",
     )
     .await;
@@ -227,7 +227,7 @@ async fn a_required_failure_answers_without_waiting_for_slow_backends() {
     let (status, _, _) = get_json(&gw.url("/r")).await;
     assert_eq!(status, 502);
     assert!(
-        started.elapsed() < MS(200),
+        started.elapsed() < MS(1000),
         "waited {:?} for a backend whose answer cannot matter",
         started.elapsed()
     );

@@ -10,10 +10,16 @@ use std::time::{Duration, Instant};
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// `/r` with one cached backend `b` on `/data` (plus `extra` backend keys).
+/// A TTL long enough that no test, however slow its machine, sees an entry expire
+/// unless it waits for that on purpose.
 async fn cached_route(up: &MockUpstream, extra: &str) -> common::TestGateway {
+    cached_route_ttl(up, "1m", extra).await
+}
+
+async fn cached_route_ttl(up: &MockUpstream, ttl: &str, extra: &str) -> common::TestGateway {
     start_gateway(&format!(
         "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\nforward_headers = [\"accept-language\"]\n\
-         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\ncache_ttl = \"250ms\"\n{extra}\n",
+         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\ncache_ttl = \"{ttl}\"\n{extra}\n",
         up.url()
     ))
     .await
@@ -51,7 +57,7 @@ async fn a_cached_backend_is_called_once_per_ttl() {
         .route("/data", Reply::json(r#"{"v":1}"#))
         .start()
         .await;
-    let gw = cached_route(&up, "").await;
+    let gw = cached_route_ttl(&up, "1s", "").await;
     let (_, h, body) = get_json(&gw.url("/r")).await;
     assert_eq!(
         (desc(&h).as_str(), body["b"]["v"].as_i64()),
@@ -63,7 +69,7 @@ async fn a_cached_backend_is_called_once_per_ttl() {
         ("hit", Some(1))
     );
     assert_eq!(up.hits("/data"), 1);
-    tokio::time::sleep(MS(300)).await;
+    tokio::time::sleep(MS(1100)).await;
     let (_, h, _) = get_json(&gw.url("/r")).await;
     assert_eq!(desc(&h), "ok", "expired after cache_ttl");
     assert_eq!(up.hits("/data"), 2);
@@ -170,15 +176,14 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
     let gw = start_gateway(&format!(
         "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\n\
          [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\n\
-         cache_ttl = \"500ms\"\nstale_while_revalidate = \"1m\"\n",
+         cache_ttl = \"1s\"\nstale_while_revalidate = \"1m\"\n",
         up.url()
     ))
     .await;
     get_json(&gw.url("/r")).await;
-    up.set_reply("/data", Reply::json(r#"{"v":2}"#).latency(MS(300)));
-    // Timeline: stored at 0; stale from 500 ms; the refresh answers at about 850 ms and
-    // stays fresh until about 1350 ms.
-    tokio::time::sleep(MS(550)).await;
+    // The refresh takes 1 s: every request in the window must be answered long before.
+    up.set_reply("/data", Reply::json(r#"{"v":2}"#).latency(MS(1000)));
+    tokio::time::sleep(MS(1100)).await;
     for _ in 0..5 {
         let started = Instant::now();
         let (_, h, body) = get_json(&gw.url("/r")).await;
@@ -187,18 +192,22 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
             ("stale", Some(1))
         );
         assert!(
-            started.elapsed() < MS(250),
+            started.elapsed() < MS(700),
             "waited {:?} for the upstream",
             started.elapsed()
         );
     }
-    tokio::time::sleep(MS(400)).await;
+    // Once the one refresh has answered, its value is served fresh.
+    let started = Instant::now();
+    let fresh = loop {
+        let (_, h, body) = get_json(&gw.url("/r")).await;
+        if desc(&h) == "hit" || started.elapsed() > Duration::from_secs(5) {
+            break (desc(&h), body["b"]["v"].as_i64());
+        }
+        tokio::time::sleep(MS(50)).await;
+    };
+    assert_eq!((fresh.0.as_str(), fresh.1), ("hit", Some(2)));
     assert_eq!(up.hits("/data"), 2, "exactly one background refresh");
-    let (_, h, body) = get_json(&gw.url("/r")).await;
-    assert_eq!(
-        (desc(&h).as_str(), body["b"]["v"].as_i64()),
-        ("hit", Some(2))
-    );
 }
 
 #[tokio::test]
