@@ -57,7 +57,7 @@ async fn a_cached_backend_is_called_once_per_ttl() {
         .route("/data", Reply::json(r#"{"v":1}"#))
         .start()
         .await;
-    let gw = cached_route_ttl(&up, "1s", "").await;
+    let gw = cached_route_ttl(&up, "500ms", "").await;
     let (_, h, body) = get_json(&gw.url("/r")).await;
     assert_eq!(
         (desc(&h).as_str(), body["b"]["v"].as_i64()),
@@ -69,7 +69,7 @@ async fn a_cached_backend_is_called_once_per_ttl() {
         ("hit", Some(1))
     );
     assert_eq!(up.hits("/data"), 1);
-    tokio::time::sleep(MS(1100)).await;
+    tokio::time::sleep(MS(600)).await;
     let (_, h, _) = get_json(&gw.url("/r")).await;
     assert_eq!(desc(&h), "ok", "expired after cache_ttl");
     assert_eq!(up.hits("/data"), 2);
@@ -176,14 +176,14 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
     let gw = start_gateway(&format!(
         "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\n\
          [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\n\
-         cache_ttl = \"1s\"\nstale_while_revalidate = \"1m\"\n",
+         cache_ttl = \"500ms\"\nstale_while_revalidate = \"1m\"\n",
         up.url()
     ))
     .await;
     get_json(&gw.url("/r")).await;
-    // The refresh takes 1 s: every request in the window must be answered long before.
-    up.set_reply("/data", Reply::json(r#"{"v":2}"#).latency(MS(1000)));
-    tokio::time::sleep(MS(1100)).await;
+    // The refresh takes 800 ms: every request in the window is answered long before.
+    up.set_reply("/data", Reply::json(r#"{"v":2}"#).latency(MS(800)));
+    tokio::time::sleep(MS(600)).await;
     for _ in 0..5 {
         let started = Instant::now();
         let (_, h, body) = get_json(&gw.url("/r")).await;
@@ -192,7 +192,7 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
             ("stale", Some(1))
         );
         assert!(
-            started.elapsed() < MS(700),
+            started.elapsed() < MS(500),
             "waited {:?} for the upstream",
             started.elapsed()
         );

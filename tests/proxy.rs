@@ -452,3 +452,20 @@ async fn preserve_host_sends_the_clients_host() {
     assert_eq!(r.status(), 200);
     assert_eq!(up.requests()[0].headers["host"], "api.example.com");
 }
+
+#[tokio::test]
+async fn a_reset_upstream_is_502_and_the_gateway_keeps_serving() {
+    let up = MockUpstream::builder()
+        .route("/reset", Reply::reset())
+        .route("/ok", Reply::raw("fine"))
+        .start()
+        .await;
+    let gw = proxied(&up, "", "").await;
+    let (status, _, body) = get_json(&gw.url("/p/reset")).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (502, Some("bad_gateway"))
+    );
+    let ok = client().get(gw.url("/p/ok")).send().await.unwrap();
+    assert_eq!(ok.text().await.unwrap(), "fine");
+}
