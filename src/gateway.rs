@@ -51,6 +51,8 @@ pub struct Gateway {
     pub cache: Arc<ResponseCache>,
     /// The process's metrics: the same registry across reloads.
     pub metrics: Arc<Metrics>,
+    /// The metrics label of requests no route matched (made once, not per request).
+    unmatched: Label,
 }
 
 /// The snapshot could not be built (a TLS backend that failed to initialize).
@@ -159,6 +161,7 @@ impl Gateway {
             upstreams,
             cache,
             metrics,
+            unmatched: Label::default(),
         })
     }
 
@@ -169,8 +172,7 @@ impl Gateway {
         let request_id = request.headers().get("x-request-id").cloned();
         // A Uri clone shares its bytes: no copy of the path per request.
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        let unmatched = Label::default();
-        let mut label = &unmatched;
+        let mut label = &self.unmatched;
         let response = match self.route(request, &mut label).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
