@@ -632,3 +632,38 @@ async fn routes_without_forward_body_still_refuse_declared_oversized_bodies() {
         .unwrap();
     assert_eq!(small.status(), 200);
 }
+
+#[tokio::test]
+async fn answers_are_shaped_extract_select_omit_rename_and_merged() {
+    let up = MockUpstream::builder()
+        .route("/user", Reply::json(r#"{"id":7,"name":"Ada","email":"ada@x","address":{"city":"Oslo","zip":"0150"}}"#))
+        .route(
+            "/orders",
+            Reply::json(r#"{"data":{"items":[{"id":1,"total":9.5,"internal":"x"},{"id":2,"total":3,"internal":"y"}]}}"#),
+        )
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "{}[[routes]]\npath = \"/r\"\nerrors_field = \"_errors\"\n\
+         [[routes.backends]]\nname = \"user\"\nupstream = \"up\"\npath = \"/user\"\nmerge = \"root\"\n\
+         omit = [\"email\", \"address.zip\"]\nrename = {{ name = \"full_name\" }}\n\
+         [[routes.backends]]\nname = \"orders\"\nupstream = \"up\"\npath = \"/orders\"\n\
+         extract = \"data.items\"\nselect = [\"id\", \"total\"]\n\
+         [[routes.backends]]\nname = \"first\"\nupstream = \"up\"\npath = \"/orders\"\nextract = \"data.items.0.id\"\n\
+         [[routes.backends]]\nname = \"odd\"\nupstream = \"up\"\npath = \"/orders\"\nextract = \"data.nothing\"\ndefault = []\n",
+        upstream("up", &up.url())
+    ))
+    .await;
+    let text = common::client()
+        .get(gw.url("/r"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        text,
+        r#"{"id":7,"full_name":"Ada","address":{"city":"Oslo"},"orders":[{"id":1,"total":9.5},{"id":2,"total":3}],"first":1,"odd":[],"_errors":{"odd":{"code":"missing_field","message":"cannot shape the answer: the answer has no \"data.nothing\""}}}"#
+    );
+}

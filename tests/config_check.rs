@@ -104,7 +104,7 @@ path = "/r"
             "colour: unknown key; expected one of: server, cache, upstreams, routes",
             "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`",
-            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`",
+            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `extract`, `select`, `omit`, `rename`",
         ]
     );
 }
@@ -231,6 +231,9 @@ cache_ttl = "1m"
   path = "/"
   cache_ttl = "10s"
   forward_body = true
+  extract = "data..items"
+  select = ["ok", ""]
+  rename = {{ old = "" }}
 [[routes]]
 path = "/p"
 methods = ["POST"]
@@ -246,6 +249,9 @@ proxy = {{ upstream = "users" }}
             "routes[0].backends[0].cache_ttl: is required by stale_while_revalidate and stale_if_error: they extend it",
             "routes[0].backends[1].cache_ttl: invalid duration \"forever\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
             "routes[0].backends[2].cache_ttl: a backend with forward_body is not cached: its answer depends on the body",
+            "routes[0].backends[2].extract: \"data..items\" is not a dotted path; write one such as \"data.items\" or \"items.0\"",
+            "routes[0].backends[2].select[1]: \"\" is not a dotted path; write one such as \"data.items\" or \"items.0\"",
+            "routes[0].backends[2].rename.old: the new name is empty; write rename = { old = \"new\" }",
             "routes[1].cache_ttl: only answers to GET are cached; add GET to methods or remove cache_ttl",
         ]
     );

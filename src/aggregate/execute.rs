@@ -2,6 +2,7 @@
 //! early when a required backend fails, then merge and describe the outcome in headers.
 
 use super::merge::{Failure, Piece, merge};
+use super::shape::Shape;
 use super::{AggregateRoute, Backend, BackendError};
 use crate::body::{Body, check_declared_length, full, read_limited};
 use crate::cache::{CacheKey, CacheOutcome, Fetched, Stored};
@@ -181,23 +182,21 @@ async fn call(
     request_headers: &HeaderMap,
 ) -> Result<(Bytes, &'static str), BackendError> {
     let (Some(policy), None) = (backend.spec.cache, &body) else {
-        let (answer, _) = fetch_json(
-            &backend.upstream,
-            &url,
-            headers,
-            body,
-            backend.spec.merge,
-            deadline,
-        )
-        .await?;
+        let reading = (backend.spec.merge, backend.spec.shape.as_deref());
+        let (answer, _) =
+            fetch_json(&backend.upstream, &url, headers, body, reading, deadline).await?;
         return Ok((answer, "ok"));
     };
     let key = CacheKey::new(Method::GET, &url, request_headers, &route.forward_headers);
     let upstream = backend.upstream.clone();
     let (merge, ignore_upstream) = (backend.spec.merge, backend.spec.cache_ignore_upstream);
+    let shape = backend.spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let fetch = move || async move {
-        let (body, storable) = fetch_json(&upstream, &url, headers, None, merge, deadline).await?;
+        // Stored shaped: a hit serves the bytes as they are.
+        let reading = (merge, shape.as_deref());
+        let (body, storable) =
+            fetch_json(&upstream, &url, headers, None, reading, deadline).await?;
         Ok::<_, BackendError>(Fetched {
             stored: Stored {
                 status: StatusCode::OK,
@@ -219,28 +218,41 @@ async fn call(
     Ok((entry.stored.body.clone(), desc))
 }
 
-/// Calls the upstream and checks that the answer is JSON (an object for
-/// `merge = "root"`). Returns the answer and whether the upstream allows storing it.
+/// Calls the upstream, checks that the answer is JSON, shapes it if the backend says so,
+/// and checks it is an object for `merge = "root"`. Returns the answer and whether the
+/// upstream allows storing it.
 async fn fetch_json(
     upstream: &Upstream,
     url: &str,
     headers: HeaderMap,
     body: Option<(Method, Bytes)>,
-    merge: MergeMode,
+    (merge, shape): (MergeMode, Option<&Shape>),
     deadline: Instant,
 ) -> Result<(Bytes, bool), BackendError> {
     let body = body.as_ref().map(|(m, b)| (m, b.clone()));
     let answer = upstream.call(url, headers, body, deadline).await?;
-    if answer.status == StatusCode::NO_CONTENT {
-        return Ok((Bytes::from_static(b"null"), answer.storable));
-    }
-    // Validates the whole document without building it.
-    serde_json::from_slice::<serde::de::IgnoredAny>(&answer.body)
-        .map_err(|e| BackendError::InvalidJson(e.to_string()))?;
-    if merge == MergeMode::Root && answer.body.trim_ascii_start().first() != Some(&b'{') {
+    let raw = if answer.status == StatusCode::NO_CONTENT {
+        Bytes::from_static(b"null")
+    } else {
+        answer.body
+    };
+    let invalid = |e: serde_json::Error| BackendError::InvalidJson(e.to_string());
+    let json = match shape {
+        None => {
+            // Validates the whole document without building it: it is spliced as is.
+            serde_json::from_slice::<serde::de::IgnoredAny>(&raw).map_err(invalid)?;
+            raw
+        }
+        Some(shape) => {
+            let value = serde_json::from_slice(&raw).map_err(invalid)?;
+            let shaped = shape.apply(value).map_err(BackendError::Shape)?;
+            Bytes::from(serde_json::to_vec(&shaped).expect("a JSON value serializes"))
+        }
+    };
+    if merge == MergeMode::Root && json.trim_ascii_start().first() != Some(&b'{') {
         return Err(BackendError::NotAnObject);
     }
-    Ok((answer.body, answer.storable))
+    Ok((json, answer.storable))
 }
 
 fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body>, GatewayError> {

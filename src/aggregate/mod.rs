@@ -3,6 +3,7 @@
 
 mod execute;
 pub mod merge;
+pub mod shape;
 
 pub use execute::{BackendOutcomes, serve};
 
@@ -51,6 +52,8 @@ pub enum BackendError {
     InvalidJson(String),
     #[error("answer is not a JSON object, so merge = \"root\" cannot spread it")]
     NotAnObject,
+    #[error("cannot shape the answer: {0}")]
+    Shape(String),
 }
 
 impl BackendError {
@@ -62,6 +65,7 @@ impl BackendError {
             BackendError::Render(RenderError::Invalid(_)) => "invalid_value",
             BackendError::InvalidJson(_) => "invalid_json",
             BackendError::NotAnObject => "not_an_object",
+            BackendError::Shape(_) => "missing_field",
         }
     }
 

@@ -2,6 +2,7 @@
 //! gateway is built from, and the route table `fanout check` prints.
 
 use super::MergeMode;
+use crate::aggregate::shape::Shape;
 use crate::cache::CachePolicy;
 use crate::limits::{LimitKey, Rate};
 use crate::template::Template;
@@ -125,6 +126,8 @@ pub struct BackendSpec {
     /// Cache answers with this policy; `None`: not cached.
     pub cache: Option<CachePolicy>,
     pub cache_ignore_upstream: bool,
+    /// `None`: the answer is spliced as it came.
+    pub shape: Option<Arc<Shape>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

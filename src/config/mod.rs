@@ -383,6 +383,14 @@ pub struct BackendConfig {
     pub stale_if_error: Option<String>,
     /// Store answers even when the upstream says `Cache-Control: no-store` or `private`.
     pub cache_ignore_upstream: bool,
+    /// Shaping, first: a dotted path into the answer (`data.items`, `items.0`).
+    pub extract: Option<String>,
+    /// Shaping, second: keep only these dotted paths (of each element of an array).
+    pub select: Vec<String>,
+    /// Shaping, third: drop these dotted paths.
+    pub omit: Vec<String>,
+    /// Shaping, last: rename top-level keys, `{ old = "new" }`.
+    pub rename: BTreeMap<String, String>,
 }
 
 impl Default for BackendConfig {
@@ -400,6 +408,10 @@ impl Default for BackendConfig {
             stale_while_revalidate: None,
             stale_if_error: None,
             cache_ignore_upstream: false,
+            extract: None,
+            select: Vec::new(),
+            omit: Vec::new(),
+            rename: BTreeMap::new(),
         }
     }
 }

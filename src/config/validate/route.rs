@@ -1,6 +1,7 @@
 //! Validation of `[[routes]]` and their backends, limits and cache settings.
 
 use super::{Problems, known_upstream, method};
+use crate::aggregate::shape::{Path, Shape};
 use crate::cache::CachePolicy;
 use crate::config::*;
 use crate::limits::{LimitKey, Rate};
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use http::Method;
 use std::collections::HashSet;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 fn rate_limit(place: &str, l: &RouteRateLimitConfig, p: &mut Problems) -> Option<RateLimitSpec> {
     let rate = Rate::parse(&l.rate)
@@ -33,6 +35,43 @@ fn rate_limit(place: &str, l: &RouteRateLimitConfig, p: &mut Problems) -> Option
         burst,
         key: key?,
     })
+}
+
+fn shape(place: &str, b: &BackendConfig, p: &mut Problems) -> Option<Arc<Shape>> {
+    let mut path = |at: String, text: &str| Path::parse(text).map_err(|e| p.add(at, e)).ok();
+    let extract = b
+        .extract
+        .as_ref()
+        .and_then(|e| path(format!("{place}.extract"), e));
+    let select = b
+        .select
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| path(format!("{place}.select[{i}]"), s))
+        .collect();
+    let omit = b
+        .omit
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| path(format!("{place}.omit[{i}]"), s))
+        .collect();
+    let mut rename = Vec::new();
+    for (old, new) in &b.rename {
+        if new.is_empty() {
+            p.add(
+                format!("{place}.rename.{old}"),
+                "the new name is empty; write rename = { old = \"new\" }",
+            );
+        }
+        rename.push((old.clone(), new.clone()));
+    }
+    let shape = Shape {
+        extract,
+        select,
+        omit,
+        rename,
+    };
+    (!shape.is_identity()).then(|| Arc::new(shape))
 }
 
 fn cache_policy(place: &str, b: &BackendConfig, p: &mut Problems) -> Option<CachePolicy> {
@@ -302,6 +341,7 @@ fn backend(
         merge: b.merge,
         forward_body: b.forward_body,
         cache: cache_policy(place, b, p),
+        shape: shape(place, b, p),
         cache_ignore_upstream: b.cache_ignore_upstream,
     })
 }
