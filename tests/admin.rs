@@ -111,7 +111,7 @@ async fn reload_and_purge_need_the_token_when_one_is_set() {
     );
     let response = post("/reload", Some("t0ken")).await.unwrap();
     assert_eq!(response.status(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let body = common::json_of(response).await;
     assert_eq!(
         body["changes"]["routes_added"],
         serde_json::json!(["GET /new"])
@@ -132,7 +132,7 @@ async fn reload_and_purge_need_the_token_when_one_is_set() {
     gw.write("not toml [");
     let response = post("/reload", Some("t0ken")).await.unwrap();
     assert_eq!(response.status(), 422);
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let body = common::json_of(response).await;
     assert_eq!(body["ok"], false);
     assert!(
         body["problems"][0]
@@ -151,7 +151,7 @@ async fn reload_and_purge_need_the_token_when_one_is_set() {
     )
     .await
     .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&purge.bytes().await.unwrap()).unwrap();
+    let body = common::json_of(purge).await;
     assert_eq!(body["purged"], 1);
     get_json(&gw.gateway.url("/r")).await;
     assert_eq!(up.hits("/data"), 2);

@@ -284,14 +284,7 @@ async fn any_2xx_is_success_and_204_is_null() {
 async fn answers_are_spliced_byte_for_byte() {
     let raw = r#"{ "price": 1.50, "n": 12345678901234567890 }"#;
     let (_up, gw) = pair(Reply::json(raw), Reply::json("[ 1 , 2 ]"), "").await;
-    let text = common::client()
-        .get(gw.url("/r"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::get_text(&gw.url("/r")).await;
     assert_eq!(
         text,
         format!(r#"{{"user":{raw},"extra":[ 1 , 2 ],"_errors":{{}}}}"#)
@@ -314,14 +307,7 @@ async fn root_merge_spreads_fields_and_later_backends_win() {
         upstream("up", &up.url())
     ))
     .await;
-    let text = common::client()
-        .get(gw.url("/r"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::get_text(&gw.url("/r")).await;
     // `list` answered an array, which cannot be spread: it fails and its default is used.
     assert_eq!(
         text,
@@ -596,7 +582,7 @@ async fn bodies_over_max_body_are_413() {
         .await
         .unwrap();
     assert_eq!(streamed.status(), 413);
-    let body: serde_json::Value = serde_json::from_slice(&streamed.bytes().await.unwrap()).unwrap();
+    let body = common::json_of(streamed).await;
     assert_eq!(body["error"]["code"], "body_too_large");
     assert_eq!(
         up.total_hits(),
@@ -654,14 +640,7 @@ async fn answers_are_shaped_extract_select_omit_rename_and_merged() {
         upstream("up", &up.url())
     ))
     .await;
-    let text = common::client()
-        .get(gw.url("/r"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::get_text(&gw.url("/r")).await;
     assert_eq!(
         text,
         r#"{"id":7,"full_name":"Ada","address":{"city":"Oslo"},"orders":[{"id":1,"total":9.5},{"id":2,"total":3}],"first":1,"odd":[],"_errors":{"odd":{"code":"missing_field","message":"cannot shape the answer: the answer has no \"data.nothing\""}}}"#

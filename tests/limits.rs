@@ -51,7 +51,7 @@ async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
     assert_eq!(h["ratelimit-limit"], "2");
     assert_eq!(h["ratelimit-remaining"], "0");
     assert_eq!(h["ratelimit-reset"], "30");
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let body = common::json_of(response).await;
     assert_eq!(body["error"]["code"], "rate_limited");
     assert_eq!(
         up.hits("/a"),

@@ -302,7 +302,7 @@ async fn max_body_refuses_declared_and_streamed_uploads() {
         .await
         .unwrap();
     assert_eq!(declared.status(), 413);
-    let body: serde_json::Value = serde_json::from_slice(&declared.bytes().await.unwrap()).unwrap();
+    let body = common::json_of(declared).await;
     assert_eq!(body["error"]["code"], "body_too_large");
     assert_eq!(
         up.total_hits(),

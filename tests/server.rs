@@ -52,7 +52,7 @@ async fn health_not_found_and_method_not_allowed() {
     let response = client().delete(gw.url("/r")).send().await.unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET, HEAD");
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let body = common::json_of(response).await;
     assert_eq!(body["error"]["code"], "method_not_allowed");
     assert_eq!(up.total_hits(), 0);
 }

@@ -15,6 +15,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, HeaderName, Method, Response, StatusCode, request};
 use hyper::body::Incoming;
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -77,15 +78,17 @@ pub async fn serve(
                     .timeout
                     .unwrap_or(backend.upstream.spec.timeout);
                 let call_deadline = deadline.min(start + own);
-                let mut headers = headers.clone();
-                let body = match (&request_body, backend.spec.forward_body) {
+                // Shared by every backend; only one that sends the body needs its own
+                // copy, with the body's content type.
+                let (headers, body) = match (&request_body, backend.spec.forward_body) {
                     (Some(bytes), true) => {
+                        let mut own = headers.clone();
                         if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
-                            headers.insert(CONTENT_TYPE, ct.clone());
+                            own.insert(CONTENT_TYPE, ct.clone());
                         }
-                        Some((parts.method.clone(), bytes.clone()))
+                        (Cow::Owned(own), Some((parts.method.clone(), bytes.clone())))
                     }
-                    _ => None,
+                    _ => (Cow::Borrowed(&headers), None),
                 };
                 let request_headers = &parts.headers;
                 calls.push(async move {
@@ -176,7 +179,7 @@ async fn call(
     route: &AggregateRoute,
     backend: &Backend,
     url: String,
-    headers: HeaderMap,
+    headers: Cow<'_, HeaderMap>,
     body: Option<(Method, Bytes)>,
     deadline: Instant,
     request_headers: &HeaderMap,
@@ -184,19 +187,21 @@ async fn call(
     let (Some(policy), None) = (backend.spec.cache, &body) else {
         let reading = (backend.spec.merge, backend.spec.shape.as_deref());
         let (answer, _) =
-            fetch_json(&backend.upstream, &url, headers, body, reading, deadline).await?;
+            fetch_json(&backend.upstream, &url, &headers, body, reading, deadline).await?;
         return Ok((answer, "ok"));
     };
     let key = CacheKey::new(Method::GET, &url, request_headers, &route.forward_headers);
     let upstream = backend.upstream.clone();
     let (merge, ignore_upstream) = (backend.spec.merge, backend.spec.cache_ignore_upstream);
     let shape = backend.spec.shape.clone();
+    // Owned by the fetch, which may outlive this request (a background refresh).
+    let headers = headers.into_owned();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let fetch = move || async move {
         // Stored shaped: a hit serves the bytes as they are.
         let reading = (merge, shape.as_deref());
         let (body, storable) =
-            fetch_json(&upstream, &url, headers, None, reading, deadline).await?;
+            fetch_json(&upstream, &url, &headers, None, reading, deadline).await?;
         Ok::<_, BackendError>(Fetched {
             stored: Stored {
                 status: StatusCode::OK,
@@ -224,7 +229,7 @@ async fn call(
 async fn fetch_json(
     upstream: &Upstream,
     url: &str,
-    headers: HeaderMap,
+    headers: &HeaderMap,
     body: Option<(Method, Bytes)>,
     (merge, shape): (MergeMode, Option<&Shape>),
     deadline: Instant,

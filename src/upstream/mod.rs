@@ -106,7 +106,7 @@ impl Upstream {
     pub async fn call(
         &self,
         url: &str,
-        headers: HeaderMap,
+        headers: &HeaderMap,
         body: Option<(&Method, Bytes)>,
         deadline: Instant,
     ) -> Result<Answer, CallError> {

@@ -520,6 +520,23 @@ pub async fn get_json(url: &str) -> (StatusCode, HeaderMap, serde_json::Value) {
     (status, headers, json)
 }
 
+/// GETs `url` and returns the body as text.
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The body of `response`, parsed as JSON.
+pub async fn json_of(response: reqwest::Response) -> serde_json::Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}
+
 /// An address nothing listens on.
 pub async fn dead_url() -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
