@@ -184,7 +184,7 @@ impl GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::RenderError;
+    use crate::template::{Problem, RenderError};
     use http_body_util::BodyExt;
     use std::time::Duration;
 
@@ -294,7 +294,16 @@ mod tests {
             }),
             BackendError::Call(CallError::Connect("refused".into())),
             BackendError::InvalidJson("expected value".into()),
-            BackendError::Render(RenderError::Missing("x".into())),
+            BackendError::Render(RenderError {
+                what: "user.address.city".into(),
+                problem: Problem::Missing,
+                from_request: false,
+            }),
+            BackendError::TooManyItems {
+                array: "user.friend_ids".into(),
+                count: 101,
+                max: 100,
+            },
         ] {
             let (s, j, _) = answer(backend(e)).await;
             assert_eq!(s, 502);

@@ -117,6 +117,11 @@ impl Gateway {
             let label = Label::new(&spec.path);
             let handler = match spec.kind {
                 RouteKind::Aggregate(backends) => Handler::Aggregate(AggregateRoute {
+                    plan: {
+                        let waits: Vec<Vec<usize>> =
+                            backends.iter().map(|b| b.waits_for.clone()).collect();
+                        aggregate::plan::Plan::new(&waits).expect("validated: no cycle")
+                    },
                     label: label.clone(),
                     metrics: metrics.clone(),
                     timeout: spec.timeout,

@@ -104,7 +104,7 @@ path = "/r"
             "colour: unknown key; expected one of: server, cache, upstreams, routes",
             "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`",
-            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `extract`, `select`, `omit`, `rename`",
+            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `extract`, `select`, `omit`, `rename`, `for_each`, `concurrency`, `max_items`, `for_each_fail`",
         ]
     );
 }
@@ -192,7 +192,7 @@ proxy = {{ upstream = "users" }}
         [
             "routes[0].backends[2].forward_body: the route answers only GET/HEAD, which carry no body; add POST, PUT, PATCH or DELETE to methods",
             "routes[0].backends[0].path: \"users/{id}\" must start with \"/\"",
-            "routes[0].backends[1].path: {user.city}: references to other backends' answers are not supported; use a route parameter, {query.NAME} or {header.NAME}",
+            "routes[0].backends[1].path: {user.city}: no backend \"user\" in this route; write {BACKEND.path} with a backend of this route (a, b, c), or {query.NAME} or {header.NAME}",
             "routes[0].backends[2].default: a backend with merge = \"root\" spreads an object's fields: its default must be a table, such as {}",
             "routes[0].errors_field: \"a\" is also a backend name; pick another key, such as \"_errors\"",
             "routes[1].max_body: invalid size \"huge\"; write a number and a unit, such as \"64KiB\" or \"10MiB\"",
@@ -200,6 +200,113 @@ proxy = {{ upstream = "users" }}
             "routes[1].proxy.idle_timeout: invalid duration \"never\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
             "routes[1].proxy.path: {rest} is not a parameter of the route path; route parameters: other",
             "routes[2].path: \"no-slash\" must start with \"/\"",
+        ]
+    );
+}
+
+#[test]
+fn dependencies_and_for_each_are_checked() {
+    let toml = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/cycle"
+  [[routes.backends]]
+  name = "a"
+  upstream = "users"
+  path = "/a/{{c.id}}"
+  [[routes.backends]]
+  name = "b"
+  upstream = "users"
+  path = "/b/{{a.id}}"
+  [[routes.backends]]
+  name = "c"
+  upstream = "users"
+  path = "/c/{{b.id}}"
+[[routes]]
+path = "/refs/{{id}}"
+  [[routes.backends]]
+  name = "user"
+  upstream = "users"
+  path = "/u/{{user.id}}"
+  [[routes.backends]]
+  name = "city"
+  upstream = "users"
+  path = "/w/{{usr.address.city}}?whole={{user}}"
+  [[routes.backends]]
+  name = "stray"
+  upstream = "users"
+  path = "/s/{{item.id}}"
+[[routes]]
+path = "/each"
+  [[routes.backends]]
+  name = "user"
+  upstream = "users"
+  path = "/u"
+  [[routes.backends]]
+  name = "friends"
+  upstream = "users"
+  path = "/u/1"
+  for_each = "friends.ids"
+  merge = "root"
+  concurrency = 0
+  max_items = 0
+  [[routes.backends]]
+  name = "more"
+  upstream = "users"
+  path = "/u/{{item}}"
+  for_each = "nobody.ids"
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "routes[0].backends: their answers form a cycle (a → b → c → a): each waits for another's; remove one of these references",
+            "routes[1].backends[0].path: reads this backend's own answer ({user.…}); read another backend's",
+            "routes[1].backends[1].path: {usr.address.city}: no backend \"usr\" in this route; write {BACKEND.path} with a backend of this route (user, city, stray), or {query.NAME} or {header.NAME}",
+            "routes[1].backends[2].path: {item.id}: no backend \"item\" in this route; {item} is the element of a for_each; set for_each = \"BACKEND.path\" on this backend",
+            "routes[2].backends[1].for_each: \"friends.ids\" is this backend's own answer; name another backend's array",
+            "routes[2].backends[1].merge: merge = \"root\" spreads an object's fields, but a for_each answer is an array; use merge = \"key\"",
+            "routes[2].backends[1].path: a for_each backend calls once per element; put {item} or {item.FIELD} in the path",
+            "routes[2].backends[1].concurrency: must be at least 1",
+            "routes[2].backends[1].max_items: must be at least 1",
+            "routes[2].backends[2].for_each: no backend \"nobody\" in this route; write \"BACKEND.path\" with one of: user, friends, more",
+        ]
+    );
+    let bad_values = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/w"
+  [[routes.backends]]
+  name = "user"
+  upstream = "users"
+  path = "/u"
+  merge = "rot"
+  for_each_fail = "some"
+"#
+    );
+    assert_eq!(
+        problems(&bad_values),
+        ["routes[0].backends[0].merge: \"rot\" is not allowed here; write \"key\" or \"root\""]
+    );
+    // A whole answer is not a value.
+    let whole = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/w"
+  [[routes.backends]]
+  name = "user"
+  upstream = "users"
+  path = "/u"
+  [[routes.backends]]
+  name = "w"
+  upstream = "users"
+  path = "/w?u={{user}}"
+"#
+    );
+    assert_eq!(
+        problems(&whole),
+        [
+            "routes[0].backends[1].path: {user} is a whole answer; name one of its fields, such as {user.id}"
         ]
     );
 }

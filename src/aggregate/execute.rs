@@ -1,6 +1,8 @@
-//! Running an aggregate route: render every backend's URL, start every call at once, stop
-//! early when a required backend fails, then merge and describe the outcome in headers.
+//! Running an aggregate route: start every backend the moment the answers it reads have
+//! arrived (those reading none at once), stop early when a required backend fails, then
+//! merge and describe the outcome in headers.
 
+use super::for_each;
 use super::merge::{Failure, Piece, merge};
 use super::shape::Shape;
 use super::{AggregateRoute, Backend, BackendError};
@@ -8,14 +10,15 @@ use crate::body::{Body, check_declared_length, full, read_limited};
 use crate::cache::{CacheKey, CacheOutcome, Fetched, Stored};
 use crate::config::MergeMode;
 use crate::error::GatewayError;
-use crate::template::RenderInput;
+use crate::template::{Problem, RenderError, RenderInput};
 use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, HeaderName, Method, Response, StatusCode, request};
 use hyper::body::Incoming;
-use std::borrow::Cow;
+use serde::de::IgnoredAny;
+use serde_json::Value;
 use std::fmt::Write;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,10 +31,57 @@ static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 #[derive(Debug, Clone)]
 pub struct BackendOutcomes(pub String);
 
+/// A backend's usable answer.
+pub(super) struct Answer {
+    /// What goes into the merged body: the shaped JSON.
+    pub body: Bytes,
+    /// The `Server-Timing` desc: `ok`, `hit` or `stale`.
+    pub desc: &'static str,
+    /// The answer before shaping, kept only when another backend reads it.
+    pub raw: Option<Value>,
+    /// For `for_each`: the element calls that failed, each `null` in its place.
+    pub failed_elements: Option<ElementFailures>,
+}
+
+/// Element calls of a `for_each` backend that failed.
+pub(super) struct ElementFailures {
+    pub failed: usize,
+    pub total: usize,
+    pub first: BackendError,
+}
+
 struct Outcome {
-    /// The answer and its `Server-Timing` desc (`ok`, `hit` or `stale`).
-    result: Result<(Bytes, &'static str), BackendError>,
+    result: Result<Answer, BackendError>,
     elapsed: Duration,
+}
+
+/// What every backend call of one request shares.
+pub(super) struct RequestScope<'a> {
+    pub route: &'a AggregateRoute,
+    pub parts: &'a request::Parts,
+    /// The headers every call carries (see `forwarded`).
+    pub forwarded: HeaderMap,
+    /// The request body, read only when a backend has `forward_body`.
+    pub body: Option<Bytes>,
+    /// The route's deadline.
+    pub deadline: Instant,
+}
+
+/// What one backend is about to call: one URL, or one per `for_each` element.
+enum Target {
+    One(String),
+    Each(Vec<Result<String, RenderError>>),
+}
+
+/// One request's progress through the route's plan.
+struct Progress {
+    outcomes: Vec<Option<Outcome>>,
+    /// Answers (before shaping) that other backends read, by backend index.
+    answers: Vec<Option<Value>>,
+    /// How many answers each backend still waits for.
+    waits: Vec<usize>,
+    /// Backends whose answers have all arrived, not yet started.
+    ready: Vec<usize>,
 }
 
 /// Answers one request on an aggregate route.
@@ -41,8 +91,7 @@ pub async fn serve(
     params: &matchit::Params<'_, '_>,
     body: Incoming,
 ) -> Result<Response<Body>, GatewayError> {
-    let start = Instant::now();
-    let deadline = start + route.timeout;
+    let deadline = Instant::now() + route.timeout;
     // The body is read only when a backend sends it on, and never past max_body.
     let request_body = if route.backends.iter().any(|b| b.spec.forward_body) {
         let read = read_limited(body, &parts.headers, route.max_body);
@@ -57,105 +106,182 @@ pub async fn serve(
         check_declared_length(&parts.headers, route.max_body)?;
         None
     };
-    let input = RenderInput {
-        params,
-        query: parts.uri.query(),
-        headers: &parts.headers,
+    let scope = RequestScope {
+        route,
+        parts,
+        forwarded: forwarded(route, &parts.headers),
+        body: request_body,
+        deadline,
     };
-    let headers = forwarded(route, &parts.headers);
-
-    let mut outcomes: Vec<Option<Outcome>> = route.backends.iter().map(|_| None).collect();
-    let mut calls = FuturesUnordered::new();
-    for (i, backend) in route.backends.iter().enumerate() {
-        match backend
-            .spec
-            .path
-            .render(&backend.upstream.spec.base, &input)
-        {
-            Ok(url) => {
-                let own = backend
-                    .spec
-                    .timeout
-                    .unwrap_or(backend.upstream.spec.timeout);
-                let call_deadline = deadline.min(start + own);
-                // Shared by every backend; only one that sends the body needs its own
-                // copy, with the body's content type.
-                let (headers, body) = match (&request_body, backend.spec.forward_body) {
-                    (Some(bytes), true) => {
-                        let mut own = headers.clone();
-                        if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
-                            own.insert(CONTENT_TYPE, ct.clone());
-                        }
-                        (Cow::Owned(own), Some((parts.method.clone(), bytes.clone())))
-                    }
-                    _ => (Cow::Borrowed(&headers), None),
-                };
-                let request_headers = &parts.headers;
-                calls.push(async move {
-                    let began = Instant::now();
-                    let result = call(
-                        route,
-                        backend,
-                        url,
-                        headers,
-                        body,
-                        call_deadline,
-                        request_headers,
-                    )
-                    .await;
-                    (
-                        i,
-                        Outcome {
-                            result,
-                            elapsed: began.elapsed(),
-                        },
-                    )
-                });
-            }
-            // Every template value comes from the request, so a required one that is
-            // missing is the client's mistake.
-            Err(e) if backend.spec.required => {
-                return Err(GatewayError::BadRequest {
-                    backend: Some(backend.spec.name.clone()),
-                    message: e.to_string(),
-                });
-            }
-            Err(e) => {
-                outcomes[i] = Some(Outcome {
-                    result: Err(e.into()),
-                    elapsed: Duration::ZERO,
-                })
-            }
-        }
-    }
-
-    while let Some((i, outcome)) = calls.next().await {
-        if let Err(error) = outcome.result {
-            let backend = &route.backends[i];
-            tracing::warn!(backend = %backend.spec.name, code = error.code(), error = %error, "backend failed");
-            if backend.spec.required {
-                route
-                    .metrics
-                    .backend(&route.label, &backend.label, error.code(), outcome.elapsed);
-                // Dropping `calls` cancels the calls still running.
-                return Err(GatewayError::Backend {
-                    backend: backend.spec.name.clone(),
-                    error,
-                });
-            }
-            outcomes[i] = Some(Outcome {
-                result: Err(error),
-                elapsed: outcome.elapsed,
-            });
+    let n = route.backends.len();
+    let mut progress = Progress {
+        outcomes: (0..n).map(|_| None).collect(),
+        answers: if route.plan.has_dependencies() {
+            vec![None; n]
         } else {
-            outcomes[i] = Some(outcome);
+            Vec::new()
+        },
+        waits: route.plan.waits().to_vec(),
+        ready: route.plan.starts().collect(),
+    };
+    let mut calls = FuturesUnordered::new();
+    loop {
+        while let Some(i) = progress.ready.pop() {
+            let input = RenderInput {
+                params,
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                answers: &progress.answers,
+                item: None,
+            };
+            match target(route, &route.backends[i], &input) {
+                Ok(target) => calls.push(run(&scope, i, target)),
+                Err(error) => progress.finish(route, i, Outcome::failed(error))?,
+            }
         }
+        // Dropping `calls` (when a required backend fails) cancels those still running.
+        let Some((i, outcome)) = calls.next().await else {
+            break;
+        };
+        progress.finish(route, i, outcome)?;
     }
-    let outcomes: Vec<Outcome> = outcomes
+    let outcomes: Vec<Outcome> = progress
+        .outcomes
         .into_iter()
-        .map(|o| o.expect("every backend ran"))
+        .map(|o| o.expect("every backend ran: the plan has no cycle"))
         .collect();
     respond(route, &outcomes)
+}
+
+impl Outcome {
+    fn failed(error: BackendError) -> Self {
+        Self {
+            result: Err(error),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+impl Progress {
+    /// Records a backend's outcome and readies the backends that waited for it. A
+    /// required backend's failure ends the request.
+    fn finish(
+        &mut self,
+        route: &AggregateRoute,
+        i: usize,
+        mut outcome: Outcome,
+    ) -> Result<(), GatewayError> {
+        let backend = &route.backends[i];
+        match &mut outcome.result {
+            Err(error) => {
+                tracing::warn!(backend = %backend.spec.name, code = error.code(), error = %error, "backend failed");
+                if backend.spec.required {
+                    route.metrics.backend(
+                        &route.label,
+                        &backend.label,
+                        error.code(),
+                        outcome.elapsed,
+                    );
+                    return Err(match error {
+                        // A value the client did not send is the client's mistake.
+                        BackendError::Render(e) if e.from_request => GatewayError::BadRequest {
+                            backend: Some(backend.spec.name.clone()),
+                            message: e.to_string(),
+                        },
+                        _ => GatewayError::Backend {
+                            backend: backend.spec.name.clone(),
+                            error: error.clone(),
+                        },
+                    });
+                }
+            }
+            Ok(answer) => {
+                if let Some(raw) = answer.raw.take() {
+                    self.answers[i] = Some(raw);
+                }
+            }
+        }
+        for &reader in route.plan.readers(i) {
+            self.waits[reader] -= 1;
+            if self.waits[reader] == 0 {
+                self.ready.push(reader);
+            }
+        }
+        self.outcomes[i] = Some(outcome);
+        Ok(())
+    }
+}
+
+/// Renders a backend's URL, or one per element of its `for_each` array.
+fn target(
+    route: &AggregateRoute,
+    backend: &Backend,
+    input: &RenderInput<'_>,
+) -> Result<Target, BackendError> {
+    let base = &backend.upstream.spec.base;
+    let Some(each) = &backend.spec.for_each else {
+        return Ok(Target::One(backend.spec.path.render(base, input)?));
+    };
+    let answer = input.answers[each.backend].as_ref();
+    let array = match &each.path {
+        None => answer,
+        Some(path) => answer.and_then(|a| path.get(a)),
+    };
+    let what = || {
+        let name = &route.backends[each.backend].spec.name;
+        match &each.path {
+            None => name.clone(),
+            Some(path) => format!("{name}.{path}"),
+        }
+    };
+    let fail = |problem| RenderError {
+        what: what(),
+        problem,
+        from_request: false,
+    };
+    let items = match array {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(fail(Problem::NotAnArray).into()),
+        None => return Err(fail(Problem::Missing).into()),
+    };
+    if items.len() > each.max_items {
+        return Err(BackendError::TooManyItems {
+            array: what(),
+            count: items.len(),
+            max: each.max_items,
+        });
+    }
+    let urls = items
+        .iter()
+        .map(|item| {
+            let input = RenderInput {
+                item: Some(item),
+                ..*input
+            };
+            backend.spec.path.render(base, &input)
+        })
+        .collect();
+    Ok(Target::Each(urls))
+}
+
+/// Runs one backend's call (or calls) and times it.
+async fn run<'s>(scope: &'s RequestScope<'s>, i: usize, target: Target) -> (usize, Outcome) {
+    let began = Instant::now();
+    let backend = &scope.route.backends[i];
+    let keep = scope.route.plan.is_read(i);
+    let result = match (target, &backend.spec.for_each) {
+        (Target::Each(urls), Some(each)) => {
+            // Boxed: most backends make one call and need not carry this state.
+            Box::pin(for_each::run(scope, backend, each, urls, keep)).await
+        }
+        (Target::One(url), _) => call(scope, backend, url, keep).await,
+        (Target::Each(_), None) => unreachable!("only a for_each backend has several targets"),
+    };
+    let outcome = Outcome {
+        result,
+        elapsed: began.elapsed(),
+    };
+    (i, outcome)
 }
 
 /// The headers every backend call carries: the route's `forward_headers` and the
@@ -174,34 +300,61 @@ fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
     headers
 }
 
-/// One backend call, through the cache when the backend has a `cache_ttl`.
-async fn call(
-    route: &AggregateRoute,
+/// One backend call, through the cache when the backend has a `cache_ttl`. `keep`: the
+/// unshaped answer is returned too, for the backends that read it.
+pub(super) async fn call(
+    scope: &RequestScope<'_>,
     backend: &Backend,
     url: String,
-    headers: Cow<'_, HeaderMap>,
-    body: Option<(Method, Bytes)>,
-    deadline: Instant,
-    request_headers: &HeaderMap,
-) -> Result<(Bytes, &'static str), BackendError> {
-    let (Some(policy), None) = (backend.spec.cache, &body) else {
-        let reading = (backend.spec.merge, backend.spec.shape.as_deref());
-        let (answer, _) =
-            fetch_json(&backend.upstream, &url, &headers, body, reading, deadline).await?;
-        return Ok((answer, "ok"));
+    keep: bool,
+) -> Result<Answer, BackendError> {
+    let spec = &backend.spec;
+    let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
+    let deadline = scope.deadline.min(Instant::now() + own);
+    let reading = (spec.merge, spec.shape.as_deref());
+    let answer = |body, raw, desc| Answer {
+        body,
+        desc,
+        raw,
+        failed_elements: None,
     };
-    let key = CacheKey::new(Method::GET, &url, request_headers, &route.forward_headers);
+    if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
+        // Only a backend that sends the body needs its own headers, with its type.
+        let mut headers = scope.forwarded.clone();
+        if let Some(ct) = scope.parts.headers.get(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, ct.clone());
+        }
+        let send = Some((&scope.parts.method, bytes.clone()));
+        let (raw, _) = fetch(&backend.upstream, &url, &headers, send, deadline).await?;
+        let (body, raw) = read(raw, reading, keep)?;
+        return Ok(answer(body, raw, "ok"));
+    }
+    let Some(policy) = spec.cache else {
+        let (raw, _) = fetch(&backend.upstream, &url, &scope.forwarded, None, deadline).await?;
+        let (body, raw) = read(raw, reading, keep)?;
+        return Ok(answer(body, raw, "ok"));
+    };
+    let key = CacheKey::new(
+        Method::GET,
+        &url,
+        &scope.parts.headers,
+        &scope.route.forward_headers,
+    );
     let upstream = backend.upstream.clone();
-    let (merge, ignore_upstream) = (backend.spec.merge, backend.spec.cache_ignore_upstream);
-    let shape = backend.spec.shape.clone();
-    // Owned by the fetch, which may outlive this request (a background refresh).
-    let headers = headers.into_owned();
+    let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
+    let shape = spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
+    let headers = scope.forwarded.clone();
     let fetch = move || async move {
-        // Stored shaped: a hit serves the bytes as they are.
-        let reading = (merge, shape.as_deref());
-        let (body, storable) =
-            fetch_json(&upstream, &url, &headers, None, reading, deadline).await?;
+        let (raw, storable) = fetch(&upstream, &url, &headers, None, deadline).await?;
+        // Stored shaped, so a hit serves the bytes as they are; but stored as it came
+        // when another backend reads it, since they read it before shaping.
+        let body = if keep {
+            serde_json::from_slice::<IgnoredAny>(&raw).map_err(invalid)?;
+            raw
+        } else {
+            read(raw, (merge, shape.as_deref()), false)?.0
+        };
         Ok::<_, BackendError>(Fetched {
             stored: Stored {
                 status: StatusCode::OK,
@@ -211,7 +364,7 @@ async fn call(
             cacheable: storable || ignore_upstream,
         })
     };
-    let lookup = route.cache.get_or_fetch(key, policy, fetch);
+    let lookup = scope.route.cache.get_or_fetch(key, policy, fetch);
     let (entry, outcome) = tokio::time::timeout_at(deadline, lookup)
         .await
         .map_err(|_| CallError::Timeout(budget(deadline)))??;
@@ -220,44 +373,85 @@ async fn call(
         CacheOutcome::Stale => "stale",
         CacheOutcome::Miss { .. } => "ok",
     };
-    Ok((entry.stored.body.clone(), desc))
+    let stored = entry.stored.body.clone();
+    if keep {
+        let (body, raw) = read(stored, reading, true)?;
+        return Ok(answer(body, raw, desc));
+    }
+    Ok(answer(stored, None, desc))
 }
 
-/// Calls the upstream, checks that the answer is JSON, shapes it if the backend says so,
-/// and checks it is an object for `merge = "root"`. Returns the answer and whether the
-/// upstream allows storing it.
-async fn fetch_json(
+fn invalid(e: serde_json::Error) -> BackendError {
+    BackendError::InvalidJson(e.to_string())
+}
+
+/// Calls the upstream. Returns the answer (`null` for a 204) and whether the upstream
+/// allows storing it.
+async fn fetch(
     upstream: &Upstream,
     url: &str,
     headers: &HeaderMap,
-    body: Option<(Method, Bytes)>,
-    (merge, shape): (MergeMode, Option<&Shape>),
+    body: Option<(&Method, Bytes)>,
     deadline: Instant,
 ) -> Result<(Bytes, bool), BackendError> {
-    let body = body.as_ref().map(|(m, b)| (m, b.clone()));
     let answer = upstream.call(url, headers, body, deadline).await?;
     let raw = if answer.status == StatusCode::NO_CONTENT {
         Bytes::from_static(b"null")
     } else {
         answer.body
     };
-    let invalid = |e: serde_json::Error| BackendError::InvalidJson(e.to_string());
-    let json = match shape {
-        None => {
+    Ok((raw, answer.storable))
+}
+
+/// Checks that an answer is JSON, shapes it if the backend says so, and checks it is an
+/// object for `merge = "root"`. With `keep`, the parsed answer before shaping is returned
+/// too.
+fn read(
+    raw: Bytes,
+    (merge, shape): (MergeMode, Option<&Shape>),
+    keep: bool,
+) -> Result<(Bytes, Option<Value>), BackendError> {
+    let (json, kept) = match (shape, keep) {
+        (None, false) => {
             // Validates the whole document without building it: it is spliced as is.
-            serde_json::from_slice::<serde::de::IgnoredAny>(&raw).map_err(invalid)?;
-            raw
+            serde_json::from_slice::<IgnoredAny>(&raw).map_err(invalid)?;
+            (raw, None)
         }
-        Some(shape) => {
+        (None, true) => {
             let value = serde_json::from_slice(&raw).map_err(invalid)?;
+            (raw, Some(value))
+        }
+        (Some(shape), keep) => {
+            let value: Value = serde_json::from_slice(&raw).map_err(invalid)?;
+            let kept = keep.then(|| value.clone());
             let shaped = shape.apply(value).map_err(BackendError::Shape)?;
-            Bytes::from(serde_json::to_vec(&shaped).expect("a JSON value serializes"))
+            let bytes = serde_json::to_vec(&shaped).expect("a JSON value serializes");
+            (Bytes::from(bytes), kept)
         }
     };
     if merge == MergeMode::Root && json.trim_ascii_start().first() != Some(&b'{') {
         return Err(BackendError::NotAnObject);
     }
-    Ok((json, answer.storable))
+    Ok((json, kept))
+}
+
+/// What a client is told about a backend that failed, or whose `for_each` calls partly
+/// failed: a stable code and a message.
+fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
+    match &outcome.result {
+        Err(e) => Some((e.code(), e.to_string())),
+        Ok(Answer {
+            failed_elements: Some(f),
+            ..
+        }) => Some((
+            f.first.code(),
+            format!(
+                "{} of {} element calls failed and are null; the first: {}",
+                f.failed, f.total, f.first
+            ),
+        )),
+        Ok(_) => None,
+    }
 }
 
 fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body>, GatewayError> {
@@ -267,31 +461,27 @@ fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body
             .all(|o| matches!(o.result, Err(BackendError::Call(CallError::Timeout(_)))));
         return Err(GatewayError::AllBackendsFailed { timed_out });
     }
-    let messages: Vec<String> = outcomes
-        .iter()
-        .filter_map(|o| o.result.as_ref().err().map(ToString::to_string))
-        .collect();
+    // Collected first: the failures borrow their messages.
+    let problems: Vec<Option<(&'static str, String)>> = outcomes.iter().map(problem).collect();
     let mut pieces = Vec::with_capacity(outcomes.len());
-    let mut failures = Vec::with_capacity(messages.len());
+    let mut failures = Vec::with_capacity(outcomes.len());
     let mut timing = String::with_capacity(outcomes.len() * 32);
     let mut outcome_codes = String::with_capacity(outcomes.len() * 16);
-    let mut messages = messages.iter();
-    for (backend, outcome) in route.backends.iter().zip(outcomes) {
+    for ((backend, outcome), problem) in route.backends.iter().zip(outcomes).zip(&problems) {
         let spec = &backend.spec;
-        let (json, desc): (&[u8], &str) = match &outcome.result {
-            Ok((body, desc)) => (body, desc),
-            Err(e) => {
-                failures.push(Failure {
-                    name: &spec.name,
-                    code: e.code(),
-                    message: messages.next().expect("one message per failure"),
-                });
-                (&spec.default, e.timing_desc())
+        if let Some((code, message)) = problem {
+            failures.push(Failure {
+                name: &spec.name,
+                code,
+                message,
+            });
+        }
+        let (json, desc, code): (&[u8], &str, &str) = match &outcome.result {
+            Ok(answer) if answer.failed_elements.is_some() => {
+                (&answer.body, answer.desc, "partial")
             }
-        };
-        let code = match &outcome.result {
-            Ok((_, desc)) => *desc,
-            Err(e) => e.code(),
+            Ok(answer) => (&answer.body, answer.desc, answer.desc),
+            Err(e) => (&spec.default, e.timing_desc(), e.code()),
         };
         route
             .metrics

@@ -1,8 +1,11 @@
 //! Aggregate routes: one request fans out concurrently to several backends and their JSON
-//! answers are merged into one object (`execute` runs the calls, `merge` builds the body).
+//! answers are merged into one object (`plan` orders the calls, `execute` runs them,
+//! `for_each` runs one backend per element of an array, `merge` builds the body).
 
 mod execute;
+mod for_each;
 pub mod merge;
+pub mod plan;
 pub mod shape;
 
 pub use execute::{BackendOutcomes, serve};
@@ -28,6 +31,8 @@ pub struct AggregateRoute {
     pub forward_headers: Vec<HeaderName>,
     pub errors_field: Option<String>,
     pub backends: Vec<Backend>,
+    /// Which backend waits for whose answer.
+    pub plan: plan::Plan,
     /// The process-wide cache, for backends with `cache_ttl`.
     pub cache: Arc<ResponseCache>,
 }
@@ -54,6 +59,12 @@ pub enum BackendError {
     NotAnObject,
     #[error("cannot shape the answer: {0}")]
     Shape(String),
+    #[error("{array} has {count} elements, more than max_items = {max}")]
+    TooManyItems {
+        array: String,
+        count: usize,
+        max: usize,
+    },
 }
 
 impl BackendError {
@@ -61,11 +72,11 @@ impl BackendError {
     pub fn code(&self) -> &'static str {
         match self {
             BackendError::Call(c) => c.code(),
-            BackendError::Render(RenderError::Missing(_)) => "missing_value",
-            BackendError::Render(RenderError::Invalid(_)) => "invalid_value",
+            BackendError::Render(e) => e.code(),
             BackendError::InvalidJson(_) => "invalid_json",
             BackendError::NotAnObject => "not_an_object",
             BackendError::Shape(_) => "missing_field",
+            BackendError::TooManyItems { .. } => "too_many_items",
         }
     }
 

@@ -29,12 +29,19 @@ impl Path {
         Ok(Self(segments))
     }
 
-    fn get<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+    /// The value at this path, if every step is there.
+    pub fn get<'v>(&self, value: &'v Value) -> Option<&'v Value> {
         self.0.iter().try_fold(value, |v, seg| match v {
             Value::Object(map) => map.get(seg),
             Value::Array(items) => items.get(seg.parse::<usize>().ok()?),
             _ => None,
         })
+    }
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("."))
     }
 }
 
@@ -58,7 +65,7 @@ impl Shape {
             Some(path) => path
                 .get(&value)
                 .cloned()
-                .ok_or_else(|| format!("the answer has no \"{}\"", path.0.join(".")))?,
+                .ok_or_else(|| format!("the answer has no \"{path}\""))?,
             None => value,
         };
         if !self.select.is_empty() {

@@ -2,7 +2,7 @@
 //! gateway is built from, and the route table `fanout check` prints.
 
 use super::MergeMode;
-use crate::aggregate::shape::Shape;
+use crate::aggregate::shape::{Path, Shape};
 use crate::cache::CachePolicy;
 use crate::limits::{LimitKey, Rate};
 use crate::template::Template;
@@ -128,6 +128,23 @@ pub struct BackendSpec {
     pub cache_ignore_upstream: bool,
     /// `None`: the answer is spliced as it came.
     pub shape: Option<Arc<Shape>>,
+    /// The backends (by index in the route) whose answers this one waits for.
+    pub waits_for: Vec<usize>,
+    pub for_each: Option<ForEachSpec>,
+}
+
+/// One call per element of an array in another backend's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForEachSpec {
+    /// The backend (by index in the route) whose answer holds the array.
+    pub backend: usize,
+    /// Where the array is in that answer; `None`: the answer itself.
+    pub path: Option<Path>,
+    /// At most this many element calls at once.
+    pub concurrency: usize,
+    pub max_items: usize,
+    /// A failed element fails the backend, instead of giving `null`.
+    pub fail_all: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

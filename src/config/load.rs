@@ -239,10 +239,22 @@ fn describe_serde(e: config::ConfigError) -> String {
     if let Some(at) = text.rfind(" for key `") {
         text.truncate(at);
     }
-    match text.strip_prefix("unknown field ") {
-        Some(rest) => format!("unknown key {rest}"),
-        None => text,
+    if let Some(rest) = text.strip_prefix("unknown field ") {
+        return format!("unknown key {rest}");
     }
+    // "enum MergeMode does not have variant constructor rot"
+    if let Some((kind, value)) = text
+        .strip_prefix("enum ")
+        .and_then(|t| t.split_once(" does not have variant constructor "))
+    {
+        let allowed = match kind {
+            "MergeMode" => "\"key\" or \"root\"",
+            "ForEachFail" => "\"null\" or \"all\"",
+            _ => return text,
+        };
+        return format!("\"{value}\" is not allowed here; write {allowed}");
+    }
+    text
 }
 
 /// Replaces `${VAR}` in every string. `$${` writes a literal `${`.

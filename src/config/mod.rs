@@ -8,8 +8,8 @@ mod units;
 mod validate;
 
 pub use compiled::{
-    BackendSpec, Compiled, CorsSpec, HealthCheckSpec, ProxySpec, RateLimitSpec, RouteKind,
-    RouteSpec, ServerSpec, UpstreamSpec,
+    BackendSpec, Compiled, CorsSpec, ForEachSpec, HealthCheckSpec, ProxySpec, RateLimitSpec,
+    RouteKind, RouteSpec, ServerSpec, UpstreamSpec,
 };
 pub use load::{Env, compile, compile_file, load_str};
 pub use units::{parse_duration, parse_size};
@@ -362,7 +362,8 @@ pub struct BackendConfig {
     pub name: String,
     /// Name of an `[upstreams.NAME]` entry.
     pub upstream: String,
-    /// Path and query on the upstream, with `{param}`, `{query.NAME}`, `{header.NAME}`.
+    /// Path and query on the upstream, with `{param}`, `{query.NAME}`, `{header.NAME}`,
+    /// `{BACKEND.dotted.path}` (another backend's answer) and, with `for_each`, `{item}`.
     pub path: String,
     /// Whether this backend's failure fails the whole route.
     pub required: bool,
@@ -391,6 +392,17 @@ pub struct BackendConfig {
     pub omit: Vec<String>,
     /// Shaping, last: rename top-level keys, `{ old = "new" }`.
     pub rename: BTreeMap<String, String>,
+    /// One call per element of this array in another backend's answer
+    /// (`user.friend_ids`); the answers form an array in element order.
+    pub for_each: Option<String>,
+    /// With `for_each`: at most this many element calls at once.
+    pub concurrency: usize,
+    /// With `for_each`: a longer array fails the backend (`too_many_items`) rather than
+    /// flooding the upstream.
+    pub max_items: usize,
+    /// With `for_each`: `"null"` puts null in place of a failed element; `"all"` fails the
+    /// whole backend.
+    pub for_each_fail: ForEachFail,
 }
 
 impl Default for BackendConfig {
@@ -412,8 +424,23 @@ impl Default for BackendConfig {
             select: Vec::new(),
             omit: Vec::new(),
             rename: BTreeMap::new(),
+            for_each: None,
+            concurrency: 8,
+            max_items: 100,
+            for_each_fail: ForEachFail::Null,
         }
     }
+}
+
+/// What a failed element call of a `for_each` backend does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForEachFail {
+    /// `null` takes the element's place; the others are kept.
+    #[default]
+    Null,
+    /// The backend fails, like any failed backend.
+    All,
 }
 
 /// Where a backend's answer goes in the merged body.

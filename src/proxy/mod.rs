@@ -49,11 +49,7 @@ pub fn target_url(
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
 ) -> Result<String, GatewayError> {
-    let input = RenderInput {
-        params,
-        query: None,
-        headers: &parts.headers,
-    };
+    let input = RenderInput::request(params, None, &parts.headers);
     let mut url = route
         .path
         .render(&route.upstream.spec.base, &input)

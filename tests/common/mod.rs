@@ -140,6 +140,8 @@ pub struct Recorded {
     pub headers: HeaderMap,
     /// Empty for sinks, which never hold a body.
     pub body: Bytes,
+    /// When the request's head arrived.
+    pub arrived: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -151,6 +153,26 @@ struct MockState {
     cancelled: AtomicUsize,
     /// Bytes sinks have read so far.
     sunk: AtomicU64,
+    /// Requests between arrival and their answer's headers.
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+}
+
+/// Counts a request in flight until its answer's headers are ready.
+struct InFlight(Arc<MockState>);
+
+impl InFlight {
+    fn enter(state: &Arc<MockState>) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Builds a mock upstream: `MockUpstream::builder().route("/users/1", Reply::json(..))`.
@@ -235,6 +257,11 @@ impl MockUpstream {
     pub fn sunk(&self) -> u64 {
         self.state.sunk.load(Ordering::SeqCst)
     }
+
+    /// The most requests this upstream has had in flight at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.state.peak_in_flight.load(Ordering::SeqCst)
+    }
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<MockState>) {
@@ -283,6 +310,8 @@ async fn handle(
     state: Arc<MockState>,
     request: Request<Incoming>,
 ) -> Result<Response<MockBody>, std::io::Error> {
+    let arrived = std::time::Instant::now();
+    let _in_flight = InFlight::enter(&state);
     let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let nth = {
@@ -339,6 +368,7 @@ async fn handle(
             .unwrap_or_default(),
         headers: parts.headers.clone(),
         body: if sink { Bytes::new() } else { received.clone() },
+        arrived,
     });
     let Some(reply) = reply else {
         let mut r = Response::new(whole(Bytes::from_static(br#"{"error":"no mock route"}"#)));

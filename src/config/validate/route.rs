@@ -1,12 +1,13 @@
 //! Validation of `[[routes]]` and their backends, limits and cache settings.
 
 use super::{Problems, known_upstream, method};
+use crate::aggregate::plan::Plan;
 use crate::aggregate::shape::{Path, Shape};
 use crate::cache::CachePolicy;
 use crate::config::*;
 use crate::limits::{LimitKey, Rate};
 use crate::router::{RouteTable, param_names};
-use crate::template::{Template, TemplateMode};
+use crate::template::{Scope, Template, TemplateMode};
 use bytes::Bytes;
 use http::Method;
 use std::collections::HashSet;
@@ -199,7 +200,7 @@ pub(super) fn route(
             );
             let idle_timeout =
                 p.duration(&format!("{place}.proxy.idle_timeout"), &proxy.idle_timeout);
-            let path = Template::parse(&proxy.path, &params, TemplateMode::Proxy)
+            let path = Template::parse(&proxy.path, &Scope::params(&params), TemplateMode::Proxy)
                 .map_err(|e| p.add(format!("{place}.proxy.path"), e))
                 .ok()?;
             let cache_ttl = r
@@ -261,9 +262,15 @@ fn backends(
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let problems_before = p.0.len();
+    let names: Vec<&str> = r.backends.iter().map(|b| b.name.as_str()).collect();
     for (i, b) in r.backends.iter().enumerate() {
         let place = format!("{route_place}.backends[{i}]");
-        let spec = backend(&place, b, params, known, p);
+        let scope = Scope {
+            params,
+            backends: &names,
+            item: b.for_each.is_some(),
+        };
+        let spec = backend(&place, i, b, &scope, known, p);
         if !seen.insert(b.name.as_str()) {
             p.add(
                 format!("{place}.name"),
@@ -287,13 +294,106 @@ fn backends(
             );
         }
     }
+    // A cycle is looked for whenever every backend compiled, even if the route has
+    // other problems, so that all of them are reported at once.
+    let waits_for: Vec<Vec<usize>> = out.iter().map(|b| b.waits_for.clone()).collect();
+    if out.len() == r.backends.len()
+        && let Err(cycle) = Plan::new(&waits_for)
+    {
+        let names: Vec<&str> = cycle.iter().map(|&i| out[i].name.as_str()).collect();
+        p.add(
+            format!("{route_place}.backends"),
+            format!(
+                "their answers form a cycle ({}): each waits for another's; remove one of these references",
+                names.join(" → ")
+            ),
+        );
+        return None;
+    }
     (p.0.len() == problems_before).then_some(out)
+}
+
+/// Reads `for_each = "user.friend_ids"` and checks what may go with it.
+fn for_each(
+    place: &str,
+    index: usize,
+    b: &BackendConfig,
+    path: Option<&Template>,
+    scope: &Scope<'_>,
+    p: &mut Problems,
+) -> Option<ForEachSpec> {
+    let source = b.for_each.as_ref()?;
+    let (name, rest) = match source.split_once('.') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (source.as_str(), None),
+    };
+    let fplace = format!("{place}.for_each");
+    let backend = match scope.backends.iter().position(|n| *n == name) {
+        Some(i) if i == index => {
+            p.add(
+                fplace,
+                format!("\"{source}\" is this backend's own answer; name another backend's array"),
+            );
+            None
+        }
+        Some(i) => Some(i),
+        None => {
+            p.add(
+                fplace,
+                format!(
+                    "no backend \"{name}\" in this route; write \"BACKEND.path\" with one of: {}",
+                    scope.backends.join(", ")
+                ),
+            );
+            None
+        }
+    };
+    let array_path = match rest {
+        Some(rest) => Path::parse(rest)
+            .map_err(|e| p.add(format!("{place}.for_each"), e))
+            .ok()
+            .map(Some),
+        None => Some(None),
+    };
+    if b.merge == MergeMode::Root {
+        p.add(
+            format!("{place}.merge"),
+            "merge = \"root\" spreads an object's fields, but a for_each answer is an array; use merge = \"key\"",
+        );
+    }
+    if b.forward_body {
+        p.add(
+            format!("{place}.forward_body"),
+            "a for_each backend makes one GET per element and cannot send the request body",
+        );
+    }
+    if path.is_some_and(|t| !t.reads_item()) {
+        p.add(
+            format!("{place}.path"),
+            "a for_each backend calls once per element; put {item} or {item.FIELD} in the path",
+        );
+    }
+    let mut at_least_one = |key: &str, value: usize| {
+        if value == 0 {
+            p.add(format!("{place}.{key}"), "must be at least 1");
+        }
+    };
+    at_least_one("concurrency", b.concurrency);
+    at_least_one("max_items", b.max_items);
+    Some(ForEachSpec {
+        backend: backend?,
+        path: array_path?,
+        concurrency: b.concurrency.max(1),
+        max_items: b.max_items.max(1),
+        fail_all: b.for_each_fail == ForEachFail::All,
+    })
 }
 
 fn backend(
     place: &str,
+    index: usize,
     b: &BackendConfig,
-    params: &[String],
+    scope: &Scope<'_>,
     known: &[&str],
     p: &mut Problems,
 ) -> Option<BackendSpec> {
@@ -312,9 +412,26 @@ fn backend(
         );
     }
     known_upstream(&format!("{place}.upstream"), &b.upstream, known, p);
-    let path = Template::parse(&b.path, params, TemplateMode::Backend)
+    let path = Template::parse(&b.path, scope, TemplateMode::Backend)
         .map_err(|e| p.add(format!("{place}.path"), e))
         .ok();
+    if path
+        .as_ref()
+        .is_some_and(|t| t.answers_read().any(|i| i == index))
+    {
+        p.add(
+            format!("{place}.path"),
+            format!(
+                "reads this backend's own answer ({{{}.…}}); read another backend's",
+                b.name
+            ),
+        );
+    }
+    let for_each = for_each(place, index, b, path.as_ref(), scope, p);
+    let mut waits_for: Vec<usize> = path.iter().flat_map(Template::answers_read).collect();
+    waits_for.extend(for_each.as_ref().map(|f| f.backend));
+    waits_for.sort_unstable();
+    waits_for.dedup();
     let timeout = b
         .timeout
         .as_ref()
@@ -343,5 +460,7 @@ fn backend(
         cache: cache_policy(place, b, p),
         shape: shape(place, b, p),
         cache_ignore_upstream: b.cache_ignore_upstream,
+        waits_for,
+        for_each,
     })
 }
