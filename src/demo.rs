@@ -21,7 +21,7 @@ pub enum Sample {
     Users,
     /// `GET /orders?user=ID&limit=N`: recent orders, 60 ms.
     Orders,
-    /// `GET /forecast?user=ID`: 30 ms, but 1.5 s on every third call.
+    /// `GET /forecast/{city}`: 30 ms, but 1.5 s on every third call.
     Weather,
 }
 
@@ -174,14 +174,19 @@ fn answer(sample: Sample, request: &Request<Incoming>, n: u64) -> (StatusCode, D
             (StatusCode::OK, ms(60), body.to_string())
         }
         Sample::Weather => {
-            if path != "/forecast" {
+            let Some(city) = path
+                .strip_prefix("/forecast/")
+                .and_then(|c| percent_encoding::percent_decode_str(c).decode_utf8().ok())
+                .filter(|c| !c.is_empty() && !c.contains('/'))
+            else {
                 return not_found();
-            }
-            let user = query_u64(request, "user").unwrap_or(0) as usize;
+            };
+            // Made up, but the same for the same city.
+            let seed = city.bytes().map(usize::from).sum::<usize>();
             let body = serde_json::json!({
-                "city": CITIES[user % CITIES.len()],
-                "temp_c": 12 + (user % 15),
-                "summary": SKIES[user % SKIES.len()],
+                "city": city,
+                "temp_c": 12 + (seed % 15),
+                "summary": SKIES[seed % SKIES.len()],
             });
             let delay = if n.is_multiple_of(3) {
                 ms(1500)

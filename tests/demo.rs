@@ -1,0 +1,62 @@
+//! The sample `gateway.toml` against the built-in sample upstreams: what `fanout demo`
+//! serves, on free ports instead of the fixed ones.
+
+mod common;
+
+use common::{get_json, start_gateway};
+use fanout::demo::{Sample, serve};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// Starts the three samples on free ports; returns the sample config pointing at them.
+async fn sample_config() -> String {
+    let mut toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0");
+    for (sample, fixed) in [
+        (Sample::Users, "127.0.0.1:9101"),
+        (Sample::Orders, "127.0.0.1:9102"),
+        (Sample::Weather, "127.0.0.1:9103"),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(serve(sample, listener));
+        assert!(toml.contains(fixed), "gateway.toml names {fixed}");
+        toml = toml.replace(fixed, &addr);
+    }
+    toml
+}
+
+#[tokio::test]
+async fn the_sample_dashboard_shows_dependent_calls_and_for_each() {
+    let gw = start_gateway(&sample_config().await).await;
+    let (status, headers, body) = get_json(&gw.url("/api/users/1/dashboard")).await;
+    assert_eq!(status, 200, "{body}");
+    let user = &body["user"];
+    assert_eq!(user["id"], 1);
+    // The weather of the user's own city: a call that read the user's answer.
+    assert_eq!(body["weather"]["city"], user["address"]["city"], "{body}");
+    // One call per friend id, in order, shaped to id and name.
+    let ids = user["friend_ids"].as_array().unwrap();
+    let friends = body["friends"].as_array().unwrap();
+    assert_eq!(friends.len(), ids.len(), "{body}");
+    for (friend, id) in friends.iter().zip(ids) {
+        assert_eq!(friend["id"], *id);
+        assert_eq!(
+            friend.as_object().unwrap().len(),
+            2,
+            "select kept id and name"
+        );
+    }
+    assert_eq!(body["orders"].as_array().unwrap().len(), 3);
+    assert_eq!(body["_errors"], json!({}));
+    assert_eq!(headers["x-fanout-complete"], "true");
+    let timing = headers["server-timing"].to_str().unwrap();
+    for backend in ["user", "orders", "weather", "friends"] {
+        assert!(timing.contains(&format!("{backend};dur=")), "{timing}");
+    }
+    // The proxy route streams the users service through.
+    let (status, _, profile) = get_json(&gw.url("/users-api/users/1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(profile["address"], user["address"]);
+}
