@@ -510,6 +510,8 @@ fn fanout_check_exits_1_and_lists_every_problem() {
 fn fanout_check_prints_the_route_table() {
     let out = fanout_check(&format!(
         "{UPSTREAMS}\n[[routes]]\npath = \"/u/{{id}}\"\n[[routes.backends]]\nname = \"user\"\nupstream = \"users\"\npath = \"/users/{{id}}\"\nrequired = true\n\
+         [[routes.backends]]\nname = \"friends\"\nupstream = \"users\"\npath = \"/users/{{item}}?o={{orders.0.id}}\"\nfor_each = \"user.friend_ids\"\n\
+         [[routes.backends]]\nname = \"orders\"\nupstream = \"orders\"\npath = \"/orders?u={{user.id}}\"\n\
          [[routes]]\npath = \"/files/{{*rest}}\"\nmethods = [\"GET\", \"PUT\"]\nproxy = {{ upstream = \"orders\", path = \"/{{rest}}\" }}\n"
     ));
     assert_eq!(
@@ -524,7 +526,7 @@ fn fanout_check_prints_the_route_table() {
         table,
         [
             "METHODS  PATH            KIND       TARGETS",
-            "GET      /u/{id}         aggregate  user (users /users/{id}, required)",
+            "GET      /u/{id}         aggregate  user (users /users/{id}, required), friends (users /users/{item}?o={orders.0.id}, for each user.friend_ids, after user and orders), orders (orders /orders?u={user.id}, after user)",
             "GET,PUT  /files/{*rest}  proxy      orders /{rest}",
         ]
     );

@@ -177,7 +177,31 @@ impl Compiled {
                             .iter()
                             .map(|b| {
                                 let req = if b.required { ", required" } else { "" };
-                                format!("{} ({} {}{req})", b.name, b.upstream, b.path.source())
+                                let each = match &b.for_each {
+                                    Some(f) => match &f.path {
+                                        Some(p) => {
+                                            format!(", for each {}.{p}", backends[f.backend].name)
+                                        }
+                                        None => format!(", for each {}", backends[f.backend].name),
+                                    },
+                                    None => String::new(),
+                                };
+                                let after = if b.waits_for.is_empty() {
+                                    String::new()
+                                } else {
+                                    let names: Vec<&str> = b
+                                        .waits_for
+                                        .iter()
+                                        .map(|&i| backends[i].name.as_str())
+                                        .collect();
+                                    format!(", after {}", names.join(" and "))
+                                };
+                                format!(
+                                    "{} ({} {}{req}{each}{after})",
+                                    b.name,
+                                    b.upstream,
+                                    b.path.source()
+                                )
                             })
                             .collect::<Vec<_>>()
                             .join(", "),
