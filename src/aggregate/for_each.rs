@@ -3,7 +3,8 @@
 
 use super::Backend;
 use super::BackendError;
-use super::execute::{Answer, ElementFailures, RequestScope, call};
+use super::call::{Answer, ElementFailures, call};
+use super::execute::RequestScope;
 use crate::config::ForEachSpec;
 use crate::template::RenderError;
 use bytes::Bytes;

@@ -1,7 +1,8 @@
 //! Aggregate routes: one request fans out concurrently to several backends and their JSON
-//! answers are merged into one object (`plan` orders the calls, `execute` runs them,
-//! `for_each` runs one backend per element of an array, `merge` builds the body).
+//! answers are merged into one object. `plan` orders the calls, `execute` runs them,
+//! `call` makes one, `for_each` one per element of an array, `merge` builds the body.
 
+mod call;
 mod execute;
 mod for_each;
 pub mod merge;

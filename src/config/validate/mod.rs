@@ -1,6 +1,7 @@
 //! `validate()`: checks a loaded [`GatewayConfig`] as a whole and compiles it into the
 //! types the gateway runs on. Every problem is collected, each with its place and a fix.
 
+mod backend;
 mod route;
 mod server;
 mod upstream;

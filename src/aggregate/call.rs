@@ -1,0 +1,169 @@
+//! One backend call: through the cache when the backend has one, then checked to be
+//! JSON and shaped. Keeps the answer before shaping when another backend reads it.
+
+use super::execute::RequestScope;
+use super::shape::Shape;
+use super::{Backend, BackendError};
+use crate::cache::{CacheKey, CacheOutcome, Fetched, Stored};
+use crate::config::MergeMode;
+use crate::upstream::{CallError, Upstream, budget};
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method, StatusCode};
+use serde::de::IgnoredAny;
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// A backend's usable answer.
+pub(super) struct Answer {
+    /// What goes into the merged body: the shaped JSON.
+    pub body: Bytes,
+    /// The `Server-Timing` desc: `ok`, `hit` or `stale`.
+    pub desc: &'static str,
+    /// The answer before shaping, kept only when another backend reads it.
+    pub raw: Option<Value>,
+    /// For `for_each`: the element calls that failed, each `null` in its place.
+    pub failed_elements: Option<ElementFailures>,
+}
+
+/// Element calls of a `for_each` backend that failed.
+pub(super) struct ElementFailures {
+    pub failed: usize,
+    pub total: usize,
+    pub first: BackendError,
+}
+
+/// One backend call, through the cache when the backend has a `cache_ttl`. `keep`: the
+/// unshaped answer is returned too, for the backends that read it.
+pub(super) async fn call(
+    scope: &RequestScope<'_>,
+    backend: &Backend,
+    url: String,
+    keep: bool,
+) -> Result<Answer, BackendError> {
+    let spec = &backend.spec;
+    let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
+    let deadline = scope.deadline.min(Instant::now() + own);
+    let reading = (spec.merge, spec.shape.as_deref());
+    let answer = |body, raw, desc| Answer {
+        body,
+        desc,
+        raw,
+        failed_elements: None,
+    };
+    if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
+        // Only a backend that sends the body needs its own headers, with its type.
+        let mut headers = scope.forwarded.clone();
+        if let Some(ct) = scope.parts.headers.get(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, ct.clone());
+        }
+        let send = Some((&scope.parts.method, bytes.clone()));
+        let (raw, _) = fetch(&backend.upstream, &url, &headers, send, deadline).await?;
+        let (body, raw) = read(raw, reading, keep)?;
+        return Ok(answer(body, raw, "ok"));
+    }
+    let Some(policy) = spec.cache else {
+        let (raw, _) = fetch(&backend.upstream, &url, &scope.forwarded, None, deadline).await?;
+        let (body, raw) = read(raw, reading, keep)?;
+        return Ok(answer(body, raw, "ok"));
+    };
+    let key = CacheKey::new(
+        Method::GET,
+        &url,
+        &scope.parts.headers,
+        &scope.route.forward_headers,
+    );
+    let upstream = backend.upstream.clone();
+    let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
+    let shape = spec.shape.clone();
+    // Owned: a stale-while-revalidate refresh runs on after this request is answered.
+    let headers = scope.forwarded.clone();
+    let fetch = move || async move {
+        let (raw, storable) = fetch(&upstream, &url, &headers, None, deadline).await?;
+        // Stored shaped, so a hit serves the bytes as they are; but stored as it came
+        // when another backend reads it, since they read it before shaping.
+        let body = if keep {
+            serde_json::from_slice::<IgnoredAny>(&raw).map_err(invalid)?;
+            raw
+        } else {
+            read(raw, (merge, shape.as_deref()), false)?.0
+        };
+        Ok::<_, BackendError>(Fetched {
+            stored: Stored {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body,
+            },
+            cacheable: storable || ignore_upstream,
+        })
+    };
+    let lookup = scope.route.cache.get_or_fetch(key, policy, fetch);
+    let (entry, outcome) = tokio::time::timeout_at(deadline, lookup)
+        .await
+        .map_err(|_| CallError::Timeout(budget(deadline)))??;
+    let desc = match outcome {
+        CacheOutcome::Hit => "hit",
+        CacheOutcome::Stale => "stale",
+        CacheOutcome::Miss { .. } => "ok",
+    };
+    let stored = entry.stored.body.clone();
+    if keep {
+        let (body, raw) = read(stored, reading, true)?;
+        return Ok(answer(body, raw, desc));
+    }
+    Ok(answer(stored, None, desc))
+}
+
+fn invalid(e: serde_json::Error) -> BackendError {
+    BackendError::InvalidJson(e.to_string())
+}
+
+/// Calls the upstream. Returns the answer (`null` for a 204) and whether the upstream
+/// allows storing it.
+async fn fetch(
+    upstream: &Upstream,
+    url: &str,
+    headers: &HeaderMap,
+    body: Option<(&Method, Bytes)>,
+    deadline: Instant,
+) -> Result<(Bytes, bool), BackendError> {
+    let answer = upstream.call(url, headers, body, deadline).await?;
+    let raw = if answer.status == StatusCode::NO_CONTENT {
+        Bytes::from_static(b"null")
+    } else {
+        answer.body
+    };
+    Ok((raw, answer.storable))
+}
+
+/// Checks that an answer is JSON, shapes it if the backend says so, and checks it is an
+/// object for `merge = "root"`. With `keep`, the parsed answer before shaping is returned
+/// too.
+fn read(
+    raw: Bytes,
+    (merge, shape): (MergeMode, Option<&Shape>),
+    keep: bool,
+) -> Result<(Bytes, Option<Value>), BackendError> {
+    let (json, kept) = match (shape, keep) {
+        (None, false) => {
+            // Validates the whole document without building it: it is spliced as is.
+            serde_json::from_slice::<IgnoredAny>(&raw).map_err(invalid)?;
+            (raw, None)
+        }
+        (None, true) => {
+            let value = serde_json::from_slice(&raw).map_err(invalid)?;
+            (raw, Some(value))
+        }
+        (Some(shape), keep) => {
+            let value: Value = serde_json::from_slice(&raw).map_err(invalid)?;
+            let kept = keep.then(|| value.clone());
+            let shaped = shape.apply(value).map_err(BackendError::Shape)?;
+            let bytes = serde_json::to_vec(&shaped).expect("a JSON value serializes");
+            (Bytes::from(bytes), kept)
+        }
+    };
+    if merge == MergeMode::Root && json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(BackendError::NotAnObject);
+    }
+    Ok((json, kept))
+}

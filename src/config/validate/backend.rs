@@ -1,0 +1,294 @@
+//! Validation of an aggregate route's `[[routes.backends]]`: templates, the dependency
+//! graph, `for_each`, shaping and cache settings.
+
+use super::{Problems, known_upstream};
+use crate::aggregate::plan::Plan;
+use crate::aggregate::shape::{Path, Shape};
+use crate::cache::CachePolicy;
+use crate::config::*;
+use crate::template::{Scope, Template, TemplateMode};
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+fn shape(place: &str, b: &BackendConfig, p: &mut Problems) -> Option<Arc<Shape>> {
+    let mut path = |at: String, text: &str| Path::parse(text).map_err(|e| p.add(at, e)).ok();
+    let extract = b
+        .extract
+        .as_ref()
+        .and_then(|e| path(format!("{place}.extract"), e));
+    let select = b
+        .select
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| path(format!("{place}.select[{i}]"), s))
+        .collect();
+    let omit = b
+        .omit
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| path(format!("{place}.omit[{i}]"), s))
+        .collect();
+    let mut rename = Vec::new();
+    for (old, new) in &b.rename {
+        if new.is_empty() {
+            p.add(
+                format!("{place}.rename.{old}"),
+                "the new name is empty; write rename = { old = \"new\" }",
+            );
+        }
+        rename.push((old.clone(), new.clone()));
+    }
+    let shape = Shape {
+        extract,
+        select,
+        omit,
+        rename,
+    };
+    (!shape.is_identity()).then(|| Arc::new(shape))
+}
+
+fn cache_policy(place: &str, b: &BackendConfig, p: &mut Problems) -> Option<CachePolicy> {
+    let mut window = |key: &str, value: &Option<String>| {
+        value
+            .as_ref()
+            .map(|v| p.duration(&format!("{place}.{key}"), v))
+            .unwrap_or_default()
+    };
+    let stale_while_revalidate = window("stale_while_revalidate", &b.stale_while_revalidate);
+    let stale_if_error = window("stale_if_error", &b.stale_if_error);
+    let Some(ttl) = &b.cache_ttl else {
+        if b.stale_while_revalidate.is_some() || b.stale_if_error.is_some() {
+            p.add(
+                format!("{place}.cache_ttl"),
+                "is required by stale_while_revalidate and stale_if_error: they extend it",
+            );
+        }
+        return None;
+    };
+    let ttl = p.duration(&format!("{place}.cache_ttl"), ttl);
+    if b.forward_body {
+        p.add(
+            format!("{place}.cache_ttl"),
+            "a backend with forward_body is not cached: its answer depends on the body",
+        );
+    }
+    Some(CachePolicy {
+        ttl,
+        stale_while_revalidate,
+        stale_if_error,
+    })
+}
+
+pub(super) fn backends(
+    route_place: &str,
+    r: &RouteConfig,
+    params: &[String],
+    known: &[&str],
+    p: &mut Problems,
+) -> Option<Vec<BackendSpec>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let problems_before = p.0.len();
+    let names: Vec<&str> = r.backends.iter().map(|b| b.name.as_str()).collect();
+    for (i, b) in r.backends.iter().enumerate() {
+        let place = format!("{route_place}.backends[{i}]");
+        let scope = Scope {
+            params,
+            backends: &names,
+            item: b.for_each.is_some(),
+        };
+        let spec = backend(&place, i, b, &scope, known, p);
+        if !seen.insert(b.name.as_str()) {
+            p.add(
+                format!("{place}.name"),
+                format!("duplicate backend name \"{}\" in this route; names are keys of the merged body and must be unique", b.name),
+            );
+        }
+        out.extend(spec);
+    }
+    if let Some(field) = &r.errors_field {
+        if field.is_empty() {
+            p.add(
+                format!("{route_place}.errors_field"),
+                "is empty; name a key such as \"_errors\", or leave it out",
+            );
+        } else if seen.contains(field.as_str()) {
+            p.add(
+                format!("{route_place}.errors_field"),
+                format!(
+                    "\"{field}\" is also a backend name; pick another key, such as \"_errors\""
+                ),
+            );
+        }
+    }
+    // A cycle is looked for whenever every backend compiled, even if the route has
+    // other problems, so that all of them are reported at once.
+    let waits_for: Vec<Vec<usize>> = out.iter().map(|b| b.waits_for.clone()).collect();
+    if out.len() == r.backends.len()
+        && let Err(cycle) = Plan::new(&waits_for)
+    {
+        let names: Vec<&str> = cycle.iter().map(|&i| out[i].name.as_str()).collect();
+        p.add(
+            format!("{route_place}.backends"),
+            format!(
+                "their answers form a cycle ({}): each waits for another's; remove one of these references",
+                names.join(" → ")
+            ),
+        );
+        return None;
+    }
+    (p.0.len() == problems_before).then_some(out)
+}
+
+/// Reads `for_each = "user.friend_ids"` and checks what may go with it.
+fn for_each(
+    place: &str,
+    index: usize,
+    b: &BackendConfig,
+    path: Option<&Template>,
+    scope: &Scope<'_>,
+    p: &mut Problems,
+) -> Option<ForEachSpec> {
+    let source = b.for_each.as_ref()?;
+    let (name, rest) = match source.split_once('.') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (source.as_str(), None),
+    };
+    let fplace = format!("{place}.for_each");
+    let backend = match scope.backends.iter().position(|n| *n == name) {
+        Some(i) if i == index => {
+            p.add(
+                fplace,
+                format!("\"{source}\" is this backend's own answer; name another backend's array"),
+            );
+            None
+        }
+        Some(i) => Some(i),
+        None => {
+            p.add(
+                fplace,
+                format!(
+                    "no backend \"{name}\" in this route; write \"BACKEND.path\" with one of: {}",
+                    scope.backends.join(", ")
+                ),
+            );
+            None
+        }
+    };
+    let array_path = match rest {
+        Some(rest) => Path::parse(rest)
+            .map_err(|e| p.add(format!("{place}.for_each"), e))
+            .ok()
+            .map(Some),
+        None => Some(None),
+    };
+    if b.merge == MergeMode::Root {
+        p.add(
+            format!("{place}.merge"),
+            "merge = \"root\" spreads an object's fields, but a for_each answer is an array; use merge = \"key\"",
+        );
+    }
+    if b.forward_body {
+        p.add(
+            format!("{place}.forward_body"),
+            "a for_each backend makes one GET per element and cannot send the request body",
+        );
+    }
+    if path.is_some_and(|t| !t.reads_item()) {
+        p.add(
+            format!("{place}.path"),
+            "a for_each backend calls once per element; put {item} or {item.FIELD} in the path",
+        );
+    }
+    let mut at_least_one = |key: &str, value: usize| {
+        if value == 0 {
+            p.add(format!("{place}.{key}"), "must be at least 1");
+        }
+    };
+    at_least_one("concurrency", b.concurrency);
+    at_least_one("max_items", b.max_items);
+    Some(ForEachSpec {
+        backend: backend?,
+        path: array_path?,
+        concurrency: b.concurrency.max(1),
+        max_items: b.max_items.max(1),
+        fail_all: b.for_each_fail == ForEachFail::All,
+    })
+}
+
+fn backend(
+    place: &str,
+    index: usize,
+    b: &BackendConfig,
+    scope: &Scope<'_>,
+    known: &[&str],
+    p: &mut Problems,
+) -> Option<BackendSpec> {
+    let valid_name = b
+        .name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && b.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_name {
+        p.add(
+            format!("{place}.name"),
+            format!("\"{}\" is not a backend name; use letters, digits, _ and -, starting with a letter", b.name),
+        );
+    }
+    known_upstream(&format!("{place}.upstream"), &b.upstream, known, p);
+    let path = Template::parse(&b.path, scope, TemplateMode::Backend)
+        .map_err(|e| p.add(format!("{place}.path"), e))
+        .ok();
+    if path
+        .as_ref()
+        .is_some_and(|t| t.answers_read().any(|i| i == index))
+    {
+        p.add(
+            format!("{place}.path"),
+            format!(
+                "reads this backend's own answer ({{{}.…}}); read another backend's",
+                b.name
+            ),
+        );
+    }
+    let for_each = for_each(place, index, b, path.as_ref(), scope, p);
+    let mut waits_for: Vec<usize> = path.iter().flat_map(Template::answers_read).collect();
+    waits_for.extend(for_each.as_ref().map(|f| f.backend));
+    waits_for.sort_unstable();
+    waits_for.dedup();
+    let timeout = b
+        .timeout
+        .as_ref()
+        .map(|t| p.duration(&format!("{place}.timeout"), t));
+    let default = match &b.default {
+        None => Bytes::from_static(b"null"),
+        Some(v) => {
+            if b.merge == MergeMode::Root && !v.is_object() {
+                p.add(
+                    format!("{place}.default"),
+                    "a backend with merge = \"root\" spreads an object's fields: its default must be a table, such as {}",
+                );
+            }
+            Bytes::from(serde_json::to_vec(v).expect("a JSON value serializes"))
+        }
+    };
+    Some(BackendSpec {
+        name: b.name.clone(),
+        upstream: b.upstream.clone(),
+        path: path?,
+        required: b.required,
+        timeout,
+        default,
+        merge: b.merge,
+        forward_body: b.forward_body,
+        cache: cache_policy(place, b, p),
+        shape: shape(place, b, p),
+        cache_ignore_upstream: b.cache_ignore_upstream,
+        waits_for,
+        for_each,
+    })
+}

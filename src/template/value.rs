@@ -1,0 +1,114 @@
+//! A placeholder's value: where it is looked up, and how it is written into the URL.
+
+use super::{Encoding, Problem, RenderInput, Source};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde_json::Value;
+use std::borrow::Cow;
+
+/// Everything but RFC 3986 unreserved characters is encoded: `/`, `?`, `&`, `#`, `%`, `+`.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A value to write into the URL.
+pub(super) struct Text<'a> {
+    bytes: Cow<'a, [u8]>,
+    /// Route parameters arrive percent-encoded; every other value is plain text.
+    percent_encoded: bool,
+}
+
+impl<'a> Text<'a> {
+    fn plain(bytes: Cow<'a, [u8]>) -> Self {
+        Self {
+            bytes,
+            percent_encoded: false,
+        }
+    }
+}
+
+pub(super) fn lookup<'a>(source: &Source, input: &RenderInput<'a>) -> Result<Text<'a>, Problem> {
+    let found = match source {
+        Source::Param(n) => input.params.get(n).map(|v| Text {
+            bytes: Cow::Borrowed(v.as_bytes()),
+            percent_encoded: true,
+        }),
+        Source::Query(n) => input.query.and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| {
+                    Text::plain(match v {
+                        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+                    })
+                })
+        }),
+        Source::Header(h) => input
+            .headers
+            .get(h)
+            .map(|v| Text::plain(Cow::Borrowed(v.as_bytes()))),
+        Source::Answer { backend, path, .. } => {
+            let answer = input.answers.get(*backend).and_then(Option::as_ref);
+            return answer
+                .and_then(|a| path.get(a))
+                .map_or(Err(Problem::Missing), scalar);
+        }
+        Source::Item(path) => {
+            let item = input.item.ok_or(Problem::Missing)?;
+            let value = match path {
+                None => Some(item),
+                Some(p) => p.get(item),
+            };
+            return value.map_or(Err(Problem::Missing), scalar);
+        }
+    };
+    found.ok_or(Problem::Missing)
+}
+
+/// Strings, numbers and booleans substitute as text; nothing else has one obvious text.
+fn scalar(value: &Value) -> Result<Text<'_>, Problem> {
+    let text = match value {
+        Value::String(s) => Cow::Borrowed(s.as_bytes()),
+        Value::Number(n) => Cow::Owned(n.to_string().into_bytes()),
+        Value::Bool(b) => Cow::Borrowed(if *b { &b"true"[..] } else { &b"false"[..] }),
+        Value::Null => return Err(Problem::NotText("null")),
+        Value::Array(_) => return Err(Problem::NotText("an array")),
+        Value::Object(_) => return Err(Problem::NotText("an object")),
+    };
+    Ok(Text::plain(text))
+}
+
+fn is_dot_segment(decoded: &[u8]) -> bool {
+    decoded == b"." || decoded == b".."
+}
+
+pub(super) fn write_value(
+    out: &mut String,
+    value: &Text<'_>,
+    encoding: Encoding,
+) -> Result<(), ()> {
+    let text = std::str::from_utf8(&value.bytes).map_err(|_| ())?;
+    if encoding == Encoding::Raw {
+        let unsafe_segment = text
+            .split('/')
+            .any(|seg| is_dot_segment(&Cow::<[u8]>::from(percent_decode_str(seg))));
+        if unsafe_segment || text.contains(['?', '#']) {
+            return Err(());
+        }
+        out.push_str(text);
+        return Ok(());
+    }
+    // Route parameters arrive percent-encoded: decode first so that `%2F` is encoded
+    // again as `%2F` rather than doubly as `%252F`.
+    let decoded: Cow<str> = if value.percent_encoded {
+        percent_decode_str(text).decode_utf8().map_err(|_| ())?
+    } else {
+        Cow::Borrowed(text)
+    };
+    if encoding == Encoding::Segment && (decoded.is_empty() || is_dot_segment(decoded.as_bytes())) {
+        return Err(());
+    }
+    out.extend(utf8_percent_encode(&decoded, COMPONENT));
+    Ok(())
+}
