@@ -18,7 +18,10 @@ use tokio::net::TcpListener;
 /// Small and fixed, like a profile lookup.
 const BODY: &[u8] = br#"{"id":42,"name":"Ada Lovelace","email":"ada@example.com","roles":["admin","dev"],"active":true}"#;
 
-async fn answer(_: Request<Incoming>, delay: Duration) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    _: Request<Incoming>,
+    delay: Duration,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -33,7 +36,9 @@ async fn answer(_: Request<Incoming>, delay: Duration) -> Result<Response<Full<B
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:9200".into());
-    let delay_ms: u64 = args.next().map_or(0, |d| d.parse().expect("DELAY_MS is a number"));
+    let delay_ms: u64 = args
+        .next()
+        .map_or(0, |d| d.parse().expect("DELAY_MS is a number"));
     let delay = Duration::from_millis(delay_ms);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

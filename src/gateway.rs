@@ -230,14 +230,16 @@ impl Gateway {
             },
             None => None,
         };
+        // Each handler's future is boxed: they are large, and unboxed they would make
+        // every layer's future as large, copied whole each time one is wrapped.
         let result = match &route.handler {
-            Handler::Aggregate(agg) => aggregate::serve(agg, &parts, &params, body).await,
+            Handler::Aggregate(agg) => Box::pin(aggregate::serve(agg, &parts, &params, body)).await,
             Handler::Proxy(p) => {
                 let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0);
                 // The URL is rendered first: the params borrow the path of `parts`,
                 // which the proxy then takes by value.
                 let url = proxy::target_url(p, &parts, &params)?;
-                proxy::forward(p, url, parts, body, peer).await
+                Box::pin(proxy::forward(p, url, parts, body, peer)).await
             }
         };
         let Some((limit, remaining)) = quota else {

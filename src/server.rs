@@ -22,7 +22,6 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 /// The live config: requests load the current snapshot; a reload swaps it whole.
 pub type LiveGateway = Arc<ArcSwap<Gateway>>;
@@ -48,10 +47,6 @@ pub async fn run(
     let stack = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         // error.rs logs every failure once; the trace layer's own failure log is noise.
-        .layer(
-            TraceLayer::new_for_http()
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .option_layer(settings.cors.as_ref().map(cors_layer))
         .layer(compression_layer(&settings))
