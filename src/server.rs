@@ -97,7 +97,6 @@ pub async fn run(
             });
         // Boxing erases the stack's future type; without it rustc cannot prove the
         // connection future Send for every lifetime (rust-lang/rust#102211).
-        let service = tower::util::BoxCloneService::new(service);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
