@@ -60,7 +60,7 @@ pub struct Gateway {
 #[error("upstream {upstream}: cannot build its HTTP client: {source}")]
 pub struct BuildError {
     upstream: String,
-    source: reqwest::Error,
+    source: crate::upstream::client::ClientError,
 }
 
 impl Gateway {

@@ -7,7 +7,7 @@ use crate::cache::{
     CacheKey, CacheOutcome, CachePolicy, Entry, Fetched, ResponseCache, Stored, forbids_storing,
 };
 use crate::error::GatewayError;
-use crate::upstream::{describe, read_body, retry};
+use crate::upstream::{describe, no_body, parse_uri, read_body, retry};
 use http::header::{ACCEPT, ACCEPT_ENCODING, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY};
 use http::{Method, Response};
 use std::sync::Arc;
@@ -38,20 +38,22 @@ pub async fn serve(
     let fetch = move || async move {
         // Buffered to be stored, so the route timeout covers the whole answer here.
         let deadline = Instant::now() + timeout;
+        let uri = parse_uri(&url).map_err(|error| GatewayError::Upstream {
+            upstream: upstream.spec.name.clone(),
+            error,
+        })?;
         let attempt = || async {
-            let mut answer = upstream
+            let answer = upstream
                 .client
-                .get(&url)
-                .headers(headers.clone())
-                .send()
+                .send(Method::GET, uri.clone(), headers.clone(), no_body())
                 .await
                 .map_err(describe)?;
-            let body = read_body(&mut answer, upstream.spec.max_response).await?;
-            let mut headers = std::mem::take(answer.headers_mut());
-            strip_hop_by_hop(&mut headers);
+            let (mut parts, body) = answer.into_parts();
+            let body = read_body(body, &parts.headers, upstream.spec.max_response).await?;
+            strip_hop_by_hop(&mut parts.headers);
             Ok(Stored {
-                status: answer.status(),
-                headers,
+                status: parts.status,
+                headers: parts.headers,
                 body,
             })
         };

@@ -12,7 +12,7 @@ use crate::body::{Body, check_declared_length, is_length_limit};
 use crate::cache::ResponseCache;
 use crate::error::GatewayError;
 use crate::template::{RenderInput, Template};
-use crate::upstream::{Upstream, describe, is_idempotent, retry};
+use crate::upstream::{RequestBody, Upstream, describe, is_idempotent, no_body, parse_uri, retry};
 use http::{Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
@@ -92,30 +92,34 @@ pub async fn forward(
 
     // A streamed body can be sent once: only a bodiless idempotent request is retried
     // or hedged.
-    let body = (!body.is_end_stream()).then(|| {
+    let body = (!body.is_end_stream()).then(|| -> RequestBody {
         let body = TimeoutBody::new(route.idle_timeout, body);
         match route.max_body {
-            Some(limit) => reqwest::Body::wrap(Limited::new(
-                body,
-                usize::try_from(limit).unwrap_or(usize::MAX),
-            )),
-            None => reqwest::Body::wrap(body),
+            Some(limit) => {
+                Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
+            }
+            None => body.boxed_unsync(),
         }
     });
     let repeatable = body.is_none() && is_idempotent(&parts.method);
     let body = Mutex::new(body);
     let over_limit = AtomicBool::new(false);
+    let uri = parse_uri(&url).map_err(|error| GatewayError::Upstream {
+        upstream: upstream.spec.name.clone(),
+        error,
+    })?;
     let attempt = || {
-        let mut request = upstream
+        let body = body
+            .lock()
+            .expect("never poisoned")
+            .take()
+            .unwrap_or_else(no_body);
+        let send = upstream
             .client
-            .request(parts.method.clone(), &url)
-            .headers(headers.clone());
-        if let Some(body) = body.lock().expect("never poisoned").take() {
-            request = request.body(body);
-        }
+            .send(parts.method.clone(), uri.clone(), headers.clone(), body);
         let over_limit = &over_limit;
         async move {
-            request.send().await.map_err(|e| {
+            send.await.map_err(|e| {
                 over_limit.fetch_or(is_length_limit(&e), Ordering::Relaxed);
                 describe(e)
             })
@@ -143,7 +147,6 @@ pub async fn forward(
     {
         return Ok(upgrade::tunnel(answer, client, upstream.spec.name.clone()));
     }
-    let answer: Response<reqwest::Body> = answer.into();
     let (mut parts, body) = answer.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = TimeoutBody::new(route.idle_timeout, body)

@@ -3,12 +3,13 @@
 
 use crate::body::{Body, empty};
 use http::{Response, StatusCode};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 /// Answers the client with the upstream's 101 and joins the two connections in a task.
 pub fn tunnel(
-    answer: reqwest::Response,
+    mut answer: Response<Incoming>,
     client: OnUpgrade,
     upstream_name: String,
 ) -> Response<Body> {
@@ -17,7 +18,8 @@ pub fn tunnel(
     // A 101 keeps its Connection and Upgrade headers: they are what it is about.
     *response.headers_mut() = answer.headers().clone();
     tokio::spawn(async move {
-        let (upstream, client) = match tokio::join!(answer.upgrade(), client) {
+        let upstream = hyper::upgrade::on(&mut answer);
+        let (upstream, client) = match tokio::join!(upstream, client) {
             (Ok(u), Ok(c)) => (u, c),
             (Err(e), _) => {
                 tracing::warn!(upstream = %upstream_name, error = %e, "upgrade failed upstream");
@@ -28,7 +30,7 @@ pub fn tunnel(
                 return;
             }
         };
-        let mut upstream = upstream;
+        let mut upstream = TokioIo::new(upstream);
         let mut client = TokioIo::new(client);
         match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             Ok((sent, received)) => {

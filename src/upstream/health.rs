@@ -4,6 +4,7 @@
 
 use super::Upstream;
 use crate::config::HealthCheckSpec;
+use http::{HeaderMap, Method};
 use std::sync::{Arc, Weak};
 
 /// Starts the health check of `upstream`, if it has one and a runtime is running.
@@ -27,11 +28,19 @@ async fn probe_loop(upstream: Weak<Upstream>, check: HealthCheckSpec) {
             return;
         };
         let url = format!("{}{}", upstream.spec.base, check.path);
-        let probe = upstream.client.get(&url).send();
-        let healthy = matches!(
-            tokio::time::timeout(check.timeout, probe).await,
-            Ok(Ok(answer)) if answer.status().is_success()
-        );
+        let healthy = match super::parse_uri(&url) {
+            Ok(uri) => {
+                let probe =
+                    upstream
+                        .client
+                        .send(Method::GET, uri, HeaderMap::new(), super::no_body());
+                matches!(
+                    tokio::time::timeout(check.timeout, probe).await,
+                    Ok(Ok(answer)) if answer.status().is_success()
+                )
+            }
+            Err(_) => false,
+        };
         if upstream.guard.set_healthy(healthy) {
             if healthy {
                 tracing::info!(upstream = %upstream.spec.name, "upstream healthy again");

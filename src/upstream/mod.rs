@@ -3,15 +3,19 @@
 //! checks), and one call to it bounded by a deadline.
 
 mod breaker;
+pub mod client;
 mod guard;
 pub mod health;
 pub mod retry;
 
+pub use client::{HttpClient, RequestBody, SendError, bytes_body, no_body};
 pub use guard::Guard;
 
 use crate::config::UpstreamSpec;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -19,7 +23,7 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct Upstream {
     pub spec: UpstreamSpec,
-    pub client: reqwest::Client,
+    pub client: HttpClient,
     pub guard: Guard,
 }
 
@@ -82,17 +86,9 @@ pub fn is_idempotent(method: &Method) -> bool {
 }
 
 impl Upstream {
-    /// Builds the client for `spec`. Redirects are not followed: an aggregate treats a
-    /// 3xx as a failure and a proxy hands it to the client, as nginx does.
-    pub fn build(spec: UpstreamSpec) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(spec.connect_timeout)
-            .pool_max_idle_per_host(spec.pool_idle_per_host)
-            .pool_idle_timeout(spec.pool_idle_timeout)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()?;
+    /// Builds the client for `spec`.
+    pub fn build(spec: UpstreamSpec) -> Result<Self, client::ClientError> {
+        let client = HttpClient::new(&spec)?;
         let guard = Guard::new(&spec);
         Ok(Self {
             spec,
@@ -111,7 +107,8 @@ impl Upstream {
         deadline: Instant,
     ) -> Result<Answer, CallError> {
         let repeatable = body.as_ref().is_none_or(|(m, _)| is_idempotent(m));
-        let once = || self.call_once(url, headers.clone(), body.clone());
+        let uri = parse_uri(url)?;
+        let once = || self.call_once(&uri, headers.clone(), body.clone());
         match retry::run(self, repeatable, deadline, once).await {
             // A non-2xx answer is an error to the aggregate, once retries are spent.
             Ok(answer) if !answer.status.is_success() => Err(CallError::Status {
@@ -125,52 +122,88 @@ impl Upstream {
 
     async fn call_once(
         &self,
-        url: &str,
+        uri: &Uri,
         mut headers: HeaderMap,
         body: Option<(&Method, Bytes)>,
     ) -> Result<Answer, CallError> {
         for (k, v) in &self.spec.headers {
             headers.insert(k, v.clone());
         }
-        let request = match body {
-            None => self.client.get(url),
-            Some((method, body)) => self.client.request(method.clone(), url).body(body),
+        let (method, body) = match body {
+            None => (Method::GET, no_body()),
+            Some((method, body)) => (method.clone(), bytes_body(body)),
         };
-        let mut response = request.headers(headers).send().await.map_err(describe)?;
-        let status = response.status();
-        let storable = !crate::cache::forbids_storing(response.headers());
-        let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-        let body = read_body(&mut response, self.spec.max_response).await?;
-        if status.is_success() || status.is_server_error() {
+        let response = self
+            .client
+            .send(method, uri.clone(), headers, body)
+            .await
+            .map_err(describe)?;
+        let (parts, body) = response.into_parts();
+        let storable = !crate::cache::forbids_storing(&parts.headers);
+        let body = read_body(body, &parts.headers, self.spec.max_response).await?;
+        if parts.status.is_success() || parts.status.is_server_error() {
             // 5xx comes back as an answer so that retries and the breaker see its status.
             Ok(Answer {
-                status,
+                status: parts.status,
                 body,
                 storable,
             })
         } else {
             Err(CallError::Status {
-                status,
-                content_type,
+                status: parts.status,
+                content_type: parts.headers.get(http::header::CONTENT_TYPE).cloned(),
                 body,
             })
         }
     }
 }
 
-/// Reads a whole answer body of at most `limit` bytes.
-pub async fn read_body(response: &mut reqwest::Response, limit: u64) -> Result<Bytes, CallError> {
-    if response.content_length().is_some_and(|n| n > limit) {
+/// Parses a URL rendered from an upstream's base.
+pub fn parse_uri(url: &str) -> Result<Uri, CallError> {
+    Uri::try_from(url).map_err(|e| CallError::Failed(format!("not a usable URL: {e}")))
+}
+
+/// Reads a whole answer body of at most `limit` bytes. An answer that arrives in one
+/// piece (the usual small JSON) is kept as it came, without a copy.
+pub async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: u64,
+) -> Result<Bytes, CallError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
         return Err(CallError::TooLarge(limit));
     }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(describe)? {
-        if (body.len() + chunk.len()) as u64 > limit {
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut len = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CallError::Failed(cause(&e)))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        len += chunk.len() as u64;
+        if len > limit {
             return Err(CallError::TooLarge(limit));
         }
-        body.extend_from_slice(&chunk);
+        match (&mut first, &mut joined) {
+            (None, _) => first = Some(chunk),
+            (Some(head), None) => {
+                let mut all = BytesMut::with_capacity(declared.unwrap_or(len) as usize);
+                all.extend_from_slice(head);
+                all.extend_from_slice(&chunk);
+                joined = Some(all);
+            }
+            (Some(_), Some(all)) => all.extend_from_slice(&chunk),
+        }
     }
-    Ok(body.freeze())
+    Ok(match (first, joined) {
+        (_, Some(all)) => all.freeze(),
+        (Some(only), None) => only,
+        (None, None) => Bytes::new(),
+    })
 }
 
 /// The time left before `deadline`, in whole milliseconds, for messages that should
@@ -180,22 +213,21 @@ pub fn budget(deadline: Instant) -> Duration {
     Duration::from_millis(left.as_micros().div_ceil(1000) as u64)
 }
 
-/// reqwest's error text names the URL; keep the cause chain, which says what happened.
-pub(crate) fn describe(e: reqwest::Error) -> CallError {
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
+/// The innermost cause of an error: it says what happened ("connection refused").
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
     }
-    if cause.is_empty() {
-        cause = e.to_string();
-    }
+    cause.to_string()
+}
+
+/// A failed request as a `CallError`: a connection that could not be made, or anything
+/// else that went wrong (reset, malformed answer).
+pub(crate) fn describe(e: SendError) -> CallError {
     if e.is_connect() {
-        CallError::Connect(cause)
-    } else if e.is_timeout() {
-        CallError::Timeout(Duration::ZERO)
+        CallError::Connect(cause(&e))
     } else {
-        CallError::Failed(cause)
+        CallError::Failed(cause(&e))
     }
 }

@@ -66,9 +66,9 @@ impl AnswerStatus for crate::cache::Stored {
     }
 }
 
-impl AnswerStatus for reqwest::Response {
+impl<B> AnswerStatus for http::Response<B> {
     fn status(&self) -> StatusCode {
-        reqwest::Response::status(self)
+        http::Response::status(self)
     }
 }
 

@@ -20,7 +20,7 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
             "upstream names use lowercase letters, digits, _ and -",
         );
     }
-    let base = match reqwest::Url::parse(&u.url) {
+    let base = match url::Url::parse(&u.url) {
         _ if u.url.is_empty() => {
             p.add(
                 format!("{place}.url"),
