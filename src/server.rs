@@ -41,7 +41,8 @@ pub async fn run(
         service_fn(move |request: Request<Incoming>| {
             // An owned Arc: nothing borrowed from the swap lives across the await.
             let gateway = live.load_full();
-            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+            // Boxed once here, every layer's future above stays small: hyper moves them.
+            Box::pin(async move { Ok::<_, Infallible>(gateway.handle(request).await) })
         })
     };
     let stack = ServiceBuilder::new()
