@@ -4,7 +4,7 @@
 use super::execute::RequestScope;
 use super::shape::Shape;
 use super::{Backend, BackendError};
-use crate::cache::{CacheKey, CacheOutcome, Fetched, Stored};
+use crate::cache::{CacheKey, CacheOutcome, Entry, Fetched, Stored};
 use crate::config::MergeMode;
 use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, StatusCode};
 use serde::de::IgnoredAny;
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// A backend's usable answer.
@@ -73,6 +74,11 @@ pub(super) async fn call(
         &scope.parts.headers,
         &scope.route.forward_headers,
     );
+    // A fresh hit, the common case, needs none of what a fetch is set up with below.
+    if let Some(entry) = scope.route.cache.fresh(&key).await {
+        return finish_hit(entry, reading, keep, "hit")
+            .map(|(body, raw, desc)| answer(body, raw, desc));
+    }
     let upstream = backend.upstream.clone();
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
     let shape = spec.shape.clone();
@@ -106,12 +112,23 @@ pub(super) async fn call(
         CacheOutcome::Stale => "stale",
         CacheOutcome::Miss { .. } => "ok",
     };
+    finish_hit(entry, reading, keep, desc).map(|(body, raw, desc)| answer(body, raw, desc))
+}
+
+/// A stored answer as the route uses it: as stored, or (for one that other backends
+/// read, stored unshaped) parsed and shaped now.
+fn finish_hit(
+    entry: Arc<Entry>,
+    reading: (MergeMode, Option<&Shape>),
+    keep: bool,
+    desc: &'static str,
+) -> Result<(Bytes, Option<Value>, &'static str), BackendError> {
     let stored = entry.stored.body.clone();
     if keep {
         let (body, raw) = read(stored, reading, true)?;
-        return Ok(answer(body, raw, desc));
+        return Ok((body, raw, desc));
     }
-    Ok(answer(stored, None, desc))
+    Ok((stored, None, desc))
 }
 
 fn invalid(e: serde_json::Error) -> BackendError {

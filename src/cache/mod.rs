@@ -201,6 +201,17 @@ impl ResponseCache {
         &self.stats
     }
 
+    /// The entry for `key` if it is fresh: a hit, with nothing set up for a fetch. On
+    /// `None`, `get_or_fetch` decides between stale, miss and coalescing.
+    pub async fn fresh(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        let entry = self.store.get(key).await?;
+        let age = Instant::now().saturating_duration_since(entry.stored_at);
+        (age < entry.policy.ttl).then(|| {
+            self.stats.hits.inc();
+            entry
+        })
+    }
+
     /// Serves `key` from the cache when `policy` allows, else fetches it with `fetch`
     /// (once for all concurrent callers). `fetch` must own what it needs: it may run in
     /// the background after this call returns.
