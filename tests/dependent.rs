@@ -594,3 +594,56 @@ async fn a_for_each_answer_can_be_read_by_another_backend() {
     assert_eq!(body["team"], json!("flag"));
     assert_eq!(targets(&mock, "/teams"), ["/teams/blue"]);
 }
+
+/// The `desc` of `backend`'s `Server-Timing` entry.
+fn timing_desc(headers: &reqwest::header::HeaderMap, backend: &str) -> String {
+    let timing = headers["server-timing"].to_str().unwrap();
+    let entry = timing
+        .split(", ")
+        .find(|e| e.starts_with(&format!("{backend};")))
+        .unwrap_or_else(|| panic!("no {backend} in {timing}"));
+    entry
+        .rsplit("desc=")
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+#[tokio::test]
+async fn for_each_elements_are_cached_one_by_one() {
+    let mock = MockUpstream::builder()
+        .route(
+            "/users/1",
+            Reply::json(r#"{"name":"Ada","friend_ids":[1,2]}"#),
+        )
+        .route(
+            "/users/2",
+            Reply::json(r#"{"name":"Bo","friend_ids":[2,3]}"#),
+        )
+        .route("/friends/1", Reply::json("1"))
+        .route("/friends/2", Reply::json("2"))
+        .route("/friends/3", Reply::json("{}").status(500))
+        .start()
+        .await;
+    let gw = start_gateway(&friends_route(&mock, "  cache_ttl = \"60s\"")).await;
+    let (_, headers, body) = get_json(&gw.url("/u/1")).await;
+    assert_eq!(body["friends"], json!([1, 2]));
+    assert_eq!(timing_desc(&headers, "friends"), "ok");
+    let (_, headers, body) = get_json(&gw.url("/u/1")).await;
+    assert_eq!(body["friends"], json!([1, 2]));
+    assert_eq!(
+        timing_desc(&headers, "friends"),
+        "hit",
+        "every element was cached"
+    );
+    assert_eq!((mock.hits("/friends/1"), mock.hits("/friends/2")), (1, 1));
+    // Element 2 is shared with user 2's list: one call, not two. A failed element is
+    // never a hit, so the backend is not one either.
+    for _ in 0..2 {
+        let (_, headers, body) = get_json(&gw.url("/u/2")).await;
+        assert_eq!(body["friends"], json!([2, null]));
+        assert_eq!(timing_desc(&headers, "friends"), "ok");
+    }
+    assert_eq!(mock.hits("/friends/2"), 1);
+}

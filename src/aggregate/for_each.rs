@@ -28,7 +28,7 @@ pub(super) async fn run(
         Vec::new()
     };
     let mut failures: Option<ElementFailures> = None;
-    let mut all_hits = total > 0;
+    let mut hits = 0;
     let mut calls = stream::iter(urls.into_iter().enumerate())
         .map(|(k, url)| async move {
             let result = match url {
@@ -41,7 +41,7 @@ pub(super) async fn run(
     while let Some((k, result)) = calls.next().await {
         match result {
             Ok(answer) => {
-                all_hits &= answer.desc == "hit";
+                hits += usize::from(answer.desc == "hit");
                 bodies[k] = Some(answer.body);
                 if let Some(raw) = answer.raw {
                     raws[k] = raw;
@@ -66,7 +66,12 @@ pub(super) async fn run(
     }
     Ok(Answer {
         body: splice(&bodies),
-        desc: if all_hits { "hit" } else { "ok" },
+        // `hit` only when every element came from the cache.
+        desc: if total > 0 && hits == total {
+            "hit"
+        } else {
+            "ok"
+        },
         raw: keep.then(|| Value::Array(raws)),
         failed_elements: failures,
     })
