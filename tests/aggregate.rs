@@ -3,15 +3,11 @@
 
 mod common;
 
-use common::{MockUpstream, Reply, dead_url, get_json, start_gateway};
+use common::{MockUpstream, Reply, dead_url, get_json, start_gateway, upstream_toml};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
-
-fn upstream(name: &str, url: &str) -> String {
-    format!("[upstreams.{name}]\nurl = \"{url}\"\ntimeout = \"2s\"\n")
-}
 
 #[tokio::test]
 async fn three_slow_backends_run_concurrently() {
@@ -38,7 +34,7 @@ path = "/dash"
   upstream = "s"
   path = "/c"
 "#,
-        upstream("s", &slow.url())
+        upstream_toml("s", &slow.url())
     ))
     .await;
     let started = Instant::now();
@@ -200,7 +196,7 @@ async fn required_connection_refused_is_502() {
     let dead = dead_url().await;
     let gw = start_gateway(&format!(
         "{}[[routes]]\npath = \"/r\"\n[[routes.backends]]\nname = \"user\"\nupstream = \"dead\"\npath = \"/u\"\nrequired = true\n",
-        upstream("dead", &dead)
+        upstream_toml("dead", &dead)
     ))
     .await;
     let (status, _, body) = get_json(&gw.url("/r")).await;
@@ -304,7 +300,7 @@ async fn root_merge_spreads_fields_and_later_backends_win() {
          [[routes.backends]]\nname = \"profile\"\nupstream = \"up\"\npath = \"/profile\"\nmerge = \"root\"\n\
          [[routes.backends]]\nname = \"billing\"\nupstream = \"up\"\npath = \"/billing\"\nmerge = \"root\"\n\
          [[routes.backends]]\nname = \"list\"\nupstream = \"up\"\npath = \"/list\"\nmerge = \"root\"\ndefault = {{ fallback = true }}\n",
-        upstream("up", &up.url())
+        upstream_toml("up", &up.url())
     ))
     .await;
     let text = common::get_text(&gw.url("/r")).await;
@@ -362,7 +358,7 @@ async fn template_route(path: &str, required: bool) -> (MockUpstream, common::Te
         "{}[[routes]]\npath = \"/a/{{id}}\"\nforward_headers = [\"authorization\"]\n\
          [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"{path}\"\nrequired = {required}\n\
          [[routes.backends]]\nname = \"other\"\nupstream = \"up\"\npath = \"/other\"\n",
-        upstream("up", &up.url())
+        upstream_toml("up", &up.url())
     ))
     .await;
     (up, gw)
@@ -527,7 +523,7 @@ async fn body_route(max_body: &str) -> (MockUpstream, common::TestGateway) {
         "[server]\nmax_body = \"{max_body}\"\n{}[[routes]]\npath = \"/r\"\nmethods = [\"POST\", \"PUT\"]\n\
          [[routes.backends]]\nname = \"echo\"\nupstream = \"up\"\npath = \"/echo\"\nforward_body = true\n\
          [[routes.backends]]\nname = \"plain\"\nupstream = \"up\"\npath = \"/plain\"\n",
-        upstream("up", &up.url())
+        upstream_toml("up", &up.url())
     ))
     .await;
     (up, gw)
@@ -600,7 +596,7 @@ async fn routes_without_forward_body_still_refuse_declared_oversized_bodies() {
     let gw = start_gateway(&format!(
         "{}[[routes]]\npath = \"/r\"\nmethods = [\"POST\"]\nmax_body = \"100\"\n\
          [[routes.backends]]\nname = \"a\"\nupstream = \"up\"\npath = \"/a\"\n",
-        upstream("up", &up.url())
+        upstream_toml("up", &up.url())
     ))
     .await;
     let big = common::client()
@@ -637,7 +633,7 @@ async fn answers_are_shaped_extract_select_omit_rename_and_merged() {
          extract = \"data.items\"\nselect = [\"id\", \"total\"]\n\
          [[routes.backends]]\nname = \"first\"\nupstream = \"up\"\npath = \"/orders\"\nextract = \"data.items.0.id\"\n\
          [[routes.backends]]\nname = \"odd\"\nupstream = \"up\"\npath = \"/orders\"\nextract = \"data.nothing\"\ndefault = []\n",
-        upstream("up", &up.url())
+        upstream_toml("up", &up.url())
     ))
     .await;
     let text = common::get_text(&gw.url("/r")).await;

@@ -3,15 +3,11 @@
 
 mod common;
 
-use common::{MockUpstream, Reply, get_json, start_gateway};
+use common::{MockUpstream, Reply, get_json, start_gateway, upstream_toml};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
-
-fn upstream(name: &str, url: &str) -> String {
-    format!("[upstreams.{name}]\nurl = \"{url}\"\ntimeout = \"2s\"\n")
-}
 
 /// The request target (path and query) of every request to `mock` whose path starts
 /// with `prefix`, in arrival order.
@@ -48,7 +44,7 @@ path = "/chain"
   upstream = "m"
   path = "/c/{{a.next}}"
 "#,
-        upstream("m", &mock.url())
+        upstream_toml("m", &mock.url())
     ))
     .await;
     let started = Instant::now();
@@ -109,7 +105,7 @@ path = "/u/{{id}}"
   upstream = "m"
   path = "/weather/{{user.address.city}}?id={{user.id}}&vip={{user.vip}}&s={{user.score}}"
 "#,
-        upstream("m", &mock.url())
+        upstream_toml("m", &mock.url())
     ))
     .await;
     let (status, _, body) = get_json(&gw.url("/u/7")).await;
@@ -158,7 +154,7 @@ errors_field = "_errors"
   upstream = "m"
   path = "/site"
 "#,
-        upstream("m", &mock.url())
+        upstream_toml("m", &mock.url())
     ))
     .await;
     let (status, headers, body) = get_json(&gw.url("/u/1")).await;
@@ -225,7 +221,7 @@ path = "/u/{{id}}"
   path = "/weather/{{user.address.city}}"
   required = true
 "#,
-        upstream("m", &mock.url())
+        upstream_toml("m", &mock.url())
     ))
     .await;
     let (status, _, body) = get_json(&gw.url("/u/1")).await;
@@ -262,7 +258,7 @@ path = "/u/{{id}}"
   upstream = "m"
   path = "/weather/{{user.city}}"
 "#,
-        upstream("m", &mock.url())
+        upstream_toml("m", &mock.url())
     ))
     .await;
     let (status, _, body) = get_json(&gw.url("/u/1")).await;
@@ -296,7 +292,7 @@ path = "/abc"
   upstream = "m"
   path = "/a"
 "#,
-        upstream("m", &mock.url())
+        upstream_toml("m", &mock.url())
     ))
     .await;
     let (status, _, body) = get_json(&gw.url("/abc")).await;
@@ -328,7 +324,7 @@ path = "/u/{{id}}"
   upstream = "m"
   path = "/weather/{{user.city}}"
 "#,
-        upstream("m", &mock.url())
+        upstream_toml("m", &mock.url())
     ))
     .await;
     for round in ["ok", "hit"] {
@@ -373,7 +369,7 @@ errors_field = "_errors"
   default = []
 {extra}
 "#,
-        upstream("m", &mock.url())
+        upstream_toml("m", &mock.url())
     )
 }
 
@@ -480,9 +476,9 @@ path = "/u/{{id}}"
   path = "/f/{{item}}"
   for_each = "user.friend_ids"
 "#,
-        upstream("users", &users.url()),
-        upstream("limited", &limited.url()),
-        upstream("default", &default.url()),
+        upstream_toml("users", &users.url()),
+        upstream_toml("limited", &limited.url()),
+        upstream_toml("default", &default.url()),
     ))
     .await;
     let started = Instant::now();

@@ -59,12 +59,12 @@ pub(super) async fn call(
             headers.insert(CONTENT_TYPE, ct.clone());
         }
         let send = Some((&scope.parts.method, bytes.clone()));
-        let (raw, _) = fetch(&backend.upstream, &url, &headers, send, deadline).await?;
+        let (raw, _) = fetch(&backend.upstream, url, &headers, send, deadline).await?;
         let (body, raw) = read(raw, reading, keep)?;
         return Ok(answer(body, raw, "ok"));
     }
     let Some(policy) = spec.cache else {
-        let (raw, _) = fetch(&backend.upstream, &url, &scope.forwarded, None, deadline).await?;
+        let (raw, _) = fetch(&backend.upstream, url, &scope.forwarded, None, deadline).await?;
         let (body, raw) = read(raw, reading, keep)?;
         return Ok(answer(body, raw, "ok"));
     };
@@ -85,7 +85,7 @@ pub(super) async fn call(
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let headers = scope.forwarded.clone();
     let fetch = move || async move {
-        let (raw, storable) = fetch(&upstream, &url, &headers, None, deadline).await?;
+        let (raw, storable) = fetch(&upstream, url, &headers, None, deadline).await?;
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came
         // when another backend reads it, since they read it before shaping.
         let body = if keep {
@@ -139,7 +139,7 @@ fn invalid(e: serde_json::Error) -> BackendError {
 /// allows storing it.
 async fn fetch(
     upstream: &Upstream,
-    url: &str,
+    url: String,
     headers: &HeaderMap,
     body: Option<(&Method, Bytes)>,
     deadline: Instant,

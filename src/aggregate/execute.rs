@@ -99,7 +99,12 @@ pub async fn serve(
         } else {
             Vec::new()
         },
-        waits: route.plan.waits().to_vec(),
+        // Without dependencies nobody waits, and no countdown is needed.
+        waits: if route.plan.has_dependencies() {
+            route.plan.waits().to_vec()
+        } else {
+            Vec::new()
+        },
         ready: route.plan.starts().collect(),
     };
     let mut calls = FuturesUnordered::new();
@@ -278,6 +283,11 @@ fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
     headers
 }
 
+/// Whether a backend failed, or some of its `for_each` calls did.
+fn has_problem(outcome: &Outcome) -> bool {
+    !matches!(&outcome.result, Ok(a) if a.failed_elements.is_none())
+}
+
 /// What a client is told about a backend that failed, or whose `for_each` calls partly
 /// failed: a stable code and a message.
 fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
@@ -304,15 +314,20 @@ fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body
             .all(|o| matches!(o.result, Err(BackendError::Call(CallError::Timeout(_)))));
         return Err(GatewayError::AllBackendsFailed { timed_out });
     }
-    // Collected first: the failures borrow their messages.
-    let problems: Vec<Option<(&'static str, String)>> = outcomes.iter().map(problem).collect();
+    // Collected first: the failures borrow their messages. Empty when all went well, the
+    // common case, so that costs no allocation.
+    let problems: Vec<Option<(&'static str, String)>> = if outcomes.iter().any(has_problem) {
+        outcomes.iter().map(problem).collect()
+    } else {
+        Vec::new()
+    };
     let mut pieces = Vec::with_capacity(outcomes.len());
     let mut failures = Vec::with_capacity(outcomes.len());
     let mut timing = String::with_capacity(outcomes.len() * 32);
     let mut outcome_codes = String::with_capacity(outcomes.len() * 16);
-    for ((backend, outcome), problem) in route.backends.iter().zip(outcomes).zip(&problems) {
+    for (i, (backend, outcome)) in route.backends.iter().zip(outcomes).enumerate() {
         let spec = &backend.spec;
-        if let Some((code, message)) = problem {
+        if let Some((code, message)) = problems.get(i).and_then(Option::as_ref) {
             failures.push(Failure {
                 name: &spec.name,
                 code,

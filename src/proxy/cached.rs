@@ -38,7 +38,7 @@ pub async fn serve(
     let fetch = move || async move {
         // Buffered to be stored, so the route timeout covers the whole answer here.
         let deadline = Instant::now() + timeout;
-        let uri = parse_uri(&url).map_err(|error| GatewayError::Upstream {
+        let uri = parse_uri(url).map_err(|error| GatewayError::Upstream {
             upstream: upstream.spec.name.clone(),
             error,
         })?;

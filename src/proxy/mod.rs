@@ -104,7 +104,7 @@ pub async fn forward(
     let repeatable = body.is_none() && is_idempotent(&parts.method);
     let body = Mutex::new(body);
     let over_limit = AtomicBool::new(false);
-    let uri = parse_uri(&url).map_err(|error| GatewayError::Upstream {
+    let uri = parse_uri(url).map_err(|error| GatewayError::Upstream {
         upstream: upstream.spec.name.clone(),
         error,
     })?;

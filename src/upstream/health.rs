@@ -28,7 +28,7 @@ async fn probe_loop(upstream: Weak<Upstream>, check: HealthCheckSpec) {
             return;
         };
         let url = format!("{}{}", upstream.spec.base, check.path);
-        let healthy = match super::parse_uri(&url) {
+        let healthy = match super::parse_uri(url) {
             Ok(uri) => {
                 let probe =
                     upstream

@@ -101,7 +101,7 @@ impl Upstream {
     /// with its method; without one the call is a GET.
     pub async fn call(
         &self,
-        url: &str,
+        url: String,
         headers: &HeaderMap,
         body: Option<(&Method, Bytes)>,
         deadline: Instant,
@@ -158,8 +158,9 @@ impl Upstream {
     }
 }
 
-/// Parses a URL rendered from an upstream's base.
-pub fn parse_uri(url: &str) -> Result<Uri, CallError> {
+/// Parses a URL rendered from an upstream's base; the string becomes the Uri's bytes,
+/// without a copy.
+pub fn parse_uri(url: String) -> Result<Uri, CallError> {
     Uri::try_from(url).map_err(|e| CallError::Failed(format!("not a usable URL: {e}")))
 }
 

@@ -426,6 +426,11 @@ async fn handle(
     Ok(response)
 }
 
+/// An `[upstreams.NAME]` section for `url` with a 2 s timeout.
+pub fn upstream_toml(name: &str, url: &str) -> String {
+    format!("[upstreams.{name}]\nurl = \"{url}\"\ntimeout = \"2s\"\n")
+}
+
 /// A gateway serving on `127.0.0.1:0`.
 pub struct TestGateway {
     pub addr: SocketAddr,
