@@ -5,6 +5,7 @@
 mod breaker;
 pub mod client;
 mod guard;
+mod h1;
 pub mod health;
 pub mod retry;
 
@@ -24,6 +25,8 @@ use tokio::time::Instant;
 pub struct Upstream {
     pub spec: UpstreamSpec,
     pub client: HttpClient,
+    /// The lean client for answers read whole, when the upstream is plain http.
+    h1: Option<h1::H1Pool>,
     pub guard: Guard,
 }
 
@@ -89,10 +92,17 @@ impl Upstream {
     /// Builds the client for `spec`.
     pub fn build(spec: UpstreamSpec) -> Result<Self, client::ClientError> {
         let client = HttpClient::new(&spec)?;
+        let h1 = h1::H1Pool::for_base(
+            &spec.base,
+            spec.pool_idle_per_host,
+            spec.pool_idle_timeout,
+            spec.connect_timeout,
+        );
         let guard = Guard::new(&spec);
         Ok(Self {
             spec,
             client,
+            h1,
             guard,
         })
     }
@@ -129,6 +139,16 @@ impl Upstream {
         for (k, v) in &self.spec.headers {
             headers.insert(k, v.clone());
         }
+        if let Some(h1) = &self.h1 {
+            let (method, body) = match &body {
+                None => (&Method::GET, None),
+                Some((method, body)) => (*method, Some(body)),
+            };
+            let reply = h1
+                .send(method, uri, &headers, body, self.spec.max_response)
+                .await?;
+            return answer(reply.status, &reply.headers, reply.body);
+        }
         let (method, body) = match body {
             None => (Method::GET, no_body()),
             Some((method, body)) => (method.clone(), bytes_body(body)),
@@ -139,22 +159,26 @@ impl Upstream {
             .await
             .map_err(describe)?;
         let (parts, body) = response.into_parts();
-        let storable = !crate::cache::forbids_storing(&parts.headers);
         let body = read_body(body, &parts.headers, self.spec.max_response).await?;
-        if parts.status.is_success() || parts.status.is_server_error() {
-            // 5xx comes back as an answer so that retries and the breaker see its status.
-            Ok(Answer {
-                status: parts.status,
-                body,
-                storable,
-            })
-        } else {
-            Err(CallError::Status {
-                status: parts.status,
-                content_type: parts.headers.get(http::header::CONTENT_TYPE).cloned(),
-                body,
-            })
-        }
+        answer(parts.status, &parts.headers, body)
+    }
+}
+
+/// A whole answer as a try's outcome: 2xx and 5xx are answers (5xx so that retries and
+/// the breaker see its status), anything else a `Status` error.
+fn answer(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Result<Answer, CallError> {
+    if status.is_success() || status.is_server_error() {
+        Ok(Answer {
+            status,
+            body,
+            storable: !crate::cache::forbids_storing(headers),
+        })
+    } else {
+        Err(CallError::Status {
+            status,
+            content_type: headers.get(http::header::CONTENT_TYPE).cloned(),
+            body,
+        })
     }
 }
 

@@ -695,3 +695,96 @@ impl Drop for GatewayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A wire-level upstream for answers hyper's server would not write (chunks split across
+/// writes, interim 1xx, no length, garbage, truncation). It reads each request head and
+/// writes the scripted pieces, 20 ms apart; after `per_connection` answers it closes the
+/// connection without saying so, as an upstream with a short keep-alive does. With
+/// `Close::OnNextRequest` the close waits until the next request has arrived: the race
+/// in which a pooled connection is taken just as the upstream gives up on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    AfterAnswer,
+    OnNextRequest,
+}
+
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl RawUpstream {
+    pub async fn start(pieces: Vec<&'static str>, per_connection: usize, close: Close) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (conns, reqs) = (connections.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (pieces, reqs) = (pieces.clone(), reqs.clone());
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    for answered in 0..=per_connection {
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            if answered == per_connection && close == Close::AfterAnswer {
+                                return;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        seen.clear();
+                        if answered == per_connection {
+                            return;
+                        }
+                        reqs.fetch_add(1, Ordering::SeqCst);
+                        for (i, piece) in pieces.iter().enumerate() {
+                            if i > 0 {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if stream.write_all(piece.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            connections,
+            requests,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered (or being answered) so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,332 @@
+//! The answer side of HTTP/1.1 as pure functions over a read buffer: the status line and
+//! headers, how the body is framed (RFC 9112 §6.3), and chunked decoding. Nothing here
+//! reads a socket, so every rule is unit-tested with byte strings.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+
+/// More headers than this in one answer is an error (hyper's limit too).
+const MAX_HEADERS: usize = 100;
+/// An answer head larger than this is an error.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// A chunk-size line, or one trailer line, longer than this is an error.
+const MAX_LINE: usize = 4096;
+
+/// Why an answer could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("malformed answer head: {0}")]
+    Head(&'static str),
+    #[error("answer head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("invalid Content-Length")]
+    Length,
+    #[error("malformed chunked body: {0}")]
+    Chunked(&'static str),
+    #[error("answer larger than {0} bytes")]
+    TooLarge(u64),
+}
+
+/// A parsed answer head.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+/// Parses an answer head at the start of `buf`, and on success removes it from `buf`.
+/// `None`: the head is not complete yet. Header values share the head's bytes.
+pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ParseError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut answer = httparse::Response::new(&mut slots);
+    let len = match answer.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(ParseError::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ParseError::Head(describe(e))),
+    };
+    let status = answer
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(ParseError::Head("invalid status code"))?;
+    let version = match answer.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Offsets first: the slices borrow `buf`, which is split below.
+    let start = buf.as_ptr() as usize;
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = answer.headers.len();
+    for (span, h) in spans.iter_mut().zip(answer.headers.iter()) {
+        let name = h.name.as_ptr() as usize - start;
+        let value = h.value.as_ptr() as usize - start;
+        *span = (name, h.name.len(), value, h.value.len());
+    }
+    let bytes = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name, name_len, value, value_len) in &spans[..count] {
+        let name = HeaderName::from_bytes(&bytes[name..name + name_len])
+            .map_err(|_| ParseError::Head("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
+            .map_err(|_| ParseError::Head("invalid header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+    }))
+}
+
+/// How an answer's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// HEAD, 1xx, 204, 304: no body whatever the headers say.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Neither length nor chunked: the body ends when the upstream closes.
+    UntilClose,
+}
+
+impl Framing {
+    /// The framing of `head`, the answer to a `method` request (RFC 9112 §6.3).
+    pub fn of(method: &Method, head: &Head) -> Result<Self, ParseError> {
+        let status = head.status.as_u16();
+        if *method == Method::HEAD
+            || head.status.is_informational()
+            || status == 204
+            || status == 304
+        {
+            return Ok(Framing::Empty);
+        }
+        if let Some(last) = head
+            .headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+        {
+            let chunked = last
+                .as_bytes()
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            return Ok(if chunked {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            });
+        }
+        let mut length = None;
+        for value in head.headers.get_all(header::CONTENT_LENGTH) {
+            // Repeated but equal values (`5, 5`) are allowed; anything else is an error.
+            for part in value.as_bytes().split(|&b| b == b',') {
+                let n = parse_decimal(part.trim_ascii()).ok_or(ParseError::Length)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ParseError::Length);
+                }
+                length = Some(n);
+            }
+        }
+        Ok(length.map_or(Framing::UntilClose, Framing::Length))
+    }
+}
+
+fn describe(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status line",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::TooManyHeaders => "over 100 headers",
+        httparse::Error::Version => "not HTTP/1.x",
+    }
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Whether the connection may carry another request after this answer.
+pub fn keeps_alive(head: &Head) -> bool {
+    let has = |token: &str| {
+        head.headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    match head.version {
+        Version::HTTP_10 => has("keep-alive"),
+        _ => !has("close"),
+    }
+}
+
+/// A whole body put together from pieces, bounded: a body in one piece is kept as it
+/// came, without a copy.
+#[derive(Debug)]
+pub struct Collected {
+    first: Option<Bytes>,
+    joined: Option<BytesMut>,
+    len: u64,
+    limit: u64,
+}
+
+impl Collected {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            first: None,
+            joined: None,
+            len: 0,
+            limit,
+        }
+    }
+
+    pub fn push(&mut self, piece: Bytes) -> Result<(), ParseError> {
+        self.len += piece.len() as u64;
+        if self.len > self.limit {
+            return Err(ParseError::TooLarge(self.limit));
+        }
+        match (&self.first, &mut self.joined) {
+            (None, _) => self.first = Some(piece),
+            (Some(head), None) => {
+                let mut all = BytesMut::with_capacity(head.len() + piece.len());
+                all.extend_from_slice(head);
+                all.extend_from_slice(&piece);
+                self.joined = Some(all);
+            }
+            (Some(_), Some(all)) => all.extend_from_slice(&piece),
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Bytes {
+        match (self.first, self.joined) {
+            (_, Some(all)) => all.freeze(),
+            (Some(only), None) => only,
+            (None, None) => Bytes::new(),
+        }
+    }
+}
+
+/// Where a chunked decoder is in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers(usize),
+    Done,
+}
+
+/// Decodes a chunked body incrementally, as its bytes arrive.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: Chunk,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self { state: Chunk::Size }
+    }
+}
+
+impl ChunkedDecoder {
+    /// Consumes what it can of `buf` into `body`. True once the last chunk and the
+    /// trailers are read; false when more bytes are needed.
+    pub fn decode(&mut self, buf: &mut BytesMut, body: &mut Collected) -> Result<bool, ParseError> {
+        loop {
+            match self.state {
+                Chunk::Size => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(false);
+                    };
+                    let size = chunk_size(&line)?;
+                    self.state = if size == 0 {
+                        Chunk::Trailers(0)
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let take = left.min(buf.len() as u64);
+                    body.push(buf.split_to(take as usize).freeze())?;
+                    self.state = match left - take {
+                        0 => Chunk::DataEnd,
+                        rest => Chunk::Data(rest),
+                    };
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(false);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(ParseError::Chunked("no CRLF after chunk data"));
+                    }
+                    buf.advance(2);
+                    self.state = Chunk::Size;
+                }
+                Chunk::Trailers(seen) => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(false);
+                    };
+                    if line.is_empty() {
+                        self.state = Chunk::Done;
+                    } else if seen + line.len() > MAX_LINE {
+                        return Err(ParseError::Chunked("trailers too large"));
+                    } else {
+                        self.state = Chunk::Trailers(seen + line.len());
+                    }
+                }
+                Chunk::Done => return Ok(true),
+            }
+        }
+    }
+}
+
+/// The next CRLF-ended line of `buf`, without its CRLF; `None` until it is complete.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, ParseError> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(end) => {
+            let line = buf.split_to(end);
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err(ParseError::Chunked("line too long")),
+        None => Ok(None),
+    }
+}
+
+/// A chunk-size line: hex digits, then optional `;extensions` (ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, ParseError> {
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(ParseError::Chunked("invalid chunk size"));
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let v = (d as char)
+            .to_digit(16)
+            .ok_or(ParseError::Chunked("invalid chunk size"))?;
+        Ok(n * 16 + u64::from(v))
+    })
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;
