@@ -214,3 +214,75 @@ async fn malformed_answers_are_request_failures_with_their_cause() {
         );
     }
 }
+
+async fn proxy(up: &RawUpstream) -> common::TestGateway {
+    start_gateway(&format!(
+        "[upstreams.raw]\nurl = \"{}\"\ntimeout = \"2s\"\n\
+         [[routes]]\npath = \"/p\"\nmethods = [\"GET\", \"HEAD\"]\nproxy = {{ upstream = \"raw\", path = \"/a\" }}\n",
+        up.url()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_proxied_chunked_answer_streams_and_frees_its_connection() {
+    let up = RawUpstream::start(
+        vec![
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"n\"",
+            "\r\n3\r\n:42\r\n1\r\n}\r\n",
+            "0\r\n\r\n",
+        ],
+        100,
+        Close::AfterAnswer,
+    )
+    .await;
+    let gw = proxy(&up).await;
+    for _ in 0..3 {
+        let response = common::client().get(gw.url("/p")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.text().await.unwrap(), r#"{"n":42}"#);
+    }
+    assert_eq!(up.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_proxied_head_answer_has_no_body_and_keeps_the_connection() {
+    let up = RawUpstream::start(
+        vec!["HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"],
+        100,
+        Close::AfterAnswer,
+    )
+    .await;
+    let gw = proxy(&up).await;
+    for _ in 0..3 {
+        let response = common::client().head(gw.url("/p")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-length"], "5");
+    }
+    assert_eq!(up.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_proxied_answer_cut_short_fails_the_stream_and_the_next_request_succeeds() {
+    let up = RawUpstream::start(
+        vec!["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345"],
+        1,
+        Close::AfterAnswer,
+    )
+    .await;
+    let gw = proxy(&up).await;
+    for _ in 0..2 {
+        // The head may or may not have left before the cut was found; either way the
+        // client must not take five bytes for the whole answer.
+        let cut = match common::client().get(gw.url("/p")).send().await {
+            Err(_) => true,
+            Ok(response) => {
+                assert_eq!(response.status(), 200);
+                response.bytes().await.is_err()
+            }
+        };
+        assert!(cut, "the client must see the cut");
+    }
+    assert_eq!(up.connections(), 2);
+}

@@ -12,7 +12,9 @@ use crate::body::{Body, check_declared_length, is_length_limit};
 use crate::cache::ResponseCache;
 use crate::error::GatewayError;
 use crate::template::{RenderInput, Template};
+use crate::upstream::client::BoxError;
 use crate::upstream::{RequestBody, Upstream, describe, is_idempotent, no_body, parse_uri, retry};
+use bytes::Bytes;
 use http::{Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
@@ -90,6 +92,26 @@ pub async fn forward(
         return cached::serve(route, cache, *ttl, url, headers).await;
     }
 
+    let uri = parse_uri(url).map_err(|error| GatewayError::Upstream {
+        upstream: upstream.spec.name.clone(),
+        error,
+    })?;
+    let deadline = tokio::time::Instant::now() + route.timeout;
+    if let Some(h1) = upstream.h1()
+        && body.is_end_stream()
+        && client_upgrade.is_none()
+    {
+        let method = &parts.method;
+        let attempt = || h1.open(method, &uri, &headers);
+        return match retry::run(upstream, is_idempotent(method), deadline, attempt).await {
+            Ok(answer) => Ok(passthrough(answer, route.idle_timeout)),
+            Err(error) => Err(GatewayError::Upstream {
+                upstream: upstream.spec.name.clone(),
+                error,
+            }),
+        };
+    }
+
     // A streamed body can be sent once: only a bodiless idempotent request is retried
     // or hedged.
     let body = (!body.is_end_stream()).then(|| -> RequestBody {
@@ -104,10 +126,6 @@ pub async fn forward(
     let repeatable = body.is_none() && is_idempotent(&parts.method);
     let body = Mutex::new(body);
     let over_limit = AtomicBool::new(false);
-    let uri = parse_uri(url).map_err(|error| GatewayError::Upstream {
-        upstream: upstream.spec.name.clone(),
-        error,
-    })?;
     let attempt = || {
         let body = body
             .lock()
@@ -125,7 +143,6 @@ pub async fn forward(
             })
         }
     };
-    let deadline = tokio::time::Instant::now() + route.timeout;
     let answer = match retry::run(upstream, repeatable, deadline, attempt).await {
         Ok(answer) => answer,
         Err(_) if over_limit.load(Ordering::Relaxed) => {
@@ -147,12 +164,22 @@ pub async fn forward(
     {
         return Ok(upgrade::tunnel(answer, client, upstream.spec.name.clone()));
     }
+    Ok(passthrough(answer, route.idle_timeout))
+}
+
+/// An upstream's answer as the client's: hop-by-hop headers dropped, the body ended
+/// when it sends nothing for `idle`.
+fn passthrough<B>(answer: Response<B>, idle: Duration) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = answer.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let body = TimeoutBody::new(route.idle_timeout, body)
+    let body = TimeoutBody::new(idle, body)
         .map_err(std::io::Error::other)
         .boxed_unsync();
     let mut response = Response::from_parts(parts, body);
     response.extensions_mut().insert(Passthrough);
-    Ok(response)
+    response
 }

@@ -5,7 +5,7 @@
 mod breaker;
 pub mod client;
 mod guard;
-mod h1;
+pub mod h1;
 pub mod health;
 pub mod retry;
 
@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -26,7 +27,7 @@ pub struct Upstream {
     pub spec: UpstreamSpec,
     pub client: HttpClient,
     /// The lean client for answers read whole, when the upstream is plain http.
-    h1: Option<h1::H1Pool>,
+    h1: Option<Arc<h1::H1Pool>>,
     pub guard: Guard,
 }
 
@@ -97,7 +98,8 @@ impl Upstream {
             spec.pool_idle_per_host,
             spec.pool_idle_timeout,
             spec.connect_timeout,
-        );
+        )
+        .map(Arc::new);
         let guard = Guard::new(&spec);
         Ok(Self {
             spec,
@@ -105,6 +107,11 @@ impl Upstream {
             h1,
             guard,
         })
+    }
+
+    /// The lean HTTP/1.1 client, when the upstream is plain http.
+    pub fn h1(&self) -> Option<&Arc<h1::H1Pool>> {
+        self.h1.as_ref()
     }
 
     /// Calls `url` and reads the whole answer, all before `deadline`. `body` is sent

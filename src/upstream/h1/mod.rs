@@ -1,27 +1,29 @@
-//! A lean HTTP/1.1 client for plain-http upstreams whose answers are read whole
-//! (aggregate backends). The request is written and the answer read on the caller's
-//! task, without hyper's per-connection task and the channel hop to it; idle connections
-//! wait in a bounded pool, the most recently used first.
-
+//! A lean HTTP/1.1 client for plain-http upstreams: aggregate backends (answers read
+//! whole) and bodiless proxied requests (answers streamed back). The request is written
+//! and the answer read on the caller's task, without hyper's per-connection task and the
+//! channel hop to it; idle connections wait in a bounded pool, the most recently used
+//! first. TLS upstreams, uploads and upgrades go through hyper.
+mod body;
+mod conn;
 mod parse;
+
+pub use body::H1Body;
 
 use super::CallError;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use parse::{ChunkedDecoder, Collected, Framing, Head, ParseError};
+use conn::Connection;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, header};
+use parse::{Framing, Head, ParseError};
 use std::collections::VecDeque;
-use std::io;
-use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// A body up to this size goes out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
 /// An idle connection keeps a read buffer up to this size; a larger one is dropped.
-const KEEP_BUFFER: usize = 64 * 1024;
+pub(super) const KEEP_BUFFER: usize = 64 * 1024;
 
 /// The connections of one plain-http upstream.
 #[derive(Debug)]
@@ -42,12 +44,6 @@ struct Idle {
     since: Instant,
 }
 
-#[derive(Debug)]
-struct Connection {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
 /// A whole answer.
 #[derive(Debug)]
 pub struct Reply {
@@ -62,6 +58,24 @@ enum Failure {
     /// upstream had already given up on.
     Closed,
     Call(CallError),
+}
+
+impl Failure {
+    fn into_error(self) -> CallError {
+        match self {
+            Failure::Closed => CallError::Failed("connection closed before an answer".into()),
+            Failure::Call(e) => e,
+        }
+    }
+}
+
+/// A request sent and its answer's head read.
+struct Started {
+    conn: Connection,
+    head: Head,
+    framing: Framing,
+    /// Whether the request and the answer head allow keeping the connection.
+    reusable: bool,
 }
 
 impl From<ParseError> for Failure {
@@ -111,6 +125,55 @@ impl H1Pool {
         body: Option<&Bytes>,
         limit: u64,
     ) -> Result<Reply, CallError> {
+        let Started {
+            mut conn,
+            head,
+            framing,
+            reusable,
+        } = self.start(method, uri, headers, body).await?;
+        let body = conn
+            .read_whole(framing, limit)
+            .await
+            .map_err(Failure::into_error)?;
+        // Bytes after the answer were never asked for: the connection is out of step.
+        if reusable && framing != Framing::UntilClose && conn.buf.is_empty() {
+            self.checkin(conn);
+        }
+        Ok(Reply {
+            status: head.status,
+            headers: head.headers,
+            body,
+        })
+    }
+
+    /// Sends one bodiless request and returns the answer as soon as its head is in; the
+    /// body streams from the connection, which rejoins the pool once the body is read.
+    pub async fn open(
+        self: &Arc<Self>,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<Response<H1Body>, CallError> {
+        let started = self.start(method, uri, headers, None).await?;
+        let mut response = Response::new(H1Body::new(
+            self.clone(),
+            started.conn,
+            started.framing,
+            started.reusable,
+        ));
+        *response.status_mut() = started.head.status;
+        *response.headers_mut() = started.head.headers;
+        Ok(response)
+    }
+
+    /// Writes the request on a pooled or new connection and reads the answer's head.
+    async fn start(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+    ) -> Result<Started, CallError> {
         let (request, keep) = self.request(method, uri, headers, body);
         let tail = body.filter(|b| b.len() > INLINE_BODY);
         loop {
@@ -118,22 +181,22 @@ impl H1Pool {
                 Some(conn) => (conn, true),
                 None => (self.connect().await?, false),
             };
-            match conn.exchange(&request, tail, method, limit).await {
-                Ok((reply, reusable)) => {
-                    if keep && reusable {
-                        self.checkin(conn);
-                    }
-                    return Ok(reply);
+            match conn.begin(&request, tail).await {
+                Ok(head) => {
+                    let framing =
+                        Framing::of(method, &head).map_err(|e| Failure::from(e).into_error())?;
+                    let reusable = keep && parse::keeps_alive(&head);
+                    return Ok(Started {
+                        conn,
+                        head,
+                        framing,
+                        reusable,
+                    });
                 }
                 // The upstream closed a pooled connection as it was taken: send again on
                 // another, as hyper and nginx do, when sending twice is harmless.
                 Err(Failure::Closed) if pooled && super::is_idempotent(method) => continue,
-                Err(Failure::Closed) => {
-                    return Err(CallError::Failed(
-                        "connection closed before an answer".into(),
-                    ));
-                }
-                Err(Failure::Call(e)) => return Err(e),
+                Err(e) => return Err(e.into_error()),
             }
         }
     }
@@ -229,10 +292,7 @@ impl H1Pool {
             }
         };
         let _ = stream.set_nodelay(true);
-        Ok(Connection {
-            stream,
-            buf: BytesMut::new(),
-        })
+        Ok(Connection::new(stream))
     }
 }
 
@@ -241,130 +301,4 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-impl Connection {
-    /// An idle connection with nothing to read is open. Anything readable (the
-    /// upstream's close, or bytes nobody asked for) makes it unusable. The readiness
-    /// the runtime already knows is checked first, so a healthy one costs no syscall.
-    fn is_open(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => matches!(
-                self.stream.try_read(&mut [0u8; 1]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            ),
-        }
-    }
-
-    /// Writes `request` (then `tail`, a large body) and reads the answer. Also returns
-    /// whether the connection can be used again.
-    async fn exchange(
-        &mut self,
-        request: &[u8],
-        tail: Option<&Bytes>,
-        method: &Method,
-        limit: u64,
-    ) -> Result<(Reply, bool), Failure> {
-        if self.stream.write_all(request).await.is_err() {
-            return Err(Failure::Closed);
-        }
-        if let Some(tail) = tail {
-            self.stream.write_all(tail).await.map_err(failed)?;
-        }
-        let head = self.read_head().await?;
-        let framing = Framing::of(method, &head)?;
-        let mut reusable = parse::keeps_alive(&head);
-        let body = match framing {
-            Framing::Empty => Bytes::new(),
-            Framing::Length(n) => self.read_exact(n, limit).await?,
-            Framing::Chunked => self.read_chunked(limit).await?,
-            Framing::UntilClose => {
-                reusable = false;
-                self.read_to_close(limit).await?
-            }
-        };
-        // Bytes after the answer were never asked for: the connection is out of step.
-        reusable &= self.buf.is_empty();
-        let reply = Reply {
-            status: head.status,
-            headers: head.headers,
-            body,
-        };
-        Ok((reply, reusable))
-    }
-
-    /// The final answer head; interim 1xx answers (100 Continue, 103) are skipped.
-    async fn read_head(&mut self) -> Result<Head, Failure> {
-        let mut received = false;
-        loop {
-            if let Some(head) = parse::parse_head(&mut self.buf)? {
-                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
-                {
-                    continue;
-                }
-                if head.status == StatusCode::SWITCHING_PROTOCOLS {
-                    return Err(failed("answered 101 to a request without Upgrade"));
-                }
-                return Ok(head);
-            }
-            match self.fill(4096).await {
-                Ok(0) if !received => return Err(Failure::Closed),
-                Ok(0) => return Err(failed("connection closed in the answer head")),
-                Ok(_) => received = true,
-                // A reset before any answer is the same closed pooled connection.
-                Err(_) if !received => return Err(Failure::Closed),
-                Err(e) => return Err(failed(e)),
-            }
-        }
-    }
-
-    async fn read_exact(&mut self, n: u64, limit: u64) -> Result<Bytes, Failure> {
-        if n > limit {
-            return Err(Failure::Call(CallError::TooLarge(limit)));
-        }
-        let n = n as usize;
-        while self.buf.len() < n {
-            let wanted = n - self.buf.len();
-            if self.fill(wanted).await.map_err(failed)? == 0 {
-                return Err(failed("connection closed before the whole answer"));
-            }
-        }
-        Ok(self.buf.split_to(n).freeze())
-    }
-
-    async fn read_chunked(&mut self, limit: u64) -> Result<Bytes, Failure> {
-        let mut decoder = ChunkedDecoder::default();
-        let mut body = Collected::new(limit);
-        while !decoder.decode(&mut self.buf, &mut body)? {
-            if self.fill(8192).await.map_err(failed)? == 0 {
-                return Err(failed("connection closed before the last chunk"));
-            }
-        }
-        Ok(body.finish())
-    }
-
-    async fn read_to_close(&mut self, limit: u64) -> Result<Bytes, Failure> {
-        let mut body = Collected::new(limit);
-        loop {
-            if !self.buf.is_empty() {
-                body.push(self.buf.split().freeze())?;
-            }
-            if self.fill(8192).await.map_err(failed)? == 0 {
-                return Ok(body.finish());
-            }
-        }
-    }
-
-    /// Reads once, with room for at least `wanted` more bytes (up to 64 KiB).
-    async fn fill(&mut self, wanted: usize) -> io::Result<usize> {
-        self.buf.reserve(wanted.clamp(4096, KEEP_BUFFER));
-        self.stream.read_buf(&mut self.buf).await
-    }
-}
-
-fn failed(e: impl ToString) -> Failure {
-    Failure::Call(CallError::Failed(e.to_string()))
 }

@@ -240,15 +240,36 @@ impl Default for ChunkedDecoder {
     }
 }
 
+/// What a chunked decoder found next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Data(Bytes),
+    /// The bytes so far are used up: read more.
+    NeedMore,
+    /// The last chunk and the trailers are read.
+    Done,
+}
+
 impl ChunkedDecoder {
     /// Consumes what it can of `buf` into `body`. True once the last chunk and the
     /// trailers are read; false when more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut, body: &mut Collected) -> Result<bool, ParseError> {
         loop {
+            match self.next(buf)? {
+                Step::Data(piece) => body.push(piece)?,
+                Step::NeedMore => return Ok(false),
+                Step::Done => return Ok(true),
+            }
+        }
+    }
+
+    /// The next piece of body data in `buf`, consuming the framing around it.
+    pub fn next(&mut self, buf: &mut BytesMut) -> Result<Step, ParseError> {
+        loop {
             match self.state {
                 Chunk::Size => {
                     let Some(line) = take_line(buf)? else {
-                        return Ok(false);
+                        return Ok(Step::NeedMore);
                     };
                     let size = chunk_size(&line)?;
                     self.state = if size == 0 {
@@ -259,18 +280,18 @@ impl ChunkedDecoder {
                 }
                 Chunk::Data(left) => {
                     if buf.is_empty() {
-                        return Ok(false);
+                        return Ok(Step::NeedMore);
                     }
                     let take = left.min(buf.len() as u64);
-                    body.push(buf.split_to(take as usize).freeze())?;
                     self.state = match left - take {
                         0 => Chunk::DataEnd,
                         rest => Chunk::Data(rest),
                     };
+                    return Ok(Step::Data(buf.split_to(take as usize).freeze()));
                 }
                 Chunk::DataEnd => {
                     if buf.len() < 2 {
-                        return Ok(false);
+                        return Ok(Step::NeedMore);
                     }
                     if &buf[..2] != b"\r\n" {
                         return Err(ParseError::Chunked("no CRLF after chunk data"));
@@ -280,7 +301,7 @@ impl ChunkedDecoder {
                 }
                 Chunk::Trailers(seen) => {
                     let Some(line) = take_line(buf)? else {
-                        return Ok(false);
+                        return Ok(Step::NeedMore);
                     };
                     if line.is_empty() {
                         self.state = Chunk::Done;
@@ -290,7 +311,7 @@ impl ChunkedDecoder {
                         self.state = Chunk::Trailers(seen + line.len());
                     }
                 }
-                Chunk::Done => return Ok(true),
+                Chunk::Done => return Ok(Step::Done),
             }
         }
     }

@@ -1,0 +1,148 @@
+//! One upstream connection: writing a request, reading an answer's head, and reading a
+//! whole body by its framing. The streaming body reads through [`Connection::poll_fill`].
+
+use super::parse::{self, ChunkedDecoder, Collected, Framing, Head};
+use super::{Failure, KEEP_BUFFER};
+use crate::upstream::CallError;
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+#[derive(Debug)]
+pub(super) struct Connection {
+    pub(super) stream: TcpStream,
+    /// Bytes read and not yet consumed.
+    pub(super) buf: BytesMut,
+}
+
+impl Connection {
+    pub(super) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// An idle connection with nothing to read is open. Anything readable (the
+    /// upstream's close, or bytes nobody asked for) makes it unusable. The readiness
+    /// the runtime already knows is checked first, so a healthy one costs no syscall.
+    pub(super) fn is_open(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+
+    /// Writes `request` (then `tail`, a large body) and reads the final answer head;
+    /// interim 1xx answers (100 Continue, 103) are skipped.
+    pub(super) async fn begin(
+        &mut self,
+        request: &[u8],
+        tail: Option<&Bytes>,
+    ) -> Result<Head, Failure> {
+        if self.stream.write_all(request).await.is_err() {
+            return Err(Failure::Closed);
+        }
+        if let Some(tail) = tail {
+            self.stream.write_all(tail).await.map_err(failed)?;
+        }
+        let mut received = false;
+        loop {
+            if let Some(head) = parse::parse_head(&mut self.buf)? {
+                if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(failed("answered 101 to a request without Upgrade"));
+                }
+                if head.status.is_informational() {
+                    continue;
+                }
+                return Ok(head);
+            }
+            match self.fill(4096).await {
+                Ok(0) if !received => return Err(Failure::Closed),
+                Ok(0) => return Err(failed("connection closed in the answer head")),
+                Ok(_) => received = true,
+                // A reset before any answer is the same closed pooled connection.
+                Err(_) if !received => return Err(Failure::Closed),
+                Err(e) => return Err(failed(e)),
+            }
+        }
+    }
+
+    /// The whole body, of at most `limit` bytes.
+    pub(super) async fn read_whole(
+        &mut self,
+        framing: Framing,
+        limit: u64,
+    ) -> Result<Bytes, Failure> {
+        match framing {
+            Framing::Empty => Ok(Bytes::new()),
+            Framing::Length(n) => self.read_exact(n, limit).await,
+            Framing::Chunked => self.read_chunked(limit).await,
+            Framing::UntilClose => self.read_to_close(limit).await,
+        }
+    }
+
+    async fn read_exact(&mut self, n: u64, limit: u64) -> Result<Bytes, Failure> {
+        if n > limit {
+            return Err(Failure::Call(CallError::TooLarge(limit)));
+        }
+        let n = n as usize;
+        while self.buf.len() < n {
+            let wanted = n - self.buf.len();
+            if self.fill(wanted).await.map_err(failed)? == 0 {
+                return Err(failed("connection closed before the whole answer"));
+            }
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+
+    async fn read_chunked(&mut self, limit: u64) -> Result<Bytes, Failure> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut body = Collected::new(limit);
+        while !decoder.decode(&mut self.buf, &mut body)? {
+            if self.fill(8192).await.map_err(failed)? == 0 {
+                return Err(failed("connection closed before the last chunk"));
+            }
+        }
+        Ok(body.finish())
+    }
+
+    async fn read_to_close(&mut self, limit: u64) -> Result<Bytes, Failure> {
+        let mut body = Collected::new(limit);
+        loop {
+            if !self.buf.is_empty() {
+                body.push(self.buf.split().freeze())?;
+            }
+            if self.fill(8192).await.map_err(failed)? == 0 {
+                return Ok(body.finish());
+            }
+        }
+    }
+
+    /// Reads once, with room for at least `wanted` more bytes (4 to 64 KiB).
+    async fn fill(&mut self, wanted: usize) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx, wanted)).await
+    }
+
+    pub(super) fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        wanted: usize,
+    ) -> Poll<io::Result<usize>> {
+        self.buf.reserve(wanted.clamp(4096, KEEP_BUFFER));
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+}
+
+pub(super) fn failed(e: impl ToString) -> Failure {
+    Failure::Call(CallError::Failed(e.to_string()))
+}
