@@ -3,6 +3,7 @@
 //! and the answer read on the caller's task, without hyper's per-connection task and the
 //! channel hop to it; idle connections wait in a bounded pool, the most recently used
 //! first. TLS upstreams, uploads and upgrades go through hyper.
+
 mod body;
 mod conn;
 mod parse;
