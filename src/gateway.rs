@@ -11,7 +11,7 @@ use crate::metrics::{Label, Metrics};
 use crate::proxy::{self, ProxyRoute};
 use crate::router::{Lookup, RouteTable};
 use crate::upstream::{Upstream, health};
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -171,14 +171,24 @@ impl Gateway {
     }
 
     /// Answers one request. Errors become responses here, through `error.rs`.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
-        let request_id = request.headers().get("x-request-id").cloned();
+        // The client's request id, or a new one; upstreams and the response carry it.
+        let request_id = match request.headers().get(&X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                request
+                    .headers_mut()
+                    .insert(X_REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
         // A Uri clone shares its bytes: no copy of the path per request.
         let (method, uri) = (request.method().clone(), request.uri().clone());
         let mut label = &self.unmatched;
-        let response = match self.route(request, &mut label).await {
+        let mut response = match self.route(request, &mut label).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
@@ -188,7 +198,7 @@ impl Gateway {
         // The access log: one line per request; RUST_LOG=fanout::access=off silences it.
         tracing::info!(
             target: "fanout::access",
-            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+            request_id = request_id.to_str().unwrap_or(""),
             %method,
             path = uri.path(),
             route = label.as_str(),
@@ -197,6 +207,11 @@ impl Gateway {
             backends = response.extensions().get::<BackendOutcomes>().map_or("", |b| b.0.as_str()),
             "request"
         );
+        // An upstream's own id on a proxied answer is kept, as tower-http's layer did.
+        response
+            .headers_mut()
+            .entry(X_REQUEST_ID.clone())
+            .or_insert(request_id);
         response
     }
 
@@ -282,6 +297,15 @@ impl Gateway {
     }
 }
 
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A random (v4) UUID, formatted without a `String`.
+fn new_request_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).expect("a UUID is a valid header value")
+}
+
 fn health() -> Response<Body> {
     let mut r = Response::new(full(&br#"{"status":"ok"}"#[..]));
     r.headers_mut().insert(
@@ -289,4 +313,18 @@ fn health() -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_request_id;
+
+    #[test]
+    fn request_ids_are_distinct_v4_uuids() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        let id = uuid::Uuid::parse_str(a.to_str().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 4);
+        assert_eq!(a.len(), 36);
+    }
 }

@@ -1,5 +1,5 @@
 //! The listener: accepts connections, serves each with hyper-util (HTTP/1.1 and h2c)
-//! through the tower stack (request id, trace, CORS, compression), and shuts down
+//! through the tower stack (CORS, compression), and shuts down
 //! gracefully: stop accepting, let in-flight requests finish up to `shutdown_grace`.
 
 use crate::config::{CorsSpec, ServerSpec};
@@ -21,7 +21,6 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// The live config: requests load the current snapshot; a reload swaps it whole.
 pub type LiveGateway = Arc<ArcSwap<Gateway>>;
@@ -45,10 +44,9 @@ pub async fn run(
             Box::pin(async move { Ok::<_, Infallible>(gateway.handle(request).await) })
         })
     };
+    // The request id is the gateway's own (Gateway::handle): two layers fewer to wrap,
+    // clone and move on every request.
     let stack = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        // error.rs logs every failure once; the trace layer's own failure log is noise.
-        .layer(PropagateRequestIdLayer::x_request_id())
         .option_layer(settings.cors.as_ref().map(cors_layer))
         .layer(compression_layer(&settings))
         .service(handler);
