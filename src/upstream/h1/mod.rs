@@ -24,7 +24,7 @@ use tokio::time::Instant;
 /// A body up to this size goes out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
 /// An idle connection keeps a read buffer up to this size; a larger one is dropped.
-pub(super) const KEEP_BUFFER: usize = 64 * 1024;
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// The connections of one plain-http upstream.
 #[derive(Debug)]
