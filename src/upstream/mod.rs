@@ -13,7 +13,7 @@ pub use client::{HttpClient, RequestBody, SendError, bytes_body, no_body};
 pub use guard::Guard;
 
 use crate::config::UpstreamSpec;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -208,34 +208,14 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(CallError::TooLarge(limit));
     }
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
-    let mut len = 0u64;
+    let mut whole = h1::Collected::new(limit);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| CallError::Failed(cause(&e)))?;
-        let Ok(chunk) = frame.into_data() else {
-            continue;
-        };
-        len += chunk.len() as u64;
-        if len > limit {
-            return Err(CallError::TooLarge(limit));
-        }
-        match (&mut first, &mut joined) {
-            (None, _) => first = Some(chunk),
-            (Some(head), None) => {
-                let mut all = BytesMut::with_capacity(declared.unwrap_or(len) as usize);
-                all.extend_from_slice(head);
-                all.extend_from_slice(&chunk);
-                joined = Some(all);
-            }
-            (Some(_), Some(all)) => all.extend_from_slice(&chunk),
+        if let Ok(chunk) = frame.into_data() {
+            whole.push(chunk).map_err(|_| CallError::TooLarge(limit))?;
         }
     }
-    Ok(match (first, joined) {
-        (_, Some(all)) => all.freeze(),
-        (Some(only), None) => only,
-        (None, None) => Bytes::new(),
-    })
+    Ok(whole.finish())
 }
 
 /// The time left before `deadline`, in whole milliseconds, for messages that should

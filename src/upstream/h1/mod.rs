@@ -9,6 +9,7 @@ mod conn;
 mod parse;
 
 pub use body::H1Body;
+pub use parse::Collected;
 
 use super::CallError;
 use bytes::{Bytes, BytesMut};

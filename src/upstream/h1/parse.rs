@@ -171,8 +171,9 @@ pub fn keeps_alive(head: &Head) -> bool {
     }
 }
 
-/// A whole body put together from pieces, bounded: a body in one piece is kept as it
-/// came, without a copy.
+/// A whole body put together from pieces (by this client, and from hyper's bodies in
+/// `upstream::read_body`), bounded: a body in one piece is kept as it came, without a
+/// copy.
 #[derive(Debug)]
 pub struct Collected {
     first: Option<Bytes>,
