@@ -297,7 +297,8 @@ impl Gateway {
     }
 }
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The request id: set here on every request, passed to every upstream call.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A random (v4) UUID, formatted without a `String`.
 fn new_request_id() -> HeaderValue {

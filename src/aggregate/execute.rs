@@ -8,6 +8,7 @@ use super::merge::{Failure, Piece, merge};
 use super::{AggregateRoute, Backend, BackendError};
 use crate::body::{Body, check_declared_length, full, read_limited};
 use crate::error::GatewayError;
+use crate::gateway::X_REQUEST_ID;
 use crate::template::{Problem, RenderError, RenderInput};
 use crate::upstream::CallError;
 use bytes::Bytes;
@@ -20,7 +21,6 @@ use std::fmt::Write;
 use std::time::Duration;
 use tokio::time::Instant;
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 

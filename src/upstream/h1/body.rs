@@ -31,6 +31,7 @@ pub struct H1Body {
 }
 
 impl H1Body {
+    /// `reusable`: whether the connection may be kept once the body is read.
     pub(super) fn new(
         pool: Arc<H1Pool>,
         conn: Connection,
@@ -46,8 +47,8 @@ impl H1Body {
         let mut body = Self {
             pool,
             conn: Some(conn),
-            reusable: reusable && !matches!(left, Left::UntilClose),
             left,
+            reusable,
         };
         if matches!(body.left, Left::Bytes(0)) {
             body.finish();

@@ -76,7 +76,8 @@ struct Started {
     conn: Connection,
     head: Head,
     framing: Framing,
-    /// Whether the request and the answer head allow keeping the connection.
+    /// Whether the request, the answer head and the framing allow keeping the
+    /// connection once the body is read (a body that runs to the close does not).
     reusable: bool,
 }
 
@@ -138,7 +139,7 @@ impl H1Pool {
             .await
             .map_err(Failure::into_error)?;
         // Bytes after the answer were never asked for: the connection is out of step.
-        if reusable && framing != Framing::UntilClose && conn.buf.is_empty() {
+        if reusable && conn.buf.is_empty() {
             self.checkin(conn);
         }
         Ok(Reply {
@@ -187,7 +188,8 @@ impl H1Pool {
                 Ok(head) => {
                     let framing =
                         Framing::of(method, &head).map_err(|e| Failure::from(e).into_error())?;
-                    let reusable = keep && parse::keeps_alive(&head);
+                    let reusable =
+                        keep && parse::keeps_alive(&head) && framing != Framing::UntilClose;
                     return Ok(Started {
                         conn,
                         head,
