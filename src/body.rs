@@ -68,3 +68,41 @@ where
         }),
     }
 }
+
+/// A client's request body. The gateway's own HTTP/1.1 connection takes only requests
+/// without a body; a request with one is served by hyper, whose stream this carries.
+#[derive(Debug, Default)]
+pub enum ClientBody {
+    #[default]
+    Empty,
+    Streamed(hyper::body::Incoming),
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Empty => std::task::Poll::Ready(None),
+            ClientBody::Streamed(body) => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Streamed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            ClientBody::Empty => http_body::SizeHint::with_exact(0),
+            ClientBody::Streamed(body) => body.size_hint(),
+        }
+    }
+}

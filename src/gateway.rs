@@ -2,8 +2,9 @@
 //! table, one client per upstream), and the request path through it.
 
 use crate::aggregate::{self, AggregateRoute, Backend, BackendOutcomes};
-use crate::body::{Body, full};
+use crate::body::{Body, ClientBody, full};
 use crate::cache::ResponseCache;
+use crate::compress;
 use crate::config::{Compiled, RateLimitSpec, RouteKind, ServerSpec};
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
@@ -12,7 +13,6 @@ use crate::proxy::{self, ProxyRoute};
 use crate::router::{Lookup, RouteTable};
 use crate::upstream::{Upstream, health};
 use http::{HeaderName, HeaderValue, Method, Request, Response, header};
-use hyper::body::Incoming;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -171,7 +171,7 @@ impl Gateway {
     }
 
     /// Answers one request. Errors become responses here, through `error.rs`.
-    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<ClientBody>) -> Response<Body> {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
         // The client's request id, or a new one; upstreams and the response carry it.
@@ -187,11 +187,19 @@ impl Gateway {
         };
         // A Uri clone shares its bytes: no copy of the path per request.
         let (method, uri) = (request.method().clone(), request.uri().clone());
+        let encoding = self
+            .server
+            .compression
+            .then(|| compress::negotiate(request.headers()));
         let mut label = &self.unmatched;
         let mut response = match self.route(request, &mut label).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
+        if let Some(encoding) = encoding {
+            let min = self.server.compression_min_size;
+            response = compress::apply(response, encoding, min).await;
+        }
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
         self.metrics.request(label, status, elapsed);
@@ -218,7 +226,7 @@ impl Gateway {
     /// `label` is set to the matched route's path pattern (empty when none matched).
     async fn route<'s>(
         &'s self,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         label: &mut &'s Label,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();

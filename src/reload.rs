@@ -86,6 +86,10 @@ fn restart_needed(old: &ServerSpec, new: &ServerSpec) -> Vec<String> {
         "header_read_timeout",
         old.header_read_timeout != new.header_read_timeout,
     );
+    check(
+        "keepalive_timeout",
+        old.keepalive_timeout != new.keepalive_timeout,
+    );
     check("shutdown_grace", old.shutdown_grace != new.shutdown_grace);
     check(
         "compression",
@@ -206,6 +210,7 @@ fn keep_listener_settings(new: &mut ServerSpec, old: &ServerSpec) {
     new.workers = old.workers;
     new.max_connections = old.max_connections;
     new.header_read_timeout = old.header_read_timeout;
+    new.keepalive_timeout = old.keepalive_timeout;
     new.shutdown_grace = old.shutdown_grace;
     new.compression = old.compression;
     new.compression_min_size = old.compression_min_size;

@@ -6,7 +6,7 @@ use super::call::{Answer, call};
 use super::for_each;
 use super::merge::{Failure, Piece, merge};
 use super::{AggregateRoute, Backend, BackendError};
-use crate::body::{Body, check_declared_length, full, read_limited};
+use crate::body::{Body, ClientBody, check_declared_length, full, read_limited};
 use crate::error::GatewayError;
 use crate::gateway::X_REQUEST_ID;
 use crate::template::{Problem, RenderError, RenderInput};
@@ -15,7 +15,6 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, HeaderName, Response, request};
-use hyper::body::Incoming;
 use serde_json::Value;
 use std::fmt::Write;
 use std::time::Duration;
@@ -67,7 +66,7 @@ pub async fn serve(
     route: &AggregateRoute,
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
-    body: Incoming,
+    body: ClientBody,
 ) -> Result<Response<Body>, GatewayError> {
     let deadline = Instant::now() + route.timeout;
     // The body is read only when a backend sends it on, and never past max_body.

@@ -33,6 +33,7 @@ pub struct ServerSpec {
     pub listen: SocketAddr,
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_body: u64,
     pub health_path: String,

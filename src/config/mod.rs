@@ -86,6 +86,8 @@ pub struct ServerConfig {
     pub request_timeout: String,
     /// A client that has not sent its request headers within this time is disconnected.
     pub header_read_timeout: String,
+    /// An idle keep-alive client connection is closed after this long without a request.
+    pub keepalive_timeout: String,
     /// On SIGTERM/SIGINT: stop accepting, then give in-flight requests this long to finish.
     pub shutdown_grace: String,
     /// Largest request body buffered for an aggregate route (413 beyond it).
@@ -116,6 +118,8 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:8080".into(),
             request_timeout: "30s".into(),
             header_read_timeout: "10s".into(),
+            // nginx's keepalive_timeout.
+            keepalive_timeout: "75s".into(),
             shutdown_grace: "30s".into(),
             max_body: "10MiB".into(),
             health_path: "/__health".into(),

@@ -8,7 +8,7 @@ mod upgrade;
 
 pub use headers::{HOP_BY_HOP, strip_hop_by_hop, upgrade_protocol};
 
-use crate::body::{Body, check_declared_length, is_length_limit};
+use crate::body::{Body, ClientBody, check_declared_length, is_length_limit};
 use crate::cache::ResponseCache;
 use crate::error::GatewayError;
 use crate::template::{RenderInput, Template};
@@ -17,7 +17,7 @@ use crate::upstream::{RequestBody, Upstream, describe, is_idempotent, no_body, p
 use bytes::Bytes;
 use http::{Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,7 +71,7 @@ pub async fn forward(
     route: &ProxyRoute,
     url: String,
     mut parts: request::Parts,
-    body: Incoming,
+    body: ClientBody,
     peer: Option<SocketAddr>,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;

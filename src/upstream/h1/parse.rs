@@ -2,11 +2,10 @@
 //! headers, how the body is framed (RFC 9112 §6.3), and chunked decoding. Nothing here
 //! reads a socket, so every rule is unit-tested with byte strings.
 
+use crate::wire::{self, MAX_HEADERS, parse_decimal};
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use http::{HeaderMap, Method, StatusCode, Version, header};
 
-/// More headers than this in one answer is an error (hyper's limit too).
-const MAX_HEADERS: usize = 100;
 /// An answer head larger than this is an error.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// A chunk-size line, or one trailer line, longer than this is an error.
@@ -57,23 +56,10 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ParseError> {
         _ => Version::HTTP_11,
     };
     // Offsets first: the slices borrow `buf`, which is split below.
-    let start = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let count = answer.headers.len();
-    for (span, h) in spans.iter_mut().zip(answer.headers.iter()) {
-        let name = h.name.as_ptr() as usize - start;
-        let value = h.value.as_ptr() as usize - start;
-        *span = (name, h.name.len(), value, h.value.len());
-    }
+    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    let count = wire::spans(buf, answer.headers, &mut spans);
     let bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name, name_len, value, value_len) in &spans[..count] {
-        let name = HeaderName::from_bytes(&bytes[name..name + name_len])
-            .map_err(|_| ParseError::Head("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
-            .map_err(|_| ParseError::Head("invalid header value"))?;
-        headers.append(name, value);
-    }
+    let headers = wire::header_map(&bytes, &spans[..count]).map_err(ParseError::Head)?;
     Ok(Some(Head {
         status,
         version,
@@ -145,15 +131,6 @@ fn describe(e: httparse::Error) -> &'static str {
         httparse::Error::TooManyHeaders => "over 100 headers",
         httparse::Error::Version => "not HTTP/1.x",
     }
-}
-
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 /// Whether the connection may carry another request after this answer.

@@ -1,25 +1,28 @@
-//! The listener: accepts connections, serves each with hyper-util (HTTP/1.1 and h2c)
-//! through the tower stack (CORS, compression), and shuts down
-//! gracefully: stop accepting, let in-flight requests finish up to `shutdown_grace`.
+//! The listener: accepts connections, serves each through the tower stack (CORS) on
+//! the gateway's own HTTP/1.1 connection (`conn`), which hands
+//! anything beyond a plain request to hyper-util (`handoff`: bodies, upgrades, h2c), and
+//! shuts down gracefully: stop accepting, let in-flight requests finish up to
+//! `shutdown_grace`.
 
-use crate::config::{CorsSpec, ServerSpec};
-use crate::gateway::{ClientAddr, Gateway};
-use crate::proxy::Passthrough;
+mod conn;
+mod handoff;
+pub mod request;
+pub mod response;
+
+use crate::body::ClientBody;
+use crate::config::CorsSpec;
+use crate::gateway::Gateway;
 use arc_swap::ArcSwap;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use conn::ConnSettings;
+use http::Request;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
+use tower::{ServiceBuilder, service_fn};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 /// The live config: requests load the current snapshot; a reload swaps it whole.
@@ -37,7 +40,7 @@ pub async fn run(
     let settings = live.load().server.clone();
     let handler = {
         let live = live.clone();
-        service_fn(move |request: Request<Incoming>| {
+        service_fn(move |request: Request<ClientBody>| {
             // An owned Arc: nothing borrowed from the swap lives across the await.
             let gateway = live.load_full();
             // Boxed once here, every layer's future above stays small: hyper moves them.
@@ -46,19 +49,26 @@ pub async fn run(
     };
     // The request id is the gateway's own (Gateway::handle): two layers fewer to wrap,
     // clone and move on every request.
+    // Compression is the gateway's own (`compress`, in Gateway::handle): only in-memory
+    // answers are compressed, and the stack's response body stays the small boxed one.
     let stack = ServiceBuilder::new()
         .option_layer(settings.cors.as_ref().map(cors_layer))
-        .layer(compression_layer(&settings))
         .service(handler);
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
+    let mut hyper = auto::Builder::new(TokioExecutor::new());
+    hyper
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-
-    let graceful = GracefulShutdown::new();
+    hyper.http2().timer(TokioTimer::new());
+    let conn_settings = Arc::new(ConnSettings {
+        header_read_timeout: settings.header_read_timeout,
+        keepalive_timeout: settings.keepalive_timeout,
+        hyper,
+    });
+    // Every connection holds a receiver: a send asks them to finish, and `closed()`
+    // resolves once the last one has.
+    let (stop, stopped) = tokio::sync::watch::channel(());
     let pruning = tokio::spawn(prune_limits(live.clone()));
     tracing::info!(addr = %listener.local_addr()?, "listening");
     tokio::pin!(shutdown);
@@ -88,30 +98,25 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = stack
-            .clone()
-            .map_request(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ClientAddr(peer));
-                request
-            });
-        // Boxing erases the stack's future type; without it rustc cannot prove the
-        // connection future Send for every lifetime (rust-lang/rust#102211).
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = conn::serve(
+            stream,
+            peer,
+            stack.clone(),
+            conn_settings.clone(),
+            stopped.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
+            connection.await;
             drop(slot);
         });
     }
     drop(listener);
+    drop(stopped);
     pruning.abort();
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: finishing in-flight requests");
+    stop.send_replace(());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = stop.closed() => tracing::info!("all connections finished"),
         () = tokio::time::sleep(settings.shutdown_grace) => {
             tracing::warn!("shutdown grace elapsed; closing the remaining connections");
         }
@@ -147,27 +152,6 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// `[server] compression = false` turns compression off without changing the stack's
-/// type; proxied answers are never compressed (see [`Passthrough`]).
-#[derive(Debug, Clone, Copy)]
-struct Enabled(bool);
-
-impl Predicate for Enabled {
-    fn should_compress<B: http_body::Body>(&self, response: &Response<B>) -> bool {
-        self.0 && response.extensions().get::<Passthrough>().is_none()
-    }
-}
-
-fn compression_layer(settings: &ServerSpec) -> CompressionLayer<impl Predicate + use<>> {
-    let predicate = DefaultPredicate::new()
-        .and(SizeAbove::new(settings.compression_min_size))
-        .and(Enabled(settings.compression));
-    CompressionLayer::new()
-        .gzip(true)
-        .br(true)
-        .compress_when(predicate)
 }
 
 fn cors_layer(spec: &CorsSpec) -> CorsLayer {

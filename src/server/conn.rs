@@ -1,0 +1,156 @@
+//! The gateway's own HTTP/1.1 client connection. It serves the common request (no body,
+//! no upgrade) on the connection's task with no channel or dispatcher in between, holds
+//! no buffer while idle, and hands anything else to hyper (`handoff`).
+
+use super::handoff;
+use super::request::{self, MAX_HEAD, Parsed};
+use super::response;
+use crate::body::ClientBody;
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+/// What every client connection of one listener shares.
+pub struct ConnSettings {
+    /// A request head must be whole within this time of its first byte (of the accept,
+    /// for a connection's first request).
+    pub header_read_timeout: Duration,
+    /// A connection with no request for this long is closed.
+    pub keepalive_timeout: Duration,
+    /// Serves the connections handed to hyper.
+    pub hyper: auto::Builder<TokioExecutor>,
+}
+
+/// Bytes read at a time: a request head rarely needs more.
+const READ_SIZE: usize = 4096;
+
+/// Serves one client connection until the client closes it, a timeout passes, or
+/// `shutdown` changes (after the request in flight is answered).
+pub async fn serve<S, B>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut service: S,
+    settings: Arc<ConnSettings>,
+    mut shutdown: watch::Receiver<()>,
+) where
+    S: Service<Request<ClientBody>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+{
+    let mut buf = BytesMut::new();
+    let mut deadline = Instant::now() + settings.header_read_timeout;
+    let mut served = false;
+    loop {
+        let (request, keep_alive) = loop {
+            if !buf.is_empty() {
+                match request::parse(&mut buf, peer) {
+                    Parsed::Request {
+                        request,
+                        keep_alive,
+                    } => break (request, keep_alive),
+                    Parsed::Partial => {}
+                    Parsed::HandOff => {
+                        let read = buf.freeze();
+                        return handoff::serve(
+                            stream,
+                            read,
+                            peer,
+                            service,
+                            &settings.hyper,
+                            shutdown,
+                        )
+                        .await;
+                    }
+                }
+            }
+            let idle = buf.is_empty();
+            tokio::select! {
+                biased;
+                ready = stream.readable() => if ready.is_err() { return },
+                // Between requests a shutdown closes the connection; within a head it
+                // waits for the request, to answer it.
+                _ = shutdown.changed(), if idle => return,
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+            buf.reserve(READ_SIZE);
+            match fill(&mut stream, &mut buf) {
+                Poll::Ready(Ok(0) | Err(_)) => return,
+                Poll::Ready(Ok(_)) if idle && served => {
+                    deadline = Instant::now() + settings.header_read_timeout;
+                }
+                Poll::Ready(Ok(_)) => {}
+                // Woken without bytes after all: an idle connection keeps no buffer.
+                Poll::Pending if idle => buf = BytesMut::new(),
+                Poll::Pending => {}
+            }
+        };
+
+        let head_only = request.method() == Method::HEAD;
+        let Ok(ready) = service.ready().await;
+        let mut call = pin!(ready.call(request));
+        let mut watching = true;
+        let response = loop {
+            tokio::select! {
+                biased;
+                response = call.as_mut() => break response,
+                ready = stream.readable(), if watching => {
+                    if ready.is_err() {
+                        return;
+                    }
+                    buf.reserve(READ_SIZE);
+                    match fill(&mut stream, &mut buf) {
+                        // The client is gone: dropping the call cancels its upstream calls.
+                        Poll::Ready(Ok(0) | Err(_)) => return,
+                        // A pipelined request, answered after this one.
+                        Poll::Ready(Ok(_)) => watching = buf.len() <= MAX_HEAD,
+                        Poll::Pending => {}
+                    }
+                }
+            }
+        };
+        let Ok(response) = response;
+        let close = !keep_alive || !matches!(shutdown.has_changed(), Ok(false));
+        match response::write(&mut stream, response, head_only, close).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Our FIN follows the answer; the client reads it whole, then the end.
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "writing a response failed");
+                return;
+            }
+        }
+        served = true;
+        deadline = Instant::now() + settings.keepalive_timeout;
+        if buf.is_empty() {
+            // The read buffer goes back to the allocator: an idle connection holds none.
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// One read into `buf` if the socket has bytes now. A short read tells tokio the socket
+/// is drained, so the next `readable()` waits for the kernel instead of trying a read.
+fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    tokio_util::io::poll_read_buf(Pin::new(stream), &mut cx, buf)
+}

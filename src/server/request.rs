@@ -1,0 +1,201 @@
+//! Reading a request head on the gateway's own HTTP/1.1 connection: the common request
+//! (HTTP/1.1, origin-form, no body, no upgrade) becomes a `Request`; anything else is
+//! left to hyper, which answers it with the full protocol (bodies, upgrades, h2c, 400s).
+
+use crate::body::ClientBody;
+use crate::gateway::ClientAddr;
+use crate::wire::{self, MAX_HEADERS};
+use bytes::BytesMut;
+use http::{Method, Request, Uri, Version};
+use std::net::SocketAddr;
+
+/// A head still incomplete at this size is left to hyper, which refuses it with 431.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// What the bytes at the start of a read buffer are.
+// Matched at once where it is made: boxing the request would cost an allocation per
+// request to save stack bytes for an instant.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Parsed {
+    /// A whole request this connection serves; its head is gone from the buffer.
+    Request {
+        request: Request<ClientBody>,
+        /// The client did not ask for the connection to close (`Connection: close`).
+        keep_alive: bool,
+    },
+    /// The head is not complete yet.
+    Partial,
+    /// Hyper takes the connection from here; the buffer is as it was.
+    HandOff,
+}
+
+/// Parses the request at the start of `buf`.
+pub fn parse(buf: &mut BytesMut, peer: SocketAddr) -> Parsed {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut slots);
+    let len = match head.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
+        // Too large, malformed, too many headers, or h2c's preface: hyper's answer.
+        _ => return Parsed::HandOff,
+    };
+    let (Some(1), Some(method), Some(path)) = (head.version, head.method, head.path) else {
+        return Parsed::HandOff;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::HandOff;
+    };
+    if method == Method::CONNECT || !path.starts_with('/') {
+        return Parsed::HandOff;
+    }
+    let Some(keep_alive) = plain(head.headers) else {
+        return Parsed::HandOff;
+    };
+    let path_at = path.as_ptr() as usize - buf.as_ptr() as usize;
+    let path_len = path.len();
+    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    let count = wire::spans(buf, head.headers, &mut spans);
+
+    let bytes = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(bytes.slice(path_at..path_at + path_len));
+    let headers = wire::header_map(&bytes, &spans[..count]);
+    let (Ok(uri), Ok(headers)) = (uri, headers) else {
+        // Put the head back in front of what followed it, for hyper to refuse.
+        let mut whole = BytesMut::with_capacity(bytes.len() + buf.len());
+        whole.extend_from_slice(&bytes);
+        whole.extend_from_slice(buf);
+        *buf = whole;
+        return Parsed::HandOff;
+    };
+    let mut request = Request::new(ClientBody::Empty);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    request.extensions_mut().insert(ClientAddr(peer));
+    Parsed::Request {
+        request,
+        keep_alive,
+    }
+}
+
+/// Whether a request with these header fields has no body and asks for no upgrade or
+/// `100 Continue`: `Some(keep_alive)` if so.
+fn plain(fields: &[httparse::Header<'_>]) -> Option<bool> {
+    let mut keep_alive = true;
+    for field in fields {
+        let name = field.name.as_bytes();
+        let value = field.value.trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if value != b"0" {
+                return None;
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            return None;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(keep_alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:4000".parse().unwrap()
+    }
+
+    fn parsed(text: &str) -> (Parsed, BytesMut) {
+        let mut buf = BytesMut::from(text);
+        (parse(&mut buf, peer()), buf)
+    }
+
+    #[test]
+    fn a_plain_get_becomes_a_request_and_leaves_what_follows() {
+        let (p, rest) = parsed("GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Id: 7\r\n\r\nGET /next");
+        let Parsed::Request {
+            request,
+            keep_alive,
+        } = p
+        else {
+            panic!("{p:?}")
+        };
+        assert!(keep_alive);
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri().path(), "/a/b");
+        assert_eq!(request.uri().query(), Some("x=1"));
+        assert_eq!(request.headers()["x-id"], "7");
+        assert_eq!(request.extensions().get::<ClientAddr>().unwrap().0, peer());
+        assert_eq!(&rest[..], b"GET /next");
+    }
+
+    #[test]
+    fn connection_close_and_a_zero_length_are_still_ours() {
+        let text = "POST /a HTTP/1.1\r\nContent-Length: 0\r\nConnection: keep-alive, Close\r\n\r\n";
+        let (p, rest) = parsed(text);
+        assert!(matches!(
+            p,
+            Parsed::Request {
+                keep_alive: false,
+                ..
+            }
+        ));
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn an_incomplete_head_waits() {
+        let (p, rest) = parsed("GET /a HTTP/1.1\r\nHost: h\r\n");
+        assert!(matches!(p, Parsed::Partial));
+        assert_eq!(rest.len(), 26);
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper_untouched() {
+        for text in [
+            "POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "PUT /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+            "GET /a HTTP/1.0\r\n\r\n",
+            "GET http://h/a HTTP/1.1\r\n\r\n",
+            "CONNECT h:443 HTTP/1.1\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET /a HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            "GET /a b HTTP/1.1\r\n\r\n",
+        ] {
+            let (p, rest) = parsed(text);
+            assert!(matches!(p, Parsed::HandOff), "{text:?}: {p:?}");
+            assert_eq!(&rest[..], text.as_bytes(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_uri_is_put_back_whole() {
+        // httparse takes any visible byte in the target; `Uri` does not take `<`.
+        let text = "GET /a<b> HTTP/1.1\r\nHost: h\r\n\r\nnext";
+        let (p, rest) = parsed(text);
+        assert!(matches!(p, Parsed::HandOff), "{p:?}");
+        assert_eq!(&rest[..], text.as_bytes());
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_hyper_s_to_refuse() {
+        let text = format!("GET /a HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+        let (p, _) = parsed(&text);
+        assert!(matches!(p, Parsed::HandOff));
+    }
+}

@@ -1,0 +1,157 @@
+//! The gateway's own HTTP/1.1 client connection over raw sockets: keep-alive,
+//! pipelining, `Connection: close`, the idle timeout, chunked answers, and the hand-off
+//! to hyper for requests with a body and for malformed ones.
+
+mod common;
+
+use common::{MockUpstream, Reply, start_gateway};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn gateway(up: &MockUpstream, server: &str) -> common::TestGateway {
+    start_gateway(&format!(
+        r#"[server]
+{server}
+[upstreams.up]
+url = "{}"
+[[routes]]
+path = "/r"
+  [[routes.backends]]
+  name = "a"
+  upstream = "up"
+  path = "/a"
+[[routes]]
+path = "/p/{{*rest}}"
+methods = ["GET", "POST"]
+proxy = {{ upstream = "up", path = "/{{rest}}" }}
+"#,
+        up.url()
+    ))
+    .await
+}
+
+async fn upstream() -> MockUpstream {
+    MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .route("/echo", Reply::echo())
+        .route(
+            "/events",
+            Reply::events(2, Duration::from_millis(20), "tick", "text/event-stream"),
+        )
+        .start()
+        .await
+}
+
+/// Writes `text` on one connection and reads until the gateway closes it.
+async fn exchange(stream: &mut TcpStream, text: &str) -> String {
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("the gateway closed the connection")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_until_close() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let out = exchange(
+        &mut stream,
+        "GET /r HTTP/1.1\r\nHost: g\r\n\r\nGET /p/a HTTP/1.1\r\nHost: g\r\n\r\n\
+         GET /nope HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    assert!(
+        answers[0].starts_with("200 OK\r\n") && answers[0].ends_with("{\"a\":1}"),
+        "{out}"
+    );
+    assert!(
+        answers[1].starts_with("200 OK\r\n") && answers[1].ends_with("\r\n\r\n1"),
+        "{out}"
+    );
+    assert!(answers[2].starts_with("404 Not Found\r\n"), "{out}");
+    assert!(answers[2].contains("connection: close\r\n"), "{out}");
+    assert!(!answers[0].contains("connection: close"), "{out}");
+    for answer in &answers {
+        assert!(
+            answer.contains("\r\ndate: ") && answer.contains("\r\nx-request-id: "),
+            "{answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_is_handed_to_hyper_mid_connection() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let out = exchange(
+        &mut stream,
+        "GET /r HTTP/1.1\r\nHost: g\r\n\r\n\
+         POST /p/echo HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\n\r\nhello\
+         GET /r HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 200 OK").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    assert!(
+        answers[1].ends_with("hello"),
+        "the upload reached the upstream: {out}"
+    );
+    assert!(answers[2].ends_with("{\"a\":1}"), "{out}");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_hyper_s_400() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let out = exchange(&mut stream, "GET /r HTTP/1.1\r\nBad Header\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+    // The gateway still serves everyone else.
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let out = exchange(&mut stream, "GET /r HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_keepalive_timeout() {
+    let up = upstream().await;
+    let gw = gateway(&up, "keepalive_timeout = \"300ms\"").await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    let out = exchange(&mut stream, "GET /r HTTP/1.1\r\nHost: g\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "closed too early: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[tokio::test]
+async fn streamed_answers_are_chunked_and_head_has_no_body() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let out = exchange(
+        &mut stream,
+        "GET /p/events HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.contains("\r\ntransfer-encoding: chunked\r\n"), "{out}");
+    assert!(out.ends_with("\r\n0\r\n\r\n"), "the last chunk: {out}");
+    assert_eq!(out.matches("tick").count(), 2, "{out}");
+
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let out = exchange(&mut stream, "HEAD /r HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(out.contains("\r\ncontent-length: 7\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "no body after the head: {out}");
+}
