@@ -8,7 +8,10 @@
 //! - [`aggregate`]: concurrent backend calls, merging, the aggregate response.
 //! - [`proxy`]: streaming reverse proxy.
 //! - [`gateway`]: the immutable snapshot a request runs on.
-//! - [`server`]: listener, tower stack, graceful shutdown.
+//! - [`server`]: listener, the own HTTP/1.1 client connection (hyper for the rest),
+//!   tower stack, graceful shutdown.
+//! - [`compress`]: gzip and br for answers whole in memory.
+//! - [`wire`]: HTTP/1.1 header bytes shared by the upstream client and the server.
 //! - [`error`]: every error the gateway makes, as status and JSON, in one place.
 //! - [`demo`]: sample upstreams for `fanout demo`.
 
