@@ -6,8 +6,8 @@
 
 mod conn;
 mod handoff;
-pub mod request;
-pub mod response;
+mod request;
+mod response;
 
 use crate::body::ClientBody;
 use crate::config::CorsSpec;
@@ -30,8 +30,9 @@ pub type LiveGateway = Arc<ArcSwap<Gateway>>;
 
 /// Serves `listener` until `shutdown` resolves, then drains connections.
 ///
-/// The middleware settings (CORS, compression, header timeout) are read from the snapshot
-/// current at start; routes and upstreams are read per request.
+/// The listener settings (CORS, header and keep-alive timeouts) are read from the
+/// snapshot current at start; routes, upstreams and compression per request (a reload
+/// keeps compression's start values, see `reload`).
 pub async fn run(
     listener: TcpListener,
     live: LiveGateway,
@@ -47,10 +48,9 @@ pub async fn run(
             Box::pin(async move { Ok::<_, Infallible>(gateway.handle(request).await) })
         })
     };
-    // The request id is the gateway's own (Gateway::handle): two layers fewer to wrap,
-    // clone and move on every request.
-    // Compression is the gateway's own (`compress`, in Gateway::handle): only in-memory
-    // answers are compressed, and the stack's response body stays the small boxed one.
+    // The request id and compression are the gateway's own (Gateway::handle): fewer
+    // layers to wrap and move per request, and the response body stays the small boxed
+    // one (tower-http's compression body carries brotli's state inline).
     let stack = ServiceBuilder::new()
         .option_layer(settings.cors.as_ref().map(cors_layer))
         .service(handler);

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::response::Parts;
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body::Body;
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -59,7 +59,7 @@ pub fn encode_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, close: bo
     out.push(b' ');
     out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let headers: &HeaderMap = &parts.headers;
+    let headers = &parts.headers;
     for (name, value) in headers {
         // The framing fields are this connection's to write; 204 and 304 carry none.
         if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && framing != Framing::None) {
