@@ -1,7 +1,7 @@
 //! The admin listener over real sockets: health, readiness, metrics, the redacted
 //! config, reload, cache purge, and the admin token.
 
-mod common;
+use crate::common;
 
 use common::{MockUpstream, Reply, client, get_json, start_reloadable};
 

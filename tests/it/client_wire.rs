@@ -2,7 +2,7 @@
 //! pipelining, `Connection: close`, the idle timeout, chunked answers, and the hand-off
 //! to hyper for requests with a body and for malformed ones.
 
-mod common;
+use crate::common;
 
 use common::{MockUpstream, Reply, start_gateway};
 use std::time::{Duration, Instant};

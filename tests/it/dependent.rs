@@ -1,7 +1,7 @@
 //! Dependent calls over real sockets: backends that read another backend's answer
 //! (`{user.address.city}`), `for_each` fan-outs, their failures and their timing.
 
-mod common;
+use crate::common;
 
 use common::{MockUpstream, Reply, get_json, start_gateway, upstream_toml};
 use serde_json::json;

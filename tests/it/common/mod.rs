@@ -1,7 +1,6 @@
 //! Test support: mock upstreams built per test (routes, latency, status, misbehaviour,
 //! streams, hit counts, recorded requests), a gateway started from TOML on
 //! `127.0.0.1:0`, and the gateway binary as its own process for memory measurements.
-#![allow(dead_code)]
 
 use bytes::Bytes;
 use fanout::config::{Env, compile, compile_file};

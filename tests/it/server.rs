@@ -1,7 +1,7 @@
 //! The listener over real sockets: health, 404/405, HEAD, h2c, CORS for dashboards,
 //! compression, slow-header clients and graceful shutdown.
 
-mod common;
+use crate::common;
 
 use common::{MockUpstream, Reply, client, get_json, start_gateway};
 use std::io::Read;

@@ -2,7 +2,7 @@
 //! upstream closed, chunked and length-less answers, interim 1xx, and malformed answers,
 //! each against a raw TCP upstream through an aggregate route.
 
-mod common;
+use crate::common;
 
 use common::{Close, MockUpstream, RawUpstream, Reply, get_json, start_gateway};
 use serde_json::{Value, json};

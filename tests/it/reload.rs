@@ -2,7 +2,7 @@
 //! invalid edits, no failed request across reloads, state carried over, the file
 //! watcher and SIGHUP.
 
-mod common;
+use crate::common;
 
 use common::{GatewayProcess, MockUpstream, Reply, client, get_json, start_reloadable};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Proxy routes over real sockets: pass-through, streaming both ways in bounded memory,
 //! server-sent events and NDJSON as they happen, WebSockets, limits and failures.
 
-mod common;
+use crate::common;
 
 use common::{
     GatewayProcess, MockUpstream, Reply, client, dead_url, get_json, raw_request, start_gateway,

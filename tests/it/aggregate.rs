@@ -1,7 +1,7 @@
 //! Aggregate routes over real sockets: concurrency, merging, every status rule, partial
 //! answers, defaults, headers and template encoding.
 
-mod common;
+use crate::common;
 
 use common::{MockUpstream, Reply, dead_url, get_json, start_gateway, upstream_toml};
 use serde_json::json;

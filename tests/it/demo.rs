@@ -1,7 +1,7 @@
 //! The sample `gateway.toml` against the built-in sample upstreams: what `fanout demo`
 //! serves, on free ports instead of the fixed ones.
 
-mod common;
+use crate::common;
 
 use common::{get_json, start_gateway};
 use fanout::demo::{Sample, serve};

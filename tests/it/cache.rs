@@ -2,7 +2,7 @@
 //! Cache-Control, stale-while-revalidate, stale-if-error, and cached proxy routes.
 //! TTLs are a few hundred milliseconds; no test sleeps for seconds.
 
-mod common;
+use crate::common;
 
 use common::{MockUpstream, Reply, client, get_json, start_gateway};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Route rate limits over real sockets: 429 with its headers, keys by header, client
 //! identity behind trusted proxies.
 
-mod common;
+use crate::common;
 
 use common::{MockUpstream, Reply, client, start_gateway};
 

@@ -1,7 +1,7 @@
 //! Upstream protection over real sockets: rate limit, in-flight slots, circuit breaker,
 //! retries, hedging, health checks, and the server's connection limit.
 
-mod common;
+use crate::common;
 
 use common::{MockUpstream, Reply, client, get_json, start_gateway};
 use std::time::{Duration, Instant};

@@ -1,0 +1,18 @@
+//! The integration suites, linked into one test binary: one link instead of one per
+//! suite keeps a clean build's disk and time small. Each module is one suite.
+
+mod common;
+
+mod admin;
+mod aggregate;
+mod cache;
+mod client_wire;
+mod config_check;
+mod demo;
+mod dependent;
+mod limits;
+mod protection;
+mod proxy;
+mod reload;
+mod server;
+mod upstream_wire;
