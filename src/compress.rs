@@ -4,7 +4,6 @@
 //! proxied answers stream through as the upstream sent them.
 
 use crate::body::{Body, full};
-use crate::proxy::Passthrough;
 use http::header::{
     ACCEPT_ENCODING, ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
     VARY,
@@ -107,13 +106,12 @@ fn parse_q(param: &str) -> Option<u16> {
     }
 }
 
-/// Whether an answer of `len` bytes with these headers is compressed: not proxied, not
-/// encoded already, not a range, at least `min` bytes, and not a format that is
+/// Whether an answer of `len` bytes with these headers is compressed (proxied answers
+/// never reach here, see `Gateway::handle`): not encoded already, not a range, at least `min` bytes, and not a format that is
 /// compressed already or must not be held back (images but SVG, gRPC, server-sent events).
 pub fn compressible(response: &Response<Body>, len: u64, min: u64) -> bool {
     let headers = response.headers();
-    if response.extensions().get::<Passthrough>().is_some()
-        || headers.contains_key(CONTENT_ENCODING)
+    if headers.contains_key(CONTENT_ENCODING)
         || headers.contains_key(CONTENT_RANGE)
         || len < min.max(FLOOR)
     {

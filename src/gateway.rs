@@ -191,12 +191,20 @@ impl Gateway {
             .server
             .compression
             .then(|| compress::negotiate(request.headers()));
-        let mut label = &self.unmatched;
-        let mut response = match self.route(request, &mut label).await {
+        let mut matched = Matched {
+            label: &self.unmatched,
+            passthrough: false,
+        };
+        let mut response = match self.route(request, &mut matched).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
-        if let Some(encoding) = encoding {
+        let label = matched.label;
+        // A proxied answer is the upstream's, as it sent it (nginx's `gzip_proxied off`):
+        // a stream is not held back in an encoder.
+        if let Some(encoding) = encoding
+            && !matched.passthrough
+        {
             let min = self.server.compression_min_size;
             response = compress::apply(response, encoding, min).await;
         }
@@ -223,11 +231,11 @@ impl Gateway {
         response
     }
 
-    /// `label` is set to the matched route's path pattern (empty when none matched).
+    /// `matched` says which route answered (the label stays empty when none did).
     async fn route<'s>(
         &'s self,
         request: Request<ClientBody>,
-        label: &mut &'s Label,
+        matched: &mut Matched<'s>,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();
         if parts.uri.path() == self.server.health_path {
@@ -242,7 +250,7 @@ impl Gateway {
             }
             Lookup::NotFound => return Err(GatewayError::RouteNotFound),
         };
-        *label = &route.label;
+        matched.label = &route.label;
         let quota = match &route.limit {
             Some((_, limit)) => match self.admit(limit, &parts) {
                 Ok(remaining) => Some((limit.burst, remaining)),
@@ -262,7 +270,9 @@ impl Gateway {
                 // The URL is rendered first: the params borrow the path of `parts`,
                 // which the proxy then takes by value.
                 let url = proxy::target_url(p, &parts, &params)?;
-                Box::pin(proxy::forward(p, url, parts, body, peer)).await
+                let result = Box::pin(proxy::forward(p, url, parts, body, peer)).await;
+                matched.passthrough = result.is_ok();
+                result
             }
         };
         let Some((limit, remaining)) = quota else {
@@ -303,6 +313,13 @@ impl Gateway {
             limit.prune();
         }
     }
+}
+
+/// What [`Gateway::route`] found: the route's metrics label, and whether the answer
+/// is an upstream's passed through (not compressed).
+struct Matched<'s> {
+    label: &'s Label,
+    passthrough: bool,
 }
 
 /// The request id: set here on every request, passed to every upstream call.

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::mem::MaybeUninit;
 
 /// More header fields than this in one head is an error (hyper's limit too).
 pub const MAX_HEADERS: usize = 100;
@@ -11,20 +12,32 @@ pub const MAX_HEADERS: usize = 100;
 /// length. Offsets let the buffer be split and frozen after httparse borrowed it.
 pub type Span = (usize, usize, usize, usize);
 
-/// Records where each of httparse's `fields` lies in `buf`; returns how many it wrote.
-pub fn spans(buf: &[u8], fields: &[httparse::Header<'_>], out: &mut [Span; MAX_HEADERS]) -> usize {
-    let start = buf.as_ptr() as usize;
-    for (span, h) in out.iter_mut().zip(fields) {
-        let name = h.name.as_ptr() as usize - start;
-        let value = h.value.as_ptr() as usize - start;
-        *span = (name, h.name.len(), value, h.value.len());
-    }
-    fields.len().min(MAX_HEADERS)
+/// Header slots for httparse, left uninitialized: zeroing 100 of them cost more than
+/// parsing a small head.
+pub type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// Fresh, uninitialized [`Slots`].
+pub fn slots<'b>() -> Slots<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
-/// The header fields at `spans` of `head`; values are slices of `head`.
-pub fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, &'static str> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
+/// Where each of httparse's `fields` lies in `buf`.
+pub fn spans(buf: &[u8], fields: &[httparse::Header<'_>]) -> Vec<Span> {
+    let start = buf.as_ptr() as usize;
+    fields
+        .iter()
+        .map(|h| {
+            let name = h.name.as_ptr() as usize - start;
+            let value = h.value.as_ptr() as usize - start;
+            (name, h.name.len(), value, h.value.len())
+        })
+        .collect()
+}
+
+/// The header fields at `spans` of `head`; values are slices of `head`. `room` is how
+/// many more the caller will add: a map that has to grow rehashes every entry.
+pub fn header_map(head: &Bytes, spans: &[Span], room: usize) -> Result<HeaderMap, &'static str> {
+    let mut headers = HeaderMap::with_capacity(spans.len() + room);
     for &(name, name_len, value, value_len) in spans {
         let name = HeaderName::from_bytes(&head[name..name + name_len])
             .map_err(|_| "invalid header name")?;
@@ -52,12 +65,12 @@ mod tests {
     #[test]
     fn header_values_share_the_head() {
         let head = Bytes::from_static(b"GET / HTTP/1.1\r\nHost: a\r\nX-Y: b c\r\n\r\n");
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut slots);
-        assert!(request.parse(&head).unwrap().is_complete());
-        let mut out = [(0, 0, 0, 0); MAX_HEADERS];
-        let n = spans(&head, request.headers, &mut out);
-        let headers = header_map(&head, &out[..n]).unwrap();
+        let mut slots = slots();
+        let mut request = httparse::Request::new(&mut []);
+        let parsed = request.parse_with_uninit_headers(&head, &mut slots);
+        assert!(parsed.unwrap().is_complete());
+        let spans = spans(&head, request.headers);
+        let headers = header_map(&head, &spans, 0).unwrap();
         assert_eq!(headers["host"], "a");
         assert_eq!(headers["x-y"], "b c");
         assert_eq!(

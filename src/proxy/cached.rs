@@ -1,7 +1,7 @@
 //! Cached proxy routes (`cache_ttl` on the route): a GET's whole answer, status and
 //! headers, is stored and served again, with an RFC 9211 `Cache-Status` header.
 
-use super::{Passthrough, ProxyRoute, strip_hop_by_hop};
+use super::{ProxyRoute, strip_hop_by_hop};
 use crate::body::{Body, full};
 use crate::cache::{
     CacheKey, CacheOutcome, CachePolicy, Entry, Fetched, ResponseCache, Stored, forbids_storing,
@@ -101,7 +101,6 @@ fn respond(entry: &Entry, outcome: CacheOutcome) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&status) {
         response.headers_mut().insert(CACHE_STATUS.clone(), v);
     }
-    response.extensions_mut().insert(Passthrough);
     response
 }
 

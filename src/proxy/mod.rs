@@ -40,11 +40,6 @@ pub struct ProxyRoute {
     pub cache: Option<(Arc<ResponseCache>, Duration)>,
 }
 
-/// Marks a response as passed through from an upstream: the gateway does not compress
-/// it (nginx's `gzip_proxied off`), so streams are not held back in an encoder.
-#[derive(Debug, Clone, Copy)]
-pub struct Passthrough;
-
 /// The upstream URL of a request: the rendered path, then the client's query string.
 pub fn target_url(
     route: &ProxyRoute,
@@ -179,7 +174,5 @@ where
     let body = TimeoutBody::new(idle, body)
         .map_err(std::io::Error::other)
         .boxed_unsync();
-    let mut response = Response::from_parts(parts, body);
-    response.extensions_mut().insert(Passthrough);
-    response
+    Response::from_parts(parts, body)
 }

@@ -4,13 +4,16 @@
 
 use crate::body::ClientBody;
 use crate::gateway::ClientAddr;
-use crate::wire::{self, MAX_HEADERS};
+use crate::wire;
 use bytes::BytesMut;
 use http::{Method, Request, Uri, Version};
 use std::net::SocketAddr;
 
 /// A head still incomplete at this size is left to hyper, which refuses it with 431.
 pub const MAX_HEAD: usize = 64 * 1024;
+/// Headers the gateway may add to a request (its id, `X-Forwarded-For`, `-Proto`,
+/// `-Host`): the map is made with room for them, so it never grows and rehashes.
+const ADDED_HEADERS: usize = 4;
 
 /// What the bytes at the start of a read buffer are.
 // Matched at once where it is made: boxing the request would cost an allocation per
@@ -32,9 +35,9 @@ pub enum Parsed {
 
 /// Parses the request at the start of `buf`.
 pub fn parse(buf: &mut BytesMut, peer: SocketAddr) -> Parsed {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut head = httparse::Request::new(&mut slots);
-    let len = match head.parse(buf) {
+    let mut slots = wire::slots();
+    let mut head = httparse::Request::new(&mut []);
+    let len = match head.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
         // Too large, malformed, too many headers, or h2c's preface: hyper's answer.
@@ -54,12 +57,11 @@ pub fn parse(buf: &mut BytesMut, peer: SocketAddr) -> Parsed {
     };
     let path_at = path.as_ptr() as usize - buf.as_ptr() as usize;
     let path_len = path.len();
-    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
-    let count = wire::spans(buf, head.headers, &mut spans);
+    let spans = wire::spans(buf, head.headers);
 
     let bytes = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(bytes.slice(path_at..path_at + path_len));
-    let headers = wire::header_map(&bytes, &spans[..count]);
+    let headers = wire::header_map(&bytes, &spans, ADDED_HEADERS);
     let (Ok(uri), Ok(headers)) = (uri, headers) else {
         // Put the head back in front of what followed it, for hyper to refuse.
         let mut whole = BytesMut::with_capacity(bytes.len() + buf.len());

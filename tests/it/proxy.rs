@@ -195,6 +195,34 @@ async fn a_gibibyte_streams_each_way_in_bounded_memory() {
     );
 }
 
+#[tokio::test]
+async fn proxied_answers_are_not_compressed() {
+    let json = format!("[{}1]", "1,".repeat(2000));
+    let up = MockUpstream::builder()
+        .route("/big", Reply::json(json.clone()))
+        .start()
+        .await;
+    // A cached answer is whole in memory, as an aggregate's is: it too stays as it was.
+    let cached = "cache_ttl = \"1m\"";
+    for route in ["", cached] {
+        let gw = proxied(&up, "compression_min_size = \"1\"", route).await;
+        for _ in 0..2 {
+            let r = client()
+                .get(gw.url("/p/big"))
+                .header("accept-encoding", "gzip, br")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(
+                r.headers().get("content-encoding").is_none(),
+                "{route}: a proxied answer is the upstream's, as nginx's gzip_proxied off"
+            );
+            assert_eq!(r.text().await.unwrap(), json);
+        }
+    }
+}
+
 /// Reads a streamed answer, noting when each chunk arrived.
 async fn timed_chunks(url: &str) -> Vec<(Duration, String)> {
     let started = Instant::now();

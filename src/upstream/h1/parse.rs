@@ -2,7 +2,7 @@
 //! headers, how the body is framed (RFC 9112 §6.3), and chunked decoding. Nothing here
 //! reads a socket, so every rule is unit-tested with byte strings.
 
-use crate::wire::{self, MAX_HEADERS, parse_decimal};
+use crate::wire::{self, parse_decimal};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Version, header};
 
@@ -37,9 +37,14 @@ pub struct Head {
 /// Parses an answer head at the start of `buf`, and on success removes it from `buf`.
 /// `None`: the head is not complete yet. Header values share the head's bytes.
 pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ParseError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut answer = httparse::Response::new(&mut slots);
-    let len = match answer.parse(buf) {
+    let mut slots = wire::slots();
+    let mut answer = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut answer,
+        buf,
+        &mut slots,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(ParseError::HeadTooLarge);
@@ -56,10 +61,10 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ParseError> {
         _ => Version::HTTP_11,
     };
     // Offsets first: the slices borrow `buf`, which is split below.
-    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
-    let count = wire::spans(buf, answer.headers, &mut spans);
+    let spans = wire::spans(buf, answer.headers);
     let bytes = buf.split_to(len).freeze();
-    let headers = wire::header_map(&bytes, &spans[..count]).map_err(ParseError::Head)?;
+    // Room for the request id and a compression header the gateway may add.
+    let headers = wire::header_map(&bytes, &spans, 2).map_err(ParseError::Head)?;
     Ok(Some(Head {
         status,
         version,
