@@ -8,7 +8,7 @@ mod upgrade;
 
 pub use headers::{HOP_BY_HOP, strip_hop_by_hop, upgrade_protocol};
 
-use crate::body::{Body, ClientBody, check_declared_length, is_length_limit};
+use crate::body::{Body, ClientBody, IdleTimeout, check_declared_length, is_length_limit};
 use crate::cache::ResponseCache;
 use crate::error::GatewayError;
 use crate::template::{RenderInput, Template};
@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tower_http::timeout::TimeoutBody;
 
 /// A compiled proxy route.
 #[derive(Debug)]
@@ -110,7 +109,7 @@ pub async fn forward(
     // A streamed body can be sent once: only a bodiless idempotent request is retried
     // or hedged.
     let body = (!body.is_end_stream()).then(|| -> RequestBody {
-        let body = TimeoutBody::new(route.idle_timeout, body);
+        let body = IdleTimeout::new(route.idle_timeout, body);
         match route.max_body {
             Some(limit) => {
                 Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
@@ -171,7 +170,7 @@ where
 {
     let (mut parts, body) = answer.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let body = TimeoutBody::new(idle, body)
+    let body = IdleTimeout::new(idle, body)
         .map_err(std::io::Error::other)
         .boxed_unsync();
     Response::from_parts(parts, body)

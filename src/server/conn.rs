@@ -56,6 +56,11 @@ pub async fn serve<S, B>(
 {
     let mut buf = BytesMut::new();
     let mut deadline = Instant::now() + settings.header_read_timeout;
+    // One timer for the connection's life, moved only when it fires before `deadline`
+    // or must fire sooner: re-arming it for every request cost more than the request's
+    // parsing.
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
     let mut served = false;
     loop {
         let (request, keep_alive) = loop {
@@ -81,13 +86,22 @@ pub async fn serve<S, B>(
                 }
             }
             let idle = buf.is_empty();
+            if timer.deadline() > deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
                 ready = stream.readable() => if ready.is_err() { return },
                 // Between requests a shutdown closes the connection; within a head it
                 // waits for the request, to answer it.
                 _ = shutdown.changed(), if idle => return,
-                () = tokio::time::sleep_until(deadline) => return,
+                () = &mut timer => {
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
             }
             buf.reserve(READ_SIZE);
             match fill(&mut stream, &mut buf) {

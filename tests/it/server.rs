@@ -265,6 +265,43 @@ async fn slow_header_clients_are_cut_off() {
 }
 
 #[tokio::test]
+async fn a_slow_head_after_a_served_request_is_cut_off_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    // The keep-alive wait is long; the head that follows must still be whole in 200 ms.
+    let gw = simple(
+        &up,
+        "header_read_timeout = \"200ms\"\nkeepalive_timeout = \"30s\"",
+    )
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"GET /__health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    while !buf.ends_with(br#"{"status":"ok"}"#) {
+        let mut chunk = [0u8; 1024];
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before the answer");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    tokio::time::sleep(MS(300)).await;
+    conn.write_all(b"GET /r HTTP/1.1\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was left open");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let up = MockUpstream::builder()
         .route("/a", Reply::json("1").latency(MS(500)))

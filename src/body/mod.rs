@@ -1,6 +1,10 @@
 //! The one response body type of the gateway: a boxed body, so that buffered JSON and
 //! streamed proxy bodies travel through the same tower stack.
 
+mod idle;
+
+pub use idle::{IdleTimeout, IdleTimeoutError};
+
 use crate::error::GatewayError;
 use bytes::Bytes;
 use http::HeaderMap;
