@@ -8,7 +8,7 @@ use crate::compress;
 use crate::config::{Compiled, RateLimitSpec, RouteKind, ServerSpec};
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
-use crate::metrics::{Label, Metrics};
+use crate::metrics::{Label, Metrics, RouteSeries};
 use crate::proxy::{self, ProxyRoute};
 use crate::router::{Lookup, RouteTable};
 use crate::upstream::{Upstream, health};
@@ -27,6 +27,7 @@ pub struct Route {
     pub path: String,
     /// The path pattern as a metrics label.
     pub label: Label,
+    pub series: RouteSeries,
     pub methods: Vec<Method>,
     /// Requests per client, and its spec (to carry the state over an unchanged reload).
     pub limit: Option<(RateLimitSpec, Arc<RouteLimit>)>,
@@ -131,10 +132,14 @@ impl Gateway {
                     errors_field: spec.errors_field,
                     backends: backends
                         .into_iter()
-                        .map(|b| Backend {
-                            label: Label::new(&b.name),
-                            upstream: upstreams[&b.upstream].clone(),
-                            spec: b,
+                        .map(|b| {
+                            let name = Label::new(&b.name);
+                            Backend {
+                                series: metrics.backend_series(&label, &name),
+                                label: name,
+                                upstream: upstreams[&b.upstream].clone(),
+                                spec: b,
+                            }
                         })
                         .collect(),
                 }),
@@ -150,6 +155,7 @@ impl Gateway {
             };
             let route = Route {
                 path: spec.path.clone(),
+                series: metrics.route_series(&label),
                 label,
                 methods: spec.methods.clone(),
                 limit,
@@ -193,6 +199,7 @@ impl Gateway {
             .then(|| compress::negotiate(request.headers()));
         let mut matched = Matched {
             label: &self.unmatched,
+            series: None,
             passthrough: false,
         };
         let mut response = match self.route(request, &mut matched).await {
@@ -210,7 +217,7 @@ impl Gateway {
         }
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
-        self.metrics.request(label, status, elapsed);
+        self.metrics.request(label, matched.series, status, elapsed);
         // The access log: one line per request; RUST_LOG=fanout::access=off silences it.
         tracing::info!(
             target: "fanout::access",
@@ -251,6 +258,7 @@ impl Gateway {
             Lookup::NotFound => return Err(GatewayError::RouteNotFound),
         };
         matched.label = &route.label;
+        matched.series = Some(&route.series);
         let quota = match &route.limit {
             Some((_, limit)) => match self.admit(limit, &parts) {
                 Ok(remaining) => Some((limit.burst, remaining)),
@@ -319,6 +327,7 @@ impl Gateway {
 /// is an upstream's passed through (not compressed).
 struct Matched<'s> {
     label: &'s Label,
+    series: Option<&'s RouteSeries>,
     passthrough: bool,
 }
 

@@ -75,6 +75,23 @@ fn latency_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// A route's latency histogram and its count of 200 answers (most answers), held by the
+/// route: recording them needs no hashed lookup of the label set per request. Made at
+/// build, so a route's series show 0 before its first request.
+#[derive(Debug, Clone)]
+pub struct RouteSeries {
+    seconds: Histogram,
+    ok: Counter,
+}
+
+/// A backend's latency histogram and its counts of the common outcomes, `ok` and `hit`.
+#[derive(Debug, Clone)]
+pub struct BackendSeries {
+    seconds: Histogram,
+    ok: Counter,
+    hit: Counter,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -180,12 +197,68 @@ impl Metrics {
         Arc::new(Self { registry, ..m })
     }
 
-    pub fn request(&self, route: &Label, status: u16, elapsed: Duration) {
-        self.request_seconds
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
+    /// A route's series that every request records, made once per snapshot.
+    pub fn route_series(&self, route: &Label) -> RouteSeries {
+        let labels = RouteLabels {
+            route: route.clone(),
+        };
+        RouteSeries {
+            seconds: self.request_seconds.get_or_create(&labels).clone(),
+            ok: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.clone(),
+                    status: 200,
+                })
+                .clone(),
+        }
+    }
+
+    /// A backend's series that every call records, made once per snapshot.
+    pub fn backend_series(&self, route: &Label, backend: &Label) -> BackendSeries {
+        let labels = BackendLabels {
+            route: route.clone(),
+            backend: backend.clone(),
+        };
+        let outcome = |code| {
+            self.backend_outcomes
+                .get_or_create(&OutcomeLabels {
+                    route: route.clone(),
+                    backend: backend.clone(),
+                    code,
+                })
+                .clone()
+        };
+        BackendSeries {
+            seconds: self.backend_seconds.get_or_create(&labels).clone(),
+            ok: outcome("ok"),
+            hit: outcome("hit"),
+        }
+    }
+
+    /// Records an answer: through the route's `series` when it has one (a matched
+    /// route), by lookup otherwise and for a status other than 200.
+    pub fn request(
+        &self,
+        route: &Label,
+        series: Option<&RouteSeries>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let seconds = elapsed.as_secs_f64();
+        match series {
+            Some(series) => series.seconds.observe(seconds),
+            None => self
+                .request_seconds
+                .get_or_create(&RouteLabels {
+                    route: route.clone(),
+                })
+                .observe(seconds),
+        }
+        if let Some(series) = series.filter(|_| status == 200) {
+            series.ok.inc();
+            return;
+        }
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.clone(),
@@ -194,20 +267,28 @@ impl Metrics {
             .inc();
     }
 
-    pub fn backend(&self, route: &Label, backend: &Label, code: &'static str, elapsed: Duration) {
-        let labels = BackendLabels {
-            route: route.clone(),
-            backend: backend.clone(),
+    /// Records one backend call's outcome `code` and time.
+    pub fn backend(
+        &self,
+        route: &Label,
+        backend: &Label,
+        series: &BackendSeries,
+        code: &'static str,
+        elapsed: Duration,
+    ) {
+        series.seconds.observe(elapsed.as_secs_f64());
+        match code {
+            "ok" => series.ok.inc(),
+            "hit" => series.hit.inc(),
+            _ => self
+                .backend_outcomes
+                .get_or_create(&OutcomeLabels {
+                    route: route.clone(),
+                    backend: backend.clone(),
+                    code,
+                })
+                .inc(),
         };
-        self.backend_seconds
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
-        let outcome = OutcomeLabels {
-            route: labels.route,
-            backend: labels.backend,
-            code,
-        };
-        self.backend_outcomes.get_or_create(&outcome).inc();
     }
 
     pub fn rate_limited(&self, route: &Label) {
@@ -265,8 +346,15 @@ mod tests {
     fn exposition_has_every_family() {
         let m = Metrics::new();
         let route = Label::new("/api/{id}");
-        m.request(&route, 200, Duration::from_millis(3));
-        m.backend(&route, &Label::new("user"), "hit", Duration::from_millis(1));
+        // Through the route's series and by lookup, the same series.
+        let series = m.route_series(&route);
+        m.request(&route, Some(&series), 200, Duration::from_millis(3));
+        m.request(&route, None, 200, Duration::from_millis(3));
+        m.request(&route, Some(&series), 404, Duration::from_millis(3));
+        let user = Label::new("user");
+        let backend = m.backend_series(&route, &user);
+        m.backend(&route, &user, &backend, "hit", Duration::from_millis(1));
+        m.backend(&route, &user, &backend, "timeout", Duration::from_millis(1));
         m.rate_limited(&route);
         m.reload(true);
         m.config_hash("abc");
@@ -275,10 +363,13 @@ mod tests {
         let _flight = m.in_flight();
         let text = m.encode();
         for line in [
-            "fanout_requests_total{route=\"/api/{id}\",status=\"200\"} 1",
-            "fanout_request_duration_seconds_count{route=\"/api/{id}\"} 1",
-            "fanout_backend_duration_seconds_count{route=\"/api/{id}\",backend=\"user\"} 1",
+            "fanout_requests_total{route=\"/api/{id}\",status=\"200\"} 2",
+            "fanout_requests_total{route=\"/api/{id}\",status=\"404\"} 1",
+            "fanout_request_duration_seconds_count{route=\"/api/{id}\"} 3",
+            "fanout_backend_duration_seconds_count{route=\"/api/{id}\",backend=\"user\"} 2",
             "fanout_backend_outcomes_total{route=\"/api/{id}\",backend=\"user\",code=\"hit\"} 1",
+            "fanout_backend_outcomes_total{route=\"/api/{id}\",backend=\"user\",code=\"timeout\"} 1",
+            "fanout_backend_outcomes_total{route=\"/api/{id}\",backend=\"user\",code=\"ok\"} 0",
             "fanout_rate_limited_total{route=\"/api/{id}\"} 1",
             "fanout_requests_in_flight 1",
             "fanout_reloads_total{result=\"ok\"} 1",

@@ -1,35 +1,25 @@
 //! Running an aggregate route: start every backend the moment the answers it reads have
 //! arrived (those reading none at once), stop early when a required backend fails, then
-//! merge and describe the outcome in headers.
+//! hand the outcomes to `respond`.
 
 use super::call::{Answer, call};
-use super::for_each;
-use super::merge::{Failure, Piece, merge};
 use super::{AggregateRoute, Backend, BackendError};
-use crate::body::{Body, ClientBody, check_declared_length, full, read_limited};
+use super::{for_each, respond};
+use crate::body::{Body, ClientBody, check_declared_length, read_limited};
 use crate::error::GatewayError;
 use crate::gateway::X_REQUEST_ID;
 use crate::template::{Problem, RenderError, RenderInput};
-use crate::upstream::CallError;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{HeaderMap, HeaderName, Response, request};
+use http::{HeaderMap, Response, request};
 use serde_json::Value;
-use std::fmt::Write;
 use std::time::Duration;
 use tokio::time::Instant;
 
-static X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
-static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
-
-/// Each backend's outcome code (`user:ok orders:timeout`), for the access log.
-#[derive(Debug, Clone)]
-pub struct BackendOutcomes(pub String);
-
-struct Outcome {
-    result: Result<Answer, BackendError>,
-    elapsed: Duration,
+/// One backend's result and how long it took.
+pub(super) struct Outcome {
+    pub result: Result<Answer, BackendError>,
+    pub elapsed: Duration,
 }
 
 /// What every backend call of one request shares.
@@ -132,7 +122,7 @@ pub async fn serve(
         .into_iter()
         .map(|o| o.expect("every backend ran: the plan has no cycle"))
         .collect();
-    respond(route, &outcomes)
+    respond::respond(route, &outcomes)
 }
 
 impl Outcome {
@@ -161,6 +151,7 @@ impl Progress {
                     route.metrics.backend(
                         &route.label,
                         &backend.label,
+                        &backend.series,
                         error.code(),
                         outcome.elapsed,
                     );
@@ -280,103 +271,4 @@ fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
         }
     }
     headers
-}
-
-/// Whether a backend failed, or some of its `for_each` calls did.
-fn has_problem(outcome: &Outcome) -> bool {
-    !matches!(&outcome.result, Ok(a) if a.failed_elements.is_none())
-}
-
-/// What a client is told about a backend that failed, or whose `for_each` calls partly
-/// failed: a stable code and a message.
-fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
-    match &outcome.result {
-        Err(e) => Some((e.code(), e.to_string())),
-        Ok(Answer {
-            failed_elements: Some(f),
-            ..
-        }) => Some((
-            f.first.code(),
-            format!(
-                "{} of {} element calls failed and are null; the first: {}",
-                f.failed, f.total, f.first
-            ),
-        )),
-        Ok(_) => None,
-    }
-}
-
-fn respond(route: &AggregateRoute, outcomes: &[Outcome]) -> Result<Response<Body>, GatewayError> {
-    if outcomes.iter().all(|o| o.result.is_err()) {
-        let timed_out = outcomes
-            .iter()
-            .all(|o| matches!(o.result, Err(BackendError::Call(CallError::Timeout(_)))));
-        return Err(GatewayError::AllBackendsFailed { timed_out });
-    }
-    // Collected first: the failures borrow their messages. Empty when all went well, the
-    // common case, so that costs no allocation.
-    let problems: Vec<Option<(&'static str, String)>> = if outcomes.iter().any(has_problem) {
-        outcomes.iter().map(problem).collect()
-    } else {
-        Vec::new()
-    };
-    let mut pieces = Vec::with_capacity(outcomes.len());
-    let mut failures = Vec::with_capacity(outcomes.len());
-    let mut timing = String::with_capacity(outcomes.len() * 32);
-    let mut outcome_codes = String::with_capacity(outcomes.len() * 16);
-    for (i, (backend, outcome)) in route.backends.iter().zip(outcomes).enumerate() {
-        let spec = &backend.spec;
-        if let Some((code, message)) = problems.get(i).and_then(Option::as_ref) {
-            failures.push(Failure {
-                name: &spec.name,
-                code,
-                message,
-            });
-        }
-        let (json, desc, code): (&[u8], &str, &str) = match &outcome.result {
-            Ok(answer) if answer.failed_elements.is_some() => {
-                (&answer.body, answer.desc, "partial")
-            }
-            Ok(answer) => (&answer.body, answer.desc, answer.desc),
-            Err(e) => (&spec.default, e.timing_desc(), e.code()),
-        };
-        route
-            .metrics
-            .backend(&route.label, &backend.label, code, outcome.elapsed);
-        if !outcome_codes.is_empty() {
-            outcome_codes.push(' ');
-        }
-        let _ = write!(outcome_codes, "{}:{code}", spec.name);
-        pieces.push(Piece {
-            name: &spec.name,
-            mode: spec.merge,
-            json,
-        });
-        if !timing.is_empty() {
-            timing.push_str(", ");
-        }
-        let ms = outcome.elapsed.as_secs_f64() * 1000.0;
-        let _ = write!(timing, "{};dur={ms:.1};desc=\"{desc}\"", spec.name);
-    }
-    let errors = route
-        .errors_field
-        .as_deref()
-        .map(|f| (f, failures.as_slice()));
-    let body = merge(&pieces, errors);
-
-    let mut response = Response::new(full(body));
-    let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let complete = if failures.is_empty() { "true" } else { "false" };
-    h.insert(
-        X_FANOUT_COMPLETE.clone(),
-        HeaderValue::from_static(complete),
-    );
-    if let Ok(v) = HeaderValue::from_str(&timing) {
-        h.insert(SERVER_TIMING.clone(), v);
-    }
-    response
-        .extensions_mut()
-        .insert(BackendOutcomes(outcome_codes));
-    Ok(response)
 }

@@ -7,13 +7,15 @@ mod execute;
 mod for_each;
 pub mod merge;
 pub mod plan;
+mod respond;
 pub mod shape;
 
-pub use execute::{BackendOutcomes, serve};
+pub use execute::serve;
+pub use respond::BackendOutcomes;
 
 use crate::cache::ResponseCache;
 use crate::config::BackendSpec;
-use crate::metrics::{Label, Metrics};
+use crate::metrics::{BackendSeries, Label, Metrics};
 use crate::template::RenderError;
 use crate::upstream::{CallError, Upstream};
 use http::HeaderName;
@@ -43,6 +45,7 @@ pub struct AggregateRoute {
 pub struct Backend {
     /// The backend's name, its label in metrics.
     pub label: Label,
+    pub series: BackendSeries,
     pub spec: BackendSpec,
     pub upstream: Arc<Upstream>,
 }

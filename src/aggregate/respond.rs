@@ -1,0 +1,171 @@
+//! The merged answer of an aggregate route: the body from every backend's JSON (or its
+//! default), `X-Fanout-Complete`, `Server-Timing`, and the outcome codes for the log.
+
+use super::call::Answer;
+use super::execute::Outcome;
+use super::merge::{Failure, Piece, merge};
+use super::{AggregateRoute, BackendError};
+use crate::body::{Body, full};
+use crate::error::GatewayError;
+use crate::upstream::CallError;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderName, Response};
+use std::time::Duration;
+
+static X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
+static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// Each backend's outcome code (`user:ok orders:timeout`), for the access log.
+#[derive(Debug, Clone)]
+pub struct BackendOutcomes(pub String);
+
+/// Whether a backend failed, or some of its `for_each` calls did.
+fn has_problem(outcome: &Outcome) -> bool {
+    !matches!(&outcome.result, Ok(a) if a.failed_elements.is_none())
+}
+
+/// What a client is told about a backend that failed, or whose `for_each` calls partly
+/// failed: a stable code and a message.
+fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
+    match &outcome.result {
+        Err(e) => Some((e.code(), e.to_string())),
+        Ok(Answer {
+            failed_elements: Some(f),
+            ..
+        }) => Some((
+            f.first.code(),
+            format!(
+                "{} of {} element calls failed and are null; the first: {}",
+                f.failed, f.total, f.first
+            ),
+        )),
+        Ok(_) => None,
+    }
+}
+
+pub(super) fn respond(
+    route: &AggregateRoute,
+    outcomes: &[Outcome],
+) -> Result<Response<Body>, GatewayError> {
+    if outcomes.iter().all(|o| o.result.is_err()) {
+        let timed_out = outcomes
+            .iter()
+            .all(|o| matches!(o.result, Err(BackendError::Call(CallError::Timeout(_)))));
+        return Err(GatewayError::AllBackendsFailed { timed_out });
+    }
+    // Collected first: the failures borrow their messages. Empty when all went well, the
+    // common case, so that costs no allocation.
+    let problems: Vec<Option<(&'static str, String)>> = if outcomes.iter().any(has_problem) {
+        outcomes.iter().map(problem).collect()
+    } else {
+        Vec::new()
+    };
+    let mut pieces = Vec::with_capacity(outcomes.len());
+    let mut failures = Vec::with_capacity(outcomes.len());
+    let mut timing = String::with_capacity(outcomes.len() * 32);
+    // Only the access log reads the codes: with it off, they are not written.
+    let log_codes = tracing::enabled!(target: "fanout::access", tracing::Level::INFO);
+    let mut outcome_codes = String::new();
+    for (i, (backend, outcome)) in route.backends.iter().zip(outcomes).enumerate() {
+        let spec = &backend.spec;
+        if let Some((code, message)) = problems.get(i).and_then(Option::as_ref) {
+            failures.push(Failure {
+                name: &spec.name,
+                code,
+                message,
+            });
+        }
+        let (json, desc, code): (&[u8], &str, &str) = match &outcome.result {
+            Ok(answer) if answer.failed_elements.is_some() => {
+                (&answer.body, answer.desc, "partial")
+            }
+            Ok(answer) => (&answer.body, answer.desc, answer.desc),
+            Err(e) => (&spec.default, e.timing_desc(), e.code()),
+        };
+        route.metrics.backend(
+            &route.label,
+            &backend.label,
+            &backend.series,
+            code,
+            outcome.elapsed,
+        );
+        if log_codes {
+            if !outcome_codes.is_empty() {
+                outcome_codes.push(' ');
+            }
+            outcome_codes.push_str(&spec.name);
+            outcome_codes.push(':');
+            outcome_codes.push_str(code);
+        }
+        pieces.push(Piece {
+            name: &spec.name,
+            mode: spec.merge,
+            json,
+        });
+        if !timing.is_empty() {
+            timing.push_str(", ");
+        }
+        timing.push_str(&spec.name);
+        timing.push_str(";dur=");
+        push_millis(&mut timing, outcome.elapsed);
+        timing.push_str(";desc=\"");
+        timing.push_str(desc);
+        timing.push('"');
+    }
+    let errors = route
+        .errors_field
+        .as_deref()
+        .map(|f| (f, failures.as_slice()));
+    let body = merge(&pieces, errors);
+
+    let mut response = Response::new(full(body));
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let complete = if failures.is_empty() { "true" } else { "false" };
+    h.insert(
+        X_FANOUT_COMPLETE.clone(),
+        HeaderValue::from_static(complete),
+    );
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        h.insert(SERVER_TIMING.clone(), v);
+    }
+    if log_codes {
+        response
+            .extensions_mut()
+            .insert(BackendOutcomes(outcome_codes));
+    }
+    Ok(response)
+}
+
+/// `elapsed` in milliseconds with one decimal, rounded half up (`12.3`), written with
+/// integers: `{:.1}` on an `f64` ran the float formatter once per backend.
+fn push_millis(out: &mut String, elapsed: Duration) {
+    let tenths = (elapsed.as_micros() + 50) / 100;
+    let mut digits = itoa::Buffer::new();
+    out.push_str(digits.format(tenths / 10));
+    out.push('.');
+    out.push(char::from(b'0' + (tenths % 10) as u8));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_millis;
+    use std::time::Duration;
+
+    #[test]
+    fn milliseconds_have_one_decimal_rounded_half_up() {
+        for (micros, text) in [
+            (0, "0.0"),
+            (49, "0.0"),
+            (50, "0.1"),
+            (12_345, "12.3"),
+            (12_350, "12.4"),
+            (999_960, "1000.0"),
+            (63_400, "63.4"),
+        ] {
+            let mut out = String::new();
+            push_millis(&mut out, Duration::from_micros(micros));
+            assert_eq!(out, text, "{micros} µs");
+        }
+    }
+}
