@@ -107,7 +107,7 @@ pub async fn serve(
                 item: None,
             };
             match target(route, &route.backends[i], &input) {
-                Ok(target) => calls.push(run(&scope, i, target)),
+                Ok(target) => calls.push(Box::pin(run(&scope, i, target))),
                 Err(error) => progress.finish(route, i, Outcome::failed(error))?,
             }
         }
