@@ -341,20 +341,12 @@ impl ResponseCache {
 }
 
 /// Whether an upstream's `Cache-Control` forbids a shared cache from storing its answer.
-pub fn forbids_storing(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| {
-            d.trim()
-                .split('=')
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase()
-        })
-        .any(|d| d == "no-store" || d == "private")
+pub fn forbids_storing<'a>(cache_control: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    cache_control
+        .into_iter()
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|d| d.split(|&b| b == b'=').next().unwrap_or(b"").trim_ascii())
+        .any(|d| d.eq_ignore_ascii_case(b"no-store") || d.eq_ignore_ascii_case(b"private"))
 }
 
 #[cfg(test)]

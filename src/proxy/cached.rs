@@ -7,7 +7,7 @@ use crate::cache::{
     CacheKey, CacheOutcome, CachePolicy, Entry, Fetched, ResponseCache, Stored, forbids_storing,
 };
 use crate::error::GatewayError;
-use crate::upstream::{describe, no_body, parse_uri, read_body, retry};
+use crate::upstream::{cache_control, describe, no_body, parse_uri, read_body, retry};
 use http::header::{ACCEPT, ACCEPT_ENCODING, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY};
 use http::{Method, Response};
 use std::sync::Arc;
@@ -84,7 +84,7 @@ fn storable(headers: &HeaderMap) -> bool {
                 .iter()
                 .any(|n| name.trim().eq_ignore_ascii_case(n.as_str()))
         });
-    !forbids_storing(headers) && !headers.contains_key(SET_COOKIE) && vary_ok
+    !forbids_storing(cache_control(headers)) && !headers.contains_key(SET_COOKIE) && vary_ok
 }
 
 fn respond(entry: &Entry, outcome: CacheOutcome) -> Response<Body> {

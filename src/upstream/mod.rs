@@ -125,7 +125,7 @@ impl Upstream {
     ) -> Result<Answer, CallError> {
         let repeatable = body.as_ref().is_none_or(|(m, _)| is_idempotent(m));
         let uri = parse_uri(url)?;
-        let once = || self.call_once(&uri, headers.clone(), body.clone());
+        let once = || self.call_once(&uri, headers, body.clone());
         match retry::run(self, repeatable, deadline, once).await {
             // A non-2xx answer is an error to the aggregate, once retries are spent.
             Ok(answer) if !answer.status.is_success() => Err(CallError::Status {
@@ -140,21 +140,37 @@ impl Upstream {
     async fn call_once(
         &self,
         uri: &Uri,
-        mut headers: HeaderMap,
+        headers: &HeaderMap,
         body: Option<(&Method, Bytes)>,
     ) -> Result<Answer, CallError> {
-        for (k, v) in &self.spec.headers {
-            headers.insert(k, v.clone());
-        }
+        // A copy only for an upstream with headers of its own to add.
+        let with_own;
+        let headers = if self.spec.headers.is_empty() {
+            headers
+        } else {
+            let mut all = headers.clone();
+            for (k, v) in &self.spec.headers {
+                all.insert(k, v.clone());
+            }
+            with_own = all;
+            &with_own
+        };
         if let Some(h1) = &self.h1 {
             let (method, body) = match &body {
                 None => (&Method::GET, None),
                 Some((method, body)) => (*method, Some(body)),
             };
             let reply = h1
-                .send(method, uri, &headers, body, self.spec.max_response)
+                .send(method, uri, headers, body, self.spec.max_response)
                 .await?;
-            return answer(reply.status, &reply.headers, reply.body);
+            let head = &reply.head;
+            let storable = !crate::cache::forbids_storing(head.values("cache-control"));
+            return answer(
+                head.status,
+                storable,
+                || head.value("content-type"),
+                reply.body,
+            );
         }
         let (method, body) = match body {
             None => (Method::GET, no_body()),
@@ -162,31 +178,47 @@ impl Upstream {
         };
         let response = self
             .client
-            .send(method, uri.clone(), headers, body)
+            .send(method, uri.clone(), headers.clone(), body)
             .await
             .map_err(describe)?;
         let (parts, body) = response.into_parts();
         let body = read_body(body, &parts.headers, self.spec.max_response).await?;
-        answer(parts.status, &parts.headers, body)
+        let storable = !crate::cache::forbids_storing(cache_control(&parts.headers));
+        let content_type = || parts.headers.get(http::header::CONTENT_TYPE).cloned();
+        answer(parts.status, storable, content_type, body)
     }
 }
 
 /// A whole answer as a try's outcome: 2xx and 5xx are answers (5xx so that retries and
-/// the breaker see its status), anything else a `Status` error.
-fn answer(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Result<Answer, CallError> {
+/// the breaker see its status), anything else a `Status` error, with its content type.
+fn answer(
+    status: StatusCode,
+    storable: bool,
+    content_type: impl FnOnce() -> Option<HeaderValue>,
+    body: Bytes,
+) -> Result<Answer, CallError> {
     if status.is_success() || status.is_server_error() {
         Ok(Answer {
             status,
             body,
-            storable: !crate::cache::forbids_storing(headers),
+            storable,
         })
     } else {
         Err(CallError::Status {
             status,
-            content_type: headers.get(http::header::CONTENT_TYPE).cloned(),
+            content_type: content_type(),
             body,
         })
     }
+}
+
+/// The `Cache-Control` values of a `HeaderMap`, as [`crate::cache::forbids_storing`]
+/// reads them.
+pub fn cache_control(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .map(HeaderValue::as_bytes)
 }
 
 /// Parses a URL rendered from an upstream's base; the string becomes the Uri's bytes,

@@ -9,13 +9,13 @@ mod conn;
 mod parse;
 
 pub use body::H1Body;
-pub use parse::Collected;
+pub use parse::{Collected, Head};
 
 use super::CallError;
 use bytes::{Bytes, BytesMut};
 use conn::Connection;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, header};
-use parse::{Framing, Head, ParseError};
+use http::{HeaderMap, HeaderValue, Method, Response, Uri, header};
+use parse::{Framing, ParseError};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,8 +49,7 @@ struct Idle {
 /// A whole answer.
 #[derive(Debug)]
 pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub head: Head,
     pub body: Bytes,
 }
 
@@ -142,11 +141,7 @@ impl H1Pool {
         if reusable && conn.buf.is_empty() {
             self.checkin(conn);
         }
-        Ok(Reply {
-            status: head.status,
-            headers: head.headers,
-            body,
-        })
+        Ok(Reply { head, body })
     }
 
     /// Sends one bodiless request and returns the answer as soon as its head is in; the
@@ -158,14 +153,19 @@ impl H1Pool {
         headers: &HeaderMap,
     ) -> Result<Response<H1Body>, CallError> {
         let started = self.start(method, uri, headers, None).await?;
+        let status = started.head.status;
+        let answer_headers = started
+            .head
+            .into_headers()
+            .map_err(|e| Failure::from(e).into_error())?;
         let mut response = Response::new(H1Body::new(
             self.clone(),
             started.conn,
             started.framing,
             started.reusable,
         ));
-        *response.status_mut() = started.head.status;
-        *response.headers_mut() = started.head.headers;
+        *response.status_mut() = status;
+        *response.headers_mut() = answer_headers;
         Ok(response)
     }
 

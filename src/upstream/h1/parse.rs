@@ -2,9 +2,9 @@
 //! headers, how the body is framed (RFC 9112 §6.3), and chunked decoding. Nothing here
 //! reads a socket, so every rule is unit-tested with byte strings.
 
-use crate::wire::{self, parse_decimal};
+use crate::wire::{self, Span, parse_decimal};
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, Method, StatusCode, Version, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 
 /// An answer head larger than this is an error.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -26,16 +26,44 @@ pub enum ParseError {
     TooLarge(u64),
 }
 
-/// A parsed answer head.
+/// A parsed answer head. Its header fields stay in the bytes they were read into, found
+/// by offset: an aggregate call reads two of them, and the `HeaderMap` (a hashed insert
+/// per field) is built only for an answer passed on to a client.
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
     pub version: Version,
-    pub headers: HeaderMap,
+    bytes: Bytes,
+    spans: Vec<Span>,
+}
+
+impl Head {
+    /// The values of every `name` field, in order; `name` in lowercase.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a [u8]> {
+        self.spans
+            .iter()
+            .filter(move |&&(at, len, _, _)| {
+                self.bytes[at..at + len].eq_ignore_ascii_case(name.as_bytes())
+            })
+            .map(|&(_, _, at, len)| &self.bytes[at..at + len])
+    }
+
+    /// The first `name` field's value, sharing the head's bytes.
+    pub fn value(&self, name: &str) -> Option<HeaderValue> {
+        let value = self.values(name).next()?;
+        let at = value.as_ptr() as usize - self.bytes.as_ptr() as usize;
+        HeaderValue::from_maybe_shared(self.bytes.slice(at..at + value.len())).ok()
+    }
+
+    /// The fields as a `HeaderMap`, with room for the two the gateway may add (the
+    /// request id, a compression header).
+    pub fn into_headers(self) -> Result<HeaderMap, ParseError> {
+        wire::header_map(&self.bytes, &self.spans, 2).map_err(ParseError::Head)
+    }
 }
 
 /// Parses an answer head at the start of `buf`, and on success removes it from `buf`.
-/// `None`: the head is not complete yet. Header values share the head's bytes.
+/// `None`: the head is not complete yet.
 pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ParseError> {
     let mut slots = wire::slots();
     let mut answer = httparse::Response::new(&mut []);
@@ -63,12 +91,11 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ParseError> {
     // Offsets first: the slices borrow `buf`, which is split below.
     let spans = wire::spans(buf, answer.headers);
     let bytes = buf.split_to(len).freeze();
-    // Room for the request id and a compression header the gateway may add.
-    let headers = wire::header_map(&bytes, &spans, 2).map_err(ParseError::Head)?;
     Ok(Some(Head {
         status,
         version,
-        headers,
+        bytes,
+        spans,
     }))
 }
 
@@ -94,14 +121,8 @@ impl Framing {
         {
             return Ok(Framing::Empty);
         }
-        if let Some(last) = head
-            .headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-        {
+        if let Some(last) = head.values("transfer-encoding").next_back() {
             let chunked = last
-                .as_bytes()
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
@@ -112,9 +133,9 @@ impl Framing {
             });
         }
         let mut length = None;
-        for value in head.headers.get_all(header::CONTENT_LENGTH) {
+        for value in head.values("content-length") {
             // Repeated but equal values (`5, 5`) are allowed; anything else is an error.
-            for part in value.as_bytes().split(|&b| b == b',') {
+            for part in value.split(|&b| b == b',') {
                 let n = parse_decimal(part.trim_ascii()).ok_or(ParseError::Length)?;
                 if length.is_some_and(|l| l != n) {
                     return Err(ParseError::Length);
@@ -141,9 +162,8 @@ fn describe(e: httparse::Error) -> &'static str {
 /// Whether the connection may carry another request after this answer.
 pub fn keeps_alive(head: &Head) -> bool {
     let has = |token: &str| {
-        head.headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
+        head.values("connection").any(|v| {
+            v.split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
         })
     };

@@ -33,10 +33,15 @@ fn a_head_is_parsed_and_removed_from_the_buffer() {
     let h = parse_head(&mut b).unwrap().unwrap();
     assert_eq!(h.status, StatusCode::OK);
     assert_eq!(h.version, Version::HTTP_11);
-    assert_eq!(h.headers["content-type"], "application/json");
-    let all: Vec<_> = h.headers.get_all("x-a").iter().collect();
-    assert_eq!(all, ["1", "2"]);
     assert_eq!(&b[..], b"{}");
+    assert_eq!(h.value("content-type").unwrap(), "application/json");
+    let all: Vec<_> = h.values("x-a").collect();
+    assert_eq!(all, [b"1", b"2"]);
+    assert!(h.value("x-b").is_none());
+    let headers = h.into_headers().unwrap();
+    assert_eq!(headers["content-type"], "application/json");
+    let all: Vec<_> = headers.get_all("x-a").iter().collect();
+    assert_eq!(all, ["1", "2"]);
 }
 
 #[test]
