@@ -43,6 +43,8 @@ fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
     }
 }
 
+/// The route's answer from its backends' outcomes, in the route's order: 502 or 504
+/// when every backend failed, else the merged body with its headers.
 pub(super) fn respond(
     route: &AggregateRoute,
     outcomes: &[Outcome],
