@@ -13,7 +13,9 @@ use crate::cache::ResponseCache;
 use crate::error::GatewayError;
 use crate::template::{RenderInput, Template};
 use crate::upstream::client::BoxError;
-use crate::upstream::{RequestBody, Upstream, describe, is_idempotent, no_body, parse_uri, retry};
+use crate::upstream::{
+    RequestBody, Target, Upstream, describe, is_idempotent, no_body, parse_uri, retry,
+};
 use bytes::Bytes;
 use http::{Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
@@ -86,17 +88,21 @@ pub async fn forward(
         return cached::serve(route, cache, *ttl, url, headers).await;
     }
 
-    let uri = parse_uri(url).map_err(|error| GatewayError::Upstream {
+    let unusable = |error| GatewayError::Upstream {
         upstream: upstream.spec.name.clone(),
         error,
-    })?;
+    };
     let deadline = tokio::time::Instant::now() + route.timeout;
     if let Some(h1) = upstream.h1()
         && body.is_end_stream()
         && client_upgrade.is_none()
     {
+        let target = match h1.path_of(&url) {
+            Some(path) => Target::Path(path),
+            None => Target::Uri(parse_uri(url.clone()).map_err(unusable)?),
+        };
         let method = &parts.method;
-        let attempt = || h1.open(method, &uri, &headers);
+        let attempt = || h1.open(method, target.path(), &headers);
         return match retry::run(upstream, is_idempotent(method), deadline, attempt).await {
             Ok(answer) => Ok(passthrough(answer, route.idle_timeout)),
             Err(error) => Err(GatewayError::Upstream {
@@ -106,6 +112,7 @@ pub async fn forward(
         };
     }
 
+    let uri = parse_uri(url).map_err(unusable)?;
     // A streamed body can be sent once: only a bodiless idempotent request is retried
     // or hedged.
     let body = (!body.is_end_stream()).then(|| -> RequestBody {

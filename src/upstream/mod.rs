@@ -124,8 +124,11 @@ impl Upstream {
         deadline: Instant,
     ) -> Result<Answer, CallError> {
         let repeatable = body.as_ref().is_none_or(|(m, _)| is_idempotent(m));
-        let uri = parse_uri(url)?;
-        let once = || self.call_once(&uri, headers, body.clone());
+        let target = match self.h1.as_ref().and_then(|h1| h1.path_of(&url)) {
+            Some(path) => Target::Path(path),
+            None => Target::Uri(parse_uri(url.clone())?),
+        };
+        let once = || self.call_once(&target, headers, body.clone());
         match retry::run(self, repeatable, deadline, once).await {
             // A non-2xx answer is an error to the aggregate, once retries are spent.
             Ok(answer) if !answer.status.is_success() => Err(CallError::Status {
@@ -139,7 +142,7 @@ impl Upstream {
 
     async fn call_once(
         &self,
-        uri: &Uri,
+        target: &Target<'_>,
         headers: &HeaderMap,
         body: Option<(&Method, Bytes)>,
     ) -> Result<Answer, CallError> {
@@ -161,7 +164,7 @@ impl Upstream {
                 Some((method, body)) => (*method, Some(body)),
             };
             let reply = h1
-                .send(method, uri, headers, body, self.spec.max_response)
+                .send(method, target.path(), headers, body, self.spec.max_response)
                 .await?;
             let head = &reply.head;
             let storable = !crate::cache::forbids_storing(head.values("cache-control"));
@@ -176,6 +179,9 @@ impl Upstream {
             None => (Method::GET, no_body()),
             Some((method, body)) => (method.clone(), bytes_body(body)),
         };
+        let Target::Uri(uri) = target else {
+            unreachable!("a URL is kept unparsed only for the own client")
+        };
         let response = self
             .client
             .send(method, uri.clone(), headers.clone(), body)
@@ -186,6 +192,23 @@ impl Upstream {
         let storable = !crate::cache::forbids_storing(cache_control(&parts.headers));
         let content_type = || parts.headers.get(http::header::CONTENT_TYPE).cloned();
         answer(parts.status, storable, content_type, body)
+    }
+}
+
+/// Where a call goes: for the own client, the rendered URL's path as it is; for hyper
+/// (and a URL the own client will not take unparsed), the parsed `Uri`.
+pub enum Target<'u> {
+    Path(&'u str),
+    Uri(Uri),
+}
+
+impl Target<'_> {
+    /// The request target on the request line.
+    pub fn path(&self) -> &str {
+        match self {
+            Target::Path(path) => path,
+            Target::Uri(uri) => uri.path_and_query().map_or("/", |p| p.as_str()),
+        }
     }
 }
 

@@ -57,7 +57,10 @@ impl Connection {
         }
         let mut received = false;
         loop {
-            if let Some(head) = parse::parse_head(&mut self.buf)? {
+            // A pooled connection starts empty: nothing to parse before the first read.
+            if !self.buf.is_empty()
+                && let Some(head) = parse::parse_head(&mut self.buf)?
+            {
                 if head.status == StatusCode::SWITCHING_PROTOCOLS {
                     return Err(failed("answered 101 to a request without Upgrade"));
                 }
