@@ -14,10 +14,7 @@ pub type Span = (usize, usize, usize, usize);
 
 /// Header slots for httparse, left uninitialized: zeroing 100 of them cost more than
 /// parsing a small head.
-pub type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
-
-/// Fresh, uninitialized [`Slots`].
-pub fn slots<'b>() -> Slots<'b> {
+pub fn slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 

@@ -349,5 +349,13 @@ pub fn forbids_storing<'a>(cache_control: impl IntoIterator<Item = &'a [u8]>) ->
         .any(|d| d.eq_ignore_ascii_case(b"no-store") || d.eq_ignore_ascii_case(b"private"))
 }
 
+/// The `Cache-Control` values of a `HeaderMap`, as [`forbids_storing`] reads them.
+pub fn cache_control(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .map(HeaderValue::as_bytes)
+}
+
 #[cfg(test)]
 mod tests;

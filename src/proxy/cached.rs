@@ -4,10 +4,11 @@
 use super::{ProxyRoute, strip_hop_by_hop};
 use crate::body::{Body, full};
 use crate::cache::{
-    CacheKey, CacheOutcome, CachePolicy, Entry, Fetched, ResponseCache, Stored, forbids_storing,
+    CacheKey, CacheOutcome, CachePolicy, Entry, Fetched, ResponseCache, Stored, cache_control,
+    forbids_storing,
 };
 use crate::error::GatewayError;
-use crate::upstream::{cache_control, describe, no_body, parse_uri, read_body, retry};
+use crate::upstream::{describe, no_body, parse_uri, read_body, retry};
 use http::header::{ACCEPT, ACCEPT_ENCODING, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY};
 use http::{Method, Response};
 use std::sync::Arc;

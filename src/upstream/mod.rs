@@ -189,7 +189,7 @@ impl Upstream {
             .map_err(describe)?;
         let (parts, body) = response.into_parts();
         let body = read_body(body, &parts.headers, self.spec.max_response).await?;
-        let storable = !crate::cache::forbids_storing(cache_control(&parts.headers));
+        let storable = !crate::cache::forbids_storing(crate::cache::cache_control(&parts.headers));
         let content_type = || parts.headers.get(http::header::CONTENT_TYPE).cloned();
         answer(parts.status, storable, content_type, body)
     }
@@ -233,15 +233,6 @@ fn answer(
             body,
         })
     }
-}
-
-/// The `Cache-Control` values of a `HeaderMap`, as [`crate::cache::forbids_storing`]
-/// reads them.
-pub fn cache_control(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .map(HeaderValue::as_bytes)
 }
 
 /// Parses a URL rendered from an upstream's base; the string becomes the Uri's bytes,

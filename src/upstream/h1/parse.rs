@@ -38,7 +38,7 @@ pub struct Head {
 }
 
 impl Head {
-    /// The values of every `name` field, in order; `name` in lowercase.
+    /// The values of every `name` field, in order (names compare case-insensitively).
     pub fn values<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a [u8]> {
         self.spans
             .iter()
@@ -51,8 +51,7 @@ impl Head {
     /// The first `name` field's value, sharing the head's bytes.
     pub fn value(&self, name: &str) -> Option<HeaderValue> {
         let value = self.values(name).next()?;
-        let at = value.as_ptr() as usize - self.bytes.as_ptr() as usize;
-        HeaderValue::from_maybe_shared(self.bytes.slice(at..at + value.len())).ok()
+        HeaderValue::from_maybe_shared(self.bytes.slice_ref(value)).ok()
     }
 
     /// The fields as a `HeaderMap`, with room for the two the gateway may add (the
