@@ -34,6 +34,44 @@ pub(super) struct ElementFailures {
     pub first: BackendError,
 }
 
+/// What a backend's cache says before any call is set up.
+pub(super) enum Lookup {
+    /// A fresh stored answer; [`from_hit`] makes it the backend's answer.
+    Hit(Arc<Entry>),
+    /// The answer takes a call; with the cache key when the backend caches.
+    Call(Option<CacheKey>),
+}
+
+/// Looks for a fresh cached answer to `url`. A hit, the common case on a cached backend,
+/// needs none of what a call is set up with, so the caller can answer it in place.
+pub(super) async fn lookup(scope: &RequestScope<'_>, backend: &Backend, url: &str) -> Lookup {
+    let spec = &backend.spec;
+    // A backend that sends the request body is never cached.
+    if spec.cache.is_none() || spec.forward_body {
+        return Lookup::Call(None);
+    }
+    let key = CacheKey::new(
+        Method::GET,
+        url,
+        &scope.parts.headers,
+        &scope.route.forward_headers,
+    );
+    match scope.route.cache.fresh(&key).await {
+        Some(entry) => Lookup::Hit(entry),
+        None => Lookup::Call(Some(key)),
+    }
+}
+
+/// The answer of a fresh hit: as stored, or shaped now for a backend others read.
+pub(super) fn from_hit(
+    entry: Arc<Entry>,
+    backend: &Backend,
+    keep: bool,
+) -> Result<Answer, BackendError> {
+    let reading = (backend.spec.merge, backend.spec.shape.as_deref());
+    finish_hit(entry, reading, keep, "hit").map(answer)
+}
+
 /// One backend call, through the cache when the backend has a `cache_ttl`. `keep`: the
 /// unshaped answer is returned too, for the backends that read it.
 pub(super) async fn call(
@@ -42,16 +80,34 @@ pub(super) async fn call(
     url: String,
     keep: bool,
 ) -> Result<Answer, BackendError> {
-    let spec = &backend.spec;
-    let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
-    let deadline = scope.deadline.min(Instant::now() + own);
-    let reading = (spec.merge, spec.shape.as_deref());
-    let answer = |body, raw, desc| Answer {
+    match lookup(scope, backend, &url).await {
+        Lookup::Hit(entry) => from_hit(entry, backend, keep),
+        Lookup::Call(key) => call_upstream(scope, backend, url, key, keep).await,
+    }
+}
+
+fn answer((body, raw, desc): (Bytes, Option<Value>, &'static str)) -> Answer {
+    Answer {
         body,
         desc,
         raw,
         failed_elements: None,
-    };
+    }
+}
+
+/// The call after a [`lookup`] found nothing fresh: through the cache (stale answers,
+/// coalesced misses) when there is a `key`, else straight to the upstream.
+pub(super) async fn call_upstream(
+    scope: &RequestScope<'_>,
+    backend: &Backend,
+    url: String,
+    key: Option<CacheKey>,
+    keep: bool,
+) -> Result<Answer, BackendError> {
+    let spec = &backend.spec;
+    let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
+    let deadline = scope.deadline.min(Instant::now() + own);
+    let reading = (spec.merge, spec.shape.as_deref());
     if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
         // Only a backend that sends the body needs its own headers, with its type.
         let mut headers = scope.forwarded.clone();
@@ -61,24 +117,13 @@ pub(super) async fn call(
         let send = Some((&scope.parts.method, bytes.clone()));
         let (raw, _) = fetch(&backend.upstream, url, &headers, send, deadline).await?;
         let (body, raw) = read(raw, reading, keep)?;
-        return Ok(answer(body, raw, "ok"));
+        return Ok(answer((body, raw, "ok")));
     }
-    let Some(policy) = spec.cache else {
+    let (Some(policy), Some(key)) = (spec.cache, key) else {
         let (raw, _) = fetch(&backend.upstream, url, &scope.forwarded, None, deadline).await?;
         let (body, raw) = read(raw, reading, keep)?;
-        return Ok(answer(body, raw, "ok"));
+        return Ok(answer((body, raw, "ok")));
     };
-    let key = CacheKey::new(
-        Method::GET,
-        &url,
-        &scope.parts.headers,
-        &scope.route.forward_headers,
-    );
-    // A fresh hit, the common case, needs none of what a fetch is set up with below.
-    if let Some(entry) = scope.route.cache.fresh(&key).await {
-        return finish_hit(entry, reading, keep, "hit")
-            .map(|(body, raw, desc)| answer(body, raw, desc));
-    }
     let upstream = backend.upstream.clone();
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
     let shape = spec.shape.clone();
@@ -112,7 +157,7 @@ pub(super) async fn call(
         CacheOutcome::Stale => "stale",
         CacheOutcome::Miss { .. } => "ok",
     };
-    finish_hit(entry, reading, keep, desc).map(|(body, raw, desc)| answer(body, raw, desc))
+    finish_hit(entry, reading, keep, desc).map(answer)
 }
 
 /// A stored answer as the route uses it: as stored, or (for one that other backends

@@ -2,10 +2,11 @@
 //! arrived (those reading none at once), stop early when a required backend fails, then
 //! hand the outcomes to `respond`.
 
-use super::call::{Answer, call};
+use super::call::{Answer, Lookup, call_upstream, from_hit, lookup};
 use super::{AggregateRoute, Backend, BackendError};
 use super::{for_each, respond};
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
+use crate::cache::CacheKey;
 use crate::error::GatewayError;
 use crate::gateway::X_REQUEST_ID;
 use crate::template::{Problem, RenderError, RenderInput};
@@ -106,8 +107,23 @@ pub async fn serve(
                 answers: &progress.answers,
                 item: None,
             };
-            match target(route, &route.backends[i], &input) {
-                Ok(target) => calls.push(Box::pin(run(&scope, i, target))),
+            let backend = &route.backends[i];
+            match target(route, backend, &input) {
+                Ok(Target::One(url)) => {
+                    // A fresh hit is answered here: no call future, no wake-up.
+                    let began = Instant::now();
+                    match lookup(&scope, backend, &url).await {
+                        Lookup::Hit(entry) => {
+                            let result = from_hit(entry, backend, route.plan.is_read(i));
+                            let elapsed = began.elapsed();
+                            progress.finish(route, i, Outcome { result, elapsed })?;
+                        }
+                        Lookup::Call(key) => {
+                            calls.push(Box::pin(run(&scope, i, Target::One(url), key)))
+                        }
+                    }
+                }
+                Ok(target) => calls.push(Box::pin(run(&scope, i, target, None))),
                 Err(error) => progress.finish(route, i, Outcome::failed(error))?,
             }
         }
@@ -237,8 +253,14 @@ fn target(
     Ok(Target::Each(urls))
 }
 
-/// Runs one backend's call (or calls) and times it.
-async fn run<'s>(scope: &'s RequestScope<'s>, i: usize, target: Target) -> (usize, Outcome) {
+/// Runs one backend's call (or calls) and times it. `key`: the cache key a `lookup`
+/// already computed for a single call.
+async fn run<'s>(
+    scope: &'s RequestScope<'s>,
+    i: usize,
+    target: Target,
+    key: Option<CacheKey>,
+) -> (usize, Outcome) {
     let began = Instant::now();
     let backend = &scope.route.backends[i];
     let keep = scope.route.plan.is_read(i);
@@ -247,7 +269,7 @@ async fn run<'s>(scope: &'s RequestScope<'s>, i: usize, target: Target) -> (usiz
             // Boxed: most backends make one call and need not carry this state.
             Box::pin(for_each::run(scope, backend, each, urls, keep)).await
         }
-        (Target::One(url), _) => call(scope, backend, url, keep).await,
+        (Target::One(url), _) => call_upstream(scope, backend, url, key, keep).await,
         (Target::Each(_), None) => unreachable!("only a for_each backend has several targets"),
     };
     let outcome = Outcome {
