@@ -4,7 +4,7 @@
 use super::execute::RequestScope;
 use super::shape::Shape;
 use super::{Backend, BackendError};
-use crate::cache::{CacheKey, CacheOutcome, Entry, Fetched, Stored};
+use crate::cache::{CacheKey, CacheOutcome, Entry, Fetched, KeyQuery, Stored};
 use crate::config::MergeMode;
 use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
@@ -47,18 +47,14 @@ pub(super) enum Lookup {
 pub(super) async fn lookup(scope: &RequestScope<'_>, backend: &Backend, url: &str) -> Lookup {
     let spec = &backend.spec;
     // A backend that sends the request body is never cached.
-    if spec.cache.is_none() || spec.forward_body {
+    let (Some(_), false, Some(varying)) = (spec.cache, spec.forward_body, &scope.varying) else {
         return Lookup::Call(None);
-    }
-    let key = CacheKey::new(
-        Method::GET,
-        url,
-        &scope.parts.headers,
-        &scope.route.forward_headers,
-    );
-    match scope.route.cache.fresh(&key).await {
+    };
+    let get = Method::GET;
+    let query = KeyQuery::new(&get, url, varying);
+    match scope.route.cache.fresh(&query).await {
         Some(entry) => Lookup::Hit(entry),
-        None => Lookup::Call(Some(key)),
+        None => Lookup::Call(Some(query.to_key())),
     }
 }
 

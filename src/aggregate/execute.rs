@@ -6,7 +6,7 @@ use super::call::{Answer, Lookup, call_upstream, from_hit, lookup};
 use super::{AggregateRoute, Backend, BackendError};
 use super::{for_each, respond};
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
-use crate::cache::CacheKey;
+use crate::cache::{CacheKey, Varying};
 use crate::error::GatewayError;
 use crate::gateway::X_REQUEST_ID;
 use crate::template::{Problem, RenderError, RenderInput};
@@ -29,6 +29,8 @@ pub(super) struct RequestScope<'a> {
     pub parts: &'a request::Parts,
     /// The headers every call carries (see `forwarded`).
     pub forwarded: HeaderMap,
+    /// The request headers cache keys vary by, read when a backend caches.
+    pub varying: Option<Varying>,
     /// The request body, read only when a backend has `forward_body`.
     pub body: Option<Bytes>,
     /// The route's deadline.
@@ -78,6 +80,11 @@ pub async fn serve(
         route,
         parts,
         forwarded: forwarded(route, &parts.headers),
+        varying: route
+            .backends
+            .iter()
+            .any(|b| b.spec.cache.is_some())
+            .then(|| Varying::read(&parts.headers, &route.forward_headers)),
         body: request_body,
         deadline,
     };

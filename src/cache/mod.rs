@@ -16,58 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Request headers that can change an answer: they are part of every key, so no user
-/// ever gets another user's cached answer.
-pub const IDENTITY_HEADERS: [http::HeaderName; 2] =
-    [http::header::AUTHORIZATION, http::header::COOKIE];
-
-/// What identifies one cached answer: method, final upstream URL, and the values of the
-/// request headers that can change the answer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(Arc<KeyParts>);
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct KeyParts {
-    method: http::Method,
-    url: String,
-    /// `name: value` lines, in a fixed order.
-    varying: Vec<(http::HeaderName, Option<HeaderValue>)>,
-}
-
-impl CacheKey {
-    /// The key of a call to `url` whose answer may vary by `headers` (read from `request`).
-    pub fn new<'a>(
-        method: http::Method,
-        url: &str,
-        request: &HeaderMap,
-        headers: impl IntoIterator<Item = &'a http::HeaderName>,
-    ) -> Self {
-        let varying = IDENTITY_HEADERS
-            .iter()
-            .chain(headers)
-            .map(|name| (name.clone(), request.get(name).cloned()))
-            .collect();
-        Self(Arc::new(KeyParts {
-            method,
-            url: url.to_string(),
-            varying,
-        }))
-    }
-
-    pub fn url(&self) -> &str {
-        &self.0.url
-    }
-
-    fn weight(&self) -> usize {
-        self.0.url.len()
-            + self
-                .0
-                .varying
-                .iter()
-                .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>()
-    }
-}
+mod key;
+pub use key::{CacheKey, KeyQuery, Varying};
 
 /// How long an answer may be served, and its stale windows (both after `ttl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -208,7 +158,7 @@ impl ResponseCache {
 
     /// The entry for `key` if it is fresh: a hit, with nothing set up for a fetch. On
     /// `None`, `get_or_fetch` decides between stale, miss and coalescing.
-    pub async fn fresh(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+    pub async fn fresh(&self, key: &KeyQuery<'_>) -> Option<Arc<Entry>> {
         let entry = self.store.get(key).await?;
         let age = Instant::now().saturating_duration_since(entry.stored_at);
         (age < entry.policy.ttl).then(|| {
