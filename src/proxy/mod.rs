@@ -85,7 +85,7 @@ pub async fn forward(
         && (parts.method == Method::GET || parts.method == Method::HEAD)
         && client_upgrade.is_none()
     {
-        return cached::serve(route, cache, *ttl, url, headers).await;
+        return Box::pin(cached::serve(route, cache, *ttl, url, headers)).await;
     }
 
     let unusable = |error| GatewayError::Upstream {
@@ -112,6 +112,36 @@ pub async fn forward(
         };
     }
 
+    // Boxed: the general client's future is the largest, and the common case above
+    // should not carry (and move) it.
+    Box::pin(forward_general(
+        route,
+        url,
+        parts,
+        headers,
+        body,
+        client_upgrade,
+        deadline,
+    ))
+    .await
+}
+
+/// Forwards through the general client (hyper's): a request body to stream, an upgrade,
+/// or an upstream the own HTTP/1.1 client does not serve (TLS, HTTP/2).
+async fn forward_general(
+    route: &ProxyRoute,
+    url: String,
+    parts: request::Parts,
+    headers: http::HeaderMap,
+    body: ClientBody,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    deadline: tokio::time::Instant,
+) -> Result<Response<Body>, GatewayError> {
+    let upstream = &route.upstream;
+    let unusable = |error| GatewayError::Upstream {
+        upstream: upstream.spec.name.clone(),
+        error,
+    };
     let uri = parse_uri(url).map_err(unusable)?;
     // A streamed body can be sent once: only a bodiless idempotent request is retried
     // or hedged.

@@ -101,7 +101,9 @@ where
     let mut backoff = Duration::from_millis(20);
     loop {
         let result = match spec.hedge_after.filter(|_| repeatable) {
-            Some(after) => hedged(&one_try, after).await,
+            // Boxed: two tries and a timer, carried by every call's future unboxed,
+            // though only an upstream with `hedge_after` runs this.
+            Some(after) => Box::pin(hedged(&one_try, after)).await,
             None => one_try().await,
         };
         if retries_left == 0 || !result.retryable() {
