@@ -73,14 +73,16 @@ pub async fn serve<S, B>(
                     Parsed::Partial => {}
                     Parsed::HandOff => {
                         let read = buf.freeze();
-                        return handoff::serve(
+                        // Boxed: hyper's connection is larger than all of this
+                        // future, and every connection would carry it.
+                        return Box::pin(handoff::serve(
                             stream,
                             read,
                             peer,
                             service,
                             &settings.hyper,
                             shutdown,
-                        )
+                        ))
                         .await;
                     }
                 }

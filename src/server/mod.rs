@@ -98,15 +98,12 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = conn::serve(
-            stream,
-            peer,
-            stack.clone(),
-            conn_settings.clone(),
-            stopped.clone(),
-        );
+        let (service, shared, stopping) = (stack.clone(), conn_settings.clone(), stopped.clone());
+        // The connection's future is made inside the task: made outside and awaited
+        // inside, the task would hold it twice (as captured, and as awaited), and an
+        // idle connection's memory is mostly its task.
         tokio::spawn(async move {
-            connection.await;
+            conn::serve(stream, peer, service, shared, stopping).await;
             drop(slot);
         });
     }
