@@ -17,10 +17,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// The peer address of the connection a request came on (a request extension).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
-
 /// One route at runtime.
 #[derive(Debug)]
 pub struct Route {
@@ -177,7 +173,11 @@ impl Gateway {
     }
 
     /// Answers one request. Errors become responses here, through `error.rs`.
-    pub async fn handle(&self, mut request: Request<ClientBody>) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        mut request: Request<ClientBody>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
         // The client's request id, or a new one; upstreams and the response carry it.
@@ -202,7 +202,7 @@ impl Gateway {
             series: None,
             passthrough: false,
         };
-        let mut response = match self.route(request, &mut matched).await {
+        let mut response = match self.route(request, peer, &mut matched).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
@@ -242,6 +242,7 @@ impl Gateway {
     async fn route<'s>(
         &'s self,
         request: Request<ClientBody>,
+        peer: SocketAddr,
         matched: &mut Matched<'s>,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();
@@ -260,7 +261,7 @@ impl Gateway {
         matched.label = &route.label;
         matched.series = Some(&route.series);
         let quota = match &route.limit {
-            Some((_, limit)) => match self.admit(limit, &parts) {
+            Some((_, limit)) => match self.admit(limit, &parts, peer.ip()) {
                 Ok(remaining) => Some((limit.burst, remaining)),
                 Err(e) => {
                     self.metrics.rate_limited(&route.label);
@@ -274,11 +275,10 @@ impl Gateway {
         let result = match &route.handler {
             Handler::Aggregate(agg) => Box::pin(aggregate::serve(agg, &parts, &params, body)).await,
             Handler::Proxy(p) => {
-                let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0);
                 // The URL is rendered first: the params borrow the path of `parts`,
                 // which the proxy then takes by value.
                 let url = proxy::target_url(p, &parts, &params)?;
-                let result = Box::pin(proxy::forward(p, url, parts, body, peer)).await;
+                let result = Box::pin(proxy::forward(p, url, parts, body, Some(peer))).await;
                 matched.passthrough = result.is_ok();
                 result
             }
@@ -294,11 +294,12 @@ impl Gateway {
     }
 
     /// Counts a request against its route's limit: the requests left, or 429.
-    fn admit(&self, limit: &RouteLimit, parts: &http::request::Parts) -> Result<u32, GatewayError> {
-        let peer = parts
-            .extensions
-            .get::<ClientAddr>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    fn admit(
+        &self,
+        limit: &RouteLimit,
+        parts: &http::request::Parts,
+        peer: IpAddr,
+    ) -> Result<u32, GatewayError> {
         let key = client_key(
             &limit.key,
             peer,

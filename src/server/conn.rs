@@ -12,7 +12,6 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -41,7 +40,6 @@ const READ_SIZE: usize = 4096;
 /// `shutdown` changes (after the request in flight is answered).
 pub async fn serve<S, B>(
     mut stream: TcpStream,
-    peer: SocketAddr,
     mut service: S,
     settings: Arc<ConnSettings>,
     mut shutdown: watch::Receiver<()>,
@@ -65,7 +63,7 @@ pub async fn serve<S, B>(
     loop {
         let (request, keep_alive) = loop {
             if !buf.is_empty() {
-                match request::parse(&mut buf, peer) {
+                match request::parse(&mut buf) {
                     Parsed::Request {
                         request,
                         keep_alive,
@@ -78,7 +76,6 @@ pub async fn serve<S, B>(
                         return Box::pin(handoff::serve(
                             stream,
                             read,
-                            peer,
                             service,
                             &settings.hyper,
                             shutdown,

@@ -3,7 +3,6 @@
 //! upgrades, h2c, malformed requests), watched for graceful shutdown.
 
 use crate::body::ClientBody;
-use crate::gateway::ClientAddr;
 use bytes::{Buf, Bytes};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -12,7 +11,6 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -25,7 +23,6 @@ use tower::{Service, ServiceExt};
 pub async fn serve<S, B>(
     stream: TcpStream,
     read: Bytes,
-    peer: SocketAddr,
     service: S,
     builder: &auto::Builder<TokioExecutor>,
     mut shutdown: watch::Receiver<()>,
@@ -38,11 +35,8 @@ pub async fn serve<S, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let service = service.map_request(move |request: Request<Incoming>| {
-        let mut request = request.map(ClientBody::Streamed);
-        request.extensions_mut().insert(ClientAddr(peer));
-        request
-    });
+    let service =
+        service.map_request(|request: Request<Incoming>| request.map(ClientBody::Streamed));
     let io = TokioIo::new(Replayed { read, stream });
     let connection = builder
         .serve_connection_with_upgrades(io, TowerToHyperService::new(service))

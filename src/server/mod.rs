@@ -9,20 +9,21 @@ mod handoff;
 mod request;
 mod response;
 
-use crate::body::ClientBody;
+use crate::body::{Body, ClientBody};
 use crate::config::CorsSpec;
 use crate::gateway::Gateway;
 use arc_swap::ArcSwap;
 use conn::ConnSettings;
-use http::Request;
+use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, service_fn};
+use tower::{Service, ServiceBuilder, service_fn};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 /// The live config: requests load the current snapshot; a reload swaps it whole.
@@ -39,21 +40,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let settings = live.load().server.clone();
-    let handler = {
-        let live = live.clone();
-        service_fn(move |request: Request<ClientBody>| {
-            // An owned Arc: nothing borrowed from the swap lives across the await.
-            let gateway = live.load_full();
-            // Boxed once here, every layer's future above stays small: hyper moves them.
-            Box::pin(async move { Ok::<_, Infallible>(gateway.handle(request).await) })
-        })
-    };
-    // The request id and compression are the gateway's own (Gateway::handle): fewer
-    // layers to wrap and move per request, and the response body stays the small boxed
-    // one (tower-http's compression body carries brotli's state inline).
-    let stack = ServiceBuilder::new()
-        .option_layer(settings.cors.as_ref().map(cors_layer))
-        .service(handler);
+    let cors = settings.cors.as_ref().map(cors_layer);
 
     let mut hyper = auto::Builder::new(TokioExecutor::new());
     hyper
@@ -98,12 +85,13 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (service, shared, stopping) = (stack.clone(), conn_settings.clone(), stopped.clone());
+        let service = connection_service(&live, cors.as_ref(), peer);
+        let (shared, stopping) = (conn_settings.clone(), stopped.clone());
         // The connection's future is made inside the task: made outside and awaited
         // inside, the task would hold it twice (as captured, and as awaited), and an
         // idle connection's memory is mostly its task.
         tokio::spawn(async move {
-            conn::serve(stream, peer, service, shared, stopping).await;
+            conn::serve(stream, service, shared, stopping).await;
             drop(slot);
         });
     }
@@ -119,6 +107,36 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The service of one connection's requests: CORS, when configured, over the gateway.
+/// Made per connection so that the gateway is told the peer address directly: carried
+/// as a request extension it cost three allocations per request.
+fn connection_service(
+    live: &LiveGateway,
+    cors: Option<&CorsLayer>,
+    peer: SocketAddr,
+) -> impl Service<
+    Request<ClientBody>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let live = live.clone();
+    let handler = service_fn(move |request: Request<ClientBody>| {
+        // An owned Arc: nothing borrowed from the swap lives across the await.
+        let gateway = live.load_full();
+        // Boxed once here, every layer's future above stays small: hyper moves them.
+        Box::pin(async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) })
+    });
+    // The request id and compression are the gateway's own (Gateway::handle): fewer
+    // layers to wrap and move per request, and the response body stays the small boxed
+    // one (tower-http's compression body carries brotli's state inline).
+    ServiceBuilder::new()
+        .option_layer(cors.cloned())
+        .service(handler)
 }
 
 /// How often rate-limit keys with full buckets are forgotten.

@@ -3,11 +3,9 @@
 //! left to hyper, which answers it with the full protocol (bodies, upgrades, h2c, 400s).
 
 use crate::body::ClientBody;
-use crate::gateway::ClientAddr;
 use crate::wire;
 use bytes::BytesMut;
 use http::{Method, Request, Uri, Version};
-use std::net::SocketAddr;
 
 /// A head still incomplete at this size is left to hyper, which refuses it with 431.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -34,7 +32,7 @@ pub enum Parsed {
 }
 
 /// Parses the request at the start of `buf`.
-pub fn parse(buf: &mut BytesMut, peer: SocketAddr) -> Parsed {
+pub fn parse(buf: &mut BytesMut) -> Parsed {
     let mut slots = wire::slots();
     let mut head = httparse::Request::new(&mut []);
     let len = match head.parse_with_uninit_headers(buf, &mut slots) {
@@ -75,7 +73,6 @@ pub fn parse(buf: &mut BytesMut, peer: SocketAddr) -> Parsed {
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    request.extensions_mut().insert(ClientAddr(peer));
     Parsed::Request {
         request,
         keep_alive,
@@ -115,13 +112,9 @@ fn plain(fields: &[httparse::Header<'_>]) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn peer() -> SocketAddr {
-        "127.0.0.1:4000".parse().unwrap()
-    }
-
     fn parsed(text: &str) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(text);
-        (parse(&mut buf, peer()), buf)
+        (parse(&mut buf), buf)
     }
 
     #[test]
@@ -139,7 +132,6 @@ mod tests {
         assert_eq!(request.uri().path(), "/a/b");
         assert_eq!(request.uri().query(), Some("x=1"));
         assert_eq!(request.headers()["x-id"], "7");
-        assert_eq!(request.extensions().get::<ClientAddr>().unwrap().0, peer());
         assert_eq!(&rest[..], b"GET /next");
     }
 

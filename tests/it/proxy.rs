@@ -91,7 +91,12 @@ async fn proxy_routes_pass_requests_and_answers_through() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), 300_000);
-    assert_eq!(up.requests().last().unwrap().method, "PUT");
+    let seen = up.requests().last().unwrap().clone();
+    assert_eq!(seen.method, "PUT");
+    assert_eq!(
+        seen.headers["x-forwarded-for"], "127.0.0.1",
+        "a request with a body (served by hyper) names its peer too"
+    );
 }
 
 #[tokio::test]
