@@ -8,6 +8,7 @@ use super::{AggregateRoute, BackendError};
 use crate::body::{Body, full};
 use crate::error::GatewayError;
 use crate::upstream::CallError;
+use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderName, Response};
 use std::time::Duration;
@@ -128,7 +129,8 @@ pub(super) fn respond(
         X_FANOUT_COMPLETE.clone(),
         HeaderValue::from_static(complete),
     );
-    if let Ok(v) = HeaderValue::from_str(&timing) {
+    // As Bytes, the value keeps the string's buffer instead of copying it.
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(timing)) {
         h.insert(SERVER_TIMING.clone(), v);
     }
     if log_codes {
