@@ -106,7 +106,7 @@ pub(super) async fn call_upstream(
     let reading = (spec.merge, spec.shape.as_deref());
     if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
         // Only a backend that sends the body needs its own headers, with its type.
-        let mut headers = scope.forwarded.clone();
+        let mut headers = scope.forwarded().clone();
         if let Some(ct) = scope.parts.headers.get(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, ct.clone());
         }
@@ -116,7 +116,7 @@ pub(super) async fn call_upstream(
         return Ok(answer((body, raw, "ok")));
     }
     let (Some(policy), Some(key)) = (spec.cache, key) else {
-        let (raw, _) = fetch(&backend.upstream, url, &scope.forwarded, None, deadline).await?;
+        let (raw, _) = fetch(&backend.upstream, url, scope.forwarded(), None, deadline).await?;
         let (body, raw) = read(raw, reading, keep)?;
         return Ok(answer((body, raw, "ok")));
     };
@@ -124,7 +124,7 @@ pub(super) async fn call_upstream(
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
     let shape = spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
-    let headers = scope.forwarded.clone();
+    let headers = scope.forwarded().clone();
     let fetch = move || async move {
         let (raw, storable) = fetch(&upstream, url, &headers, None, deadline).await?;
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came

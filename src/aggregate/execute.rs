@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{HeaderMap, Response, request};
 use serde_json::Value;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -27,8 +28,9 @@ pub(super) struct Outcome {
 pub(super) struct RequestScope<'a> {
     pub route: &'a AggregateRoute,
     pub parts: &'a request::Parts,
-    /// The headers every call carries (see `forwarded`).
-    pub forwarded: HeaderMap,
+    /// The headers every call carries, made by the first call (a request answered
+    /// from the cache makes none).
+    forwarded: OnceLock<HeaderMap>,
     /// The request headers cache keys vary by, read when a backend caches.
     pub varying: Option<Varying>,
     /// The request body, read only when a backend has `forward_body`.
@@ -41,6 +43,14 @@ pub(super) struct RequestScope<'a> {
 enum Target {
     One(String),
     Each(Vec<Result<String, RenderError>>),
+}
+
+impl RequestScope<'_> {
+    /// The headers every backend call carries (see [`forwarded`]).
+    pub fn forwarded(&self) -> &HeaderMap {
+        self.forwarded
+            .get_or_init(|| forwarded(self.route, &self.parts.headers))
+    }
 }
 
 /// One request's progress through the route's plan.
@@ -79,7 +89,7 @@ pub async fn serve(
     let scope = RequestScope {
         route,
         parts,
-        forwarded: forwarded(route, &parts.headers),
+        forwarded: OnceLock::new(),
         varying: route
             .backends
             .iter()
@@ -104,7 +114,8 @@ pub async fn serve(
         },
         ready: route.plan.starts().collect(),
     };
-    let mut calls = FuturesUnordered::new();
+    // Made at the first call: a request answered from the cache needs none.
+    let mut calls = None;
     loop {
         while let Some(i) = progress.ready.pop() {
             let input = RenderInput {
@@ -125,17 +136,22 @@ pub async fn serve(
                             let elapsed = began.elapsed();
                             progress.finish(route, i, Outcome { result, elapsed })?;
                         }
-                        Lookup::Call(key) => {
-                            calls.push(Box::pin(run(&scope, i, Target::One(url), key)))
-                        }
+                        Lookup::Call(key) => calls
+                            .get_or_insert_with(FuturesUnordered::new)
+                            .push(Box::pin(run(&scope, i, Target::One(url), key))),
                     }
                 }
-                Ok(target) => calls.push(Box::pin(run(&scope, i, target, None))),
+                Ok(target) => calls
+                    .get_or_insert_with(FuturesUnordered::new)
+                    .push(Box::pin(run(&scope, i, target, None))),
                 Err(error) => progress.finish(route, i, Outcome::failed(error))?,
             }
         }
         // Dropping `calls` (when a required backend fails) cancels those still running.
-        let Some((i, outcome)) = calls.next().await else {
+        let Some(running) = calls.as_mut() else {
+            break;
+        };
+        let Some((i, outcome)) = running.next().await else {
             break;
         };
         progress.finish(route, i, outcome)?;
