@@ -172,9 +172,11 @@ impl Gateway {
         })
     }
 
-    /// Answers one request. Errors become responses here, through `error.rs`.
+    /// Answers one request. Errors become responses here, through `error.rs`. Takes
+    /// the snapshot it answers from by value, so the server can box this future as it
+    /// is instead of in a block that owns the snapshot (one copy of it fewer).
     pub async fn handle(
-        &self,
+        self: Arc<Self>,
         mut request: Request<ClientBody>,
         peer: SocketAddr,
     ) -> Response<Body> {

@@ -14,6 +14,7 @@ use crate::config::CorsSpec;
 use crate::gateway::Gateway;
 use arc_swap::ArcSwap;
 use conn::ConnSettings;
+use futures_util::FutureExt;
 use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -126,10 +127,13 @@ fn connection_service(
 + 'static {
     let live = live.clone();
     let handler = service_fn(move |request: Request<ClientBody>| {
-        // An owned Arc: nothing borrowed from the swap lives across the await.
-        let gateway = live.load_full();
-        // Boxed once here, every layer's future above stays small: hyper moves them.
-        Box::pin(async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) })
+        // An owned Arc: nothing borrowed from the swap lives across the await. Boxed
+        // once here, every layer's future above stays small: they are moved.
+        Box::pin(
+            live.load_full()
+                .handle(request, peer)
+                .map(Ok::<_, Infallible>),
+        )
     });
     // The request id and compression are the gateway's own (Gateway::handle): fewer
     // layers to wrap and move per request, and the response body stays the small boxed
