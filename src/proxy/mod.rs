@@ -85,6 +85,7 @@ pub async fn forward(
         && (parts.method == Method::GET || parts.method == Method::HEAD)
         && client_upgrade.is_none()
     {
+        // Boxed, as the general path below: few requests take it.
         return Box::pin(cached::serve(route, cache, *ttl, url, headers)).await;
     }
 

@@ -300,3 +300,36 @@ async fn cached_proxy_routes_store_whole_answers_with_cache_status() {
     );
     assert_eq!(up.hits("/file"), 2);
 }
+
+#[tokio::test]
+async fn a_hit_and_a_call_in_one_request_both_answer_and_the_call_keeps_its_headers() {
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json(r#"{"v":1}"#))
+        .route("/live", Reply::json(r#"{"n":2}"#))
+        .start()
+        .await;
+    let extra = "[[routes.backends]]\nname = \"live\"\nupstream = \"up\"\npath = \"/live\"";
+    let gw = cached_route(&up, extra).await;
+    for round in ["ok", "hit"] {
+        let (status, h, body) = get_with(
+            &gw.url("/r"),
+            &[("accept-language", "nb"), ("x-request-id", round)],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, r#"{"b":{"v":1},"live":{"n":2}}"#, "{round}");
+        let timing = h["server-timing"].to_str().unwrap();
+        assert!(timing.contains("b;dur="), "{timing}");
+        assert!(timing.contains(&format!("desc=\"{round}\"")), "{timing}");
+        // The uncached backend is called every time, with the headers calls carry,
+        // also when the other backend's answer came from the cache.
+        let seen = up
+            .requests()
+            .into_iter()
+            .rfind(|r| r.target == "/live")
+            .unwrap();
+        assert_eq!(seen.headers["accept-language"], "nb", "{round}");
+        assert_eq!(seen.headers["x-request-id"], round);
+    }
+    assert_eq!((up.hits("/data"), up.hits("/live")), (1, 2));
+}
