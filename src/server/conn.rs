@@ -2,15 +2,13 @@
 //! no upgrade) on the connection's task with no channel or dispatcher in between, holds
 //! no buffer while idle, and hands anything else to hyper (`handoff`).
 
-use super::handoff;
 use super::request::{self, MAX_HEAD, Parsed};
 use super::response;
-use crate::body::ClientBody;
-use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response};
+use super::{ConnService, handoff};
+use bytes::BytesMut;
+use http::Method;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -20,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 /// What every client connection of one listener shares.
 pub struct ConnSettings {
@@ -38,20 +36,12 @@ const READ_SIZE: usize = 4096;
 
 /// Serves one client connection until the client closes it, a timeout passes, or
 /// `shutdown` changes (after the request in flight is answered).
-pub async fn serve<S, B>(
+pub async fn serve<S: ConnService>(
     mut stream: TcpStream,
     mut service: S,
     settings: Arc<ConnSettings>,
     mut shutdown: watch::Receiver<()>,
-) where
-    S: Service<Request<ClientBody>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
-{
+) {
     let mut buf = BytesMut::new();
     let mut deadline = Instant::now() + settings.header_read_timeout;
     // One timer for the connection's life, moved only when it fires before `deadline`

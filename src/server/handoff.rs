@@ -2,39 +2,31 @@
 //! socket, and hyper serves the connection from there to its end (request bodies,
 //! upgrades, h2c, malformed requests), watched for graceful shutdown.
 
+use super::ConnService;
 use crate::body::ClientBody;
 use bytes::{Buf, Bytes};
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 /// Serves the rest of the connection with hyper. `read`: bytes taken from the socket
 /// that hyper has to see first.
-pub async fn serve<S, B>(
+pub async fn serve<S: ConnService>(
     stream: TcpStream,
     read: Bytes,
     service: S,
     builder: &auto::Builder<TokioExecutor>,
     mut shutdown: watch::Receiver<()>,
-) where
-    S: Service<Request<ClientBody>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let service =
         service.map_request(|request: Request<Incoming>| request.map(ClientBody::Streamed));
     let io = TokioIo::new(Replayed { read, stream });

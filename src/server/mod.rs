@@ -27,6 +27,32 @@ use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
+/// What a connection serves its requests with (see `connection_service`), on its own
+/// HTTP/1.1 path and on hyper's alike.
+pub trait ConnService:
+    Service<
+        Request<ClientBody>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> ConnService for S where
+    S: Service<
+            Request<ClientBody>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The live config: requests load the current snapshot; a reload swaps it whole.
 pub type LiveGateway = Arc<ArcSwap<Gateway>>;
 
@@ -117,14 +143,7 @@ fn connection_service(
     live: &LiveGateway,
     cors: Option<&CorsLayer>,
     peer: SocketAddr,
-) -> impl Service<
-    Request<ClientBody>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ 'static {
+) -> impl ConnService {
     let live = live.clone();
     let handler = service_fn(move |request: Request<ClientBody>| {
         // An owned Arc: nothing borrowed from the swap lives across the await. Boxed
