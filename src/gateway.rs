@@ -280,7 +280,7 @@ impl Gateway {
                 // The URL is rendered first: the params borrow the path of `parts`,
                 // which the proxy then takes by value.
                 let url = proxy::target_url(p, &parts, &params)?;
-                let result = Box::pin(proxy::forward(p, url, parts, body, Some(peer))).await;
+                let result = Box::pin(proxy::forward(p, url, parts, body, peer)).await;
                 matched.passthrough = result.is_ok();
                 result
             }

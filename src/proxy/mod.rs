@@ -68,13 +68,13 @@ pub async fn forward(
     url: String,
     mut parts: request::Parts,
     body: ClientBody,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;
     let client_upgrade = upgrade_protocol(&parts.headers)
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
     let mut headers = std::mem::take(&mut parts.headers);
-    headers::upstream_request_headers(&mut headers, &parts.uri, peer, route.preserve_host);
+    headers::upstream_request_headers(&mut headers, &parts.uri, Some(peer), route.preserve_host);
     for (k, v) in &upstream.spec.headers {
         headers.insert(k, v.clone());
     }
