@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Tests of bench/run's report: figures in, markdown out, without running anything.
+
+    python3 bench/report_test.py
+"""
+
+import importlib.machinery
+import importlib.util
+import unittest
+from pathlib import Path
+
+loader = importlib.machinery.SourceFileLoader("bench_run", str(Path(__file__).with_name("run")))
+spec = importlib.util.spec_from_loader("bench_run", loader)
+bench = importlib.util.module_from_spec(spec)
+loader.exec_module(bench)
+
+
+def figures(rps, p50_ms, user=None, kernel=None):
+    f = {"rps": rps, "p50_ms": p50_ms, "p99_ms": p50_ms * 2}
+    if user is not None:
+        f.update(user_us_per_req=user, kernel_us_per_req=kernel, cpu_us_per_req=user + kernel,
+                 peak_rss_mib=16.0)
+    return f
+
+
+def results():
+    medians = {
+        "a/fanout": figures(60000, 0.9, 4.0, 11.0),
+        "a/nginx": figures(50000, 0.9, 3.0, 12.0),
+        "b/nginx+lua": figures(25000, 2.4, 11.0, 29.0),
+        "b/fanout": figures(30000, 2.0, 8.0, 24.0),
+        "c/fanout": figures(99000, 0.6, 3.0, 7.0),
+        "i/direct": figures(50000, 0.019),
+        "i/fanout": figures(7000, 0.127, 20.0, 35.0),
+        "i1/fanout": figures(21000, 0.044, 8.0, 15.0),
+    }
+    return {"repeats": 3, "seconds": 5, "medians": medians,
+            "idle": {"fanout": {"rss_before_kib": 16000, "rss_after_kib": 18048,
+                                "kib_per_connection": 2.048}}}
+
+
+INFO = {"date": "2026-11-26 15:00 UTC", "machine": {"cpu": "test CPU", "cores": 2}}
+
+
+class ReportTest(unittest.TestCase):
+    def setUp(self):
+        self.text = bench.report(results(), INFO)
+
+    def test_ratios_and_split(self):
+        self.assertIn("| fanout | 60,000 | 0.90 | 1.80 | 15.0 | 4.0 | 11.0 | 16.0 |  |", self.text)
+        self.assertIn("| nginx | 50,000 | 0.90 | 1.80 | 15.0 | 3.0 | 12.0 | 16.0 | 1.20 |", self.text)
+        self.assertIn("Cached over uncached (fanout): **3.30×**", self.text)
+
+    def test_targets(self):
+        self.assertIn("| proxy req/s over nginx | 1.20× | ≥ 1.1× | yes |", self.text)
+        self.assertIn("| aggregate req/s over nginx+Lua | 1.20× | ≥ 1.5× | **no** |", self.text)
+        self.assertIn("| cached over uncached aggregate | 3.30× | ≥ 3× | yes |", self.text)
+        self.assertIn("| idle added latency (p50) | 108 µs | < 30 µs | **no** |", self.text)
+        self.assertIn("| idle added latency (p50), all on one core | 25 µs | < 30 µs | yes |", self.text)
+        self.assertIn("| resident memory per idle connection | 2.0 KiB | < 16 KiB | yes |", self.text)
+
+    def test_ceiling_is_peer_cpu_over_fanout_kernel(self):
+        # nginx 15.0 / fanout kernel 11.0; nginx+Lua 40.0 / 24.0
+        self.assertIn("proxy over nginx 1.36×, aggregate over nginx+Lua 1.67×.", self.text)
+
+    def test_one_core_latency_reuses_the_direct_call(self):
+        one_core = self.text.split("idle added latency on one core")[1]
+        self.assertIn("| direct | 50,000 | 0.019 |", one_core)
+        self.assertIn("| fanout | 21,000 | 0.044 | 0.088 | 25 | 50 |", one_core)
+
+    def test_the_idle_runs_measure_direct_once(self):
+        runs = [(s, n) for s, n, _, _ in bench.scenarios({"i"})]
+        self.assertEqual(runs.count(("i", "direct")), 1)
+        self.assertNotIn(("i1", "direct"), runs)
+        self.assertEqual({n for s, n in runs if s == "i1"}, {"fanout", "nginx", "haproxy"})
+
+
+if __name__ == "__main__":
+    unittest.main()
