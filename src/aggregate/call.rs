@@ -130,7 +130,7 @@ pub(super) async fn call_upstream(
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came
         // when another backend reads it, since they read it before shaping.
         let body = if keep {
-            serde_json::from_slice::<IgnoredAny>(&raw).map_err(invalid)?;
+            check_json(&raw)?;
             raw
         } else {
             read(raw, (merge, shape.as_deref()), false)?.0
@@ -176,6 +176,17 @@ fn invalid(e: serde_json::Error) -> BackendError {
     BackendError::InvalidJson(e.to_string())
 }
 
+/// Checks that an answer is JSON without building it.
+fn check_json(raw: &[u8]) -> Result<(), BackendError> {
+    serde_json::from_slice::<IgnoredAny>(raw).map_err(invalid)?;
+    // serde_json skips a string unread, so bytes that are not UTF-8 get through it.
+    // Spliced as they came, they would make the whole merged body unreadable to a strict
+    // client, not just this backend's part.
+    std::str::from_utf8(raw)
+        .map_err(|_| BackendError::InvalidJson("its bytes are not UTF-8".into()))?;
+    Ok(())
+}
+
 /// Calls the upstream. Returns the answer (`null` for a 204) and whether the upstream
 /// allows storing it.
 async fn fetch(
@@ -204,8 +215,8 @@ fn read(
 ) -> Result<(Bytes, Option<Value>), BackendError> {
     let (json, kept) = match (shape, keep) {
         (None, false) => {
-            // Validates the whole document without building it: it is spliced as is.
-            serde_json::from_slice::<IgnoredAny>(&raw).map_err(invalid)?;
+            // Validated without being built: it is spliced as is.
+            check_json(&raw)?;
             (raw, None)
         }
         (None, true) => {

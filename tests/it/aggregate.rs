@@ -154,6 +154,34 @@ async fn optional_garbage_and_reset_and_hang_are_failures() {
 }
 
 #[tokio::test]
+async fn an_answer_not_json_or_not_utf8_is_named_as_such() {
+    for (reply, message) in [
+        (
+            Reply::raw(r#"{"a":1} trailing"#),
+            "answer is not JSON: trailing characters at line 1 column 9",
+        ),
+        (
+            Reply::raw("[1,]"),
+            "answer is not JSON: expected value at line 1 column 4",
+        ),
+        // Spliced as it came, it would make the merged body invalid UTF-8.
+        (
+            Reply::raw(&b"{\"a\":\"\xff\xfe\"}"[..]),
+            "answer is not JSON: its bytes are not UTF-8",
+        ),
+    ] {
+        let (_up, gw) = pair(Reply::json("1"), reply, "").await;
+        let (status, _, body) = get_json(&gw.url("/r")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["_errors"]["extra"],
+            json!({"code": "invalid_json", "message": message}),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn required_4xx_passes_through_with_its_body() {
     let (_up, gw) = pair(
         Reply::json(r#"{"error":"no such user"}"#).status(404),
