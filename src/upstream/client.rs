@@ -1,17 +1,22 @@
 //! The HTTP client of one upstream: hyper's pooled client over a connector that speaks
 //! plain TCP or TLS (rustls, with the platform's certificate verifier; HTTP/2 when the
 //! server offers it through ALPN). A request goes out as it is built here: its URI is
-//! parsed once, and nothing is added but `Host`.
+//! parsed once, and nothing is added but `Host` (and `Connection: close` on a HEAD).
+//!
+//! An HTTP/1 connection is kept for another request only after an answer whose end its
+//! framing tells: not after a HEAD, 204 or 304, whose sender may still send a body, and
+//! an answer framed two ways (`Transfer-Encoding` and `Content-Length`) is refused.
 
 use crate::config::UpstreamSpec;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_platform_verifier::ConfigVerifierExt;
 
@@ -46,8 +51,24 @@ pub struct HttpClient {
 #[error("cannot set up TLS: {0}")]
 pub struct ClientError(#[from] rustls::Error);
 
-/// The error of one request: refused, reset, timed out connecting, or a malformed answer.
-pub type SendError = hyper_util::client::legacy::Error;
+/// The error of one request: refused, reset, timed out connecting, a malformed answer, or
+/// an answer framed two ways.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Hyper(#[from] hyper_util::client::legacy::Error),
+    /// An HTTP/1 answer with both `Transfer-Encoding` and `Content-Length` (RFC 9112
+    /// §6.3): hyper reads it by the first, a client handed it would read the second.
+    #[error("faulty framing: both Transfer-Encoding and Content-Length")]
+    Framing,
+}
+
+impl SendError {
+    /// Whether no connection could be made.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Hyper(e) if e.is_connect())
+    }
+}
 
 impl HttpClient {
     /// A pool as `spec` says. Redirects are never followed: an aggregate treats a 3xx as
@@ -77,13 +98,39 @@ impl HttpClient {
         &self,
         method: Method,
         uri: Uri,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: RequestBody,
     ) -> Result<Response<Incoming>, SendError> {
+        if method == Method::HEAD {
+            // hyper would pool the connection the moment the head is read, before a stray
+            // body could arrive: asking for the close keeps it out of the pool from the
+            // start. (HTTP/2 drops the field; its streams are framed.)
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         let mut request = Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
-        self.client.request(request).await
+        let connection = capture_connection(&mut request);
+        let response = self.client.request(request).await?;
+        let headers = response.headers();
+        let two_framings =
+            headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH);
+        let bodiless = matches!(
+            response.status(),
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        );
+        if (two_framings || bodiless)
+            && response.version() != Version::HTTP_2
+            && let Some(connected) = connection.connection_metadata().as_ref()
+        {
+            // Not reused: checked out again, the connection is dropped. (hyper may have
+            // pooled it as the head arrived; this runs in the same poll that got the head.)
+            connected.poison();
+        }
+        if two_framings {
+            return Err(SendError::Framing);
+        }
+        Ok(response)
     }
 }

@@ -15,4 +15,5 @@ mod protection;
 mod proxy;
 mod reload;
 mod server;
+mod upstream_framing;
 mod upstream_wire;

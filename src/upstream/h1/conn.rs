@@ -6,9 +6,11 @@ use super::{Failure, KEEP_BUFFER};
 use crate::upstream::CallError;
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
+use socket2::SockRef;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -28,18 +30,17 @@ impl Connection {
     }
 
     /// An idle connection with nothing to read is open. Anything readable (the
-    /// upstream's close, or bytes nobody asked for) makes it unusable. The readiness
-    /// the runtime already knows is checked first, so a healthy one costs no syscall.
+    /// upstream's close, or bytes nobody asked for) makes it unusable. The socket itself
+    /// is asked, with a non-blocking peek, rather than the runtime's readiness, which
+    /// knows only what the reactor had seen at its last turn: bytes that arrived since
+    /// would be read as the answer to the request about to be sent. It costs one `recv`
+    /// per reuse; bytes that arrive after it cannot be told from the answer.
     pub(super) fn is_open(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => matches!(
-                self.stream.try_read(&mut [0u8; 1]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            ),
-        }
+        let mut byte = [MaybeUninit::uninit(); 1];
+        matches!(
+            SockRef::from(&self.stream).peek(&mut byte),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
     }
 
     /// Writes `request` (then `tail`, a large body) and reads the final answer head;
@@ -148,4 +149,41 @@ impl Connection {
 
 pub(super) fn failed(e: impl ToString) -> Failure {
     Failure::Call(CallError::Failed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connection;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap());
+        let (ours, theirs) = tokio::join!(ours, listener.accept());
+        (Connection::new(ours.unwrap()), theirs.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn a_quiet_connection_is_open() {
+        let (conn, _upstream) = pair().await;
+        assert!(conn.is_open());
+        assert!(conn.is_open(), "checking reads nothing");
+    }
+
+    #[tokio::test]
+    async fn stray_bytes_the_runtime_has_not_seen_yet_retire_it() {
+        let (conn, mut upstream) = pair().await;
+        // Written and checked in one turn of this task: the reactor has not run since,
+        // so the runtime still believes the socket has nothing to read.
+        upstream.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        assert!(!conn.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_close_retires_it() {
+        let (conn, upstream) = pair().await;
+        drop(upstream);
+        assert!(!conn.is_open());
+    }
 }

@@ -206,8 +206,7 @@ impl H1Pool {
                 Ok(head) => {
                     let framing =
                         Framing::of(method, &head).map_err(|e| Failure::from(e).into_error())?;
-                    let reusable =
-                        keep && parse::keeps_alive(&head) && framing != Framing::UntilClose;
+                    let reusable = keep && parse::keeps_alive(&head, framing);
                     return Ok(Started {
                         conn,
                         head,

@@ -20,6 +20,9 @@ pub enum ParseError {
     HeadTooLarge,
     #[error("invalid Content-Length")]
     Length,
+    /// Framing a sender and a receiver could read differently (RFC 9112 §6.1, §6.3).
+    #[error("faulty framing: {0}")]
+    Framing(&'static str),
     #[error("malformed chunked body: {0}")]
     Chunked(&'static str),
     #[error("answer larger than {0} bytes")]
@@ -101,7 +104,9 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ParseError> {
 /// How an answer's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    /// HEAD, 1xx, 204, 304: no body whatever the headers say.
+    /// HEAD, 1xx, 204, 304: no body whatever the headers say. A sender that sends one
+    /// anyway (a HEAD answered like a GET) can do it at any time after the head, so the
+    /// connection is never used again: no read before reuse could prove it clean.
     Empty,
     Length(u64),
     Chunked,
@@ -110,8 +115,25 @@ pub enum Framing {
 }
 
 impl Framing {
-    /// The framing of `head`, the answer to a `method` request (RFC 9112 §6.3).
+    /// The framing of `head`, the answer to a `method` request (RFC 9112 §6.3). Both
+    /// `Transfer-Encoding` and `Content-Length`, or `Transfer-Encoding` in HTTP/1.0, is
+    /// an error whatever the method and status (nginx refuses the first, hyper the
+    /// second): the two readings of such an answer differ, and the difference is what
+    /// would reach the client or the next pooled request.
     pub fn of(method: &Method, head: &Head) -> Result<Self, ParseError> {
+        let transfer_encoding = head.values("transfer-encoding").next_back();
+        if transfer_encoding.is_some() {
+            if head.values("content-length").next().is_some() {
+                return Err(ParseError::Framing(
+                    "both Transfer-Encoding and Content-Length",
+                ));
+            }
+            if head.version == Version::HTTP_10 {
+                return Err(ParseError::Framing(
+                    "Transfer-Encoding in an HTTP/1.0 answer",
+                ));
+            }
+        }
         let status = head.status.as_u16();
         if *method == Method::HEAD
             || head.status.is_informational()
@@ -120,7 +142,7 @@ impl Framing {
         {
             return Ok(Framing::Empty);
         }
-        if let Some(last) = head.values("transfer-encoding").next_back() {
+        if let Some(last) = transfer_encoding {
             let chunked = last
                 .rsplit(|&b| b == b',')
                 .next()
@@ -158,8 +180,14 @@ fn describe(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Whether the connection may carry another request after this answer.
-pub fn keeps_alive(head: &Head) -> bool {
+/// Whether the connection may carry another request after this answer, framed so: the
+/// answer says so, and its end is known by its own framing. After a bodiless answer
+/// (HEAD, 204, 304) a stray body could still be on its way; after one that runs to the
+/// close there is nothing to reuse.
+pub fn keeps_alive(head: &Head, framing: Framing) -> bool {
+    if !matches!(framing, Framing::Length(_) | Framing::Chunked) {
+        return false;
+    }
     let has = |token: &str| {
         head.values("connection").any(|v| {
             v.split(|&b| b == b',')

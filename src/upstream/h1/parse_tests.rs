@@ -84,11 +84,10 @@ fn framing_follows_rfc_9112() {
         ),
         Ok(Framing::Chunked)
     );
-    // Transfer-Encoding wins over Content-Length.
     assert_eq!(
         framing(
             Method::GET,
-            &format!("{ok}Content-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            &format!("{ok}Transfer-Encoding: gzip, chunked\r\n\r\n")
         ),
         Ok(Framing::Chunked)
     );
@@ -100,6 +99,34 @@ fn framing_follows_rfc_9112() {
     assert_eq!(
         framing(Method::GET, &format!("{ok}\r\n")),
         Ok(Framing::UntilClose)
+    );
+}
+
+#[test]
+fn two_framings_or_chunks_in_http_1_0_are_refused_for_any_method() {
+    let both = ParseError::Framing("both Transfer-Encoding and Content-Length");
+    for method in [Method::GET, Method::HEAD] {
+        for order in [
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            "Transfer-Encoding: gzip\r\ncontent-length: 0\r\n",
+        ] {
+            let text = format!("HTTP/1.1 200 OK\r\n{order}\r\n");
+            assert_eq!(framing(method.clone(), &text), Err(both.clone()), "{text}");
+        }
+    }
+    let e = framing(
+        Method::GET,
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "faulty framing: Transfer-Encoding in an HTTP/1.0 answer"
+    );
+    assert_eq!(
+        both.to_string(),
+        "faulty framing: both Transfer-Encoding and Content-Length"
     );
 }
 
@@ -140,17 +167,25 @@ fn content_length_must_be_one_number() {
 
 #[test]
 fn keep_alive_depends_on_version_and_connection() {
-    assert!(keeps_alive(&head("HTTP/1.1 200 OK\r\n\r\n")));
-    assert!(!keeps_alive(&head(
-        "HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n"
-    )));
-    assert!(!keeps_alive(&head(
+    let kept = |text: &str| keeps_alive(&head(text), Framing::Length(0));
+    assert!(kept("HTTP/1.1 200 OK\r\n\r\n"));
+    assert!(!kept("HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n"));
+    assert!(!kept(
         "HTTP/1.1 200 OK\r\nConnection: upgrade, close\r\n\r\n"
-    )));
-    assert!(!keeps_alive(&head("HTTP/1.0 200 OK\r\n\r\n")));
-    assert!(keeps_alive(&head(
-        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"
-    )));
+    ));
+    assert!(!kept("HTTP/1.0 200 OK\r\n\r\n"));
+    assert!(kept("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"));
+}
+
+#[test]
+fn only_an_answer_framed_by_its_own_length_or_chunks_keeps_the_connection() {
+    let ok = head("HTTP/1.1 200 OK\r\n\r\n");
+    assert!(keeps_alive(&ok, Framing::Length(3)));
+    assert!(keeps_alive(&ok, Framing::Chunked));
+    // After a HEAD, 204 or 304 a stray body may still come; after a body that runs to
+    // the close there is no connection left.
+    assert!(!keeps_alive(&ok, Framing::Empty));
+    assert!(!keeps_alive(&ok, Framing::UntilClose));
 }
 
 #[test]

@@ -383,13 +383,20 @@ async fn handle(
         Behaviour::Answer => whole(reply.body.clone()),
         Behaviour::Source(total) => {
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-            let stream = futures_util::stream::unfold(total, move |left| {
+            let guard = EndGuard {
+                state: state.clone(),
+                finished: false,
+            };
+            let stream = futures_util::stream::unfold((total, guard), move |(left, mut guard)| {
                 let chunk = chunk.clone();
                 async move {
-                    (left > 0).then(|| {
-                        let n = left.min(chunk.len() as u64);
-                        (Ok(Frame::data(chunk.slice(..n as usize))), left - n)
-                    })
+                    if left == 0 {
+                        guard.finish();
+                        return None;
+                    }
+                    let n = left.min(chunk.len() as u64);
+                    let frame = Frame::data(chunk.slice(..n as usize));
+                    Some((Ok::<_, std::io::Error>(frame), (left - n, guard)))
                 }
             });
             StreamBody::new(stream).boxed()
@@ -609,6 +616,16 @@ impl GatewayProcess {
 
     /// Like [`GatewayProcess::start`], with extra arguments before `run`.
     pub fn start_with(toml: &str, args: &[&str]) -> Self {
+        Self::spawn(toml, args, None)
+    }
+
+    /// Like [`GatewayProcess::start`], allowed at most `nofile` open file descriptors
+    /// (`ulimit -n` in a shell that then becomes the gateway).
+    pub fn start_limited(toml: &str, nofile: u32) -> Self {
+        Self::spawn(toml, &[], Some(nofile))
+    }
+
+    fn spawn(toml: &str, args: &[&str], nofile: Option<u32>) -> Self {
         let toml = toml.replacen(
             "[server]\n",
             "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
@@ -620,7 +637,18 @@ impl GatewayProcess {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gateway.toml");
         std::fs::write(&path, &toml).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        let binary = env!("CARGO_BIN_EXE_fanout");
+        let mut command = match nofile {
+            None => std::process::Command::new(binary),
+            Some(n) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                sh
+            }
+        };
+        let mut child = command
             .args(args)
             .args(["run", "-c"])
             .arg(&path)
@@ -629,29 +657,22 @@ impl GatewayProcess {
             .spawn()
             .unwrap();
         let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let logs = Arc::new(Mutex::new(Vec::new()));
         let addr = loop {
             let line = lines
                 .next()
                 .expect("the gateway exited before listening")
                 .unwrap();
+            logs.lock().unwrap().push(line.clone());
             // The admin listener logs its own address; skip its line.
             if line.contains("admin") {
                 continue;
             }
-            if let Some(at) = line.find("addr=") {
-                break line[at + 5..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-            }
-            if let Some(at) = line.find("\"addr\":\"") {
-                break line[at + 8..].split('"').next().unwrap().parse().unwrap();
+            if let Some(addr) = logged_addr(&line) {
+                break addr;
             }
         };
         // Keep draining its log so the process never blocks on a full pipe.
-        let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
         std::thread::spawn(move || {
             lines
@@ -670,6 +691,26 @@ impl GatewayProcess {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The admin listener's address, once it has logged it (within 10 s).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let started = std::time::Instant::now();
+        loop {
+            let found = self
+                .logs()
+                .iter()
+                .filter(|l| l.contains("admin listening"))
+                .find_map(|l| logged_addr(l));
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no admin listener in the log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What it has logged so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
@@ -686,6 +727,32 @@ impl GatewayProcess {
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kib * 1024
     }
+
+    /// CPU time (user and system, every thread) used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on every Linux the tests run on.
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// Open file descriptors now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+    }
+}
+
+/// The `addr=` of a log line, in text or JSON format.
+fn logged_addr(line: &str) -> Option<SocketAddr> {
+    if let Some(at) = line.find("addr=") {
+        return line[at + 5..].split_whitespace().next()?.parse().ok();
+    }
+    let at = line.find("\"addr\":\"")?;
+    line[at + 8..].split('"').next()?.parse().ok()
 }
 
 impl Drop for GatewayProcess {
@@ -696,66 +763,85 @@ impl Drop for GatewayProcess {
 }
 
 /// A wire-level upstream for answers hyper's server would not write (chunks split across
-/// writes, interim 1xx, no length, garbage, truncation). It reads each request head and
-/// writes the scripted pieces, 20 ms apart; after `per_connection` answers it closes the
-/// connection without saying so, as an upstream with a short keep-alive does. With
-/// `Close::OnNextRequest` the close waits until the next request has arrived: the race
-/// in which a pooled connection is taken just as the upstream gives up on it.
+/// writes, interim 1xx, no length, garbage, truncation, bodies where none belong). It
+/// reads each request (its head, and a body of its `Content-Length`) and writes the
+/// scripted pieces; after `per_connection` answers it closes the connection without
+/// saying so, as an upstream with a short keep-alive does. With `Close::OnNextRequest`
+/// the close waits until the next request has arrived: the race in which a pooled
+/// connection is taken just as the upstream gives up on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Close {
     AfterAnswer,
     OnNextRequest,
 }
 
+/// One piece of a scripted answer: written after a pause.
+pub type Piece = (Duration, String);
+
+/// What a scripted upstream writes for one request, given the request's head as text.
+pub type Script = Arc<dyn Fn(&str) -> Vec<Piece> + Send + Sync>;
+
 pub struct RawUpstream {
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+    written: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
 impl RawUpstream {
+    /// Answers every request with `pieces`, 20 ms apart.
     pub async fn start(pieces: Vec<&'static str>, per_connection: usize, close: Close) -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        Self::scripted(per_connection, close, move |_| {
+            pieces
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (
+                        Duration::from_millis(if i > 0 { 20 } else { 0 }),
+                        p.to_string(),
+                    )
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Answers each request with what `script` makes of its head.
+    pub async fn scripted(
+        per_connection: usize,
+        close: Close,
+        script: impl Fn(&str) -> Vec<Piece> + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (conns, reqs) = (connections.clone(), requests.clone());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let written = Arc::new(AtomicUsize::new(0));
+        let script: Script = Arc::new(script);
+        let (conns, seen) = (
+            connections.clone(),
+            Seen {
+                requests: requests.clone(),
+                heads: heads.clone(),
+                written: written.clone(),
+            },
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
+                let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 conns.fetch_add(1, Ordering::SeqCst);
-                let (pieces, reqs) = (pieces.clone(), reqs.clone());
+                // Each piece leaves when written, not when the last one is acknowledged.
+                let _ = stream.set_nodelay(true);
+                let (script, seen) = (script.clone(), seen.clone());
                 tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    for answered in 0..=per_connection {
-                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            if answered == per_connection && close == Close::AfterAnswer {
-                                return;
-                            }
-                            let mut chunk = [0u8; 4096];
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => seen.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        seen.clear();
-                        if answered == per_connection {
-                            return;
-                        }
-                        reqs.fetch_add(1, Ordering::SeqCst);
-                        for (i, piece) in pieces.iter().enumerate() {
-                            if i > 0 {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                            if stream.write_all(piece.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
+                    let mut stream = stream;
+                    let _ =
+                        raw_connection(&mut stream, per_connection, close, &script, &seen).await;
                 });
             }
         });
@@ -763,6 +849,8 @@ impl RawUpstream {
             addr,
             connections,
             requests,
+            heads,
+            written,
             task,
         }
     }
@@ -780,6 +868,78 @@ impl RawUpstream {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// The heads of the requests received so far, as text.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// Scripted pieces written so far, on every connection.
+    pub fn written(&self) -> usize {
+        self.written.load(Ordering::SeqCst)
+    }
+}
+
+/// What a [`RawUpstream`] counts, shared by its connections.
+#[derive(Clone)]
+struct Seen {
+    requests: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+    written: Arc<AtomicUsize>,
+}
+
+/// Serves one connection of a [`RawUpstream`]; an error or the peer's close ends it.
+async fn raw_connection(
+    stream: &mut tokio::net::TcpStream,
+    per_connection: usize,
+    close: Close,
+    script: &Script,
+    seen_by: &Seen,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for answered in 0..=per_connection {
+        if answered == per_connection && close == Close::AfterAnswer {
+            return Ok(());
+        }
+        let head_end = loop {
+            if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match stream.read(&mut chunk).await? {
+                0 => return Ok(()),
+                n => seen.extend_from_slice(&chunk[..n]),
+            }
+        };
+        if answered == per_connection {
+            return Ok(());
+        }
+        let head = String::from_utf8_lossy(&seen[..head_end]).into_owned();
+        let body_len: usize = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.trim().parse().unwrap());
+        while seen.len() < head_end + body_len {
+            match stream.read(&mut chunk).await? {
+                0 => return Ok(()),
+                n => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        // What follows this request (a pipelined one) stays for the next turn.
+        seen.drain(..head_end + body_len);
+        seen_by.requests.fetch_add(1, Ordering::SeqCst);
+        seen_by.heads.lock().unwrap().push(head.clone());
+        for (pause, piece) in script(&head) {
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            stream.write_all(piece.as_bytes()).await?;
+            seen_by.written.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    Ok(())
 }
 
 impl Drop for RawUpstream {
