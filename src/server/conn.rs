@@ -59,6 +59,11 @@ pub async fn serve<S: ConnService>(
                         keep_alive,
                     } => break (request, keep_alive),
                     Parsed::Partial => {}
+                    Parsed::Refused(why) => {
+                        let _ = response::write(&mut stream, refusal(why), false, true).await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
                     Parsed::HandOff => {
                         let read = buf.freeze();
                         // Boxed: hyper's connection is larger than all of this
@@ -149,6 +154,21 @@ pub async fn serve<S: ConnService>(
             buf = BytesMut::new();
         }
     }
+}
+
+/// The 400 of a request refused before any route: JSON, as every error the gateway
+/// makes, and the connection closes after it.
+pub fn refusal(why: &'static str) -> http::Response<crate::body::Body> {
+    let mut response = crate::error::GatewayError::BadRequest {
+        backend: None,
+        message: why.to_string(),
+    }
+    .into_response();
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// One read into `buf` if the socket has bytes now. A short read tells tokio the socket

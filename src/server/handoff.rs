@@ -1,22 +1,26 @@
 //! Handing a connection to hyper: the bytes already read are replayed in front of the
 //! socket, and hyper serves the connection from there to its end (request bodies,
-//! upgrades, h2c, malformed requests), watched for graceful shutdown.
+//! upgrades, h2c, malformed requests), watched for graceful shutdown. Requests hyper
+//! parses itself are refused as the own connection would refuse them (no or two `Host`).
 
-use super::ConnService;
-use crate::body::ClientBody;
+use super::{ConnService, conn, request};
+use crate::body::{Body, ClientBody};
 use bytes::{Buf, Bytes};
-use http::Request;
+use futures_util::future::{Either, Ready, ready};
+use http::header::HOST;
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tower::ServiceExt;
+use tower::Service;
 
 /// Serves the rest of the connection with hyper. `read`: bytes taken from the socket
 /// that hyper has to see first.
@@ -27,8 +31,7 @@ pub async fn serve<S: ConnService>(
     builder: &auto::Builder<TokioExecutor>,
     mut shutdown: watch::Receiver<()>,
 ) {
-    let service =
-        service.map_request(|request: Request<Incoming>| request.map(ClientBody::Streamed));
+    let service = Checked(service);
     let io = TokioIo::new(Replayed { read, stream });
     let connection = builder
         .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
@@ -43,6 +46,40 @@ pub async fn serve<S: ConnService>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection closed with an error");
+    }
+}
+
+/// The connection's service behind the `Host` rules of RFC 9112 §3.2, which hyper does
+/// not apply: an HTTP/1.1 request has exactly one, an HTTP/1.0 request at most one
+/// (HTTP/2 carries `:authority`). Both framings at once, the own connection's other
+/// refusal, never gets here as such: hyper keeps `Transfer-Encoding`, drops the length
+/// and closes the connection after the answer.
+#[derive(Clone)]
+struct Checked<S>(S);
+
+impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        match host_refusal(&request) {
+            Some(why) => Either::Left(ready(Ok(conn::refusal(why)))),
+            None => Either::Right(self.0.call(request.map(ClientBody::Streamed))),
+        }
+    }
+}
+
+fn host_refusal<B>(request: &Request<B>) -> Option<&'static str> {
+    let hosts = || request.headers().get_all(HOST).iter().count();
+    match request.version() {
+        Version::HTTP_11 if hosts() == 0 => Some(request::NO_HOST),
+        Version::HTTP_11 | Version::HTTP_10 if hosts() > 1 => Some(request::TWO_HOSTS),
+        _ => None,
     }
 }
 

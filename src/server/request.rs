@@ -1,6 +1,9 @@
 //! Reading a request head on the gateway's own HTTP/1.1 connection: the common request
-//! (HTTP/1.1, origin-form, no body, no upgrade) becomes a `Request`; anything else is
-//! left to hyper, which answers it with the full protocol (bodies, upgrades, h2c, 400s).
+//! (HTTP/1.1, origin-form, no body, no upgrade) becomes a `Request`; a head whose host
+//! or framing two parties could read differently (no `Host`, two, or both
+//! `Content-Length` and `Transfer-Encoding`: RFC 9112 §3.2, §6.3) is refused; anything
+//! else is left to hyper, which answers it with the full protocol (bodies, upgrades,
+//! h2c, 400s).
 
 use crate::body::ClientBody;
 use crate::wire;
@@ -27,6 +30,9 @@ pub enum Parsed {
     },
     /// The head is not complete yet.
     Partial,
+    /// Answered 400 with this reason, and the connection closed: which request (or
+    /// which host) the bytes mean depends on who reads them.
+    Refused(&'static str),
     /// Hyper takes the connection from here; the buffer is as it was.
     HandOff,
 }
@@ -41,18 +47,20 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
         // Too large, malformed, too many headers, or h2c's preface: hyper's answer.
         _ => return Parsed::HandOff,
     };
+    let fields = Fields::of(head.headers);
+    if let Some(why) = fields.refusal(head.version == Some(1)) {
+        return Parsed::Refused(why);
+    }
     let (Some(1), Some(method), Some(path)) = (head.version, head.method, head.path) else {
         return Parsed::HandOff;
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Parsed::HandOff;
     };
-    if method == Method::CONNECT || !path.starts_with('/') {
+    if method == Method::CONNECT || !path.starts_with('/') || !fields.plain {
         return Parsed::HandOff;
     }
-    let Some(keep_alive) = plain(head.headers) else {
-        return Parsed::HandOff;
-    };
+    let keep_alive = fields.keep_alive;
     let path_at = path.as_ptr() as usize - buf.as_ptr() as usize;
     let path_len = path.len();
     let spans = wire::spans(buf, head.headers);
@@ -79,33 +87,72 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
     }
 }
 
-/// Whether a request with these header fields has no body and asks for no upgrade or
-/// `100 Continue`: `Some(keep_alive)` if so.
-fn plain(fields: &[httparse::Header<'_>]) -> Option<bool> {
-    let mut keep_alive = true;
-    for field in fields {
-        let name = field.name.as_bytes();
-        let value = field.value.trim_ascii();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if value != b"0" {
-                return None;
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"upgrade")
-            || name.eq_ignore_ascii_case(b"expect")
-        {
-            return None;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return None;
+/// Why a request is refused, for a client to read.
+pub const NO_HOST: &str = "an HTTP/1.1 request needs a Host header";
+pub const TWO_HOSTS: &str = "a request may carry one Host header";
+pub const TWO_FRAMINGS: &str = "a request may not carry both Content-Length and Transfer-Encoding";
+
+/// What the header fields of a request head say, read in one pass.
+struct Fields {
+    hosts: usize,
+    length: bool,
+    chunked: bool,
+    /// No body, no upgrade, no `100 Continue`: the own connection serves it.
+    plain: bool,
+    /// The client did not send `Connection: close`.
+    keep_alive: bool,
+}
+
+impl Fields {
+    fn of(fields: &[httparse::Header<'_>]) -> Self {
+        let mut seen = Fields {
+            hosts: 0,
+            length: false,
+            chunked: false,
+            plain: true,
+            keep_alive: true,
+        };
+        for field in fields {
+            let name = field.name.as_bytes();
+            let value = field.value.trim_ascii();
+            if name.eq_ignore_ascii_case(b"host") {
+                seen.hosts += 1;
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                seen.length = true;
+                seen.plain &= value == b"0";
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                seen.chunked = true;
+                seen.plain = false;
+            } else if name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"expect")
+            {
+                seen.plain = false;
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        seen.keep_alive = false;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        seen.plain = false;
+                    }
                 }
             }
         }
+        seen
     }
-    Some(keep_alive)
+
+    /// Why a request with these fields gets 400 (nginx refuses the same): an HTTP/1.1
+    /// request needs exactly one `Host`, HTTP/1.0 at most one, and no request may be
+    /// framed both by length and by chunks.
+    fn refusal(&self, http_1_1: bool) -> Option<&'static str> {
+        if self.length && self.chunked {
+            Some(TWO_FRAMINGS)
+        } else if self.hosts > 1 {
+            Some(TWO_HOSTS)
+        } else if self.hosts == 0 && http_1_1 {
+            Some(NO_HOST)
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -137,7 +184,7 @@ mod tests {
 
     #[test]
     fn connection_close_and_a_zero_length_are_still_ours() {
-        let text = "POST /a HTTP/1.1\r\nContent-Length: 0\r\nConnection: keep-alive, Close\r\n\r\n";
+        let text = "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: keep-alive, Close\r\n\r\n";
         let (p, rest) = parsed(text);
         assert!(matches!(
             p,
@@ -159,14 +206,14 @@ mod tests {
     #[test]
     fn everything_else_goes_to_hyper_untouched() {
         for text in [
-            "POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-            "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-            "PUT /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "PUT /a HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
             "GET /a HTTP/1.0\r\n\r\n",
-            "GET http://h/a HTTP/1.1\r\n\r\n",
-            "CONNECT h:443 HTTP/1.1\r\n\r\n",
-            "OPTIONS * HTTP/1.1\r\n\r\n",
+            "GET http://h/a HTTP/1.1\r\nHost: h\r\n\r\n",
+            "CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "GET /a HTTP/1.1\r\nBad Name: x\r\n\r\n",
             "GET /a b HTTP/1.1\r\n\r\n",
@@ -174,6 +221,33 @@ mod tests {
             let (p, rest) = parsed(text);
             assert!(matches!(p, Parsed::HandOff), "{text:?}: {p:?}");
             assert_eq!(&rest[..], text.as_bytes(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_hosts_and_framings_are_refused() {
+        for (text, why) in [
+            ("GET /a HTTP/1.1\r\n\r\n", NO_HOST),
+            ("GET http://h/a HTTP/1.1\r\n\r\n", NO_HOST),
+            (
+                "GET /a HTTP/1.1\r\nHost: a\r\nX: 1\r\nHOST: a\r\n\r\n",
+                TWO_HOSTS,
+            ),
+            ("GET /a HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", TWO_HOSTS),
+            (
+                "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                TWO_FRAMINGS,
+            ),
+            (
+                "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+                TWO_FRAMINGS,
+            ),
+        ] {
+            let (p, _) = parsed(text);
+            assert!(
+                matches!(p, Parsed::Refused(w) if w == why),
+                "{text:?}: {p:?}"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! The gateway's own HTTP/1.1 client connection over raw sockets: keep-alive,
-//! pipelining, `Connection: close`, the idle timeout, chunked answers, and the hand-off
-//! to hyper for requests with a body and for malformed ones.
+//! pipelining, `Connection: close`, the idle timeout, chunked answers, the hand-off
+//! to hyper for requests with a body and for malformed ones, and the 400s for requests
+//! whose Host or framing is ambiguous.
 
 use crate::common;
 
@@ -116,7 +117,11 @@ async fn malformed_requests_get_hyper_s_400() {
     assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
     // The gateway still serves everyone else.
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();
-    let out = exchange(&mut stream, "GET /r HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    let out = exchange(
+        &mut stream,
+        "GET /r HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
 }
 
@@ -151,7 +156,87 @@ async fn streamed_answers_are_chunked_and_head_has_no_body() {
     assert_eq!(out.matches("tick").count(), 2, "{out}");
 
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();
-    let out = exchange(&mut stream, "HEAD /r HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    let out = exchange(
+        &mut stream,
+        "HEAD /r HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(out.contains("\r\ncontent-length: 7\r\n"), "{out}");
     assert!(out.ends_with("\r\n\r\n"), "no body after the head: {out}");
+}
+
+/// Sends `text` on a new connection; the answer's status line, its body, and whether the
+/// gateway closed the connection after it.
+async fn refused(gw: &common::TestGateway, text: &str) -> String {
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    exchange(&mut stream, text).await
+}
+
+fn assert_bad_request(out: &str, why: &str, text: &str) {
+    assert!(
+        out.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{text:?}: {out}"
+    );
+    assert!(out.contains("\r\nconnection: close\r\n"), "{text:?}: {out}");
+    assert!(
+        out.ends_with(&format!(
+            r#"{{"error":{{"code":"bad_request","message":"{why}"}}}}"#
+        )),
+        "{text:?}: {out}"
+    );
+    assert!(!out.contains("200 OK"), "nothing after the 400: {out}");
+}
+
+const NO_HOST: &str = "an HTTP/1.1 request needs a Host header";
+const TWO_HOSTS: &str = "a request may carry one Host header";
+const TWO_FRAMINGS: &str = "a request may not carry both Content-Length and Transfer-Encoding";
+
+#[tokio::test]
+async fn ambiguous_hosts_and_framings_are_refused_before_any_route() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    for (text, why) in [
+        // The own connection's first request.
+        (
+            "GET /r HTTP/1.1\r\n\r\nGET /r HTTP/1.1\r\nHost: g\r\n\r\n",
+            NO_HOST,
+        ),
+        ("GET /r HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", TWO_HOSTS),
+        (
+            "POST /p/echo HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            TWO_FRAMINGS,
+        ),
+        (
+            "POST /p/echo HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\
+             Content-Length: 0\r\n\r\n0\r\n\r\n",
+            TWO_FRAMINGS,
+        ),
+        // Requests hyper serves: absolute-form, HTTP/1.0, and those after a hand-off.
+        ("GET http://g/r HTTP/1.1\r\n\r\n", NO_HOST),
+        ("GET /r HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", TWO_HOSTS),
+        (
+            "POST /nowhere HTTP/1.1\r\nHost: g\r\nContent-Length: 0\r\n\
+             Expect: 100-continue\r\n\r\nGET /r HTTP/1.1\r\n\r\n",
+            NO_HOST,
+        ),
+    ] {
+        let out = refused(&gw, text).await;
+        // A request handed to hyper first (404) is answered before the refused one.
+        let out = match out.find("HTTP/1.1 400") {
+            Some(at) if at > 0 => out[at..].to_string(),
+            _ => out,
+        };
+        assert_bad_request(&out, why, text);
+    }
+    assert_eq!(up.total_hits(), 0, "no refused request reached a route");
+}
+
+#[tokio::test]
+async fn http_1_0_without_host_is_served() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    let out = refused(&gw, "GET /r HTTP/1.0\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("{\"a\":1}"), "{out}");
 }
