@@ -90,6 +90,7 @@ fn restart_needed(old: &ServerSpec, new: &ServerSpec) -> Vec<String> {
         "keepalive_timeout",
         old.keepalive_timeout != new.keepalive_timeout,
     );
+    check("send_timeout", old.send_timeout != new.send_timeout);
     check("shutdown_grace", old.shutdown_grace != new.shutdown_grace);
     check(
         "compression",
@@ -211,6 +212,7 @@ fn keep_listener_settings(new: &mut ServerSpec, old: &ServerSpec) {
     new.max_connections = old.max_connections;
     new.header_read_timeout = old.header_read_timeout;
     new.keepalive_timeout = old.keepalive_timeout;
+    new.send_timeout = old.send_timeout;
     new.shutdown_grace = old.shutdown_grace;
     new.compression = old.compression;
     new.compression_min_size = old.compression_min_size;

@@ -34,6 +34,8 @@ pub struct ServerSpec {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// A write to a client that makes no progress for this long ends its connection.
+    pub send_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_body: u64,
     pub health_path: String,

@@ -88,6 +88,9 @@ pub struct ServerConfig {
     pub header_read_timeout: String,
     /// An idle keep-alive client connection is closed after this long without a request.
     pub keepalive_timeout: String,
+    /// A client that takes no byte of an answer for this long is disconnected, and the
+    /// upstream call feeding the answer cancelled (nginx's `send_timeout`).
+    pub send_timeout: String,
     /// On SIGTERM/SIGINT: stop accepting, then give in-flight requests this long to finish.
     pub shutdown_grace: String,
     /// Largest request body buffered for an aggregate route (413 beyond it).
@@ -120,6 +123,8 @@ impl Default for ServerConfig {
             header_read_timeout: "10s".into(),
             // nginx's keepalive_timeout.
             keepalive_timeout: "75s".into(),
+            // nginx's send_timeout, and a proxy route's default idle_timeout.
+            send_timeout: "60s".into(),
             shutdown_grace: "30s".into(),
             max_body: "10MiB".into(),
             health_path: "/__health".into(),

@@ -27,6 +27,8 @@ pub struct ConnSettings {
     pub header_read_timeout: Duration,
     /// A connection with no request for this long is closed.
     pub keepalive_timeout: Duration,
+    /// A write that makes no progress for this long ends the connection.
+    pub send_timeout: Duration,
     /// Serves the connections handed to hyper.
     pub hyper: auto::Builder<TokioExecutor>,
 }
@@ -60,7 +62,15 @@ pub async fn serve<S: ConnService>(
                     } => break (request, keep_alive),
                     Parsed::Partial => {}
                     Parsed::Refused(why) => {
-                        let _ = response::write(&mut stream, refusal(why), false, true).await;
+                        let refused = refusal(why);
+                        let _ = response::write(
+                            &mut stream,
+                            refused,
+                            false,
+                            true,
+                            settings.send_timeout,
+                        )
+                        .await;
                         let _ = stream.shutdown().await;
                         return;
                     }
@@ -69,11 +79,7 @@ pub async fn serve<S: ConnService>(
                         // Boxed: hyper's connection is larger than all of this
                         // future, and every connection would carry it.
                         return Box::pin(handoff::serve(
-                            stream,
-                            read,
-                            service,
-                            &settings.hyper,
-                            shutdown,
+                            stream, read, service, &settings, shutdown,
                         ))
                         .await;
                     }
@@ -135,7 +141,14 @@ pub async fn serve<S: ConnService>(
         };
         let Ok(response) = response;
         let close = !keep_alive || !matches!(shutdown.has_changed(), Ok(false));
-        match response::write(&mut stream, response, head_only, close).await {
+        let written = response::write(
+            &mut stream,
+            response,
+            head_only,
+            close,
+            settings.send_timeout,
+        );
+        match written.await {
             Ok(true) => {}
             Ok(false) => {
                 // Our FIN follows the answer; the client reads it whole, then the end.

@@ -3,20 +3,26 @@
 //! upgrades, h2c, malformed requests), watched for graceful shutdown. Requests hyper
 //! parses itself are refused as the own connection would refuse them (no or two `Host`).
 
-use super::{ConnService, conn, request};
+use super::conn::{self, ConnSettings};
+use super::send_timeout::{SendTimeout, SendWatch};
+use super::{ConnService, request};
 use crate::body::{Body, ClientBody};
 use bytes::{Buf, Bytes};
 use futures_util::future::{Either, Ready, ready};
 use http::header::HOST;
 use http::{Request, Response, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use pin_project_lite::pin_project;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -28,12 +34,17 @@ pub async fn serve<S: ConnService>(
     stream: TcpStream,
     read: Bytes,
     service: S,
-    builder: &auto::Builder<TokioExecutor>,
+    settings: &ConnSettings,
     mut shutdown: watch::Receiver<()>,
 ) {
-    let service = Checked(service);
+    let service = Checked {
+        service,
+        send_timeout: settings.send_timeout,
+    };
+    let stream = SendTimeout::new(stream, settings.send_timeout);
     let io = TokioIo::new(Replayed { read, stream });
-    let connection = builder
+    let connection = settings
+        .hyper
         .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
         .into_owned();
     let mut connection = std::pin::pin!(connection);
@@ -54,23 +65,55 @@ pub async fn serve<S: ConnService>(
 /// (HTTP/2 carries `:authority`). Both framings at once, the own connection's other
 /// refusal, never gets here as such: hyper keeps `Transfer-Encoding`, drops the length
 /// and closes the connection after the answer.
+/// On HTTP/2 the answer's body is watched for a reader that stops taking it.
 #[derive(Clone)]
-struct Checked<S>(S);
+struct Checked<S> {
+    service: S,
+    send_timeout: Duration,
+}
 
 impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+    type Future = Either<Ready<Result<Response<Body>, Infallible>>, Watching<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.0.poll_ready(cx)
+        self.service.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        match host_refusal(&request) {
-            Some(why) => Either::Left(ready(Ok(conn::refusal(why)))),
-            None => Either::Right(self.0.call(request.map(ClientBody::Streamed))),
+        if let Some(why) = host_refusal(&request) {
+            return Either::Left(ready(Ok(conn::refusal(why))));
         }
+        let watch = (request.version() == Version::HTTP_2).then_some(self.send_timeout);
+        Either::Right(Watching {
+            answer: self.service.call(request.map(ClientBody::Streamed)),
+            watch,
+        })
+    }
+}
+
+pin_project! {
+    /// An answer whose body, with `watch`, goes out under a [`SendWatch`].
+    struct Watching<F> {
+        #[pin]
+        answer: F,
+        watch: Option<Duration>,
+    }
+}
+
+impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Watching<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.answer.poll(cx));
+        Poll::Ready(Ok(match *this.watch {
+            Some(limit) if !response.body().is_end_stream() => {
+                response.map(|body| SendWatch::new(body, limit).boxed_unsync())
+            }
+            _ => response,
+        }))
     }
 }
 
@@ -83,10 +126,11 @@ fn host_refusal<B>(request: &Request<B>) -> Option<&'static str> {
     }
 }
 
-/// A socket with bytes already read from it put back in front.
+/// A socket with bytes already read from it put back in front, and its writes bounded by
+/// the send timeout.
 struct Replayed {
     read: Bytes,
-    stream: TcpStream,
+    stream: SendTimeout<TcpStream>,
 }
 
 impl AsyncRead for Replayed {

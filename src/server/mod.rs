@@ -8,6 +8,7 @@ mod conn;
 mod handoff;
 mod request;
 mod response;
+mod send_timeout;
 
 use crate::body::{Body, ClientBody};
 use crate::config::CorsSpec;
@@ -78,6 +79,7 @@ pub async fn run(
     let conn_settings = Arc::new(ConnSettings {
         header_read_timeout: settings.header_read_timeout,
         keepalive_timeout: settings.keepalive_timeout,
+        send_timeout: settings.send_timeout,
         hyper,
     });
     // Every connection holds a receiver: a send asks them to finish, and `closed()`

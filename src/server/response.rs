@@ -1,6 +1,7 @@
 //! Writing a response on the gateway's own HTTP/1.1 connection: the head, then the body
 //! framed by its length when known and chunked otherwise. Body pieces that are ready at
-//! once go out with the head in one write; a small answer costs one syscall.
+//! once go out with the head in one write; a small answer costs one syscall. A client
+//! that takes no bytes for the send timeout ends the write, and the connection.
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -12,9 +13,11 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice, Write as _};
 use std::pin::pin;
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::io::AsyncWriteExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::send_timeout::SendTimeout;
 
 /// Body pieces up to this size are copied into the pending write; larger ones are
 /// written from where they are.
@@ -91,17 +94,20 @@ pub fn encode_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, close: bo
 }
 
 /// Writes `response`; `Ok(true)` when the connection can carry another request.
-/// `head_only`: the answer to a HEAD, whose body is not sent.
+/// `head_only`: the answer to a HEAD, whose body is not sent. A write that makes no
+/// progress for `send_timeout` fails with `TimedOut`.
 pub async fn write<B>(
     stream: &mut TcpStream,
     response: Response<B>,
     head_only: bool,
     close: bool,
+    send_timeout: Duration,
 ) -> io::Result<bool>
 where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
+    let stream = &mut SendTimeout::new(stream, send_timeout);
     let (parts, body) = response.into_parts();
     let framing = framing(&parts, body.size_hint().exact());
     let mut out = Vec::with_capacity(512);
@@ -191,7 +197,7 @@ impl Framing {
     }
 }
 
-async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+async fn flush(stream: &mut (impl AsyncWrite + Unpin), out: &mut Vec<u8>) -> io::Result<()> {
     if !out.is_empty() {
         stream.write_all(out).await?;
         out.clear();
@@ -199,7 +205,10 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-async fn write_slices(stream: &mut TcpStream, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+async fn write_slices(
+    stream: &mut (impl AsyncWrite + Unpin),
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         let n = stream.write_vectored(slices).await?;

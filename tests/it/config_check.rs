@@ -102,7 +102,7 @@ path = "/r"
         problems(&toml),
         [
             "colour: unknown key; expected one of: server, cache, upstreams, routes",
-            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `keepalive_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`",
+            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `keepalive_timeout`, `send_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`",
             "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `extract`, `select`, `omit`, `rename`, `for_each`, `concurrency`, `max_items`, `for_each_fail`",
         ]
@@ -116,6 +116,7 @@ fn server_and_cors_values_are_checked() {
 listen = "localhost"
 admin_listen = "0.0.0.0:9901"
 request_timeout = "0s"
+send_timeout = "0s"
 health_path = "health"
 workers = 0
 compression_min_size = "big"
@@ -141,6 +142,7 @@ forward_headers = ["authorization", "Host", "bad header"]
             "server.health_path: \"health\" must start with \"/\"",
             "server.workers: must be at least 1; leave it out to use every core",
             "server.request_timeout: duration \"0s\" is zero; use a positive duration such as \"250ms\" or \"2s\"",
+            "server.send_timeout: duration \"0s\" is zero; use a positive duration such as \"250ms\" or \"2s\"",
             "server.compression_min_size: invalid size \"big\"; write a number and a unit, such as \"64KiB\" or \"10MiB\"",
             "server.cors.allow_origins: \"*\" allows every origin; list it alone",
             "server.cors.allow_credentials: browsers refuse credentials with origin \"*\"; list the allowed origins instead",

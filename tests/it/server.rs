@@ -1,5 +1,5 @@
 //! The listener over real sockets: health, 404/405, HEAD, h2c, CORS for dashboards,
-//! compression, slow-header clients and graceful shutdown.
+//! compression, slow-header clients, clients that stop reading, and graceful shutdown.
 
 use crate::common;
 
@@ -346,4 +346,82 @@ async fn shutdown_grace_bounds_the_drain() {
         .unwrap()
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+const GIB: u64 = 1 << 30;
+
+/// Polls `done` every 20 ms; false if it is still not true after 30 s.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > Duration::from_secs(30) {
+            return false;
+        }
+        tokio::time::sleep(MS(20)).await;
+    }
+    true
+}
+
+/// Sends `request` and never reads; once the gateway has given up on the client, reads
+/// what the socket holds and returns whether the gateway closed the connection.
+async fn stalled_client_is_cut(request: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = MockUpstream::builder()
+        .route("/big", Reply::source(GIB))
+        .start()
+        .await;
+    let gw = simple(&up, "send_timeout = \"500ms\"").await;
+    let mut stalled = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    assert!(
+        eventually(|| up.cancelled() == 1).await,
+        "the upstream stream was not cancelled: {request:?}"
+    );
+    let mut sink = vec![0u8; 1 << 20];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection was left open: {request:?}");
+    // Everyone else is served meanwhile.
+    assert_eq!(get_json(&gw.url("/__health")).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_with_its_upstream_call() {
+    stalled_client_is_cut("GET /p/big HTTP/1.1\r\nHost: g\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_on_a_handed_off_connection_is_cut_too() {
+    // A request with a body is served by hyper.
+    stalled_client_is_cut("POST /p/big HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\n\r\nx").await;
+}
+
+#[tokio::test]
+async fn an_http2_client_that_grants_no_window_is_cut_with_its_upstream_call() {
+    let up = MockUpstream::builder()
+        .route("/big", Reply::source(GIB))
+        .start()
+        .await;
+    let gw = simple(&up, "send_timeout = \"500ms\"").await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap();
+    // The answer's head is read, its body never: the client's window runs out.
+    let response = h2.get(gw.url("/p/big")).send().await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert!(
+        eventually(|| up.cancelled() == 1).await,
+        "the upstream stream was not cancelled"
+    );
+    drop(response);
+    assert_eq!(get_json(&gw.url("/__health")).await.0, 200);
 }

@@ -40,6 +40,7 @@ pub(super) fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         request_timeout: p.duration("server.request_timeout", &s.request_timeout),
         header_read_timeout: p.duration("server.header_read_timeout", &s.header_read_timeout),
         keepalive_timeout: p.duration("server.keepalive_timeout", &s.keepalive_timeout),
+        send_timeout: p.duration("server.send_timeout", &s.send_timeout),
         shutdown_grace: p.duration("server.shutdown_grace", &s.shutdown_grace),
         max_body: p.size("server.max_body", &s.max_body),
         health_path: s.health_path.clone(),
