@@ -1,20 +1,29 @@
 //! The admin listener (`admin_listen`, loopback by default): `GET /health`, `/ready`,
 //! `/metrics`, `/config`; `POST /reload` and `POST /cache/purge`, which need
-//! `Authorization: Bearer <admin_token>` when a token is set.
+//! `Authorization: Bearer <admin_token>` when a token is set. It speaks HTTP/1.1 under
+//! the main listener's header and send timeouts, serves at most
+//! [`MAX_ADMIN_CONNECTIONS`] connections at once, and backs off when accepting fails.
 
 use crate::reload::Reloader;
-use crate::server::LiveGateway;
+use crate::server::{Acceptor, LiveGateway, SendTimeout};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+/// Connections the admin listener serves at once; more wait in the listen backlog. Its
+/// clients are probes, scrapers and operators: a few connections each.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves. The timeouts are
+/// the main listener's, read at start: a head must be whole within
+/// `header_read_timeout` (of the accept, or of the previous answer), and a client that
+/// takes no bytes for `send_timeout` is disconnected.
 pub async fn run(
     listener: TcpListener,
     live: LiveGateway,
@@ -22,13 +31,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "admin listening");
+    let settings = live.load().server.clone();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    let mut acceptor = Acceptor::new(listener, "admin");
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => return Ok(()),
+        };
         let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
+            (stream, _) = acceptor.accept() => stream,
             () = &mut shutdown => return Ok(()),
         };
         let (live, reloader) = (live.clone(), reloader.clone());
@@ -36,11 +52,11 @@ pub async fn run(
             let (live, reloader) = (live.clone(), reloader.clone());
             async move { Ok::<_, std::convert::Infallible>(answer(&live, &reloader, &request).await) }
         });
+        let io = TokioIo::new(SendTimeout::new(stream, settings.send_timeout));
+        let connection = http.serve_connection(io, service);
         tokio::spawn(async move {
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = connection.await;
+            drop(slot);
         });
     }
 }

@@ -4,11 +4,15 @@
 //! shuts down gracefully: stop accepting, let in-flight requests finish up to
 //! `shutdown_grace`.
 
+mod accept;
 mod conn;
 mod handoff;
 mod request;
 mod response;
 mod send_timeout;
+
+pub(crate) use accept::Acceptor;
+pub(crate) use send_timeout::SendTimeout;
 
 use crate::body::{Body, ClientBody};
 use crate::config::CorsSpec;
@@ -87,6 +91,7 @@ pub async fn run(
     let (stop, stopped) = tokio::sync::watch::channel(());
     let pruning = tokio::spawn(prune_limits(live.clone()));
     tracing::info!(addr = %listener.local_addr()?, "listening");
+    let mut acceptor = Acceptor::new(listener, "main");
     tokio::pin!(shutdown);
     // Beyond max_connections the gateway stops accepting: new connections wait in the
     // kernel's listen backlog instead of costing memory here.
@@ -102,15 +107,7 @@ pub async fn run(
             None => None,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
+            pair = acceptor.accept() => pair,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
@@ -124,7 +121,7 @@ pub async fn run(
             drop(slot);
         });
     }
-    drop(listener);
+    drop(acceptor);
     drop(stopped);
     pruning.abort();
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: finishing in-flight requests");

@@ -11,6 +11,7 @@ mod config_check;
 mod demo;
 mod dependent;
 mod limits;
+mod listeners;
 mod protection;
 mod proxy;
 mod reload;
