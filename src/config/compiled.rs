@@ -105,6 +105,8 @@ pub struct RateLimitSpec {
     pub rate: Rate,
     pub burst: Option<NonZeroU32>,
     pub key: LimitKey,
+    /// Keys held at once, at least 1.
+    pub max_keys: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -346,6 +346,9 @@ pub struct RouteRateLimitConfig {
     pub burst: Option<u32>,
     /// `ip` (the client's address), `header:NAME`, or `global` (one bucket).
     pub key: String,
+    /// Most clients (keys) tracked at once; when full, the least recently used key is
+    /// forgotten and starts again with a full bucket.
+    pub max_keys: usize,
 }
 
 impl Default for RouteRateLimitConfig {
@@ -354,6 +357,7 @@ impl Default for RouteRateLimitConfig {
             rate: String::new(),
             burst: None,
             key: "ip".into(),
+            max_keys: crate::limits::DEFAULT_MAX_KEYS,
         }
     }
 }

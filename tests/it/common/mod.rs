@@ -459,16 +459,26 @@ impl Drop for TestGateway {
 
 /// Loads, validates and serves `toml` (no environment) on an ephemeral port.
 pub async fn start_gateway(toml: &str) -> TestGateway {
+    start_gateway_on(toml, "127.0.0.1:0").await
+}
+
+/// Like [`start_gateway`], listening on `listen` (`"[::]:0"`: dual-stack, where an IPv4
+/// client's address arrives as `::ffff:a.b.c.d`).
+pub async fn start_gateway_on(toml: &str, listen: &str) -> TestGateway {
     let compiled =
         compile(toml, &Env::default()).unwrap_or_else(|e| panic!("config is not valid:\n{e}"));
-    serve(Arc::new(arc_swap::ArcSwap::from_pointee(
+    let live = Arc::new(arc_swap::ArcSwap::from_pointee(
         Gateway::build(compiled, None).expect("gateway builds"),
-    )))
-    .await
+    ));
+    serve_on(live, listen).await
 }
 
 async fn serve(live: LiveGateway) -> TestGateway {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(live, "127.0.0.1:0").await
+}
+
+async fn serve_on(live: LiveGateway, listen: &str) -> TestGateway {
+    let listener = TcpListener::bind(listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(fanout::server::run(listener, live, async {
