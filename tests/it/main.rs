@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod aggregate;
+mod answers;
 mod cache;
 mod client_wire;
 mod config_check;
