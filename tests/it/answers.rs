@@ -1,12 +1,17 @@
-//! How aggregate backends read answers over real sockets: compressed answers (asked
-//! for `identity`, decoded anyway when an upstream compresses, bounded by
-//! `max_response`).
+//! How aggregate backends read answers over real sockets: nesting bounded by
+//! `max_depth`, and compressed answers (asked for `identity`, decoded anyway when an
+//! upstream compresses, bounded by `max_response`).
 
 use crate::common;
 
 use common::{MockUpstream, Reply, client, start_gateway};
 use serde_json::{Value, json};
 use std::io::Write;
+
+/// `depth` nested arrays around `1`.
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
 
 async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut request = client().get(url);
@@ -16,9 +21,75 @@ async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let bytes = response.bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes)
+    // Checked before parsing: a test parser handed 100,000 levels would overflow.
+    assert!(
+        !bytes.windows(1000).any(|w| w.iter().all(|&b| b == b'[')),
+        "a deeply nested answer reached the client ({} bytes)",
+        bytes.len()
+    );
+    // The merged body nests one level deeper than a backend's answer: 129 levels here,
+    // past serde_json's default limit, so it is lifted (100,000 would overflow the stack).
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    de.disable_recursion_limit();
+    let body = serde::Deserialize::deserialize(&mut de)
         .unwrap_or_else(|e| panic!("the gateway's answer is not JSON: {e}"));
     (status, body)
+}
+
+#[tokio::test]
+async fn answers_nested_deeper_than_max_depth_fail_as_invalid_json() {
+    let up = MockUpstream::builder()
+        .route("/deep", Reply::json(nested(100_000)))
+        .route("/129", Reply::json(nested(129)))
+        .route("/128", Reply::json(nested(128)))
+        .route("/obj", Reply::json(format!(r#"{{"a":{}}}"#, nested(127))))
+        .route("/text", Reply::json(r#"{"s":"[[[[[[[[[[\"[[[[["}"#))
+        .start()
+        .await;
+    let backend = |name: &str, path: &str, extra: &str| {
+        format!(
+            "[[routes.backends]]\nname = \"{name}\"\nupstream = \"up\"\npath = \"{path}\"\n{extra}\n"
+        )
+    };
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[upstreams.shallow]\nurl = \"{0}\"\nmax_depth = 3\n\
+         [[routes]]\npath = \"/r\"\nerrors_field = \"_errors\"\n{}{}{}{}{}{}{}",
+        up.url(),
+        backend("deep", "/deep", ""),
+        backend("over", "/129", ""),
+        backend("at", "/128", ""),
+        // Parsed (shaped) rather than spliced: the same rule, and serde_json's own
+        // limit (127) does not cut it shorter.
+        backend("shaped", "/obj", "extract = \"a\""),
+        backend("cached", "/deep", "cache_ttl = \"1m\""),
+        "[[routes.backends]]\nname = \"shallow\"\nupstream = \"shallow\"\npath = \"/128\"\n",
+        // Brackets in strings are not nesting, escaped quotes do not end a string.
+        "[[routes.backends]]\nname = \"strings\"\nupstream = \"shallow\"\npath = \"/text\"\n",
+    ))
+    .await;
+    let (status, body) = get(&gw.url("/r"), &[]).await;
+    assert_eq!(status, 200);
+    let errors = &body["_errors"];
+    for name in ["deep", "over", "cached"] {
+        assert_eq!(errors[name]["code"], "invalid_json", "{name}: {errors}");
+        assert_eq!(
+            errors[name]["message"],
+            "answer is not JSON: nested deeper than max_depth = 128"
+        );
+        assert_eq!(body[name], Value::Null);
+    }
+    assert_eq!(
+        errors["shallow"]["message"],
+        "answer is not JSON: nested deeper than max_depth = 3"
+    );
+    assert_eq!(
+        body["at"].to_string(),
+        nested(128),
+        "128 levels are allowed"
+    );
+    assert_eq!(body["shaped"].to_string(), nested(127));
+    assert_eq!(body["strings"], json!({"s": "[[[[[[[[[[\"[[[[["}));
+    assert_eq!(errors.as_object().unwrap().len(), 4, "{errors}");
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
