@@ -5,7 +5,7 @@
 use super::execute::RequestScope;
 use super::shape::Shape;
 use super::{Backend, BackendError};
-use crate::cache::{CacheKey, CacheOutcome, Entry, Fetched, KeyQuery, Stored};
+use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery, Stored};
 use crate::config::MergeMode;
 use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
@@ -196,6 +196,12 @@ impl<'a> Reading<'a> {
             shape: backend.spec.shape.as_deref(),
             max_depth: backend.upstream.spec.max_depth,
         }
+    }
+}
+
+impl FetchError for BackendError {
+    fn carries_answer(&self) -> bool {
+        matches!(self, BackendError::Call(CallError::Status { .. }))
     }
 }
 
