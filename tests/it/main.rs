@@ -12,6 +12,7 @@ mod config_check;
 mod demo;
 mod dependent;
 mod limits;
+mod memory;
 mod protection;
 mod proxy;
 mod reload;
