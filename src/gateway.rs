@@ -107,8 +107,9 @@ impl Gateway {
                         _ => None,
                     })
                 });
-                let limit = kept
-                    .unwrap_or_else(|| Arc::new(RouteLimit::new(l.rate, l.burst, l.key.clone())));
+                let limit = kept.unwrap_or_else(|| {
+                    Arc::new(RouteLimit::new(l.rate, l.burst, l.key.clone(), l.max_keys))
+                });
                 (l, limit)
             });
             let label = Label::new(&spec.path);

@@ -1,16 +1,24 @@
 //! Route rate limits and client identity: governor buckets keyed by client (its address,
 //! a header's value, or one global bucket), the address a client really has behind
-//! trusted proxies, and pruning so a flood of distinct keys cannot grow memory.
+//! trusted proxies, and a bounded key store (`max_keys`, least recently used evicted,
+//! refilled buckets pruned) so a flood of distinct keys cannot grow memory.
+
+mod store;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
-use std::net::IpAddr;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::LazyLock;
 use std::time::Duration;
+use store::LruStore;
+
+/// Keys a route's limit holds when its `rate_limit` sets no `max_keys`.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// A rate: so many events per period (`"100/min"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +84,14 @@ impl LimitKey {
     }
 }
 
-/// The bucket a request is counted in. No strings are built per request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The bucket a request is counted in: fixed-size and owning nothing, so a stored key
+/// never keeps the request it came from alive, and no string is built per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientKey {
+    /// The client's address, IPv4-mapped IPv6 written as IPv4 (see [`client_ip`]).
     Ip(IpAddr),
-    Value(HeaderValue),
+    /// A 128-bit keyed digest of the header's value (see [`ClientKey::value`]).
+    Value(u128),
     /// A request without the keyed header: limited together, never let through.
     Anonymous,
     Global,
@@ -93,8 +104,20 @@ pub enum Verdict {
     Limited { retry_after: Duration },
 }
 
-type Limiter<C> =
-    RateLimiter<ClientKey, DefaultKeyedStateStore<ClientKey>, C, StateInformationMiddleware>;
+impl ClientKey {
+    /// The key of a header value: two 64-bit hashes under seeds drawn once per process
+    /// (so keys carry over a reload), 16 bytes whatever the value's length. Two values
+    /// share a bucket only if both hashes collide, which an attacker who cannot see the
+    /// seeds cannot arrange.
+    pub fn value(bytes: &[u8]) -> Self {
+        static SEEDS: LazyLock<[foldhash::quality::RandomState; 2]> =
+            LazyLock::new(Default::default);
+        let [high, low] = &*SEEDS;
+        ClientKey::Value(u128::from(high.hash_one(bytes)) << 64 | u128::from(low.hash_one(bytes)))
+    }
+}
+
+type Limiter<C> = RateLimiter<ClientKey, LruStore, C, StateInformationMiddleware>;
 
 /// One route's limit.
 pub struct RouteLimit<C: Clock = DefaultClock> {
@@ -114,15 +137,22 @@ impl<C: Clock> std::fmt::Debug for RouteLimit<C> {
 }
 
 impl RouteLimit {
-    pub fn new(rate: Rate, burst: Option<NonZeroU32>, key: LimitKey) -> Self {
-        Self::with_clock(rate, burst, key, DefaultClock::default())
+    /// A limit holding at most `max_keys` buckets.
+    pub fn new(rate: Rate, burst: Option<NonZeroU32>, key: LimitKey, max_keys: usize) -> Self {
+        Self::with_clock(rate, burst, key, max_keys, DefaultClock::default())
     }
 }
 
 impl<C: Clock> RouteLimit<C> {
-    pub fn with_clock(rate: Rate, burst: Option<NonZeroU32>, key: LimitKey, clock: C) -> Self {
+    pub fn with_clock(
+        rate: Rate,
+        burst: Option<NonZeroU32>,
+        key: LimitKey,
+        max_keys: usize,
+        clock: C,
+    ) -> Self {
         let quota = rate.quota(burst);
-        let store: DefaultKeyedStateStore<ClientKey> = DefaultKeyedStateStore::default();
+        let store = LruStore::new(max_keys);
         let limiter: Limiter<C> =
             RateLimiter::<_, _, C, StateInformationMiddleware>::new(quota, store, clock);
         Self {
@@ -147,7 +177,6 @@ impl<C: Clock> RouteLimit<C> {
     /// Forgets keys whose buckets are full again: they behave exactly like new ones.
     pub fn prune(&self) {
         self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
     }
 
     /// Keys currently held.
@@ -171,7 +200,7 @@ pub fn client_key(
         LimitKey::Ip => ClientKey::Ip(client_ip(peer, headers, trusted)),
         LimitKey::Header(name) => headers
             .get(name)
-            .map_or(ClientKey::Anonymous, |v| ClientKey::Value(v.clone())),
+            .map_or(ClientKey::Anonymous, |v| ClientKey::value(v.as_bytes())),
         LimitKey::Global => ClientKey::Global,
     }
 }
@@ -179,7 +208,12 @@ pub fn client_key(
 /// The client's address: the peer's, unless the peer is a trusted proxy; then the first
 /// address from the right of `X-Forwarded-For` that is not a trusted proxy (or the
 /// leftmost, if all are). A client that is not a trusted proxy cannot pick its identity.
+///
+/// Addresses are canonical: an IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, what a
+/// dual-stack listener sees of an IPv4 client) is the IPv4 address, for the trust check
+/// and as a key, so one client never has two buckets.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -194,13 +228,31 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     let mut client = peer;
     for hop in hops.iter().rev() {
         // A malformed hop ends the chain of trust: what lies left of it is unverified.
-        let Ok(ip) = hop.parse::<IpAddr>() else { break };
+        let Some(ip) = parse_hop(hop) else { break };
         client = ip;
         if !is_trusted(&ip) {
             break;
         }
     }
     client
+}
+
+/// One `X-Forwarded-For` hop: an address, or an address with a port as some proxies
+/// write it (`1.2.3.4:5678`, `[2001:db8::1]:443`, `[2001:db8::1]`), made canonical.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let ip = match hop.parse::<IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) => match hop.parse::<SocketAddr>() {
+            Ok(addr) => addr.ip(),
+            Err(_) => IpAddr::V6(
+                hop.strip_prefix('[')?
+                    .strip_suffix(']')?
+                    .parse::<Ipv6Addr>()
+                    .ok()?,
+            ),
+        },
+    };
+    Some(ip.to_canonical())
 }
 
 /// Parses a trusted proxy: a CIDR (`10.0.0.0/8`) or one address.
@@ -211,163 +263,4 @@ pub fn parse_trusted(text: &str) -> Result<IpNet, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use governor::clock::FakeRelativeClock;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn xff(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", value.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn rates_parse() {
-        assert_eq!(Rate::parse("100/s").unwrap().per, Duration::from_secs(1));
-        assert_eq!(Rate::parse("600/min").unwrap().count.get(), 600);
-        assert_eq!(
-            Rate::parse("5 / hour").unwrap().per,
-            Duration::from_secs(3600)
-        );
-        assert_eq!(
-            Rate::parse("fast").unwrap_err(),
-            "invalid rate \"fast\"; write a count per period, such as \"100/s\", \"600/min\" or \"1000/hour\""
-        );
-        assert!(Rate::parse("0/s").is_err());
-        assert!(Rate::parse("10/week").is_err());
-    }
-
-    #[test]
-    fn keys_parse() {
-        assert_eq!(LimitKey::parse("ip"), Ok(LimitKey::Ip));
-        assert_eq!(LimitKey::parse("global"), Ok(LimitKey::Global));
-        assert_eq!(
-            LimitKey::parse("header:x-user-id"),
-            Ok(LimitKey::Header(HeaderName::from_static("x-user-id")))
-        );
-        assert_eq!(
-            LimitKey::parse("user").unwrap_err(),
-            "unknown key \"user\"; use ip, global or header:NAME"
-        );
-    }
-
-    #[test]
-    fn untrusted_peers_cannot_choose_their_identity() {
-        let trusted = [parse_trusted("10.0.0.0/8").unwrap()];
-        assert_eq!(
-            client_ip(ip("203.0.113.5"), &xff("1.2.3.4"), &trusted),
-            ip("203.0.113.5")
-        );
-        assert_eq!(
-            client_ip(ip("203.0.113.5"), &xff("1.2.3.4"), &[]),
-            ip("203.0.113.5")
-        );
-    }
-
-    #[test]
-    fn trusted_proxies_are_skipped_from_the_right() {
-        let trusted = [
-            parse_trusted("10.0.0.0/8").unwrap(),
-            parse_trusted("192.0.2.7").unwrap(),
-        ];
-        // The client forged "6.6.6.6"; its real address was appended by our proxies.
-        let h = xff("6.6.6.6, 198.51.100.4, 10.1.1.1, 192.0.2.7");
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("198.51.100.4"));
-        assert_eq!(
-            client_ip(ip("10.0.0.2"), &xff("10.9.9.9, 10.8.8.8"), &trusted),
-            ip("10.9.9.9")
-        );
-        assert_eq!(
-            client_ip(ip("10.0.0.2"), &HeaderMap::new(), &trusted),
-            ip("10.0.0.2")
-        );
-        assert_eq!(
-            client_ip(ip("10.0.0.2"), &xff("1.1.1.1, garbage, 10.1.1.1"), &trusted),
-            ip("10.1.1.1")
-        );
-    }
-
-    #[test]
-    fn missing_keyed_header_is_one_anonymous_bucket() {
-        let key = LimitKey::Header(HeaderName::from_static("x-user-id"));
-        assert_eq!(
-            client_key(&key, ip("1.1.1.1"), &HeaderMap::new(), &[]),
-            ClientKey::Anonymous
-        );
-        assert_eq!(
-            client_key(&key, ip("2.2.2.2"), &HeaderMap::new(), &[]),
-            ClientKey::Anonymous
-        );
-    }
-
-    #[test]
-    fn limits_refill_and_tell_how_long_to_wait() {
-        let clock = FakeRelativeClock::default();
-        let limit = RouteLimit::with_clock(
-            Rate::parse("2/s").unwrap(),
-            None,
-            LimitKey::Global,
-            clock.clone(),
-        );
-        let k = ClientKey::Global;
-        assert_eq!(limit.check(&k), Verdict::Allowed { remaining: 1 });
-        assert_eq!(limit.check(&k), Verdict::Allowed { remaining: 0 });
-        assert_eq!(
-            limit.check(&k),
-            Verdict::Limited {
-                retry_after: Duration::from_millis(500)
-            }
-        );
-        clock.advance(Duration::from_millis(500));
-        assert_eq!(limit.check(&k), Verdict::Allowed { remaining: 0 });
-    }
-
-    #[test]
-    fn burst_allows_more_at_once() {
-        let clock = FakeRelativeClock::default();
-        let burst = NonZeroU32::new(5);
-        let limit = RouteLimit::with_clock(
-            Rate::parse("1/min").unwrap(),
-            burst,
-            LimitKey::Global,
-            clock.clone(),
-        );
-        assert_eq!(limit.burst, 5);
-        for left in (0..5).rev() {
-            assert_eq!(
-                limit.check(&ClientKey::Global),
-                Verdict::Allowed { remaining: left }
-            );
-        }
-        assert_eq!(
-            limit.check(&ClientKey::Global),
-            Verdict::Limited {
-                retry_after: Duration::from_secs(60)
-            }
-        );
-    }
-
-    #[test]
-    fn pruning_forgets_200k_distinct_keys() {
-        let clock = FakeRelativeClock::default();
-        let limit = RouteLimit::with_clock(
-            Rate::parse("10/s").unwrap(),
-            None,
-            LimitKey::Ip,
-            clock.clone(),
-        );
-        for i in 0..200_000u32 {
-            limit.check(&ClientKey::Ip(IpAddr::from(i.to_be_bytes())));
-        }
-        assert_eq!(limit.len(), 200_000);
-        limit.prune();
-        assert_eq!(limit.len(), 200_000, "every bucket is still in use");
-        clock.advance(Duration::from_secs(2));
-        limit.prune();
-        assert_eq!(limit.len(), 0, "full buckets are forgotten");
-    }
-}
+mod tests;

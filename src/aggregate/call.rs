@@ -1,15 +1,17 @@
 //! One backend call: through the cache when the backend has one, then checked to be
-//! JSON and shaped. Keeps the answer before shaping when another backend reads it.
+//! JSON no deeper than the upstream's `max_depth` and shaped. Keeps the answer before
+//! shaping when another backend reads it.
 
 use super::execute::RequestScope;
 use super::shape::Shape;
 use super::{Backend, BackendError};
-use crate::cache::{CacheKey, CacheOutcome, Entry, Fetched, KeyQuery, Stored};
+use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery, Stored};
 use crate::config::MergeMode;
 use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, StatusCode};
+use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 use std::sync::Arc;
@@ -64,7 +66,7 @@ pub(super) fn from_hit(
     backend: &Backend,
     keep: bool,
 ) -> Result<Answer, BackendError> {
-    let reading = (backend.spec.merge, backend.spec.shape.as_deref());
+    let reading = Reading::of(backend);
     finish_hit(entry, reading, keep, "hit").map(answer)
 }
 
@@ -103,7 +105,7 @@ pub(super) async fn call_upstream(
     let spec = &backend.spec;
     let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
     let deadline = scope.deadline.min(Instant::now() + own);
-    let reading = (spec.merge, spec.shape.as_deref());
+    let reading = Reading::of(backend);
     if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
         // Only a backend that sends the body needs its own headers, with its type.
         let mut headers = scope.forwarded().clone();
@@ -122,6 +124,7 @@ pub(super) async fn call_upstream(
     };
     let upstream = backend.upstream.clone();
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
+    let max_depth = reading.max_depth;
     let shape = spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let headers = scope.forwarded().clone();
@@ -130,10 +133,15 @@ pub(super) async fn call_upstream(
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came
         // when another backend reads it, since they read it before shaping.
         let body = if keep {
-            check_json(&raw)?;
+            check_json(&raw, max_depth)?;
             raw
         } else {
-            read(raw, (merge, shape.as_deref()), false)?.0
+            let reading = Reading {
+                merge,
+                shape: shape.as_deref(),
+                max_depth,
+            };
+            read(raw, reading, false)?.0
         };
         Ok::<_, BackendError>(Fetched {
             stored: Stored {
@@ -160,7 +168,7 @@ pub(super) async fn call_upstream(
 /// read, stored unshaped) parsed and shaped now.
 fn finish_hit(
     entry: Arc<Entry>,
-    reading: (MergeMode, Option<&Shape>),
+    reading: Reading<'_>,
     keep: bool,
     desc: &'static str,
 ) -> Result<(Bytes, Option<Value>, &'static str), BackendError> {
@@ -172,12 +180,95 @@ fn finish_hit(
     Ok((stored, None, desc))
 }
 
+/// How a backend reads its answers.
+#[derive(Clone, Copy)]
+struct Reading<'a> {
+    merge: MergeMode,
+    shape: Option<&'a Shape>,
+    /// Deepest nesting of arrays and objects accepted (the upstream's `max_depth`).
+    max_depth: usize,
+}
+
+impl<'a> Reading<'a> {
+    fn of(backend: &'a Backend) -> Self {
+        Self {
+            merge: backend.spec.merge,
+            shape: backend.spec.shape.as_deref(),
+            max_depth: backend.upstream.spec.max_depth,
+        }
+    }
+}
+
+impl FetchError for BackendError {
+    fn carries_answer(&self) -> bool {
+        matches!(self, BackendError::Call(CallError::Status { .. }))
+    }
+}
+
 fn invalid(e: serde_json::Error) -> BackendError {
     BackendError::InvalidJson(e.to_string())
 }
 
-/// Checks that an answer is JSON without building it.
-fn check_json(raw: &[u8]) -> Result<(), BackendError> {
+/// Whether `json` nests arrays and objects more than `max` deep (`[]` is 1 deep).
+/// Brackets inside strings are skipped; on text that is not JSON the answer may be
+/// wrong, but such text fails the JSON check that follows anyway. One pass, no stack:
+/// the check that keeps a deep answer from every recursive step after it (serde_json's
+/// `IgnoredAny` skips values without a depth limit, so it alone would splice 100,000
+/// levels into the response; a client's parser would then have to cope).
+fn nests_deeper(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < json.len() {
+        match json[at] {
+            b'"' => {
+                // Skip to the closing quote; an escape skips the byte after it.
+                at += 1;
+                while at < json.len() {
+                    match json[at] {
+                        b'\\' => at += 2,
+                        b'"' => break,
+                        _ => at += 1,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    false
+}
+
+fn check_depth(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
+    if nests_deeper(raw, max_depth) {
+        return Err(BackendError::InvalidJson(format!(
+            "nested deeper than max_depth = {max_depth}"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses an answer whose depth [`check_depth`] has checked. serde_json's own limit
+/// (127 levels) is lifted so that `max_depth` (at most 128, by validation) is the one
+/// rule; parsing, shaping and dropping the value recurse at most that deep.
+fn parse(raw: &[u8], max_depth: usize) -> Result<Value, BackendError> {
+    check_depth(raw, max_depth)?;
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    de.disable_recursion_limit();
+    let value = Value::deserialize(&mut de).map_err(invalid)?;
+    de.end().map_err(invalid)?;
+    Ok(value)
+}
+
+/// Checks that an answer is JSON, no deeper than `max_depth`, without building it.
+fn check_json(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
+    check_depth(raw, max_depth)?;
     serde_json::from_slice::<IgnoredAny>(raw).map_err(invalid)?;
     // serde_json skips a string unread, so bytes that are not UTF-8 get through it.
     // Spliced as they came, they would make the whole merged body unreadable to a strict
@@ -210,21 +301,26 @@ async fn fetch(
 /// too.
 fn read(
     raw: Bytes,
-    (merge, shape): (MergeMode, Option<&Shape>),
+    reading: Reading<'_>,
     keep: bool,
 ) -> Result<(Bytes, Option<Value>), BackendError> {
+    let Reading {
+        merge,
+        shape,
+        max_depth,
+    } = reading;
     let (json, kept) = match (shape, keep) {
         (None, false) => {
             // Validated without being built: it is spliced as is.
-            check_json(&raw)?;
+            check_json(&raw, max_depth)?;
             (raw, None)
         }
         (None, true) => {
-            let value = serde_json::from_slice(&raw).map_err(invalid)?;
+            let value = parse(&raw, max_depth)?;
             (raw, Some(value))
         }
         (Some(shape), keep) => {
-            let value: Value = serde_json::from_slice(&raw).map_err(invalid)?;
+            let value = parse(&raw, max_depth)?;
             let kept = keep.then(|| value.clone());
             let shaped = shape.apply(value).map_err(BackendError::Shape)?;
             let bytes = serde_json::to_vec(&shaped).expect("a JSON value serializes");

@@ -12,7 +12,8 @@ use crate::gateway::X_REQUEST_ID;
 use crate::template::{Problem, RenderError, RenderInput};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use http::{HeaderMap, Response, request};
+use http::header::ACCEPT_ENCODING;
+use http::{HeaderMap, HeaderValue, Response, request};
 use serde_json::Value;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -302,10 +303,13 @@ async fn run<'s>(
     (i, outcome)
 }
 
-/// The headers every backend call carries: the route's `forward_headers` and the
-/// request id, so one request can be followed across services.
+/// The headers every backend call carries: the route's `forward_headers`, the request
+/// id, so one request can be followed across services, and `Accept-Encoding: identity`.
+/// Without it an upstream may pick any coding (RFC 9110 §12.5.3); a forwarded client
+/// `Accept-Encoding` is replaced, since the client's list says what the client decodes,
+/// not what the gateway does (answers compressed anyway are decoded, see `upstream`).
 fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 1);
+    let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 2);
     for name in route
         .forward_headers
         .iter()
@@ -315,5 +319,6 @@ fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
             headers.append(name.clone(), value.clone());
         }
     }
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     headers
 }

@@ -1,5 +1,7 @@
 //! Cache keys: what identifies one stored answer, and a borrowed form to look one up
-//! without building it (a hit allocates nothing).
+//! without building it (a hit allocates nothing). A key that is stored owns copies of
+//! its bytes: header values read from a request are slices of the connection's receive
+//! buffer, which a stored slice would keep alive whole.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::hash::{Hash, Hasher};
@@ -22,31 +24,56 @@ struct KeyParts {
 }
 
 /// The values (or absence) of the request headers a key varies by, in a fixed order:
-/// the identity headers, then the route's. Read once per request, shared by its keys.
+/// the identity headers, then the route's; every value of a repeated header, in order,
+/// since every value is forwarded. Read once per request, shared by its keys.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Varying(Vec<(HeaderName, Option<HeaderValue>)>);
 
 impl Varying {
-    /// Reads the identity headers and `headers` from `request`.
+    /// Reads the identity headers and `headers` from `request`: one `(name, None)` for a
+    /// header that is absent, one `(name, Some(value))` per value of one that is present.
     pub fn read<'a>(
         request: &HeaderMap,
         headers: impl IntoIterator<Item = &'a HeaderName>,
     ) -> Self {
+        let mut values = Vec::with_capacity(IDENTITY_HEADERS.len() + 2);
+        for name in IDENTITY_HEADERS.iter().chain(headers) {
+            let mut all = request.get_all(name).iter().peekable();
+            if all.peek().is_none() {
+                values.push((name.clone(), None));
+            }
+            values.extend(all.map(|value| (name.clone(), Some(value.clone()))));
+        }
+        Self(values)
+    }
+
+    /// A copy whose values own their bytes (names come from the config, never a request).
+    fn to_owned_values(&self) -> Self {
         Self(
-            IDENTITY_HEADERS
+            self.0
                 .iter()
-                .chain(headers)
-                .map(|name| (name.clone(), request.get(name).cloned()))
+                .map(|(name, value)| (name.clone(), value.as_ref().map(owned_value)))
                 .collect(),
         )
     }
 
+    /// Bytes held: each value's, and each pair's own size.
     fn weight(&self) -> usize {
-        self.0
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, |v| v.len()))
-            .sum()
+        self.0.capacity() * std::mem::size_of::<(HeaderName, Option<HeaderValue>)>()
+            + self
+                .0
+                .iter()
+                .map(|(_, v)| v.as_ref().map_or(0, HeaderValue::len))
+                .sum::<usize>()
     }
+}
+
+/// A header value whose bytes are its own, of its own size.
+pub fn owned_value(value: &HeaderValue) -> HeaderValue {
+    let mut owned = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(value.as_bytes()))
+        .expect("the bytes of a valid header value");
+    owned.set_sensitive(value.is_sensitive());
+    owned
 }
 
 impl CacheKey {
@@ -64,8 +91,9 @@ impl CacheKey {
         &self.0.url
     }
 
+    /// Bytes held by the key: its parts, the URL and the header values.
     pub(super) fn weight(&self) -> usize {
-        self.0.url.len() + self.0.varying.weight()
+        std::mem::size_of::<KeyParts>() + self.0.url.len() + self.0.varying.weight()
     }
 }
 
@@ -87,12 +115,13 @@ impl<'a> KeyQuery<'a> {
         }
     }
 
-    /// The owned key, to store an answer under.
+    /// The owned key, to store an answer under: its values are copies, not slices of
+    /// the request they were read from.
     pub fn to_key(&self) -> CacheKey {
         CacheKey(Arc::new(KeyParts {
             method: self.method.clone(),
             url: self.url.to_owned(),
-            varying: self.varying.clone(),
+            varying: self.varying.to_owned_values(),
         }))
     }
 }
@@ -158,10 +187,52 @@ mod tests {
     }
 
     #[test]
-    fn weight_counts_url_and_header_bytes() {
+    fn weight_counts_what_the_key_holds() {
         let varying = Varying::read(&request(&[("cookie", "s=1")]), &[]);
         let key = KeyQuery::new(&Method::GET, "http://u/a", &varying).to_key();
-        // URL 10, "authorization" 13, "cookie" 6 + "s=1" 3.
-        assert_eq!(key.weight(), 10 + 13 + 6 + 3);
+        let pair = std::mem::size_of::<(HeaderName, Option<HeaderValue>)>();
+        let parts = std::mem::size_of::<KeyParts>();
+        // URL 10, two pairs (authorization absent, cookie), the cookie's value 3.
+        assert_eq!(key.weight(), parts + 10 + 2 * pair + 3);
+    }
+
+    #[test]
+    fn every_value_of_a_repeated_header_is_in_the_key() {
+        let lang = [HeaderName::from_static("x-lang")];
+        let mut two = request(&[("x-lang", "en")]);
+        two.append("x-lang", HeaderValue::from_static("<script>"));
+        let one = request(&[("x-lang", "en")]);
+        let key = CacheKey::new(Method::GET, "http://u/a", &two, &lang);
+        assert_ne!(key, CacheKey::new(Method::GET, "http://u/a", &one, &lang));
+        let mut swapped = request(&[("x-lang", "<script>")]);
+        swapped.append("x-lang", HeaderValue::from_static("en"));
+        assert_ne!(
+            key,
+            CacheKey::new(Method::GET, "http://u/a", &swapped, &lang)
+        );
+        assert_eq!(key, CacheKey::new(Method::GET, "http://u/a", &two, &lang));
+        // An absent header and an empty value differ too.
+        let empty = request(&[("x-lang", "")]);
+        assert_ne!(
+            CacheKey::new(Method::GET, "http://u/a", &empty, &lang),
+            CacheKey::new(Method::GET, "http://u/a", &request(&[]), &lang)
+        );
+    }
+
+    #[test]
+    fn a_stored_key_owns_its_values() {
+        let buffer = bytes::Bytes::from(b"GET / HTTP/1.1\r\nauthorization: Bearer a\r\n".to_vec());
+        let value = HeaderValue::from_maybe_shared(buffer.slice(31..39)).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, value);
+        let varying = Varying::read(&headers, &[]);
+        let key = KeyQuery::new(&Method::GET, "http://u/a", &varying).to_key();
+        let stored = key.0.varying.0[0].1.as_ref().unwrap();
+        assert_eq!(stored, "Bearer a");
+        let range = buffer.as_ptr_range();
+        assert!(
+            !range.contains(&stored.as_bytes().as_ptr()),
+            "the key's value is a copy, not a slice of the request's buffer"
+        );
     }
 }

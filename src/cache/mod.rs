@@ -1,7 +1,14 @@
-//! The response cache: one moka store per process, weighted by bytes, holding answers
-//! ready to serve (a hit parses nothing). Concurrent misses for one key share one
-//! upstream call; stale entries are served while one background refresh runs
-//! (stale-while-revalidate) or when a refresh fails (stale-if-error).
+//! The response cache: one moka store per process, weighted by the bytes it holds,
+//! holding answers ready to serve (a hit parses nothing). Concurrent misses for one key
+//! wait for one upstream call, and share its answer only if it was stored: an answer the
+//! upstream says is not to be stored goes to the request that made it, each waiter makes
+//! its own call, and a marker makes later requests for the key skip the wait while it
+//! lasts (Varnish's hit-for-miss). Stale entries are served while one background refresh
+//! runs (stale-while-revalidate) or when a refresh fails (stale-if-error).
+//!
+//! What is stored owns its bytes: an answer read from a socket is a slice of a receive
+//! buffer, which a stored slice would keep alive whole, so keys, headers and bodies are
+//! copied into allocations of their own size when (and only when) they are stored.
 //!
 //! Freshness is judged on tokio's clock (testable with `tokio::time::pause`); moka's own
 //! expiry only evicts entries once no window can use them any more.
@@ -17,7 +24,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod key;
-pub use key::{CacheKey, KeyQuery, Varying};
+pub use key::{CacheKey, KeyQuery, Varying, owned_value};
+
+/// Bytes an entry costs beyond what its key and answer hold: moka's bookkeeping for it
+/// (hash table slot, access and write order nodes, expiry timer), the `Arc`s and the
+/// allocator's rounding. `tests::resident_bytes_per_entry` measures about 170; this
+/// leaves room for the allocator's size classes.
+const ENTRY_OVERHEAD: usize = 256;
+/// Bytes one slot of a stored `HeaderMap` costs besides the name and value bytes: its
+/// bucket (hash, links, name, value: 104) and its index.
+const HEADER_SLOT: usize = 112;
 
 /// How long an answer may be served, and its stale windows (both after `ttl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,15 +59,63 @@ pub struct Stored {
     pub body: Bytes,
 }
 
-/// A stored answer and when it was stored.
+impl Stored {
+    /// A copy whose header values and body own allocations of their own size. Header
+    /// names are the config's or owned copies already (`HeaderName` copies on parsing).
+    fn to_owned_copy(&self) -> Self {
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), owned_value(value));
+        }
+        Self {
+            status: self.status,
+            headers,
+            body: Bytes::copy_from_slice(&self.body),
+        }
+    }
+
+    /// Bytes held: the body, each header's name and value, and the map's slots.
+    fn weight(&self) -> usize {
+        let fields: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        fields + self.headers.capacity() * HEADER_SLOT + self.body.len()
+    }
+}
+
+/// A stored answer and when it was stored; or a marker that the key's answers are not
+/// to be stored (`pass`), so requests for it call the upstream without waiting on each
+/// other.
 #[derive(Debug)]
 pub struct Entry {
     pub stored: Stored,
     stored_at: Instant,
     policy: CachePolicy,
+    pass: bool,
+}
+
+impl Stored {
+    fn empty() -> Self {
+        Self {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
 }
 
 impl Entry {
+    fn new(stored: Stored, stored_at: Instant, policy: CachePolicy, pass: bool) -> Arc<Self> {
+        Arc::new(Self {
+            stored,
+            stored_at,
+            policy,
+            pass,
+        })
+    }
+
     /// Seconds of freshness left; negative once stale.
     pub fn ttl_left(&self, now: Instant) -> i64 {
         let fresh_until = self.stored_at + self.policy.ttl;
@@ -93,6 +157,25 @@ pub struct CacheStats {
 
 type Fill<E> = Shared<BoxFuture<'static, Result<(Arc<Entry>, bool), E>>>;
 
+/// A fetch failure, as the cache needs to know it.
+pub trait FetchError: Clone + Send + Sync + 'static {
+    /// Whether the failure carries what an upstream answered (a status and a body): that
+    /// belongs to the request that made the call, so requests that waited on it make
+    /// their own calls. A failure without an answer (no connection, a timeout, a refusal
+    /// by the gateway) is shared: it says nothing about the request, and sharing it spares
+    /// a failing upstream the stampede.
+    fn carries_answer(&self) -> bool;
+}
+
+/// How a request takes part in a fill.
+enum Part<F, E> {
+    /// It started the fill: the fill's result is its own.
+    Leads(Fill<E>),
+    /// It waits on another request's fill, keeping its own fetch (and key) in case the
+    /// result is not one to share.
+    Waits(Fill<E>, F, CacheKey),
+}
+
 /// Hashes cache keys: foldhash, seeded per process, several times cheaper than std's
 /// SipHash on a URL (which was a tenth of a cached aggregate's instructions), and a key
 /// is hashed on every lookup.
@@ -133,15 +216,14 @@ impl ResponseCache {
     pub fn new(max_bytes: u64, stats: CacheStats) -> Arc<Self> {
         let store = moka::future::Cache::builder()
             .max_capacity(max_bytes)
+            // What the entry keeps resident: its key, the answer's headers and body,
+            // the entry and moka's bookkeeping for it.
             .weigher(|key: &CacheKey, entry: &Arc<Entry>| {
-                let headers: usize = entry
-                    .stored
-                    .headers
-                    .iter()
-                    .map(|(k, v)| k.as_str().len() + v.len())
-                    .sum();
-                u32::try_from(key.weight() + headers + entry.stored.body.len() + 64)
-                    .unwrap_or(u32::MAX)
+                let size = key.weight()
+                    + entry.stored.weight()
+                    + std::mem::size_of::<Entry>()
+                    + ENTRY_OVERHEAD;
+                u32::try_from(size).unwrap_or(u32::MAX)
             })
             .expire_after(RetainFor)
             .build_with_hasher(KeyHasher::default());
@@ -161,7 +243,7 @@ impl ResponseCache {
     pub async fn fresh(&self, key: &KeyQuery<'_>) -> Option<Arc<Entry>> {
         let entry = self.store.get(key).await?;
         let age = Instant::now().saturating_duration_since(entry.stored_at);
-        (age < entry.policy.ttl).then(|| {
+        (!entry.pass && age < entry.policy.ttl).then(|| {
             self.stats.hits.inc();
             entry
         })
@@ -179,30 +261,48 @@ impl ResponseCache {
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Fetched, E>> + Send + 'static,
-        E: Clone + Send + Sync + 'static,
+        E: FetchError,
     {
         let now = Instant::now();
         let mut fallback = None;
         if let Some(entry) = self.store.get(&key).await {
             let age = now.saturating_duration_since(entry.stored_at);
-            if age < entry.policy.ttl {
+            if entry.pass {
+                if age < entry.policy.ttl {
+                    // Not stored lately: nothing to wait for, each request calls.
+                    self.stats.misses.inc();
+                    let (entry, stored) = self.fetch_alone(key, policy, fetch).await?;
+                    return Ok((entry, CacheOutcome::Miss { stored }));
+                }
+            } else if age < entry.policy.ttl {
                 self.stats.hits.inc();
                 return Ok((entry, CacheOutcome::Hit));
             }
-            if age < entry.policy.ttl + entry.policy.stale_while_revalidate {
+            if !entry.pass && age < entry.policy.ttl + entry.policy.stale_while_revalidate {
                 self.stats.stale.inc();
-                let refresh = self.fill(key, policy, fetch);
-                tokio::spawn(async move {
-                    let _ = refresh.await;
-                });
+                if let Part::Leads(refresh) = self.fill(key, policy, fetch) {
+                    tokio::spawn(async move {
+                        let _ = refresh.await;
+                    });
+                }
                 return Ok((entry, CacheOutcome::Stale));
             }
-            if age < entry.policy.ttl + entry.policy.stale_if_error {
+            if !entry.pass && age < entry.policy.ttl + entry.policy.stale_if_error {
                 fallback = Some(entry);
             }
         }
         self.stats.misses.inc();
-        match self.fill(key, policy, fetch).await {
+        let result = match self.fill(key, policy, fetch) {
+            Part::Leads(fill) => fill.await,
+            Part::Waits(fill, fetch, key) => match fill.await {
+                // Shared: what was stored, and failures that carry no answer.
+                Ok((entry, true)) => Ok((entry, true)),
+                Err(e) if !e.carries_answer() => Err(e),
+                // The answer was the other request's alone: this one makes its own call.
+                Ok((_, false)) | Err(_) => self.fetch_alone(key, policy, fetch).await,
+            },
+        };
+        match result {
             Ok((entry, stored)) => Ok((entry, CacheOutcome::Miss { stored })),
             Err(e) => match fallback {
                 Some(stale) => {
@@ -214,13 +314,14 @@ impl ResponseCache {
         }
     }
 
-    /// The fill under way for `key`, or a new one. A fill stores its answer before it
-    /// leaves the in-flight map, so a caller arriving in between finds one or the other.
-    fn fill<F, Fut, E>(self: &Arc<Self>, key: CacheKey, policy: CachePolicy, fetch: F) -> Fill<E>
+    /// Joins the fill under way for `key`, or starts one. A fill stores its answer (or
+    /// its pass marker) before it leaves the in-flight map, so a caller arriving in
+    /// between finds one or the other.
+    fn fill<F, Fut, E>(self: &Arc<Self>, key: CacheKey, policy: CachePolicy, fetch: F) -> Part<F, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Fetched, E>> + Send + 'static,
-        E: Clone + Send + Sync + 'static,
+        E: FetchError,
     {
         let mut inflight = self
             .inflight
@@ -228,27 +329,13 @@ impl ResponseCache {
             .expect("the in-flight map is never poisoned");
         if let Some(existing) = inflight.get(&key).and_then(|f| f.downcast_ref::<Fill<E>>()) {
             self.stats.coalesced.inc();
-            return existing.clone();
+            return Part::Waits(existing.clone(), fetch, key);
         }
         let cache = self.clone();
         let owned_key = key.clone();
         let fill: Fill<E> = async move {
-            let result = fetch().await;
-            let out = match result {
-                Ok(fetched) => {
-                    let stored = fetched.cacheable
-                        && fetched.stored.status.is_success()
-                        && !policy.ttl.is_zero();
-                    let entry = Arc::new(Entry {
-                        stored: fetched.stored,
-                        stored_at: Instant::now(),
-                        policy,
-                    });
-                    if stored {
-                        cache.store.insert(owned_key.clone(), entry.clone()).await;
-                    }
-                    Ok((entry, stored))
-                }
+            let out = match fetch().await {
+                Ok(fetched) => Ok(cache.settle(&owned_key, policy, fetched).await),
                 Err(e) => Err(e),
             };
             cache
@@ -261,7 +348,51 @@ impl ResponseCache {
         .boxed()
         .shared();
         inflight.insert(key, Box::new(fill.clone()));
-        fill
+        Part::Leads(fill)
+    }
+
+    /// One request's own call, waiting on no other: for a key whose answers are not
+    /// stored, or after a fill whose answer was another request's.
+    async fn fetch_alone<F, Fut, E>(
+        &self,
+        key: CacheKey,
+        policy: CachePolicy,
+        fetch: F,
+    ) -> Result<(Arc<Entry>, bool), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fetched, E>>,
+    {
+        let fetched = fetch().await?;
+        Ok(self.settle(&key, policy, fetched).await)
+    }
+
+    /// Stores a fetched answer when it may be stored (an owned copy), and says whether it
+    /// was. A success the upstream forbids storing leaves a pass marker for `ttl`.
+    async fn settle(
+        &self,
+        key: &CacheKey,
+        policy: CachePolicy,
+        fetched: Fetched,
+    ) -> (Arc<Entry>, bool) {
+        let success = fetched.stored.status.is_success();
+        let now = Instant::now();
+        if policy.ttl.is_zero() || !success {
+            return (Entry::new(fetched.stored, now, policy, false), false);
+        }
+        if !fetched.cacheable {
+            let pass = CachePolicy {
+                ttl: policy.ttl,
+                ..CachePolicy::default()
+            };
+            let marker = Entry::new(Stored::empty(), now, pass, true);
+            self.store.insert(key.clone(), marker).await;
+            // Not copied: it goes only to the request that asked for it.
+            return (Entry::new(fetched.stored, now, policy, false), false);
+        }
+        let entry = Entry::new(fetched.stored.to_owned_copy(), now, policy, false);
+        self.store.insert(key.clone(), entry.clone()).await;
+        (entry, true)
     }
 
     /// Removes the entries for `url` (any method and headers), or every entry.

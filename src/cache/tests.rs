@@ -2,6 +2,43 @@
 use super::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Test failures: those starting "answered" stand for an upstream's answer.
+impl FetchError for String {
+    fn carries_answer(&self) -> bool {
+        self.starts_with("answered")
+    }
+}
+
+/// A fetch that counts its calls and, after `delay`, answers `body` (storable or not),
+/// or fails with `error`.
+fn answering(
+    calls: &Arc<AtomicUsize>,
+    body: String,
+    cacheable: bool,
+    error: Option<&'static str>,
+    delay: Duration,
+) -> impl FnOnce() -> BoxFuture<'static, Result<Fetched, String>> + Send + 'static {
+    let calls = calls.clone();
+    move || {
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            match error {
+                Some(e) => Err(e.to_string()),
+                None => Ok(Fetched {
+                    stored: Stored {
+                        status: StatusCode::OK,
+                        headers: HeaderMap::new(),
+                        body: Bytes::from(body),
+                    },
+                    cacheable,
+                }),
+            }
+        }
+        .boxed()
+    }
+}
+
 fn key(url: &str, auth: Option<&str>) -> CacheKey {
     let mut h = HeaderMap::new();
     if let Some(a) = auth {
@@ -300,6 +337,188 @@ async fn capacity_is_weighted_by_bytes() {
         cache.store.weighted_size()
     );
     assert!(cache.store.entry_count() <= 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_get_their_own_call_when_the_answer_was_not_stored() {
+    let cache = ResponseCache::new(1 << 20, CacheStats::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (k, p) = (key("http://u/me", None), policy(60, 0, 0));
+    let all = ["alice", "bob", "carol"].map(|user| {
+        let fetch = answering(
+            &calls,
+            format!("for {user}"),
+            false,
+            None,
+            Duration::from_secs(1),
+        );
+        cache.get_or_fetch(k.clone(), p, fetch)
+    });
+    let results = futures_util::future::join_all(all).await;
+    let bodies: Vec<_> = results
+        .iter()
+        .map(|r| String::from_utf8(r.as_ref().unwrap().0.stored.body.to_vec()).unwrap())
+        .collect();
+    assert_eq!(bodies, ["for alice", "for bob", "for carol"]);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap().1 == CacheOutcome::Miss { stored: false })
+    );
+    assert_eq!(
+        cache.stats().coalesced.get(),
+        2,
+        "bob and carol waited first"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "one call per request");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_marker_skips_the_wait_until_the_ttl_then_a_storable_answer_is_stored() {
+    let cache = ResponseCache::new(1 << 20, CacheStats::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (k, p) = (key("http://u/me", None), policy(60, 0, 0));
+    let slow = Duration::from_secs(1);
+    let fetch = answering(&calls, "private".into(), false, None, slow);
+    cache.get_or_fetch(k.clone(), p, fetch).await.unwrap();
+    // Five at once: none waits on another, each calls.
+    let all = (0..5).map(|i| {
+        let fetch = answering(&calls, format!("{i}"), false, None, slow);
+        cache.get_or_fetch(k.clone(), p, fetch)
+    });
+    let results = futures_util::future::join_all(all).await;
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.as_ref().unwrap().0.stored.body, format!("{i}"));
+    }
+    assert_eq!(cache.stats().coalesced.get(), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+    let none = Varying::read(&HeaderMap::new(), &[]);
+    let fresh = KeyQuery::new(&http::Method::GET, "http://u/me", &none);
+    assert!(cache.fresh(&fresh).await.is_none(), "a marker is no hit");
+    // The upstream allows storing again: the answer replaces the marker.
+    let fetch = answering(&calls, "public".into(), true, None, slow);
+    let (_, outcome) = cache.get_or_fetch(k.clone(), p, fetch).await.unwrap();
+    assert_eq!(outcome, CacheOutcome::Miss { stored: true });
+    assert_eq!(
+        get(&cache, &k, p, &calls, "x", true).await,
+        Ok(("public".into(), CacheOutcome::Hit))
+    );
+    // A marker lasts the ttl: then waiting (coalescing) is back.
+    let (k, p) = (key("http://u/other", None), policy(10, 0, 0));
+    let fetch = answering(&calls, "private".into(), false, None, slow);
+    cache.get_or_fetch(k.clone(), p, fetch).await.unwrap();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let all = (0..3).map(|_| {
+        let fetch = answering(&calls, "public".into(), true, None, slow);
+        cache.get_or_fetch(k.clone(), p, fetch)
+    });
+    futures_util::future::join_all(all).await;
+    assert_eq!(cache.stats().coalesced.get(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_with_an_answer_go_only_to_their_request() {
+    let cache = ResponseCache::new(1 << 20, CacheStats::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (k, p) = (key("http://u/me", None), policy(60, 0, 0));
+    let all = (0..3).map(|_| {
+        let fetch = answering(
+            &calls,
+            String::new(),
+            true,
+            Some("answered 403"),
+            Duration::from_secs(1),
+        );
+        cache.get_or_fetch(k.clone(), p, fetch)
+    });
+    let results = futures_util::future::join_all(all).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err() == "answered 403")
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn stored_answers_own_bytes_of_their_own_size() {
+    let cache = ResponseCache::new(1 << 20, CacheStats::default());
+    let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+    let (body, value) = (buffer.slice(100..110), buffer.slice(200..205));
+    let k = key("http://u/a", None);
+    let fetch = move || async move {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-tag", HeaderValue::from_maybe_shared(value).unwrap());
+        Ok::<_, String>(Fetched {
+            stored: Stored {
+                status: StatusCode::OK,
+                headers,
+                body,
+            },
+            cacheable: true,
+        })
+    };
+    let (entry, _) = cache
+        .get_or_fetch(k, policy(60, 0, 0), fetch)
+        .await
+        .unwrap();
+    let within = |p: *const u8| buffer.as_ptr_range().contains(&p);
+    assert_eq!(entry.stored.body, "xxxxxxxxxx");
+    assert!(!within(entry.stored.body.as_ptr()), "the body is a copy");
+    assert!(!within(entry.stored.headers["x-tag"].as_bytes().as_ptr()));
+    cache.store.run_pending_tasks().await;
+    let weight = cache.store.weighted_size() as usize;
+    assert!(weight >= ENTRY_OVERHEAD + 10 + 5 + HEADER_SLOT, "{weight}");
+    assert!(
+        weight < 2048,
+        "{weight}: the weight is what is held, not the buffer"
+    );
+}
+
+/// Calibrates `ENTRY_OVERHEAD`: resident bytes per entry beyond its key and answer,
+/// measured on this process (run alone: `cargo test --lib resident_bytes -- --ignored
+/// --nocapture`).
+#[tokio::test]
+#[ignore]
+async fn resident_bytes_per_entry() {
+    fn rss() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            * 1024
+    }
+    let cache = ResponseCache::new(1 << 40, CacheStats::default());
+    let n = 200_000;
+    let keys: Vec<CacheKey> = (0..n)
+        .map(|i| key(&format!("http://u/{i:08}"), None))
+        .collect();
+    let key_bytes: usize = keys.iter().map(CacheKey::weight).sum();
+    let before = rss();
+    for k in keys {
+        let fetch = || async {
+            Ok::<_, String>(Fetched {
+                stored: Stored {
+                    status: StatusCode::OK,
+                    headers: HeaderMap::new(),
+                    body: Bytes::from_static(b"0123456789abcdef"),
+                },
+                cacheable: true,
+            })
+        };
+        cache
+            .get_or_fetch(k, policy(600, 0, 0), fetch)
+            .await
+            .unwrap();
+    }
+    cache.store.run_pending_tasks().await;
+    let grown = rss() - before;
+    let per_entry = grown / n;
+    let beyond = (grown - key_bytes - 16 * n - n * std::mem::size_of::<Entry>()) / n;
+    println!("{per_entry} bytes per entry; {beyond} beyond the key, body and Entry");
 }
 
 #[test]

@@ -61,6 +61,10 @@ pub struct CorsSpec {
     pub allow_credentials: bool,
 }
 
+/// The largest `max_depth`: answers that are shaped or read by other backends are parsed
+/// into values, and parsing, shaping and dropping a value recurse once per level.
+pub const MAX_DEPTH_LIMIT: usize = 128;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSpec {
     pub name: String,
@@ -72,6 +76,8 @@ pub struct UpstreamSpec {
     pub pool_idle_timeout: Duration,
     pub headers: HeaderMap,
     pub max_response: u64,
+    /// Deepest nesting accepted in an aggregate answer, 1 to [`MAX_DEPTH_LIMIT`].
+    pub max_depth: usize,
     pub max_in_flight: Option<usize>,
     pub queue_timeout: Duration,
     pub rate_limit: Option<(Rate, Option<NonZeroU32>)>,
@@ -107,6 +113,8 @@ pub struct RateLimitSpec {
     pub rate: Rate,
     pub burst: Option<NonZeroU32>,
     pub key: LimitKey,
+    /// Keys held at once, at least 1.
+    pub max_keys: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

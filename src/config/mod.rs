@@ -207,8 +207,12 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: String,
     /// Headers added to every call (`authorization = "Bearer ${TOKEN}"`).
     pub headers: BTreeMap<String, String>,
-    /// Largest answer body accepted from this upstream on an aggregate route.
+    /// Largest answer body accepted from this upstream on an aggregate route (after
+    /// decoding a compressed one).
     pub max_response: String,
+    /// Deepest nesting of arrays and objects accepted in an aggregate backend's answer
+    /// (1 to 128); a deeper answer fails as `invalid_json`.
+    pub max_depth: usize,
     /// Calls at once; more wait up to `queue_timeout`. Default: no limit.
     pub max_in_flight: Option<usize>,
     /// How long a call waits for a free `max_in_flight` slot before failing (503).
@@ -286,6 +290,7 @@ impl Default for UpstreamConfig {
             pool_idle_timeout: "90s".into(),
             headers: BTreeMap::new(),
             max_response: "16MiB".into(),
+            max_depth: 128,
             max_in_flight: None,
             queue_timeout: "50ms".into(),
             rate_limit: None,
@@ -351,6 +356,9 @@ pub struct RouteRateLimitConfig {
     pub burst: Option<u32>,
     /// `ip` (the client's address), `header:NAME`, or `global` (one bucket).
     pub key: String,
+    /// Most clients (keys) tracked at once; when full, the least recently used key is
+    /// forgotten and starts again with a full bucket.
+    pub max_keys: usize,
 }
 
 impl Default for RouteRateLimitConfig {
@@ -359,6 +367,7 @@ impl Default for RouteRateLimitConfig {
             rate: String::new(),
             burst: None,
             key: "ip".into(),
+            max_keys: crate::limits::DEFAULT_MAX_KEYS,
         }
     }
 }

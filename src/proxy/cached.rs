@@ -2,14 +2,17 @@
 //! headers, is stored and served again, with an RFC 9211 `Cache-Status` header.
 
 use super::{ProxyRoute, strip_hop_by_hop};
+use crate::aggregate::BackendError;
 use crate::body::{Body, full};
 use crate::cache::{
-    CacheKey, CacheOutcome, CachePolicy, Entry, Fetched, ResponseCache, Stored, cache_control,
-    forbids_storing,
+    CacheKey, CacheOutcome, CachePolicy, Entry, FetchError, Fetched, ResponseCache, Stored,
+    cache_control, forbids_storing,
 };
 use crate::error::GatewayError;
-use crate::upstream::{describe, no_body, parse_uri, read_body, retry};
-use http::header::{ACCEPT, ACCEPT_ENCODING, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY};
+use crate::upstream::{CallError, describe, no_body, parse_uri, read_body, retry};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, HOST, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY,
+};
 use http::{Method, Response};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +24,32 @@ static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// negotiation. An answer that varies on anything else is not stored.
 const NEGOTIATED: [HeaderName; 2] = [ACCEPT, ACCEPT_ENCODING];
 
+/// What a key varies by besides credentials: content negotiation, and the host the
+/// client asked for, which the upstream sees (`X-Forwarded-Host`, or `Host` with
+/// `preserve_host`) and may build links from. Read from the headers as they go
+/// upstream, every value of each.
+static KEYED: [HeaderName; 4] = [
+    ACCEPT,
+    ACCEPT_ENCODING,
+    HeaderName::from_static("x-forwarded-host"),
+    HOST,
+];
+
+impl FetchError for GatewayError {
+    fn carries_answer(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Upstream {
+                error: CallError::Status { .. },
+                ..
+            } | GatewayError::Backend {
+                error: BackendError::Call(CallError::Status { .. }),
+                ..
+            }
+        )
+    }
+}
+
 /// Answers a GET (or HEAD) from the cache, fetching and storing it on a miss.
 pub async fn serve(
     route: &ProxyRoute,
@@ -29,7 +58,7 @@ pub async fn serve(
     url: String,
     headers: HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
-    let key = CacheKey::new(Method::GET, &url, &headers, &NEGOTIATED);
+    let key = CacheKey::new(Method::GET, &url, &headers, &KEYED);
     let policy = CachePolicy {
         ttl,
         ..CachePolicy::default()

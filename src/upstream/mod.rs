@@ -4,6 +4,7 @@
 
 mod breaker;
 pub mod client;
+mod decode;
 mod guard;
 pub mod h1;
 pub mod health;
@@ -31,7 +32,7 @@ pub struct Upstream {
     pub guard: Guard,
 }
 
-/// A 2xx answer, read whole.
+/// A 2xx (or, to retries, 5xx) answer, read whole and decoded from its content coding.
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
@@ -55,6 +56,8 @@ pub enum CallError {
     },
     #[error("answer larger than {0} bytes")]
     TooLarge(u64),
+    #[error("cannot decode the answer: {0}")]
+    Decode(String),
     #[error("request failed: {0}")]
     Failed(String),
     #[error("upstream overloaded: {0}")]
@@ -73,6 +76,7 @@ impl CallError {
             CallError::Connect(_) => "connect_failed",
             CallError::Status { .. } => "bad_status",
             CallError::TooLarge(_) => "too_large",
+            CallError::Decode(_) => "bad_encoding",
             CallError::Failed(_) => "request_failed",
             CallError::Overloaded(_) => "overloaded",
             CallError::CircuitOpen => "circuit_open",
@@ -168,12 +172,9 @@ impl Upstream {
                 .await?;
             let head = &reply.head;
             let storable = !crate::cache::forbids_storing(head.values("cache-control"));
-            return answer(
-                head.status,
-                storable,
-                || head.value("content-type"),
-                reply.body,
-            );
+            let codings = decode::codings(head.values("content-encoding"));
+            let body = self.decoded(&codings, reply.body)?;
+            return answer(head.status, storable, || head.value("content-type"), body);
         }
         let (method, body) = match body {
             None => (Method::GET, no_body()),
@@ -189,9 +190,25 @@ impl Upstream {
             .map_err(describe)?;
         let (parts, body) = response.into_parts();
         let body = read_body(body, &parts.headers, self.spec.max_response).await?;
+        let encoding = parts.headers.get_all(http::header::CONTENT_ENCODING);
+        let body = self.decoded(
+            &decode::codings(encoding.iter().map(|v| v.as_bytes())),
+            body,
+        )?;
         let storable = !crate::cache::forbids_storing(crate::cache::cache_control(&parts.headers));
         let content_type = || parts.headers.get(http::header::CONTENT_TYPE).cloned();
         answer(parts.status, storable, content_type, body)
+    }
+}
+
+impl Upstream {
+    /// An answer's body with its content codings undone, of at most `max_response`
+    /// bytes decoded; a body without codings (the usual case) as it is.
+    fn decoded(&self, codings: &[&[u8]], body: Bytes) -> Result<Bytes, CallError> {
+        if codings.is_empty() || body.is_empty() {
+            return Ok(body);
+        }
+        decode::decode(codings, body, self.spec.max_response)
     }
 }
 

@@ -333,3 +333,232 @@ async fn a_hit_and_a_call_in_one_request_both_answer_and_the_call_keeps_its_head
     }
     assert_eq!((up.hits("/data"), up.hits("/live")), (1, 2));
 }
+
+/// Polls `done` every 10 ms for up to 10 s.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited for {what}"
+        );
+        tokio::time::sleep(MS(10)).await;
+    }
+}
+
+/// Sends alice's request, then (once her call is at the upstream, held by `gate`) bob's
+/// and carol's, waits until both wait on her call, opens the gate and returns the three
+/// answers. `header` carries the user's name.
+async fn three_users_on_one_fill(
+    gw: &common::ReloadableGateway,
+    up: &MockUpstream,
+    gate: &common::Gate,
+    path: &str,
+    header: &'static str,
+) -> Vec<(http::StatusCode, http::HeaderMap, String)> {
+    let url = gw.gateway.url(path);
+    let coalesced = gw.live.load().cache.stats().coalesced.clone();
+    let before = coalesced.get();
+    let send = |user: &'static str| {
+        let url = url.clone();
+        tokio::spawn(async move { get_with(&url, &[(header, user)]).await })
+    };
+    let alice = send("alice");
+    until("alice's call", || up.total_hits() == 1).await;
+    let (bob, carol) = (send("bob"), send("carol"));
+    until("bob and carol to wait on alice's call", || {
+        coalesced.get() == before + 2
+    })
+    .await;
+    gate.open();
+    let mut answers = Vec::new();
+    for task in [alice, bob, carol] {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// Asserts the upstream saw one call per user, and that bob's and carol's were made
+/// after alice's was answered: they waited for it, then called for themselves.
+fn one_call_each_after_the_first(up: &MockUpstream, gate: &common::Gate, header: &str) {
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3, "one upstream call per waiter");
+    let opened = gate.opened().unwrap();
+    let user = |r: &common::Recorded| r.headers[header].to_str().unwrap().to_string();
+    assert_eq!(user(&seen[0]), "alice");
+    assert!(seen[0].arrived < opened);
+    let mut later: Vec<String> = seen[1..].iter().map(user).collect();
+    later.sort();
+    assert_eq!(later, ["bob", "carol"]);
+    assert!(seen[1..].iter().all(|r| r.arrived >= opened));
+}
+
+#[tokio::test]
+async fn waiters_on_a_proxied_answer_that_is_not_stored_each_get_their_own() {
+    let gate = common::Gate::default();
+    let up = MockUpstream::builder()
+        .route(
+            "/me",
+            Reply::raw("for {header.x-user}")
+                .header("set-cookie", "session=for-{header.x-user}")
+                .templated()
+                .gated(&gate),
+        )
+        .start()
+        .await;
+    let gw = common::start_reloadable(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/p/{{*rest}}\"\n\
+         cache_ttl = \"1m\"\nproxy = {{ upstream = \"up\", path = \"/{{rest}}\" }}\n",
+        up.url()
+    ))
+    .await;
+    let answers = three_users_on_one_fill(&gw, &up, &gate, "/p/me", "x-user").await;
+    for ((status, h, body), user) in answers.iter().zip(["alice", "bob", "carol"]) {
+        assert_eq!(
+            (status.as_u16(), body.as_str()),
+            (200, &*format!("for {user}"))
+        );
+        assert_eq!(h["set-cookie"], format!("session=for-{user}").as_str());
+        assert_eq!(h["cache-status"], "fanout; fwd=uri-miss");
+    }
+    one_call_each_after_the_first(&up, &gate, "x-user");
+}
+
+#[tokio::test]
+async fn waiters_on_a_private_backend_answer_each_get_their_own() {
+    let gate = common::Gate::default();
+    let up = MockUpstream::builder()
+        .route(
+            "/me",
+            Reply::json(r#"{"for":"{header.x-request-id}"}"#)
+                .header("cache-control", "private")
+                .templated()
+                .gated(&gate),
+        )
+        .start()
+        .await;
+    let gw = common::start_reloadable(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\n\
+         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/me\"\ncache_ttl = \"1m\"\n",
+        up.url()
+    ))
+    .await;
+    // The upstream sees the same call from each but for the request id, which it
+    // answers with: each waiter must get the answer to its own call.
+    let answers = three_users_on_one_fill(&gw, &up, &gate, "/r", "x-request-id").await;
+    for ((status, h, body), user) in answers.iter().zip(["alice", "bob", "carol"]) {
+        assert_eq!(status.as_u16(), 200, "{body}");
+        assert_eq!(body, &format!(r#"{{"b":{{"for":"{user}"}}}}"#));
+        assert_eq!(desc(h), "ok");
+    }
+    one_call_each_after_the_first(&up, &gate, "x-request-id");
+}
+
+#[tokio::test]
+async fn after_an_answer_that_is_not_stored_requests_call_without_waiting() {
+    let up = MockUpstream::builder()
+        .route(
+            "/me",
+            Reply::raw("for {header.x-user}")
+                .header("cache-control", "no-store")
+                .templated(),
+        )
+        .start()
+        .await;
+    let gw = common::start_reloadable(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/p/{{*rest}}\"\n\
+         cache_ttl = \"1m\"\nproxy = {{ upstream = \"up\", path = \"/{{rest}}\" }}\n",
+        up.url()
+    ))
+    .await;
+    get_with(&gw.gateway.url("/p/me"), &[("x-user", "first")]).await;
+    // Ten at once, each with its own answer; none waited on another (hit-for-miss).
+    up.set_reply(
+        "/me",
+        Reply::raw("for {header.x-user}")
+            .header("cache-control", "no-store")
+            .templated()
+            .latency(MS(100)),
+    );
+    let requests = (0..10).map(|i| {
+        let url = gw.gateway.url("/p/me");
+        let user = format!("u{i}");
+        tokio::spawn(async move { get_with(&url, &[("x-user", &user)]).await })
+    });
+    for (i, r) in futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(r.unwrap().2, format!("for u{i}"));
+    }
+    assert_eq!(gw.live.load().cache.stats().coalesced.get(), 0);
+    assert_eq!(up.hits("/me"), 11);
+}
+
+#[tokio::test]
+async fn every_value_of_a_keyed_header_is_in_the_key() {
+    let up = MockUpstream::builder()
+        .route(
+            "/data",
+            Reply::json(r#"{"lang":"{header.x-lang}"}"#).templated(),
+        )
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\nforward_headers = [\"x-lang\"]\n\
+         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\ncache_ttl = \"1m\"\n",
+        up.url()
+    ))
+    .await;
+    let url = gw.url("/r");
+    let (_, h, body) = get_with(&url, &[("x-lang", "en"), ("x-lang", "<script>")]).await;
+    assert_eq!(
+        (desc(&h).as_str(), body.as_str()),
+        ("ok", r#"{"b":{"lang":"en, <script>"}}"#)
+    );
+    let (_, h, body) = get_with(&url, &[("x-lang", "en")]).await;
+    assert_eq!(
+        (desc(&h).as_str(), body.as_str()),
+        ("ok", r#"{"b":{"lang":"en"}}"#),
+        "a second value must not poison the entry of the first"
+    );
+    let (_, h, _) = get_with(&url, &[("x-lang", "en"), ("x-lang", "<script>")]).await;
+    assert_eq!(desc(&h), "hit", "the same values hit their own entry");
+    assert_eq!(up.hits("/data"), 2);
+}
+
+/// The body of a raw HTTP/1.1 answer.
+fn body_of(raw: &str) -> &str {
+    raw.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+#[tokio::test]
+async fn the_clients_host_is_in_a_proxied_key() {
+    let up = MockUpstream::builder()
+        .route(
+            "/page",
+            Reply::raw("<a href=\"http://{header.x-forwarded-host}/next\">").templated(),
+        )
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/p/{{*rest}}\"\n\
+         cache_ttl = \"1m\"\nproxy = {{ upstream = \"up\", path = \"/{{rest}}\" }}\n",
+        up.url()
+    ))
+    .await;
+    let get =
+        |host: &str| format!("GET /p/page HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let evil = common::raw_request(gw.addr, &get("evil.example")).await;
+    assert_eq!(body_of(&evil), "<a href=\"http://evil.example/next\">");
+    let good = common::raw_request(gw.addr, &get("api.example.com")).await;
+    assert_eq!(
+        body_of(&good),
+        "<a href=\"http://api.example.com/next\">",
+        "another Host must not poison the entry: {good}"
+    );
+    let again = common::raw_request(gw.addr, &get("api.example.com")).await;
+    assert!(again.contains("cache-status: fanout; hit"), "{again}");
+    assert_eq!(up.hits("/page"), 2);
+}

@@ -103,7 +103,7 @@ path = "/r"
         [
             "colour: unknown key; expected one of: server, cache, upstreams, routes",
             "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `keepalive_timeout`, `send_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`",
-            "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`",
+            "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_depth`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`",
             "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `extract`, `select`, `omit`, `rename`, `for_each`, `concurrency`, `max_items`, `for_each_fail`",
         ]
     );
@@ -385,10 +385,33 @@ proxy = {{ upstream = "users" }}
     assert_eq!(
         problems(&toml),
         [
-            "routes[1].rate_limit.kee: unknown key `kee`, expected one of `rate`, `burst`, `key`",
+            "routes[1].rate_limit.kee: unknown key `kee`, expected one of `rate`, `burst`, `key`, `max_keys`",
             "server.trusted_proxies[1]: \"proxy.internal\" is not an address or CIDR; write one such as \"10.0.0.0/8\" or \"192.0.2.7\"",
             "routes[0].rate_limit.rate: invalid rate \"many\"; write a count per period, such as \"100/s\", \"600/min\" or \"1000/hour\"",
             "routes[0].rate_limit.key: unknown key \"user\"; use ip, global or header:NAME",
+        ]
+    );
+}
+
+#[test]
+fn max_keys_and_max_depth_are_checked() {
+    let toml = r#"[upstreams.users]
+url = "http://127.0.0.1:9001"
+max_depth = 0
+[upstreams.deep]
+url = "http://127.0.0.1:9002"
+max_depth = 129
+[[routes]]
+path = "/a"
+rate_limit = { rate = "10/s", max_keys = 0 }
+proxy = { upstream = "users" }
+"#;
+    assert_eq!(
+        problems(toml),
+        [
+            "upstreams.deep.max_depth: 129 is out of range; write a nesting depth from 1 to 128",
+            "upstreams.users.max_depth: 0 is out of range; write a nesting depth from 1 to 128",
+            "routes[0].rate_limit.max_keys: must be at least 1; leave it out for the default of 100000",
         ]
     );
 }

@@ -128,3 +128,69 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         "the rightmost untrusted hop counts, not a forged one"
     );
 }
+
+#[tokio::test]
+async fn forwarded_addresses_are_parsed_with_ports_and_made_canonical() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    let gw = limited(
+        &up,
+        r#"trusted_proxies = ["127.0.0.0/8"]"#,
+        r#"{ rate = "1/min", key = "ip" }"#,
+    )
+    .await;
+    let url = gw.url("/r");
+    let from = |hop: &'static str| {
+        let url = url.clone();
+        async move { status_of(&url, &[("x-forwarded-for", hop)]).await.0 }
+    };
+    // Each pair names one client two ways: the second finds the first's bucket empty.
+    for (first, second) in [
+        ("9.9.9.9:1234", "9.9.9.9:4321"),
+        ("6.6.6.6:1", "6.6.6.6:2"),
+        ("8.8.8.8", "::ffff:8.8.8.8"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("::ffff:7.7.7.7", "[::ffff:7.7.7.7]:80"),
+    ] {
+        assert_eq!(from(first).await, 200, "{first}");
+        assert_eq!(from(second).await, 429, "{second} is {first}");
+    }
+    // The proxy's own bucket (a malformed hop ends the chain) is still apart from them.
+    assert_eq!(from("not-an-address").await, 200);
+}
+
+#[tokio::test]
+async fn a_dual_stack_listener_sees_ipv4_proxies_as_ipv4() {
+    let up = MockUpstream::builder()
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    // On [::], an IPv4 client's address arrives as ::ffff:127.0.0.1; the trusted range
+    // is written as IPv4, as it would be.
+    let gw = common::start_gateway_on(
+        &format!(
+            "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[upstreams.up]\nurl = \"{}\"\n[[routes]]\npath = \"/r\"\n\
+             rate_limit = {{ rate = \"1/min\", key = \"ip\" }}\n\
+             [[routes.backends]]\nname = \"a\"\nupstream = \"up\"\npath = \"/a\"\n",
+            up.url()
+        ),
+        "[::]:0",
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{}/r", gw.addr.port());
+    assert_eq!(
+        status_of(&url, &[("x-forwarded-for", "1.1.1.1")]).await.0,
+        200
+    );
+    assert_eq!(
+        status_of(&url, &[("x-forwarded-for", "2.2.2.2")]).await.0,
+        200,
+        "the proxy is trusted: each forwarded client has its own bucket"
+    );
+    assert_eq!(
+        status_of(&url, &[("x-forwarded-for", "1.1.1.1")]).await.0,
+        429
+    );
+}

@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod aggregate;
+mod answers;
 mod cache;
 mod client_wire;
 mod config_check;
@@ -12,6 +13,7 @@ mod demo;
 mod dependent;
 mod limits;
 mod listeners;
+mod memory;
 mod protection;
 mod proxy;
 mod reload;

@@ -26,10 +26,17 @@ fn rate_limit(place: &str, l: &RouteRateLimitConfig, p: &mut Problems) -> Option
         }
         b => b.and_then(NonZeroU32::new),
     };
+    if l.max_keys == 0 {
+        p.add(
+            format!("{place}.max_keys"),
+            "must be at least 1; leave it out for the default of 100000",
+        );
+    }
     Some(RateLimitSpec {
         rate: rate?,
         burst,
         key: key?,
+        max_keys: l.max_keys.max(1),
     })
 }
 

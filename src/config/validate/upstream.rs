@@ -1,6 +1,7 @@
 //! Validation of `[upstreams.NAME]`.
 
 use super::Problems;
+use crate::config::compiled::MAX_DEPTH_LIMIT;
 use crate::config::*;
 use crate::limits::Rate;
 use http::{HeaderMap, HeaderValue};
@@ -71,6 +72,18 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
         pool_idle_timeout: p.duration(&format!("{place}.pool_idle_timeout"), &u.pool_idle_timeout),
         headers,
         max_response: p.size(&format!("{place}.max_response"), &u.max_response),
+        max_depth: match u.max_depth {
+            depth @ 1..=MAX_DEPTH_LIMIT => depth,
+            other => {
+                p.add(
+                    format!("{place}.max_depth"),
+                    format!(
+                        "{other} is out of range; write a nesting depth from 1 to {MAX_DEPTH_LIMIT}"
+                    ),
+                );
+                MAX_DEPTH_LIMIT
+            }
+        },
         max_in_flight: match u.max_in_flight {
             Some(0) => {
                 p.add(

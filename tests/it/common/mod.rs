@@ -51,6 +51,38 @@ pub struct Reply {
     latency: Duration,
     headers: Vec<(String, String)>,
     behaviour: Behaviour,
+    /// `{header.NAME}` in the body and header values is the request's `NAME` values.
+    templated: bool,
+    /// The answer waits until this gate opens.
+    gate: Option<Gate>,
+}
+
+/// Holds answers back until the test opens it, and remembers when it did, so a test can
+/// tell requests that arrived before from those after (from the mock's arrival times).
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<Option<std::time::Instant>>>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(None)))
+    }
+}
+
+impl Gate {
+    /// Lets every held answer go, and every later one through at once.
+    pub fn open(&self) {
+        self.0.send_replace(Some(std::time::Instant::now()));
+    }
+
+    /// When it was opened.
+    pub fn opened(&self) -> Option<std::time::Instant> {
+        *self.0.borrow()
+    }
+
+    async fn pass(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
 }
 
 impl Reply {
@@ -62,6 +94,8 @@ impl Reply {
             latency: Duration::ZERO,
             headers: vec![("content-type".into(), "application/json".into())],
             behaviour: Behaviour::Answer,
+            templated: false,
+            gate: None,
         }
     }
 
@@ -128,6 +162,41 @@ impl Reply {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Fills `{header.NAME}` in the body and header values with the request's values of
+    /// `NAME`, joined by ", " (empty when it has none): an answer per caller.
+    pub fn templated(mut self) -> Self {
+        self.templated = true;
+        self
+    }
+
+    /// Holds the answer until `gate` opens.
+    pub fn gated(mut self, gate: &Gate) -> Self {
+        self.gate = Some(gate.clone());
+        self
+    }
+}
+
+/// `text` with each `{header.NAME}` replaced by the values of `NAME` in `headers`.
+fn fill_template(text: &str, headers: &HeaderMap) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("{header.") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 8..];
+        let Some(end) = after.find('}') else {
+            break;
+        };
+        let values: Vec<&str> = headers
+            .get_all(&after[..end])
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?"))
+            .collect();
+        out.push_str(&values.join(", "));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A request as the mock received it.
@@ -375,6 +444,25 @@ async fn handle(
         return Ok(r);
     };
     tokio::time::sleep(reply.latency).await;
+    if let Some(gate) = &reply.gate {
+        gate.pass().await;
+    }
+    let reply = if reply.templated {
+        Reply {
+            body: Bytes::from(fill_template(
+                std::str::from_utf8(&reply.body).unwrap(),
+                &parts.headers,
+            )),
+            headers: reply
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), fill_template(v, &parts.headers)))
+                .collect(),
+            ..reply
+        }
+    } else {
+        reply
+    };
     let out = match reply.behaviour {
         Behaviour::Sequence(_) => unreachable!("a sequence was resolved to one of its replies"),
         Behaviour::Hang => std::future::pending::<MockBody>().await,
@@ -466,16 +554,26 @@ impl Drop for TestGateway {
 
 /// Loads, validates and serves `toml` (no environment) on an ephemeral port.
 pub async fn start_gateway(toml: &str) -> TestGateway {
+    start_gateway_on(toml, "127.0.0.1:0").await
+}
+
+/// Like [`start_gateway`], listening on `listen` (`"[::]:0"`: dual-stack, where an IPv4
+/// client's address arrives as `::ffff:a.b.c.d`).
+pub async fn start_gateway_on(toml: &str, listen: &str) -> TestGateway {
     let compiled =
         compile(toml, &Env::default()).unwrap_or_else(|e| panic!("config is not valid:\n{e}"));
-    serve(Arc::new(arc_swap::ArcSwap::from_pointee(
+    let live = Arc::new(arc_swap::ArcSwap::from_pointee(
         Gateway::build(compiled, None).expect("gateway builds"),
-    )))
-    .await
+    ));
+    serve_on(live, listen).await
 }
 
 async fn serve(live: LiveGateway) -> TestGateway {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(live, "127.0.0.1:0").await
+}
+
+async fn serve_on(live: LiveGateway, listen: &str) -> TestGateway {
+    let listener = TcpListener::bind(listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(fanout::server::run(listener, live, async {
@@ -722,8 +820,17 @@ impl GatewayProcess {
 
     /// Peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// Resident memory now (VmRSS), in bytes.
+    pub fn rss(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kib * 1024
     }
