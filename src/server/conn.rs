@@ -14,7 +14,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -61,19 +61,8 @@ pub async fn serve<S: ConnService>(
                         keep_alive,
                     } => break (request, keep_alive),
                     Parsed::Partial => {}
-                    Parsed::Refused(why) => {
-                        let refused = refusal(why);
-                        let _ = response::write(
-                            &mut stream,
-                            refused,
-                            false,
-                            true,
-                            settings.send_timeout,
-                        )
-                        .await;
-                        let _ = stream.shutdown().await;
-                        return;
-                    }
+                    // Boxed, as the hand-off: few connections take it.
+                    Parsed::Refused(why) => return Box::pin(refuse(stream, why, &settings)).await,
                     Parsed::HandOff => {
                         let read = buf.freeze();
                         // Boxed: hyper's connection is larger than all of this
@@ -167,6 +156,27 @@ pub async fn serve<S: ConnService>(
             buf = BytesMut::new();
         }
     }
+}
+
+/// Answers a refused request and closes the connection as nginx's lingering close does:
+/// the answer and our FIN first, then what the client still sends (the rest of its body)
+/// is read and dropped until it closes, for at most `header_read_timeout`, so that
+/// closing with unread bytes does not reset the connection before the client has read
+/// the answer.
+async fn refuse(mut stream: TcpStream, why: &'static str, settings: &ConnSettings) {
+    let answer = refusal(why);
+    if response::write(&mut stream, answer, false, true, settings.send_timeout)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = vec![0u8; 64 * 1024];
+        while let Ok(1..) = stream.read(&mut sink).await {}
+    };
+    let _ = tokio::time::timeout(settings.header_read_timeout, drain).await;
 }
 
 /// The 400 of a request refused before any route: JSON, as every error the gateway

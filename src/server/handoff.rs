@@ -62,10 +62,11 @@ pub async fn serve<S: ConnService>(
 
 /// The connection's service behind the `Host` rules of RFC 9112 §3.2, which hyper does
 /// not apply: an HTTP/1.1 request has exactly one, an HTTP/1.0 request at most one
-/// (HTTP/2 carries `:authority`). Both framings at once, the own connection's other
-/// refusal, never gets here as such: hyper keeps `Transfer-Encoding`, drops the length
-/// and closes the connection after the answer.
-/// On HTTP/2 the answer's body is watched for a reader that stops taking it.
+/// (HTTP/2 carries `:authority`). The own connection's other refusal, a request with
+/// both `Content-Length` and `Transfer-Encoding`, cannot be seen here: hyper drops the
+/// length before the service sees the request, reads the body by its chunks and closes
+/// the connection after the answer. On HTTP/2 the answer's body is watched for a reader
+/// that stops taking it.
 #[derive(Clone)]
 struct Checked<S> {
     service: S,

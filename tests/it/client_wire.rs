@@ -240,3 +240,35 @@ async fn http_1_0_without_host_is_served() {
     assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
     assert!(out.ends_with("{\"a\":1}"), "{out}");
 }
+
+#[tokio::test]
+async fn an_upload_framed_two_ways_gets_its_400_while_still_sending() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // The refusal is decided on the head; the body keeps coming after it.
+    let sending = tokio::spawn(async move {
+        let head = "POST /p/echo HTTP/1.1\r\nHost: g\r\nContent-Length: 4000000\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n";
+        writer.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..64 {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        // Done sending: the gateway may close now.
+        let _ = writer.shutdown().await;
+    });
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the connection was reset: {read:?}; read {out}"
+    );
+    assert_bad_request(&out, TWO_FRAMINGS, "an upload framed two ways");
+    sending.await.unwrap();
+}
