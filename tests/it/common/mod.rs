@@ -609,14 +609,23 @@ impl GatewayProcess {
 
     /// Like [`GatewayProcess::start`], with extra arguments before `run`.
     pub fn start_with(toml: &str, args: &[&str]) -> Self {
+        Self::start_env(toml, args, &[])
+    }
+
+    /// Like [`GatewayProcess::start_with`], with these environment variables set.
+    pub fn start_env(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let toml = toml.replacen(
             "[server]\n",
             "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
             1,
         );
         use std::io::BufRead;
-        let dir =
-            std::env::temp_dir().join(format!("fanout-proc-{}-{}", std::process::id(), toml.len()));
+        let dir = std::env::temp_dir().join(format!(
+            "fanout-proc-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gateway.toml");
         std::fs::write(&path, &toml).unwrap();
@@ -625,15 +634,18 @@ impl GatewayProcess {
             .args(["run", "-c"])
             .arg(&path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut early = Vec::new();
         let addr = loop {
             let line = lines
                 .next()
                 .expect("the gateway exited before listening")
                 .unwrap();
+            early.push(line.clone());
             // The admin listener logs its own address; skip its line.
             if line.contains("admin") {
                 continue;
@@ -651,7 +663,7 @@ impl GatewayProcess {
             }
         };
         // Keep draining its log so the process never blocks on a full pipe.
-        let logs = Arc::new(Mutex::new(Vec::new()));
+        let logs = Arc::new(Mutex::new(early));
         let sink = logs.clone();
         std::thread::spawn(move || {
             lines
@@ -668,6 +680,27 @@ impl GatewayProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The admin listener's address, from its log line (waits for it, up to 10 s).
+    pub fn admin_addr(&self) -> SocketAddr {
+        for _ in 0..400 {
+            let found = self.logs().iter().find_map(|l| {
+                if !l.contains("admin listening") {
+                    return None;
+                }
+                let text = match l.find("addr=") {
+                    Some(at) => l[at + 5..].split_whitespace().next()?,
+                    None => l[l.find("\"addr\":\"")? + 8..].split('"').next()?,
+                };
+                text.parse().ok()
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("no admin address logged:\n{}", self.logs().join("\n"))
     }
 
     /// What it has logged so far.
