@@ -219,19 +219,24 @@ pub fn watch(reloader: Arc<Reloader>) -> notify::Result<notify::RecommendedWatch
     Ok(watcher)
 }
 
-/// Reloads on every SIGHUP.
-pub async fn on_sighup(reloader: Arc<Reloader>) {
+/// Reloads on every SIGHUP. The handler is installed when this is called, not when the
+/// returned future first runs: a SIGHUP that arrives after the listener is up must
+/// reload, not end the process as the signal's default action does.
+pub fn on_sighup(reloader: Arc<Reloader>) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot listen for SIGHUP; reload by file change or POST /reload");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let _ = reloader.reload_async("sighup").await;
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hup) = hup else {
+                tracing::warn!("cannot listen for SIGHUP; reload by file change or POST /reload");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = reloader.reload_async("sighup").await;
+            }
         }
+        #[cfg(not(unix))]
+        let _ = reloader;
     }
-    #[cfg(not(unix))]
-    let _ = reloader;
 }

@@ -40,7 +40,8 @@ async fn in_flight_requests_finish_on_their_config_while_new_ones_see_the_new_on
     let gw = start_reloadable(&config(&up, &aggregate("/old", "/slow", ""))).await;
     let url = gw.gateway.url("/old");
     let in_flight = tokio::spawn(async move { get_json(&url).await });
-    tokio::time::sleep(MS(100)).await;
+    // Reload once the request is in flight: its upstream call has arrived.
+    assert!(wait_for(async || up.hits("/slow") == 1, Duration::from_secs(10)).await);
 
     gw.write(&config(&up, &aggregate("/new", "/fast", "")));
     let changes = gw.reloader.reload("test").unwrap();
