@@ -1,7 +1,7 @@
 //! The admin listener (`admin_listen`, loopback by default): `GET /health`, `/ready`,
-//! `/metrics`, `/config`; `POST /reload` and `POST /cache/purge`, which need
-//! `Authorization: Bearer <admin_token>` when a token is set. It speaks HTTP/1.1 under
-//! the main listener's header and send timeouts, serves at most
+//! `/metrics`, `/config`; `POST /reload` and `POST /cache/purge`. With an `admin_token`
+//! set, every endpoint but `/health` and `/ready` needs `Authorization: Bearer <token>`.
+//! It speaks HTTP/1.1 under the main listener's header and send timeouts, serves at most
 //! [`MAX_ADMIN_CONNECTIONS`] connections at once, and backs off when accepting fails.
 
 use crate::reload::Reloader;
@@ -93,13 +93,26 @@ fn authorized(token: Option<&str>, request: &Request<Incoming>) -> bool {
     given.is_some_and(|g| same(g.as_bytes(), token.as_bytes()))
 }
 
+/// Every endpoint but `/health` and `/ready` needs the token when one is set: `/config`
+/// and `/metrics` describe the deployment, and the POSTs change it.
+fn open_to_all(path: &str) -> bool {
+    matches!(path, "/health" | "/ready")
+}
+
 async fn answer(
     live: &LiveGateway,
-    reloader: &Reloader,
+    reloader: &Arc<Reloader>,
     request: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let gateway = live.load_full();
     let path = request.uri().path();
+    if !open_to_all(path) && !authorized(gateway.server.admin_token.as_deref(), request) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <admin_token>",
+        );
+    }
     match (request.method(), path) {
         (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, "/ready") => {
@@ -107,9 +120,14 @@ async fn answer(
                 .upstreams
                 .iter()
                 .map(|(name, u)| {
+                    let health = match (&u.spec.health_check, u.guard.is_healthy()) {
+                        (None, _) => "unchecked",
+                        (Some(_), true) => "healthy",
+                        (Some(_), false) => "unhealthy",
+                    };
                     (
                         name.clone(),
-                        json!({"healthy": u.guard.is_healthy(), "circuit": u.guard.circuit()}),
+                        json!({"health": health, "circuit": u.guard.circuit()}),
                     )
                 })
                 .collect();
@@ -134,18 +152,10 @@ async fn answer(
                 "hash": gateway.config.hash,
                 "last_reload": reloader.status(),
                 "config": *gateway.config.document,
+                "pending_restart": gateway.config.pending_restart,
             }),
         ),
-        (&Method::POST, "/reload" | "/cache/purge")
-            if !authorized(gateway.server.admin_token.as_deref(), request) =>
-        {
-            error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send Authorization: Bearer <admin_token>",
-            )
-        }
-        (&Method::POST, "/reload") => match reloader.reload("admin") {
+        (&Method::POST, "/reload") => match reloader.reload_async("admin").await {
             Ok(changes) => json_response(
                 StatusCode::OK,
                 &json!({"ok": true, "hash": reloader.status().hash, "changes": changes}),

@@ -50,6 +50,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The metrics label of requests no route matched (made once, not per request).
     unmatched: Label,
+    /// The metrics label of the main listener's health path.
+    health: Label,
 }
 
 /// The snapshot could not be built (a TLS backend that failed to initialize).
@@ -152,7 +154,7 @@ impl Gateway {
             };
             let route = Route {
                 path: spec.path.clone(),
-                series: metrics.route_series(&label),
+                series: metrics.route_series(&label, limit.is_some()),
                 label,
                 methods: spec.methods.clone(),
                 limit,
@@ -169,7 +171,8 @@ impl Gateway {
             upstreams,
             cache,
             metrics,
-            unmatched: Label::default(),
+            unmatched: Label::new("unmatched"),
+            health: Label::new("health"),
         })
     }
 
@@ -222,6 +225,8 @@ impl Gateway {
         let status = response.status().as_u16();
         self.metrics.request(label, matched.series, status, elapsed);
         // The access log: one line per request; RUST_LOG=fanout::access=off silences it.
+        // The duration is whole microseconds, so it prints as `12.345`, not as the
+        // nearest binary fraction.
         tracing::info!(
             target: "fanout::access",
             request_id = request_id.to_str().unwrap_or(""),
@@ -229,8 +234,8 @@ impl Gateway {
             path = uri.path(),
             route = label.as_str(),
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            backends = response.extensions().get::<BackendOutcomes>().map_or("", |b| b.0.as_str()),
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+            backends = ?Words(response.extensions().get::<BackendOutcomes>().map_or("", |b| b.0.as_str())),
             "request"
         );
         // An upstream's own id on a proxied answer is kept, as tower-http's layer did.
@@ -241,7 +246,8 @@ impl Gateway {
         response
     }
 
-    /// `matched` says which route answered (the label stays empty when none did).
+    /// `matched` says which route answered: `health` for the health path, the route of
+    /// the matched path for a 405, `unmatched` when no path matched.
     async fn route<'s>(
         &'s self,
         request: Request<ClientBody>,
@@ -250,11 +256,15 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = request.into_parts();
         if parts.uri.path() == self.server.health_path {
+            matched.label = &self.health;
             return Ok(health());
         }
         let (route, params) = match self.routes.lookup(&parts.method, parts.uri.path()) {
             Lookup::Found(route, params) => (route, params),
-            Lookup::MethodNotAllowed(allow) => {
+            Lookup::MethodNotAllowed { allow, on_path, .. } => {
+                // Counted on the route whose path matched.
+                matched.label = &on_path.label;
+                matched.series = Some(&on_path.series);
                 return Err(GatewayError::MethodNotAllowed {
                     allow: allow.clone(),
                 });
@@ -333,6 +343,16 @@ struct Matched<'s> {
     label: &'s Label,
     series: Option<&'s RouteSeries>,
     passthrough: bool,
+}
+
+/// Space-separated words logged as a list: `["user:ok", "orders:timeout"]` in text, a
+/// JSON array with `--log-format json`.
+struct Words<'a>(&'a str);
+
+impl std::fmt::Debug for Words<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.split_whitespace()).finish()
+    }
 }
 
 /// The request id: set here on every request, passed to every upstream call.

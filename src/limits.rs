@@ -28,7 +28,8 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// Parses `N/s`, `N/min` or `N/hour` (also `sec`, `second`, `m`, `minute`, `h`).
+    /// Parses `N/s`, `N/min` or `N/hour`, as documented; another spelling of a period
+    /// (`600/minute`) is refused with the documented one.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || {
             format!(
@@ -36,14 +37,26 @@ impl Rate {
             )
         };
         let (count, unit) = text.split_once('/').ok_or_else(bad)?;
+        let per = match unit {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "hour" => Duration::from_secs(3600),
+            _ => Duration::ZERO,
+        };
+        let strict = count.bytes().all(|b| b.is_ascii_digit()) && !per.is_zero();
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         let count = NonZeroU32::new(count).ok_or_else(bad)?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return Err(bad()),
-        };
+        if !strict {
+            let period = match unit.trim().to_ascii_lowercase().as_str() {
+                "s" | "sec" | "secs" | "second" | "seconds" => "s",
+                "m" | "min" | "mins" | "minute" | "minutes" => "min",
+                "h" | "hr" | "hrs" | "hour" | "hours" => "hour",
+                _ => return Err(bad()),
+            };
+            return Err(format!(
+                "rate \"{text}\" is not written the documented way; write \"{count}/{period}\""
+            ));
+        }
         Ok(Self { count, per })
     }
 

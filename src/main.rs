@@ -5,9 +5,13 @@ use fanout::config::{self, Compiled, Env};
 use fanout::gateway::Gateway;
 use fanout::reload::{self, Reloader};
 use fanout::{demo, server};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::registry::LookupSpan;
 
 // Many small, short-lived allocations per request (headers, bodies, futures): mimalloc
 // serves them from thread-local pages instead of the system allocator's shared arenas.
@@ -70,7 +74,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
     match cli.log_format {
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Json => logs
+            .event_format(ListsAsArrays(tracing_subscriber::fmt::format().json()))
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .init(),
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
@@ -82,37 +89,87 @@ fn main() -> ExitCode {
     }
 }
 
+/// The JSON log format, with list fields as JSON arrays: a field recorded as a list
+/// (`backends = ?list`, whose text is `["user:ok", "orders:timeout"]`) reaches tracing's
+/// JSON formatter as that text in a string, and is written as the array it spells.
+struct ListsAsArrays<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for ListsAsArrays<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        if !line.contains("\"[") {
+            return writer.write_str(&line);
+        }
+        let Ok(mut entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            return writer.write_str(&line);
+        };
+        if let Some(fields) = entry.get_mut("fields").and_then(|f| f.as_object_mut()) {
+            for value in fields.values_mut() {
+                let list = value
+                    .as_str()
+                    .filter(|t| t.starts_with('[') && t.ends_with(']'))
+                    .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).ok());
+                if let Some(list) = list {
+                    *value = serde_json::Value::Array(list);
+                }
+            }
+        }
+        writeln!(writer, "{entry}")
+    }
+}
+
 fn check(path: &Path, old: Option<&Path>) -> ExitCode {
     let compiled = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    println!("{}: ok (hash {})", path.display(), compiled.hash);
-    print!("{}", compiled.route_table());
-    let Some(old_path) = old else {
-        return ExitCode::SUCCESS;
-    };
-    let old = match load(old_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let d = reload::diff(&old, &compiled);
-    println!("\nreload from {} (hash {}):", old_path.display(), old.hash);
-    if d.is_empty() {
-        println!("  no route or upstream changes");
-    }
-    for (what, items) in [
-        ("route added", &d.routes_added),
-        ("route removed", &d.routes_removed),
-        ("route changed", &d.routes_changed),
-        ("upstream changed", &d.upstreams_changed),
-        ("needs a restart", &d.restart_needed),
-    ] {
-        for item in items {
-            println!("  {what}: {item}");
+    let mut out = format!("{}: ok (hash {})\n", path.display(), compiled.hash);
+    out.push_str(&compiled.route_table());
+    if let Some(old_path) = old {
+        let old = match load(old_path) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let d = reload::diff(&old, &compiled);
+        out.push_str(&format!(
+            "\nreload from {} (hash {}):\n",
+            old_path.display(),
+            old.hash
+        ));
+        if d.is_empty() {
+            out.push_str("  no changes\n");
+        }
+        for line in d.lines() {
+            out.push_str(&format!("  {line}\n"));
         }
     }
+    print(&out);
     ExitCode::SUCCESS
+}
+
+/// Writes `text` to stdout. A reader that went away (`fanout check | head -1`) is not an
+/// error: the rest of the output is dropped quietly, where `println!` would panic.
+fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// Like [`print`], for stderr.
+fn eprint(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn load(path: &Path) -> Result<Compiled, ExitCode> {
@@ -120,14 +177,15 @@ fn load(path: &Path) -> Result<Compiled, ExitCode> {
     let result = config::compile_file(path, &env);
     result.map_err(|e| {
         let n = e.0.len();
-        eprintln!(
-            "{}: {n} problem{}",
+        let mut text = format!(
+            "{}: {n} problem{}\n",
             path.display(),
             if n == 1 { "" } else { "s" }
         );
         for problem in &e.0 {
-            eprintln!("  {problem}");
+            text.push_str(&format!("  {problem}\n"));
         }
+        eprint(&text);
         ExitCode::FAILURE
     })
 }
@@ -154,14 +212,14 @@ fn serve(path: &Path, with_demo: bool) -> ExitCode {
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
+            eprint(&format!("cannot start the runtime: {e}\n"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(start(path, compiled, with_demo)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fanout: {e}");
+            eprint(&format!("fanout: {e}\n"));
             ExitCode::FAILURE
         }
     }
@@ -175,7 +233,7 @@ async fn start(
     let listen = compiled.server.listen;
     if with_demo {
         for (name, addr) in demo::start(&compiled).await? {
-            println!("sample upstream {name} on http://{addr}");
+            print(&format!("sample upstream {name} on http://{addr}\n"));
         }
     }
     let listener = tokio::net::TcpListener::bind(listen)
@@ -183,10 +241,11 @@ async fn start(
         .map_err(|e| format!("server.listen: cannot listen on {listen}: {e}"))?;
     if with_demo {
         let addr = listener.local_addr()?;
-        println!("fanout demo on http://{addr}; try:");
+        let mut text = format!("fanout demo on http://{addr}; try:\n");
         for line in demo::curl_lines(&compiled, addr) {
-            println!("  {line}");
+            text.push_str(&format!("  {line}\n"));
         }
+        print(&text);
     }
     let admin = match compiled.server.admin_listen {
         Some(addr) => Some(

@@ -68,6 +68,12 @@ struct HashLabels {
     hash: String,
 }
 
+/// Whole microseconds as seconds: `0.012345`, not the nearest binary fraction of the
+/// nanosecond count.
+fn seconds(elapsed: Duration) -> f64 {
+    elapsed.as_micros() as f64 / 1e6
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -169,6 +175,12 @@ impl Metrics {
             m.in_flight.clone(),
         );
         registry.register("reloads", "Config reloads by result", m.reloads.clone());
+        // Shown at 0 before the first reload, so a rate over them is defined.
+        for result in ["ok", "rejected"] {
+            let _ = m.reloads.get_or_create(&ResultLabels {
+                result: result.into(),
+            });
+        }
         registry.register(
             "config_info",
             "The config hash now serving (value 1)",
@@ -197,11 +209,15 @@ impl Metrics {
         Arc::new(Self { registry, ..m })
     }
 
-    /// A route's series that every request records, made once per snapshot.
-    pub fn route_series(&self, route: &Label) -> RouteSeries {
+    /// A route's series that every request records, made once per snapshot. A route
+    /// with a rate limit also gets its `rate_limited_total` at 0.
+    pub fn route_series(&self, route: &Label, limited: bool) -> RouteSeries {
         let labels = RouteLabels {
             route: route.clone(),
         };
+        if limited {
+            let _ = self.rate_limited.get_or_create(&labels);
+        }
         RouteSeries {
             seconds: self.request_seconds.get_or_create(&labels).clone(),
             ok: self
@@ -245,7 +261,7 @@ impl Metrics {
         status: u16,
         elapsed: Duration,
     ) {
-        let seconds = elapsed.as_secs_f64();
+        let seconds = seconds(elapsed);
         match series {
             Some(series) => series.seconds.observe(seconds),
             None => self
@@ -276,7 +292,7 @@ impl Metrics {
         code: &'static str,
         elapsed: Duration,
     ) {
-        series.seconds.observe(elapsed.as_secs_f64());
+        series.seconds.observe(seconds(elapsed));
         match code {
             "ok" => series.ok.inc(),
             "hit" => series.hit.inc(),
@@ -347,7 +363,7 @@ mod tests {
         let m = Metrics::new();
         let route = Label::new("/api/{id}");
         // Through the route's series and by lookup, the same series.
-        let series = m.route_series(&route);
+        let series = m.route_series(&route, false);
         m.request(&route, Some(&series), 200, Duration::from_millis(3));
         m.request(&route, None, 200, Duration::from_millis(3));
         m.request(&route, Some(&series), 404, Duration::from_millis(3));

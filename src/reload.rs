@@ -4,101 +4,13 @@
 //! invalid edit is logged with every problem and the old config keeps serving.
 
 use crate::config::{Compiled, Env, ServerSpec, compile_file};
+pub use crate::config::{ConfigDiff, ValueChange, diff};
 use crate::gateway::Gateway;
 use crate::server::LiveGateway;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// What a reload changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ConfigDiff {
-    pub routes_added: Vec<String>,
-    pub routes_removed: Vec<String>,
-    pub routes_changed: Vec<String>,
-    pub upstreams_changed: Vec<String>,
-    /// Settings that changed in the file but apply only at the next start.
-    pub restart_needed: Vec<String>,
-}
-
-impl ConfigDiff {
-    pub fn is_empty(&self) -> bool {
-        *self == ConfigDiff::default()
-    }
-}
-
-fn route_key(r: &crate::config::RouteSpec) -> String {
-    let methods: Vec<&str> = r.methods.iter().map(http::Method::as_str).collect();
-    format!("{} {}", methods.join(","), r.path)
-}
-
-/// What changes from `old` to `new`.
-pub fn diff(old: &Compiled, new: &Compiled) -> ConfigDiff {
-    let mut d = ConfigDiff::default();
-    for r in &new.routes {
-        match old
-            .routes
-            .iter()
-            .find(|o| o.path == r.path && o.methods == r.methods)
-        {
-            None => d.routes_added.push(route_key(r)),
-            Some(o) if o != r => d.routes_changed.push(route_key(r)),
-            Some(_) => {}
-        }
-    }
-    for o in &old.routes {
-        if !new
-            .routes
-            .iter()
-            .any(|r| r.path == o.path && r.methods == o.methods)
-        {
-            d.routes_removed.push(route_key(o));
-        }
-    }
-    let names: std::collections::BTreeSet<&String> =
-        old.upstreams.keys().chain(new.upstreams.keys()).collect();
-    let changed: Vec<String> = names
-        .into_iter()
-        .filter(|n| old.upstreams.get(*n) != new.upstreams.get(*n))
-        .cloned()
-        .collect();
-    d.upstreams_changed = changed;
-    d.restart_needed = restart_needed(&old.server, &new.server);
-    d
-}
-
-/// Listener settings are read when the server starts.
-fn restart_needed(old: &ServerSpec, new: &ServerSpec) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |name: &str, changed: bool| {
-        if changed {
-            out.push(format!("server.{name}"));
-        }
-    };
-    check("listen", old.listen != new.listen);
-    check("workers", old.workers != new.workers);
-    check(
-        "max_connections",
-        old.max_connections != new.max_connections,
-    );
-    check(
-        "header_read_timeout",
-        old.header_read_timeout != new.header_read_timeout,
-    );
-    check(
-        "keepalive_timeout",
-        old.keepalive_timeout != new.keepalive_timeout,
-    );
-    check("send_timeout", old.send_timeout != new.send_timeout);
-    check("shutdown_grace", old.shutdown_grace != new.shutdown_grace);
-    check(
-        "compression",
-        old.compression != new.compression || old.compression_min_size != new.compression_min_size,
-    );
-    check("cors", old.cors != new.cors);
-    out
-}
 
 /// The last reload's outcome, for `/config`.
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +55,19 @@ impl Reloader {
         self.status.lock().expect("never poisoned").clone()
     }
 
+    /// [`Reloader::reload`] on the runtime's blocking threads: compiling a config with
+    /// secrets runs PBKDF2 for its hash (about 0.3 s of CPU), which must not stall a
+    /// worker that serves requests.
+    pub async fn reload_async(
+        self: &Arc<Self>,
+        trigger: &'static str,
+    ) -> Result<ConfigDiff, Vec<String>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.reload(trigger))
+            .await
+            .unwrap_or_else(|e| Err(vec![format!("the reload did not finish: {e}")]))
+    }
+
     /// Loads, validates and builds the file's config, then swaps it in. On any problem
     /// the running config stays and every problem is logged with its place.
     pub fn reload(&self, trigger: &str) -> Result<ConfigDiff, Vec<String>> {
@@ -152,8 +77,10 @@ impl Reloader {
             .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())
             .and_then(|mut compiled| {
                 let changes = diff(&old.config, &compiled);
-                // Not half-applied: listener settings stay as they are until a restart.
+                // Not half-applied: listener settings stay as they are until a restart,
+                // and `/config` shows them as serving, the file's values as pending.
                 keep_listener_settings(&mut compiled.server, &old.server);
+                hold_pending(&mut compiled, &old.config, &changes.restart_needed);
                 let gateway =
                     Gateway::build(compiled, Some(&old)).map_err(|e| vec![e.to_string()])?;
                 Ok((gateway, changes))
@@ -168,7 +95,10 @@ impl Reloader {
                     added = ?changes.routes_added,
                     removed = ?changes.routes_removed,
                     changed = ?changes.routes_changed,
+                    upstreams_added = ?changes.upstreams_added,
+                    upstreams_removed = ?changes.upstreams_removed,
                     upstreams_changed = ?changes.upstreams_changed,
+                    values = ?changes.values.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "config reloaded"
                 );
                 for setting in &changes.restart_needed {
@@ -208,6 +138,7 @@ impl Reloader {
 
 fn keep_listener_settings(new: &mut ServerSpec, old: &ServerSpec) {
     new.listen = old.listen;
+    new.admin_listen = old.admin_listen;
     new.workers = old.workers;
     new.max_connections = old.max_connections;
     new.header_read_timeout = old.header_read_timeout;
@@ -217,6 +148,26 @@ fn keep_listener_settings(new: &mut ServerSpec, old: &ServerSpec) {
     new.compression = old.compression;
     new.compression_min_size = old.compression_min_size;
     new.cors = old.cors.clone();
+}
+
+/// Puts the serving values of `restart_needed` settings into `new`'s document (taken from
+/// the snapshot serving now) and the file's values into its `pending_restart`.
+fn hold_pending(new: &mut Compiled, serving: &Compiled, restart_needed: &[String]) {
+    let mut document = (*new.document).clone();
+    for place in restart_needed {
+        let key = place.strip_prefix("server.").unwrap_or(place);
+        let running = serving
+            .document
+            .get("server")
+            .and_then(|s| s.get(key))
+            .cloned()
+            .unwrap_or_default();
+        if let Some(slot) = document.get_mut("server").and_then(|s| s.get_mut(key)) {
+            let loaded = std::mem::replace(slot, running);
+            new.pending_restart.insert(place.clone(), loaded);
+        }
+    }
+    new.document = Arc::new(document);
 }
 
 fn unix_now() -> u64 {
@@ -263,25 +214,30 @@ pub fn watch(reloader: Arc<Reloader>) -> notify::Result<notify::RecommendedWatch
                 }
                 while rx.try_recv().is_ok() {}
             }
-            let _ = reloader.reload("file");
+            let _ = reloader.reload_async("file").await;
         }
     });
     Ok(watcher)
 }
 
-/// Reloads on every SIGHUP.
-pub async fn on_sighup(reloader: Arc<Reloader>) {
+/// Reloads on every SIGHUP. The handler is installed when this is called, not when the
+/// returned future first runs: a SIGHUP that arrives after the listener is up must
+/// reload, not end the process as the signal's default action does.
+pub fn on_sighup(reloader: Arc<Reloader>) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot listen for SIGHUP; reload by file change or POST /reload");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let _ = reloader.reload("sighup");
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hup) = hup else {
+                tracing::warn!("cannot listen for SIGHUP; reload by file change or POST /reload");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = reloader.reload_async("sighup").await;
+            }
         }
+        #[cfg(not(unix))]
+        let _ = reloader;
     }
-    #[cfg(not(unix))]
-    let _ = reloader;
 }

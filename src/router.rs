@@ -21,8 +21,15 @@ pub struct RouteTable<T> {
 /// The result of looking a request up.
 pub enum Lookup<'t, 'p, T> {
     Found(&'t T, matchit::Params<'t, 'p>),
-    /// The path exists but not for this method; the value is the `Allow` header.
-    MethodNotAllowed(&'t HeaderValue),
+    /// The path exists but not for this method.
+    MethodNotAllowed {
+        /// The `Allow` header: the methods the path answers.
+        allow: &'t HeaderValue,
+        /// The path pattern that matched.
+        pattern: &'t str,
+        /// A route declared on that pattern (all of them share it), for its labels.
+        on_path: &'t T,
+    },
     NotFound,
 }
 
@@ -88,7 +95,11 @@ impl<T> RouteTable<T> {
         });
         match found {
             Some(v) => Lookup::Found(v, m.params),
-            None => Lookup::MethodNotAllowed(&slot.allow),
+            None => Lookup::MethodNotAllowed {
+                allow: &slot.allow,
+                pattern: &slot.pattern,
+                on_path: &slot.routes[0].1,
+            },
         }
     }
 
@@ -184,7 +195,15 @@ mod tests {
         assert!(matches!(t.lookup(&Method::GET, "/nope"), Lookup::NotFound));
         assert!(matches!(t.lookup(&Method::GET, "/users"), Lookup::NotFound));
         match t.lookup(&Method::DELETE, "/users/7") {
-            Lookup::MethodNotAllowed(allow) => assert_eq!(allow, "GET, HEAD, POST, PUT"),
+            Lookup::MethodNotAllowed {
+                allow,
+                pattern,
+                on_path,
+            } => {
+                assert_eq!(allow, "GET, HEAD, POST, PUT");
+                assert_eq!(pattern, "/users/{id}");
+                assert_eq!(*on_path, "get-user");
+            }
             _ => panic!("expected 405"),
         }
     }

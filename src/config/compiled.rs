@@ -17,10 +17,16 @@ use std::time::Duration;
 /// A config that passed validation: every string parsed, every reference resolved.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    /// The effective config as JSON with secrets redacted, for `/config`.
+    /// The effective config as JSON with secrets redacted, for `/config`. After a
+    /// reload, listener settings show the values serving (see `pending_restart`).
     pub document: Arc<serde_json::Value>,
-    /// A stable hash of the effective config (secrets included).
+    /// Identifies the loaded config across instances and with `fanout check`: SHA-256
+    /// of the redacted document and of a slow (PBKDF2) digest of the secrets, so a
+    /// changed secret changes it but the hash does not reveal it (see `document.rs`).
     pub hash: String,
+    /// Settings the file sets that wait for a restart (`server.listen` → the loaded
+    /// value); empty but after a reload that changed listener settings.
+    pub pending_restart: serde_json::Map<String, serde_json::Value>,
     pub server: ServerSpec,
     /// Capacity of the response cache, in bytes.
     pub cache_max_size: u64,

@@ -2,7 +2,9 @@
 //! the entry points that load and validate them into a [`Compiled`] config.
 
 mod compiled;
+mod diff;
 mod document;
+mod env;
 mod load;
 mod units;
 mod validate;
@@ -11,7 +13,10 @@ pub use compiled::{
     BackendSpec, Compiled, CorsSpec, ForEachSpec, HealthCheckSpec, ProxySpec, RateLimitSpec,
     RouteKind, RouteSpec, ServerSpec, UpstreamSpec,
 };
-pub use load::{Env, compile, compile_file, load_str};
+pub use diff::{ConfigDiff, ValueChange, diff};
+pub use document::{REDACTED, SECRET_ROUNDS};
+pub use env::Env;
+pub use load::{compile, compile_file, load_str};
 pub use units::{parse_duration, parse_size};
 pub use validate::validate;
 

@@ -17,8 +17,22 @@ fn rates_parse() {
     assert_eq!(Rate::parse("100/s").unwrap().per, Duration::from_secs(1));
     assert_eq!(Rate::parse("600/min").unwrap().count.get(), 600);
     assert_eq!(
-        Rate::parse("5 / hour").unwrap().per,
+        Rate::parse("3/hour").unwrap().per,
         Duration::from_secs(3600)
+    );
+    assert_eq!(
+        Rate::parse("600/minute").unwrap_err(),
+        "rate \"600/minute\" is not written the documented way; write \"600/min\""
+    );
+    assert!(
+        Rate::parse("5 / hour")
+            .unwrap_err()
+            .ends_with("write \"5/hour\"")
+    );
+    assert!(
+        Rate::parse("10/sec")
+            .unwrap_err()
+            .ends_with("write \"10/s\"")
     );
     assert_eq!(
         Rate::parse("fast").unwrap_err(),

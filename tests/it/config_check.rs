@@ -3,6 +3,7 @@
 
 use fanout::config::{Env, compile};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn problems(toml: &str) -> Vec<String> {
     problems_with(toml, &Env::default())
@@ -288,7 +289,10 @@ path = "/w"
     );
     assert_eq!(
         problems(&bad_values),
-        ["routes[0].backends[0].merge: \"rot\" is not allowed here; write \"key\" or \"root\""]
+        [
+            "routes[0].backends[0].merge: \"rot\" is not allowed here; write \"key\" or \"root\"",
+            "routes[0].backends[0].for_each_fail: \"some\" is not allowed here; write \"null\" or \"all\"",
+        ]
     );
     // A whole answer is not a value.
     let whole = format!(
@@ -389,6 +393,7 @@ proxy = {{ upstream = "users" }}
             "server.trusted_proxies[1]: \"proxy.internal\" is not an address or CIDR; write one such as \"10.0.0.0/8\" or \"192.0.2.7\"",
             "routes[0].rate_limit.rate: invalid rate \"many\"; write a count per period, such as \"100/s\", \"600/min\" or \"1000/hour\"",
             "routes[0].rate_limit.key: unknown key \"user\"; use ip, global or header:NAME",
+            "routes[1].rate_limit.burst: must be at least 1; leave it out to allow the rate's count at once",
         ]
     );
 }
@@ -456,7 +461,7 @@ proxy = { upstream = "users" }
     assert_eq!(
         problems(toml),
         [
-            "upstreams.users.headers.authorization: environment variable USERS_TOKEN is not set; set it or remove ${USERS_TOKEN}"
+            "upstreams.users.headers.authorization: environment variable USERS_TOKEN is not set; set it, give a default with ${USERS_TOKEN:-default}, or remove ${USERS_TOKEN}"
         ]
     );
     let env = Env::from_pairs([
@@ -495,20 +500,45 @@ fn the_sample_config_is_valid() {
     assert_eq!(problems(&text), Vec::<String>::new());
 }
 
-fn fanout_check(toml: &str) -> std::process::Output {
+/// Writes `toml` to a file of its own and returns its path.
+fn config_file(toml: &str) -> std::path::PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "fanout-check-{}-{}",
         std::process::id(),
-        toml.len()
+        NEXT.fetch_add(1, Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn fanout_check(toml: &str) -> std::process::Output {
+    fanout_check_env(toml, &[])
+}
+
+/// `fanout check` on `toml` with exactly these environment variables.
+fn fanout_check_env(toml: &str, env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fanout"))
         .args(["check", "-c"])
-        .arg(&path)
+        .arg(config_file(toml))
+        .env_clear()
+        .envs(env.iter().copied())
         .output()
         .unwrap()
+}
+
+/// The problems `fanout check` prints (exit 1), without their indent.
+fn check_problems(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let out = fanout_check_env(toml, env);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+        .lines()
+        .skip(1)
+        .map(|l| l.strip_prefix("  ").unwrap_or(l).to_string())
+        .collect()
 }
 
 #[test]
@@ -592,7 +622,416 @@ fn fanout_check_diff_shows_what_a_reload_would_change() {
             "  route added: GET /b",
             "  route removed: GET /gone",
             "  route changed: GET /a",
-            "  upstream changed: orders"
+            "  upstream changed: orders",
+            "  routes[GET /a].timeout: unset → \"5s\"",
+            "  upstreams.orders.url: \"http://127.0.0.1:9002\" → \"http://127.0.0.1:9003\"",
         ]
     );
+}
+
+/// The lines `fanout check --diff OLD` prints after its heading.
+fn check_diff(old: &str, new: &str) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "-c"])
+        .arg(config_file(new))
+        .arg("--diff")
+        .arg(config_file(old))
+        .env_clear()
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("reload from"))
+        .skip(1)
+        .map(|l| l.trim_start().to_string())
+        .collect()
+}
+
+#[test]
+fn fanout_check_diff_shows_every_value_a_reload_changes_or_keeps() {
+    let upstream = |token: &str| {
+        format!(
+            "[upstreams.users]\nurl = \"http://127.0.0.1:9001\"\nheaders = {{ authorization = \"Bearer {token}\" }}\n"
+        )
+    };
+    let backend = |name: &str, path: &str, extra: &str| {
+        format!(
+            "[[routes.backends]]\nname = \"{name}\"\nupstream = \"users\"\npath = \"{path}\"\n{extra}"
+        )
+    };
+    let old = format!(
+        "{}[[routes]]\npath = \"/agg\"\n{}{}",
+        upstream("one"),
+        backend("user", "/u", ""),
+        backend("orders", "/o", "timeout = \"1s\"\n")
+    );
+    let new = format!(
+        "[server]\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:9911\"\nhealth_path = \"/h\"\n\
+         [cache]\nmax_size = \"1MiB\"\n{}[[routes]]\npath = \"/agg\"\n{}{}",
+        upstream("two"),
+        backend("user", "/u", "cache_ttl = \"10s\"\n"),
+        backend("friends", "/f", "")
+    );
+    assert_eq!(
+        check_diff(&old, &new),
+        [
+            "route changed: GET /agg",
+            "upstream changed: users",
+            "routes[GET /agg].backends[user].cache_ttl: unset → \"10s\"",
+            "routes[GET /agg].backends[orders]: {\"upstream\":\"users\",\"path\":\"/o\"} → unset",
+            "routes[GET /agg].backends[friends]: unset → {\"upstream\":\"users\",\"path\":\"/f\"}",
+            "upstreams.users: a redacted value changed",
+            "server.listen: \"0.0.0.0:8080\" → \"127.0.0.1:1\" (needs a restart; a reload keeps the running value)",
+            "server.admin_listen: \"127.0.0.1:9901\" → \"127.0.0.1:9911\" (needs a restart; a reload keeps the running value)",
+            "server.health_path: \"/__health\" → \"/h\"",
+            "cache.max_size: \"256MiB\" → \"1MiB\" (the reload starts an empty cache)",
+        ]
+    );
+    assert_eq!(check_diff(&old, &old), ["no changes"]);
+}
+
+#[test]
+fn an_unknown_key_does_not_hide_the_rest_of_its_route() {
+    let toml = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/r"
+timeot = "1s"
+  [[routes.backends]]
+  name = "a"
+  upstream = "ordrs"
+  path = "/"
+  requird = true
+  merge = "rot"
+  for_each_fail = "some"
+"#
+    );
+    let p = check_problems(&toml, &[]);
+    assert_eq!(p.len(), 5, "{p:#?}");
+    assert!(
+        p[0].starts_with("routes[0].timeot: unknown key `timeot`, expected one of `path`,"),
+        "{p:#?}"
+    );
+    assert!(
+        p[1].starts_with("routes[0].backends[0].requird: unknown key `requird`"),
+        "{p:#?}"
+    );
+    assert_eq!(
+        p[2..],
+        [
+            "routes[0].backends[0].merge: \"rot\" is not allowed here; write \"key\" or \"root\"",
+            "routes[0].backends[0].for_each_fail: \"some\" is not allowed here; write \"null\" or \"all\"",
+            "routes[0].backends[0].upstream: no upstream \"ordrs\"; known: orders, users",
+        ]
+    );
+}
+
+#[test]
+fn problems_from_environment_overrides_name_the_variable() {
+    let toml = format!(
+        "{UPSTREAMS}\n[[routes]]\npath = \"/r\"\n[[routes.backends]]\nname = \"a\"\nupstream = \"users\"\npath = \"/\"\n\
+         [[routes]]\npath = \"/p\"\nproxy = {{ upstream = \"users\" }}\n"
+    );
+    let p = check_problems(
+        &toml,
+        &[
+            ("FANOUT__UPSTREAMS__USERS__TIMEOUT", "soon"),
+            ("FANOUT__SERVER__LISTN", "127.0.0.1:1"),
+            ("FANOUT__ROUTES__5__TIMEOUT", "1s"),
+            ("FANOUT__ROUTES__0__BACKENDS__0__UPSTREAM", "ordrs"),
+            ("FANOUT__ROUTES__1__METHODS", "POST"),
+        ],
+    );
+    assert_eq!(p.len(), 5, "{p:#?}");
+    assert_eq!(
+        p[..2],
+        [
+            "FANOUT__ROUTES__5__TIMEOUT: there is no routes[5]: the file declares routes[0] to routes[1]; an override can change an entry the file declares, not add one",
+            "FANOUT__ROUTES__1__METHODS: routes[1].methods is a list, which cannot be set from the environment; write it in the file (${VAR} works inside its elements)",
+        ]
+    );
+    assert!(
+        p[2].starts_with("FANOUT__SERVER__LISTN: unknown key `listn`, expected one of `listen`"),
+        "{p:#?}"
+    );
+    assert_eq!(
+        p[3..],
+        [
+            "FANOUT__UPSTREAMS__USERS__TIMEOUT: invalid duration \"soon\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
+            "FANOUT__ROUTES__0__BACKENDS__0__UPSTREAM: no upstream \"ordrs\"; known: orders, users",
+        ]
+    );
+
+    // Route keys, down to a backend's, can be overridden.
+    let out = fanout_check_env(
+        &toml,
+        &[
+            ("FANOUT__ROUTES__0__TIMEOUT", "5s"),
+            ("FANOUT__ROUTES__0__BACKENDS__0__PATH", "/v2"),
+        ],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("a (users /v2)"), "{stdout}");
+    let env = Env::from_pairs([("FANOUT__ROUTES__0__TIMEOUT", "5s")]);
+    assert_eq!(
+        compile(&toml, &env).unwrap().routes[0].timeout,
+        std::time::Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn undocumented_spellings_are_refused_with_the_documented_one() {
+    let toml = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/users/:id"
+timeout = 300
+rate_limit = {{ rate = "600/minute" }}
+  [[routes.backends]]
+  name = "a"
+  upstream = "users"
+  path = "/"
+  timeout = "1.5 seconds"
+[[routes]]
+path = "/files/*rest"
+proxy = {{ upstream = "orders" }}
+"#
+    );
+    assert_eq!(
+        check_problems(&toml, &[]),
+        [
+            "routes[0].path: \":id\" in \"/users/:id\" would match only that literal text; write a parameter as {id}",
+            "routes[0].timeout: duration \"300\" has no unit; write \"300ms\" or \"300s\"",
+            "routes[0].rate_limit.rate: rate \"600/minute\" is not written the documented way; write \"600/min\"",
+            "routes[0].backends[0].timeout: duration \"1.5 seconds\" is not written the documented way; write \"1500ms\"",
+            "routes[1].path: \"*rest\" in \"/files/*rest\" would match only that literal text; write a parameter as {*rest}",
+        ]
+    );
+}
+
+#[test]
+fn variables_take_shell_style_defaults() {
+    let toml = r#"
+[upstreams.users]
+url = "http://${USERS_HOST:-127.0.0.1}:9001"
+timeout = "${USERS_TIMEOUT:-2s}"
+[[routes]]
+path = "/r"
+proxy = { upstream = "users", path = "/${PREFIX:?missing}" }
+"#;
+    assert_eq!(
+        check_problems(toml, &[]),
+        [
+            "routes[0].proxy.path: \"${PREFIX:?missing}\" is not supported; write ${NAME}, ${NAME:-default} (unset or empty: the default) or ${NAME-default} (unset: the default)"
+        ]
+    );
+    let toml = toml.replace("${PREFIX:?missing}", "${PREFIX:-v1}");
+    let out = fanout_check_env(&toml, &[("USERS_TIMEOUT", "")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let defaults = compile(&toml, &Env::default()).unwrap();
+    assert_eq!(defaults.upstreams["users"].base, "http://127.0.0.1:9001");
+    let set = compile(
+        &toml,
+        &Env::from_pairs([("USERS_HOST", "10.0.0.7"), ("USERS_TIMEOUT", "3s")]),
+    )
+    .unwrap();
+    assert_eq!(set.upstreams["users"].base, "http://10.0.0.7:9001");
+    assert_eq!(
+        set.upstreams["users"].timeout,
+        std::time::Duration::from_secs(3)
+    );
+}
+
+#[test]
+fn check_refuses_what_would_break_run() {
+    let toml = r#"
+[server]
+max_connections = 2305843009213693952
+workers = 100000
+admin_token = "   "
+[upstreams.users]
+url = "http://127.0.0.1:9001"
+timeout = "500000000000y"
+max_in_flight = 2305843009213693952
+health_check = { path = "/h", interval = "50ms" }
+[[routes]]
+path = "/r"
+proxy = { upstream = "users", idle_timeout = "9999999999999d" }
+"#;
+    assert_eq!(
+        check_problems(toml, &[]),
+        [
+            "server.max_connections: 2305843009213693952 is more than any process can hold open; the most is 1073741824, or leave it out for no limit",
+            "server.workers: 100000 threads is more than 1024; use about one per core, or leave it out to use every core",
+            "server.admin_token: is empty; set a long random token (such as the output of `openssl rand -hex 32`), or remove the key for no token",
+            "upstreams.users.timeout: duration \"500000000000y\" is longer than 365 days, the longest fanout accepts",
+            "upstreams.users.max_in_flight: 2305843009213693952 is more calls than can be counted at once; the most is 1073741824, or leave it out for no limit",
+            "upstreams.users.health_check.interval: \"50ms\" is shorter than 100ms: probes that often load the upstream more than they tell; use \"1s\" or more",
+            "routes[0].proxy.idle_timeout: duration \"9999999999999d\" is longer than 365 days, the longest fanout accepts",
+        ]
+    );
+    let empty = "[server]\nadmin_token = \"\"\n[upstreams.u]\nurl = \"http://h\"\n[[routes]]\npath = \"/r\"\nproxy = { upstream = \"u\" }\n";
+    assert_eq!(
+        check_problems(empty, &[]),
+        [
+            "server.admin_token: is empty; set a long random token (such as the output of `openssl rand -hex 32`), or remove the key for no token"
+        ]
+    );
+}
+
+#[test]
+fn fanout_check_into_a_closed_pipe_exits_quietly() {
+    let path = config_file(&format!(
+        "{UPSTREAMS}[[routes]]\npath = \"/r\"\nproxy = {{ upstream = \"users\" }}\n"
+    ));
+    // The reader is gone before the first write, as after `| head -1` has read its line.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env_clear()
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "", "nothing on stderr, no panic");
+}
+
+/// The fenced blocks of a README section, and its text.
+fn readme_section(title: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("no section {title}"));
+    let rest = &readme[start + 4..];
+    let end = rest.find("\n## ").unwrap_or(rest.len());
+    rest[..end].to_string()
+}
+
+#[test]
+fn the_readme_configuration_passes_check_as_written() {
+    let section = readme_section("Configuration by example");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a toml block");
+    // The variables it needs, from the command the README gives for it.
+    let command = section
+        .lines()
+        .find(|l| l.contains("fanout check -c example.toml"))
+        .expect("the command that checks the example");
+    let command = &command[command.find('`').unwrap() + 1..];
+    let env: Vec<(&str, &str)> = command
+        .split_whitespace()
+        .map_while(|word| word.split_once('='))
+        .collect();
+    assert!(!env.is_empty(), "{command}");
+    let out = fanout_check_env(block, &env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the variables, check says which are missing.
+    let missing = check_problems(block, &[]);
+    for (name, _) in &env {
+        assert!(
+            missing
+                .iter()
+                .any(|p| p.contains(&format!("environment variable {name} is not set"))),
+            "{missing:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_check_outputs_are_real() {
+    let sample =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let section = readme_section("Commands");
+    let blocks: Vec<&str> = section
+        .split("```\n")
+        .filter(|b| b.starts_with("$ fanout check\n"))
+        .collect();
+    assert_eq!(blocks.len(), 2, "an ok and a failed run");
+    let diff_block = section
+        .split("```\n")
+        .find(|b| b.starts_with("$ fanout check --diff old.toml\n"))
+        .expect("a --diff example");
+    // The README's typos: the orders backend's upstream and the route's timeout.
+    assert_eq!(sample.matches("upstream = \"orders\"").count(), 1);
+    assert_eq!(sample.matches("timeout = \"1s\"").count(), 1);
+    let typos = sample
+        .replace("upstream = \"orders\"", "upstream = \"ordrs\"")
+        .replace("timeout = \"1s\"", "timeout = \"soon\"");
+    for (block, toml) in blocks.into_iter().zip([sample.clone(), typos]) {
+        let dir = config_file(&toml).parent().unwrap().to_path_buf();
+        let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .arg("check")
+            .current_dir(&dir)
+            .env_clear()
+            .output()
+            .unwrap();
+        let real = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
+        let shown = block.strip_prefix("$ fanout check\n").unwrap();
+        assert_eq!(mask_hashes(shown), mask_hashes(&real));
+    }
+    // The --diff example: the edits the README describes.
+    let edited = sample
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:9000\"")
+        .replace("timeout = \"500ms\"", "timeout = \"800ms\"")
+        .replace("cache_ttl = \"10s\"", "cache_ttl = \"30s\"")
+        .replacen(
+            "[upstreams.users]",
+            "[cache]\nmax_size = \"64MiB\"\n\n[upstreams.users]",
+            1,
+        );
+    let path = config_file(&edited);
+    let dir = path.parent().unwrap();
+    std::fs::write(dir.join("old.toml"), &sample).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "--diff", "old.toml"])
+        .current_dir(dir)
+        .env_clear()
+        .output()
+        .unwrap();
+    let real = String::from_utf8(out.stdout).unwrap();
+    let shown = diff_block
+        .strip_prefix("$ fanout check --diff old.toml\n")
+        .unwrap();
+    assert_eq!(mask_hashes(shown), mask_hashes(&real));
+}
+
+/// `(hash 0123456789abcdef)` → `(hash …)`: the hash follows every edit of the sample.
+fn mask_hashes(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("(hash ") {
+        out.push_str(&rest[..at]);
+        out.push_str("(hash …)");
+        rest = &rest[(at + 23).min(rest.len())..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -257,13 +257,20 @@ async fn unhealthy_upstreams_fail_fast_until_they_recover() {
         .await;
     let gw = protected(
         &up,
-        "health_check = { path = \"/health\", interval = \"50ms\" }",
+        "health_check = { path = \"/health\", interval = \"100ms\" }",
         true,
     )
     .await;
     assert_eq!(get_json(&gw.url("/r")).await.0, 200);
     up.set_reply("/health", Reply::json("{}").status(500));
-    tokio::time::sleep(MS(200)).await;
+    // Until a probe has seen the failure.
+    let url = gw.url("/r");
+    for _ in 0..100 {
+        if get_json(&url).await.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(MS(50)).await;
+    }
     let before = up.hits("/data");
     let (status, _, body) = get_json(&gw.url("/r")).await;
     assert_eq!(
@@ -276,8 +283,15 @@ async fn unhealthy_upstreams_fail_fast_until_they_recover() {
         "no call reaches an unhealthy upstream"
     );
     up.set_reply("/health", Reply::json("{}"));
-    tokio::time::sleep(MS(200)).await;
-    assert_eq!(get_json(&gw.url("/r")).await.0, 200);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = get_json(&url).await.0.as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(MS(50)).await;
+    }
+    assert_eq!(status, 200, "healthy again after a passing probe");
 }
 
 #[tokio::test]

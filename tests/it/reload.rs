@@ -40,7 +40,8 @@ async fn in_flight_requests_finish_on_their_config_while_new_ones_see_the_new_on
     let gw = start_reloadable(&config(&up, &aggregate("/old", "/slow", ""))).await;
     let url = gw.gateway.url("/old");
     let in_flight = tokio::spawn(async move { get_json(&url).await });
-    tokio::time::sleep(MS(100)).await;
+    // Reload once the request is in flight: its upstream call has arrived.
+    assert!(wait_for(async || up.hits("/slow") == 1, Duration::from_secs(10)).await);
 
     gw.write(&config(&up, &aggregate("/new", "/fast", "")));
     let changes = gw.reloader.reload("test").unwrap();
@@ -343,12 +344,65 @@ async fn every_request_is_logged_with_its_route_status_and_backends() {
     for field in [
         "route=\"/a\"",
         "status=200",
-        "backends=\"b:ok\"",
+        "backends=[\"b:ok\"]",
         "method=GET",
         "duration_ms=",
     ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
+    assert_rounded(&line);
+
+    // Answers no route gave are labelled for what they were.
+    for (method, path, id, route) in [
+        (
+            "GET",
+            "/nowhere",
+            "req-404",
+            "route=\"unmatched\" status=404",
+        ),
+        ("POST", "/a", "req-405", "route=\"/a\" status=405"),
+        (
+            "GET",
+            "/__health",
+            "req-health",
+            "route=\"health\" status=200",
+        ),
+    ] {
+        client()
+            .request(method.parse().unwrap(), gw.url(path))
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+        let line = async || {
+            gw.logs()
+                .into_iter()
+                .find(|l| l.contains("fanout::access") && l.contains(id))
+        };
+        assert!(
+            wait_for(async || line().await.is_some(), Duration::from_secs(3)).await,
+            "{:?}",
+            gw.logs()
+        );
+        let line = line().await.unwrap();
+        assert!(line.contains(route), "{route} missing in {line}");
+        assert!(line.contains("backends=[]"), "{line}");
+    }
+}
+
+/// The access line's `duration_ms` has at most three decimals (whole microseconds).
+fn assert_rounded(line: &str) {
+    let at = line.find("duration_ms").unwrap();
+    let value: String = line[at + "duration_ms".len()..]
+        .trim_start_matches(['=', '"', ':'])
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let decimals = value.split_once('.').map_or(0, |(_, d)| d.len());
+    assert!(
+        !value.is_empty() && decimals <= 3,
+        "duration_ms {value} in {line}"
+    );
 }
 
 #[tokio::test]
@@ -374,11 +428,32 @@ async fn log_format_json_writes_one_object_per_line() {
         "{:?}",
         gw.logs()
     );
-    let entry: serde_json::Value = serde_json::from_str(&line().await.unwrap()).unwrap();
+    let line = line().await.unwrap();
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(entry["target"], "fanout::access");
     assert_eq!(entry["fields"]["route"], "/a");
     assert_eq!(entry["fields"]["status"], 200);
-    assert_eq!(entry["fields"]["backends"], "b:ok");
+    assert_eq!(entry["fields"]["backends"], serde_json::json!(["b:ok"]));
+    assert!(entry["fields"]["duration_ms"].is_f64(), "{line}");
+    assert_rounded(&line);
+
+    // A reload's lists are arrays too.
+    let next = toml.replace("path = \"/a\"", "path = \"/b\"");
+    std::fs::write(&gw.path, next).unwrap();
+    let reloaded = async || {
+        gw.logs()
+            .into_iter()
+            .find(|l| l.contains("config reloaded"))
+    };
+    assert!(
+        wait_for(async || reloaded().await.is_some(), Duration::from_secs(5)).await,
+        "{:?}",
+        gw.logs()
+    );
+    let entry: serde_json::Value = serde_json::from_str(&reloaded().await.unwrap()).unwrap();
+    assert_eq!(entry["fields"]["added"], serde_json::json!(["GET /b"]));
+    assert_eq!(entry["fields"]["removed"], serde_json::json!(["GET /a"]));
+    assert_eq!(entry["fields"]["changed"], serde_json::json!([]));
     assert!(
         gw.logs()
             .iter()

@@ -74,6 +74,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
         Ok(Compiled {
             document: Arc::new(document),
             hash,
+            pending_restart: serde_json::Map::new(),
             server,
             cache_max_size,
             upstreams,

@@ -56,6 +56,23 @@ pub(super) fn route(
         );
         return None;
     }
+    // `:id` and `*rest` are other routers' syntax; here they would match literally.
+    for segment in r.path.split('/') {
+        let hint = match segment.as_bytes().first() {
+            Some(b':') => Some(format!("{{{}}}", &segment[1..])),
+            Some(b'*') if segment.len() > 1 => Some(format!("{{{segment}}}")),
+            _ => None,
+        };
+        if let Some(hint) = hint {
+            p.add(
+                format!("{place}.path"),
+                format!(
+                    "\"{segment}\" in \"{}\" would match only that literal text; write a parameter as {hint}",
+                    r.path
+                ),
+            );
+        }
+    }
     if r.methods.is_empty() {
         p.add(
             format!("{place}.methods"),

@@ -23,17 +23,27 @@ pub(super) fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
             format!("\"{}\" must start with \"/\"", s.health_path),
         );
     }
-    if s.max_connections == Some(0) {
-        p.add(
+    match s.max_connections {
+        Some(0) => p.add(
             "server.max_connections",
             "must be at least 1; leave it out for no limit",
-        );
+        ),
+        Some(n) if n > MAX_AT_ONCE => p.add(
+            "server.max_connections",
+            format!("{n} is more than any process can hold open; the most is {MAX_AT_ONCE}, or leave it out for no limit"),
+        ),
+        _ => {}
     }
-    if s.workers == Some(0) {
-        p.add(
+    match s.workers {
+        Some(0) => p.add(
             "server.workers",
             "must be at least 1; leave it out to use every core",
-        );
+        ),
+        Some(n) if n > MAX_WORKERS => p.add(
+            "server.workers",
+            format!("{n} threads is more than {MAX_WORKERS}; use about one per core, or leave it out to use every core"),
+        ),
+        _ => {}
     }
     ServerSpec {
         listen,
@@ -60,8 +70,35 @@ pub(super) fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         cors: s.cors.as_ref().map(|c| cors(c, p)),
         max_connections: s.max_connections,
         admin_listen: admin_listen(s, p),
-        admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
+        admin_token: admin_token(s, p),
     }
+}
+
+/// The most connections (or upstream calls) that can be counted at once: about the
+/// most file descriptors Linux lets one process open (`fs.nr_open`'s ceiling). Beyond
+/// the semaphore's own limit the gateway would panic at start.
+pub(super) const MAX_AT_ONCE: usize = 1 << 30;
+
+/// The most runtime worker threads.
+const MAX_WORKERS: usize = 1024;
+
+/// A token that no request could send (empty, blank, or with spaces or control
+/// characters at its ends, which HTTP strips) is refused rather than ignored.
+fn admin_token(s: &ServerConfig, p: &mut Problems) -> Option<String> {
+    let token = s.admin_token.as_ref()?;
+    // The token is never echoed: it is a secret.
+    if token.trim().is_empty() {
+        p.add(
+            "server.admin_token",
+            "is empty; set a long random token (such as the output of `openssl rand -hex 32`), or remove the key for no token",
+        );
+    } else if token.trim() != token || token.chars().any(|c| c.is_control()) {
+        p.add(
+            "server.admin_token",
+            "has spaces at its ends or control characters, which no Authorization header can carry; remove them",
+        );
+    }
+    Some(token.clone())
 }
 
 fn admin_listen(s: &ServerConfig, p: &mut Problems) -> Option<SocketAddr> {
@@ -78,7 +115,7 @@ fn admin_listen(s: &ServerConfig, p: &mut Problems) -> Option<SocketAddr> {
         );
         return None;
     };
-    if !addr.ip().is_loopback() && s.admin_token.as_deref().is_none_or(str::is_empty) {
+    if !addr.ip().is_loopback() && s.admin_token.is_none() {
         p.add(
             "server.admin_token",
             format!("is required when the admin listener is not on loopback ({addr}): anyone who reaches it could reload the config"),

@@ -2,10 +2,14 @@
 
 use super::Problems;
 use crate::config::compiled::MAX_DEPTH_LIMIT;
+use super::server::MAX_AT_ONCE;
 use crate::config::*;
 use crate::limits::Rate;
 use http::{HeaderMap, HeaderValue};
 use std::num::NonZeroU32;
+
+/// The shortest time between health probes.
+const MIN_HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> UpstreamSpec {
     let place = format!("upstreams.{name}");
@@ -40,7 +44,10 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
         _ => {
             p.add(
                 format!("{place}.url"),
-                format!("\"{}\" is not an http(s) base URL; write it as \"http://host:port\" or \"https://host/prefix\", without query", u.url),
+                format!(
+                    "\"{}\" is not an http(s) base URL; write it as \"http://host:port\" or \"https://host/prefix\", without query",
+                    crate::config::document::redact_user_info(&u.url)
+                ),
             );
             String::new()
         }
@@ -92,6 +99,13 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
                 );
                 None
             }
+            Some(n) if n > MAX_AT_ONCE => {
+                p.add(
+                    format!("{place}.max_in_flight"),
+                    format!("{n} is more calls than can be counted at once; the most is {MAX_AT_ONCE}, or leave it out for no limit"),
+                );
+                None
+            }
             n => n,
         },
         queue_timeout: p.duration(&format!("{place}.queue_timeout"), &u.queue_timeout),
@@ -131,9 +145,17 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
                     format!("\"{}\" must start with \"/\"", h.path),
                 );
             }
+            let interval_place = format!("{place}.health_check.interval");
+            let interval = p.duration(&interval_place, &h.interval);
+            if interval < MIN_HEALTH_INTERVAL {
+                p.add(
+                    interval_place,
+                    format!("\"{}\" is shorter than 100ms: probes that often load the upstream more than they tell; use \"1s\" or more", h.interval),
+                );
+            }
             HealthCheckSpec {
                 path: h.path.clone(),
-                interval: p.duration(&format!("{place}.health_check.interval"), &h.interval),
+                interval,
                 timeout: p.duration(&format!("{place}.health_check.timeout"), &h.timeout),
             }
         }),

@@ -714,24 +714,33 @@ impl GatewayProcess {
 
     /// Like [`GatewayProcess::start`], with extra arguments before `run`.
     pub fn start_with(toml: &str, args: &[&str]) -> Self {
-        Self::spawn(toml, args, None)
+        Self::spawn(toml, args, &[], None)
+    }
+
+    /// Like [`GatewayProcess::start_with`], with these environment variables set.
+    pub fn start_env(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(toml, args, env, None)
     }
 
     /// Like [`GatewayProcess::start`], allowed at most `nofile` open file descriptors
     /// (`ulimit -n` in a shell that then becomes the gateway).
     pub fn start_limited(toml: &str, nofile: u32) -> Self {
-        Self::spawn(toml, &[], Some(nofile))
+        Self::spawn(toml, &[], &[], Some(nofile))
     }
 
-    fn spawn(toml: &str, args: &[&str], nofile: Option<u32>) -> Self {
+    fn spawn(toml: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let toml = toml.replacen(
             "[server]\n",
             "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
             1,
         );
         use std::io::BufRead;
-        let dir =
-            std::env::temp_dir().join(format!("fanout-proc-{}-{}", std::process::id(), toml.len()));
+        let dir = std::env::temp_dir().join(format!(
+            "fanout-proc-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("gateway.toml");
         std::fs::write(&path, &toml).unwrap();
@@ -751,6 +760,7 @@ impl GatewayProcess {
             .args(["run", "-c"])
             .arg(&path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
