@@ -13,7 +13,7 @@
 //! table computed in advance helps), where the fast hash it replaces took nanoseconds.
 
 use super::GatewayConfig;
-use aws_lc_rs::{digest, pbkdf2};
+use ring::{digest, pbkdf2};
 use serde_json::Value;
 use std::num::NonZeroU32;
 
