@@ -1,8 +1,8 @@
 //! Validation of `[upstreams.NAME]`.
 
 use super::Problems;
-use crate::config::compiled::MAX_DEPTH_LIMIT;
 use super::server::MAX_AT_ONCE;
+use crate::config::compiled::MAX_DEPTH_LIMIT;
 use crate::config::*;
 use crate::limits::Rate;
 use http::{HeaderMap, HeaderValue};
