@@ -36,8 +36,10 @@ impl Varying {
         request: &HeaderMap,
         headers: impl IntoIterator<Item = &'a HeaderName>,
     ) -> Self {
-        let mut values = Vec::with_capacity(IDENTITY_HEADERS.len() + 2);
-        for name in IDENTITY_HEADERS.iter().chain(headers) {
+        let names = IDENTITY_HEADERS.iter().chain(headers);
+        // One value per name is the usual case: one allocation of the right size.
+        let mut values = Vec::with_capacity(names.size_hint().0);
+        for name in names {
             let mut all = request.get_all(name).iter().peekable();
             if all.peek().is_none() {
                 values.push((name.clone(), None));
