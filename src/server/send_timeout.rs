@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// The error of a write that made no progress for the send timeout.
@@ -127,11 +128,14 @@ impl<IO: AsyncRead + Unpin> AsyncRead for SendTimeout<IO> {
 }
 
 /// An answer's body that is dropped, and ends in [`SendTimeoutError`], once its reader
-/// has not come back for the next frame within the limit since taking the last one. A
-/// wait on the body itself (an upstream that sends nothing) is not the reader's, and is
-/// bounded by the route's `idle_timeout` instead.
+/// has not come back for the next frame within the limit since taking the last one (or,
+/// for the first, since the answer was made). A wait on the body itself (an upstream that
+/// sends nothing) is not the reader's, and is bounded by the route's `idle_timeout`
+/// instead. The watchdog task ends with the body.
 pub struct SendWatch {
     shared: Arc<Watched>,
+    /// Tells the watchdog the body has ended or is dropped.
+    ended: Arc<Notify>,
 }
 
 struct Watched {
@@ -152,20 +156,27 @@ impl SendWatch {
     pub fn new(body: Body, limit: Duration) -> Self {
         let shared = Arc::new(Watched {
             body: Mutex::new(Some(body)),
-            taken_at: AtomicU64::new(READING),
+            // As if a frame had been taken now: a reader that never comes is cut too.
+            taken_at: AtomicU64::new(0),
             base: Instant::now(),
             limit,
             cut: AtomicBool::new(false),
         });
-        tokio::spawn(watchdog(Arc::downgrade(&shared)));
-        Self { shared }
+        let ended = Arc::new(Notify::new());
+        tokio::spawn(watchdog(Arc::downgrade(&shared), ended.clone()));
+        Self { shared, ended }
+    }
+}
+
+impl Drop for SendWatch {
+    fn drop(&mut self) {
+        self.ended.notify_one();
     }
 }
 
 /// Cuts the body when the reader took a frame and did not come back within the limit.
-/// Holds only a weak reference between checks: the body's end (or drop) ends the task at
-/// its next check.
-async fn watchdog(watched: Weak<Watched>) {
+/// Holds only a weak reference while it waits, and ends when told the body has.
+async fn watchdog(watched: Weak<Watched>, ended: Arc<Notify>) {
     loop {
         let (taken_at, wake) = {
             let Some(w) = watched.upgrade() else { return };
@@ -176,7 +187,10 @@ async fn watchdog(watched: Weak<Watched>) {
             };
             (taken_at, wake)
         };
-        tokio::time::sleep_until(wake).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = ended.notified() => return,
+        }
         let Some(w) = watched.upgrade() else { return };
         if taken_at != READING && w.taken_at.load(Ordering::Acquire) == taken_at {
             w.cut.store(true, Ordering::Release);
@@ -216,7 +230,10 @@ impl http_body::Body for SendWatch {
                 let at = Instant::now().duration_since(w.base).as_millis() as u64;
                 w.taken_at.store(at.min(READING - 1), Ordering::Release);
             }
-            None | Some(Err(_)) => *body = None,
+            None | Some(Err(_)) => {
+                *body = None;
+                self.ended.notify_one();
+            }
         }
         Poll::Ready(frame)
     }
@@ -312,6 +329,33 @@ mod tests {
         );
         let e = watched.frame().await.unwrap().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_never_comes_is_cut_too() {
+        let (_tx, alive, body) = channel_body();
+        let _watched = SendWatch::new(body, LIMIT);
+        tokio::time::sleep(LIMIT + Duration::from_millis(10)).await;
+        assert_eq!(
+            Arc::strong_count(&alive),
+            1,
+            "the upstream body was dropped"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_ends_with_the_body() {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let (_tx, _alive, body) = channel_body();
+        let watched = SendWatch::new(body, LIMIT);
+        tokio::task::yield_now().await;
+        assert_eq!(metrics.num_alive_tasks(), 1);
+        drop(watched);
+        // No time passes: the task ends because it was told, not at its next check.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(metrics.num_alive_tasks(), 0);
     }
 
     #[tokio::test(start_paused = true)]
