@@ -29,8 +29,7 @@ impl ConfigDiff {
 }
 
 fn route_key(r: &crate::config::RouteSpec) -> String {
-    let methods: Vec<&str> = r.methods.iter().map(http::Method::as_str).collect();
-    format!("{} {}", methods.join(","), r.path)
+    format!("{} {}", r.methods, r.path)
 }
 
 /// What changes from `old` to `new`.

@@ -27,6 +27,8 @@ pub struct ConnSettings {
     pub header_read_timeout: Duration,
     /// A connection with no request for this long is closed.
     pub keepalive_timeout: Duration,
+    /// How long an upgraded connection (WebSocket) goes on once shutdown has begun.
+    pub shutdown_grace: Duration,
     /// Serves the connections handed to hyper.
     pub hyper: auto::Builder<TokioExecutor>,
 }
@@ -64,11 +66,7 @@ pub async fn serve<S: ConnService>(
                         // Boxed: hyper's connection is larger than all of this
                         // future, and every connection would carry it.
                         return Box::pin(handoff::serve(
-                            stream,
-                            read,
-                            service,
-                            &settings.hyper,
-                            shutdown,
+                            stream, read, service, &settings, shutdown,
                         ))
                         .await;
                     }

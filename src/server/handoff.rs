@@ -1,14 +1,18 @@
 //! Handing a connection to hyper: the bytes already read are replayed in front of the
 //! socket, and hyper serves the connection from there to its end (request bodies,
-//! upgrades, h2c, malformed requests), watched for graceful shutdown.
+//! upgrades, h2c, malformed requests), watched for graceful shutdown. An upgrade request
+//! carries the drain with it, so that the tunnel it may become holds graceful shutdown
+//! as the connection did.
 
 use super::ConnService;
+use super::conn::ConnSettings;
 use crate::body::ClientBody;
+use crate::proxy::Drain;
 use bytes::{Buf, Bytes};
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use std::io;
 use std::pin::Pin;
@@ -24,13 +28,23 @@ pub async fn serve<S: ConnService>(
     stream: TcpStream,
     read: Bytes,
     service: S,
-    builder: &auto::Builder<TokioExecutor>,
+    settings: &ConnSettings,
     mut shutdown: watch::Receiver<()>,
 ) {
-    let service =
-        service.map_request(|request: Request<Incoming>| request.map(ClientBody::Streamed));
+    let drain = Drain {
+        shutdown: shutdown.clone(),
+        grace: settings.shutdown_grace,
+    };
+    let service = service.map_request(move |mut request: Request<Incoming>| {
+        // hyper puts an upgrade handle on requests that ask for one, and only on them.
+        if request.extensions().get::<OnUpgrade>().is_some() {
+            request.extensions_mut().insert(drain.clone());
+        }
+        request.map(ClientBody::Streamed)
+    });
     let io = TokioIo::new(Replayed { read, stream });
-    let connection = builder
+    let connection = settings
+        .hyper
         .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
         .into_owned();
     let mut connection = std::pin::pin!(connection);
