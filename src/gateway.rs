@@ -9,10 +9,10 @@ use crate::config::{Compiled, RateLimitSpec, RouteKind, ServerSpec};
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
 use crate::metrics::{Label, Metrics, RouteSeries};
-use crate::proxy::{self, ProxyRoute};
-use crate::router::{Lookup, RouteTable};
+use crate::proxy::{self, LocationRewrite, ProxyRoute};
+use crate::router::{Lookup, Methods, RouteTable, normalize};
 use crate::upstream::{Upstream, health};
-use http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use http::{HeaderName, HeaderValue, Request, Response, header};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub struct Route {
     /// The path pattern as a metrics label.
     pub label: Label,
     pub series: RouteSeries,
-    pub methods: Vec<Method>,
+    pub methods: Methods,
     /// Requests per client, and its spec (to carry the state over an unchanged reload).
     pub limit: Option<(RateLimitSpec, Arc<RouteLimit>)>,
     pub handler: Handler,
@@ -142,15 +142,24 @@ impl Gateway {
                         })
                         .collect(),
                 }),
-                RouteKind::Proxy(p) => Handler::Proxy(ProxyRoute {
-                    upstream: upstreams[&p.upstream].clone(),
-                    path: p.path,
-                    timeout: spec.timeout,
-                    idle_timeout: p.idle_timeout,
-                    preserve_host: p.preserve_host,
-                    max_body: spec.max_body,
-                    cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
-                }),
+                RouteKind::Proxy(p) => {
+                    let upstream = upstreams[&p.upstream].clone();
+                    Handler::Proxy(ProxyRoute {
+                        redirects: p
+                            .redirects
+                            .as_ref()
+                            .and_then(|m| LocationRewrite::new(&upstream.spec.base, m)),
+                        upstream,
+                        path: p.path,
+                        timeout: spec.timeout,
+                        idle_timeout: p.idle_timeout,
+                        preserve_host: p.preserve_host,
+                        max_body: spec.max_body,
+                        cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
+                        upgrade: p.upgrade,
+                        underscores_in_headers: spec.underscores_in_headers,
+                    })
+                }
             };
             let route = Route {
                 path: spec.path.clone(),
@@ -259,7 +268,13 @@ impl Gateway {
             matched.label = &self.health;
             return Ok(health());
         }
-        let (route, params) = match self.routes.lookup(&parts.method, parts.uri.path()) {
+        // Routes match the path's normal form, and a proxy sends it upstream: no
+        // spelling of a path can pass one route's policy to reach another's upstream.
+        let path = normalize(parts.uri.path()).map_err(|e| GatewayError::BadRequest {
+            backend: None,
+            message: e.to_string(),
+        })?;
+        let (route, params) = match self.routes.lookup(&parts.method, &path) {
             Lookup::Found(route, params) => (route, params),
             Lookup::MethodNotAllowed { allow, on_path, .. } => {
                 // Counted on the route whose path matched.
@@ -291,6 +306,8 @@ impl Gateway {
                 // The URL is rendered first: the params borrow the path of `parts`,
                 // which the proxy then takes by value.
                 let url = proxy::target_url(p, &parts, &params)?;
+                drop(params);
+                drop(path);
                 let result = Box::pin(proxy::forward(p, url, parts, body, peer)).await;
                 matched.passthrough = result.is_ok();
                 result

@@ -1,13 +1,67 @@
 //! The compiled route table: matchit paths, each with the routes that answer its methods,
-//! and the answers for 404 (no path) and 405 (path, but not that method).
+//! and the answers for 404 (no path) and 405 (path, but not that method). Requests are
+//! looked up by their normalized path ([`normalize`]).
+
+mod normalize;
+
+pub use normalize::{PathError, normalize, route_path_problem};
 
 use http::{HeaderValue, Method};
+use std::fmt;
+
+/// The methods a route answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Methods {
+    /// Every method: a proxy route without `methods`.
+    Any,
+    /// These, never none.
+    Only(Vec<Method>),
+}
+
+impl Methods {
+    pub fn contains(&self, method: &Method) -> bool {
+        match self {
+            Methods::Any => true,
+            Methods::Only(list) => list.contains(method),
+        }
+    }
+
+    /// A method both answer, named for the duplicate-route error.
+    fn shared_with(&self, other: &Methods) -> Option<String> {
+        match (self, other) {
+            (Methods::Only(mine), theirs) => mine
+                .iter()
+                .find(|m| theirs.contains(m))
+                .map(ToString::to_string),
+            (Methods::Any, Methods::Only(theirs)) => theirs.first().map(ToString::to_string),
+            (Methods::Any, Methods::Any) => Some("*".into()),
+        }
+    }
+}
+
+/// `GET,POST`, or `*` for every method.
+impl fmt::Display for Methods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Methods::Any => f.write_str("*"),
+            Methods::Only(list) => {
+                for (i, m) in list.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    f.write_str(m.as_str())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// The routes sharing one path pattern, by method.
 #[derive(Debug)]
 struct PathSlot<T> {
     pattern: String,
-    routes: Vec<(Vec<Method>, T)>,
+    routes: Vec<(Methods, T)>,
     allow: HeaderValue,
 }
 
@@ -16,6 +70,10 @@ struct PathSlot<T> {
 pub struct RouteTable<T> {
     router: matchit::Router<usize>,
     slots: Vec<PathSlot<T>>,
+    /// Patterns added for the bare prefix of a catch-all (`/api/` and `/api` for
+    /// `/api/{*rest}`, which matchit matches only with a non-empty rest). A declared
+    /// route of the same path takes its place.
+    implicit: Vec<String>,
 }
 
 /// The result of looking a request up.
@@ -38,47 +96,96 @@ impl<T> Default for RouteTable<T> {
         Self {
             router: matchit::Router::new(),
             slots: Vec::new(),
+            implicit: Vec::new(),
         }
     }
 }
 
 impl<T> RouteTable<T> {
     /// Adds a route. The same pattern may be declared again for other methods; an
-    /// overlapping method, or a pattern matchit finds ambiguous, is an error.
-    pub fn insert(&mut self, pattern: &str, methods: &[Method], value: T) -> Result<(), String> {
+    /// overlapping method, or a pattern matchit finds ambiguous, is an error. A
+    /// catch-all `P/{*rest}` also answers `P/` and `P` (with an empty rest) unless a
+    /// route declares those paths itself.
+    pub fn insert(&mut self, pattern: &str, methods: &Methods, value: T) -> Result<(), String> {
         let slot = match self.slots.iter().position(|s| s.pattern == pattern) {
             Some(i) => i,
             None => {
                 let i = self.slots.len();
-                self.router
-                    .insert(pattern, i)
-                    .map_err(|e| describe_insert_error(pattern, e))?;
+                self.insert_declared(pattern, i)?;
                 self.slots.push(PathSlot {
                     pattern: pattern.to_string(),
                     routes: Vec::new(),
                     allow: HeaderValue::from_static(""),
                 });
+                self.insert_bare_prefixes(pattern, i);
                 i
             }
         };
         let slot = &mut self.slots[slot];
-        if let Some(m) = methods
+        if let Some(m) = slot
+            .routes
             .iter()
-            .find(|m| slot.routes.iter().any(|(ms, _)| ms.contains(m)))
+            .find_map(|(ms, _)| methods.shared_with(ms))
         {
+            let m = if m == "*" {
+                "every method on".to_string()
+            } else {
+                m
+            };
             return Err(format!(
                 "duplicate route: {m} {pattern} is already declared; merge the two routes or change the path"
             ));
         }
-        slot.routes.push((methods.to_vec(), value));
-        slot.allow = allow_header(slot.routes.iter().flat_map(|(ms, _)| ms.iter()));
+        slot.routes.push((methods.clone(), value));
+        slot.allow = allow_header(slot.routes.iter().flat_map(|(ms, _)| match ms {
+            Methods::Any => [].iter(),
+            Methods::Only(list) => list.iter(),
+        }));
         Ok(())
     }
 
-    /// Finds the route for `method` on `path`. HEAD is answered by a GET route unless a
-    /// route declares HEAD itself, as nginx and Envoy do.
+    /// Inserts a declared pattern, replacing a bare prefix that stood in its way.
+    fn insert_declared(&mut self, pattern: &str, slot: usize) -> Result<(), String> {
+        loop {
+            match self.router.insert(pattern, slot) {
+                Ok(()) => return Ok(()),
+                Err(matchit::InsertError::Conflict { with }) if self.implicit.contains(&with) => {
+                    self.router.remove(with.as_str());
+                    self.implicit.retain(|p| *p != with);
+                }
+                Err(e) => return Err(describe_insert_error(pattern, e)),
+            }
+        }
+    }
+
+    /// `P/` and `P` for a catch-all `P/{*rest}`, where no declared route has them.
+    fn insert_bare_prefixes(&mut self, pattern: &str, slot: usize) {
+        let Some(at) = pattern.rfind("/{*").filter(|_| pattern.ends_with('}')) else {
+            return;
+        };
+        for bare in [&pattern[..=at], &pattern[..at]] {
+            if !bare.is_empty() && self.router.insert(bare, slot).is_ok() {
+                self.implicit.push(bare.to_string());
+            }
+        }
+    }
+
+    /// Finds the route for `method` on `path`, a normalized path. HEAD is answered by a
+    /// GET route unless a route declares HEAD itself, as nginx and Envoy do.
+    ///
+    /// A trailing slash cannot take a request past a route: when the path without it
+    /// has a route path of its own, other than the one the path with it matches (such
+    /// as `/p/secret` beside `/p/{*rest}`), it is matched as the path without it.
     pub fn lookup<'t, 'p>(&'t self, method: &Method, path: &'p str) -> Lookup<'t, 'p, T> {
-        let Ok(m) = self.router.at(path) else {
+        let mut found = self.router.at(path).ok();
+        if path.len() > 1
+            && let Some(trimmed) = path.strip_suffix('/')
+            && let Ok(other) = self.router.at(trimmed)
+            && found.as_ref().is_none_or(|f| f.value != other.value)
+        {
+            found = Some(other);
+        }
+        let Some(m) = found else {
             return Lookup::NotFound;
         };
         let slot = &self.slots[*m.value];
@@ -153,80 +260,4 @@ pub fn param_names(pattern: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table() -> RouteTable<&'static str> {
-        let mut t = RouteTable::default();
-        t.insert("/users/{id}", &[Method::GET], "get-user").unwrap();
-        t.insert("/users/{id}", &[Method::POST, Method::PUT], "write-user")
-            .unwrap();
-        t.insert("/files/{*rest}", &[Method::GET], "files").unwrap();
-        t
-    }
-
-    #[test]
-    fn finds_routes_by_path_and_method() {
-        let t = table();
-        match t.lookup(&Method::GET, "/users/7") {
-            Lookup::Found(v, p) => {
-                assert_eq!(*v, "get-user");
-                assert_eq!(p.get("id"), Some("7"));
-            }
-            _ => panic!("expected a match"),
-        }
-        assert!(matches!(
-            t.lookup(&Method::PUT, "/users/7"),
-            Lookup::Found(&"write-user", _)
-        ));
-        assert!(matches!(
-            t.lookup(&Method::HEAD, "/users/7"),
-            Lookup::Found(&"get-user", _)
-        ));
-        match t.lookup(&Method::GET, "/files/a/b.txt") {
-            Lookup::Found(_, p) => assert_eq!(p.get("rest"), Some("a/b.txt")),
-            _ => panic!("expected a match"),
-        }
-    }
-
-    #[test]
-    fn not_found_and_method_not_allowed() {
-        let t = table();
-        assert!(matches!(t.lookup(&Method::GET, "/nope"), Lookup::NotFound));
-        assert!(matches!(t.lookup(&Method::GET, "/users"), Lookup::NotFound));
-        match t.lookup(&Method::DELETE, "/users/7") {
-            Lookup::MethodNotAllowed {
-                allow,
-                pattern,
-                on_path,
-            } => {
-                assert_eq!(allow, "GET, HEAD, POST, PUT");
-                assert_eq!(pattern, "/users/{id}");
-                assert_eq!(*on_path, "get-user");
-            }
-            _ => panic!("expected 405"),
-        }
-    }
-
-    #[test]
-    fn duplicates_and_conflicts_are_errors() {
-        let mut t = table();
-        assert_eq!(
-            t.insert("/users/{id}", &[Method::GET], "again")
-                .unwrap_err(),
-            "duplicate route: GET /users/{id} is already declared; merge the two routes or change the path"
-        );
-        assert!(
-            t.insert("/users/{uid}", &[Method::DELETE], "x")
-                .unwrap_err()
-                .contains("overlaps")
-        );
-    }
-
-    #[test]
-    fn parameter_names() {
-        assert_eq!(param_names("/u/{id}/d/{*rest}"), vec!["id", "rest"]);
-        assert_eq!(param_names("/a/{{lit}}/{x}"), vec!["x"]);
-        assert!(param_names("/static").is_empty());
-    }
-}
+mod tests;

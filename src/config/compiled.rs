@@ -5,6 +5,7 @@ use super::MergeMode;
 use crate::aggregate::shape::{Path, Shape};
 use crate::cache::CachePolicy;
 use crate::limits::{LimitKey, Rate};
+use crate::router::Methods;
 use crate::template::Template;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -104,13 +105,15 @@ pub struct HealthCheckSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteSpec {
     pub path: String,
-    pub methods: Vec<Method>,
+    pub methods: Methods,
     pub timeout: Duration,
     pub forward_headers: Vec<HeaderName>,
     pub errors_field: Option<String>,
     /// The route's own limit; `None` means the server's for an aggregate, none for a proxy.
     pub max_body: Option<u64>,
     pub rate_limit: Option<RateLimitSpec>,
+    /// Client headers with `_` in their names go upstream too.
+    pub underscores_in_headers: bool,
     pub kind: RouteKind,
 }
 
@@ -172,6 +175,20 @@ pub struct ProxySpec {
     pub idle_timeout: Duration,
     /// Cache 2xx answers to GET for this long.
     pub cache_ttl: Option<Duration>,
+    /// Protocols a client may upgrade to, in lower case (never `h2c`).
+    pub upgrade: Vec<String>,
+    /// How the upstream's URLs map to the client's, for rewriting redirects; `None`
+    /// with `rewrite_location = false`, or when the route does not map a prefix.
+    pub redirects: Option<RedirectPrefixes>,
+}
+
+/// A proxy route that maps a path prefix: the upstream path `upstream` + REST is the
+/// client's path `client` + REST (route `/p/{*rest}` to `/v1/{rest}`: `/v1/`, `/p/`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedirectPrefixes {
+    /// After the upstream's base URL (whose path, if any, comes first).
+    pub upstream: String,
+    pub client: String,
 }
 
 impl Compiled {
@@ -181,12 +198,7 @@ impl Compiled {
             .routes
             .iter()
             .map(|r| {
-                let methods = r
-                    .methods
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let methods = r.methods.to_string();
                 let (kind, target) = match &r.kind {
                     RouteKind::Aggregate(backends) => (
                         "aggregate",

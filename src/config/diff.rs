@@ -95,9 +95,9 @@ impl ConfigDiff {
     }
 }
 
+/// `GET,POST /a`, or `* /a` for a route answering every method.
 fn route_key(r: &RouteSpec) -> String {
-    let methods: Vec<&str> = r.methods.iter().map(http::Method::as_str).collect();
-    format!("{} {}", methods.join(","), r.path)
+    format!("{} {}", r.methods, r.path)
 }
 
 /// What changes from `old` to `new`: routes (matched by path and methods) and upstreams

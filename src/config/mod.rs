@@ -11,7 +11,7 @@ mod validate;
 
 pub use compiled::{
     BackendSpec, Compiled, CorsSpec, ForEachSpec, HealthCheckSpec, ProxySpec, RateLimitSpec,
-    RouteKind, RouteSpec, ServerSpec, UpstreamSpec,
+    RedirectPrefixes, RouteKind, RouteSpec, ServerSpec, UpstreamSpec,
 };
 pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};
@@ -313,8 +313,9 @@ impl Default for UpstreamConfig {
 pub struct RouteConfig {
     /// Path pattern: `{name}` matches one segment, `{*rest}` the rest of the path.
     pub path: String,
-    /// Methods this route answers.
-    pub methods: Vec<String>,
+    /// Methods this route answers. Absent: `["GET"]` (and HEAD) on an aggregate route,
+    /// every method on a proxy route.
+    pub methods: Option<Vec<String>>,
     /// Deadline for the whole route; default `server.request_timeout`.
     pub timeout: Option<String>,
     /// Client request headers passed on to every backend.
@@ -332,13 +333,19 @@ pub struct RouteConfig {
     pub backends: Vec<BackendConfig>,
     /// Makes this a proxy route to one upstream instead of an aggregate.
     pub proxy: Option<ProxyConfig>,
+    /// Pass client headers whose names have an underscore (`X_User`) upstream; by
+    /// default they are dropped, as nginx's `underscores_in_headers off` does, since
+    /// CGI-style upstreams read `X_Forwarded_For` as `X-Forwarded-For`.
+    pub underscores_in_headers: bool,
 }
 
+// Written out, as every section's defaults are, rather than derived.
+#[allow(clippy::derivable_impls)]
 impl Default for RouteConfig {
     fn default() -> Self {
         Self {
             path: String::new(),
-            methods: vec!["GET".into()],
+            methods: None,
             timeout: None,
             forward_headers: Vec::new(),
             errors_field: None,
@@ -347,6 +354,7 @@ impl Default for RouteConfig {
             rate_limit: None,
             backends: Vec::new(),
             proxy: None,
+            underscores_in_headers: false,
         }
     }
 }
@@ -483,12 +491,20 @@ pub enum MergeMode {
 pub struct ProxyConfig {
     /// Name of an `[upstreams.NAME]` entry.
     pub upstream: String,
-    /// Upstream path; `{rest}` and other route parameters are inserted as received.
+    /// Upstream path; `{rest}` and other route parameters are inserted as matched, in
+    /// the request path's normal form.
     pub path: String,
     /// Send the client's `Host` upstream instead of the upstream's own.
     pub preserve_host: bool,
-    /// A body stream (either way) that sends nothing for this long is ended.
+    /// A body stream (either way), or an upgraded connection (WebSocket), that sends
+    /// nothing for this long is ended.
     pub idle_timeout: String,
+    /// Protocols a client may upgrade to through this route (`Upgrade`); `[]`: none.
+    /// `h2c` is never allowed.
+    pub upgrade: Vec<String>,
+    /// Rewrite a `Location`, `Content-Location` or `Refresh` that points at the
+    /// upstream's own URL to the client's (nginx's `proxy_redirect default`).
+    pub rewrite_location: bool,
 }
 
 impl Default for ProxyConfig {
@@ -498,6 +514,8 @@ impl Default for ProxyConfig {
             path: "/".into(),
             preserve_host: false,
             idle_timeout: "60s".into(),
+            upgrade: vec!["websocket".into()],
+            rewrite_location: true,
         }
     }
 }

@@ -1,11 +1,14 @@
-//! Proxy header rules: hop-by-hop headers dropped (RFC 9110 §7.6.1), `X-Forwarded-*` set,
-//! and connection upgrades (WebSocket) recognised so their two headers survive.
+//! Proxy header rules: hop-by-hop headers dropped (RFC 9110 §7.6.1), names with an
+//! underscore dropped on the way upstream, `X-Forwarded-*` set, connection upgrades kept
+//! only for the protocols a route allows, and redirects rewritten on the way back.
 
+use super::redirect::LocationRewrite;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
 
-/// Headers that describe one connection, not the message.
-pub const HOP_BY_HOP: [&str; 9] = [
+/// Headers that describe one connection, not the message. `HTTP2-Settings` belongs to
+/// an h2c upgrade (RFC 7540 §3.2.1), which is never passed.
+pub const HOP_BY_HOP: [&str; 10] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -15,10 +18,11 @@ pub const HOP_BY_HOP: [&str; 9] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "http2-settings",
 ];
 
 /// `HOP_BY_HOP` as header names, so removing them needs no parsing per request.
-static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
+static HOP_BY_HOP_NAMES: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -28,6 +32,7 @@ static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -38,9 +43,12 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the few names present is cheaper than
     // nine hashed removals.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
+    if headers.keys().any(is_hop_by_hop) {
+        remove_hop_by_hop(headers);
     }
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -72,7 +80,85 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "trailer"
             | "transfer-encoding"
             | "upgrade"
+            | "http2-settings"
     )
+}
+
+/// Whether `name` may carry a URL of the upstream's own (see [`LocationRewrite`]).
+fn carries_location(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "location" | "content-location" | "refresh")
+}
+
+/// An upstream's answer headers as the client's: hop-by-hop headers dropped, and with
+/// `redirects`, the upstream's own URLs rewritten to the client's. One pass over the
+/// names finds what there is to do; most answers have nothing.
+pub fn answer_headers(headers: &mut HeaderMap, redirects: Option<&LocationRewrite>) {
+    let (mut hop, mut location) = (false, false);
+    for name in headers.keys() {
+        hop |= is_hop_by_hop(name);
+        location |= carries_location(name);
+    }
+    if hop {
+        strip_hop_by_hop(headers);
+    }
+    if location && let Some(redirects) = redirects {
+        redirects.rewrite(headers);
+    }
+}
+
+/// The upgrade a request asks for (see [`upgrade_protocol`]), kept to the protocols in
+/// `allowed` (lower case; compared without a `/version`). `None` when none is allowed:
+/// the request then goes upstream as a plain one, as if it had asked for nothing.
+pub fn allowed_upgrade(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderValue> {
+    if allowed.is_empty() {
+        return None;
+    }
+    let asked = upgrade_protocol(headers)?;
+    let text = asked.to_str().ok()?;
+    // `websocket` allows `websocket/13` too; `foo/2` allows just that.
+    let is_allowed = |token: &str| {
+        let name = token.split('/').next().unwrap_or(token);
+        allowed
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(token) || a.eq_ignore_ascii_case(name))
+    };
+    let tokens = || text.split(',').map(str::trim).filter(|t| !t.is_empty());
+    if tokens().all(is_allowed) {
+        return (tokens().count() > 0).then_some(asked);
+    }
+    let kept: Vec<&str> = tokens().filter(|t| is_allowed(t)).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// Whether the protocol an upstream's 101 switched to is one of those `asked` for.
+pub fn switched_as_asked(answer: &HeaderMap, asked: &HeaderValue) -> bool {
+    let Some(chosen) = answer.get(header::UPGRADE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let chosen = chosen.trim();
+    asked.to_str().is_ok_and(|asked| {
+        asked
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(chosen))
+    })
+}
+
+/// Drops the headers whose names have an underscore (nginx's `underscores_in_headers
+/// off`): CGI-style upstreams turn `-` into `_`, so `X_Forwarded_For` would pass for
+/// the `X-Forwarded-For` the gateway sets.
+fn drop_underscored(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in names {
+        tracing::debug!(header = %name, "header with an underscore not forwarded");
+        headers.remove(name);
+    }
 }
 
 /// The protocol a request asks to upgrade to (`Upgrade: websocket` with
@@ -92,16 +178,30 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Turns the client's request headers into the upstream's: hop-by-hop headers dropped,
-/// `X-Forwarded-For` appended, `-Proto` and `-Host` set, `Host` left to the client library
-/// unless `preserve_host`, and an upgrade kept as one.
+/// and names with an underscore unless `underscores`; `X-Forwarded-For` appended,
+/// `-Proto` and `-Host` set; `Host` left to the client library unless `preserve_host`;
+/// and `upgrade` (an allowed one, see [`allowed_upgrade`]) asked for again.
 pub fn upstream_request_headers(
     headers: &mut HeaderMap,
     uri: &http::Uri,
     peer: Option<SocketAddr>,
     preserve_host: bool,
+    upgrade: Option<HeaderValue>,
+    underscores: bool,
 ) {
-    let upgrade = upgrade_protocol(headers);
-    strip_hop_by_hop(headers);
+    // One pass over the names finds both kinds of header to drop; most requests have
+    // neither.
+    let (mut hop, mut underscored) = (false, false);
+    for name in headers.keys() {
+        hop |= is_hop_by_hop(name);
+        underscored |= name.as_str().as_bytes().contains(&b'_');
+    }
+    if hop {
+        remove_hop_by_hop(headers);
+    }
+    if underscored && !underscores {
+        drop_underscored(headers);
+    }
     let host = headers.get(header::HOST).cloned().or_else(|| {
         uri.authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -153,125 +253,4 @@ fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn uri() -> http::Uri {
-        "/x".parse().unwrap()
-    }
-
-    #[test]
-    fn strips_hop_by_hop_and_listed_headers() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", "keep-alive, x-secret-hop".parse().unwrap());
-        h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert("x-secret-hop", "1".parse().unwrap());
-        h.insert("te", "trailers".parse().unwrap());
-        h.insert("trailer", "x".parse().unwrap());
-        h.insert("transfer-encoding", "chunked".parse().unwrap());
-        h.insert("upgrade", "h2c".parse().unwrap());
-        h.insert("proxy-authorization", "Basic x".parse().unwrap());
-        h.insert("proxy-connection", "keep-alive".parse().unwrap());
-        h.insert("accept", "application/json".parse().unwrap());
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("accept"));
-    }
-
-    #[test]
-    fn the_match_and_the_list_agree() {
-        for name in &HOP_BY_HOP_NAMES {
-            assert!(is_hop_by_hop(name), "{name}");
-        }
-        assert_eq!(HOP_BY_HOP.len(), HOP_BY_HOP_NAMES.len());
-        for name in ["accept", "tE", "upgrade-insecure-requests", "x-upgrade"] {
-            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
-            assert_eq!(is_hop_by_hop(&name), name == "te", "{name}");
-        }
-    }
-
-    #[test]
-    fn each_hop_by_hop_header_alone_is_stripped() {
-        for name in HOP_BY_HOP {
-            let mut h = HeaderMap::new();
-            h.insert("accept", "*/*".parse().unwrap());
-            h.insert(name, "x".parse().unwrap());
-            strip_hop_by_hop(&mut h);
-            assert_eq!(h.len(), 1, "{name} is kept");
-        }
-    }
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        for ip in [
-            "0.0.0.0",
-            "255.255.255.255",
-            "10.0.12.1",
-            "::1",
-            "2001:db8::8:1",
-        ] {
-            let mut out = Vec::new();
-            write_ip(&mut out, ip.parse().unwrap());
-            assert_eq!(out, ip.as_bytes());
-        }
-    }
-
-    #[test]
-    fn forwarded_headers_are_appended_and_set() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
-        h.insert("host", "api.example.com".parse().unwrap());
-        upstream_request_headers(
-            &mut h,
-            &uri(),
-            Some("10.0.0.2:5555".parse().unwrap()),
-            false,
-        );
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.2");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "api.example.com");
-        assert!(
-            h.get("host").is_none(),
-            "the client library sets the upstream's host"
-        );
-
-        let mut h = HeaderMap::new();
-        upstream_request_headers(&mut h, &uri(), Some("127.0.0.1:1".parse().unwrap()), false);
-        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
-    }
-
-    #[test]
-    fn preserve_host_keeps_the_clients_host() {
-        let mut h = HeaderMap::new();
-        h.insert("host", "api.example.com".parse().unwrap());
-        upstream_request_headers(&mut h, &uri(), None, true);
-        assert_eq!(h["host"], "api.example.com");
-        let mut h = HeaderMap::new();
-        let h2: http::Uri = "http://h2.example.com/x".parse().unwrap();
-        upstream_request_headers(&mut h, &h2, None, true);
-        assert_eq!(
-            h["host"], "h2.example.com",
-            "HTTP/2 carries the host in :authority"
-        );
-    }
-
-    #[test]
-    fn upgrades_survive_the_strip() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", "keep-alive, Upgrade".parse().unwrap());
-        h.insert("upgrade", "websocket".parse().unwrap());
-        h.insert("sec-websocket-key", "abc".parse().unwrap());
-        assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
-        upstream_request_headers(&mut h, &uri(), None, false);
-        assert_eq!(h["connection"], "upgrade");
-        assert_eq!(h["upgrade"], "websocket");
-        assert_eq!(h["sec-websocket-key"], "abc");
-
-        let mut h = HeaderMap::new();
-        h.insert("upgrade", "websocket".parse().unwrap());
-        assert!(
-            upgrade_protocol(&h).is_none(),
-            "Upgrade without Connection: upgrade is not a request to upgrade"
-        );
-    }
-}
+mod tests;

@@ -1,12 +1,16 @@
 //! Proxy routes: a request streams through to one upstream and the answer streams back,
-//! never buffered whole, with hop-by-hop headers dropped, `X-Forwarded-*` set and
-//! WebSocket upgrades joined, as a reverse proxy does.
+//! never buffered whole, with hop-by-hop headers dropped, `X-Forwarded-*` set, allowed
+//! upgrades (WebSocket) joined and redirects to the upstream's own URL rewritten, as a
+//! reverse proxy does.
 
 mod cached;
 mod headers;
+mod redirect;
 mod upgrade;
 
 pub use headers::{HOP_BY_HOP, strip_hop_by_hop, upgrade_protocol};
+pub use redirect::LocationRewrite;
+pub use upgrade::Drain;
 
 use crate::body::{Body, ClientBody, IdleTimeout, check_declared_length, is_length_limit};
 use crate::cache::ResponseCache;
@@ -14,10 +18,10 @@ use crate::error::GatewayError;
 use crate::template::{RenderInput, Template};
 use crate::upstream::client::BoxError;
 use crate::upstream::{
-    RequestBody, Target, Upstream, describe, is_idempotent, no_body, parse_uri, retry,
+    CallError, RequestBody, Target, Upstream, describe, is_idempotent, no_body, parse_uri, retry,
 };
 use bytes::Bytes;
-use http::{Method, Response, StatusCode, request};
+use http::{HeaderValue, Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body as _;
 use std::net::SocketAddr;
@@ -39,6 +43,20 @@ pub struct ProxyRoute {
     pub max_body: Option<u64>,
     /// With `cache_ttl`: the cache and how long answers to GET stay fresh.
     pub cache: Option<(Arc<ResponseCache>, Duration)>,
+    /// Protocols a client may upgrade to (lower case; never `h2c`).
+    pub upgrade: Vec<String>,
+    /// Pass client headers with `_` in their names.
+    pub underscores_in_headers: bool,
+    /// Rewrites redirects to the upstream's own URL; `None` when off or not mappable.
+    pub redirects: Option<LocationRewrite>,
+}
+
+/// An upgrade the client asked for and the route allows.
+struct Upgrade {
+    client: hyper::upgrade::OnUpgrade,
+    /// The protocols asked of the upstream.
+    asked: HeaderValue,
+    drain: Option<Drain>,
 }
 
 /// The upstream URL of a request: the rendered path, then the client's query string.
@@ -71,10 +89,25 @@ pub async fn forward(
     peer: SocketAddr,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;
-    let client_upgrade = upgrade_protocol(&parts.headers)
-        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    // An upgrade passes only for a protocol the route allows, and only over a
+    // connection that can be taken over (HTTP/1.1, with hyper's upgrade handle); any
+    // other request asking for one goes upstream as a plain request.
+    let upgrade = headers::allowed_upgrade(&parts.headers, &route.upgrade).and_then(|asked| {
+        Some(Upgrade {
+            client: parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?,
+            drain: parts.extensions.remove::<Drain>(),
+            asked,
+        })
+    });
     let mut headers = std::mem::take(&mut parts.headers);
-    headers::upstream_request_headers(&mut headers, &parts.uri, Some(peer), route.preserve_host);
+    headers::upstream_request_headers(
+        &mut headers,
+        &parts.uri,
+        Some(peer),
+        route.preserve_host,
+        upgrade.as_ref().map(|u| u.asked.clone()),
+        route.underscores_in_headers,
+    );
     for (k, v) in &upstream.spec.headers {
         headers.insert(k, v.clone());
     }
@@ -83,10 +116,14 @@ pub async fn forward(
     }
     if let Some((cache, ttl)) = &route.cache
         && (parts.method == Method::GET || parts.method == Method::HEAD)
-        && client_upgrade.is_none()
+        && upgrade.is_none()
     {
         // Boxed, as the general path below: few requests take it.
-        return Box::pin(cached::serve(route, cache, *ttl, url, headers)).await;
+        let mut answer = Box::pin(cached::serve(route, cache, *ttl, url, headers)).await?;
+        if let Some(redirects) = &route.redirects {
+            redirects.rewrite(answer.headers_mut());
+        }
+        return Ok(answer);
     }
 
     let unusable = |error| GatewayError::Upstream {
@@ -96,7 +133,7 @@ pub async fn forward(
     let deadline = tokio::time::Instant::now() + route.timeout;
     if let Some(h1) = upstream.h1()
         && body.is_end_stream()
-        && client_upgrade.is_none()
+        && upgrade.is_none()
     {
         let target = match h1.path_of(&url) {
             Some(path) => Target::Path(path),
@@ -105,7 +142,7 @@ pub async fn forward(
         let method = &parts.method;
         let attempt = || h1.open(method, target.path(), &headers);
         return match retry::run(upstream, is_idempotent(method), deadline, attempt).await {
-            Ok(answer) => Ok(passthrough(answer, route.idle_timeout)),
+            Ok(answer) => Ok(passthrough(answer, route)),
             Err(error) => Err(GatewayError::Upstream {
                 upstream: upstream.spec.name.clone(),
                 error,
@@ -116,13 +153,7 @@ pub async fn forward(
     // Boxed: the general client's future is the largest, and the common case above
     // should not carry (and move) it.
     Box::pin(forward_general(
-        route,
-        url,
-        parts,
-        headers,
-        body,
-        client_upgrade,
-        deadline,
+        route, url, parts, headers, body, upgrade, deadline,
     ))
     .await
 }
@@ -135,7 +166,7 @@ async fn forward_general(
     parts: request::Parts,
     headers: http::HeaderMap,
     body: ClientBody,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upgrade: Option<Upgrade>,
     deadline: tokio::time::Instant,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;
@@ -191,24 +222,41 @@ async fn forward_general(
         }
     };
 
-    if answer.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client) = client_upgrade
-    {
-        return Ok(upgrade::tunnel(answer, client, upstream.spec.name.clone()));
+    if answer.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // An upstream that switches to a protocol nobody asked for (h2c, say) would
+        // turn the connection into a tunnel past the route.
+        let Some(upgrade) = upgrade else {
+            return Err(unusable(CallError::Failed(
+                "answered 101 to a request that asked for no upgrade".into(),
+            )));
+        };
+        if !headers::switched_as_asked(answer.headers(), &upgrade.asked) {
+            return Err(unusable(CallError::Failed(
+                "switched to a protocol the client did not ask for".into(),
+            )));
+        }
+        return Ok(upgrade::tunnel(
+            answer,
+            upgrade.client,
+            upstream.spec.name.clone(),
+            route.idle_timeout,
+            upgrade.drain,
+        ));
     }
-    Ok(passthrough(answer, route.idle_timeout))
+    Ok(passthrough(answer, route))
 }
 
-/// An upstream's answer as the client's: hop-by-hop headers dropped, the body ended
-/// when it sends nothing for `idle`.
-fn passthrough<B>(answer: Response<B>, idle: Duration) -> Response<Body>
+/// An upstream's answer as the client's: hop-by-hop headers dropped, redirects to the
+/// upstream rewritten, the body ended when it sends nothing for the route's
+/// `idle_timeout`.
+fn passthrough<B>(answer: Response<B>, route: &ProxyRoute) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = answer.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let body = IdleTimeout::new(idle, body)
+    headers::answer_headers(&mut parts.headers, route.redirects.as_ref());
+    let body = IdleTimeout::new(route.idle_timeout, body)
         .map_err(std::io::Error::other)
         .boxed_unsync();
     Response::from_parts(parts, body)

@@ -29,6 +29,8 @@ pub struct ConnSettings {
     pub keepalive_timeout: Duration,
     /// A write that makes no progress for this long ends the connection.
     pub send_timeout: Duration,
+    /// How long an upgraded connection (WebSocket) goes on once shutdown has begun.
+    pub shutdown_grace: Duration,
     /// Serves the connections handed to hyper.
     pub hyper: auto::Builder<TokioExecutor>,
 }

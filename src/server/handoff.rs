@@ -2,11 +2,14 @@
 //! socket, and hyper serves the connection from there to its end (request bodies,
 //! upgrades, h2c, malformed requests), watched for graceful shutdown. Requests hyper
 //! parses itself are refused as the own connection would refuse them (no or two `Host`).
+//! An upgrade request carries the drain with it, so that the tunnel it may become holds
+//! graceful shutdown as the connection did.
 
 use super::conn::{self, ConnSettings};
 use super::send_timeout::{SendTimeout, SendWatch};
 use super::{ConnService, request};
 use crate::body::{Body, ClientBody};
+use crate::proxy::Drain;
 use bytes::{Buf, Bytes};
 use futures_util::future::{Either, Ready, ready};
 use http::header::HOST;
@@ -14,6 +17,7 @@ use http::{Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use pin_project_lite::pin_project;
@@ -40,6 +44,10 @@ pub async fn serve<S: ConnService>(
     let service = Checked {
         service,
         send_timeout: settings.send_timeout,
+        drain: Drain {
+            shutdown: shutdown.clone(),
+            grace: settings.shutdown_grace,
+        },
     };
     let stream = SendTimeout::new(stream, settings.send_timeout);
     let io = TokioIo::new(Replayed { read, stream });
@@ -71,6 +79,8 @@ pub async fn serve<S: ConnService>(
 struct Checked<S> {
     service: S,
     send_timeout: Duration,
+    /// Put on upgrade requests, for the tunnel they may become.
+    drain: Drain,
 }
 
 impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
@@ -82,9 +92,13 @@ impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
         self.service.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         if let Some(why) = host_refusal(&request) {
             return Either::Left(ready(Ok(conn::refusal(why))));
+        }
+        // hyper puts an upgrade handle on requests that ask for one, and only on them.
+        if request.extensions().get::<OnUpgrade>().is_some() {
+            request.extensions_mut().insert(self.drain.clone());
         }
         let watch = (request.version() == Version::HTTP_2).then_some(self.send_timeout);
         Either::Right(Watching {

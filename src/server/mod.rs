@@ -84,6 +84,7 @@ pub async fn run(
         header_read_timeout: settings.header_read_timeout,
         keepalive_timeout: settings.keepalive_timeout,
         send_timeout: settings.send_timeout,
+        shutdown_grace: settings.shutdown_grace,
         hyper,
     });
     // Every connection holds a receiver: a send asks them to finish, and `closed()`
@@ -138,19 +139,29 @@ pub async fn run(
 /// The service of one connection's requests: CORS, when configured, over the gateway.
 /// Made per connection so that the gateway is told the peer address directly: carried
 /// as a request extension it cost three allocations per request.
+///
+/// With CORS configured, its policy alone decides what a browser may read: an
+/// upstream's own `Access-Control-*` answer headers (an upstream that echoes any
+/// `Origin` with credentials allowed) are dropped before the CORS layer adds fanout's.
 fn connection_service(
     live: &LiveGateway,
     cors: Option<&CorsLayer>,
     peer: SocketAddr,
 ) -> impl ConnService {
     let live = live.clone();
+    let cors_decides = cors.is_some();
     let handler = service_fn(move |request: Request<ClientBody>| {
         // An owned Arc: nothing borrowed from the swap lives across the await. Boxed
         // once here, every layer's future above stays small: they are moved.
         Box::pin(
             live.load_full()
                 .handle(request, peer)
-                .map(Ok::<_, Infallible>),
+                .map(move |mut response| {
+                    if cors_decides {
+                        drop_access_control(response.headers_mut());
+                    }
+                    Ok::<_, Infallible>(response)
+                }),
         )
     });
     // The request id and compression are the gateway's own (Gateway::handle): fewer
@@ -159,6 +170,18 @@ fn connection_service(
     ServiceBuilder::new()
         .option_layer(cors.cloned())
         .service(handler)
+}
+
+/// Removes every `Access-Control-*` header (the gateway's own answers have none).
+fn drop_access_control(headers: &mut http::HeaderMap) {
+    let is_cors = |name: &http::HeaderName| name.as_str().starts_with("access-control-");
+    if !headers.keys().any(is_cors) {
+        return;
+    }
+    let names: Vec<http::HeaderName> = headers.keys().filter(|n| is_cors(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
 }
 
 /// How often rate-limit keys with full buckets are forgotten.

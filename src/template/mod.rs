@@ -229,6 +229,20 @@ impl Template {
             .any(|p| matches!(p, Part::Literal(l) if l.contains('?')))
     }
 
+    /// Whether the template is a prefix and at most one route parameter after it:
+    /// `("/v1/", Some("rest"))` for `/v1/{rest}`, `("/x", None)` for `/x`; `None` for
+    /// anything else (a query, a value mid-path, more than one).
+    pub fn prefix_and_param(&self) -> Option<(&str, Option<&str>)> {
+        match self.parts.as_slice() {
+            [Part::Literal(l)] if !l.contains('?') => Some((l, None)),
+            [
+                Part::Literal(l),
+                Part::Value(Source::Param(name), Encoding::Raw),
+            ] if !l.contains('?') => Some((l, Some(name))),
+            _ => None,
+        }
+    }
+
     /// The backends (by index) whose answers this template reads.
     pub fn answers_read(&self) -> impl Iterator<Item = usize> + '_ {
         self.parts.iter().filter_map(|p| match p {

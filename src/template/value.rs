@@ -30,8 +30,10 @@ impl<'a> Text<'a> {
 
 pub(super) fn lookup<'a>(source: &Source, input: &RenderInput<'a>) -> Result<Text<'a>, Problem> {
     let found = match source {
-        Source::Param(n) => input.params.get(n).map(|v| Text {
-            bytes: Cow::Borrowed(v.as_bytes()),
+        // Every parameter of the matched route is present but a catch-all's, which is
+        // absent when its rest is empty (`/api/` on `/api/{*rest}`).
+        Source::Param(n) => Some(Text {
+            bytes: Cow::Borrowed(input.params.get(n).unwrap_or("").as_bytes()),
             percent_encoded: true,
         }),
         Source::Query(n) => input.query.and_then(|q| {

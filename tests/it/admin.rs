@@ -115,7 +115,7 @@ async fn reload_and_purge_need_the_token_when_one_is_set() {
     let body = common::json_of(response).await;
     assert_eq!(
         body["changes"]["routes_added"],
-        serde_json::json!(["GET /new"])
+        serde_json::json!(["* /new"])
     );
     let metrics = client()
         .get(format!("http://{}/metrics", gw.admin))

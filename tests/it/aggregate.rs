@@ -406,22 +406,20 @@ fn targets(up: &MockUpstream) -> Vec<String> {
 #[tokio::test]
 async fn a_value_can_never_change_the_upstream_path() {
     let (up, gw) = template_route("/users/{id}", true).await;
-    for (path, _) in [
-        ("/a/..%2Fadmin", ()),
-        ("/a/x%2F..%2F..%2Fadmin", ()),
-        ("/a/%3Fq=1", ()),
-    ] {
+    // An encoded slash never gets as far as a template: the path is refused.
+    for path in ["/a/..%2Fadmin", "/a/x%2F..%2F..%2Fadmin"] {
+        let (status, _, body) = get_json(&gw.url(path)).await;
+        assert_eq!(
+            (status.as_u16(), &body["error"]["code"]),
+            (400, &json!("bad_request")),
+            "{path}"
+        );
+    }
+    for path in ["/a/%3Fq=1", "/a/..%3F"] {
         let (status, _, _) = get_json(&gw.url(path)).await;
         assert_eq!(status, 200, "{path}");
     }
-    assert_eq!(
-        targets(&up),
-        [
-            "/users/%3Fq%3D1",
-            "/users/..%2Fadmin",
-            "/users/x%2F..%2F..%2Fadmin"
-        ]
-    );
+    assert_eq!(targets(&up), ["/users/%3Fq%3D1", "/users/..%3F"]);
     assert_eq!(up.hits("/admin"), 0);
     // A bare dot segment would be normalized away by the URL parser: refused instead.
     // Sent raw, since an HTTP client would normalize it before sending.

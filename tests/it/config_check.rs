@@ -427,6 +427,7 @@ fn overlapping_paths_are_errors_but_other_methods_are_not() {
         r#"{UPSTREAMS}
 [[routes]]
 path = "/u/{{id}}"
+methods = ["GET"]
 proxy = {{ upstream = "users" }}
 [[routes]]
 path = "/u/{{id}}"
@@ -444,6 +445,59 @@ proxy = {{ upstream = "users" }}
             "routes[2].path: path /u/{name} overlaps the route path /u/{id}: a request could match both; make one of them more specific"
         ]
     );
+}
+
+#[test]
+fn proxy_paths_upgrades_and_header_names_are_checked() {
+    let toml = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/p/%73ecret"
+proxy = {{ upstream = "users", upgrade = ["websocket", "H2C", "bad token"] }}
+[[routes]]
+path = "/u/{{id}}//x"
+proxy = {{ upstream = "users" }}
+[[routes]]
+path = "/a;b"
+forward_headers = ["x_user"]
+  [[routes.backends]]
+  name = "a"
+  upstream = "users"
+  path = "/"
+[[routes]]
+path = "/ok"
+forward_headers = ["x_user"]
+underscores_in_headers = true
+  [[routes.backends]]
+  name = "a"
+  upstream = "users"
+  path = "/"
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "routes[0].path: can never match: requests are matched on their normalized path (escapes of characters that may stand as they are decoded, other escapes in upper case, `//` merged); write \"/p/secret\"",
+            "routes[0].proxy.upgrade[1]: h2c is never passed: an upstream that accepts it turns the connection into an HTTP/2 tunnel to any of its paths, past routes, limits and logs; remove it",
+            "routes[0].proxy.upgrade[2]: \"bad token\" is not a protocol name; write one such as \"websocket\"",
+            "routes[1].path: can never match: requests are matched on their normalized path (escapes of characters that may stand as they are decoded, other escapes in upper case, `//` merged)",
+            "routes[2].path: can never match: it has a \";\" (or %3B), which is not forwarded; requests with such a path are refused (400)",
+            "routes[2].forward_headers[0]: \"x_user\" has an underscore, and such headers are dropped on the way upstream; set underscores_in_headers = true on the route to pass them",
+        ]
+    );
+}
+
+#[test]
+fn a_catch_all_and_a_route_for_its_bare_prefix_do_not_overlap() {
+    for order in [["/api", "/api/{{*rest}}"], ["/api/{{*rest}}", "/api"]] {
+        let toml = format!(
+            "{UPSTREAMS}\n[[routes]]\npath = \"{}\"\nproxy = {{ upstream = \"users\" }}\n\
+             [[routes]]\npath = \"{}\"\nproxy = {{ upstream = \"orders\" }}\n",
+            order[0].replace("{{", "{").replace("}}", "}"),
+            order[1].replace("{{", "{").replace("}}", "}")
+        );
+        assert_eq!(problems(&toml), Vec::<String>::new(), "{order:?}");
+    }
 }
 
 #[test]
@@ -619,11 +673,11 @@ fn fanout_check_diff_shows_what_a_reload_would_change() {
     assert_eq!(
         diff,
         [
-            "  route added: GET /b",
-            "  route removed: GET /gone",
-            "  route changed: GET /a",
+            "  route added: * /b",
+            "  route removed: * /gone",
+            "  route changed: * /a",
             "  upstream changed: orders",
-            "  routes[GET /a].timeout: unset → \"5s\"",
+            "  routes[* /a].timeout: unset → \"5s\"",
             "  upstreams.orders.url: \"http://127.0.0.1:9002\" → \"http://127.0.0.1:9003\"",
         ]
     );

@@ -149,6 +149,70 @@ async fn cors_preflight_is_answered_by_the_gateway() {
 }
 
 #[tokio::test]
+async fn cors_alone_decides_on_proxied_answers() {
+    // An upstream that echoes any origin and allows credentials.
+    let up = MockUpstream::builder()
+        .route(
+            "/me",
+            Reply::json("{\"user\":\"u1\"}")
+                .header("access-control-allow-origin", "https://evil.example")
+                .header("access-control-allow-credentials", "true")
+                .header("access-control-expose-headers", "x-secret"),
+        )
+        .start()
+        .await;
+    let gw = simple(
+        &up,
+        "[server.cors]\nallow_origins = [\"https://dash.example.com\"]",
+    )
+    .await;
+    let stranger = client()
+        .get(gw.url("/p/me"))
+        .header("origin", "https://evil.example")
+        .header("cookie", "session=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 200);
+    let h = stranger.headers();
+    for name in [
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+    ] {
+        assert!(h.get(name).is_none(), "{name}: {:?}", h.get(name));
+    }
+    let exposed = h["access-control-expose-headers"].to_str().unwrap();
+    assert!(!exposed.contains("x-secret"), "{exposed}");
+    let friend = client()
+        .get(gw.url("/p/me"))
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    let h = friend.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://dash.example.com");
+    assert!(
+        h.get("access-control-allow-credentials").is_none(),
+        "fanout's policy allows no credentials, whatever the upstream says"
+    );
+    let exposed = h["access-control-expose-headers"].to_str().unwrap();
+    assert!(!exposed.contains("x-secret"), "{exposed}");
+
+    // Without [server.cors] the upstream's own headers pass, as any header does.
+    let gw = simple(&up, "").await;
+    let r = client()
+        .get(gw.url("/p/me"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://evil.example"
+    );
+}
+
+#[tokio::test]
 async fn no_cors_headers_without_cors_config() {
     let up = MockUpstream::builder()
         .route("/a", Reply::json("1"))

@@ -4,7 +4,7 @@ use super::backend::backends;
 use super::{Problems, known_upstream, method};
 use crate::config::*;
 use crate::limits::{LimitKey, Rate};
-use crate::router::{RouteTable, param_names};
+use crate::router::{Methods, RouteTable, param_names, route_path_problem};
 use crate::template::{Scope, Template, TemplateMode};
 use http::Method;
 use std::num::NonZeroU32;
@@ -73,18 +73,28 @@ pub(super) fn route(
             );
         }
     }
-    if r.methods.is_empty() {
-        p.add(
-            format!("{place}.methods"),
-            "is empty; list at least one method, such as [\"GET\"]",
-        );
+    if let Some(problem) = route_path_problem(&r.path) {
+        p.add(format!("{place}.path"), problem);
     }
-    let methods: Vec<Method> = r
-        .methods
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| method(&format!("{place}.methods[{i}]"), m, p))
-        .collect();
+    let methods = match &r.methods {
+        // A reverse proxy passes what it is sent; an aggregate reads.
+        None if r.proxy.is_some() => Methods::Any,
+        None => Methods::Only(vec![Method::GET]),
+        Some(list) => {
+            if list.is_empty() {
+                p.add(
+                    format!("{place}.methods"),
+                    "is empty; list at least one method, such as [\"GET\"]",
+                );
+            }
+            Methods::Only(
+                list.iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| method(&format!("{place}.methods[{i}]"), m, p))
+                    .collect(),
+            )
+        }
+    };
     // Checked before the rest, so a duplicate is reported even if this route has other
     // problems too.
     if let Err(e) = table.insert(&r.path, &methods, index) {
@@ -106,6 +116,16 @@ pub(super) fn route(
                     hplace,
                     format!(
                         "\"{h}\" describes the connection, not the request, and cannot be forwarded"
+                    ),
+                );
+                return None;
+            }
+            if name.as_str().contains('_') && !r.underscores_in_headers {
+                p.add(
+                    hplace,
+                    format!(
+                        "\"{h}\" has an underscore, and such headers are dropped on the way upstream; \
+                         set underscores_in_headers = true on the route to pass them"
                     ),
                 );
                 return None;
@@ -163,18 +183,26 @@ pub(super) fn route(
                     "only answers to GET are cached; add GET to methods or remove cache_ttl",
                 );
             }
+            let upgrade = upgrades(&format!("{place}.proxy.upgrade"), &proxy.upgrade, p);
+            let redirects = proxy
+                .rewrite_location
+                .then(|| redirect_prefixes(&r.path, &path))
+                .flatten();
             RouteKind::Proxy(ProxySpec {
                 upstream: proxy.upstream.clone(),
                 path,
                 preserve_host: proxy.preserve_host,
                 idle_timeout,
                 cache_ttl,
+                upgrade,
+                redirects,
             })
         }
         (None, false) => {
-            let bodiless = methods
-                .iter()
-                .all(|m| *m == Method::GET || *m == Method::HEAD);
+            let bodiless = match &methods {
+                Methods::Any => false,
+                Methods::Only(list) => list.iter().all(|m| *m == Method::GET || *m == Method::HEAD),
+            };
             if r.cache_ttl.is_some() {
                 p.add(
                     format!("{place}.cache_ttl"),
@@ -198,6 +226,57 @@ pub(super) fn route(
         errors_field: r.errors_field.clone(),
         max_body,
         rate_limit,
+        underscores_in_headers: r.underscores_in_headers,
         kind,
+    })
+}
+
+/// The protocols a proxy route lets clients upgrade to, in lower case.
+fn upgrades(place: &str, list: &[String], p: &mut Problems) -> Vec<String> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+            if !token {
+                p.add(
+                    format!("{place}[{i}]"),
+                    format!("\"{name}\" is not a protocol name; write one such as \"websocket\""),
+                );
+                return None;
+            }
+            let name = name.to_ascii_lowercase();
+            if name == "h2c" || name.starts_with("h2c/") {
+                p.add(
+                    format!("{place}[{i}]"),
+                    "h2c is never passed: an upstream that accepts it turns the connection into an \
+                     HTTP/2 tunnel to any of its paths, past routes, limits and logs; remove it",
+                );
+                return None;
+            }
+            Some(name)
+        })
+        .collect()
+}
+
+/// The prefixes a route maps, when it maps one: route `P{*rest}` (or a path without
+/// parameters, `P`) to upstream path `U{rest}` (or `U`).
+fn redirect_prefixes(route: &str, upstream: &Template) -> Option<RedirectPrefixes> {
+    let (upstream_prefix, param) = upstream.prefix_and_param()?;
+    let client = match (route.rfind("/{*"), param) {
+        (Some(at), Some(param)) if route[at + 3..].strip_suffix('}') == Some(param) => {
+            &route[..=at]
+        }
+        (None, None) => route,
+        _ => return None,
+    };
+    if client.contains(['{', '}']) {
+        return None;
+    }
+    Some(RedirectPrefixes {
+        upstream: upstream_prefix.to_string(),
+        client: client.to_string(),
     })
 }
