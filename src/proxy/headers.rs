@@ -69,8 +69,12 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Whether `name` is one of [`HOP_BY_HOP`]: a string match, which compiles to length
 /// and byte compares, where comparing `HeaderName`s went through their representation.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_name(name.as_str())
+}
+
+fn is_hop_by_hop_name(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-connection"
@@ -85,8 +89,25 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Whether `name` may carry a URL of the upstream's own (see [`LocationRewrite`]).
-fn carries_location(name: &HeaderName) -> bool {
-    matches!(name.as_str(), "location" | "content-location" | "refresh")
+fn carries_location(name: &str) -> bool {
+    matches!(name, "location" | "content-location" | "refresh")
+}
+
+/// Whether `name` has a `_`, eight bytes at a time (a per-name `memchr` call cost more
+/// than the rest of the scan).
+fn has_underscore(name: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const UNDERSCORES: u64 = u64::from_ne_bytes([b'_'; 8]);
+    let mut words = name.chunks_exact(8);
+    for word in &mut words {
+        // A zero byte in `x` is an underscore in the word.
+        let x = u64::from_ne_bytes(word.try_into().expect("eight bytes")) ^ UNDERSCORES;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            return true;
+        }
+    }
+    words.remainder().contains(&b'_')
 }
 
 /// An upstream's answer headers as the client's: hop-by-hop headers dropped, and with
@@ -95,7 +116,8 @@ fn carries_location(name: &HeaderName) -> bool {
 pub fn answer_headers(headers: &mut HeaderMap, redirects: Option<&LocationRewrite>) {
     let (mut hop, mut location) = (false, false);
     for name in headers.keys() {
-        hop |= is_hop_by_hop(name);
+        let name = name.as_str();
+        hop |= is_hop_by_hop_name(name);
         location |= carries_location(name);
     }
     if hop {
@@ -152,7 +174,7 @@ pub fn switched_as_asked(answer: &HeaderMap, asked: &HeaderValue) -> bool {
 fn drop_underscored(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().contains('_'))
+        .filter(|name| has_underscore(name.as_str().as_bytes()))
         .cloned()
         .collect();
     for name in names {
@@ -193,13 +215,14 @@ pub fn upstream_request_headers(
     // neither.
     let (mut hop, mut underscored) = (false, false);
     for name in headers.keys() {
-        hop |= is_hop_by_hop(name);
-        underscored |= name.as_str().as_bytes().contains(&b'_');
+        let name = name.as_str();
+        hop |= is_hop_by_hop_name(name);
+        underscored |= !underscores && has_underscore(name.as_bytes());
     }
     if hop {
         remove_hop_by_hop(headers);
     }
-    if underscored && !underscores {
+    if underscored {
         drop_underscored(headers);
     }
     let host = headers.get(header::HOST).cloned().or_else(|| {

@@ -205,3 +205,32 @@ fn names_with_underscores_stay_behind_unless_allowed() {
     upstream_request_headers(&mut h, &uri(), None, false, None, true);
     assert_eq!(h["x_forwarded_for"], "6.6.6.6");
 }
+
+#[test]
+fn underscores_are_found_anywhere_in_a_name() {
+    for name in [
+        "",
+        "a",
+        "x-user",
+        "accept-encoding",
+        "abcdefgh",
+        "abcdefghijklmnop",
+    ] {
+        assert!(!has_underscore(name.as_bytes()), "{name}");
+    }
+    for name in [
+        "_",
+        "x_user",
+        "abcdefg_",
+        "abcdefgh_",
+        "_bcdefghijklmnop",
+        "abcdefghijklmno_",
+    ] {
+        assert!(has_underscore(name.as_bytes()), "{name}");
+    }
+    for at in 0..20 {
+        let mut name = vec![b'a'; 20];
+        name[at] = b'_';
+        assert!(has_underscore(&name), "{at}");
+    }
+}
