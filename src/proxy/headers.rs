@@ -242,7 +242,9 @@ pub fn upstream_request_headers(
             value.extend_from_slice(prior.as_bytes());
             value.extend_from_slice(b", ");
         }
-        write_ip(&mut value, peer.ip());
+        // A dual-stack listener sees an IPv4 client as `::ffff:a.b.c.d`: the upstream
+        // gets the address the client has, as the rate limiter keys it.
+        write_ip(&mut value, peer.ip().to_canonical());
         if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }

@@ -46,6 +46,20 @@ fn each_hop_by_hop_header_alone_is_stripped() {
 }
 
 #[test]
+fn a_mapped_ipv4_peer_is_forwarded_as_ipv4() {
+    let mut h = HeaderMap::new();
+    upstream_request_headers(
+        &mut h,
+        &uri(),
+        Some("[::ffff:10.0.0.2]:5555".parse().unwrap()),
+        false,
+        None,
+        false,
+    );
+    assert_eq!(h["x-forwarded-for"], "10.0.0.2");
+}
+
+#[test]
 fn addresses_are_written_as_display_writes_them() {
     for ip in [
         "0.0.0.0",
