@@ -5,11 +5,12 @@ use crate::common;
 
 use common::{MockUpstream, Reply, dead_url, get_json, start_gateway, upstream_toml};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn three_slow_backends_run_concurrently() {
     let slow = MockUpstream::builder()
         .route("/a", Reply::json(r#"{"v":"a"}"#).latency(MS(300)))
@@ -114,7 +115,7 @@ async fn optional_failure_takes_its_default_and_is_reported() {
     assert!(timing.ends_with(r#"desc="error""#), "{timing}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn optional_timeout_gives_null_default_and_timeout_desc() {
     let (_up, gw) = pair(Reply::json("1"), Reply::json("2").latency(MS(2000)), "").await;
     let started = Instant::now();
@@ -239,7 +240,7 @@ async fn required_connection_refused_is_502() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_required_failure_answers_without_waiting_for_slow_backends() {
     let (up, gw) = pair(
         Reply::json("{}").status(500),
@@ -358,7 +359,7 @@ async fn oversized_answers_are_failures() {
     assert_eq!(body["e"]["ok"]["code"], "too_large");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_route_deadline_clips_backend_timeouts() {
     let up = MockUpstream::builder()
         .route("/slow", Reply::json("1").latency(MS(3000)))
