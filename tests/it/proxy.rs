@@ -245,9 +245,15 @@ async fn timed_chunks(url: &str) -> Vec<(Duration, String)> {
     let mut stream = response.bytes_stream();
     let mut chunks = Vec::new();
     while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap_or_else(|e| {
+            panic!(
+                "the stream broke at {:?} after {chunks:?}: {e:?}",
+                started.elapsed()
+            )
+        });
         chunks.push((
             started.elapsed(),
-            String::from_utf8(chunk.unwrap().to_vec()).unwrap(),
+            String::from_utf8(chunk.to_vec()).unwrap(),
         ));
     }
     chunks
@@ -399,7 +405,7 @@ async fn idle_streams_are_ended() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_route_timeout_bounds_headers_not_the_stream() {
     let up = MockUpstream::builder()
         .route(
