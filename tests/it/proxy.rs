@@ -150,8 +150,23 @@ async fn a_gibibyte_streams_each_way_in_bounded_memory() {
         .route("/upload", Reply::sink())
         .start()
         .await;
-    // Its own process, so the measurement is the gateway's alone.
-    let gw = GatewayProcess::start(&proxy_toml(&up, "127.0.0.1:0", "", ""));
+    // Its own process, so the measurement is the gateway's alone. The upload is answered
+    // once the sink has read the whole GiB: the timeouts leave that all the time a loaded
+    // machine needs (this test measures memory, not speed).
+    let gw = GatewayProcess::start(&format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+request_timeout = "10m"
+[upstreams.up]
+url = "{}"
+timeout = "10m"
+[[routes]]
+path = "/p/{{*rest}}"
+methods = ["GET", "POST", "PUT"]
+proxy = {{ upstream = "up", path = "/{{rest}}" }}
+"#,
+        up.url()
+    ));
 
     let response = client().get(gw.url("/p/download")).send().await.unwrap();
     assert_eq!(
