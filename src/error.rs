@@ -181,6 +181,16 @@ impl GatewayError {
     }
 }
 
+/// A request head refused by the own HTTP/1.1 connection is a 400, like any bad request.
+impl From<crate::http1::Refusal> for GatewayError {
+    fn from(why: crate::http1::Refusal) -> Self {
+        GatewayError::BadRequest {
+            backend: None,
+            message: why.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

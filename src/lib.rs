@@ -8,10 +8,11 @@
 //! - [`aggregate`]: concurrent backend calls, merging, the aggregate response.
 //! - [`proxy`]: streaming reverse proxy.
 //! - [`gateway`]: the immutable snapshot a request runs on.
+//! - [`http1`]: the own HTTP/1.1 in both directions: request and answer heads, framing,
+//!   response writing, the plain-http upstream client.
 //! - [`server`]: listener, the own HTTP/1.1 client connection (hyper for the rest),
 //!   tower stack, graceful shutdown.
 //! - [`compress`]: gzip and br for answers whole in memory.
-//! - [`wire`]: HTTP/1.1 header bytes shared by the upstream client and the server.
 //! - [`error`]: every error the gateway makes, as status and JSON, in one place.
 //! - [`demo`]: sample upstreams for `fanout demo`.
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod gateway;
+pub mod http1;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
@@ -32,4 +34,3 @@ pub mod router;
 pub mod server;
 pub mod template;
 pub mod upstream;
-pub mod wire;

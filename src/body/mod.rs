@@ -29,11 +29,7 @@ pub fn empty() -> Body {
 
 /// Refuses a request whose declared `Content-Length` is over `limit`, before reading it.
 pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), GatewayError> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+    match crate::http1::declared_length(headers) {
         Some(n) if n > limit => Err(GatewayError::BodyTooLarge { limit }),
         _ => Ok(()),
     }

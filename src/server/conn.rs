@@ -2,9 +2,9 @@
 //! no upgrade) on the connection's task with no channel or dispatcher in between, holds
 //! no buffer while idle, and hands anything else to hyper (`handoff`).
 
-use super::request::{self, MAX_HEAD, Parsed};
-use super::response;
-use super::{ConnService, handoff};
+use super::{ConnService, SendTimeout, handoff};
+use crate::http1::server::write_response;
+use crate::http1::{MAX_HEAD, ParsedRequest, Refusal, parse_request_head};
 use bytes::BytesMut;
 use http::Method;
 use hyper_util::rt::TokioExecutor;
@@ -57,15 +57,17 @@ pub async fn serve<S: ConnService>(
     loop {
         let (request, keep_alive) = loop {
             if !buf.is_empty() {
-                match request::parse(&mut buf) {
-                    Parsed::Request {
+                match parse_request_head(&mut buf) {
+                    ParsedRequest::Request {
                         request,
                         keep_alive,
                     } => break (request, keep_alive),
-                    Parsed::Partial => {}
+                    ParsedRequest::Partial => {}
                     // Boxed, as the hand-off: few connections take it.
-                    Parsed::Refused(why) => return Box::pin(refuse(stream, why, &settings)).await,
-                    Parsed::HandOff => {
+                    ParsedRequest::Refused(why) => {
+                        return Box::pin(refuse(stream, why, &settings)).await;
+                    }
+                    ParsedRequest::HandOff => {
                         let read = buf.freeze();
                         // Boxed: hyper's connection is larger than all of this
                         // future, and every connection would carry it.
@@ -132,14 +134,8 @@ pub async fn serve<S: ConnService>(
         };
         let Ok(response) = response;
         let close = !keep_alive || !matches!(shutdown.has_changed(), Ok(false));
-        let written = response::write(
-            &mut stream,
-            response,
-            head_only,
-            close,
-            settings.send_timeout,
-        );
-        match written.await {
+        let mut bounded = SendTimeout::new(&mut stream, settings.send_timeout);
+        match write_response(&mut bounded, response, head_only, close).await {
             Ok(true) => {}
             Ok(false) => {
                 // Our FIN follows the answer; the client reads it whole, then the end.
@@ -165,9 +161,10 @@ pub async fn serve<S: ConnService>(
 /// is read and dropped until it closes, for at most `header_read_timeout`, so that
 /// closing with unread bytes does not reset the connection before the client has read
 /// the answer.
-async fn refuse(mut stream: TcpStream, why: &'static str, settings: &ConnSettings) {
+async fn refuse(mut stream: TcpStream, why: Refusal, settings: &ConnSettings) {
     let answer = refusal(why);
-    if response::write(&mut stream, answer, false, true, settings.send_timeout)
+    let mut bounded = SendTimeout::new(&mut stream, settings.send_timeout);
+    if write_response(&mut bounded, answer, false, true)
         .await
         .is_err()
     {
@@ -183,12 +180,8 @@ async fn refuse(mut stream: TcpStream, why: &'static str, settings: &ConnSetting
 
 /// The 400 of a request refused before any route: JSON, as every error the gateway
 /// makes, and the connection closes after it.
-pub fn refusal(why: &'static str) -> http::Response<crate::body::Body> {
-    let mut response = crate::error::GatewayError::BadRequest {
-        backend: None,
-        message: why.to_string(),
-    }
-    .into_response();
+pub fn refusal(why: Refusal) -> http::Response<crate::body::Body> {
+    let mut response = crate::error::GatewayError::from(why).into_response();
     response.headers_mut().insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),

@@ -1,14 +1,12 @@
 //! The listener: accepts connections, serves each through the tower stack (CORS) on
-//! the gateway's own HTTP/1.1 connection (`conn`), which hands
-//! anything beyond a plain request to hyper-util (`handoff`: bodies, upgrades, h2c), and
-//! shuts down gracefully: stop accepting, let in-flight requests finish up to
-//! `shutdown_grace`.
+//! the gateway's own HTTP/1.1 connection (`conn`, reading and writing with `http1`),
+//! which hands anything beyond a plain request to hyper-util (`handoff`: bodies,
+//! upgrades, h2c), and shuts down gracefully: stop accepting, let in-flight requests
+//! finish up to `shutdown_grace`.
 
 mod accept;
 mod conn;
 mod handoff;
-mod request;
-mod response;
 mod send_timeout;
 
 pub(crate) use accept::Acceptor;
