@@ -6,6 +6,7 @@
 
 mod body;
 mod conn;
+pub mod hyper_conn;
 
 pub use body::AnswerBody;
 
