@@ -4,7 +4,8 @@
 //! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
 //! - [`router`]: the compiled route table (matchit), 404 and 405.
 //! - [`template`]: upstream path templates and their safe encoding.
-//! - [`upstream`]: one pooled client per upstream; one call with its deadline.
+//! - [`upstream`]: one transport per upstream (own HTTP/1.1 client or hyper's), its
+//!   protection, one call with its deadline.
 //! - [`aggregate`]: concurrent backend calls, merging, the aggregate response.
 //! - [`proxy`]: streaming reverse proxy.
 //! - [`gateway`]: the immutable snapshot a request runs on.

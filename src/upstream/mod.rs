@@ -1,6 +1,7 @@
-//! One upstream service: its pooled HTTP client (one per upstream, shared by every route
-//! and backend that names it), its protection (guard, breaker, retries, hedging, health
-//! checks), and one call to it bounded by a deadline.
+//! One upstream service: its transport (`transport`: the pooled clients requests reach
+//! it through, one per upstream, shared by every route and backend that names it), its
+//! own errors (`CallError`, with stable codes), its protection (guard, breaker,
+//! retries, hedging, health checks), and one call to it bounded by a deadline.
 
 mod breaker;
 pub mod client;

@@ -7,7 +7,6 @@
 use super::client::{ClientError, HttpClient, RequestBody, SendError, no_body};
 use super::{CallError, WholeAnswer, decode, parse_uri, read_body};
 use crate::config::UpstreamSpec;
-use crate::http1::client::hyper_conn::{DrivenBody, HyperConnPool};
 use crate::http1::client::{AnswerBody, Pool};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
@@ -24,12 +23,6 @@ pub enum Transport {
     Http1 { own: Arc<Pool>, hyper: HttpClient },
     /// A TLS upstream: hyper's client for everything.
     Hyper(HttpClient),
-    /// Measured alternative: hyper's `client::conn::http1` connections for what the own
-    /// client would do.
-    HyperConn {
-        conns: Arc<HyperConnPool>,
-        hyper: HttpClient,
-    },
 }
 
 /// Where a request goes: the URL rendered from the upstream's base, either with the path
@@ -68,7 +61,6 @@ impl RequestTarget<'_> {
 pub enum UpstreamBody {
     Http1(AnswerBody),
     Hyper(Incoming),
-    HyperConn(DrivenBody),
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -84,7 +76,6 @@ impl Body for UpstreamBody {
         match self.get_mut() {
             UpstreamBody::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             UpstreamBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            UpstreamBody::HyperConn(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -92,7 +83,6 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Http1(body) => body.is_end_stream(),
             UpstreamBody::Hyper(body) => body.is_end_stream(),
-            UpstreamBody::HyperConn(body) => body.is_end_stream(),
         }
     }
 
@@ -100,7 +90,6 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Http1(body) => body.size_hint(),
             UpstreamBody::Hyper(body) => body.size_hint(),
-            UpstreamBody::HyperConn(body) => body.size_hint(),
         }
     }
 }
@@ -116,12 +105,6 @@ impl Transport {
             spec.connect_timeout,
         );
         Ok(match own {
-            Some(own) if std::env::var_os("FANOUT_H1_CLIENT").is_some_and(|v| v == "hyper") => {
-                Transport::HyperConn {
-                    conns: Arc::new(HyperConnPool::new(own)),
-                    hyper,
-                }
-            }
             Some(own) => Transport::Http1 {
                 own: Arc::new(own),
                 hyper,
@@ -132,12 +115,9 @@ impl Transport {
 
     /// Where `url` (rendered from this upstream's base) goes.
     pub fn target<'u>(&self, url: &'u str) -> Result<RequestTarget<'u>, CallError> {
-        let own = match self {
-            Transport::Http1 { own, .. } => Some(&**own),
-            Transport::HyperConn { conns, .. } => Some(&conns.base),
-            Transport::Hyper(_) => None,
-        };
-        if let Some(path) = own.and_then(|own| own.path_of(url)) {
+        if let Transport::Http1 { own, .. } = self
+            && let Some(path) = own.path_of(url)
+        {
             return Ok(RequestTarget::Plain { url, path });
         }
         Ok(RequestTarget::Uri(parse_uri(url.to_owned())?))
@@ -164,12 +144,6 @@ impl Transport {
                 let body = decoded(&codings, reply.body, limit)?;
                 return whole(head.status, storable, || head.value("content-type"), body);
             }
-            Transport::HyperConn { conns, .. } => {
-                let (parts, body) = conns
-                    .send(method, target.path(), headers, body, limit)
-                    .await?;
-                return answer_of(parts, body, limit);
-            }
             Transport::Hyper(hyper) => hyper,
         };
         let uri = target.uri().map_err(super::describe)?;
@@ -180,7 +154,12 @@ impl Transport {
             .map_err(super::describe)?;
         let (parts, body) = response.into_parts();
         let body = read_body(body, &parts.headers, limit).await?;
-        answer_of(parts, body, limit)
+        let encoding = parts.headers.get_all(http::header::CONTENT_ENCODING);
+        let codings = decode::codings(encoding.iter().map(|v| v.as_bytes()));
+        let body = decoded(&codings, body, limit)?;
+        let storable = !crate::cache::forbids_storing(crate::cache::cache_control(&parts.headers));
+        let content_type = || parts.headers.get(http::header::CONTENT_TYPE).cloned();
+        whole(parts.status, storable, content_type, body)
     }
 
     /// Sends one request and returns the answer once its head is in; the body streams.
@@ -200,13 +179,7 @@ impl Transport {
                 let answer = own.open(method, target.path(), headers).await?;
                 return Ok(answer.map(UpstreamBody::Http1));
             }
-            Transport::HyperConn { conns, .. } if body.is_none() && !upgrade => {
-                let answer = conns.open(method, target.path(), headers).await?;
-                return Ok(answer.map(UpstreamBody::HyperConn));
-            }
-            Transport::Http1 { hyper, .. }
-            | Transport::Hyper(hyper)
-            | Transport::HyperConn { hyper, .. } => hyper,
+            Transport::Http1 { hyper, .. } | Transport::Hyper(hyper) => hyper,
         };
         let body = body.unwrap_or_else(no_body);
         let send = hyper.send(method.clone(), target.uri()?, headers.clone(), body);
@@ -215,20 +188,6 @@ impl Transport {
         let answer = Box::pin(send).await?;
         Ok(answer.map(UpstreamBody::Hyper))
     }
-}
-
-/// A whole answer read by hyper, from its head and body.
-fn answer_of(
-    parts: http::response::Parts,
-    body: Bytes,
-    limit: u64,
-) -> Result<WholeAnswer, CallError> {
-    let encoding = parts.headers.get_all(http::header::CONTENT_ENCODING);
-    let codings = decode::codings(encoding.iter().map(|v| v.as_bytes()));
-    let body = decoded(&codings, body, limit)?;
-    let storable = !crate::cache::forbids_storing(crate::cache::cache_control(&parts.headers));
-    let content_type = || parts.headers.get(http::header::CONTENT_TYPE).cloned();
-    whole(parts.status, storable, content_type, body)
 }
 
 /// An answer's body with its content codings undone, of at most `limit` bytes decoded;
