@@ -221,3 +221,47 @@ fn whole(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, compile};
+
+    fn transport(url: &str) -> Transport {
+        let toml = format!(
+            "[upstreams.up]\nurl = \"{url}\"\n[[routes]]\npath = \"/r\"\n\
+             proxy = {{ upstream = \"up\", path = \"/\" }}\n"
+        );
+        let compiled = compile(&toml, &Env::default()).unwrap();
+        Transport::build(&compiled.upstreams["up"]).unwrap()
+    }
+
+    #[test]
+    fn a_plain_http_upstream_takes_the_own_client_and_keeps_hyper_for_the_rest() {
+        let plain = transport("http://127.0.0.1:9000/api");
+        assert!(matches!(plain, Transport::Http1 { .. }));
+        let target = plain.target("http://127.0.0.1:9000/api/a?b=1").unwrap();
+        assert!(matches!(
+            target,
+            RequestTarget::Plain {
+                path: "/api/a?b=1",
+                ..
+            }
+        ));
+        assert_eq!(target.path(), "/api/a?b=1");
+        assert_eq!(
+            target.uri().unwrap(),
+            "http://127.0.0.1:9000/api/a?b=1",
+            "an upload or upgrade goes to hyper with the whole URL"
+        );
+    }
+
+    #[test]
+    fn a_tls_upstream_takes_hyper_s_client_alone() {
+        let tls = transport("https://example.com");
+        assert!(matches!(tls, Transport::Hyper(_)));
+        let target = tls.target("https://example.com/a?b=1").unwrap();
+        assert!(matches!(target, RequestTarget::Uri(_)));
+        assert_eq!(target.path(), "/a?b=1");
+    }
+}
