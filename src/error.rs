@@ -1,7 +1,7 @@
 //! Every error the gateway makes, and the one function that turns it into a status and a
 //! JSON body (`{"error": {"code", "message", "backend"}}`) and logs it.
 
-use crate::aggregate::BackendError;
+use crate::aggregate::{AggregateError, BackendError};
 use crate::body::{Body, full};
 use crate::upstream::CallError;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
@@ -38,6 +38,44 @@ pub enum GatewayError {
     Upstream { upstream: String, error: CallError },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// An aggregate route's failure, answered as the gateway's own errors are.
+impl From<AggregateError> for GatewayError {
+    fn from(e: AggregateError) -> Self {
+        match e {
+            AggregateError::BodyTooLarge { limit } => GatewayError::BodyTooLarge { limit },
+            AggregateError::UnreadableBody(message) => GatewayError::BadRequest {
+                backend: None,
+                message,
+            },
+            AggregateError::BodyDeadline => GatewayError::BadRequest {
+                backend: None,
+                message: e.to_string(),
+            },
+            AggregateError::Request { backend, error } => GatewayError::BadRequest {
+                backend: Some(backend),
+                message: error.to_string(),
+            },
+            AggregateError::RequiredBackend { backend, error } => {
+                GatewayError::Backend { backend, error }
+            }
+            AggregateError::AllBackendsFailed { timed_out } => {
+                GatewayError::AllBackendsFailed { timed_out }
+            }
+        }
+    }
+}
+
+/// Bridge while `body` answers its errors as a `GatewayError`: the aggregate keeps its
+/// own error type, so a body error it reads is carried as one of its variants.
+impl From<GatewayError> for AggregateError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::BodyTooLarge { limit } => AggregateError::BodyTooLarge { limit },
+            other => AggregateError::UnreadableBody(other.to_string()),
+        }
+    }
 }
 
 /// The answer when the gateway itself refused to call an upstream, to protect it.

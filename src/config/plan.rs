@@ -1,6 +1,8 @@
-//! The order of an aggregate route's calls: which backend waits for whose answer.
-//! Backends that wait for nothing start together; every other one starts the moment the
-//! last answer it reads arrives, never when a whole "wave" of calls has finished.
+//! The plan of an aggregate route: which backend waits for whose answer. Built once by
+//! `validate` (which refuses a cycle) and carried by the compiled route; the aggregate's
+//! `execute` stage follows it per request. Backends that wait for nothing start
+//! together; every other one starts the moment the last answer it reads arrives, never
+//! when a whole "wave" of calls has finished.
 
 /// The dependency graph of one route's backends, by index in declaration order.
 #[derive(Debug, Clone, PartialEq, Eq)]
