@@ -43,32 +43,21 @@ pub enum GatewayError {
 /// An aggregate route's failure, answered as the gateway's own errors are.
 impl From<AggregateError> for GatewayError {
     fn from(e: AggregateError) -> Self {
+        use AggregateError as A;
+        let bad = |backend, message| GatewayError::BadRequest { backend, message };
         match e {
-            AggregateError::BodyTooLarge { limit } => GatewayError::BodyTooLarge { limit },
-            AggregateError::UnreadableBody(message) => GatewayError::BadRequest {
-                backend: None,
-                message,
-            },
-            AggregateError::BodyDeadline => GatewayError::BadRequest {
-                backend: None,
-                message: e.to_string(),
-            },
-            AggregateError::Request { backend, error } => GatewayError::BadRequest {
-                backend: Some(backend),
-                message: error.to_string(),
-            },
-            AggregateError::RequiredBackend { backend, error } => {
-                GatewayError::Backend { backend, error }
-            }
-            AggregateError::AllBackendsFailed { timed_out } => {
-                GatewayError::AllBackendsFailed { timed_out }
-            }
+            A::BodyTooLarge { limit } => GatewayError::BodyTooLarge { limit },
+            A::UnreadableBody(message) => bad(None, message),
+            A::BodyDeadline => bad(None, e.to_string()),
+            A::Request { backend, error } => bad(Some(backend), error.to_string()),
+            A::RequiredBackend { backend, error } => GatewayError::Backend { backend, error },
+            A::AllBackendsFailed { timed_out } => GatewayError::AllBackendsFailed { timed_out },
         }
     }
 }
 
-/// Bridge while `body` answers its errors as a `GatewayError`: the aggregate keeps its
-/// own error type, so a body error it reads is carried as one of its variants.
+/// Bridge while `body` answers its errors as a `GatewayError`: the aggregate carries a
+/// body error it reads as one of its own.
 impl From<GatewayError> for AggregateError {
     fn from(e: GatewayError) -> Self {
         match e {
@@ -403,5 +392,56 @@ mod tests {
         assert_eq!(s, 500);
         assert_eq!(j["error"]["code"], "internal");
         assert_eq!(j["error"]["message"], "internal error");
+    }
+
+    #[tokio::test]
+    async fn aggregate_errors_answer_as_the_gateway_errors_they_were() {
+        use crate::aggregate::AggregateError as A;
+        let missing = RenderError {
+            what: "query parameter limit".into(),
+            problem: Problem::Missing,
+            from_request: true,
+        };
+        let timeout = BackendError::Call(CallError::Timeout(Duration::from_millis(5)));
+        for (e, want) in [
+            (A::BodyTooLarge { limit: 8 }, (413, "body_too_large", None)),
+            (A::BodyDeadline, (400, "bad_request", None)),
+            (
+                A::UnreadableBody("reset".into()),
+                (400, "bad_request", None),
+            ),
+            (
+                A::Request {
+                    backend: "orders".into(),
+                    error: missing,
+                },
+                (400, "bad_request", Some("orders")),
+            ),
+            (
+                A::RequiredBackend {
+                    backend: "user".into(),
+                    error: timeout,
+                },
+                (504, "upstream_timeout", Some("user")),
+            ),
+            (
+                A::AllBackendsFailed { timed_out: false },
+                (502, "bad_gateway", None),
+            ),
+        ] {
+            let message = e.to_string();
+            let (s, j, _) = answer(GatewayError::from(e)).await;
+            let got = (
+                s.as_u16(),
+                j["error"]["code"].as_str().unwrap(),
+                j["error"]["backend"].as_str(),
+            );
+            assert_eq!(
+                (got, j["error"]["message"].as_str()),
+                (want, Some(message.as_str()))
+            );
+        }
+        let bridged = A::from(GatewayError::BodyTooLarge { limit: 8 });
+        assert_eq!(answer(GatewayError::from(bridged)).await.0, 413);
     }
 }

@@ -139,3 +139,7 @@ impl Progress {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "execute_tests.rs"]
+mod tests;

@@ -88,6 +88,7 @@ impl<'a> RequestScope<'a> {
 }
 
 /// One backend's result and how long it took.
+#[derive(Debug)]
 pub struct Outcome {
     pub result: Result<BackendAnswer, BackendError>,
     pub elapsed: Duration,
@@ -104,6 +105,7 @@ impl Outcome {
 }
 
 /// A backend's usable answer.
+#[derive(Debug)]
 pub struct BackendAnswer {
     /// What goes into the merged body: the shaped JSON.
     pub body: Bytes,
@@ -116,6 +118,7 @@ pub struct BackendAnswer {
 }
 
 /// Element calls of a `for_each` backend that failed.
+#[derive(Debug)]
 pub struct ElementFailures {
     pub failed: usize,
     pub total: usize,

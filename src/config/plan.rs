@@ -138,4 +138,31 @@ mod tests {
             Err(vec![1, 2, 1])
         );
     }
+
+    #[test]
+    fn validate_builds_the_plan_the_compiled_route_carries() {
+        use crate::config::{AggregateSpec, Env, RouteKind, compile};
+        let toml = r#"
+[upstreams.u]
+url = "http://127.0.0.1:9"
+
+[[routes]]
+path = "/r"
+  [[routes.backends]]
+  name = "a"
+  upstream = "u"
+  path = "/a"
+  [[routes.backends]]
+  name = "b"
+  upstream = "u"
+  path = "/b/{a.id}"
+"#;
+        let compiled = compile(toml, &Env::default()).unwrap();
+        let RouteKind::Aggregate(AggregateSpec { backends, plan }) = &compiled.routes[0].kind
+        else {
+            panic!("an aggregate route");
+        };
+        assert_eq!(backends.len(), 2);
+        assert_eq!(*plan, Plan::new(&[vec![], vec![0]]).unwrap());
+    }
 }
