@@ -2,30 +2,29 @@
 //! answers are merged into one object.
 //!
 //! The code is a one-way pipeline. The route's plan (which backend waits for whose
-//! answer) is built once by `config::validate` and carried by the compiled route; per
-//! request, [`pipeline`] reads the body, then `execute` runs the plan, starting each
-//! backend through `fetch` (one URL, through the cache) or `for_each` (one call per
-//! element of an array), and `respond` merges the outcomes into the response:
+//! answer) is built once by `config::validate` and carried by the compiled route. Per
+//! request:
 //!
 //! ```text
-//!   config::Plan ─────────────┐ (built by validate)
-//!                             ▼
-//!   pipeline::serve ──▶ execute ──▶ respond          pipeline: the orchestrator, the
-//!        │   Launch ▲                   │            only file that imports a stage
-//!        ├─▶ fetch ─┤                   ▼
-//!        └─▶ for_each (its element calls are fetch, passed in by pipeline)
-//!
-//!   stages:  fetch · for_each · execute · respond    import only the leaves below,
-//!                                                    never each other
-//!   pure:    shape (fetch uses it) · merge (respond uses it)
-//!   leaves:  scope (route, request scope, outcomes, answers) ─▶ error
+//!   pipeline::serve   reads the body, makes the request's scope, then
+//!     └▶ execute      starts each backend once the answers it reads are in ──▶ respond
+//!          │ Launch   (wired by pipeline)                          merged body, headers
+//!          ├▶ fetch      one URL: cache, upstream call, JSON check, shape
+//!          └▶ for_each   one URL per element of an array, each call a fetch
 //! ```
 //!
-//! `grep -n "use super::" src/aggregate/*.rs` shows it: `pipeline` imports the stages,
-//! a stage imports `scope`, `error`, `shape` or `merge`, and those import no sibling
-//! but `scope`'s import of `error`. [`AggregateError`] is why a route has no answer
-//! (the gateway's `error` module maps it to a response); [`BackendError`] is why one backend has none,
-//! carried in its outcome, since partial failure is data.
+//! Imports go one way, down this list (`grep -n "use super::" src/aggregate/*.rs`):
+//!
+//! ```text
+//!   pipeline                          the orchestrator: the only file importing a stage
+//!   fetch  for_each  execute  respond the stages: never each other
+//!   shape  merge                      pure functions, no I/O: fetch shapes, respond merges
+//!   scope ─▶ error                    the leaves: what the stages share
+//! ```
+//!
+//! [`AggregateError`] is why a route has no answer (the gateway's `error` module maps it
+//! to a response); [`BackendError`] is why one backend has none, carried in its outcome:
+//! partial failure is data.
 
 mod error;
 mod execute;
