@@ -1,7 +1,7 @@
 //! Every error the gateway makes, and the one function that turns it into a status and a
 //! JSON body (`{"error": {"code", "message", "backend"}}`) and logs it.
 
-use crate::aggregate::BackendError;
+use crate::aggregate::{AggregateError, BackendError};
 use crate::body::{Body, full};
 use crate::upstream::CallError;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
@@ -38,6 +38,33 @@ pub enum GatewayError {
     Upstream { upstream: String, error: CallError },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// An aggregate route's failure, answered as the gateway's own errors are.
+impl From<AggregateError> for GatewayError {
+    fn from(e: AggregateError) -> Self {
+        use AggregateError as A;
+        let bad = |backend, message| GatewayError::BadRequest { backend, message };
+        match e {
+            A::BodyTooLarge { limit } => GatewayError::BodyTooLarge { limit },
+            A::UnreadableBody(message) => bad(None, message),
+            A::BodyDeadline => bad(None, e.to_string()),
+            A::Request { backend, error } => bad(Some(backend), error.to_string()),
+            A::RequiredBackend { backend, error } => GatewayError::Backend { backend, error },
+            A::AllBackendsFailed { timed_out } => GatewayError::AllBackendsFailed { timed_out },
+        }
+    }
+}
+
+/// Bridge while `body` answers its errors as a `GatewayError`: the aggregate carries a
+/// body error it reads as one of its own.
+impl From<GatewayError> for AggregateError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::BodyTooLarge { limit } => AggregateError::BodyTooLarge { limit },
+            other => AggregateError::UnreadableBody(other.to_string()),
+        }
+    }
 }
 
 /// The answer when the gateway itself refused to call an upstream, to protect it.
@@ -375,5 +402,56 @@ mod tests {
         assert_eq!(s, 500);
         assert_eq!(j["error"]["code"], "internal");
         assert_eq!(j["error"]["message"], "internal error");
+    }
+
+    #[tokio::test]
+    async fn aggregate_errors_answer_as_the_gateway_errors_they_were() {
+        use crate::aggregate::AggregateError as A;
+        let missing = RenderError {
+            what: "query parameter limit".into(),
+            problem: Problem::Missing,
+            from_request: true,
+        };
+        let timeout = BackendError::Call(CallError::Timeout(Duration::from_millis(5)));
+        for (e, want) in [
+            (A::BodyTooLarge { limit: 8 }, (413, "body_too_large", None)),
+            (A::BodyDeadline, (400, "bad_request", None)),
+            (
+                A::UnreadableBody("reset".into()),
+                (400, "bad_request", None),
+            ),
+            (
+                A::Request {
+                    backend: "orders".into(),
+                    error: missing,
+                },
+                (400, "bad_request", Some("orders")),
+            ),
+            (
+                A::RequiredBackend {
+                    backend: "user".into(),
+                    error: timeout,
+                },
+                (504, "upstream_timeout", Some("user")),
+            ),
+            (
+                A::AllBackendsFailed { timed_out: false },
+                (502, "bad_gateway", None),
+            ),
+        ] {
+            let message = e.to_string();
+            let (s, j, _) = answer(GatewayError::from(e)).await;
+            let got = (
+                s.as_u16(),
+                j["error"]["code"].as_str().unwrap(),
+                j["error"]["backend"].as_str(),
+            );
+            assert_eq!(
+                (got, j["error"]["message"].as_str()),
+                (want, Some(message.as_str()))
+            );
+        }
+        let bridged = A::from(GatewayError::BodyTooLarge { limit: 8 });
+        assert_eq!(answer(GatewayError::from(bridged)).await.0, 413);
     }
 }

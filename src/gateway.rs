@@ -5,7 +5,7 @@ use crate::aggregate::{self, AggregateRoute, Backend, BackendOutcomes};
 use crate::body::{Body, ClientBody, full};
 use crate::cache::ResponseCache;
 use crate::compress;
-use crate::config::{Compiled, RateLimitSpec, RouteKind, ServerSpec};
+use crate::config::{AggregateSpec, Compiled, RateLimitSpec, RouteKind, ServerSpec};
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
 use crate::metrics::{Label, Metrics, RouteSeries};
@@ -116,32 +116,30 @@ impl Gateway {
             });
             let label = Label::new(&spec.path);
             let handler = match spec.kind {
-                RouteKind::Aggregate(backends) => Handler::Aggregate(AggregateRoute {
-                    plan: {
-                        let waits: Vec<Vec<usize>> =
-                            backends.iter().map(|b| b.waits_for.clone()).collect();
-                        aggregate::plan::Plan::new(&waits).expect("validated: no cycle")
-                    },
-                    label: label.clone(),
-                    metrics: metrics.clone(),
-                    timeout: spec.timeout,
-                    max_body: spec.max_body.unwrap_or(compiled.server.max_body),
-                    cache: cache.clone(),
-                    forward_headers: spec.forward_headers,
-                    errors_field: spec.errors_field,
-                    backends: backends
-                        .into_iter()
-                        .map(|b| {
-                            let name = Label::new(&b.name);
-                            Backend {
-                                series: metrics.backend_series(&label, &name),
-                                label: name,
-                                upstream: upstreams[&b.upstream].clone(),
-                                spec: b,
-                            }
-                        })
-                        .collect(),
-                }),
+                RouteKind::Aggregate(AggregateSpec { backends, plan }) => {
+                    Handler::Aggregate(AggregateRoute {
+                        plan,
+                        label: label.clone(),
+                        metrics: metrics.clone(),
+                        timeout: spec.timeout,
+                        max_body: spec.max_body.unwrap_or(compiled.server.max_body),
+                        cache: cache.clone(),
+                        forward_headers: spec.forward_headers,
+                        errors_field: spec.errors_field,
+                        backends: backends
+                            .into_iter()
+                            .map(|b| {
+                                let name = Label::new(&b.name);
+                                Backend {
+                                    series: metrics.backend_series(&label, &name),
+                                    label: name,
+                                    upstream: upstreams[&b.upstream].clone(),
+                                    spec: b,
+                                }
+                            })
+                            .collect(),
+                    })
+                }
                 RouteKind::Proxy(p) => {
                     let upstream = upstreams[&p.upstream].clone();
                     Handler::Proxy(ProxyRoute {
@@ -301,7 +299,9 @@ impl Gateway {
         // Each handler's future is boxed: they are large, and unboxed they would make
         // every layer's future as large, copied whole each time one is wrapped.
         let result = match &route.handler {
-            Handler::Aggregate(agg) => Box::pin(aggregate::serve(agg, &parts, &params, body)).await,
+            Handler::Aggregate(agg) => Box::pin(aggregate::serve(agg, &parts, &params, body))
+                .await
+                .map_err(GatewayError::from),
             Handler::Proxy(p) => {
                 // The URL is rendered first: the params borrow the path of `parts`,
                 // which the proxy then takes by value.

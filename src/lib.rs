@@ -4,6 +4,7 @@
 //! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
 //! - [`router`]: the compiled route table (matchit), 404 and 405.
 //! - [`template`]: upstream path templates and their safe encoding.
+//! - [`json_path`]: dotted paths into JSON (`data.items.0`), for templates and shaping.
 //! - [`upstream`]: one transport per upstream (own HTTP/1.1 client or hyper's), its
 //!   protection, one call with its deadline.
 //! - [`aggregate`]: concurrent backend calls, merging, the aggregate response.
@@ -27,6 +28,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod http1;
+pub mod json_path;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

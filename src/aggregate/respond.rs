@@ -1,12 +1,11 @@
-//! The merged answer of an aggregate route: the body from every backend's JSON (or its
-//! default), `X-Fanout-Complete`, `Server-Timing`, and the outcome codes for the log.
+//! The respond stage: the merged answer of an aggregate route from its backends'
+//! outcomes. The body from every backend's JSON (or its default), `X-Fanout-Complete`,
+//! `Server-Timing`, the per-backend metrics, and the outcome codes for the log.
 
-use super::call::Answer;
-use super::execute::Outcome;
+use super::error::{AggregateError, BackendError};
 use super::merge::{Failure, Piece, merge};
-use super::{AggregateRoute, BackendError};
+use super::scope::{AggregateRoute, BackendAnswer, Outcome};
 use crate::body::{Body, full};
-use crate::error::GatewayError;
 use crate::upstream::CallError;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -30,7 +29,7 @@ fn has_problem(outcome: &Outcome) -> bool {
 fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
     match &outcome.result {
         Err(e) => Some((e.code(), e.to_string())),
-        Ok(Answer {
+        Ok(BackendAnswer {
             failed_elements: Some(f),
             ..
         }) => Some((
@@ -49,12 +48,12 @@ fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
 pub(super) fn respond(
     route: &AggregateRoute,
     outcomes: &[Outcome],
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<Response<Body>, AggregateError> {
     if outcomes.iter().all(|o| o.result.is_err()) {
         let timed_out = outcomes
             .iter()
             .all(|o| matches!(o.result, Err(BackendError::Call(CallError::Timeout(_)))));
-        return Err(GatewayError::AllBackendsFailed { timed_out });
+        return Err(AggregateError::AllBackendsFailed { timed_out });
     }
     // Collected first: the failures borrow their messages. Empty when all went well, the
     // common case, so that costs no allocation.
