@@ -7,7 +7,8 @@
 //! - [`upstream`]: one pooled client per upstream; one call with its deadline.
 //! - [`aggregate`]: concurrent backend calls, merging, the aggregate response.
 //! - [`proxy`]: streaming reverse proxy.
-//! - [`gateway`]: the immutable snapshot a request runs on.
+//! - [`gateway`]: the live snapshot: building it, and serving a request in phases.
+//! - [`request_id`]: the `x-request-id` a request carries to upstreams and back.
 //! - [`server`]: listener, the own HTTP/1.1 client connection (hyper for the rest),
 //!   tower stack, graceful shutdown.
 //! - [`compress`]: gzip and br for answers whole in memory.
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod request_id;
 pub mod router;
 pub mod server;
 pub mod template;

@@ -4,11 +4,11 @@
 
 use super::call::{Answer, Lookup, call_upstream, from_hit, lookup};
 use super::{AggregateRoute, Backend, BackendError};
-use super::{for_each, respond};
+use super::{BackendOutcomes, for_each, respond};
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
 use crate::cache::{CacheKey, Varying};
 use crate::error::GatewayError;
-use crate::gateway::X_REQUEST_ID;
+use crate::request_id::X_REQUEST_ID;
 use crate::template::{Problem, RenderError, RenderInput};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -29,6 +29,8 @@ pub(super) struct Outcome {
 pub(super) struct RequestScope<'a> {
     pub route: &'a AggregateRoute,
     pub parts: &'a request::Parts,
+    /// The request id every call carries.
+    request_id: &'a HeaderValue,
     /// The headers every call carries, made by the first call (a request answered
     /// from the cache makes none).
     forwarded: OnceLock<HeaderMap>,
@@ -50,7 +52,7 @@ impl RequestScope<'_> {
     /// The headers every backend call carries (see [`forwarded`]).
     pub fn forwarded(&self) -> &HeaderMap {
         self.forwarded
-            .get_or_init(|| forwarded(self.route, &self.parts.headers))
+            .get_or_init(|| forwarded(self.route, &self.parts.headers, self.request_id))
     }
 }
 
@@ -65,13 +67,15 @@ struct Progress {
     ready: Vec<usize>,
 }
 
-/// Answers one request on an aggregate route.
+/// Answers one request on an aggregate route; every backend call carries `request_id`.
+/// With the answer, each backend's outcome code when the access log is on.
 pub async fn serve(
     route: &AggregateRoute,
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
     body: ClientBody,
-) -> Result<Response<Body>, GatewayError> {
+    request_id: &HeaderValue,
+) -> Result<(Response<Body>, Option<BackendOutcomes>), GatewayError> {
     let deadline = Instant::now() + route.timeout;
     // The body is read only when a backend sends it on, and never past max_body.
     let request_body = if route.backends.iter().any(|b| b.spec.forward_body) {
@@ -90,6 +94,7 @@ pub async fn serve(
     let scope = RequestScope {
         route,
         parts,
+        request_id,
         forwarded: OnceLock::new(),
         varying: route
             .backends
@@ -308,17 +313,14 @@ async fn run<'s>(
 /// Without it an upstream may pick any coding (RFC 9110 §12.5.3); a forwarded client
 /// `Accept-Encoding` is replaced, since the client's list says what the client decodes,
 /// not what the gateway does (answers compressed anyway are decoded, see `upstream`).
-fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
+fn forwarded(route: &AggregateRoute, incoming: &HeaderMap, request_id: &HeaderValue) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 2);
-    for name in route
-        .forward_headers
-        .iter()
-        .chain(std::iter::once(&X_REQUEST_ID))
-    {
+    for name in &route.forward_headers {
         for value in incoming.get_all(name) {
             headers.append(name.clone(), value.clone());
         }
     }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     headers
 }

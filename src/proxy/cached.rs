@@ -94,7 +94,7 @@ pub async fn serve(
                 error,
             })?;
         let cacheable = storable(&stored.headers);
-        Ok(Fetched { stored, cacheable })
+        Ok::<_, GatewayError>(Fetched { stored, cacheable })
     };
     let (entry, outcome) = cache.get_or_fetch(key, policy, fetch).await?;
     Ok(respond(&entry, outcome))

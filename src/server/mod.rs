@@ -16,8 +16,7 @@ pub(crate) use send_timeout::SendTimeout;
 
 use crate::body::{Body, ClientBody};
 use crate::config::CorsSpec;
-use crate::gateway::Gateway;
-use arc_swap::ArcSwap;
+use crate::gateway::LiveGateway;
 use conn::ConnSettings;
 use futures_util::FutureExt;
 use http::{Request, Response};
@@ -57,9 +56,6 @@ impl<S> ConnService for S where
         + 'static
 {
 }
-
-/// The live config: requests load the current snapshot; a reload swaps it whole.
-pub type LiveGateway = Arc<ArcSwap<Gateway>>;
 
 /// Serves `listener` until `shutdown` resolves, then drains connections.
 ///
