@@ -160,7 +160,7 @@ fn connection_service(
                 }),
         )
     });
-    // The request id and compression are the gateway's own (Gateway::handle): fewer
+    // The request id and compression are the gateway's own (`gateway::serve`): fewer
     // layers to wrap and move per request, and the response body stays the small boxed
     // one (tower-http's compression body carries brotli's state inline).
     ServiceBuilder::new()
