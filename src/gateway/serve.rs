@@ -6,7 +6,9 @@
 //! 2. [`Gateway::dispatch`]: the route's handler, aggregate or proxy. It returns the
 //!    answer and a [`Summary`] of what happened (route, backend outcomes, whether the
 //!    answer is an upstream's passed through).
-//! 3. [`Gateway::finish_response`]: rate-limit headers, compression, the request id.
+//! 3. Finishing the response: compression (`compress::apply`; whole answers only, never
+//!    an upstream's passed through), then [`Gateway::finish_response`]: rate-limit
+//!    headers and the request id.
 //! 4. [`Gateway::log`]: metrics and the access log line.
 //!
 //! Errors become responses through `error.rs` where they happen; every phase after
@@ -15,7 +17,7 @@
 use super::{Gateway, Handler, Route};
 use crate::aggregate::{self, BackendOutcomes};
 use crate::body::{Body, ClientBody, check_declared_length, full};
-use crate::compress::{self, Encoding};
+use crate::compress;
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
 use crate::limits::{RouteLimit, Verdict, client_key};
 use crate::metrics::{Label, RouteSeries};
@@ -55,8 +57,7 @@ struct Summary<'s> {
     label: &'s Label,
     series: Option<&'s RouteSeries>,
     quota: Option<Quota>,
-    /// The answer is an upstream's, passed through as it sent it: not compressed
-    /// (nginx's `gzip_proxied off`), since a stream is not held back in an encoder.
+    /// The answer is an upstream's, passed through as it sent it: not compressed.
     passthrough: bool,
     /// Each aggregate backend's outcome code, when the access log is on.
     backends: Option<BackendOutcomes>,
@@ -105,30 +106,41 @@ impl Gateway {
             .server
             .compression
             .then(|| compress::negotiate(request.headers()));
-        let (response, summary) = if uri.path() == self.server.health_path {
-            (health(), Summary::on(&self.health))
-        } else {
+        let (response, summary) = 'answered: {
+            if uri.path() == self.server.health_path {
+                break 'answered (health(), Summary::on(&self.health));
+            }
             // Routes match the path's normal form, and a proxy sends it upstream: no
             // spelling of a path can pass one route's policy to reach another's upstream.
-            match normalize(uri.path()) {
+            let path = match normalize(uri.path()) {
+                Ok(path) => path,
                 Err(e) => {
                     let error = GatewayError::BadRequest {
                         backend: None,
                         message: e.to_string(),
                     };
-                    (error.into_response(), Summary::on(&self.unmatched))
+                    break 'answered (error.into_response(), Summary::on(&self.unmatched));
                 }
-                Ok(path) => match self.admit(&method, &path, request.headers(), peer.ip()) {
-                    Admission::Admitted(admitted) => {
-                        self.dispatch(admitted, request, peer, &request_id).await
-                    }
-                    Admission::Refused(error, summary) => (error.into_response(), summary),
-                },
-            }
+            };
+            // Bound before the await: a match's scrutinee would be kept across it.
+            let admitted = match self.admit(&method, &path, request.headers(), peer.ip()) {
+                Admission::Admitted(admitted) => admitted,
+                Admission::Refused(error, summary) => {
+                    break 'answered (error.into_response(), summary);
+                }
+            };
+            self.dispatch(&admitted, request, peer, &request_id).await
         };
-        let response = self
-            .finish_response(response, &summary, encoding, &request_id)
-            .await;
+        // A proxied answer is the upstream's as it sent it (nginx's `gzip_proxied off`):
+        // a stream is not held back in an encoder.
+        let mut response = match encoding {
+            Some(encoding) if !summary.passthrough => {
+                let min = self.server.compression_min_size;
+                compress::apply(response, encoding, min).await
+            }
+            _ => response,
+        };
+        self.finish_response(&mut response, &summary, &request_id);
         self.log(
             &summary,
             &response,
@@ -209,72 +221,65 @@ impl Gateway {
         }
     }
 
-    /// Runs the admitted route's handler: the aggregate, or the proxy.
+    /// Runs the admitted route's handler: the aggregate, or the proxy. Takes the
+    /// admission by reference: an async fn keeps its arguments for its whole life, and
+    /// the path params are large.
     async fn dispatch<'s>(
         &'s self,
-        admitted: Admitted<'s, '_>,
+        admitted: &Admitted<'s, '_>,
         request: Request<ClientBody>,
         peer: SocketAddr,
         request_id: &HeaderValue,
     ) -> (Response<Body>, Summary<'s>) {
         let Admitted {
             route,
-            params,
+            ref params,
             quota,
-        } = admitted;
-        let mut summary = Summary::route(route, quota);
+        } = *admitted;
         let (parts, body) = request.into_parts();
         // Each handler's future is boxed: they are large, and unboxed they would make
         // every layer's future as large, copied whole each time one is wrapped.
-        let result = match &route.handler {
+        let (result, passthrough, backends) = match &route.handler {
             Handler::Aggregate(agg) => {
-                Box::pin(aggregate::serve(agg, &parts, &params, body, request_id))
-                    .await
-                    .map(|(response, outcomes)| {
-                        summary.backends = outcomes;
-                        response
-                    })
+                match Box::pin(aggregate::serve(agg, &parts, params, body, request_id)).await {
+                    Ok((response, backends)) => (Ok(response), false, backends),
+                    Err(e) => (Err(e), false, None),
+                }
             }
-            Handler::Proxy(p) => match proxy::target_url(p, &parts, &params) {
+            Handler::Proxy(p) => match proxy::target_url(p, &parts, params) {
                 Ok(url) => {
-                    drop(params);
                     let forward = proxy::forward(p, url, parts, body, peer, request_id);
                     let result = Box::pin(forward).await;
-                    summary.passthrough = result.is_ok();
-                    result
+                    let passthrough = result.is_ok();
+                    (result, passthrough, None)
                 }
-                Err(e) => Err(e),
+                Err(e) => (Err(e), false, None),
             },
+        };
+        let summary = Summary {
+            passthrough,
+            backends,
+            ..Summary::route(route, quota)
         };
         (result.unwrap_or_else(GatewayError::into_response), summary)
     }
 
-    /// The headers every answer gets, and its compression: `RateLimit-*` on a limited
-    /// route, the body compressed as the client accepts (not an upstream's passed
-    /// through), and the request id (an upstream's own id on its answer is kept).
-    async fn finish_response(
+    /// The headers every answer gets: `RateLimit-*` on a limited route, and the request
+    /// id (an upstream's own id on its answer is kept).
+    fn finish_response(
         &self,
-        mut response: Response<Body>,
+        response: &mut Response<Body>,
         summary: &Summary<'_>,
-        encoding: Option<Encoding>,
         request_id: &HeaderValue,
-    ) -> Response<Body> {
+    ) {
+        let headers = response.headers_mut();
         if let Some(Quota { limit, remaining }) = summary.quota {
-            let headers = response.headers_mut();
             headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
             headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining));
         }
-        if let Some(encoding) = encoding
-            && !summary.passthrough
-        {
-            let min = self.server.compression_min_size;
-            response = compress::apply(response, encoding, min).await;
-        }
-        response
-            .headers_mut()
+        headers
             .entry(X_REQUEST_ID.clone())
             .or_insert_with(|| request_id.clone());
-        response
     }
 
     /// Counts the request in the metrics and writes its access log line:
