@@ -110,7 +110,7 @@ fn parse_q(param: &str) -> Option<u16> {
 }
 
 /// Whether an answer of `len` bytes with these headers is compressed (proxied answers
-/// never reach here, see `Gateway::finish_response`): not encoded already, not a range,
+/// never reach here, see `gateway::serve`): not encoded already, not a range,
 /// at least `min` bytes, and not a format that is compressed already or must not be
 /// held back (images but SVG, gRPC, server-sent events).
 pub fn compressible(response: &Response<Body>, len: u64, min: u64) -> bool {
