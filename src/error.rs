@@ -1,8 +1,10 @@
-//! Every error the gateway makes, and the one function that turns it into a status and a
-//! JSON body (`{"error": {"code", "message", "backend"}}`) and logs it.
+//! Every error that ends a request, and the one place that turns it into a status and a
+//! JSON body (`{"error": {"code", "message", "backend"}}`) and logs it. Modules below
+//! own their errors (`body::BodyError`, `upstream::CallError`, ...); [`GatewayError`]
+//! wraps them as its `source` and decides what a client is told.
 
 use crate::aggregate::{AggregateError, BackendError};
-use crate::body::{Body, full};
+use crate::body::{Body, BodyError, full};
 use crate::upstream::CallError;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
@@ -20,8 +22,9 @@ pub enum GatewayError {
     MethodNotAllowed { allow: HeaderValue },
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64, limit: u32 },
-    #[error("the request body is larger than {limit} bytes")]
-    BodyTooLarge { limit: u64 },
+    /// The request body was too large or could not be read.
+    #[error("{0}")]
+    Body(#[from] BodyError),
     #[error("{message}")]
     BadRequest {
         backend: Option<String>,
@@ -35,7 +38,11 @@ pub enum GatewayError {
     #[error("every backend failed")]
     AllBackendsFailed { timed_out: bool },
     #[error("upstream {upstream}: {error}")]
-    Upstream { upstream: String, error: CallError },
+    Upstream {
+        upstream: String,
+        #[source]
+        error: CallError,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -46,23 +53,11 @@ impl From<AggregateError> for GatewayError {
         use AggregateError as A;
         let bad = |backend, message| GatewayError::BadRequest { backend, message };
         match e {
-            A::BodyTooLarge { limit } => GatewayError::BodyTooLarge { limit },
-            A::UnreadableBody(message) => bad(None, message),
+            A::Body(e) => GatewayError::Body(e),
             A::BodyDeadline => bad(None, e.to_string()),
             A::Request { backend, error } => bad(Some(backend), error.to_string()),
             A::RequiredBackend { backend, error } => GatewayError::Backend { backend, error },
             A::AllBackendsFailed { timed_out } => GatewayError::AllBackendsFailed { timed_out },
-        }
-    }
-}
-
-/// Bridge while `body` answers its errors as a `GatewayError`: the aggregate carries a
-/// body error it reads as one of its own.
-impl From<GatewayError> for AggregateError {
-    fn from(e: GatewayError) -> Self {
-        match e {
-            GatewayError::BodyTooLarge { limit } => AggregateError::BodyTooLarge { limit },
-            other => AggregateError::UnreadableBody(other.to_string()),
         }
     }
 }
@@ -98,7 +93,8 @@ impl GatewayError {
             RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Body(BodyError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Body(BodyError::Read(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Backend {
                 error: BackendError::Call(e),
@@ -288,13 +284,40 @@ mod tests {
 
     #[tokio::test]
     async fn body_too_large_is_413() {
-        let (s, j, _) = answer(GatewayError::BodyTooLarge { limit: 1024 }).await;
+        let (s, j, _) = answer(GatewayError::Body(BodyError::TooLarge { limit: 1024 })).await;
         assert_eq!(s, 413);
         assert_eq!(j["error"]["code"], "body_too_large");
         assert_eq!(
             j["error"]["message"],
             "the request body is larger than 1024 bytes"
         );
+    }
+
+    #[tokio::test]
+    async fn unreadable_body_is_400() {
+        let (s, j, _) = answer(GatewayError::Body(BodyError::Read(
+            "connection reset".into(),
+        )))
+        .await;
+        assert_eq!(s, 400);
+        assert_eq!(j["error"]["code"], "bad_request");
+        assert_eq!(
+            j["error"]["message"],
+            "could not read the request body: connection reset"
+        );
+        assert!(j["error"].get("backend").is_none());
+    }
+
+    #[test]
+    fn module_errors_are_the_source() {
+        use std::error::Error as _;
+        let e = GatewayError::Upstream {
+            upstream: "files".into(),
+            error: CallError::Connect("refused".into()),
+        };
+        assert!(e.source().unwrap().is::<CallError>());
+        let e = GatewayError::from(BodyError::TooLarge { limit: 1 });
+        assert!(e.source().unwrap().is::<BodyError>());
     }
 
     #[tokio::test]
@@ -414,12 +437,15 @@ mod tests {
         };
         let timeout = BackendError::Call(CallError::Timeout(Duration::from_millis(5)));
         for (e, want) in [
-            (A::BodyTooLarge { limit: 8 }, (413, "body_too_large", None)),
-            (A::BodyDeadline, (400, "bad_request", None)),
             (
-                A::UnreadableBody("reset".into()),
+                A::Body(BodyError::TooLarge { limit: 8 }),
+                (413, "body_too_large", None),
+            ),
+            (
+                A::Body(BodyError::Read("reset".into())),
                 (400, "bad_request", None),
             ),
+            (A::BodyDeadline, (400, "bad_request", None)),
             (
                 A::Request {
                     backend: "orders".into(),
@@ -451,7 +477,5 @@ mod tests {
                 (want, Some(message.as_str()))
             );
         }
-        let bridged = A::from(GatewayError::BodyTooLarge { limit: 8 });
-        assert_eq!(answer(GatewayError::from(bridged)).await.0, 413);
     }
 }

@@ -9,9 +9,10 @@
 //!   protection, one call with its deadline.
 //! - [`aggregate`]: concurrent backend calls, merging, the aggregate response.
 //! - [`proxy`]: streaming reverse proxy.
-//! - [`gateway`]: the immutable snapshot a request runs on.
+//! - [`gateway`]: the live snapshot: building it, and serving a request in phases.
 //! - [`http1`]: the own HTTP/1.1 in both directions: request and answer heads, framing,
 //!   response writing, the plain-http upstream client.
+//! - [`request_id`]: the `x-request-id` a request carries to upstreams and back.
 //! - [`server`]: listener, the own HTTP/1.1 client connection (hyper for the rest),
 //!   tower stack, graceful shutdown.
 //! - [`compress`]: gzip and br for answers whole in memory.
@@ -33,6 +34,7 @@ pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod request_id;
 pub mod router;
 pub mod server;
 pub mod template;

@@ -4,6 +4,7 @@
 //! answer; the gateway's `error` module maps it to a status and JSON body. A leaf: it imports no
 //! sibling.
 
+use crate::body::BodyError;
 use crate::template::RenderError;
 use crate::upstream::CallError;
 
@@ -54,12 +55,9 @@ impl BackendError {
 /// Why an aggregate route has no merged answer for a request.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AggregateError {
-    /// The request body is larger than the route's `max_body`.
-    #[error("the request body is larger than {limit} bytes")]
-    BodyTooLarge { limit: u64 },
-    /// The request body could not be read.
-    #[error("{0}")]
-    UnreadableBody(String),
+    /// The request body is larger than the route's `max_body`, or could not be read.
+    #[error(transparent)]
+    Body(#[from] BodyError),
     /// The request body was still arriving at the route's deadline.
     #[error("the request body did not arrive before the route deadline")]
     BodyDeadline,

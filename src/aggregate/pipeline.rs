@@ -7,23 +7,25 @@ use super::error::{AggregateError, BackendError};
 use super::execute::{Launch, Started, execute};
 use super::fetch::{self, CacheLookup};
 use super::for_each;
-use super::respond::respond;
+use super::respond::{BackendOutcomes, respond};
 use super::scope::{AggregateRoute, BackendAnswer, Outcome, RequestScope};
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
 use crate::template::RenderInput;
-use http::{Response, request};
+use http::{HeaderValue, Response, request};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 use tokio::time::Instant;
 
-/// Answers one request on an aggregate route.
+/// Answers one request on an aggregate route; every backend call carries `request_id`.
+/// With the answer, each backend's outcome code when the access log is on.
 pub async fn serve(
     route: &AggregateRoute,
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
     body: ClientBody,
-) -> Result<Response<Body>, AggregateError> {
+    request_id: &HeaderValue,
+) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     let deadline = Instant::now() + route.timeout;
     // The body is read only when a backend sends it on, and never past max_body.
     let request_body = if route.backends.iter().any(|b| b.spec.forward_body) {
@@ -36,7 +38,7 @@ pub async fn serve(
         check_declared_length(&parts.headers, route.max_body)?;
         None
     };
-    let scope = RequestScope::new(route, parts, request_body, deadline);
+    let scope = RequestScope::new(route, parts, request_id, request_body, deadline);
     let launch = Launcher {
         scope: &scope,
         params,

@@ -44,11 +44,12 @@ fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
 }
 
 /// The route's answer from its backends' outcomes, in the route's order: 502 or 504
-/// when every backend failed, else the merged body with its headers.
+/// when every backend failed, else the merged body with its headers, and the outcome
+/// codes when the access log is on.
 pub(super) fn respond(
     route: &AggregateRoute,
     outcomes: &[Outcome],
-) -> Result<Response<Body>, AggregateError> {
+) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     if outcomes.iter().all(|o| o.result.is_err()) {
         let timed_out = outcomes
             .iter()
@@ -132,12 +133,10 @@ pub(super) fn respond(
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(timing)) {
         h.insert(SERVER_TIMING.clone(), v);
     }
-    if log_codes {
-        response
-            .extensions_mut()
-            .insert(BackendOutcomes(outcome_codes));
-    }
-    Ok(response)
+    Ok((
+        response,
+        log_codes.then_some(BackendOutcomes(outcome_codes)),
+    ))
 }
 
 /// `elapsed` in milliseconds with one decimal, rounded half up (`12.3`), written with

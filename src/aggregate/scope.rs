@@ -5,8 +5,8 @@
 use super::error::BackendError;
 use crate::cache::{ResponseCache, Varying};
 use crate::config::{BackendSpec, Plan};
-use crate::gateway::X_REQUEST_ID;
 use crate::metrics::{BackendSeries, Label, Metrics};
+use crate::request_id::X_REQUEST_ID;
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::header::ACCEPT_ENCODING;
@@ -48,6 +48,8 @@ pub struct Backend {
 pub struct RequestScope<'a> {
     pub route: &'a AggregateRoute,
     pub parts: &'a request::Parts,
+    /// The request id every call carries.
+    request_id: &'a HeaderValue,
     /// The headers every call carries, made by the first call (a request answered
     /// from the cache makes none).
     forwarded: OnceLock<HeaderMap>,
@@ -63,12 +65,14 @@ impl<'a> RequestScope<'a> {
     pub fn new(
         route: &'a AggregateRoute,
         parts: &'a request::Parts,
+        request_id: &'a HeaderValue,
         body: Option<Bytes>,
         deadline: Instant,
     ) -> Self {
         Self {
             route,
             parts,
+            request_id,
             forwarded: OnceLock::new(),
             varying: route
                 .backends
@@ -83,7 +87,7 @@ impl<'a> RequestScope<'a> {
     /// The headers every backend call carries (see [`forwarded`]).
     pub fn forwarded(&self) -> &HeaderMap {
         self.forwarded
-            .get_or_init(|| forwarded(self.route, &self.parts.headers))
+            .get_or_init(|| forwarded(self.route, &self.parts.headers, self.request_id))
     }
 }
 
@@ -130,17 +134,14 @@ pub struct ElementFailures {
 /// Without it an upstream may pick any coding (RFC 9110 §12.5.3); a forwarded client
 /// `Accept-Encoding` is replaced, since the client's list says what the client decodes,
 /// not what the gateway does (answers compressed anyway are decoded, see `upstream`).
-fn forwarded(route: &AggregateRoute, incoming: &HeaderMap) -> HeaderMap {
+fn forwarded(route: &AggregateRoute, incoming: &HeaderMap, request_id: &HeaderValue) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 2);
-    for name in route
-        .forward_headers
-        .iter()
-        .chain(std::iter::once(&X_REQUEST_ID))
-    {
+    for name in &route.forward_headers {
         for value in incoming.get_all(name) {
             headers.append(name.clone(), value.clone());
         }
     }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     headers
 }

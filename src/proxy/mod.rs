@@ -12,9 +12,10 @@ pub use headers::{HOP_BY_HOP, strip_hop_by_hop, upgrade_protocol};
 pub use redirect::LocationRewrite;
 pub use upgrade::Drain;
 
-use crate::body::{Body, ClientBody, IdleTimeout, check_declared_length, is_length_limit};
+use crate::body::{Body, BodyError, ClientBody, IdleTimeout, is_length_limit};
 use crate::cache::ResponseCache;
 use crate::error::GatewayError;
+use crate::request_id::X_REQUEST_ID;
 use crate::template::{RenderInput, Template};
 use crate::upstream::client::BoxError;
 use crate::upstream::{CallError, RequestBody, Upstream, describe, is_idempotent, retry};
@@ -78,13 +79,16 @@ pub fn target_url(
     Ok(url)
 }
 
-/// Forwards one request to `url` and streams the answer back.
+/// Forwards one request to `url` and streams the answer back. The upstream is sent the
+/// request id (the client's own, or the one the gateway made). The gateway checked the
+/// declared body size against `max_body` already.
 pub async fn forward(
     route: &ProxyRoute,
     url: String,
     mut parts: request::Parts,
     body: ClientBody,
     peer: SocketAddr,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;
     // An upgrade passes only for a protocol the route allows, and only over a
@@ -98,6 +102,9 @@ pub async fn forward(
         })
     });
     let mut headers = std::mem::take(&mut parts.headers);
+    headers
+        .entry(X_REQUEST_ID.clone())
+        .or_insert_with(|| request_id.clone());
     headers::upstream_request_headers(
         &mut headers,
         &parts.uri,
@@ -108,9 +115,6 @@ pub async fn forward(
     );
     for (k, v) in &upstream.spec.headers {
         headers.insert(k, v.clone());
-    }
-    if let Some(limit) = route.max_body {
-        check_declared_length(&headers, limit)?;
     }
     if let Some((cache, ttl)) = &route.cache
         && (parts.method == Method::GET || parts.method == Method::HEAD)
@@ -161,9 +165,9 @@ pub async fn forward(
         Ok(answer) => answer,
         Err(_) if over_limit.load(Ordering::Relaxed) => {
             // The upload was cut off upstream; the client has had no answer yet.
-            return Err(GatewayError::BodyTooLarge {
+            return Err(GatewayError::Body(BodyError::TooLarge {
                 limit: route.max_body.unwrap_or_default(),
-            });
+            }));
         }
         Err(error) => {
             return Err(GatewayError::Upstream {

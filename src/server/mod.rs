@@ -14,8 +14,7 @@ pub(crate) use send_timeout::SendTimeout;
 
 use crate::body::{Body, ClientBody};
 use crate::config::CorsSpec;
-use crate::gateway::Gateway;
-use arc_swap::ArcSwap;
+use crate::gateway::LiveGateway;
 use conn::ConnSettings;
 use futures_util::FutureExt;
 use http::{Request, Response};
@@ -55,9 +54,6 @@ impl<S> ConnService for S where
         + 'static
 {
 }
-
-/// The live config: requests load the current snapshot; a reload swaps it whole.
-pub type LiveGateway = Arc<ArcSwap<Gateway>>;
 
 /// Serves `listener` until `shutdown` resolves, then drains connections.
 ///
@@ -162,7 +158,7 @@ fn connection_service(
                 }),
         )
     });
-    // The request id and compression are the gateway's own (Gateway::handle): fewer
+    // The request id and compression are the gateway's own (`gateway::serve`): fewer
     // layers to wrap and move per request, and the response body stays the small boxed
     // one (tower-http's compression body carries brotli's state inline).
     ServiceBuilder::new()
