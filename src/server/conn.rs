@@ -2,38 +2,21 @@
 //! no upgrade) on the connection's task with no channel or dispatcher in between, holds
 //! no buffer while idle, and hands anything else to hyper (`handoff`).
 
+use super::settings::{ConnSettings, refusal};
 use super::{ConnService, SendTimeout, handoff};
 use crate::http1::server::write_response;
 use crate::http1::{MAX_HEAD, ParsedRequest, Refusal, parse_request_head};
 use bytes::BytesMut;
 use http::Method;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
-
-/// What every client connection of one listener shares.
-pub struct ConnSettings {
-    /// A request head must be whole within this time of its first byte (of the accept,
-    /// for a connection's first request).
-    pub header_read_timeout: Duration,
-    /// A connection with no request for this long is closed.
-    pub keepalive_timeout: Duration,
-    /// A write that makes no progress for this long ends the connection.
-    pub send_timeout: Duration,
-    /// How long an upgraded connection (WebSocket) goes on once shutdown has begun.
-    pub shutdown_grace: Duration,
-    /// Serves the connections handed to hyper.
-    pub hyper: auto::Builder<TokioExecutor>,
-}
 
 /// Bytes read at a time: a request head rarely needs more.
 const READ_SIZE: usize = 4096;
@@ -176,17 +159,6 @@ async fn refuse(mut stream: TcpStream, why: Refusal, settings: &ConnSettings) {
         while let Ok(1..) = stream.read(&mut sink).await {}
     };
     let _ = tokio::time::timeout(settings.header_read_timeout, drain).await;
-}
-
-/// The 400 of a request refused before any route: JSON, as every error the gateway
-/// makes, and the connection closes after it.
-pub fn refusal(why: Refusal) -> http::Response<crate::body::Body> {
-    let mut response = crate::error::GatewayError::from(why).into_response();
-    response.headers_mut().insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("close"),
-    );
-    response
 }
 
 /// One read into `buf` if the socket has bytes now. A short read tells tokio the socket

@@ -6,8 +6,8 @@
 //! graceful shutdown as the connection did.
 
 use super::ConnService;
-use super::conn::{self, ConnSettings};
 use super::send_timeout::{SendTimeout, SendWatch};
+use super::settings::{ConnSettings, refusal};
 use crate::body::{Body, ClientBody};
 use crate::http1::Refusal;
 use crate::proxy::Drain;
@@ -95,7 +95,7 @@ impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         if let Some(why) = host_refusal(&request) {
-            return Either::Left(ready(Ok(conn::refusal(why))));
+            return Either::Left(ready(Ok(refusal(why))));
         }
         // hyper puts an upgrade handle on requests that ask for one, and only on them.
         if request.extensions().get::<OnUpgrade>().is_some() {
