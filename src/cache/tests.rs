@@ -155,7 +155,7 @@ async fn different_credentials_never_share_an_entry() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn concurrent_misses_make_one_call() {
     let cache = ResponseCache::new(1 << 20, CacheStats::default());
     let calls = Arc::new(AtomicUsize::new(0));
@@ -177,7 +177,7 @@ async fn concurrent_misses_make_one_call() {
     assert_eq!(cache.stats().coalesced.get(), 49);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn concurrent_failures_are_shared_too() {
     let cache = ResponseCache::new(1 << 20, CacheStats::default());
     let calls = Arc::new(AtomicUsize::new(0));

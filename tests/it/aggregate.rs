@@ -1,15 +1,18 @@
 //! Aggregate routes over real sockets: concurrency, merging, every status rule, partial
-//! answers, defaults, headers and template encoding.
+//! answers, defaults, headers and template encoding. Tests with upstream timeouts or
+//! latencies run on tokio's paused clock, so a 300 ms timeout is never hit by a slow
+//! machine, only by a slow mock.
 
 use crate::common;
 
 use common::{MockUpstream, Reply, dead_url, get_json, start_gateway, upstream_toml};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn three_slow_backends_run_concurrently() {
     let slow = MockUpstream::builder()
         .route("/a", Reply::json(r#"{"v":"a"}"#).latency(MS(300)))
@@ -92,7 +95,7 @@ errors_field = "_errors"
     (up, gw)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn optional_failure_takes_its_default_and_is_reported() {
     let (_up, gw) = pair(
         Reply::json(r#"{"id":1}"#),
@@ -114,7 +117,7 @@ async fn optional_failure_takes_its_default_and_is_reported() {
     assert!(timing.ends_with(r#"desc="error""#), "{timing}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn optional_timeout_gives_null_default_and_timeout_desc() {
     let (_up, gw) = pair(Reply::json("1"), Reply::json("2").latency(MS(2000)), "").await;
     let started = Instant::now();
@@ -137,7 +140,7 @@ async fn optional_timeout_gives_null_default_and_timeout_desc() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn optional_garbage_and_reset_and_hang_are_failures() {
     for (reply, code) in [
         (Reply::raw("<html>oops</html>"), "invalid_json"),
@@ -153,7 +156,7 @@ async fn optional_garbage_and_reset_and_hang_are_failures() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_answer_not_json_or_not_utf8_is_named_as_such() {
     for (reply, message) in [
         (
@@ -181,7 +184,7 @@ async fn an_answer_not_json_or_not_utf8_is_named_as_such() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn required_4xx_passes_through_with_its_body() {
     let (_up, gw) = pair(
         Reply::json(r#"{"error":"no such user"}"#).status(404),
@@ -195,7 +198,7 @@ async fn required_4xx_passes_through_with_its_body() {
     assert_eq!(headers["content-type"], "application/json");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn required_timeout_is_504() {
     let (_up, gw) = pair(Reply::json("1").latency(MS(2000)), Reply::json("2"), "").await;
     let (status, _, body) = get_json(&gw.url("/r")).await;
@@ -204,7 +207,7 @@ async fn required_timeout_is_504() {
     assert_eq!(body["error"]["backend"], "user");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn required_5xx_garbage_and_reset_are_502() {
     for reply in [
         Reply::json("{}").status(503),
@@ -239,7 +242,7 @@ async fn required_connection_refused_is_502() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_required_failure_answers_without_waiting_for_slow_backends() {
     let (up, gw) = pair(
         Reply::json("{}").status(500),
@@ -258,7 +261,7 @@ async fn a_required_failure_answers_without_waiting_for_slow_backends() {
     drop(up);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_backend_failing_fails_the_route() {
     let up = MockUpstream::builder()
         .route("/slow", Reply::json("1").latency(MS(2000)))
@@ -287,7 +290,7 @@ async fn every_backend_failing_fails_the_route() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn any_2xx_is_success_and_204_is_null() {
     let (_up, gw) = pair(
         Reply::json(r#"{"created":true}"#).status(201),
@@ -304,7 +307,7 @@ async fn any_2xx_is_success_and_204_is_null() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn answers_are_spliced_byte_for_byte() {
     let raw = r#"{ "price": 1.50, "n": 12345678901234567890 }"#;
     let (_up, gw) = pair(Reply::json(raw), Reply::json("[ 1 , 2 ]"), "").await;
@@ -358,7 +361,7 @@ async fn oversized_answers_are_failures() {
     assert_eq!(body["e"]["ok"]["code"], "too_large");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_route_deadline_clips_backend_timeouts() {
     let up = MockUpstream::builder()
         .route("/slow", Reply::json("1").latency(MS(3000)))

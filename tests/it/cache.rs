@@ -1,11 +1,13 @@
 //! The response cache over real sockets: hits, safe keys, coalescing, upstream
 //! Cache-Control, stale-while-revalidate, stale-if-error, and cached proxy routes.
-//! TTLs are a few hundred milliseconds; no test sleeps for seconds.
+//! Tests that wait for an entry to age run on tokio's paused clock: the cache measures age
+//! with tokio's clock, so a TTL passes exactly when the test sleeps past it.
 
 use crate::common;
 
-use common::{MockUpstream, Reply, client, get_json, start_gateway};
-use std::time::{Duration, Instant};
+use common::{MockUpstream, Reply, client, eventually, get_json, start_gateway};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -51,13 +53,14 @@ async fn get_with(
     )
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_cached_backend_is_called_once_per_ttl() {
     let up = MockUpstream::builder()
         .route("/data", Reply::json(r#"{"v":1}"#))
         .start()
         .await;
-    let gw = cached_route_ttl(&up, "500ms", "").await;
+    // Long enough that the store never evicts the entry on its own (wall) clock first.
+    let gw = cached_route_ttl(&up, "1m", "").await;
     let (_, h, body) = get_json(&gw.url("/r")).await;
     assert_eq!(
         (desc(&h).as_str(), body["b"]["v"].as_i64()),
@@ -69,7 +72,7 @@ async fn a_cached_backend_is_called_once_per_ttl() {
         ("hit", Some(1))
     );
     assert_eq!(up.hits("/data"), 1);
-    tokio::time::sleep(MS(600)).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
     let (_, h, _) = get_json(&gw.url("/r")).await;
     assert_eq!(desc(&h), "ok", "expired after cache_ttl");
     assert_eq!(up.hits("/data"), 2);
@@ -167,7 +170,7 @@ async fn failures_are_not_stored() {
     assert_eq!(up.hits("/data"), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
     let up = MockUpstream::builder()
         .route("/data", Reply::json(r#"{"v":1}"#))
@@ -197,20 +200,19 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
             started.elapsed()
         );
     }
-    // Once the one refresh has answered, its value is served fresh.
-    let started = Instant::now();
-    let fresh = loop {
+    // Once the one refresh has answered (800 ms after the first stale answer), its value
+    // is served fresh.
+    tokio::time::sleep(MS(800)).await;
+    let fresh = common::eventually_some("the refreshed answer as a hit", async || {
         let (_, h, body) = get_json(&gw.url("/r")).await;
-        if desc(&h) == "hit" || started.elapsed() > Duration::from_secs(5) {
-            break (desc(&h), body["b"]["v"].as_i64());
-        }
-        tokio::time::sleep(MS(50)).await;
-    };
-    assert_eq!((fresh.0.as_str(), fresh.1), ("hit", Some(2)));
+        (desc(&h) == "hit").then(|| body["b"]["v"].as_i64())
+    })
+    .await;
+    assert_eq!(fresh, Some(2));
     assert_eq!(up.hits("/data"), 2, "exactly one background refresh");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stale_if_error_serves_the_old_answer_instead_of_a_failure() {
     let up = MockUpstream::builder()
         .route("/data", Reply::json(r#"{"v":1}"#))
@@ -334,18 +336,6 @@ async fn a_hit_and_a_call_in_one_request_both_answer_and_the_call_keeps_its_head
     assert_eq!((up.hits("/data"), up.hits("/live")), (1, 2));
 }
 
-/// Polls `done` every 10 ms for up to 10 s.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "waited for {what}"
-        );
-        tokio::time::sleep(MS(10)).await;
-    }
-}
-
 /// Sends alice's request, then (once her call is at the upstream, held by `gate`) bob's
 /// and carol's, waits until both wait on her call, opens the gate and returns the three
 /// answers. `header` carries the user's name.
@@ -364,9 +354,9 @@ async fn three_users_on_one_fill(
         tokio::spawn(async move { get_with(&url, &[(header, user)]).await })
     };
     let alice = send("alice");
-    until("alice's call", || up.total_hits() == 1).await;
+    eventually("alice's call", async || up.total_hits() == 1).await;
     let (bob, carol) = (send("bob"), send("carol"));
-    until("bob and carol to wait on alice's call", || {
+    eventually("bob and carol to wait on alice's call", async || {
         coalesced.get() == before + 2
     })
     .await;

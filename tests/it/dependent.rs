@@ -1,11 +1,14 @@
 //! Dependent calls over real sockets: backends that read another backend's answer
 //! (`{user.address.city}`), `for_each` fan-outs, their failures and their timing.
+//! Timing tests run on tokio's paused clock: the mock's latencies and the arrival times it
+//! records are virtual, so "c started 100 ms after a" holds exactly on any machine.
 
 use crate::common;
 
 use common::{MockUpstream, Reply, get_json, start_gateway, upstream_toml};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -19,7 +22,7 @@ fn targets(mock: &MockUpstream, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dependent_starts_when_its_answer_arrives_not_when_a_wave_ends() {
     let mock = MockUpstream::builder()
         .route("/a", Reply::json(r#"{"next":"x"}"#).latency(MS(100)))
@@ -432,7 +435,7 @@ async fn for_each_reads_fields_of_object_elements() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn for_each_runs_at_most_concurrency_calls_at_once() {
     let ids: Vec<String> = (0..12).map(|i| i.to_string()).collect();
     let user = format!(r#"{{"name":"Ada","friend_ids":[{}]}}"#, ids.join(","));

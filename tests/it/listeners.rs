@@ -5,23 +5,11 @@
 
 use crate::common;
 
-use common::{GatewayProcess, MockUpstream, Reply, start_reloadable};
+use common::{GatewayProcess, MockUpstream, Reply, eventually, start_reloadable};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Polls `done` every 20 ms; false if it is still not true after 30 s.
-async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while !done().await {
-        if started.elapsed() > Duration::from_secs(30) {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    true
-}
 
 /// Whether the peer closes `stream` within 30 s, reading (and dropping) what it sends.
 async fn closed_by_peer(stream: &mut TcpStream) -> bool {
@@ -72,7 +60,7 @@ async fn admin_gateway(server: &str) -> (MockUpstream, common::ReloadableGateway
     (up, gw)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_admin_listener_cuts_slow_and_idle_clients() {
     let (_up, gw) = admin_gateway("header_read_timeout = \"300ms\"").await;
     // Silent from the start, a head that never ends, and idle after an answer.
@@ -98,7 +86,7 @@ async fn the_admin_listener_cuts_slow_and_idle_clients() {
     assert_eq!(status(gw.admin, "/health").await, Some(200));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_admin_listener_serves_a_bounded_number_of_connections() {
     let (_up, gw) = admin_gateway("header_read_timeout = \"60s\"").await;
     let cap = fanout::admin::MAX_ADMIN_CONNECTIONS;
@@ -115,7 +103,8 @@ async fn the_admin_listener_serves_a_bounded_number_of_connections() {
         let mut answer = [0u8; 512];
         assert!(stream.read(&mut answer).await.unwrap() > 0);
     }
-    // One more waits in the backlog: no answer while every slot is taken.
+    // One more waits in the backlog: no answer while every slot is taken. (The paused
+    // clock moves only once every task waits: the gateway had every chance to serve it.)
     let waiting = tokio::spawn(status(gw.admin, "/health"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "served beyond the cap");
@@ -148,11 +137,10 @@ async fn out_of_descriptors_neither_listener_spins_and_both_recover() {
 
     // Idle clients take every descriptor the gateway may open; more wait in the backlog.
     let mut held = hold(gw.addr, 2 * LIMIT as usize).await;
-    assert!(
-        eventually(async || gw.open_fds() >= LIMIT as usize - 1).await,
-        "the gateway never ran out of descriptors: {} open",
-        gw.open_fds()
-    );
+    eventually("the gateway to run out of descriptors", async || {
+        gw.open_fds() >= LIMIT as usize - 1
+    })
+    .await;
     held.extend(hold(admin, 4).await);
 
     // Both listeners have connections they cannot accept: the gateway must wait, not spin.
@@ -168,14 +156,14 @@ async fn out_of_descriptors_neither_listener_spins_and_both_recover() {
 
     // Descriptors free up: both listeners serve again.
     drop(held);
-    assert!(
-        eventually(async || status(gw.addr, "/__health").await == Some(200)).await,
-        "the main listener did not recover"
-    );
-    assert!(
-        eventually(async || status(admin, "/health").await == Some(200)).await,
-        "the admin listener did not recover"
-    );
+    eventually("the main listener to recover", async || {
+        status(gw.addr, "/__health").await == Some(200)
+    })
+    .await;
+    eventually("the admin listener to recover", async || {
+        status(admin, "/health").await == Some(200)
+    })
+    .await;
     let logs = gw.logs().join("\n");
     assert!(logs.contains("accept failed; backing off"), "{logs}");
     assert!(logs.contains("accepting connections again"), "{logs}");

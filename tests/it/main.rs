@@ -1,16 +1,30 @@
 //! The integration suites, linked into one test binary: one link instead of one per
-//! suite keeps a clean build's disk and time small. Each module is one suite.
+//! suite keeps a clean build's disk and time small. Each module is one suite, named for
+//! what it tests (`downstream_http1` is the client side of the wire, `upstream_http1`
+//! the upstream side).
+//!
+//! No test depends on how fast the machine is: the suite passes with every core busy.
+//! - A test of a timer (TTL, `open_for`, health interval, timeout, hedge, keep-alive)
+//!   runs on tokio's paused clock (`#[tokio::test(start_paused = true)]`) with the
+//!   gateway and the mocks in its own runtime: time moves only when every task waits, so
+//!   "answered within 500 ms" counts the gateway's timers, not the scheduler's mood.
+//! - A test that waits for something to happen (a call reached the upstream, a reload
+//!   was picked up, a line was logged) polls for it with `common::eventually`, never a
+//!   fixed sleep. Order and concurrency are read from what the mock recorded (arrival
+//!   times, peak in-flight), or held with a `common::Gate`.
+//! - A test of the binary as its own process (`GatewayProcess`) cannot pause its clock:
+//!   it only waits on observable conditions.
 
 mod common;
 
 mod admin;
 mod aggregate;
-mod answers;
+mod backend_answers;
 mod cache;
-mod client_wire;
 mod config_check;
 mod demo;
 mod dependent;
+mod downstream_http1;
 mod limits;
 mod listeners;
 mod memory;
@@ -22,4 +36,4 @@ mod proxy_upgrade;
 mod reload;
 mod server;
 mod upstream_framing;
-mod upstream_wire;
+mod upstream_http1;

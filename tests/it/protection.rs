@@ -1,10 +1,16 @@
 //! Upstream protection over real sockets: rate limit, in-flight slots, circuit breaker,
 //! retries, hedging, health checks, and the server's connection limit.
+//!
+//! Tests of timers (queue timeouts, `open_for`, deadlines, hedging, health intervals) run
+//! on tokio's paused clock, with the gateway and the mock in the test's runtime: time
+//! moves only when every task waits, so "answered within 500 ms" means 500 ms of the
+//! gateway's own timers, whatever the machine's load.
 
 use crate::common;
 
-use common::{MockUpstream, Reply, client, get_json, start_gateway};
-use std::time::{Duration, Instant};
+use common::{MockUpstream, Reply, client, eventually, get_json, start_gateway};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -66,7 +72,7 @@ async fn the_upstream_rate_limit_fails_excess_calls_at_once() {
     assert_eq!(body["_errors"]["b"]["code"], "overloaded");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_in_flight_queues_then_fails_as_overloaded() {
     let up = MockUpstream::builder()
         .route("/data", Reply::json("1").latency(MS(300)))
@@ -75,7 +81,11 @@ async fn max_in_flight_queues_then_fails_as_overloaded() {
     let gw = protected(&up, "max_in_flight = 1\nqueue_timeout = \"50ms\"", true).await;
     let url = gw.url("/r");
     let (a, b) = tokio::join!(get_json(&url), async {
-        tokio::time::sleep(MS(50)).await;
+        // Once the first call holds the only slot.
+        eventually("the first call at the upstream", async || {
+            up.hits("/data") == 1
+        })
+        .await;
         let started = Instant::now();
         (get_json(&url).await, started.elapsed())
     });
@@ -97,7 +107,7 @@ async fn max_in_flight_queues_then_fails_as_overloaded() {
     assert_eq!((a.0.as_u16(), b.0.as_u16()), (200, 200));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_circuit_opens_then_lets_one_probe_through() {
     let up = MockUpstream::builder()
         .route("/data", Reply::json("{}").status(500))
@@ -191,21 +201,37 @@ async fn a_post_is_never_retried() {
     assert_eq!(up.hits("/data"), 1, "a POST is never sent twice");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retries_never_run_past_the_deadline() {
+    // The first try fails after 150 ms; the retry starts before the 200 ms deadline and
+    // is cut by it.
     let up = MockUpstream::builder()
-        .route("/data", Reply::json("{}").status(503).latency(MS(80)))
+        .route("/data", Reply::json("{}").status(503).latency(MS(150)))
         .start()
         .await;
     let gw = start_gateway(&format!(
-        "[upstreams.up]\nurl = \"{}\"\nretries = 10\n[[routes]]\npath = \"/r\"\ntimeout = \"200ms\"\n\
-         [[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"/data\"\nrequired = true\n",
+        r#"[upstreams.up]
+url = "{}"
+retries = 10
+[[routes]]
+path = "/r"
+timeout = "200ms"
+  [[routes.backends]]
+  name = "b"
+  upstream = "up"
+  path = "/data"
+  required = true
+"#,
         up.url()
     ))
     .await;
     let started = Instant::now();
-    let status = get_json(&gw.url("/r")).await.0.as_u16();
-    assert!(status == 502 || status == 504, "{status}");
+    let (status, _, body) = get_json(&gw.url("/r")).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (504, Some("upstream_timeout")),
+        "the deadline cut the last try"
+    );
     assert!(started.elapsed() < MS(600), "took {:?}", started.elapsed());
     assert!(
         up.hits("/data") <= 3,
@@ -214,7 +240,7 @@ async fn retries_never_run_past_the_deadline() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hedging_hides_an_upstream_that_is_slow_on_every_other_call() {
     let alternating =
         || Reply::sequence(vec![Reply::json("1").latency(MS(1000)), Reply::json("1")]);
@@ -248,7 +274,7 @@ async fn hedging_hides_an_upstream_that_is_slow_on_every_other_call() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unhealthy_upstreams_fail_fast_until_they_recover() {
     let up = MockUpstream::builder()
         .route("/health", Reply::json("{}"))
@@ -265,12 +291,10 @@ async fn unhealthy_upstreams_fail_fast_until_they_recover() {
     up.set_reply("/health", Reply::json("{}").status(500));
     // Until a probe has seen the failure.
     let url = gw.url("/r");
-    for _ in 0..100 {
-        if get_json(&url).await.0 == 503 {
-            break;
-        }
-        tokio::time::sleep(MS(50)).await;
-    }
+    eventually("a probe to see the failure", async || {
+        get_json(&url).await.0 == 503
+    })
+    .await;
     let before = up.hits("/data");
     let (status, _, body) = get_json(&gw.url("/r")).await;
     assert_eq!(
@@ -283,18 +307,13 @@ async fn unhealthy_upstreams_fail_fast_until_they_recover() {
         "no call reaches an unhealthy upstream"
     );
     up.set_reply("/health", Reply::json("{}"));
-    let mut status = 0;
-    for _ in 0..100 {
-        status = get_json(&url).await.0.as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(MS(50)).await;
-    }
-    assert_eq!(status, 200, "healthy again after a passing probe");
+    eventually("healthy again after a passing probe", async || {
+        get_json(&url).await.0 == 200
+    })
+    .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connections_beyond_max_connections_wait_their_turn() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = MockUpstream::builder()
@@ -313,7 +332,10 @@ async fn connections_beyond_max_connections_wait_their_turn() {
         .write_all(b"GET /r HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(MS(50)).await;
+    eventually("the first connection's call at the upstream", async || {
+        up.hits("/data") == 1
+    })
+    .await;
     let second = tokio::spawn({
         let url = gw.url("/__health");
         async move {

@@ -190,7 +190,7 @@ where
     .is_ok()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idle_websocket_is_ended_by_idle_timeout() {
     let url = echo_ws().await;
     let gw = start_gateway(&format!(

@@ -4,36 +4,38 @@
 
 use crate::common;
 
-use common::{GatewayProcess, MockUpstream, Reply, client, get_json, start_reloadable};
-use std::time::{Duration, Instant};
-
-const MS: fn(u64) -> Duration = Duration::from_millis;
-
+use common::{
+    Gate, GatewayProcess, MockUpstream, Reply, client, eventually, eventually_some, get_json,
+    start_reloadable,
+};
 fn config(up: &MockUpstream, routes: &str) -> String {
-    format!("[upstreams.up]\nurl = \"{}\"\n{routes}", up.url())
+    format!(
+        r#"[upstreams.up]
+url = "{}"
+{routes}"#,
+        up.url()
+    )
 }
 
 fn aggregate(path: &str, backend_path: &str, extra: &str) -> String {
     format!(
-        "[[routes]]\npath = \"{path}\"\n{extra}\n[[routes.backends]]\nname = \"b\"\nupstream = \"up\"\npath = \"{backend_path}\"\n"
+        r#"[[routes]]
+path = "{path}"
+{extra}
+[[routes.backends]]
+name = "b"
+upstream = "up"
+path = "{backend_path}"
+"#
     )
-}
-
-async fn wait_for(mut ok: impl AsyncFnMut() -> bool, within: Duration) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if ok().await {
-            return true;
-        }
-        tokio::time::sleep(MS(25)).await;
-    }
-    false
 }
 
 #[tokio::test]
 async fn in_flight_requests_finish_on_their_config_while_new_ones_see_the_new_one() {
+    // The in-flight request's answer is held until the reload is done.
+    let gate = Gate::default();
     let up = MockUpstream::builder()
-        .route("/slow", Reply::json("1").latency(MS(500)))
+        .route("/slow", Reply::json("1").gated(&gate))
         .route("/fast", Reply::json("2"))
         .start()
         .await;
@@ -41,7 +43,10 @@ async fn in_flight_requests_finish_on_their_config_while_new_ones_see_the_new_on
     let url = gw.gateway.url("/old");
     let in_flight = tokio::spawn(async move { get_json(&url).await });
     // Reload once the request is in flight: its upstream call has arrived.
-    assert!(wait_for(async || up.hits("/slow") == 1, Duration::from_secs(10)).await);
+    eventually("the in-flight request's call at the upstream", async || {
+        up.hits("/slow") == 1
+    })
+    .await;
 
     gw.write(&config(&up, &aggregate("/new", "/fast", "")));
     let changes = gw.reloader.reload("test").unwrap();
@@ -50,6 +55,11 @@ async fn in_flight_requests_finish_on_their_config_while_new_ones_see_the_new_on
 
     assert_eq!(get_json(&gw.gateway.url("/new")).await.0, 200);
     assert_eq!(get_json(&gw.gateway.url("/old")).await.0, 404);
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request is still held"
+    );
+    gate.open();
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!(
         (status.as_u16(), body["b"].as_i64()),
@@ -97,7 +107,7 @@ async fn no_request_fails_across_twenty_reloads() {
         .start()
         .await;
     let one = config(&up, &aggregate("/r", "/one", ""));
-    let two = config(&up, &aggregate("/r", "/two", "timeout = \"5s\""));
+    let two = config(&up, &aggregate("/r", "/two", r#"timeout = "5s""#));
     let gw = start_reloadable(&one).await;
     let url = gw.gateway.url("/r");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -122,10 +132,24 @@ async fn no_request_fails_across_twenty_reloads() {
             })
         })
         .collect();
+    eventually("a request served on the first config", async || {
+        up.hits("/one") > 0
+    })
+    .await;
     for i in 0..20 {
-        gw.write(if i % 2 == 0 { &two } else { &one });
+        let (next, path) = if i % 2 == 0 {
+            (&two, "/two")
+        } else {
+            (&one, "/one")
+        };
+        let before = up.hits(path);
+        gw.write(next);
         gw.reloader.reload("test").unwrap();
-        tokio::time::sleep(MS(20)).await;
+        // Requests run on each config before the next reload.
+        eventually("a request served on the new config", async || {
+            up.hits(path) > before
+        })
+        .await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut ok, mut failed) = (0, 0);
@@ -245,26 +269,19 @@ async fn the_file_watcher_reloads_after_an_editor_saves() {
     let _watcher = fanout::reload::watch(gw.reloader.clone()).unwrap();
     gw.write(&config(&up, &aggregate("/b", "/x", "")));
     let url = gw.gateway.url("/b");
-    assert!(
-        wait_for(
-            async || get_json(&url).await.0 == 200,
-            Duration::from_secs(5)
-        )
-        .await,
-        "the edit was not picked up"
-    );
+    eventually("the renamed-over edit to be picked up", async || {
+        get_json(&url).await.0 == 200
+    })
+    .await;
     assert_eq!(gw.reloader.status().trigger, "file");
 
     // An in-place write (no rename) is seen too.
     std::fs::write(&gw.path, config(&up, &aggregate("/c", "/x", ""))).unwrap();
     let url = gw.gateway.url("/c");
-    assert!(
-        wait_for(
-            async || get_json(&url).await.0 == 200,
-            Duration::from_secs(5)
-        )
-        .await
-    );
+    eventually("the in-place edit to be picked up", async || {
+        get_json(&url).await.0 == 200
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -288,29 +305,18 @@ async fn sighup_reloads_the_running_binary() {
         .unwrap();
     assert!(status.success());
     let url = gw.url("/b");
-    assert!(
-        wait_for(
-            async || get_json(&url).await.0 == 200,
-            Duration::from_secs(5)
-        )
-        .await
-    );
-    // The watcher may have reloaded first; the SIGHUP reload is logged on its own.
-    let logged = wait_for(
-        async || {
-            gw.logs().iter().any(|l| {
-                l.contains("config reloaded") && l.contains("trigger=\"sighup\"")
-                    || l.contains("config reloaded") && l.contains("trigger=sighup")
-            })
-        },
-        Duration::from_secs(5),
-    )
+    eventually("the SIGHUP reload to serve /b", async || {
+        get_json(&url).await.0 == 200
+    })
     .await;
-    assert!(
-        logged,
-        "no SIGHUP reload in the log:\n{}",
-        gw.logs().join("\n")
-    );
+    // The watcher may have reloaded first; the SIGHUP reload is logged on its own.
+    eventually("the SIGHUP reload in the log", async || {
+        gw.logs().iter().any(|l| {
+            l.contains("config reloaded") && l.contains("trigger=\"sighup\"")
+                || l.contains("config reloaded") && l.contains("trigger=sighup")
+        })
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -330,17 +336,12 @@ async fn every_request_is_logged_with_its_route_status_and_backends() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let line = async || {
+    let line = eventually_some("the access line of req-42", async || {
         gw.logs()
             .into_iter()
             .find(|l| l.contains("fanout::access") && l.contains("req-42"))
-    };
-    assert!(
-        wait_for(async || line().await.is_some(), Duration::from_secs(3)).await,
-        "{:?}",
-        gw.logs()
-    );
-    let line = line().await.unwrap();
+    })
+    .await;
     for field in [
         "route=\"/a\"",
         "status=200",
@@ -374,17 +375,12 @@ async fn every_request_is_logged_with_its_route_status_and_backends() {
             .send()
             .await
             .unwrap();
-        let line = async || {
+        let line = eventually_some(&format!("the access line of {id}"), async || {
             gw.logs()
                 .into_iter()
                 .find(|l| l.contains("fanout::access") && l.contains(id))
-        };
-        assert!(
-            wait_for(async || line().await.is_some(), Duration::from_secs(3)).await,
-            "{:?}",
-            gw.logs()
-        );
-        let line = line().await.unwrap();
+        })
+        .await;
         assert!(line.contains(route), "{route} missing in {line}");
         assert!(line.contains("backends=[]"), "{line}");
     }
@@ -422,13 +418,10 @@ async fn log_format_json_writes_one_object_per_line() {
         .send()
         .await
         .unwrap();
-    let line = async || gw.logs().into_iter().find(|l| l.contains("req-json"));
-    assert!(
-        wait_for(async || line().await.is_some(), Duration::from_secs(3)).await,
-        "{:?}",
-        gw.logs()
-    );
-    let line = line().await.unwrap();
+    let line = eventually_some("the access line of req-json", async || {
+        gw.logs().into_iter().find(|l| l.contains("req-json"))
+    })
+    .await;
     let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(entry["target"], "fanout::access");
     assert_eq!(entry["fields"]["route"], "/a");
@@ -440,17 +433,13 @@ async fn log_format_json_writes_one_object_per_line() {
     // A reload's lists are arrays too.
     let next = toml.replace("path = \"/a\"", "path = \"/b\"");
     std::fs::write(&gw.path, next).unwrap();
-    let reloaded = async || {
+    let reloaded = eventually_some("the reload's line in the log", async || {
         gw.logs()
             .into_iter()
             .find(|l| l.contains("config reloaded"))
-    };
-    assert!(
-        wait_for(async || reloaded().await.is_some(), Duration::from_secs(5)).await,
-        "{:?}",
-        gw.logs()
-    );
-    let entry: serde_json::Value = serde_json::from_str(&reloaded().await.unwrap()).unwrap();
+    })
+    .await;
+    let entry: serde_json::Value = serde_json::from_str(&reloaded).unwrap();
     assert_eq!(entry["fields"]["added"], serde_json::json!(["GET /b"]));
     assert_eq!(entry["fields"]["removed"], serde_json::json!(["GET /a"]));
     assert_eq!(entry["fields"]["changed"], serde_json::json!([]));

@@ -3,9 +3,10 @@
 
 use crate::common;
 
-use common::{MockUpstream, Reply, client, get_json, start_gateway};
+use common::{MockUpstream, Reply, client, eventually, get_json, start_gateway};
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -306,7 +307,7 @@ async fn small_answers_and_disabled_compression_stay_plain() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn slow_header_clients_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = MockUpstream::builder()
@@ -328,7 +329,7 @@ async fn slow_header_clients_are_cut_off() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_head_after_a_served_request_is_cut_off_too() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = MockUpstream::builder()
@@ -365,7 +366,7 @@ async fn a_slow_head_after_a_served_request_is_cut_off_too() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let up = MockUpstream::builder()
         .route("/a", Reply::json("1").latency(MS(500)))
@@ -374,7 +375,12 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let mut gw = simple(&up, "shutdown_grace = \"5s\"").await;
     let url = gw.url("/r");
     let in_flight = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
-    tokio::time::sleep(MS(150)).await;
+    // Shut down once the request is in flight: its call has reached the upstream, which
+    // answers 500 ms (of the paused clock) later.
+    eventually("the in-flight request's call at the upstream", async || {
+        up.hits("/a") == 1
+    })
+    .await;
     let server = gw.shutdown();
     let status = in_flight
         .await
@@ -392,7 +398,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_grace_bounds_the_drain() {
     let up = MockUpstream::builder()
         .route("/a", Reply::hang())
@@ -401,7 +407,10 @@ async fn shutdown_grace_bounds_the_drain() {
     let mut gw = simple(&up, "shutdown_grace = \"300ms\"\nrequest_timeout = \"30s\"").await;
     let url = gw.url("/r");
     let _in_flight = tokio::spawn(async move { client().get(url).send().await });
-    tokio::time::sleep(MS(100)).await;
+    eventually("the in-flight request's call at the upstream", async || {
+        up.hits("/a") == 1
+    })
+    .await;
     let started = Instant::now();
     let server = gw.shutdown();
     tokio::time::timeout(Duration::from_secs(3), server)
@@ -414,18 +423,6 @@ async fn shutdown_grace_bounds_the_drain() {
 
 const GIB: u64 = 1 << 30;
 
-/// Polls `done` every 20 ms; false if it is still not true after 30 s.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while !done() {
-        if started.elapsed() > Duration::from_secs(30) {
-            return false;
-        }
-        tokio::time::sleep(MS(20)).await;
-    }
-    true
-}
-
 /// Sends `request` and never reads; once the gateway has given up on the client, reads
 /// what the socket holds and returns whether the gateway closed the connection.
 async fn stalled_client_is_cut(request: &str) {
@@ -437,10 +434,11 @@ async fn stalled_client_is_cut(request: &str) {
     let gw = simple(&up, "send_timeout = \"500ms\"").await;
     let mut stalled = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     stalled.write_all(request.as_bytes()).await.unwrap();
-    assert!(
-        eventually(|| up.cancelled() == 1).await,
-        "the upstream stream was not cancelled: {request:?}"
-    );
+    eventually(
+        &format!("the upstream stream to be cancelled: {request:?}"),
+        async || up.cancelled() == 1,
+    )
+    .await;
     let mut sink = vec![0u8; 1 << 20];
     let closed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -456,18 +454,18 @@ async fn stalled_client_is_cut(request: &str) {
     assert_eq!(get_json(&gw.url("/__health")).await.0, 200);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_is_cut_with_its_upstream_call() {
     stalled_client_is_cut("GET /p/big HTTP/1.1\r\nHost: g\r\n\r\n").await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_on_a_handed_off_connection_is_cut_too() {
     // A request with a body is served by hyper.
     stalled_client_is_cut("POST /p/big HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\n\r\nx").await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_http2_client_that_grants_no_window_is_cut_with_its_upstream_call() {
     let up = MockUpstream::builder()
         .route("/big", Reply::source(GIB))
@@ -482,10 +480,10 @@ async fn an_http2_client_that_grants_no_window_is_cut_with_its_upstream_call() {
     // The answer's head is read, its body never: the client's window runs out.
     let response = h2.get(gw.url("/p/big")).send().await.unwrap();
     assert_eq!(response.version(), http::Version::HTTP_2);
-    assert!(
-        eventually(|| up.cancelled() == 1).await,
-        "the upstream stream was not cancelled"
-    );
+    eventually("the upstream stream to be cancelled", async || {
+        up.cancelled() == 1
+    })
+    .await;
     drop(response);
     assert_eq!(get_json(&gw.url("/__health")).await.0, 200);
 }

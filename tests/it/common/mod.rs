@@ -1,6 +1,13 @@
 //! Test support: mock upstreams built per test (routes, latency, status, misbehaviour,
 //! streams, hit counts, recorded requests), a gateway started from TOML on
 //! `127.0.0.1:0`, and the gateway binary as its own process for memory measurements.
+//!
+//! Times the mock records (arrivals, a gate's opening) are tokio instants: under a
+//! paused clock (`#[tokio::test(start_paused = true)]`) they are the test's virtual time.
+
+mod eventually;
+
+pub use eventually::{eventually, eventually_some};
 
 use bytes::Bytes;
 use fanout::config::{Env, compile, compile_file};
@@ -19,6 +26,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 #[derive(Clone, Debug)]
 enum Behaviour {
@@ -60,7 +68,7 @@ pub struct Reply {
 /// Holds answers back until the test opens it, and remembers when it did, so a test can
 /// tell requests that arrived before from those after (from the mock's arrival times).
 #[derive(Clone, Debug)]
-pub struct Gate(Arc<tokio::sync::watch::Sender<Option<std::time::Instant>>>);
+pub struct Gate(Arc<tokio::sync::watch::Sender<Option<Instant>>>);
 
 impl Default for Gate {
     fn default() -> Self {
@@ -71,11 +79,11 @@ impl Default for Gate {
 impl Gate {
     /// Lets every held answer go, and every later one through at once.
     pub fn open(&self) {
-        self.0.send_replace(Some(std::time::Instant::now()));
+        self.0.send_replace(Some(Instant::now()));
     }
 
     /// When it was opened.
-    pub fn opened(&self) -> Option<std::time::Instant> {
+    pub fn opened(&self) -> Option<Instant> {
         *self.0.borrow()
     }
 
@@ -209,7 +217,7 @@ pub struct Recorded {
     /// Empty for sinks, which never hold a body.
     pub body: Bytes,
     /// When the request's head arrived.
-    pub arrived: std::time::Instant,
+    pub arrived: Instant,
 }
 
 #[derive(Default)]
@@ -378,7 +386,7 @@ async fn handle(
     state: Arc<MockState>,
     request: Request<Incoming>,
 ) -> Result<Response<MockBody>, std::io::Error> {
-    let arrived = std::time::Instant::now();
+    let arrived = Instant::now();
     let _in_flight = InFlight::enter(&state);
     let (parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_string();

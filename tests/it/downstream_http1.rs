@@ -1,4 +1,4 @@
-//! The gateway's own HTTP/1.1 client connection over raw sockets: keep-alive,
+//! The client side of the wire (downstream HTTP/1.1) over raw sockets: keep-alive,
 //! pipelining, `Connection: close`, the idle timeout, chunked answers, the hand-off
 //! to hyper for requests with a body and for malformed ones, and the 400s for requests
 //! whose Host or framing is ambiguous.
@@ -6,9 +6,10 @@
 use crate::common;
 
 use common::{MockUpstream, Reply, start_gateway};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 async fn gateway(up: &MockUpstream, server: &str) -> common::TestGateway {
     start_gateway(&format!(
@@ -125,7 +126,7 @@ async fn malformed_requests_get_hyper_s_400() {
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_connections_are_closed_after_keepalive_timeout() {
     let up = upstream().await;
     let gw = gateway(&up, "keepalive_timeout = \"300ms\"").await;

@@ -1,6 +1,6 @@
-//! The upstream HTTP/1.1 client at the wire: keep-alive reuse, pooled connections the
-//! upstream closed, chunked and length-less answers, interim 1xx, and malformed answers,
-//! each against a raw TCP upstream through an aggregate route.
+//! The upstream side of the wire (the HTTP/1.1 client): keep-alive reuse, pooled
+//! connections the upstream closed, chunked and length-less answers, interim 1xx, and
+//! malformed answers, each against a raw TCP upstream through an aggregate route.
 
 use crate::common;
 
