@@ -7,7 +7,7 @@
 mod accept;
 mod conn;
 mod handoff;
-mod request;
+pub mod request;
 mod response;
 mod send_timeout;
 

@@ -6,7 +6,7 @@
 
 mod body;
 mod conn;
-mod parse;
+pub mod parse;
 
 pub use body::H1Body;
 pub use parse::{Collected, Head};
