@@ -45,9 +45,11 @@ pub fn header_map(head: &Bytes, spans: &[Span], room: usize) -> Result<HeaderMap
     Ok(headers)
 }
 
-/// A decimal number as in `Content-Length`: digits only, no sign, no overflow.
+/// A decimal number as in `Content-Length`: digits only, no sign, leading zeros allowed
+/// (RFC 9110 §8.6: `1*DIGIT`), at most 19 significant digits, so no overflow.
 pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    let zeros = digits.iter().take_while(|&&d| d == b'0').count();
+    if digits.is_empty() || digits.len() - zeros > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     digits.iter().try_fold(0u64, |n, d| {
@@ -86,6 +88,9 @@ mod tests {
             Some(9_999_999_999_999_999_999)
         );
         assert_eq!(parse_decimal(b"+1"), None);
+        // Found by fuzz/fuzz_targets/answer_head.rs: leading zeros counted as digits.
+        assert_eq!(parse_decimal(b"000000000000000000000000012"), Some(12));
+        assert_eq!(parse_decimal(b"018446744073709551615"), None);
         assert_eq!(parse_decimal(b""), None);
     }
 }

@@ -9,7 +9,8 @@
 //!    Transfer-Encoding and Content-Length, or Transfer-Encoding in HTTP/1.0, is refused;
 //!    a HEAD request or a 1xx, 204 or 304 answer has no body; otherwise chunked when
 //!    chunked is the final transfer coding, until close for any other coding; else the
-//!    Content-Length when every listed value is the same decimal number (refused if not);
+//!    Content-Length when every listed value is the same decimal number below 10^19,
+//!    leading zeros allowed (refused if not);
 //!    else until close.
 //! 3. The connection is kept only after an answer whose end its framing tells, that did
 //!    not ask to close (HTTP/1.1) or asked to be kept (HTTP/1.0).
@@ -72,7 +73,8 @@ impl Reference {
             if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            text.parse::<u64>().ok()
+            // Leading zeros are allowed; no body is 10^19 bytes or more.
+            text.parse::<u64>().ok().filter(|&n| n < 10_000_000_000_000_000_000)
         });
         let Some(first) = numbers.next() else {
             return Some(Framing::UntilClose);

@@ -297,3 +297,19 @@ async fn a_chunk_line_over_the_limit_is_refused_in_one_read_too() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_content_length_with_leading_zeros_is_its_number() {
+    // Found by fuzz/fuzz_targets/answer_head.rs: `1*DIGIT` (RFC 9110 §8.6) allows
+    // leading zeros, which counted against the 19 digits a length may have, so such an
+    // answer failed where hyper reads it.
+    let up = answering(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+         Content-Length: 000000000000000000000000002\r\n\r\n{}",
+    )
+    .await;
+    let gw = gateway(&up).await;
+    let (status, _, body) = get_json(&gw.url("/agg/1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["v"], json!({}), "{body}");
+}
