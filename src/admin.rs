@@ -4,8 +4,9 @@
 //! It speaks HTTP/1.1 under the main listener's header and send timeouts, serves at most
 //! [`MAX_ADMIN_CONNECTIONS`] connections at once, and backs off when accepting fails.
 
+use crate::gateway::LiveGateway;
 use crate::reload::Reloader;
-use crate::server::{Acceptor, LiveGateway, SendTimeout};
+use crate::server::{Acceptor, SendTimeout};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;

@@ -2,6 +2,9 @@
 //! gets, which answers are compressed, and the encoders, as functions over whole bodies.
 //! Every answer worth compressing is whole in memory already (aggregate JSON, errors);
 //! proxied answers stream through as the upstream sent them.
+//! Kept over tower-http's `CompressionLayer` (with a size, content-type and not-proxied
+//! predicate), which measured 2 more allocations per request (its 5.8 KB body boxed),
+//! 2 more per proxied answer (the marker extension) and a 176 B service future for 8 B.
 
 use crate::body::{Body, full};
 use http::header::{
@@ -107,8 +110,9 @@ fn parse_q(param: &str) -> Option<u16> {
 }
 
 /// Whether an answer of `len` bytes with these headers is compressed (proxied answers
-/// never reach here, see `Gateway::handle`): not encoded already, not a range, at least `min` bytes, and not a format that is
-/// compressed already or must not be held back (images but SVG, gRPC, server-sent events).
+/// never reach here, see `gateway::serve`): not encoded already, not a range,
+/// at least `min` bytes, and not a format that is compressed already or must not be
+/// held back (images but SVG, gRPC, server-sent events).
 pub fn compressible(response: &Response<Body>, len: u64, min: u64) -> bool {
     let headers = response.headers();
     if headers.contains_key(CONTENT_ENCODING)

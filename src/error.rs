@@ -1,8 +1,10 @@
-//! Every error the gateway makes, and the one function that turns it into a status and a
-//! JSON body (`{"error": {"code", "message", "backend"}}`) and logs it.
+//! Every error that ends a request, and the one place that turns it into a status and a
+//! JSON body (`{"error": {"code", "message", "backend"}}`) and logs it. Modules below
+//! own their errors (`body::BodyError`, `upstream::CallError`, ...); [`GatewayError`]
+//! wraps them as its `source` and decides what a client is told.
 
-use crate::aggregate::BackendError;
-use crate::body::{Body, full};
+use crate::aggregate::{AggregateError, BackendError};
+use crate::body::{Body, BodyError, full};
 use crate::upstream::CallError;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
@@ -20,8 +22,9 @@ pub enum GatewayError {
     MethodNotAllowed { allow: HeaderValue },
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64, limit: u32 },
-    #[error("the request body is larger than {limit} bytes")]
-    BodyTooLarge { limit: u64 },
+    /// The request body was too large or could not be read.
+    #[error("{0}")]
+    Body(#[from] BodyError),
     #[error("{message}")]
     BadRequest {
         backend: Option<String>,
@@ -35,9 +38,28 @@ pub enum GatewayError {
     #[error("every backend failed")]
     AllBackendsFailed { timed_out: bool },
     #[error("upstream {upstream}: {error}")]
-    Upstream { upstream: String, error: CallError },
+    Upstream {
+        upstream: String,
+        #[source]
+        error: CallError,
+    },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// An aggregate route's failure, answered as the gateway's own errors are.
+impl From<AggregateError> for GatewayError {
+    fn from(e: AggregateError) -> Self {
+        use AggregateError as A;
+        let bad = |backend, message| GatewayError::BadRequest { backend, message };
+        match e {
+            A::Body(e) => GatewayError::Body(e),
+            A::BodyDeadline => bad(None, e.to_string()),
+            A::Request { backend, error } => bad(Some(backend), error.to_string()),
+            A::RequiredBackend { backend, error } => GatewayError::Backend { backend, error },
+            A::AllBackendsFailed { timed_out } => GatewayError::AllBackendsFailed { timed_out },
+        }
+    }
 }
 
 /// The answer when the gateway itself refused to call an upstream, to protect it.
@@ -71,7 +93,8 @@ impl GatewayError {
             RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Body(BodyError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Body(BodyError::Read(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Backend {
                 error: BackendError::Call(e),
@@ -181,189 +204,16 @@ impl GatewayError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::template::{Problem, RenderError};
-    use http_body_util::BodyExt;
-    use std::time::Duration;
-
-    async fn answer(e: GatewayError) -> (StatusCode, serde_json::Value, http::HeaderMap) {
-        let r = e.into_response();
-        let (parts, body) = r.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        (parts.status, json, parts.headers)
-    }
-
-    fn backend(error: BackendError) -> GatewayError {
-        GatewayError::Backend {
-            backend: "user".into(),
-            error,
+/// A request head refused by the own HTTP/1.1 connection is a 400, like any bad request.
+impl From<crate::http1::Refusal> for GatewayError {
+    fn from(why: crate::http1::Refusal) -> Self {
+        GatewayError::BadRequest {
+            backend: None,
+            message: why.to_string(),
         }
-    }
-
-    #[tokio::test]
-    async fn not_found() {
-        let (s, j, _) = answer(GatewayError::RouteNotFound).await;
-        assert_eq!(s, 404);
-        assert_eq!(j["error"]["code"], "route_not_found");
-        assert_eq!(j["error"]["message"], "no route matches this path");
-    }
-
-    #[tokio::test]
-    async fn method_not_allowed_carries_allow() {
-        let (s, j, h) = answer(GatewayError::MethodNotAllowed {
-            allow: HeaderValue::from_static("GET, HEAD"),
-        })
-        .await;
-        assert_eq!(s, 405);
-        assert_eq!(j["error"]["code"], "method_not_allowed");
-        assert_eq!(h["allow"], "GET, HEAD");
-    }
-
-    #[tokio::test]
-    async fn bad_request() {
-        let (s, j, _) = answer(GatewayError::BadRequest {
-            backend: Some("orders".into()),
-            message: "query parameter limit is missing".into(),
-        })
-        .await;
-        assert_eq!(s, 400);
-        assert_eq!(j["error"]["code"], "bad_request");
-        assert_eq!(j["error"]["backend"], "orders");
-    }
-
-    #[tokio::test]
-    async fn rate_limited_is_429_with_retry_after() {
-        let (s, j, h) = answer(GatewayError::RateLimited {
-            retry_after_secs: 3,
-            limit: 20,
-        })
-        .await;
-        assert_eq!(s, 429);
-        assert_eq!(j["error"]["code"], "rate_limited");
-        assert_eq!(h["retry-after"], "3");
-        assert_eq!(h["ratelimit-limit"], "20");
-        assert_eq!(h["ratelimit-remaining"], "0");
-        assert_eq!(h["ratelimit-reset"], "3");
-    }
-
-    #[tokio::test]
-    async fn body_too_large_is_413() {
-        let (s, j, _) = answer(GatewayError::BodyTooLarge { limit: 1024 }).await;
-        assert_eq!(s, 413);
-        assert_eq!(j["error"]["code"], "body_too_large");
-        assert_eq!(
-            j["error"]["message"],
-            "the request body is larger than 1024 bytes"
-        );
-    }
-
-    #[tokio::test]
-    async fn required_backend_timeout_is_504() {
-        let (s, j, _) = answer(backend(BackendError::Call(CallError::Timeout(
-            Duration::from_millis(5),
-        ))))
-        .await;
-        assert_eq!(s, 504);
-        assert_eq!(j["error"]["code"], "upstream_timeout");
-        assert_eq!(j["error"]["backend"], "user");
-    }
-
-    #[tokio::test]
-    async fn required_backend_4xx_passes_through() {
-        let (s, j, h) = answer(backend(BackendError::Call(CallError::Status {
-            status: StatusCode::NOT_FOUND,
-            content_type: Some(HeaderValue::from_static("application/json")),
-            body: bytes::Bytes::from_static(br#"{"msg":"no such user"}"#),
-        })))
-        .await;
-        assert_eq!(s, 404);
-        assert_eq!(j, serde_json::json!({"msg": "no such user"}));
-        assert_eq!(h["content-type"], "application/json");
-    }
-
-    #[tokio::test]
-    async fn required_backend_other_failures_are_502() {
-        for e in [
-            BackendError::Call(CallError::Status {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                content_type: None,
-                body: bytes::Bytes::new(),
-            }),
-            BackendError::Call(CallError::Connect("refused".into())),
-            BackendError::InvalidJson("expected value".into()),
-            BackendError::Render(RenderError {
-                what: "user.address.city".into(),
-                problem: Problem::Missing,
-                from_request: false,
-            }),
-            BackendError::TooManyItems {
-                array: "user.friend_ids".into(),
-                count: 101,
-                max: 100,
-            },
-        ] {
-            let (s, j, _) = answer(backend(e)).await;
-            assert_eq!(s, 502);
-            assert_eq!(j["error"]["code"], "bad_gateway");
-        }
-    }
-
-    #[tokio::test]
-    async fn all_failed() {
-        let (s, j, _) = answer(GatewayError::AllBackendsFailed { timed_out: true }).await;
-        assert_eq!(
-            (s, j["error"]["code"].as_str()),
-            (StatusCode::GATEWAY_TIMEOUT, Some("upstream_timeout"))
-        );
-        let (s, j, _) = answer(GatewayError::AllBackendsFailed { timed_out: false }).await;
-        assert_eq!(
-            (s, j["error"]["code"].as_str()),
-            (StatusCode::BAD_GATEWAY, Some("bad_gateway"))
-        );
-    }
-
-    #[tokio::test]
-    async fn refused_calls_are_503_with_their_code() {
-        for (e, code) in [
-            (
-                CallError::Overloaded("no free call slot within 50ms".into()),
-                "upstream_overloaded",
-            ),
-            (CallError::CircuitOpen, "circuit_open"),
-            (CallError::Unhealthy, "upstream_unhealthy"),
-        ] {
-            let (s, j, _) = answer(backend(BackendError::Call(e.clone()))).await;
-            assert_eq!((s.as_u16(), j["error"]["code"].as_str()), (503, Some(code)));
-            let (s, j, _) = answer(GatewayError::Upstream {
-                upstream: "files".into(),
-                error: e,
-            })
-            .await;
-            assert_eq!((s.as_u16(), j["error"]["code"].as_str()), (503, Some(code)));
-        }
-    }
-
-    #[tokio::test]
-    async fn proxy_upstream_errors() {
-        let up = |error| GatewayError::Upstream {
-            upstream: "files".into(),
-            error,
-        };
-        let (s, _, _) = answer(up(CallError::Timeout(Duration::from_secs(1)))).await;
-        assert_eq!(s, 504);
-        let (s, j, _) = answer(up(CallError::Connect("refused".into()))).await;
-        assert_eq!(s, 502);
-        assert_eq!(j["error"]["code"], "bad_gateway");
-    }
-
-    #[tokio::test]
-    async fn internal_hides_details() {
-        let (s, j, _) = answer(GatewayError::Internal("secret detail".into())).await;
-        assert_eq!(s, 500);
-        assert_eq!(j["error"]["code"], "internal");
-        assert_eq!(j["error"]["message"], "internal error");
     }
 }
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

@@ -10,16 +10,18 @@
 //! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
 //! - [`demo`]: sample upstreams for `fanout demo`.
 //! - [`error`]: every error the gateway makes, as status and JSON, in one place.
-//! - [`gateway`]: the immutable snapshot a request runs on, and the request path.
+//! - [`gateway`]: the live snapshot: building it, and serving a request in phases.
+//! - [`http1`]: the own HTTP/1.1 both ways: heads, framing, responses, the upstream client.
+//! - [`json_path`]: dotted paths into JSON (`data.items.0`), for templates and shaping.
 //! - [`limits`]: route rate limits, client identity behind trusted proxies.
 //! - [`metrics`]: the Prometheus registry and the gateway's metrics.
 //! - [`proxy`]: proxy routes: a request streamed through to one upstream.
 //! - [`reload`]: live config: watch, validate, build, swap whole.
+//! - [`request_id`]: the `x-request-id` a request carries to upstreams and back.
 //! - [`router`]: the compiled route table (matchit), path normalization, 404 and 405.
 //! - [`server`]: the listener, the own HTTP/1.1 connection (hyper for the rest), shutdown.
 //! - [`template`]: upstream path templates and the encoding that keeps values in place.
-//! - [`upstream`]: one pooled client per upstream, its protection, one call with a deadline.
-//! - [`wire`]: HTTP/1.1 header bytes shared by the upstream client and the server.
+//! - [`upstream`]: one transport per upstream, its protection, one call with a deadline.
 
 pub mod admin;
 pub mod aggregate;
@@ -30,12 +32,14 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod gateway;
+pub mod http1;
+pub mod json_path;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod request_id;
 pub mod router;
 pub mod server;
 pub mod template;
 pub mod upstream;
-pub mod wire;

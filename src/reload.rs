@@ -6,7 +6,7 @@
 use crate::config::{Compiled, Env, ServerSpec, compile_file};
 pub use crate::config::{ConfigDiff, ValueChange, diff};
 use crate::gateway::Gateway;
-use crate::server::LiveGateway;
+use crate::gateway::LiveGateway;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

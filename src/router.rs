@@ -76,8 +76,9 @@ pub struct RouteTable<T> {
     implicit: Vec<String>,
 }
 
-/// The result of looking a request up.
-pub enum Lookup<'t, 'p, T> {
+/// Which route a request's method and path match: the route and its path parameters,
+/// a path that exists for other methods only (405), or none (404).
+pub enum RouteMatch<'t, 'p, T> {
     Found(&'t T, matchit::Params<'t, 'p>),
     /// The path exists but not for this method.
     MethodNotAllowed {
@@ -176,7 +177,7 @@ impl<T> RouteTable<T> {
     /// A trailing slash cannot take a request past a route: when the path without it
     /// has a route path of its own, other than the one the path with it matches (such
     /// as `/p/secret` beside `/p/{*rest}`), it is matched as the path without it.
-    pub fn lookup<'t, 'p>(&'t self, method: &Method, path: &'p str) -> Lookup<'t, 'p, T> {
+    pub fn lookup<'t, 'p>(&'t self, method: &Method, path: &'p str) -> RouteMatch<'t, 'p, T> {
         let mut found = self.router.at(path).ok();
         if path.len() > 1
             && let Some(trimmed) = path.strip_suffix('/')
@@ -186,7 +187,7 @@ impl<T> RouteTable<T> {
             found = Some(other);
         }
         let Some(m) = found else {
-            return Lookup::NotFound;
+            return RouteMatch::NotFound;
         };
         let slot = &self.slots[*m.value];
         let find = |wanted: &Method| {
@@ -201,8 +202,8 @@ impl<T> RouteTable<T> {
                 .flatten()
         });
         match found {
-            Some(v) => Lookup::Found(v, m.params),
-            None => Lookup::MethodNotAllowed {
+            Some(v) => RouteMatch::Found(v, m.params),
+            None => RouteMatch::MethodNotAllowed {
                 allow: &slot.allow,
                 pattern: &slot.pattern,
                 on_path: &slot.routes[0].1,

@@ -17,7 +17,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use fanout::upstream::h1::parse::{self as h1, Framing};
+use fanout::http1::{self as h1, Framing};
 use http::{Method, Version};
 use libfuzzer_sys::fuzz_target;
 
@@ -74,7 +74,9 @@ impl Reference {
                 return None;
             }
             // Leading zeros are allowed; no body is 10^19 bytes or more.
-            text.parse::<u64>().ok().filter(|&n| n < 10_000_000_000_000_000_000)
+            text.parse::<u64>()
+                .ok()
+                .filter(|&n| n < 10_000_000_000_000_000_000)
         });
         let Some(first) = numbers.next() else {
             return Some(Framing::UntilClose);
@@ -97,7 +99,7 @@ fuzz_target!(|input: (u8, &[u8])| {
     let reference = answer.parse(data);
 
     let mut buf = BytesMut::from(data);
-    match h1::parse_head(&mut buf) {
+    match h1::parse_answer_head(&mut buf) {
         Ok(None) => {
             assert!(matches!(reference, Ok(httparse::Status::Partial)));
             assert!(data.len() <= h1::MAX_HEAD);
@@ -148,7 +150,7 @@ fuzz_target!(|input: (u8, &[u8])| {
                 );
             }
 
-            let framing = Framing::of(&method, &head).ok();
+            let framing = Framing::of_answer(&method, &head).ok();
             assert_eq!(
                 framing,
                 reference.framing(&method),

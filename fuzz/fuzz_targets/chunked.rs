@@ -11,7 +11,7 @@
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
-use fanout::upstream::h1::parse::{ChunkedDecoder, Step};
+use fanout::http1::{ChunkedDecoder, Step};
 use libfuzzer_sys::fuzz_target;
 
 /// A line (chunk size with extensions, or all trailers) longer than this is refused.

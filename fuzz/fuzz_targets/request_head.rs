@@ -14,7 +14,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use fanout::server::request::{self, Parsed, parse};
+use fanout::http1::{self, ParsedRequest as Parsed, Refusal, parse_request_head as parse};
 use http::{HeaderMap, Method, Request, Version};
 use http_body_util::Empty;
 use hyper::body::Incoming;
@@ -122,7 +122,7 @@ fuzz_target!(|data: &[u8]| {
     match parsed {
         Parsed::Partial => {
             assert!(reference.is_none(), "waits for a complete head");
-            assert!(data.len() <= request::MAX_HEAD);
+            assert!(data.len() <= http1::MAX_HEAD);
             assert_eq!(&buf[..], data);
         }
         Parsed::HandOff => assert_eq!(&buf[..], data, "handed off, but the buffer changed"),
@@ -132,11 +132,11 @@ fuzz_target!(|data: &[u8]| {
             };
             let hosts = head.values("host").count();
             let expected = if head.has("content-length") && head.has("transfer-encoding") {
-                request::TWO_FRAMINGS
+                Refusal::TwoFramings
             } else if hosts > 1 {
-                request::TWO_HOSTS
+                Refusal::TwoHosts
             } else if hosts == 0 && head.version == 1 {
-                request::NO_HOST
+                Refusal::NoHost
             } else {
                 panic!("refused a head that is not ambiguous: {why}")
             };

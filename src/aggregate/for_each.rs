@@ -1,25 +1,82 @@
-//! A `for_each` backend: one call per element of an array in another backend's answer,
-//! at most `concurrency` at once, the answers spliced into an array in element order.
+//! The for_each stage: a backend that calls once per element of an array in another
+//! backend's answer. [`urls`] renders one URL per element; [`run`] makes the calls, at
+//! most `concurrency` at once, and splices the answers into an array in element order.
+//! The call for one element is passed in, so this stage imports no other.
 
-use super::Backend;
-use super::BackendError;
-use super::call::{Answer, ElementFailures, call};
-use super::execute::RequestScope;
+use super::error::BackendError;
+use super::scope::{AggregateRoute, Backend, BackendAnswer, ElementFailures};
 use crate::config::ForEachSpec;
-use crate::template::RenderError;
+use crate::template::{Problem, RenderError, RenderInput};
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
+use std::future::Future;
 
-/// Calls `urls` (one per element; an element whose URL could not be rendered fails).
-/// A failed element is `null` in its place, or fails the backend with `fail_all`.
-pub(super) async fn run(
-    scope: &RequestScope<'_>,
+/// One URL per element of the array `each` names (an element whose URL cannot be
+/// rendered is an error in its place). The array missing, not an array, or longer than
+/// `max_items` fails the backend.
+pub(super) fn urls(
+    route: &AggregateRoute,
+    backend: &Backend,
+    each: &ForEachSpec,
+    input: &RenderInput<'_>,
+) -> Result<Vec<Result<String, RenderError>>, BackendError> {
+    let answer = input.answers[each.backend].as_ref();
+    let array = match &each.path {
+        None => answer,
+        Some(path) => answer.and_then(|a| path.get(a)),
+    };
+    let what = || {
+        let name = &route.backends[each.backend].spec.name;
+        match &each.path {
+            None => name.clone(),
+            Some(path) => format!("{name}.{path}"),
+        }
+    };
+    let fail = |problem| RenderError {
+        what: what(),
+        problem,
+        from_request: false,
+    };
+    let items = match array {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(fail(Problem::NotAnArray).into()),
+        None => return Err(fail(Problem::Missing).into()),
+    };
+    if items.len() > each.max_items {
+        return Err(BackendError::TooManyItems {
+            array: what(),
+            count: items.len(),
+            max: each.max_items,
+        });
+    }
+    let base = &backend.upstream.spec.base;
+    Ok(items
+        .iter()
+        .map(|item| {
+            let input = RenderInput {
+                item: Some(item),
+                ..*input
+            };
+            backend.spec.path.render(base, &input)
+        })
+        .collect())
+}
+
+/// Calls `urls` with `call`, one per element. A failed element is `null` in its place, or
+/// fails the backend with `fail_all`. `keep`: the answers before shaping are kept too,
+/// as an array, for the backends that read this one.
+pub(super) async fn run<F, Fut>(
     backend: &Backend,
     each: &ForEachSpec,
     urls: Vec<Result<String, RenderError>>,
     keep: bool,
-) -> Result<Answer, BackendError> {
+    call: F,
+) -> Result<BackendAnswer, BackendError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<BackendAnswer, BackendError>>,
+{
     let total = urls.len();
     let mut bodies: Vec<Option<Bytes>> = vec![None; total];
     let mut raws: Vec<Value> = if keep {
@@ -29,10 +86,11 @@ pub(super) async fn run(
     };
     let mut failures: Option<ElementFailures> = None;
     let mut hits = 0;
+    let call = &call;
     let mut calls = stream::iter(urls.into_iter().enumerate())
         .map(|(k, url)| async move {
             let result = match url {
-                Ok(url) => call(scope, backend, url, keep).await,
+                Ok(url) => call(url).await,
                 Err(e) => Err(e.into()),
             };
             (k, result)
@@ -64,7 +122,7 @@ pub(super) async fn run(
             }
         }
     }
-    Ok(Answer {
+    Ok(BackendAnswer {
         body: splice(&bodies),
         // `hit` only when every element came from the cache.
         desc: if total > 0 && hits == total {

@@ -1,12 +1,11 @@
-//! The merged answer of an aggregate route: the body from every backend's JSON (or its
-//! default), `X-Fanout-Complete`, `Server-Timing`, and the outcome codes for the log.
+//! The respond stage: the merged answer of an aggregate route from its backends'
+//! outcomes. The body from every backend's JSON (or its default), `X-Fanout-Complete`,
+//! `Server-Timing`, the per-backend metrics, and the outcome codes for the log.
 
-use super::call::Answer;
-use super::execute::Outcome;
+use super::error::{AggregateError, BackendError};
 use super::merge::{Failure, Piece, merge};
-use super::{AggregateRoute, BackendError};
+use super::scope::{AggregateRoute, BackendAnswer, Outcome};
 use crate::body::{Body, full};
-use crate::error::GatewayError;
 use crate::upstream::CallError;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -30,7 +29,7 @@ fn has_problem(outcome: &Outcome) -> bool {
 fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
     match &outcome.result {
         Err(e) => Some((e.code(), e.to_string())),
-        Ok(Answer {
+        Ok(BackendAnswer {
             failed_elements: Some(f),
             ..
         }) => Some((
@@ -45,16 +44,17 @@ fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
 }
 
 /// The route's answer from its backends' outcomes, in the route's order: 502 or 504
-/// when every backend failed, else the merged body with its headers.
+/// when every backend failed, else the merged body with its headers, and the outcome
+/// codes when the access log is on.
 pub(super) fn respond(
     route: &AggregateRoute,
     outcomes: &[Outcome],
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     if outcomes.iter().all(|o| o.result.is_err()) {
         let timed_out = outcomes
             .iter()
             .all(|o| matches!(o.result, Err(BackendError::Call(CallError::Timeout(_)))));
-        return Err(GatewayError::AllBackendsFailed { timed_out });
+        return Err(AggregateError::AllBackendsFailed { timed_out });
     }
     // Collected first: the failures borrow their messages. Empty when all went well, the
     // common case, so that costs no allocation.
@@ -133,12 +133,10 @@ pub(super) fn respond(
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(timing)) {
         h.insert(SERVER_TIMING.clone(), v);
     }
-    if log_codes {
-        response
-            .extensions_mut()
-            .insert(BackendOutcomes(outcome_codes));
-    }
-    Ok(response)
+    Ok((
+        response,
+        log_codes.then_some(BackendOutcomes(outcome_codes)),
+    ))
 }
 
 /// `elapsed` in milliseconds with one decimal, rounded half up (`12.3`), written with

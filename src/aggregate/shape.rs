@@ -1,6 +1,7 @@
 //! Shaping a backend's answer, in this order: `extract` (a dotted path into the answer),
 //! `select` (keep these dotted paths), `omit` (drop these), `rename` (top-level keys).
-//! Pure functions over `serde_json::Value`; an unshaped backend never gets here.
+//! Pure functions over `serde_json::Value`; an unshaped backend never gets here. The
+//! shape itself is compiled config (`config::Shape`), its paths are `json_path::Path`s.
 //!
 //! Rules:
 //! 1. A path is dot-separated; a segment that is a number indexes an array (`items.0`).
@@ -11,79 +12,34 @@
 //! 4. `select` keeps the nesting of what it keeps (`address.city` keeps
 //!    `{"address": {"city": ...}}`), in the order the paths are listed.
 
+use crate::config::Shape;
+use crate::json_path::Path;
 use serde_json::{Map, Value};
 
-/// A compiled dotted path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Path(Vec<String>);
-
-impl Path {
-    /// Parses `data.items.0`; empty segments are refused.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let segments: Vec<String> = text.split('.').map(str::to_string).collect();
-        if text.is_empty() || segments.iter().any(String::is_empty) {
-            return Err(format!(
-                "\"{text}\" is not a dotted path; write one such as \"data.items\" or \"items.0\""
-            ));
-        }
-        Ok(Self(segments))
+/// Applies `shape` to an answer by the rules above.
+pub fn apply(shape: &Shape, value: Value) -> Result<Value, String> {
+    let mut value = match &shape.extract {
+        Some(path) => path
+            .get(&value)
+            .cloned()
+            .ok_or_else(|| format!("the answer has no \"{path}\""))?,
+        None => value,
+    };
+    if !shape.select.is_empty() {
+        value = each(value, &|v| select(v, &shape.select));
     }
-
-    /// The value at this path, if every step is there.
-    pub fn get<'v>(&self, value: &'v Value) -> Option<&'v Value> {
-        self.0.iter().try_fold(value, |v, seg| match v {
-            Value::Object(map) => map.get(seg),
-            Value::Array(items) => items.get(seg.parse::<usize>().ok()?),
-            _ => None,
-        })
+    if !shape.omit.is_empty() {
+        value = each(value, &|mut v| {
+            for path in &shape.omit {
+                omit(&mut v, path.segments());
+            }
+            v
+        });
     }
-}
-
-impl std::fmt::Display for Path {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.join("."))
+    if !shape.rename.is_empty() {
+        value = each(value, &|v| rename(v, &shape.rename));
     }
-}
-
-/// How one backend's answer is shaped.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Shape {
-    pub extract: Option<Path>,
-    pub select: Vec<Path>,
-    pub omit: Vec<Path>,
-    pub rename: Vec<(String, String)>,
-}
-
-impl Shape {
-    pub fn is_identity(&self) -> bool {
-        *self == Shape::default()
-    }
-
-    /// Applies the shaping rules above.
-    pub fn apply(&self, value: Value) -> Result<Value, String> {
-        let mut value = match &self.extract {
-            Some(path) => path
-                .get(&value)
-                .cloned()
-                .ok_or_else(|| format!("the answer has no \"{path}\""))?,
-            None => value,
-        };
-        if !self.select.is_empty() {
-            value = each(value, &|v| select(v, &self.select));
-        }
-        if !self.omit.is_empty() {
-            value = each(value, &|mut v| {
-                for path in &self.omit {
-                    omit(&mut v, &path.0);
-                }
-                v
-            });
-        }
-        if !self.rename.is_empty() {
-            value = each(value, &|v| rename(v, &self.rename));
-        }
-        Ok(value)
-    }
+    Ok(value)
 }
 
 /// Applies `f` to an object, or to each element of an array (rule 3).
@@ -104,7 +60,7 @@ fn select(value: Value, paths: &[Path]) -> Value {
     let mut out = Value::Object(Map::new());
     for path in paths {
         if let Some(found) = path.get(&value) {
-            insert(&mut out, &path.0, found.clone());
+            insert(&mut out, path.segments(), found.clone());
         }
     }
     out
@@ -198,38 +154,35 @@ mod tests {
     fn extract_follows_keys_and_indexes() {
         let answer = json!({"data": {"items": [{"id": 1}, {"id": 2}]}});
         assert_eq!(
-            shape(Some("data.items"), &[], &[], &[]).apply(answer.clone()),
+            apply(&shape(Some("data.items"), &[], &[], &[]), answer.clone()),
             Ok(json!([{"id": 1}, {"id": 2}]))
         );
         assert_eq!(
-            shape(Some("data.items.1.id"), &[], &[], &[]).apply(answer.clone()),
+            apply(
+                &shape(Some("data.items.1.id"), &[], &[], &[]),
+                answer.clone()
+            ),
             Ok(json!(2))
         );
         assert_eq!(
-            shape(Some("data.missing"), &[], &[], &[]).apply(answer.clone()),
+            apply(&shape(Some("data.missing"), &[], &[], &[]), answer.clone()),
             Err("the answer has no \"data.missing\"".into())
         );
+        assert!(apply(&shape(Some("data.items.9"), &[], &[], &[]), answer.clone()).is_err());
+        assert!(apply(&shape(Some("data.items.x"), &[], &[], &[]), answer).is_err());
         assert!(
-            shape(Some("data.items.9"), &[], &[], &[])
-                .apply(answer.clone())
-                .is_err()
-        );
-        assert!(
-            shape(Some("data.items.x"), &[], &[], &[])
-                .apply(answer)
-                .is_err()
-        );
-        assert!(
-            shape(Some("a"), &[], &[], &[]).apply(json!(5)).is_err(),
+            apply(&shape(Some("a"), &[], &[], &[]), json!(5)).is_err(),
             "a number has no fields"
         );
     }
 
     #[test]
     fn select_keeps_paths_with_their_nesting_in_listed_order() {
-        let out = shape(None, &["name", "address.city", "nope"], &[], &[])
-            .apply(user())
-            .unwrap();
+        let out = apply(
+            &shape(None, &["name", "address.city", "nope"], &[], &[]),
+            user(),
+        )
+        .unwrap();
         assert_eq!(out, json!({"name": "Ada", "address": {"city": "Oslo"}}));
         assert_eq!(
             serde_json::to_string(&out).unwrap(),
@@ -240,9 +193,7 @@ mod tests {
     #[test]
     fn select_applies_to_each_element_of_an_array() {
         let items = json!([{"id": 1, "total": 9.5, "secret": "x"}, {"id": 2, "total": 3}, 7]);
-        let out = shape(None, &["id", "total"], &[], &[])
-            .apply(items)
-            .unwrap();
+        let out = apply(&shape(None, &["id", "total"], &[], &[]), items).unwrap();
         assert_eq!(
             out,
             json!([{"id": 1, "total": 9.5}, {"id": 2, "total": 3}, 7])
@@ -251,14 +202,16 @@ mod tests {
 
     #[test]
     fn omit_drops_paths_and_ignores_missing_ones() {
-        let out = shape(None, &[], &["address.zip", "tags", "nope.deeper"], &[])
-            .apply(user())
-            .unwrap();
+        let out = apply(
+            &shape(None, &[], &["address.zip", "tags", "nope.deeper"], &[]),
+            user(),
+        )
+        .unwrap();
         assert_eq!(
             out,
             json!({"id": 1, "name": "Ada", "address": {"city": "Oslo"}})
         );
-        let out = shape(None, &[], &["tags.0"], &[]).apply(user()).unwrap();
+        let out = apply(&shape(None, &[], &["tags.0"], &[]), user()).unwrap();
         assert_eq!(
             out["tags"],
             json!([null, "b"]),
@@ -268,9 +221,7 @@ mod tests {
 
     #[test]
     fn rename_keeps_key_order() {
-        let out = shape(None, &[], &[], &[("name", "full_name")])
-            .apply(user())
-            .unwrap();
+        let out = apply(&shape(None, &[], &[], &[("name", "full_name")]), user()).unwrap();
         let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["id", "full_name", "address", "tags"]);
     }
@@ -285,25 +236,22 @@ mod tests {
             &["email"],
             &[("name", "who")],
         );
-        assert_eq!(s.apply(answer), Ok(json!({"id": 1, "who": "Ada"})));
+        assert_eq!(apply(&s, answer), Ok(json!({"id": 1, "who": "Ada"})));
     }
 
     #[test]
     fn non_objects_pass_through_select_omit_and_rename() {
         let s = shape(None, &["a"], &["b"], &[("c", "d")]);
         for v in [json!(1), json!("text"), json!(null), json!(true)] {
-            assert_eq!(s.apply(v.clone()), Ok(v));
+            assert_eq!(apply(&s, v.clone()), Ok(v));
         }
     }
 
     #[test]
-    fn paths_parse() {
-        assert!(Path::parse("a.b.0").is_ok());
-        assert_eq!(
-            Path::parse("a..b").unwrap_err(),
-            "\"a..b\" is not a dotted path; write one such as \"data.items\" or \"items.0\""
-        );
-        assert!(Path::parse("").is_err());
-        assert!(Shape::default().is_identity());
+    fn the_default_shape_changes_nothing() {
+        let s = Shape::default();
+        assert!(s.is_identity());
+        assert_eq!(apply(&s, user()), Ok(user()));
+        assert!(!shape(None, &["id"], &[], &[]).is_identity());
     }
 }

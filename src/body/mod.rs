@@ -1,11 +1,12 @@
-//! The one response body type of the gateway: a boxed body, so that buffered JSON and
-//! streamed proxy bodies travel through the same tower stack.
+//! Bodies both ways: the one response body type of the gateway (a boxed body, so that
+//! buffered JSON and streamed proxy bodies travel through the same tower stack), the
+//! client's request body, reading it within a size limit, and [`BodyError`], why a
+//! request body was refused (`error.rs` answers it).
 
 mod idle;
 
 pub use idle::{IdleTimeout, IdleTimeoutError};
 
-use crate::error::GatewayError;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -27,14 +28,21 @@ pub fn empty() -> Body {
     full(Bytes::new())
 }
 
+/// Why a client's request body was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BodyError {
+    /// Declared (`Content-Length`) or found larger than the route's `max_body`.
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The client's stream failed before the body was whole.
+    #[error("could not read the request body: {0}")]
+    Read(String),
+}
+
 /// Refuses a request whose declared `Content-Length` is over `limit`, before reading it.
-pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), GatewayError> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(n) if n > limit => Err(GatewayError::BodyTooLarge { limit }),
+pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), BodyError> {
+    match crate::http1::declared_length(headers) {
+        Some(n) if n > limit => Err(BodyError::TooLarge { limit }),
         _ => Ok(()),
     }
 }
@@ -52,11 +60,7 @@ pub fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Reads a whole request body of at most `limit` bytes.
-pub async fn read_limited<B>(
-    body: B,
-    headers: &HeaderMap,
-    limit: u64,
-) -> Result<Bytes, GatewayError>
+pub async fn read_limited<B>(body: B, headers: &HeaderMap, limit: u64) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -65,11 +69,8 @@ where
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, limit_usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if is_length_limit(&*e) => Err(GatewayError::BodyTooLarge { limit }),
-        Err(e) => Err(GatewayError::BadRequest {
-            backend: None,
-            message: format!("could not read the request body: {e}"),
-        }),
+        Err(e) if is_length_limit(&*e) => Err(BodyError::TooLarge { limit }),
+        Err(e) => Err(BodyError::Read(e.to_string())),
     }
 }
 

@@ -1,9 +1,9 @@
 //! The compiled config: every string parsed, every reference resolved; the types the
 //! gateway is built from, and the route table `fanout check` prints.
 
-use super::MergeMode;
-use crate::aggregate::shape::{Path, Shape};
+use super::{MergeMode, Plan};
 use crate::cache::CachePolicy;
+use crate::json_path::Path;
 use crate::limits::{LimitKey, Rate};
 use crate::router::Methods;
 use crate::template::Template;
@@ -128,8 +128,17 @@ pub struct RateLimitSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteKind {
-    Aggregate(Vec<BackendSpec>),
+    Aggregate(AggregateSpec),
     Proxy(ProxySpec),
+}
+
+/// An aggregate route's backends and the plan `validate` built from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateSpec {
+    /// In declaration order; a backend's index is its place here.
+    pub backends: Vec<BackendSpec>,
+    /// Which backend waits for whose answer; checked to have no cycle.
+    pub plan: Plan,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +160,27 @@ pub struct BackendSpec {
     /// The backends (by index in the route) whose answers this one waits for.
     pub waits_for: Vec<usize>,
     pub for_each: Option<ForEachSpec>,
+}
+
+/// How one backend's answer is shaped: `extract`, then `select`, `omit`, `rename`. The
+/// rules are written where it is applied, in the aggregate's `shape` module.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Shape {
+    /// Where the kept value is in the answer; `None`: the whole answer.
+    pub extract: Option<Path>,
+    /// Paths to keep; empty: keep all.
+    pub select: Vec<Path>,
+    /// Paths to drop.
+    pub omit: Vec<Path>,
+    /// Top-level keys to rename, `(old, new)`.
+    pub rename: Vec<(String, String)>,
+}
+
+impl Shape {
+    /// Whether this shape leaves every answer as it is.
+    pub fn is_identity(&self) -> bool {
+        *self == Shape::default()
+    }
 }
 
 /// One call per element of an array in another backend's answer.
@@ -200,7 +230,7 @@ impl Compiled {
             .map(|r| {
                 let methods = r.methods.to_string();
                 let (kind, target) = match &r.kind {
-                    RouteKind::Aggregate(backends) => (
+                    RouteKind::Aggregate(AggregateSpec { backends, .. }) => (
                         "aggregate",
                         backends
                             .iter()

@@ -6,17 +6,19 @@ mod diff;
 mod document;
 mod env;
 mod load;
+mod plan;
 mod units;
 mod validate;
 
 pub use compiled::{
-    BackendSpec, Compiled, CorsSpec, ForEachSpec, HealthCheckSpec, ProxySpec, RateLimitSpec,
-    RedirectPrefixes, RouteKind, RouteSpec, ServerSpec, UpstreamSpec,
+    AggregateSpec, BackendSpec, Compiled, CorsSpec, ForEachSpec, HealthCheckSpec, ProxySpec,
+    RateLimitSpec, RedirectPrefixes, RouteKind, RouteSpec, ServerSpec, Shape, UpstreamSpec,
 };
 pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};
 pub use env::Env;
 pub use load::{compile, compile_file, load_str};
+pub use plan::Plan;
 pub use units::{parse_duration, parse_size};
 pub use validate::validate;
 

@@ -9,7 +9,7 @@ use crate::cache::{
     cache_control, forbids_storing,
 };
 use crate::error::GatewayError;
-use crate::upstream::{CallError, describe, no_body, parse_uri, read_body, retry};
+use crate::upstream::{CallError, describe, read_body, retry};
 use http::header::{
     ACCEPT, ACCEPT_ENCODING, HOST, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY,
 };
@@ -68,14 +68,16 @@ pub async fn serve(
     let fetch = move || async move {
         // Buffered to be stored, so the route timeout covers the whole answer here.
         let deadline = Instant::now() + timeout;
-        let uri = parse_uri(url).map_err(|error| GatewayError::Upstream {
-            upstream: upstream.spec.name.clone(),
-            error,
-        })?;
+        let transport = &upstream.transport;
+        let target = transport
+            .target(&url)
+            .map_err(|error| GatewayError::Upstream {
+                upstream: upstream.spec.name.clone(),
+                error,
+            })?;
         let attempt = || async {
-            let answer = upstream
-                .client
-                .send(Method::GET, uri.clone(), headers.clone(), no_body())
+            let answer = transport
+                .send(&Method::GET, &target, &headers, None, false)
                 .await
                 .map_err(describe)?;
             let (mut parts, body) = answer.into_parts();
@@ -94,7 +96,7 @@ pub async fn serve(
                 error,
             })?;
         let cacheable = storable(&stored.headers);
-        Ok(Fetched { stored, cacheable })
+        Ok::<_, GatewayError>(Fetched { stored, cacheable })
     };
     let (entry, outcome) = cache.get_or_fetch(key, policy, fetch).await?;
     Ok(respond(&entry, outcome))

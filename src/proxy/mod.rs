@@ -12,14 +12,13 @@ pub use headers::{HOP_BY_HOP, strip_hop_by_hop, upgrade_protocol};
 pub use redirect::LocationRewrite;
 pub use upgrade::Drain;
 
-use crate::body::{Body, ClientBody, IdleTimeout, check_declared_length, is_length_limit};
+use crate::body::{Body, BodyError, ClientBody, IdleTimeout, is_length_limit};
 use crate::cache::ResponseCache;
 use crate::error::GatewayError;
+use crate::request_id::X_REQUEST_ID;
 use crate::template::{RenderInput, Template};
 use crate::upstream::client::BoxError;
-use crate::upstream::{
-    CallError, RequestBody, Target, Upstream, describe, is_idempotent, no_body, parse_uri, retry,
-};
+use crate::upstream::{CallError, RequestBody, Upstream, describe, is_idempotent, retry};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
@@ -80,13 +79,16 @@ pub fn target_url(
     Ok(url)
 }
 
-/// Forwards one request to `url` and streams the answer back.
+/// Forwards one request to `url` and streams the answer back. The upstream is sent the
+/// request id (the client's own, or the one the gateway made). The gateway checked the
+/// declared body size against `max_body` already.
 pub async fn forward(
     route: &ProxyRoute,
     url: String,
     mut parts: request::Parts,
     body: ClientBody,
     peer: SocketAddr,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;
     // An upgrade passes only for a protocol the route allows, and only over a
@@ -100,6 +102,9 @@ pub async fn forward(
         })
     });
     let mut headers = std::mem::take(&mut parts.headers);
+    headers
+        .entry(X_REQUEST_ID.clone())
+        .or_insert_with(|| request_id.clone());
     headers::upstream_request_headers(
         &mut headers,
         &parts.uri,
@@ -110,9 +115,6 @@ pub async fn forward(
     );
     for (k, v) in &upstream.spec.headers {
         headers.insert(k, v.clone());
-    }
-    if let Some(limit) = route.max_body {
-        check_declared_length(&headers, limit)?;
     }
     if let Some((cache, ttl)) = &route.cache
         && (parts.method == Method::GET || parts.method == Method::HEAD)
@@ -131,50 +133,8 @@ pub async fn forward(
         error,
     };
     let deadline = tokio::time::Instant::now() + route.timeout;
-    if let Some(h1) = upstream.h1()
-        && body.is_end_stream()
-        && upgrade.is_none()
-    {
-        let target = match h1.path_of(&url) {
-            Some(path) => Target::Path(path),
-            None => Target::Uri(parse_uri(url.clone()).map_err(unusable)?),
-        };
-        let method = &parts.method;
-        let attempt = || h1.open(method, target.path(), &headers);
-        return match retry::run(upstream, is_idempotent(method), deadline, attempt).await {
-            Ok(answer) => Ok(passthrough(answer, route)),
-            Err(error) => Err(GatewayError::Upstream {
-                upstream: upstream.spec.name.clone(),
-                error,
-            }),
-        };
-    }
-
-    // Boxed: the general client's future is the largest, and the common case above
-    // should not carry (and move) it.
-    Box::pin(forward_general(
-        route, url, parts, headers, body, upgrade, deadline,
-    ))
-    .await
-}
-
-/// Forwards through the general client (hyper's): a request body to stream, an upgrade,
-/// or an upstream the own HTTP/1.1 client does not serve (TLS, HTTP/2).
-async fn forward_general(
-    route: &ProxyRoute,
-    url: String,
-    parts: request::Parts,
-    headers: http::HeaderMap,
-    body: ClientBody,
-    upgrade: Option<Upgrade>,
-    deadline: tokio::time::Instant,
-) -> Result<Response<Body>, GatewayError> {
-    let upstream = &route.upstream;
-    let unusable = |error| GatewayError::Upstream {
-        upstream: upstream.spec.name.clone(),
-        error,
-    };
-    let uri = parse_uri(url).map_err(unusable)?;
+    let transport = &upstream.transport;
+    let target = transport.target(&url).map_err(unusable)?;
     // A streamed body can be sent once: only a bodiless idempotent request is retried
     // or hedged.
     let body = (!body.is_end_stream()).then(|| -> RequestBody {
@@ -190,14 +150,9 @@ async fn forward_general(
     let body = Mutex::new(body);
     let over_limit = AtomicBool::new(false);
     let attempt = || {
-        let body = body
-            .lock()
-            .expect("never poisoned")
-            .take()
-            .unwrap_or_else(no_body);
-        let send = upstream
-            .client
-            .send(parts.method.clone(), uri.clone(), headers.clone(), body);
+        let body = body.lock().expect("never poisoned").take();
+        let asks_upgrade = upgrade.is_some();
+        let send = transport.send(&parts.method, &target, &headers, body, asks_upgrade);
         let over_limit = &over_limit;
         async move {
             send.await.map_err(|e| {
@@ -210,9 +165,9 @@ async fn forward_general(
         Ok(answer) => answer,
         Err(_) if over_limit.load(Ordering::Relaxed) => {
             // The upload was cut off upstream; the client has had no answer yet.
-            return Err(GatewayError::BodyTooLarge {
+            return Err(GatewayError::Body(BodyError::TooLarge {
                 limit: route.max_body.unwrap_or_default(),
-            });
+            }));
         }
         Err(error) => {
             return Err(GatewayError::Upstream {

@@ -8,7 +8,6 @@
 
 use crate::body::{Body, empty};
 use http::{Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;
@@ -32,8 +31,8 @@ pub struct Drain {
 }
 
 /// Answers the client with the upstream's 101 and joins the two connections in a task.
-pub fn tunnel(
-    mut answer: Response<Incoming>,
+pub fn tunnel<B: Send + 'static>(
+    mut answer: Response<B>,
     client: OnUpgrade,
     upstream_name: String,
     idle: Duration,

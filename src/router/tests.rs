@@ -25,7 +25,7 @@ fn found(
     path: &str,
 ) -> Option<(&'static str, Option<String>)> {
     match t.lookup(&method, path) {
-        Lookup::Found(v, p) => Some((*v, p.iter().next().map(|(_, v)| v.to_string()))),
+        RouteMatch::Found(v, p) => Some((*v, p.iter().next().map(|(_, v)| v.to_string()))),
         _ => None,
     }
 }
@@ -34,7 +34,7 @@ fn found(
 fn finds_routes_by_path_and_method() {
     let t = table();
     match t.lookup(&Method::GET, "/users/7") {
-        Lookup::Found(v, p) => {
+        RouteMatch::Found(v, p) => {
             assert_eq!(*v, "get-user");
             assert_eq!(p.get("id"), Some("7"));
         }
@@ -42,14 +42,14 @@ fn finds_routes_by_path_and_method() {
     }
     assert!(matches!(
         t.lookup(&Method::PUT, "/users/7"),
-        Lookup::Found(&"write-user", _)
+        RouteMatch::Found(&"write-user", _)
     ));
     assert!(matches!(
         t.lookup(&Method::HEAD, "/users/7"),
-        Lookup::Found(&"get-user", _)
+        RouteMatch::Found(&"get-user", _)
     ));
     match t.lookup(&Method::GET, "/files/a/b.txt") {
-        Lookup::Found(_, p) => assert_eq!(p.get("rest"), Some("a/b.txt")),
+        RouteMatch::Found(_, p) => assert_eq!(p.get("rest"), Some("a/b.txt")),
         _ => panic!("expected a match"),
     }
 }
@@ -57,10 +57,16 @@ fn finds_routes_by_path_and_method() {
 #[test]
 fn not_found_and_method_not_allowed() {
     let t = table();
-    assert!(matches!(t.lookup(&Method::GET, "/nope"), Lookup::NotFound));
-    assert!(matches!(t.lookup(&Method::GET, "/users"), Lookup::NotFound));
+    assert!(matches!(
+        t.lookup(&Method::GET, "/nope"),
+        RouteMatch::NotFound
+    ));
+    assert!(matches!(
+        t.lookup(&Method::GET, "/users"),
+        RouteMatch::NotFound
+    ));
     match t.lookup(&Method::DELETE, "/users/7") {
-        Lookup::MethodNotAllowed {
+        RouteMatch::MethodNotAllowed {
             allow,
             pattern,
             on_path,
@@ -136,7 +142,7 @@ fn a_declared_route_wins_over_a_bare_prefix_in_either_order() {
         assert_eq!(found(&t, Method::GET, "/api").unwrap().0, "declared");
         assert!(matches!(
             t.lookup(&Method::POST, "/api"),
-            Lookup::MethodNotAllowed { .. }
+            RouteMatch::MethodNotAllowed { .. }
         ));
         assert_eq!(
             found(&t, Method::GET, "/api/").unwrap().0,
@@ -172,7 +178,7 @@ fn a_trailing_slash_cannot_take_a_request_past_a_route() {
     assert!(
         matches!(
             t.lookup(&Method::POST, "/p/secret/"),
-            Lookup::MethodNotAllowed { .. }
+            RouteMatch::MethodNotAllowed { .. }
         ),
         "POST /p/secret is 405: so is POST /p/secret/"
     );
@@ -187,7 +193,7 @@ fn a_trailing_slash_cannot_take_a_request_past_a_route() {
     );
     assert!(matches!(
         t.lookup(&Method::GET, "/users/"),
-        Lookup::NotFound
+        RouteMatch::NotFound
     ));
 }
 

@@ -2,38 +2,21 @@
 //! no upgrade) on the connection's task with no channel or dispatcher in between, holds
 //! no buffer while idle, and hands anything else to hyper (`handoff`).
 
-use super::request::{self, MAX_HEAD, Parsed};
-use super::response;
-use super::{ConnService, handoff};
+use super::settings::{ConnSettings, refusal};
+use super::{ConnService, SendTimeout, handoff};
+use crate::http1::server::write_response;
+use crate::http1::{MAX_HEAD, ParsedRequest, Refusal, parse_request_head};
 use bytes::BytesMut;
 use http::Method;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
-
-/// What every client connection of one listener shares.
-pub struct ConnSettings {
-    /// A request head must be whole within this time of its first byte (of the accept,
-    /// for a connection's first request).
-    pub header_read_timeout: Duration,
-    /// A connection with no request for this long is closed.
-    pub keepalive_timeout: Duration,
-    /// A write that makes no progress for this long ends the connection.
-    pub send_timeout: Duration,
-    /// How long an upgraded connection (WebSocket) goes on once shutdown has begun.
-    pub shutdown_grace: Duration,
-    /// Serves the connections handed to hyper.
-    pub hyper: auto::Builder<TokioExecutor>,
-}
 
 /// Bytes read at a time: a request head rarely needs more.
 const READ_SIZE: usize = 4096;
@@ -57,15 +40,17 @@ pub async fn serve<S: ConnService>(
     loop {
         let (request, keep_alive) = loop {
             if !buf.is_empty() {
-                match request::parse(&mut buf) {
-                    Parsed::Request {
+                match parse_request_head(&mut buf) {
+                    ParsedRequest::Request {
                         request,
                         keep_alive,
                     } => break (request, keep_alive),
-                    Parsed::Partial => {}
+                    ParsedRequest::Partial => {}
                     // Boxed, as the hand-off: few connections take it.
-                    Parsed::Refused(why) => return Box::pin(refuse(stream, why, &settings)).await,
-                    Parsed::HandOff => {
+                    ParsedRequest::Refused(why) => {
+                        return Box::pin(refuse(stream, why, &settings)).await;
+                    }
+                    ParsedRequest::HandOff => {
                         let read = buf.freeze();
                         // Boxed: hyper's connection is larger than all of this
                         // future, and every connection would carry it.
@@ -132,14 +117,8 @@ pub async fn serve<S: ConnService>(
         };
         let Ok(response) = response;
         let close = !keep_alive || !matches!(shutdown.has_changed(), Ok(false));
-        let written = response::write(
-            &mut stream,
-            response,
-            head_only,
-            close,
-            settings.send_timeout,
-        );
-        match written.await {
+        let mut bounded = SendTimeout::new(&mut stream, settings.send_timeout);
+        match write_response(&mut bounded, response, head_only, close).await {
             Ok(true) => {}
             Ok(false) => {
                 // Our FIN follows the answer; the client reads it whole, then the end.
@@ -165,9 +144,10 @@ pub async fn serve<S: ConnService>(
 /// is read and dropped until it closes, for at most `header_read_timeout`, so that
 /// closing with unread bytes does not reset the connection before the client has read
 /// the answer.
-async fn refuse(mut stream: TcpStream, why: &'static str, settings: &ConnSettings) {
+async fn refuse(mut stream: TcpStream, why: Refusal, settings: &ConnSettings) {
     let answer = refusal(why);
-    if response::write(&mut stream, answer, false, true, settings.send_timeout)
+    let mut bounded = SendTimeout::new(&mut stream, settings.send_timeout);
+    if write_response(&mut bounded, answer, false, true)
         .await
         .is_err()
     {
@@ -179,21 +159,6 @@ async fn refuse(mut stream: TcpStream, why: &'static str, settings: &ConnSetting
         while let Ok(1..) = stream.read(&mut sink).await {}
     };
     let _ = tokio::time::timeout(settings.header_read_timeout, drain).await;
-}
-
-/// The 400 of a request refused before any route: JSON, as every error the gateway
-/// makes, and the connection closes after it.
-pub fn refusal(why: &'static str) -> http::Response<crate::body::Body> {
-    let mut response = crate::error::GatewayError::BadRequest {
-        backend: None,
-        message: why.to_string(),
-    }
-    .into_response();
-    response.headers_mut().insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("close"),
-    );
-    response
 }
 
 /// One read into `buf` if the socket has bytes now. A short read tells tokio the socket

@@ -5,10 +5,11 @@
 //! An upgrade request carries the drain with it, so that the tunnel it may become holds
 //! graceful shutdown as the connection did.
 
-use super::conn::{self, ConnSettings};
+use super::ConnService;
 use super::send_timeout::{SendTimeout, SendWatch};
-use super::{ConnService, request};
+use super::settings::{ConnSettings, refusal};
 use crate::body::{Body, ClientBody};
+use crate::http1::Refusal;
 use crate::proxy::Drain;
 use bytes::{Buf, Bytes};
 use futures_util::future::{Either, Ready, ready};
@@ -94,7 +95,7 @@ impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         if let Some(why) = host_refusal(&request) {
-            return Either::Left(ready(Ok(conn::refusal(why))));
+            return Either::Left(ready(Ok(refusal(why))));
         }
         // hyper puts an upgrade handle on requests that ask for one, and only on them.
         if request.extensions().get::<OnUpgrade>().is_some() {
@@ -132,11 +133,11 @@ impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Watching
     }
 }
 
-fn host_refusal<B>(request: &Request<B>) -> Option<&'static str> {
+fn host_refusal<B>(request: &Request<B>) -> Option<Refusal> {
     let hosts = || request.headers().get_all(HOST).iter().count();
     match request.version() {
-        Version::HTTP_11 if hosts() == 0 => Some(request::NO_HOST),
-        Version::HTTP_11 | Version::HTTP_10 if hosts() > 1 => Some(request::TWO_HOSTS),
+        Version::HTTP_11 if hosts() == 0 => Some(Refusal::NoHost),
+        Version::HTTP_11 | Version::HTTP_10 if hosts() > 1 => Some(Refusal::TwoHosts),
         _ => None,
     }
 }

@@ -1,28 +1,26 @@
 //! The listener: accepts connections, serves each through the tower stack (CORS) on
-//! the gateway's own HTTP/1.1 connection (`conn`), which hands
-//! anything beyond a plain request to hyper-util (`handoff`: bodies, upgrades, h2c), and
-//! shuts down gracefully: stop accepting, let in-flight requests finish up to
-//! `shutdown_grace`.
+//! the gateway's own HTTP/1.1 connection (`conn`, reading and writing with `http1`),
+//! which hands anything beyond a plain request to hyper-util (`handoff`: bodies,
+//! upgrades, h2c), and shuts down gracefully: stop accepting, let in-flight requests
+//! finish up to `shutdown_grace`.
 
 mod accept;
 mod conn;
 mod handoff;
-pub mod request;
-mod response;
 mod send_timeout;
+mod settings;
 
 pub(crate) use accept::Acceptor;
 pub(crate) use send_timeout::SendTimeout;
 
 use crate::body::{Body, ClientBody};
 use crate::config::CorsSpec;
-use crate::gateway::Gateway;
-use arc_swap::ArcSwap;
-use conn::ConnSettings;
+use crate::gateway::LiveGateway;
 use futures_util::FutureExt;
 use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
+use settings::ConnSettings;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,9 +55,6 @@ impl<S> ConnService for S where
         + 'static
 {
 }
-
-/// The live config: requests load the current snapshot; a reload swaps it whole.
-pub type LiveGateway = Arc<ArcSwap<Gateway>>;
 
 /// Serves `listener` until `shutdown` resolves, then drains connections.
 ///
@@ -164,7 +159,7 @@ fn connection_service(
                 }),
         )
     });
-    // The request id and compression are the gateway's own (Gateway::handle): fewer
+    // The request id and compression are the gateway's own (`gateway::serve`): fewer
     // layers to wrap and move per request, and the response body stays the small boxed
     // one (tower-http's compression body carries brotli's state inline).
     ServiceBuilder::new()

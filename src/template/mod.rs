@@ -4,7 +4,7 @@
 //! Values come from the request, from another backend's answer (`{user.address.city}`)
 //! or from the element of a `for_each` (`{item.id}`).
 
-use crate::aggregate::shape::Path;
+use crate::json_path::Path;
 use http::HeaderMap;
 use serde_json::Value;
 use value::{lookup, write_value};

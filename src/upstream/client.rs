@@ -61,12 +61,22 @@ pub enum SendError {
     /// §6.3): hyper reads it by the first, a client handed it would read the second.
     #[error("faulty framing: both Transfer-Encoding and Content-Length")]
     Framing,
+    /// The own HTTP/1.1 client's failure (`Transport::send`).
+    #[error(transparent)]
+    Http1(#[from] crate::http1::client::ExchangeError),
+    /// A URL hyper cannot send to.
+    #[error("not a usable URL: {0}")]
+    Url(#[from] http::uri::InvalidUri),
 }
 
 impl SendError {
     /// Whether no connection could be made.
     pub fn is_connect(&self) -> bool {
-        matches!(self, SendError::Hyper(e) if e.is_connect())
+        match self {
+            SendError::Hyper(e) => e.is_connect(),
+            SendError::Http1(e) => matches!(e, crate::http1::client::ExchangeError::Connect(_)),
+            SendError::Framing | SendError::Url(_) => false,
+        }
     }
 }
 

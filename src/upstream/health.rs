@@ -28,12 +28,10 @@ async fn probe_loop(upstream: Weak<Upstream>, check: HealthCheckSpec) {
             return;
         };
         let url = format!("{}{}", upstream.spec.base, check.path);
-        let healthy = match super::parse_uri(url) {
-            Ok(uri) => {
-                let probe =
-                    upstream
-                        .client
-                        .send(Method::GET, uri, HeaderMap::new(), super::no_body());
+        let healthy = match upstream.transport.target(&url) {
+            Ok(target) => {
+                let (transport, none) = (&upstream.transport, HeaderMap::new());
+                let probe = transport.send(&Method::GET, &target, &none, None, false);
                 matches!(
                     tokio::time::timeout(check.timeout, probe).await,
                     Ok(Ok(answer)) if answer.status().is_success()

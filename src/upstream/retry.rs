@@ -54,7 +54,7 @@ pub trait AnswerStatus {
     fn status(&self) -> StatusCode;
 }
 
-impl AnswerStatus for super::Answer {
+impl AnswerStatus for super::WholeAnswer {
     fn status(&self) -> StatusCode {
         self.status
     }

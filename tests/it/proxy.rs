@@ -502,3 +502,73 @@ async fn a_reset_upstream_is_502_and_the_gateway_keeps_serving() {
     let ok = client().get(gw.url("/p/ok")).send().await.unwrap();
     assert_eq!(ok.text().await.unwrap(), "fine");
 }
+
+#[tokio::test]
+async fn the_request_id_reaches_the_upstream_once_and_comes_back() {
+    let up = MockUpstream::builder()
+        .route("/plain", Reply::raw("a"))
+        .route("/own", Reply::raw("b").header("x-request-id", "upstream-7"))
+        .start()
+        .await;
+    let gw = proxied(&up, "", "").await;
+    let ids_seen = |i: usize| -> Vec<String> {
+        up.requests()[i]
+            .headers
+            .get_all("x-request-id")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+
+    // None sent: the gateway makes one, sends it upstream and answers with it.
+    let r = client().get(gw.url("/p/plain")).send().await.unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "a UUID is made when the client sends none");
+    assert_eq!(ids_seen(0), [id]);
+
+    // Sent: the same one both ways.
+    let r = client()
+        .get(gw.url("/p/plain"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    assert_eq!(ids_seen(1), ["abc-123"]);
+
+    // An upstream's own id on its answer is kept.
+    let r = client()
+        .get(gw.url("/p/own"))
+        .header("x-request-id", "abc-124")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "upstream-7");
+    assert_eq!(ids_seen(2), ["abc-124"]);
+}
+
+#[tokio::test]
+async fn a_declared_body_over_max_body_is_refused_with_the_rate_limit_headers() {
+    let up = MockUpstream::builder()
+        .route("/upload", Reply::sink())
+        .start()
+        .await;
+    let gw = proxied(
+        &up,
+        "",
+        "max_body = \"1KiB\"\nrate_limit = { rate = \"10/min\", burst = 5 }",
+    )
+    .await;
+    let r = client()
+        .put(gw.url("/p/upload"))
+        .body(vec![0u8; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["ratelimit-limit"], "5");
+    assert_eq!(r.headers()["ratelimit-remaining"], "4");
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(common::json_of(r).await["error"]["code"], "body_too_large");
+    assert_eq!(up.total_hits(), 0, "refused before the upstream is called");
+}

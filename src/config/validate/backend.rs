@@ -2,10 +2,9 @@
 //! graph, `for_each`, shaping and cache settings.
 
 use super::{Problems, known_upstream};
-use crate::aggregate::plan::Plan;
-use crate::aggregate::shape::{Path, Shape};
 use crate::cache::CachePolicy;
 use crate::config::*;
+use crate::json_path::Path;
 use crate::template::{Scope, Template, TemplateMode};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -86,7 +85,7 @@ pub(super) fn backends(
     params: &[String],
     known: &[&str],
     p: &mut Problems,
-) -> Option<Vec<BackendSpec>> {
+) -> Option<AggregateSpec> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let problems_before = p.0.len();
@@ -123,22 +122,30 @@ pub(super) fn backends(
         }
     }
     // A cycle is looked for whenever every backend compiled, even if the route has
-    // other problems, so that all of them are reported at once.
-    let waits_for: Vec<Vec<usize>> = out.iter().map(|b| b.waits_for.clone()).collect();
-    if out.len() == r.backends.len()
-        && let Err(cycle) = Plan::new(&waits_for)
-    {
-        let names: Vec<&str> = cycle.iter().map(|&i| out[i].name.as_str()).collect();
-        p.add(
-            format!("{route_place}.backends"),
-            format!(
-                "their answers form a cycle ({}): each waits for another's; remove one of these references",
-                names.join(" → ")
-            ),
-        );
+    // other problems, so that all of them are reported at once. The plan is built here,
+    // once: the compiled route carries it to the gateway.
+    if out.len() != r.backends.len() {
         return None;
     }
-    (p.0.len() == problems_before).then_some(out)
+    let waits_for: Vec<Vec<usize>> = out.iter().map(|b| b.waits_for.clone()).collect();
+    let plan = match Plan::new(&waits_for) {
+        Ok(plan) => plan,
+        Err(cycle) => {
+            let names: Vec<&str> = cycle.iter().map(|&i| out[i].name.as_str()).collect();
+            p.add(
+                format!("{route_place}.backends"),
+                format!(
+                    "their answers form a cycle ({}): each waits for another's; remove one of these references",
+                    names.join(" → ")
+                ),
+            );
+            return None;
+        }
+    };
+    (p.0.len() == problems_before).then_some(AggregateSpec {
+        backends: out,
+        plan,
+    })
 }
 
 /// Reads `for_each = "user.friend_ids"` and checks what may go with it.

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use fanout::config::{Env, compile, compile_file};
 use fanout::gateway::Gateway;
+use fanout::gateway::LiveGateway;
 use fanout::reload::Reloader;
-use fanout::server::LiveGateway;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};

@@ -1,6 +1,8 @@
-//! The order of an aggregate route's calls: which backend waits for whose answer.
-//! Backends that wait for nothing start together; every other one starts the moment the
-//! last answer it reads arrives, never when a whole "wave" of calls has finished.
+//! The plan of an aggregate route: which backend waits for whose answer. Built once by
+//! `validate` (which refuses a cycle) and carried by the compiled route; the aggregate's
+//! `execute` stage follows it per request. Backends that wait for nothing start
+//! together; every other one starts the moment the last answer it reads arrives, never
+//! when a whole "wave" of calls has finished.
 
 /// The dependency graph of one route's backends, by index in declaration order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,5 +137,32 @@ mod tests {
             Plan::new(&[vec![], vec![0, 2], vec![1]]),
             Err(vec![1, 2, 1])
         );
+    }
+
+    #[test]
+    fn validate_builds_the_plan_the_compiled_route_carries() {
+        use crate::config::{AggregateSpec, Env, RouteKind, compile};
+        let toml = r#"
+[upstreams.u]
+url = "http://127.0.0.1:9"
+
+[[routes]]
+path = "/r"
+  [[routes.backends]]
+  name = "a"
+  upstream = "u"
+  path = "/a"
+  [[routes.backends]]
+  name = "b"
+  upstream = "u"
+  path = "/b/{a.id}"
+"#;
+        let compiled = compile(toml, &Env::default()).unwrap();
+        let RouteKind::Aggregate(AggregateSpec { backends, plan }) = &compiled.routes[0].kind
+        else {
+            panic!("an aggregate route");
+        };
+        assert_eq!(backends.len(), 2);
+        assert_eq!(*plan, Plan::new(&[vec![], vec![0]]).unwrap());
     }
 }

@@ -1,58 +1,27 @@
 //! Writing a response on the gateway's own HTTP/1.1 connection: the head, then the body
 //! framed by its length when known and chunked otherwise. Body pieces that are ready at
-//! once go out with the head in one write; a small answer costs one syscall. A client
-//! that takes no bytes for the send timeout ends the write, and the connection.
+//! once go out with the head in one write; a small answer costs one syscall. The caller
+//! bounds the writes (the server's send timeout).
 
+use super::Framing;
 use bytes::Bytes;
+use http::Response;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::response::Parts;
-use http::{Response, StatusCode};
 use http_body::Body;
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice, Write as _};
 use std::pin::pin;
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use super::send_timeout::SendTimeout;
 
 /// Body pieces up to this size are copied into the pending write; larger ones are
 /// written from where they are.
 const COPY_UP_TO: usize = 16 * 1024;
 /// Pending bytes are written out once they reach this much.
 const FLUSH_AT: usize = 64 * 1024;
-
-/// How the body is delimited on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// 1xx, 204, 304: no body.
-    None,
-    Length(u64),
-    Chunked,
-}
-
-/// The framing of a response: its own `Content-Length` (a proxied answer, a HEAD's), else
-/// the body's exact size, else chunked.
-pub fn framing(parts: &Parts, body_size: Option<u64>) -> Framing {
-    let status = parts.status;
-    if status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Framing::None;
-    }
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| crate::wire::parse_decimal(v.as_bytes()));
-    match declared.or(body_size) {
-        Some(n) => Framing::Length(n),
-        None => Framing::Chunked,
-    }
-}
 
 /// The status line and header fields, with the framing's own fields, `Date` and, when
 /// the connection ends after this answer, `Connection: close`.
@@ -65,7 +34,7 @@ pub fn encode_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, close: bo
     let headers = &parts.headers;
     for (name, value) in headers {
         // The framing fields are this connection's to write; 204 and 304 carry none.
-        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && framing != Framing::None) {
+        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && framing != Framing::Empty) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -74,7 +43,8 @@ pub fn encode_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, close: bo
         out.extend_from_slice(b"\r\n");
     }
     match framing {
-        Framing::None => {}
+        // Without a framing field the body ends with the connection, which then closes.
+        Framing::Empty | Framing::UntilClose => {}
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -93,26 +63,24 @@ pub fn encode_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, close: bo
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes `response`; `Ok(true)` when the connection can carry another request.
-/// `head_only`: the answer to a HEAD, whose body is not sent. A write that makes no
-/// progress for `send_timeout` fails with `TimedOut`.
-pub async fn write<B>(
-    stream: &mut TcpStream,
+/// Writes `response` to `stream`; `Ok(true)` when the connection can carry another
+/// request. `head_only`: the answer to a HEAD, whose body is not sent. `close`: the
+/// connection ends after this answer.
+pub async fn write_response<B>(
+    stream: &mut (impl AsyncWrite + Unpin),
     response: Response<B>,
     head_only: bool,
     close: bool,
-    send_timeout: Duration,
 ) -> io::Result<bool>
 where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
-    let stream = &mut SendTimeout::new(stream, send_timeout);
     let (parts, body) = response.into_parts();
-    let framing = framing(&parts, body.size_hint().exact());
+    let framing = Framing::of_response(&parts, body.size_hint().exact());
     let mut out = Vec::with_capacity(512);
     encode_head(&mut out, &parts, framing, close);
-    if head_only || framing == Framing::None {
+    if head_only || framing == Framing::Empty {
         stream.write_all(&out).await?;
         return Ok(!close);
     }
@@ -184,17 +152,7 @@ where
         out.extend_from_slice(b"0\r\n\r\n");
     }
     flush(stream, &mut out).await?;
-    Ok(complete && !close)
-}
-
-impl Framing {
-    /// Whether a body of `sent` bytes is whole under this framing.
-    fn ends_at(self, sent: u64) -> bool {
-        match self {
-            Framing::Length(n) => sent == n,
-            Framing::None | Framing::Chunked => true,
-        }
-    }
+    Ok(complete && !close && framing != Framing::UntilClose)
 }
 
 async fn flush(stream: &mut (impl AsyncWrite + Unpin), out: &mut Vec<u8>) -> io::Result<()> {
@@ -259,6 +217,7 @@ mod tests {
 
     #[test]
     fn framing_rules() {
+        let framing = Framing::of_response;
         assert_eq!(framing(&parts(200, &[]), Some(5)), Framing::Length(5));
         assert_eq!(framing(&parts(200, &[]), None), Framing::Chunked);
         assert_eq!(
@@ -267,7 +226,7 @@ mod tests {
             "a proxied or HEAD answer's own length"
         );
         for status in [101, 204, 304] {
-            assert_eq!(framing(&parts(status, &[]), Some(3)), Framing::None);
+            assert_eq!(framing(&parts(status, &[]), Some(3)), Framing::Empty);
         }
     }
 
@@ -309,10 +268,10 @@ mod tests {
         assert!(text.contains("transfer-encoding: chunked\r\n"));
         assert!(!text.contains("connection"));
         let mut p = parts(304, &[("content-length", "10")]);
-        assert!(head(&p, Framing::None, false).contains("content-length: 10\r\n"));
+        assert!(head(&p, Framing::Empty, false).contains("content-length: 10\r\n"));
         p.headers
             .insert(DATE, HeaderValue::from_static("upstream's"));
-        let text = head(&p, Framing::None, false);
+        let text = head(&p, Framing::Empty, false);
         assert!(text.starts_with("HTTP/1.1 304 Not Modified\r\n"));
         assert_eq!(
             text.matches("date: ").count(),

@@ -5,13 +5,11 @@
 //! else is left to hyper, which answers it with the full protocol (bodies, upgrades,
 //! h2c, 400s).
 
+use super::MAX_HEAD;
+use super::parse::{header_map, slots, spans};
 use crate::body::ClientBody;
-use crate::wire;
 use bytes::BytesMut;
 use http::{Method, Request, Uri, Version};
-
-/// A head still incomplete at this size is left to hyper, which refuses it with 431.
-pub const MAX_HEAD: usize = 64 * 1024;
 /// Headers the gateway may add to a request (its id, `X-Forwarded-For`, `-Proto`,
 /// `-Host`): the map is made with room for them, so it never grows and rehashes.
 const ADDED_HEADERS: usize = 4;
@@ -21,7 +19,7 @@ const ADDED_HEADERS: usize = 4;
 // request to save stack bytes for an instant.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Parsed {
+pub enum ParsedRequest {
     /// A whole request this connection serves; its head is gone from the buffer.
     Request {
         request: Request<ClientBody>,
@@ -32,65 +30,76 @@ pub enum Parsed {
     Partial,
     /// Answered 400 with this reason, and the connection closed: which request (or
     /// which host) the bytes mean depends on who reads them.
-    Refused(&'static str),
+    Refused(Refusal),
     /// Hyper takes the connection from here; the buffer is as it was.
     HandOff,
 }
 
-/// Parses the request at the start of `buf`.
-pub fn parse(buf: &mut BytesMut) -> Parsed {
-    let mut slots = wire::slots();
+/// Parses the request head at the start of `buf` (a client's bytes): a plain request
+/// the own connection serves (its head removed from `buf`), an incomplete head, a
+/// refusal, or a hand-off to hyper (`buf` untouched). A head still incomplete past
+/// [`MAX_HEAD`] bytes is handed off; hyper refuses it with 431.
+pub fn parse_request_head(buf: &mut BytesMut) -> ParsedRequest {
+    let mut slots = slots();
     let mut head = httparse::Request::new(&mut []);
     let len = match head.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return ParsedRequest::Partial,
         // Too large, malformed, too many headers, or h2c's preface: hyper's answer.
-        _ => return Parsed::HandOff,
+        _ => return ParsedRequest::HandOff,
     };
     let fields = Fields::of(head.headers);
     if let Some(why) = fields.refusal(head.version == Some(1)) {
-        return Parsed::Refused(why);
+        return ParsedRequest::Refused(why);
     }
     let (Some(1), Some(method), Some(path)) = (head.version, head.method, head.path) else {
-        return Parsed::HandOff;
+        return ParsedRequest::HandOff;
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Parsed::HandOff;
+        return ParsedRequest::HandOff;
     };
     if method == Method::CONNECT || !path.starts_with('/') || !fields.plain {
-        return Parsed::HandOff;
+        return ParsedRequest::HandOff;
     }
     let keep_alive = fields.keep_alive;
     let path_at = path.as_ptr() as usize - buf.as_ptr() as usize;
     let path_len = path.len();
-    let spans = wire::spans(buf, head.headers);
+    let spans = spans(buf, head.headers);
 
     let bytes = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(bytes.slice(path_at..path_at + path_len));
-    let headers = wire::header_map(&bytes, &spans, ADDED_HEADERS);
+    let headers = header_map(&bytes, &spans, ADDED_HEADERS);
     let (Ok(uri), Ok(headers)) = (uri, headers) else {
         // Put the head back in front of what followed it, for hyper to refuse.
         let mut whole = BytesMut::with_capacity(bytes.len() + buf.len());
         whole.extend_from_slice(&bytes);
         whole.extend_from_slice(buf);
         *buf = whole;
-        return Parsed::HandOff;
+        return ParsedRequest::HandOff;
     };
     let mut request = Request::new(ClientBody::Empty);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    Parsed::Request {
+    ParsedRequest::Request {
         request,
         keep_alive,
     }
 }
 
-/// Why a request is refused, for a client to read.
-pub const NO_HOST: &str = "an HTTP/1.1 request needs a Host header";
-pub const TWO_HOSTS: &str = "a request may carry one Host header";
-pub const TWO_FRAMINGS: &str = "a request may not carry both Content-Length and Transfer-Encoding";
+/// Why a request head is refused with 400 before any route (nginx refuses the same):
+/// which request, or which host, its bytes mean depends on who reads them. The message
+/// is for the client to read; `error.rs` makes the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("an HTTP/1.1 request needs a Host header")]
+    NoHost,
+    #[error("a request may carry one Host header")]
+    TwoHosts,
+    #[error("a request may not carry both Content-Length and Transfer-Encoding")]
+    TwoFramings,
+}
 
 /// What the header fields of a request head say, read in one pass.
 struct Fields {
@@ -143,13 +152,13 @@ impl Fields {
     /// Why a request with these fields gets 400 (nginx refuses the same): an HTTP/1.1
     /// request needs exactly one `Host`, HTTP/1.0 at most one, and no request may be
     /// framed both by length and by chunks.
-    fn refusal(&self, http_1_1: bool) -> Option<&'static str> {
+    fn refusal(&self, http_1_1: bool) -> Option<Refusal> {
         if self.length && self.chunked {
-            Some(TWO_FRAMINGS)
+            Some(Refusal::TwoFramings)
         } else if self.hosts > 1 {
-            Some(TWO_HOSTS)
+            Some(Refusal::TwoHosts)
         } else if self.hosts == 0 && http_1_1 {
-            Some(NO_HOST)
+            Some(Refusal::NoHost)
         } else {
             None
         }
@@ -160,15 +169,15 @@ impl Fields {
 mod tests {
     use super::*;
 
-    fn parsed(text: &str) -> (Parsed, BytesMut) {
+    fn parsed(text: &str) -> (ParsedRequest, BytesMut) {
         let mut buf = BytesMut::from(text);
-        (parse(&mut buf), buf)
+        (parse_request_head(&mut buf), buf)
     }
 
     #[test]
     fn a_plain_get_becomes_a_request_and_leaves_what_follows() {
         let (p, rest) = parsed("GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Id: 7\r\n\r\nGET /next");
-        let Parsed::Request {
+        let ParsedRequest::Request {
             request,
             keep_alive,
         } = p
@@ -189,7 +198,7 @@ mod tests {
         let (p, rest) = parsed(text);
         assert!(matches!(
             p,
-            Parsed::Request {
+            ParsedRequest::Request {
                 keep_alive: false,
                 ..
             }
@@ -200,7 +209,7 @@ mod tests {
     #[test]
     fn an_incomplete_head_waits() {
         let (p, rest) = parsed("GET /a HTTP/1.1\r\nHost: h\r\n");
-        assert!(matches!(p, Parsed::Partial));
+        assert!(matches!(p, ParsedRequest::Partial));
         assert_eq!(rest.len(), 26);
     }
 
@@ -220,7 +229,7 @@ mod tests {
             "GET /a b HTTP/1.1\r\n\r\n",
         ] {
             let (p, rest) = parsed(text);
-            assert!(matches!(p, Parsed::HandOff), "{text:?}: {p:?}");
+            assert!(matches!(p, ParsedRequest::HandOff), "{text:?}: {p:?}");
             assert_eq!(&rest[..], text.as_bytes(), "{text:?}");
         }
     }
@@ -228,25 +237,28 @@ mod tests {
     #[test]
     fn ambiguous_hosts_and_framings_are_refused() {
         for (text, why) in [
-            ("GET /a HTTP/1.1\r\n\r\n", NO_HOST),
-            ("GET http://h/a HTTP/1.1\r\n\r\n", NO_HOST),
+            ("GET /a HTTP/1.1\r\n\r\n", Refusal::NoHost),
+            ("GET http://h/a HTTP/1.1\r\n\r\n", Refusal::NoHost),
             (
                 "GET /a HTTP/1.1\r\nHost: a\r\nX: 1\r\nHOST: a\r\n\r\n",
-                TWO_HOSTS,
+                Refusal::TwoHosts,
             ),
-            ("GET /a HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", TWO_HOSTS),
+            (
+                "GET /a HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+                Refusal::TwoHosts,
+            ),
             (
                 "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-                TWO_FRAMINGS,
+                Refusal::TwoFramings,
             ),
             (
                 "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
-                TWO_FRAMINGS,
+                Refusal::TwoFramings,
             ),
         ] {
             let (p, _) = parsed(text);
             assert!(
-                matches!(p, Parsed::Refused(w) if w == why),
+                matches!(p, ParsedRequest::Refused(w) if w == why),
                 "{text:?}: {p:?}"
             );
         }
@@ -257,7 +269,7 @@ mod tests {
         // Found by fuzz/fuzz_targets/request_head.rs: hyper reads the two as one field.
         let text = "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
         let (p, rest) = parsed(text);
-        assert!(matches!(p, Parsed::HandOff), "{p:?}");
+        assert!(matches!(p, ParsedRequest::HandOff), "{p:?}");
         assert_eq!(&rest[..], text.as_bytes());
     }
 
@@ -266,7 +278,7 @@ mod tests {
         // httparse takes any visible byte in the target; `Uri` does not take `<`.
         let text = "GET /a<b> HTTP/1.1\r\nHost: h\r\n\r\nnext";
         let (p, rest) = parsed(text);
-        assert!(matches!(p, Parsed::HandOff), "{p:?}");
+        assert!(matches!(p, ParsedRequest::HandOff), "{p:?}");
         assert_eq!(&rest[..], text.as_bytes());
     }
 
@@ -274,6 +286,6 @@ mod tests {
     fn a_head_over_the_limit_is_hyper_s_to_refuse() {
         let text = format!("GET /a HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
         let (p, _) = parsed(&text);
-        assert!(matches!(p, Parsed::HandOff));
+        assert!(matches!(p, ParsedRequest::HandOff));
     }
 }

@@ -2,9 +2,10 @@
 //! connection goes back to the pool the moment the body's last byte is read, and is
 //! closed if the body is dropped before that.
 
-use super::H1Pool;
+use super::Pool;
 use super::conn::Connection;
-use super::parse::{ChunkedDecoder, Framing, Step};
+use crate::http1::body::{ChunkedDecoder, Step};
+use crate::http1::framing::Framing;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::io;
@@ -22,22 +23,17 @@ enum Left {
 
 /// An answer body read from an upstream connection.
 #[derive(Debug)]
-pub struct H1Body {
-    pool: Arc<H1Pool>,
+pub struct AnswerBody {
+    pool: Arc<Pool>,
     /// `None` once the body is read.
     conn: Option<Connection>,
     left: Left,
     reusable: bool,
 }
 
-impl H1Body {
+impl AnswerBody {
     /// `reusable`: whether the connection may be kept once the body is read.
-    pub(super) fn new(
-        pool: Arc<H1Pool>,
-        conn: Connection,
-        framing: Framing,
-        reusable: bool,
-    ) -> Self {
+    pub(super) fn new(pool: Arc<Pool>, conn: Connection, framing: Framing, reusable: bool) -> Self {
         let left = match framing {
             Framing::Empty => Left::Bytes(0),
             Framing::Length(n) => Left::Bytes(n),
@@ -67,7 +63,7 @@ impl H1Body {
     }
 }
 
-impl Body for H1Body {
+impl Body for AnswerBody {
     type Data = Bytes;
     type Error = io::Error;
 

@@ -1,12 +1,12 @@
-//! One backend call: through the cache when the backend has one, then checked to be
-//! JSON no deeper than the upstream's `max_depth` and shaped. Keeps the answer before
-//! shaping when another backend reads it.
+//! The fetch stage: one backend call for one URL, through the cache when the backend has
+//! a `cache_ttl`, then checked to be JSON no deeper than the upstream's `max_depth` and
+//! shaped. Keeps the answer before shaping when another backend reads it.
 
-use super::execute::RequestScope;
-use super::shape::Shape;
-use super::{Backend, BackendError};
+use super::error::BackendError;
+use super::scope::{Backend, BackendAnswer, RequestScope};
+use super::shape;
 use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery, Stored};
-use crate::config::MergeMode;
+use crate::config::{MergeMode, Shape};
 use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -17,27 +17,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// A backend's usable answer.
-pub(super) struct Answer {
-    /// What goes into the merged body: the shaped JSON.
-    pub body: Bytes,
-    /// The `Server-Timing` desc: `ok`, `hit` or `stale`.
-    pub desc: &'static str,
-    /// The answer before shaping, kept only when another backend reads it.
-    pub raw: Option<Value>,
-    /// For `for_each`: the element calls that failed, each `null` in its place.
-    pub failed_elements: Option<ElementFailures>,
-}
-
-/// Element calls of a `for_each` backend that failed.
-pub(super) struct ElementFailures {
-    pub failed: usize,
-    pub total: usize,
-    pub first: BackendError,
-}
-
 /// What a backend's cache says before any call is set up.
-pub(super) enum Lookup {
+pub(super) enum CacheLookup {
     /// A fresh stored answer; [`from_hit`] makes it the backend's answer.
     Hit(Arc<Entry>),
     /// The answer takes a call; with the cache key when the backend caches.
@@ -46,17 +27,17 @@ pub(super) enum Lookup {
 
 /// Looks for a fresh cached answer to `url`. A hit, the common case on a cached backend,
 /// needs none of what a call is set up with, so the caller can answer it in place.
-pub(super) async fn lookup(scope: &RequestScope<'_>, backend: &Backend, url: &str) -> Lookup {
+pub(super) async fn lookup(scope: &RequestScope<'_>, backend: &Backend, url: &str) -> CacheLookup {
     let spec = &backend.spec;
     // A backend that sends the request body is never cached.
     let (Some(_), false, Some(varying)) = (spec.cache, spec.forward_body, &scope.varying) else {
-        return Lookup::Call(None);
+        return CacheLookup::Call(None);
     };
     let get = Method::GET;
     let query = KeyQuery::new(&get, url, varying);
     match scope.route.cache.fresh(&query).await {
-        Some(entry) => Lookup::Hit(entry),
-        None => Lookup::Call(Some(query.to_key())),
+        Some(entry) => CacheLookup::Hit(entry),
+        None => CacheLookup::Call(Some(query.to_key())),
     }
 }
 
@@ -65,7 +46,7 @@ pub(super) fn from_hit(
     entry: Arc<Entry>,
     backend: &Backend,
     keep: bool,
-) -> Result<Answer, BackendError> {
+) -> Result<BackendAnswer, BackendError> {
     let reading = Reading::of(backend);
     finish_hit(entry, reading, keep, "hit").map(answer)
 }
@@ -77,15 +58,15 @@ pub(super) async fn call(
     backend: &Backend,
     url: String,
     keep: bool,
-) -> Result<Answer, BackendError> {
+) -> Result<BackendAnswer, BackendError> {
     match lookup(scope, backend, &url).await {
-        Lookup::Hit(entry) => from_hit(entry, backend, keep),
-        Lookup::Call(key) => call_upstream(scope, backend, url, key, keep).await,
+        CacheLookup::Hit(entry) => from_hit(entry, backend, keep),
+        CacheLookup::Call(key) => call_upstream(scope, backend, url, key, keep).await,
     }
 }
 
-fn answer((body, raw, desc): (Bytes, Option<Value>, &'static str)) -> Answer {
-    Answer {
+fn answer((body, raw, desc): (Bytes, Option<Value>, &'static str)) -> BackendAnswer {
+    BackendAnswer {
         body,
         desc,
         raw,
@@ -101,7 +82,7 @@ pub(super) async fn call_upstream(
     url: String,
     key: Option<CacheKey>,
     keep: bool,
-) -> Result<Answer, BackendError> {
+) -> Result<BackendAnswer, BackendError> {
     let spec = &backend.spec;
     let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
     let deadline = scope.deadline.min(Instant::now() + own);
@@ -113,12 +94,12 @@ pub(super) async fn call_upstream(
             headers.insert(CONTENT_TYPE, ct.clone());
         }
         let send = Some((&scope.parts.method, bytes.clone()));
-        let (raw, _) = fetch(&backend.upstream, url, &headers, send, deadline).await?;
+        let (raw, _) = ask(&backend.upstream, url, &headers, send, deadline).await?;
         let (body, raw) = read(raw, reading, keep)?;
         return Ok(answer((body, raw, "ok")));
     }
     let (Some(policy), Some(key)) = (spec.cache, key) else {
-        let (raw, _) = fetch(&backend.upstream, url, scope.forwarded(), None, deadline).await?;
+        let (raw, _) = ask(&backend.upstream, url, scope.forwarded(), None, deadline).await?;
         let (body, raw) = read(raw, reading, keep)?;
         return Ok(answer((body, raw, "ok")));
     };
@@ -129,7 +110,7 @@ pub(super) async fn call_upstream(
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let headers = scope.forwarded().clone();
     let fetch = move || async move {
-        let (raw, storable) = fetch(&upstream, url, &headers, None, deadline).await?;
+        let (raw, storable) = ask(&upstream, url, &headers, None, deadline).await?;
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came
         // when another backend reads it, since they read it before shaping.
         let body = if keep {
@@ -280,7 +261,7 @@ fn check_json(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
 
 /// Calls the upstream. Returns the answer (`null` for a 204) and whether the upstream
 /// allows storing it.
-async fn fetch(
+async fn ask(
     upstream: &Upstream,
     url: String,
     headers: &HeaderMap,
@@ -322,7 +303,7 @@ fn read(
         (Some(shape), keep) => {
             let value = parse(&raw, max_depth)?;
             let kept = keep.then(|| value.clone());
-            let shaped = shape.apply(value).map_err(BackendError::Shape)?;
+            let shaped = shape::apply(shape, value).map_err(BackendError::Shape)?;
             let bytes = serde_json::to_vec(&shaped).expect("a JSON value serializes");
             (Bytes::from(bytes), kept)
         }

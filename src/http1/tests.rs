@@ -1,15 +1,22 @@
-use super::*;
+//! The HTTP/1.1 parsers' rules, as byte strings: answer heads, framing, chunked bodies.
+
+use super::MAX_HEAD;
+use super::body::*;
+use super::framing::*;
+use super::parse::*;
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode, Version};
 
 fn buf(s: &str) -> BytesMut {
     BytesMut::from(s.as_bytes())
 }
 
-fn head(s: &str) -> Head {
-    parse_head(&mut buf(s)).unwrap().unwrap()
+fn head(s: &str) -> AnswerHead {
+    parse_answer_head(&mut buf(s)).unwrap().unwrap()
 }
 
 fn framing(method: Method, s: &str) -> Result<Framing, ParseError> {
-    Framing::of(&method, &head(s))
+    Framing::of_answer(&method, &head(s))
 }
 
 /// Decodes `pieces` fed one at a time, as reads would deliver them.
@@ -30,7 +37,7 @@ fn dechunk(pieces: &[&str], limit: u64) -> Result<(Bytes, BytesMut), ParseError>
 fn a_head_is_parsed_and_removed_from_the_buffer() {
     let mut b =
         buf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-A: 1\r\nX-A: 2\r\n\r\n{}");
-    let h = parse_head(&mut b).unwrap().unwrap();
+    let h = parse_answer_head(&mut b).unwrap().unwrap();
     assert_eq!(h.status, StatusCode::OK);
     assert_eq!(h.version, Version::HTTP_11);
     assert_eq!(&b[..], b"{}");
@@ -47,21 +54,21 @@ fn a_head_is_parsed_and_removed_from_the_buffer() {
 #[test]
 fn an_incomplete_head_waits_for_more() {
     let mut b = buf("HTTP/1.1 200 OK\r\nContent-Le");
-    assert!(parse_head(&mut b).unwrap().is_none());
+    assert!(parse_answer_head(&mut b).unwrap().is_none());
     assert_eq!(b.len(), 27, "nothing is consumed");
 }
 
 #[test]
 fn garbage_and_oversized_heads_are_errors() {
-    let e = parse_head(&mut buf("SSH-2.0-OpenSSH\r\n\r\n")).unwrap_err();
+    let e = parse_answer_head(&mut buf("SSH-2.0-OpenSSH\r\n\r\n")).unwrap_err();
     assert_eq!(e.to_string(), "malformed answer head: not HTTP/1.x");
-    let e = parse_head(&mut buf("HTTP/1.1 abc OK\r\n\r\n")).unwrap_err();
+    let e = parse_answer_head(&mut buf("HTTP/1.1 abc OK\r\n\r\n")).unwrap_err();
     assert_eq!(e.to_string(), "malformed answer head: invalid status line");
     let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD));
-    let e = parse_head(&mut buf(&huge)).unwrap_err();
+    let e = parse_answer_head(&mut buf(&huge)).unwrap_err();
     assert_eq!(e.to_string(), "answer head larger than 65536 bytes");
     let many: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
-    let e = parse_head(&mut buf(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"))).unwrap_err();
+    let e = parse_answer_head(&mut buf(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"))).unwrap_err();
     assert_eq!(e.to_string(), "malformed answer head: over 100 headers");
 }
 
@@ -271,5 +278,23 @@ fn collected_pieces_are_bounded() {
     assert_eq!(
         c.push(Bytes::from_static(b"e")),
         Err(ParseError::TooLarge(4))
+    );
+}
+
+#[test]
+fn header_values_share_the_head() {
+    let head = Bytes::from_static(b"GET / HTTP/1.1\r\nHost: a\r\nX-Y: b c\r\n\r\n");
+    let mut slots = slots();
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = request.parse_with_uninit_headers(&head, &mut slots);
+    assert!(parsed.unwrap().is_complete());
+    let spans = spans(&head, request.headers);
+    let headers = header_map(&head, &spans, 0).unwrap();
+    assert_eq!(headers["host"], "a");
+    assert_eq!(headers["x-y"], "b c");
+    assert_eq!(
+        headers["x-y"].as_bytes().as_ptr(),
+        head[30..].as_ptr(),
+        "no copy"
     );
 }

@@ -1,9 +1,10 @@
 //! One upstream connection: writing a request, reading an answer's head, and reading a
 //! whole body by its framing. The streaming body reads through [`Connection::poll_fill`].
 
-use super::parse::{self, ChunkedDecoder, Collected, Framing, Head};
-use super::{Failure, KEEP_BUFFER};
-use crate::upstream::CallError;
+use super::{ExchangeError, Failure, KEEP_BUFFER};
+use crate::http1::body::{ChunkedDecoder, Collected};
+use crate::http1::framing::Framing;
+use crate::http1::parse::{AnswerHead, parse_answer_head};
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use socket2::SockRef;
@@ -49,7 +50,7 @@ impl Connection {
         &mut self,
         request: &[u8],
         tail: Option<&Bytes>,
-    ) -> Result<Head, Failure> {
+    ) -> Result<AnswerHead, Failure> {
         if self.stream.write_all(request).await.is_err() {
             return Err(Failure::Closed);
         }
@@ -60,7 +61,7 @@ impl Connection {
         loop {
             // A pooled connection starts empty: nothing to parse before the first read.
             if !self.buf.is_empty()
-                && let Some(head) = parse::parse_head(&mut self.buf)?
+                && let Some(head) = parse_answer_head(&mut self.buf)?
             {
                 if head.status == StatusCode::SWITCHING_PROTOCOLS {
                     return Err(failed("answered 101 to a request without Upgrade"));
@@ -97,7 +98,7 @@ impl Connection {
 
     async fn read_exact(&mut self, n: u64, limit: u64) -> Result<Bytes, Failure> {
         if n > limit {
-            return Err(Failure::Call(CallError::TooLarge(limit)));
+            return Err(Failure::Exchange(ExchangeError::TooLarge(limit)));
         }
         let n = n as usize;
         while self.buf.len() < n {
@@ -148,7 +149,7 @@ impl Connection {
 }
 
 pub(super) fn failed(e: impl ToString) -> Failure {
-    Failure::Call(CallError::Failed(e.to_string()))
+    Failure::Exchange(ExchangeError::Failed(e.to_string()))
 }
 
 #[cfg(test)]

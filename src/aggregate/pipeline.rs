@@ -1,0 +1,116 @@
+//! The orchestrator of an aggregate request, the one file that knows every stage: it
+//! reads the request body when a backend sends it on, makes the request's scope, has
+//! `execute` run the route's plan with a [`Launch`] wired to `fetch` and `for_each`, and
+//! hands the outcomes to `respond`.
+
+use super::error::{AggregateError, BackendError};
+use super::execute::{Launch, Started, execute};
+use super::fetch::{self, CacheLookup};
+use super::for_each;
+use super::respond::{BackendOutcomes, respond};
+use super::scope::{AggregateRoute, BackendAnswer, Outcome, RequestScope};
+use crate::body::{Body, ClientBody, check_declared_length, read_limited};
+use crate::template::RenderInput;
+use http::{HeaderValue, Response, request};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::time::Instant;
+
+/// Answers one request on an aggregate route; every backend call carries `request_id`.
+/// With the answer, each backend's outcome code when the access log is on.
+pub async fn serve(
+    route: &AggregateRoute,
+    parts: &request::Parts,
+    params: &matchit::Params<'_, '_>,
+    body: ClientBody,
+    request_id: &HeaderValue,
+) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
+    let deadline = Instant::now() + route.timeout;
+    // The body is read only when a backend sends it on, and never past max_body.
+    let request_body = if route.backends.iter().any(|b| b.spec.forward_body) {
+        let read = read_limited(body, &parts.headers, route.max_body);
+        let bytes = tokio::time::timeout_at(deadline, read)
+            .await
+            .map_err(|_| AggregateError::BodyDeadline)??;
+        Some(bytes)
+    } else {
+        check_declared_length(&parts.headers, route.max_body)?;
+        None
+    };
+    let scope = RequestScope::new(route, parts, request_id, request_body, deadline);
+    let launch = Launcher {
+        scope: &scope,
+        params,
+    };
+    let outcomes = execute(route, &launch).await?;
+    respond(route, &outcomes)
+}
+
+/// Starts the backends of one request: renders a backend's URL (or one per `for_each`
+/// element), answers a fresh cache hit in place, and otherwise makes the call.
+struct Launcher<'s, 'p> {
+    scope: &'s RequestScope<'s>,
+    params: &'s matchit::Params<'p, 'p>,
+}
+
+impl<'s> Launch for Launcher<'s, '_> {
+    /// Boxed: the calls differ in type (one URL, one per element) and in size, and a
+    /// call is held in the route's set of running calls until it ends.
+    type Call = Pin<Box<dyn Future<Output = Outcome> + Send + 's>>;
+
+    async fn start(&self, i: usize, answers: &[Option<Value>]) -> Started<Self::Call> {
+        let scope = self.scope;
+        let route = scope.route;
+        let backend = &route.backends[i];
+        // Another backend reads this one's answer: keep it unshaped too.
+        let keep = route.plan.is_read(i);
+        let input = RenderInput {
+            params: self.params,
+            query: scope.parts.uri.query(),
+            headers: &scope.parts.headers,
+            answers,
+            item: None,
+        };
+        if let Some(each) = &backend.spec.for_each {
+            return match for_each::urls(route, backend, each, &input) {
+                Ok(urls) => {
+                    let call = move |url| fetch::call(scope, backend, url, keep);
+                    let calls = for_each::run(backend, each, urls, keep, call);
+                    Started::Running(Box::pin(timed(calls)))
+                }
+                Err(error) => Started::Done(Outcome::failed(error)),
+            };
+        }
+        let url = match backend
+            .spec
+            .path
+            .render(&backend.upstream.spec.base, &input)
+        {
+            Ok(url) => url,
+            Err(error) => return Started::Done(Outcome::failed(error.into())),
+        };
+        // A fresh hit is answered here: no call future, no wake-up.
+        let began = Instant::now();
+        match fetch::lookup(scope, backend, &url).await {
+            CacheLookup::Hit(entry) => Started::Done(Outcome {
+                result: fetch::from_hit(entry, backend, keep),
+                elapsed: began.elapsed(),
+            }),
+            CacheLookup::Call(key) => {
+                let call = fetch::call_upstream(scope, backend, url, key, keep);
+                Started::Running(Box::pin(timed(call)))
+            }
+        }
+    }
+}
+
+/// Runs a backend's call (or calls), timed from its first poll.
+async fn timed(call: impl Future<Output = Result<BackendAnswer, BackendError>>) -> Outcome {
+    let began = Instant::now();
+    let result = call.await;
+    Outcome {
+        result,
+        elapsed: began.elapsed(),
+    }
+}

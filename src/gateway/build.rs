@@ -1,0 +1,151 @@
+//! Building a snapshot from a compiled config: one pooled client per upstream, shared by
+//! every route, and each route's handler with what it needs resolved.
+
+use super::{Gateway, Handler, Route};
+use crate::aggregate::{AggregateRoute, Backend};
+use crate::cache::ResponseCache;
+use crate::config::{AggregateSpec, Compiled, RouteKind};
+use crate::limits::RouteLimit;
+use crate::metrics::{Label, Metrics};
+use crate::proxy::{LocationRewrite, ProxyRoute};
+use crate::router::RouteTable;
+use crate::upstream::{Upstream, health};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The snapshot could not be built (a TLS backend that failed to initialize).
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {upstream}: cannot build its HTTP client: {source}")]
+pub struct BuildError {
+    upstream: String,
+    source: crate::upstream::client::ClientError,
+}
+
+impl Gateway {
+    /// Builds the snapshot: one pooled client per upstream, shared by every route.
+    ///
+    /// With a `previous` snapshot (a reload), what did not change carries over: an
+    /// upstream with the same settings keeps its pool, breaker and health check; a route
+    /// with the same path, methods and limit keeps its rate-limit state; the cache keeps
+    /// its entries unless its size changed.
+    pub fn build(compiled: Compiled, previous: Option<&Gateway>) -> Result<Self, BuildError> {
+        let config = compiled.clone();
+        let metrics = previous.map_or_else(Metrics::new, |p| p.metrics.clone());
+        metrics.config_hash(&compiled.hash);
+        let mut upstreams = BTreeMap::new();
+        for (name, spec) in compiled.upstreams {
+            let kept = previous
+                .and_then(|p| p.upstreams.get(&name))
+                .filter(|u| u.spec == spec);
+            let up = match kept {
+                Some(up) => up.clone(),
+                None => {
+                    let up = Upstream::build(spec).map_err(|source| BuildError {
+                        upstream: name.clone(),
+                        source,
+                    })?;
+                    let up = Arc::new(up);
+                    health::spawn(&up);
+                    up
+                }
+            };
+            upstreams.insert(name, up);
+        }
+        let cache = match previous {
+            Some(p) if p.config.cache_max_size == compiled.cache_max_size => p.cache.clone(),
+            _ => ResponseCache::new(compiled.cache_max_size, metrics.cache.clone()),
+        };
+        let mut routes = RouteTable::default();
+        for spec in compiled.routes {
+            let limit = spec.rate_limit.clone().map(|l| {
+                let kept = previous.and_then(|p| {
+                    p.routes.iter().find_map(|r| match &r.limit {
+                        Some((was, limit))
+                            if r.path == spec.path && r.methods == spec.methods && *was == l =>
+                        {
+                            Some(limit.clone())
+                        }
+                        _ => None,
+                    })
+                });
+                let limit = kept.unwrap_or_else(|| {
+                    Arc::new(RouteLimit::new(l.rate, l.burst, l.key.clone(), l.max_keys))
+                });
+                (l, limit)
+            });
+            let label = Label::new(&spec.path);
+            let handler = match spec.kind {
+                RouteKind::Aggregate(AggregateSpec { backends, plan }) => {
+                    Handler::Aggregate(AggregateRoute {
+                        plan,
+                        label: label.clone(),
+                        metrics: metrics.clone(),
+                        timeout: spec.timeout,
+                        max_body: spec.max_body.unwrap_or(compiled.server.max_body),
+                        cache: cache.clone(),
+                        forward_headers: spec.forward_headers,
+                        errors_field: spec.errors_field,
+                        backends: backends
+                            .into_iter()
+                            .map(|b| {
+                                let name = Label::new(&b.name);
+                                Backend {
+                                    series: metrics.backend_series(&label, &name),
+                                    label: name,
+                                    upstream: upstreams[&b.upstream].clone(),
+                                    spec: b,
+                                }
+                            })
+                            .collect(),
+                    })
+                }
+                RouteKind::Proxy(p) => {
+                    let upstream = upstreams[&p.upstream].clone();
+                    Handler::Proxy(ProxyRoute {
+                        redirects: p
+                            .redirects
+                            .as_ref()
+                            .and_then(|m| LocationRewrite::new(&upstream.spec.base, m)),
+                        upstream,
+                        path: p.path,
+                        timeout: spec.timeout,
+                        idle_timeout: p.idle_timeout,
+                        preserve_host: p.preserve_host,
+                        max_body: spec.max_body,
+                        cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
+                        upgrade: p.upgrade,
+                        underscores_in_headers: spec.underscores_in_headers,
+                    })
+                }
+            };
+            // An aggregate reads a body whole, so it always has a limit; a proxy
+            // streams one, and has a limit only when the route sets one.
+            let max_body = match &handler {
+                Handler::Aggregate(agg) => Some(agg.max_body),
+                Handler::Proxy(p) => p.max_body,
+            };
+            let route = Route {
+                path: spec.path.clone(),
+                series: metrics.route_series(&label, limit.is_some()),
+                label,
+                methods: spec.methods.clone(),
+                limit,
+                max_body,
+                handler,
+            };
+            routes
+                .insert(&spec.path, &spec.methods, route)
+                .expect("validate() checked the route table");
+        }
+        Ok(Self {
+            server: compiled.server,
+            config,
+            routes,
+            upstreams,
+            cache,
+            metrics,
+            unmatched: Label::new("unmatched"),
+            health: Label::new("health"),
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! The gateway's runtime state: one immutable snapshot built from a compiled config
+//! (route table, one client per upstream), swapped whole on reload, and the request path
+//! through it.
+//!
+//! - `build`: [`Gateway::build`], the snapshot from a compiled config, keeping what a
+//!   reload did not change (pools, breakers, rate-limit state, the cache).
+//! - `serve`: [`Gateway::handle`], one request as phases read top to bottom: admit,
+//!   dispatch, finish the response, log.
+
+mod build;
+mod serve;
+
+pub use build::BuildError;
+
+use crate::aggregate::AggregateRoute;
+use crate::cache::ResponseCache;
+use crate::config::{Compiled, RateLimitSpec, ServerSpec};
+use crate::limits::RouteLimit;
+use crate::metrics::{Label, Metrics, RouteSeries};
+use crate::proxy::ProxyRoute;
+use crate::router::{Methods, RouteTable};
+use crate::upstream::Upstream;
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The live config: requests load the current snapshot; a reload swaps it whole.
+pub type LiveGateway = Arc<ArcSwap<Gateway>>;
+
+/// An immutable snapshot of everything a request needs.
+#[derive(Debug)]
+pub struct Gateway {
+    pub server: ServerSpec,
+    /// The config this snapshot was built from: for diffs and `/config`.
+    pub config: Compiled,
+    pub routes: RouteTable<Route>,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// The response cache shared by every route.
+    pub cache: Arc<ResponseCache>,
+    /// The process's metrics: the same registry across reloads.
+    pub metrics: Arc<Metrics>,
+    /// The metrics label of requests no route matched (made once, not per request).
+    unmatched: Label,
+    /// The metrics label of the main listener's health path.
+    health: Label,
+}
+
+/// One route at runtime.
+#[derive(Debug)]
+pub struct Route {
+    pub path: String,
+    /// The path pattern as a metrics label.
+    pub label: Label,
+    pub series: RouteSeries,
+    pub methods: Methods,
+    /// Requests per client, and its spec (to carry the state over an unchanged reload).
+    pub limit: Option<(RateLimitSpec, Arc<RouteLimit>)>,
+    /// The largest request body a client may declare; `None`: any (a proxy streams it).
+    pub max_body: Option<u64>,
+    pub handler: Handler,
+}
+
+/// What answers a route's requests.
+#[derive(Debug)]
+pub enum Handler {
+    Aggregate(AggregateRoute),
+    Proxy(ProxyRoute),
+}
+
+impl Gateway {
+    /// Forgets rate-limit keys whose buckets are full again (see [`RouteLimit::prune`]).
+    pub fn prune_limits(&self) {
+        for (_, limit) in self.routes.iter().filter_map(|r| r.limit.as_ref()) {
+            limit.prune();
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Serving one request on a snapshot, in phases that read top to bottom, as Pingora
+//! names its `request_filter` ... `logging`:
+//!
+//! 1. [`Gateway::admit`]: the route match (404, 405), the rate limit (429) and the
+//!    declared body size (413), before any upstream is called.
+//! 2. [`Gateway::dispatch`]: the route's handler, aggregate or proxy. It returns the
+//!    answer and a [`Summary`] of what happened (route, backend outcomes, whether the
+//!    answer is an upstream's passed through).
+//! 3. Finishing the response: compression (`compress::apply`; whole answers only, never
+//!    an upstream's passed through), then [`Gateway::finish_response`]: rate-limit
+//!    headers and the request id.
+//! 4. [`Gateway::log`]: metrics and the access log line.
+//!
+//! Errors become responses through `error.rs` where they happen; every phase after
+//! `admit` sees a response.
+
+use super::{Gateway, Handler, Route};
+use crate::aggregate::{self, BackendOutcomes};
+use crate::body::{Body, ClientBody, check_declared_length, full};
+use crate::compress;
+use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
+use crate::limits::{RouteLimit, Verdict, client_key};
+use crate::metrics::{Label, RouteSeries};
+use crate::proxy;
+use crate::request_id::{self, X_REQUEST_ID};
+use crate::router::{RouteMatch, normalize};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `admit` decided.
+enum Admission<'s, 'p> {
+    Admitted(Admitted<'s, 'p>),
+    /// Refused, counted as the summary says.
+    Refused(GatewayError, Summary<'s>),
+}
+
+/// A request admitted to its route.
+struct Admitted<'s, 'p> {
+    route: &'s Route,
+    params: matchit::Params<'s, 'p>,
+    quota: Option<Quota>,
+}
+
+/// A route's rate limit and the requests left in it, for `RateLimit-*` headers.
+#[derive(Clone, Copy)]
+struct Quota {
+    limit: u32,
+    remaining: u32,
+}
+
+/// What serving a request came to: what finishing its response and the log need.
+struct Summary<'s> {
+    /// The metrics label it is counted on: `health`, `unmatched`, or the path pattern
+    /// that matched (a 405 too).
+    label: &'s Label,
+    series: Option<&'s RouteSeries>,
+    quota: Option<Quota>,
+    /// The answer is an upstream's, passed through as it sent it: not compressed.
+    passthrough: bool,
+    /// Each aggregate backend's outcome code, when the access log is on.
+    backends: Option<BackendOutcomes>,
+}
+
+impl<'s> Summary<'s> {
+    /// Counted on `label` alone: answered before any route was admitted.
+    fn on(label: &'s Label) -> Self {
+        Self {
+            label,
+            series: None,
+            quota: None,
+            passthrough: false,
+            backends: None,
+        }
+    }
+
+    /// Counted on `route`.
+    fn route(route: &'s Route, quota: Option<Quota>) -> Self {
+        Self {
+            label: &route.label,
+            series: Some(&route.series),
+            quota,
+            passthrough: false,
+            backends: None,
+        }
+    }
+}
+
+impl Gateway {
+    /// Answers one request. Takes the snapshot it answers from by value, so the server
+    /// can box this future as it is instead of in a block that owns the snapshot (one
+    /// copy of it fewer).
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<ClientBody>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let started = tokio::time::Instant::now();
+        let _in_flight = self.metrics.in_flight();
+        let request_id = request_id::of(request.headers());
+        // A Uri clone shares its bytes: the path params borrow this copy while the
+        // request itself moves on to its handler.
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let encoding = self
+            .server
+            .compression
+            .then(|| compress::negotiate(request.headers()));
+        let (response, summary) = 'answered: {
+            if uri.path() == self.server.health_path {
+                break 'answered (health(), Summary::on(&self.health));
+            }
+            // Routes match the path's normal form, and a proxy sends it upstream: no
+            // spelling of a path can pass one route's policy to reach another's upstream.
+            let path = match normalize(uri.path()) {
+                Ok(path) => path,
+                Err(e) => {
+                    let error = GatewayError::BadRequest {
+                        backend: None,
+                        message: e.to_string(),
+                    };
+                    break 'answered (error.into_response(), Summary::on(&self.unmatched));
+                }
+            };
+            // Bound before the await: a match's scrutinee would be kept across it.
+            let admitted = match self.admit(&method, &path, request.headers(), peer.ip()) {
+                Admission::Admitted(admitted) => admitted,
+                Admission::Refused(error, summary) => {
+                    break 'answered (error.into_response(), summary);
+                }
+            };
+            self.dispatch(&admitted, request, peer, &request_id).await
+        };
+        // A proxied answer is the upstream's as it sent it (nginx's `gzip_proxied off`):
+        // a stream is not held back in an encoder.
+        let mut response = match encoding {
+            Some(encoding) if !summary.passthrough => {
+                let min = self.server.compression_min_size;
+                compress::apply(response, encoding, min).await
+            }
+            _ => response,
+        };
+        self.finish_response(&mut response, &summary, &request_id);
+        self.log(
+            &summary,
+            &response,
+            &request_id,
+            &method,
+            &uri,
+            started.elapsed(),
+        );
+        response
+    }
+
+    /// Finds the route and lets the request in: its method (405), its client's rate
+    /// limit (429) and its declared body size (413). A refusal is counted on the route
+    /// whose path matched, a 404 on `unmatched`.
+    fn admit<'s, 'p>(
+        &'s self,
+        method: &Method,
+        path: &'p str,
+        headers: &HeaderMap,
+        peer: IpAddr,
+    ) -> Admission<'s, 'p> {
+        let (route, params) = match self.routes.lookup(method, path) {
+            RouteMatch::Found(route, params) => (route, params),
+            RouteMatch::MethodNotAllowed { allow, on_path, .. } => {
+                let allow = allow.clone();
+                return Admission::Refused(
+                    GatewayError::MethodNotAllowed { allow },
+                    Summary::route(on_path, None),
+                );
+            }
+            RouteMatch::NotFound => {
+                return Admission::Refused(
+                    GatewayError::RouteNotFound,
+                    Summary::on(&self.unmatched),
+                );
+            }
+        };
+        let quota = match &route.limit {
+            Some((_, limit)) => match self.take_quota(limit, headers, peer) {
+                Ok(quota) => Some(quota),
+                Err(e) => {
+                    self.metrics.rate_limited(&route.label);
+                    return Admission::Refused(e, Summary::route(route, None));
+                }
+            },
+            None => None,
+        };
+        if let Some(limit) = route.max_body
+            && let Err(e) = check_declared_length(headers, limit)
+        {
+            return Admission::Refused(e.into(), Summary::route(route, quota));
+        }
+        Admission::Admitted(Admitted {
+            route,
+            params,
+            quota,
+        })
+    }
+
+    /// Counts a request against its route's limit: the requests left, or 429.
+    fn take_quota(
+        &self,
+        limit: &RouteLimit,
+        headers: &HeaderMap,
+        peer: IpAddr,
+    ) -> Result<Quota, GatewayError> {
+        let key = client_key(&limit.key, peer, headers, &self.server.trusted_proxies);
+        match limit.check(&key) {
+            Verdict::Allowed { remaining } => Ok(Quota {
+                limit: limit.burst,
+                remaining,
+            }),
+            Verdict::Limited { retry_after } => Err(GatewayError::RateLimited {
+                // Whole seconds, rounded up: a client that waits that long gets in.
+                retry_after_secs: retry_after.as_nanos().div_ceil(1_000_000_000).max(1) as u64,
+                limit: limit.burst,
+            }),
+        }
+    }
+
+    /// Runs the admitted route's handler: the aggregate, or the proxy. Takes the
+    /// admission by reference: an async fn keeps its arguments for its whole life, and
+    /// the path params are large.
+    async fn dispatch<'s>(
+        &'s self,
+        admitted: &Admitted<'s, '_>,
+        request: Request<ClientBody>,
+        peer: SocketAddr,
+        request_id: &HeaderValue,
+    ) -> (Response<Body>, Summary<'s>) {
+        let Admitted {
+            route,
+            ref params,
+            quota,
+        } = *admitted;
+        let (parts, body) = request.into_parts();
+        // Each handler's future is boxed: they are large, and unboxed they would make
+        // every layer's future as large, copied whole each time one is wrapped.
+        let (result, passthrough, backends) = match &route.handler {
+            Handler::Aggregate(agg) => {
+                match Box::pin(aggregate::serve(agg, &parts, params, body, request_id)).await {
+                    Ok((response, backends)) => (Ok(response), false, backends),
+                    Err(e) => (Err(GatewayError::from(e)), false, None),
+                }
+            }
+            Handler::Proxy(p) => match proxy::target_url(p, &parts, params) {
+                Ok(url) => {
+                    let forward = proxy::forward(p, url, parts, body, peer, request_id);
+                    let result = Box::pin(forward).await;
+                    let passthrough = result.is_ok();
+                    (result, passthrough, None)
+                }
+                Err(e) => (Err(e), false, None),
+            },
+        };
+        let summary = Summary {
+            passthrough,
+            backends,
+            ..Summary::route(route, quota)
+        };
+        (result.unwrap_or_else(GatewayError::into_response), summary)
+    }
+
+    /// The headers every answer gets: `RateLimit-*` on a limited route, and the request
+    /// id (an upstream's own id on its answer is kept).
+    fn finish_response(
+        &self,
+        response: &mut Response<Body>,
+        summary: &Summary<'_>,
+        request_id: &HeaderValue,
+    ) {
+        let headers = response.headers_mut();
+        if let Some(Quota { limit, remaining }) = summary.quota {
+            headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(limit));
+            headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(remaining));
+        }
+        headers
+            .entry(X_REQUEST_ID.clone())
+            .or_insert_with(|| request_id.clone());
+    }
+
+    /// Counts the request in the metrics and writes its access log line:
+    /// `RUST_LOG=fanout::access=off` silences it. The duration is whole microseconds,
+    /// so it prints as `12.345`, not as the nearest binary fraction.
+    fn log(
+        &self,
+        summary: &Summary<'_>,
+        response: &Response<Body>,
+        request_id: &HeaderValue,
+        method: &Method,
+        uri: &Uri,
+        elapsed: Duration,
+    ) {
+        let status = response.status().as_u16();
+        self.metrics
+            .request(summary.label, summary.series, status, elapsed);
+        let backends = summary.backends.as_ref().map_or("", |b| b.0.as_str());
+        tracing::info!(
+            target: "fanout::access",
+            request_id = request_id.to_str().unwrap_or(""),
+            %method,
+            path = uri.path(),
+            route = summary.label.as_str(),
+            status,
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+            backends = ?Words(backends),
+            "request"
+        );
+    }
+}
+
+/// Space-separated words logged as a list: `["user:ok", "orders:timeout"]` in text, a
+/// JSON array with `--log-format json`.
+struct Words<'a>(&'a str);
+
+impl std::fmt::Debug for Words<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.split_whitespace()).finish()
+    }
+}
+
+/// The answer on the main listener's health path.
+fn health() -> Response<Body> {
+    let mut r = Response::new(full(&br#"{"status":"ok"}"#[..]));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
