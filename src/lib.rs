@@ -1,23 +1,27 @@
 //! fanout: an API gateway that fans a request out to several upstreams concurrently and
 //! merges their JSON answers, or proxies a request through to one upstream.
 //!
-//! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
-//! - [`router`]: the compiled route table (matchit), 404 and 405.
-//! - [`template`]: upstream path templates and their safe encoding.
-//! - [`json_path`]: dotted paths into JSON (`data.items.0`), for templates and shaping.
-//! - [`upstream`]: one transport per upstream (own HTTP/1.1 client or hyper's), its
-//!   protection, one call with its deadline.
-//! - [`aggregate`]: concurrent backend calls, merging, the aggregate response.
-//! - [`proxy`]: streaming reverse proxy.
-//! - [`gateway`]: the live snapshot: building it, and serving a request in phases.
-//! - [`http1`]: the own HTTP/1.1 in both directions: request and answer heads, framing,
-//!   response writing, the plain-http upstream client.
-//! - [`request_id`]: the `x-request-id` a request carries to upstreams and back.
-//! - [`server`]: listener, the own HTTP/1.1 client connection (hyper for the rest),
-//!   tower stack, graceful shutdown.
+//! Modules, one line each:
+//! - [`admin`]: the admin listener: health, readiness, metrics, config, reload, cache purge.
+//! - [`aggregate`]: aggregate routes: planned concurrent backend calls, shaping, merging.
+//! - [`body`]: the one response body type, buffered or streamed, and idle-stream limits.
+//! - [`cache`]: the response cache (moka), with single-flight misses and stale serving.
 //! - [`compress`]: gzip and br for answers whole in memory.
-//! - [`error`]: every error the gateway makes, as status and JSON, in one place.
+//! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
 //! - [`demo`]: sample upstreams for `fanout demo`.
+//! - [`error`]: every error the gateway makes, as status and JSON, in one place.
+//! - [`gateway`]: the live snapshot: building it, and serving a request in phases.
+//! - [`http1`]: the own HTTP/1.1 both ways: heads, framing, responses, the upstream client.
+//! - [`json_path`]: dotted paths into JSON (`data.items.0`), for templates and shaping.
+//! - [`limits`]: route rate limits, client identity behind trusted proxies.
+//! - [`metrics`]: the Prometheus registry and the gateway's metrics.
+//! - [`proxy`]: proxy routes: a request streamed through to one upstream.
+//! - [`reload`]: live config: watch, validate, build, swap whole.
+//! - [`request_id`]: the `x-request-id` a request carries to upstreams and back.
+//! - [`router`]: the compiled route table (matchit), path normalization, 404 and 405.
+//! - [`server`]: the listener, the own HTTP/1.1 connection (hyper for the rest), shutdown.
+//! - [`template`]: upstream path templates and the encoding that keeps values in place.
+//! - [`upstream`]: one transport per upstream, its protection, one call with a deadline.
 
 pub mod admin;
 pub mod aggregate;

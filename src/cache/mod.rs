@@ -176,9 +176,8 @@ enum Part<F, E> {
     Waits(Fill<E>, F, CacheKey),
 }
 
-/// Hashes cache keys: foldhash, seeded per process, several times cheaper than std's
-/// SipHash on a URL (which was a tenth of a cached aggregate's instructions), and a key
-/// is hashed on every lookup.
+/// Hashes cache keys: foldhash, seeded per process. A key is hashed on every lookup, and
+/// foldhash is several times cheaper than std's SipHash on a URL.
 type KeyHasher = foldhash::fast::RandomState;
 
 /// The process-wide cache. Cheap to share: clone the `Arc`.

@@ -155,15 +155,19 @@ impl ChunkedDecoder {
     }
 }
 
-/// The next CRLF-ended line of `buf`, without its CRLF; `None` until it is complete.
+/// The next CRLF-ended line of `buf`, without its CRLF; `None` until it is complete. A
+/// line longer than `MAX_LINE` is an error whether it arrived whole or in pieces, so the
+/// outcome never depends on how the upstream's bytes were split into reads.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, ParseError> {
     match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(end) if end > MAX_LINE => Err(ParseError::Chunked("line too long")),
         Some(end) => {
             let line = buf.split_to(end);
             buf.advance(2);
             Ok(Some(line))
         }
-        None if buf.len() > MAX_LINE => Err(ParseError::Chunked("line too long")),
+        // Longer than a line may be, even if the last byte is the CR of its end.
+        None if buf.len() > MAX_LINE + 1 => Err(ParseError::Chunked("line too long")),
         None => Ok(None),
     }
 }

@@ -139,9 +139,11 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .flatten()
 }
 
-/// A decimal number: digits only, at most 19 of them (20 may overflow a `u64`).
+/// A decimal number: digits only, leading zeros allowed (RFC 9110 §8.6: `1*DIGIT`), at
+/// most 19 significant digits (20 may overflow a `u64`).
 fn decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    let zeros = digits.iter().take_while(|&&d| d == b'0').count();
+    if digits.is_empty() || digits.len() - zeros > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     digits.iter().try_fold(0u64, |n, d| {
@@ -180,6 +182,9 @@ mod tests {
             assert_eq!(length(&[bad]), Err(ParseError::Length), "{bad:?}");
         }
         assert_eq!(length(&["5", "6"]), Err(ParseError::Length));
+        // Found by fuzz/fuzz_targets/answer_head.rs: leading zeros counted as digits.
+        assert_eq!(length(&["000000000000000000000000012"]), Ok(Some(12)));
+        assert_eq!(length(&["018446744073709551615"]), Err(ParseError::Length));
     }
 
     #[test]

@@ -127,8 +127,9 @@ impl Fields {
             if name.eq_ignore_ascii_case(b"host") {
                 seen.hosts += 1;
             } else if name.eq_ignore_ascii_case(b"content-length") {
+                // A repeated length, even `0` twice, is hyper's to reduce to one.
+                seen.plain &= value == b"0" && !seen.length;
                 seen.length = true;
-                seen.plain &= value == b"0";
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 seen.chunked = true;
                 seen.plain = false;
@@ -261,6 +262,15 @@ mod tests {
                 "{text:?}: {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_repeated_content_length_is_hyper_s() {
+        // Found by fuzz/fuzz_targets/request_head.rs: hyper reads the two as one field.
+        let text = "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
+        let (p, rest) = parsed(text);
+        assert!(matches!(p, ParsedRequest::HandOff), "{p:?}");
+        assert_eq!(&rest[..], text.as_bytes());
     }
 
     #[test]

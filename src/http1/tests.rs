@@ -249,6 +249,22 @@ fn malformed_chunks_are_errors() {
 }
 
 #[test]
+fn a_line_over_the_limit_is_refused_however_it_was_read() {
+    // Found by fuzz/fuzz_targets/chunked.rs: a whole over-long chunk-size line was taken
+    // when it came in one read and refused when it came in several.
+    let long = format!("1;{}\r\na\r\n0\r\n\r\n", "x".repeat(5000));
+    for pieces in [vec![&long[..]], vec![&long[..2500], &long[2500..]]] {
+        let e = dechunk(&pieces, 100).unwrap_err();
+        assert_eq!(e.to_string(), "malformed chunked body: line too long");
+    }
+    // A line of exactly the limit is read, even when its CR comes in a read of its own.
+    let line = format!("1;{}", "x".repeat(4094));
+    assert_eq!(line.len(), 4096);
+    let (body, _) = dechunk(&[&line, "\r", "\na\r\n0\r\n\r\n"], 100).unwrap();
+    assert_eq!(&body[..], b"a");
+}
+
+#[test]
 fn a_chunked_body_over_the_limit_is_too_large() {
     let e = dechunk(&["5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"], 8).unwrap_err();
     assert_eq!(e, ParseError::TooLarge(8));

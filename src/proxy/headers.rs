@@ -93,8 +93,8 @@ fn carries_location(name: &str) -> bool {
     matches!(name, "location" | "content-location" | "refresh")
 }
 
-/// Whether `name` has a `_`, eight bytes at a time (a per-name `memchr` call cost more
-/// than the rest of the scan).
+/// Whether `name` has a `_`, eight bytes at a time: header names are short, and a
+/// `memchr` call per name costs more than the scan itself.
 fn has_underscore(name: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -261,7 +261,7 @@ pub fn upstream_request_headers(
 }
 
 /// An address as text, as `Display` writes it; IPv4, the common case, without the
-/// formatting machinery (it was a tenth of a proxied request's instructions).
+/// formatting machinery, which would be a large share of a proxied request's work.
 fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {

@@ -15,7 +15,8 @@ pub enum TemplateMode {
     /// Aggregate backends: each value is one encoded path segment or query value.
     Backend,
     /// Proxy routes: route parameters are copied as received (`{rest}` keeps its slashes
-    /// and its encoding), but dot segments are refused.
+    /// and its encoding), but dot segments are refused; any other value is encoded as in
+    /// `Backend`.
     Proxy,
 }
 
@@ -204,11 +205,15 @@ impl Template {
             rest = &after[close + 1..];
         }
         literal.push_str(rest);
-        if literal.contains('#') {
-            return Err(format!("\"{text}\" must not contain a fragment (#)"));
-        }
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
+        }
+        // In any literal, before a placeholder too: a `#` would end the upstream path.
+        if parts
+            .iter()
+            .any(|p| matches!(p, Part::Literal(l) if l.contains('#')))
+        {
+            return Err(format!("\"{text}\" must not contain a fragment (#)"));
         }
         Ok(Self {
             source: text.to_string(),

@@ -142,6 +142,17 @@ fn proxy_mode_keeps_rest_but_refuses_dot_segments() {
 }
 
 #[test]
+fn proxy_mode_encodes_a_header_value_as_one_segment() {
+    // Found by fuzz/fuzz_targets/template.rs: a header's value was copied as it came, so
+    // its `/` added segments and its spaces or control bytes made the URL invalid.
+    let p = TemplateMode::Proxy;
+    assert_eq!(
+        render_mode("/t/{header.x-user}/{rest}", "/f/{*rest}", "/f/x", None, p).unwrap(),
+        "http://up/t/a%20b%2Fc/x"
+    );
+}
+
+#[test]
 fn parse_errors() {
     let names = params(&["id"]);
     let ps = &Scope::params(&names);
@@ -169,6 +180,12 @@ fn parse_errors() {
         "{user.city}: no backend \"user\" in this route; only an aggregate backend's path can read another backend's answer"
     );
     assert!(Template::parse("/u#frag", ps, b).is_err());
+    // Found by fuzz/fuzz_targets/template.rs: a fragment before a placeholder passed.
+    assert_eq!(
+        Template::parse("/u#frag/{id}", ps, b).unwrap_err(),
+        "\"/u#frag/{id}\" must not contain a fragment (#)"
+    );
+    assert!(Template::parse("/u/{id}#/{id}", ps, TemplateMode::Proxy).is_err());
 }
 
 #[test]

@@ -91,7 +91,9 @@ pub(super) fn write_value(
     encoding: Encoding,
 ) -> Result<(), ()> {
     let text = std::str::from_utf8(&value.bytes).map_err(|_| ())?;
-    if encoding == Encoding::Raw {
+    // Only a route parameter arrives encoded and can be copied as received; plain text (a
+    // header's value) on a proxy path is encoded as one segment, as on a backend path.
+    if encoding == Encoding::Raw && value.percent_encoded {
         let unsafe_segment = text
             .split('/')
             .any(|seg| is_dot_segment(&Cow::<[u8]>::from(percent_decode_str(seg))));
@@ -108,7 +110,9 @@ pub(super) fn write_value(
     } else {
         Cow::Borrowed(text)
     };
-    if encoding == Encoding::Segment && (decoded.is_empty() || is_dot_segment(decoded.as_bytes())) {
+    if encoding != Encoding::QueryValue
+        && (decoded.is_empty() || is_dot_segment(decoded.as_bytes()))
+    {
         return Err(());
     }
     out.extend(utf8_percent_encode(&decoded, COMPONENT));

@@ -208,6 +208,32 @@ proxy = {{ upstream = "users" }}
 }
 
 #[test]
+fn a_fragment_anywhere_in_a_template_is_refused() {
+    // Found by fuzz/fuzz_targets/template.rs: only a `#` after the last placeholder was
+    // caught, so `/u#x/{id}` loaded and every call lost the path after the `#`.
+    let toml = format!(
+        r#"{UPSTREAMS}
+[[routes]]
+path = "/r/{{id}}"
+  [[routes.backends]]
+  name = "a"
+  upstream = "users"
+  path = "/u#x/{{id}}"
+[[routes]]
+path = "/p/{{*rest}}"
+proxy = {{ upstream = "users", path = "/v1#/{{rest}}" }}
+"#
+    );
+    assert_eq!(
+        problems(&toml),
+        [
+            "routes[0].backends[0].path: \"/u#x/{id}\" must not contain a fragment (#)",
+            "routes[1].proxy.path: \"/v1#/{rest}\" must not contain a fragment (#)",
+        ]
+    );
+}
+
+#[test]
 fn dependencies_and_for_each_are_checked() {
     let toml = format!(
         r#"{UPSTREAMS}

@@ -192,3 +192,32 @@ proxy = {{ upstream = "up", path = "/declared" }}
         assert_eq!(up.requests().last().unwrap().target, upstream, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_header_value_in_a_proxy_path_stays_one_segment() {
+    // Found by fuzz/fuzz_targets/template.rs: a header's value was copied into a proxy
+    // path as it came, so a client's `/` added path segments upstream.
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("1"))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        r#"[upstreams.up]
+url = "{}"
+[[routes]]
+path = "/t/{{*rest}}"
+proxy = {{ upstream = "up", path = "/tenants/{{header.x-tenant}}/{{rest}}" }}
+"#,
+        up.url()
+    ))
+    .await;
+    let response = client()
+        .get(gw.url("/t/a"))
+        .header("x-tenant", "acme/admin x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let targets: Vec<String> = up.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(targets, ["/tenants/acme%2Fadmin%20x/a"]);
+}

@@ -264,3 +264,51 @@ async fn the_refusal_names_its_cause() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_chunk_line_over_the_limit_is_refused_in_one_read_too() {
+    // Found by fuzz/fuzz_targets/chunked.rs: the limit held only when the line came in
+    // several reads, so whether the answer passed depended on the upstream's writes.
+    // A chunk-size line of 5,000 bytes (a chunk extension), in the upstream's one write.
+    let script = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         2;{}\r\n{{}}\r\n0\r\n\r\n",
+        "x".repeat(5_000)
+    );
+    let up = answering(Box::leak(script.into_boxed_str())).await;
+    let ok = answering("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1").await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n[upstreams.ok]\nurl = \"{}\"\n\
+         [[routes]]\npath = \"/r\"\nerrors_field = \"_errors\"\n\
+         [[routes.backends]]\nname = \"a\"\nupstream = \"up\"\npath = \"/a\"\n\
+         [[routes.backends]]\nname = \"b\"\nupstream = \"ok\"\npath = \"/b\"\n",
+        up.url(),
+        ok.url()
+    ))
+    .await;
+    let (_, _, body) = get_json(&gw.url("/r")).await;
+    assert_eq!(
+        body["_errors"]["a"],
+        json!({
+            "code": "request_failed",
+            "message": "request failed: malformed chunked body: line too long"
+        }),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_content_length_with_leading_zeros_is_its_number() {
+    // Found by fuzz/fuzz_targets/answer_head.rs: `1*DIGIT` (RFC 9110 §8.6) allows
+    // leading zeros, which counted against the 19 digits a length may have, so such an
+    // answer failed where hyper reads it.
+    let up = answering(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+         Content-Length: 000000000000000000000000002\r\n\r\n{}",
+    )
+    .await;
+    let gw = gateway(&up).await;
+    let (status, _, body) = get_json(&gw.url("/agg/1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["v"], json!({}), "{body}");
+}
