@@ -33,7 +33,7 @@ pub enum ParseError {
 /// length. Offsets let the buffer be split and frozen after httparse borrowed it.
 pub type Span = (usize, usize, usize, usize);
 
-/// Header slots for httparse, left uninitialized: zeroing 100 of them cost more than
+/// Header slots for httparse, left uninitialized: zeroing 100 of them costs more than
 /// parsing a small head.
 pub fn slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
     [const { MaybeUninit::uninit() }; MAX_HEADERS]

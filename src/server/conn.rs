@@ -32,7 +32,7 @@ pub async fn serve<S: ConnService>(
     let mut buf = BytesMut::new();
     let mut deadline = Instant::now() + settings.header_read_timeout;
     // One timer for the connection's life, moved only when it fires before `deadline`
-    // or must fire sooner: re-arming it for every request cost more than the request's
+    // or must fire sooner: re-arming it for every request costs more than the request's
     // parsing.
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);

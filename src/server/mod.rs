@@ -133,7 +133,7 @@ pub async fn run(
 
 /// The service of one connection's requests: CORS, when configured, over the gateway.
 /// Made per connection so that the gateway is told the peer address directly: carried
-/// as a request extension it cost three allocations per request.
+/// as a request extension it would cost three allocations per request.
 ///
 /// With CORS configured, its policy alone decides what a browser may read: an
 /// upstream's own `Access-Control-*` answer headers (an upstream that echoes any
