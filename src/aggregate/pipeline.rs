@@ -15,6 +15,7 @@ use http::{HeaderValue, Response, request};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use tokio::time::Instant;
 
 /// Answers one request on an aggregate route; every backend call carries `request_id`.
@@ -105,12 +106,31 @@ impl<'s> Launch for Launcher<'s, '_> {
     }
 }
 
-/// Runs a backend's call (or calls), timed from its first poll.
-async fn timed(call: impl Future<Output = Result<BackendAnswer, BackendError>>) -> Outcome {
-    let began = Instant::now();
-    let result = call.await;
-    Outcome {
-        result,
-        elapsed: began.elapsed(),
+pin_project_lite::pin_project! {
+    /// A backend's call (or calls), timed from its first poll. A struct rather than an
+    /// `async fn`: an async wrapper would copy the whole call future once more when it
+    /// awaits it, for every backend of every request.
+    struct Timed<F> {
+        #[pin]
+        call: F,
+        began: Option<Instant>,
+    }
+}
+
+fn timed<F>(call: F) -> Timed<F> {
+    Timed { call, began: None }
+}
+
+impl<F: Future<Output = Result<BackendAnswer, BackendError>>> Future for Timed<F> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.project();
+        let began = *this.began.get_or_insert_with(Instant::now);
+        let result = ready!(this.call.poll(cx));
+        Poll::Ready(Outcome {
+            result,
+            elapsed: began.elapsed(),
+        })
     }
 }
