@@ -13,12 +13,21 @@ use crate::upstream::{Upstream, health};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The snapshot could not be built (a TLS backend that failed to initialize).
+/// The snapshot could not be built: a TLS backend that failed to initialize, or a
+/// compiled config that `validate()` should have refused (a route naming an unknown
+/// upstream, two routes in conflict), reported rather than panicking.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream {upstream}: cannot build its HTTP client: {source}")]
-pub struct BuildError {
-    upstream: String,
-    source: crate::upstream::client::ClientError,
+pub enum BuildError {
+    #[error("upstream {upstream}: cannot build its HTTP client: {source}")]
+    Client {
+        upstream: String,
+        #[source]
+        source: crate::upstream::client::ClientError,
+    },
+    #[error("route {route}: names upstream {upstream}, which is not declared")]
+    UnknownUpstream { route: String, upstream: String },
+    #[error("route {route}: {conflict}")]
+    RouteConflict { route: String, conflict: String },
 }
 
 impl Gateway {
@@ -40,7 +49,7 @@ impl Gateway {
             let up = match kept {
                 Some(up) => up.clone(),
                 None => {
-                    let up = Upstream::build(spec).map_err(|source| BuildError {
+                    let up = Upstream::build(spec).map_err(|source| BuildError::Client {
                         upstream: name.clone(),
                         source,
                     })?;
@@ -74,6 +83,15 @@ impl Gateway {
                 (l, limit)
             });
             let label = Label::new(&spec.path);
+            let upstream_of = |name: &str| {
+                upstreams
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| BuildError::UnknownUpstream {
+                        route: spec.path.clone(),
+                        upstream: name.to_owned(),
+                    })
+            };
             let handler = match spec.kind {
                 RouteKind::Aggregate(AggregateSpec { backends, plan }) => {
                     Handler::Aggregate(AggregateRoute {
@@ -89,18 +107,18 @@ impl Gateway {
                             .into_iter()
                             .map(|b| {
                                 let name = Label::new(&b.name);
-                                Backend {
+                                Ok(Backend {
                                     series: metrics.backend_series(&label, &name),
                                     label: name,
-                                    upstream: upstreams[&b.upstream].clone(),
+                                    upstream: upstream_of(&b.upstream)?,
                                     spec: b,
-                                }
+                                })
                             })
-                            .collect(),
+                            .collect::<Result<_, BuildError>>()?,
                     })
                 }
                 RouteKind::Proxy(p) => {
-                    let upstream = upstreams[&p.upstream].clone();
+                    let upstream = upstream_of(&p.upstream)?;
                     Handler::Proxy(ProxyRoute {
                         redirects: p
                             .redirects
@@ -135,7 +153,10 @@ impl Gateway {
             };
             routes
                 .insert(&spec.path, &spec.methods, route)
-                .expect("validate() checked the route table");
+                .map_err(|conflict| BuildError::RouteConflict {
+                    route: spec.path.clone(),
+                    conflict,
+                })?;
         }
         Ok(Self {
             server: compiled.server,
@@ -147,5 +168,46 @@ impl Gateway {
             unmatched: Label::new("unmatched"),
             health: Label::new("health"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, compile};
+
+    const CONFIG: &str = r#"
+        [upstreams.users]
+        url = "http://127.0.0.1:9"
+
+        [[routes]]
+        path = "/u/{*rest}"
+        proxy = { upstream = "users", path = "/{rest}" }
+    "#;
+
+    #[tokio::test]
+    async fn a_compiled_route_naming_an_unknown_upstream_is_an_error_not_a_panic() {
+        let mut compiled = compile(CONFIG, &Env::default()).expect("valid");
+        match &mut compiled.routes[0].kind {
+            RouteKind::Proxy(p) => p.upstream = "gone".into(),
+            RouteKind::Aggregate(_) => unreachable!("the route is a proxy"),
+        }
+        let error = Gateway::build(compiled, None).expect_err("unknown upstream");
+        assert_eq!(
+            error.to_string(),
+            "route /u/{*rest}: names upstream gone, which is not declared"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_compiled_routes_in_conflict_are_an_error_not_a_panic() {
+        let mut compiled = compile(CONFIG, &Env::default()).expect("valid");
+        let copy = compiled.routes[0].clone();
+        compiled.routes.push(copy);
+        let error = Gateway::build(compiled, None).expect_err("conflict");
+        assert!(
+            error.to_string().starts_with("route /u/{*rest}: "),
+            "{error}"
+        );
     }
 }
