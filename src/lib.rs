@@ -21,6 +21,7 @@
 //! - [`router`]: the compiled route table (matchit), path normalization, 404 and 405.
 //! - [`server`]: the listener, the own HTTP/1.1 connection (hyper for the rest), shutdown.
 //! - [`template`]: upstream path templates and the encoding that keeps values in place.
+//! - [`trace`]: trace and span ids (W3C Trace Context).
 //! - [`upstream`]: one transport per upstream, its protection, one call with a deadline.
 
 pub mod admin;
@@ -42,4 +43,5 @@ pub mod request_id;
 pub mod router;
 pub mod server;
 pub mod template;
+pub mod trace;
 pub mod upstream;
