@@ -191,6 +191,7 @@ impl Default for CorsConfig {
                 "x-request-id".into(),
                 "x-fanout-complete".into(),
                 "server-timing".into(),
+                "traceparent".into(),
             ],
             max_age: "10m".into(),
             allow_credentials: false,

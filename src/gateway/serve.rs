@@ -24,6 +24,8 @@ use crate::metrics::{Label, RouteSeries};
 use crate::proxy;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::router::{RouteMatch, normalize};
+use crate::trace::TraceContext;
+use crate::trace::context::TRACEPARENT;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -99,6 +101,7 @@ impl Gateway {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
         let request_id = request_id::of(request.headers());
+        let trace = TraceContext::of(request.headers(), |_| true);
         // A Uri clone shares its bytes: the path params borrow this copy while the
         // request itself moves on to its handler.
         let (method, uri) = (request.method().clone(), request.uri().clone());
@@ -129,7 +132,8 @@ impl Gateway {
                     break 'answered (error.into_response(), summary);
                 }
             };
-            self.dispatch(&admitted, request, peer, &request_id).await
+            self.dispatch(&admitted, request, peer, &request_id, &trace)
+                .await
         };
         // A proxied answer is the upstream's as it sent it (nginx's `gzip_proxied off`):
         // a stream is not held back in an encoder.
@@ -140,7 +144,7 @@ impl Gateway {
             }
             _ => response,
         };
-        self.finish_response(&mut response, &summary, &request_id);
+        self.finish_response(&mut response, &summary, &request_id, &trace);
         self.log(
             &summary,
             &response,
@@ -230,6 +234,7 @@ impl Gateway {
         request: Request<ClientBody>,
         peer: SocketAddr,
         request_id: &HeaderValue,
+        trace: &TraceContext,
     ) -> (Response<Body>, Summary<'s>) {
         let Admitted {
             route,
@@ -241,14 +246,18 @@ impl Gateway {
         // every layer's future as large, copied whole each time one is wrapped.
         let (result, passthrough, backends) = match &route.handler {
             Handler::Aggregate(agg) => {
-                match Box::pin(aggregate::serve(agg, &parts, params, body, request_id)).await {
+                match Box::pin(aggregate::serve(
+                    agg, &parts, params, body, request_id, trace,
+                ))
+                .await
+                {
                     Ok((response, backends)) => (Ok(response), false, backends),
                     Err(e) => (Err(GatewayError::from(e)), false, None),
                 }
             }
             Handler::Proxy(p) => match proxy::target_url(p, &parts, params) {
                 Ok(url) => {
-                    let forward = proxy::forward(p, url, parts, body, peer, request_id);
+                    let forward = proxy::forward(p, url, parts, body, peer, request_id, trace);
                     let result = Box::pin(forward).await;
                     let passthrough = result.is_ok();
                     (result, passthrough, None)
@@ -264,13 +273,15 @@ impl Gateway {
         (result.unwrap_or_else(GatewayError::into_response), summary)
     }
 
-    /// The headers every answer gets: `RateLimit-*` on a limited route, and the request
-    /// id (an upstream's own id on its answer is kept).
+    /// The headers every answer gets: `RateLimit-*` on a limited route, the request id
+    /// (an upstream's own id on its answer is kept) and the server span's `traceparent`
+    /// (an upstream's is replaced: its span is a child of ours).
     fn finish_response(
         &self,
         response: &mut Response<Body>,
         summary: &Summary<'_>,
         request_id: &HeaderValue,
+        trace: &TraceContext,
     ) {
         let headers = response.headers_mut();
         if let Some(Quota { limit, remaining }) = summary.quota {
@@ -280,6 +291,7 @@ impl Gateway {
         headers
             .entry(X_REQUEST_ID.clone())
             .or_insert_with(|| request_id.clone());
+        headers.insert(TRACEPARENT.clone(), trace.server.header_value());
     }
 
     /// Counts the request in the metrics and writes its access log line:

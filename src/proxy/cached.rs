@@ -9,6 +9,7 @@ use crate::cache::{
     cache_control, forbids_storing,
 };
 use crate::error::GatewayError;
+use crate::trace::TraceParent;
 use crate::upstream::{CallError, describe, read_body, retry};
 use http::header::{
     ACCEPT, ACCEPT_ENCODING, HOST, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY,
@@ -57,6 +58,7 @@ pub async fn serve(
     ttl: Duration,
     url: String,
     headers: HeaderMap,
+    parent: TraceParent,
 ) -> Result<Response<Body>, GatewayError> {
     let key = CacheKey::new(Method::GET, &url, &headers, &KEYED);
     let policy = CachePolicy {
@@ -77,7 +79,14 @@ pub async fn serve(
             })?;
         let attempt = || async {
             let answer = transport
-                .send(&Method::GET, &target, &headers, None, false)
+                .send(
+                    &Method::GET,
+                    &target,
+                    &headers,
+                    Some(parent.child()),
+                    None,
+                    false,
+                )
                 .await
                 .map_err(describe)?;
             let (mut parts, body) = answer.into_parts();

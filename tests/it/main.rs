@@ -35,5 +35,6 @@ mod proxy_paths;
 mod proxy_upgrade;
 mod reload;
 mod server;
+mod trace_context;
 mod upstream_framing;
 mod upstream_http1;
