@@ -8,6 +8,7 @@ use crate::config::{BackendSpec, Plan};
 use crate::metrics::{BackendSeries, Label, Metrics};
 use crate::request_id::X_REQUEST_ID;
 use crate::trace::TraceContext;
+use crate::trace::record::CallTrace;
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::header::ACCEPT_ENCODING;
@@ -87,6 +88,13 @@ impl<'a> RequestScope<'a> {
             body,
             deadline,
         }
+    }
+
+    /// How a call of `backend` is traced: a child of the server span, recorded with the
+    /// backend's name when the request's spans are.
+    pub fn call_trace(&self, backend: &Backend) -> CallTrace {
+        let log = self.trace.log.as_ref();
+        CallTrace::new(self.trace.server, log, Some(&backend.spec.name))
     }
 
     /// The headers every backend call carries (see [`forwarded`]).

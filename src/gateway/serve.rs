@@ -101,7 +101,7 @@ impl Gateway {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
         let request_id = request_id::of(request.headers());
-        let trace = TraceContext::of(request.headers(), |_| true);
+        let trace = self.tracing.context(request.headers());
         // A Uri clone shares its bytes: the path params borrow this copy while the
         // request itself moves on to its handler.
         let (method, uri) = (request.method().clone(), request.uri().clone());
@@ -145,6 +145,10 @@ impl Gateway {
             _ => response,
         };
         self.finish_response(&mut response, &summary, &request_id, &trace);
+        let status = response.status().as_u16();
+        let route = summary.label.as_str();
+        self.tracing
+            .finish(&trace, route, &method, uri.path(), status);
         self.log(
             &summary,
             &response,

@@ -18,6 +18,7 @@ use crate::error::GatewayError;
 use crate::request_id::X_REQUEST_ID;
 use crate::template::{RenderInput, Template};
 use crate::trace::TraceContext;
+use crate::trace::record::CallTrace;
 use crate::upstream::client::BoxError;
 use crate::upstream::{CallError, RequestBody, Upstream, describe, is_idempotent, retry};
 use bytes::Bytes;
@@ -110,6 +111,7 @@ pub async fn forward(
         .entry(X_REQUEST_ID.clone())
         .or_insert_with(|| request_id.clone());
     trace.pass_on(&mut headers);
+    let call = CallTrace::new(trace.server, trace.log.as_ref(), None);
     headers::upstream_request_headers(
         &mut headers,
         &parts.uri,
@@ -126,15 +128,7 @@ pub async fn forward(
         && upgrade.is_none()
     {
         // Boxed, as the general path below: few requests take it.
-        let mut answer = Box::pin(cached::serve(
-            route,
-            cache,
-            *ttl,
-            url,
-            headers,
-            trace.server,
-        ))
-        .await?;
+        let mut answer = Box::pin(cached::serve(route, cache, *ttl, url, headers, call)).await?;
         if let Some(redirects) = &route.redirects {
             redirects.rewrite(answer.headers_mut());
         }
@@ -162,10 +156,10 @@ pub async fn forward(
     let repeatable = body.is_none() && is_idempotent(&parts.method);
     let body = Mutex::new(body);
     let over_limit = AtomicBool::new(false);
-    let attempt = || {
+    let attempt = |traceparent| {
         let body = body.lock().expect("never poisoned").take();
         let asks_upgrade = upgrade.is_some();
-        let trace = Some(trace.server.child());
+        let trace = Some(traceparent);
         let send = transport.send(&parts.method, &target, &headers, trace, body, asks_upgrade);
         let over_limit = &over_limit;
         async move {
@@ -175,7 +169,8 @@ pub async fn forward(
             })
         }
     };
-    let answer = match retry::run(upstream, repeatable, deadline, attempt).await {
+    let tries = call.tries(&upstream.spec.name, &parts.method, target.path());
+    let answer = match retry::run(upstream, repeatable, deadline, tries, attempt).await {
         Ok(answer) => answer,
         Err(_) if over_limit.load(Ordering::Relaxed) => {
             // The upload was cut off upstream; the client has had no answer yet.

@@ -15,8 +15,10 @@
 //!
 //! The gateway writes version `00` with only the sampled flag it knows.
 
+use super::record::SpanLog;
 use super::{SpanId, TraceId};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
 
 /// The `traceparent` header.
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -123,6 +125,8 @@ pub struct TraceContext {
     pub tracestate: Option<HeaderValue>,
     /// The client's `baggage`, when within bounds.
     pub baggage: Option<HeaderValue>,
+    /// Where the request's spans are recorded; `None` when spans are not exported.
+    pub log: Option<Arc<SpanLog>>,
 }
 
 impl TraceContext {
@@ -137,6 +141,7 @@ impl TraceContext {
                 parent: Some(client.span_id),
                 tracestate: tracestate(headers),
                 baggage,
+                log: None,
             },
             None => {
                 let trace_id = TraceId::random();
@@ -150,6 +155,7 @@ impl TraceContext {
                     parent: None,
                     tracestate: None,
                     baggage,
+                    log: None,
                 }
             }
         }

@@ -5,8 +5,11 @@
 //! invalid there, so `random` never makes one.
 
 pub mod context;
+pub mod export;
+pub mod record;
 
-pub use context::{TraceContext, TraceParent};
+pub use context::{SAMPLED, TraceContext, TraceParent};
+pub use export::Tracing;
 
 use std::fmt;
 
