@@ -12,7 +12,9 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::hyper::HyperClient;
-use opentelemetry_otlp::{Compression, Protocol, RetryPolicy, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{
+    Compression, Protocol, RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData, SpanExporter};
 use std::time::{Duration, UNIX_EPOCH};
@@ -60,26 +62,45 @@ fn recorded_spans() -> Vec<SpanData> {
     spans
 }
 
-/// Sends `spans` with the OTLP/HTTP exporter, as `service.name = "fanout-test"`.
+/// How the exporter reaches the receiver.
+#[derive(Clone, Copy)]
+enum Transport {
+    Http(Protocol, Option<Compression>),
+    Grpc,
+}
+
+/// Sends `spans` with the OTLP exporter, as `service.name = "fanout-test"`, once (no
+/// retries).
 async fn export(
     receiver: &OtlpReceiver,
-    protocol: Protocol,
-    compression: Option<Compression>,
+    transport: Transport,
     spans: Vec<SpanData>,
 ) -> opentelemetry_sdk::error::OTelSdkResult {
-    let mut builder = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(HyperClient::with_default_connector(
-            Duration::from_secs(30),
-            None,
-        ))
-        .with_retry_policy(RetryPolicy::disabled())
-        .with_protocol(protocol)
-        .with_endpoint(receiver.traces_url());
-    if let Some(compression) = compression {
-        builder = builder.with_compression(compression);
-    }
-    let mut exporter = builder.build().unwrap();
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let mut exporter = match transport {
+        Transport::Http(protocol, compression) => {
+            let mut http = builder
+                .with_http()
+                .with_http_client(HyperClient::with_default_connector(
+                    Duration::from_secs(30),
+                    None,
+                ))
+                .with_retry_policy(RetryPolicy::disabled())
+                .with_protocol(protocol)
+                .with_endpoint(receiver.traces_url());
+            if let Some(compression) = compression {
+                http = http.with_compression(compression);
+            }
+            http.build().unwrap()
+        }
+        Transport::Grpc => builder
+            .with_tonic()
+            .with_retry_policy(RetryPolicy::disabled())
+            .with_timeout(Duration::from_secs(30))
+            .with_endpoint(receiver.endpoint())
+            .build()
+            .unwrap(),
+    };
     exporter.set_resource(
         &Resource::builder_empty()
             .with_service_name("fanout-test")
@@ -158,66 +179,77 @@ fn assert_same(sent: &[SpanData], received: &[ReceivedSpan]) {
     );
 }
 
-async fn round_trip(protocol: Protocol, compression: Option<Compression>, content_type: &str) {
+async fn round_trip(transport: Transport, content_type: &str) {
     let receiver = OtlpReceiver::start().await;
     let sent = recorded_spans();
-    export(&receiver, protocol, compression, sent.clone())
-        .await
-        .unwrap();
+    export(&receiver, transport, sent.clone()).await.unwrap();
     let received = receiver.wait_for(sent.len()).await;
     assert_same(&sent, &received);
     let exports = receiver.exports();
     assert_eq!(exports.len(), 1);
     assert_eq!(exports[0].content_type, content_type);
+    let gzip = matches!(transport, Transport::Http(_, Some(_)));
     assert_eq!(
         exports[0].content_encoding.as_deref(),
-        compression.map(|_| "gzip")
+        gzip.then_some("gzip")
     );
     assert_eq!(exports[0].spans, sent.len());
 }
 
 #[tokio::test]
 async fn http_protobuf_export_is_decoded_exactly() {
-    round_trip(Protocol::HttpBinary, None, "application/x-protobuf").await;
+    round_trip(
+        Transport::Http(Protocol::HttpBinary, None),
+        "application/x-protobuf",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn http_json_export_is_decoded_exactly() {
-    round_trip(Protocol::HttpJson, None, "application/json").await;
-}
-
-#[tokio::test]
-async fn gzipped_exports_are_decoded_exactly() {
     round_trip(
-        Protocol::HttpBinary,
-        Some(Compression::Gzip),
-        "application/x-protobuf",
-    )
-    .await;
-    round_trip(
-        Protocol::HttpJson,
-        Some(Compression::Gzip),
+        Transport::Http(Protocol::HttpJson, None),
         "application/json",
     )
     .await;
 }
 
 #[tokio::test]
-async fn an_unavailable_collector_refuses_exports_and_keeps_nothing() {
-    let receiver = OtlpReceiver::start().await;
-    receiver.set_mode(Mode::Unavailable);
-    let result = export(&receiver, Protocol::HttpBinary, None, recorded_spans()).await;
-    assert!(result.is_err(), "a 503 is an export error: {result:?}");
-    assert_eq!(receiver.exports().len(), 1);
-    assert!(receiver.spans().is_empty());
+async fn gzipped_exports_are_decoded_exactly() {
+    let gzip = Some(Compression::Gzip);
+    round_trip(
+        Transport::Http(Protocol::HttpBinary, gzip),
+        "application/x-protobuf",
+    )
+    .await;
+    round_trip(
+        Transport::Http(Protocol::HttpJson, gzip),
+        "application/json",
+    )
+    .await;
+}
 
-    // Back up: the next export is kept.
-    receiver.set_mode(Mode::Accept);
-    let sent = recorded_spans();
-    export(&receiver, Protocol::HttpBinary, None, sent.clone())
-        .await
-        .unwrap();
-    assert_same(&sent, &receiver.wait_for(3).await);
+#[tokio::test]
+async fn grpc_export_is_decoded_exactly() {
+    round_trip(Transport::Grpc, "application/grpc").await;
+}
+
+#[tokio::test]
+async fn an_unavailable_collector_refuses_exports_and_keeps_nothing() {
+    for transport in [Transport::Http(Protocol::HttpBinary, None), Transport::Grpc] {
+        let receiver = OtlpReceiver::start().await;
+        receiver.set_mode(Mode::Unavailable);
+        let result = export(&receiver, transport, recorded_spans()).await;
+        assert!(result.is_err(), "a 503 is an export error: {result:?}");
+        assert_eq!(receiver.exports().len(), 1);
+        assert!(receiver.spans().is_empty());
+
+        // Back up: the next export is kept.
+        receiver.set_mode(Mode::Accept);
+        let sent = recorded_spans();
+        export(&receiver, transport, sent.clone()).await.unwrap();
+        assert_same(&sent, &receiver.wait_for(3).await);
+    }
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
-//! An OTLP/HTTP trace receiver served by the test itself: what a collector is to the
+//! An OTLP trace receiver served by the test itself: what a collector is to the
 //! gateway. It accepts `POST /v1/traces` in both OTLP/HTTP encodings (binary protobuf,
 //! `application/x-protobuf`, and OTLP JSON, `application/json`: hex ids, camelCase
-//! fields, 64-bit integers as strings), gzip-compressed or not, decodes each export with
-//! the generated OTLP types, and keeps the spans as plain structs a test can assert on:
-//! the span tree (trace id, span id, parent), names, kinds, times, status, attributes
-//! (every value as text) and the resource's `service.name`.
+//! fields, 64-bit integers as strings), gzip-compressed or not, and OTLP/gRPC's
+//! `TraceService/Export` (h2c) on the same port; decodes each export with the generated
+//! OTLP types, and keeps the spans as plain structs a test can assert on: the span tree
+//! (trace id, span id, parent), names, kinds, times, status, attributes (every value as
+//! text) and the resource's `service.name`.
 //!
 //! An export the receiver cannot decode is answered 400 and recorded as a rejection;
 //! [`OtlpReceiver::wait_for`] fails the test at once with the reason, so an exporter bug
@@ -19,6 +20,9 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -31,6 +35,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::codegen::Service as _;
+
+/// The OTLP/gRPC export method's path.
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// What a span was to its trace (OTLP's `SpanKind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,9 +100,10 @@ impl ReceivedSpan {
 /// One export request as it arrived, whether it was accepted or not.
 #[derive(Clone, Debug)]
 pub struct ReceivedExport {
-    /// `Content-Type`, without parameters.
+    /// `Content-Type`, without parameters: `application/x-protobuf`, `application/json`,
+    /// or `application/grpc` for OTLP/gRPC.
     pub content_type: String,
-    /// `Content-Encoding`, if any (`gzip`).
+    /// `Content-Encoding` (`grpc-encoding` for gRPC), if any (`gzip`).
     pub content_encoding: Option<String>,
     /// How many spans it held (0 when it was refused or undecodable).
     pub spans: usize,
@@ -103,10 +112,10 @@ pub struct ReceivedExport {
 /// How the receiver answers exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Decodes and stores the spans, answers 200.
+    /// Decodes and stores the spans, answers 200 (gRPC: OK).
     Accept,
-    /// Reads the export and answers 503 without storing it: a collector that is down
-    /// behind a load balancer.
+    /// Reads the export and answers 503 (gRPC: `UNAVAILABLE`) without storing it: a
+    /// collector that is down behind a load balancer.
     Unavailable,
     /// Reads the export and never answers: a hung collector.
     Hang,
@@ -118,6 +127,60 @@ struct State {
     spans: Mutex<Vec<ReceivedSpan>>,
     exports: Mutex<Vec<ReceivedExport>>,
     rejections: Mutex<Vec<String>>,
+}
+
+impl State {
+    fn mode(&self) -> Mode {
+        self.mode.lock().unwrap().unwrap_or(Mode::Accept)
+    }
+}
+
+/// The OTLP/gRPC side: tonic decodes the request, the spans land in the same state.
+struct GrpcTraces {
+    state: Arc<State>,
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcTraces {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut export = ReceivedExport {
+            content_type: "application/grpc".into(),
+            content_encoding: request
+                .metadata()
+                .get("grpc-encoding")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            spans: 0,
+        };
+        let state = &self.state;
+        match state.mode() {
+            Mode::Accept => {}
+            Mode::Unavailable => {
+                state.exports.lock().unwrap().push(export);
+                return Err(tonic::Status::unavailable("collector down"));
+            }
+            Mode::Hang => {
+                state.exports.lock().unwrap().push(export);
+                return std::future::pending().await;
+            }
+        }
+        match spans_of(request.into_inner()) {
+            Ok(spans) => {
+                export.spans = spans.len();
+                state.exports.lock().unwrap().push(export);
+                state.spans.lock().unwrap().extend(spans);
+                Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+            }
+            Err(reason) => {
+                state.exports.lock().unwrap().push(export);
+                state.rejections.lock().unwrap().push(reason.clone());
+                Err(tonic::Status::invalid_argument(reason))
+            }
+        }
+    }
 }
 
 /// A running receiver on `127.0.0.1`. Stops accepting when dropped.
@@ -144,7 +207,7 @@ impl OtlpReceiver {
     }
 
     /// The collector's base URL, `http://127.0.0.1:PORT`: what `OTEL_EXPORTER_OTLP_ENDPOINT`
-    /// holds. Exports go to [`Self::traces_url`].
+    /// holds, and the OTLP/gRPC endpoint. OTLP/HTTP exports go to [`Self::traces_url`].
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -208,12 +271,24 @@ pub fn children_of(spans: &[ReceivedSpan], parent: SpanId) -> Vec<&ReceivedSpan>
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    let grpc = TraceServiceServer::new(GrpcTraces {
+        state: state.clone(),
+    });
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |r| handle(state.clone(), r));
+        let (state, grpc) = (state.clone(), grpc.clone());
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let (state, mut grpc) = (state.clone(), grpc.clone());
+            async move {
+                if request.uri().path() == GRPC_EXPORT {
+                    return grpc.call(request).await;
+                }
+                let response = handle(state, request).await?;
+                Ok(response.map(tonic::body::Body::new))
+            }
+        });
         tokio::spawn(async move {
             // HTTP/1.1 and h2c both: exporters use either.
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -281,8 +356,7 @@ async fn handle(
         content_encoding: content_encoding.clone(),
         spans: 0,
     };
-    let mode = state.mode.lock().unwrap().unwrap_or(Mode::Accept);
-    match mode {
+    match state.mode() {
         Mode::Accept => {}
         Mode::Unavailable => {
             state.exports.lock().unwrap().push(export);
@@ -306,7 +380,7 @@ async fn handle(
                 "application/json" => Encoding::Json,
                 other => return Err(format!("unsupported content type {other:?}")),
             };
-            Ok((encoding, decode(encoding, &body)?))
+            Ok((encoding, spans_of(decode(encoding, &body)?)?))
         });
     let (encoding, spans) = match decoded {
         Ok(decoded) => decoded,
@@ -349,14 +423,18 @@ fn decompress(encoding: Option<&str>, body: Bytes) -> Result<Bytes, String> {
     }
 }
 
-/// Decodes one export into plain spans.
-fn decode(encoding: Encoding, body: &[u8]) -> Result<Vec<ReceivedSpan>, String> {
-    let request = match encoding {
+/// Decodes one OTLP/HTTP export body.
+fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportTraceServiceRequest, String> {
+    match encoding {
         Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
-            .map_err(|e| format!("protobuf ExportTraceServiceRequest: {e}"))?,
+            .map_err(|e| format!("protobuf ExportTraceServiceRequest: {e}")),
         Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(body)
-            .map_err(|e| format!("JSON ExportTraceServiceRequest: {e}"))?,
-    };
+            .map_err(|e| format!("JSON ExportTraceServiceRequest: {e}")),
+    }
+}
+
+/// One export's spans as plain structs.
+fn spans_of(request: ExportTraceServiceRequest) -> Result<Vec<ReceivedSpan>, String> {
     let mut out = Vec::new();
     for resource_spans in request.resource_spans {
         let resource = resource_spans.resource.unwrap_or_default();
