@@ -16,15 +16,27 @@ use opentelemetry_otlp::{
     Compression, Protocol, RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
+
+/// Keeps the spans the SDK finishes, to be sent by the OTLP exporter afterwards.
+#[derive(Clone, Debug, Default)]
+struct Finished(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for Finished {
+    async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
 
 /// A server span with two client children (one failed, with a retry event), recorded by
 /// the SDK: what the gateway's export of one aggregate request looks like.
 fn recorded_spans() -> Vec<SpanData> {
-    let memory = InMemorySpanExporter::default();
+    let finished = Finished::default();
     let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(memory.clone())
+        .with_simple_exporter(finished.clone())
         .build();
     let tracer = provider.tracer("fanout-test");
     let server = tracer
@@ -57,7 +69,7 @@ fn recorded_spans() -> Vec<SpanData> {
     failed.set_status(opentelemetry::trace::Status::error("upstream timed out"));
     failed.end();
     cx.span().end();
-    let spans = memory.get_finished_spans().unwrap();
+    let spans = finished.0.lock().unwrap().clone();
     assert_eq!(spans.len(), 3);
     spans
 }
