@@ -274,7 +274,7 @@ async fn ask(
     deadline: Instant,
     trace: &CallTrace,
 ) -> Result<(Bytes, bool), BackendError> {
-    let answer = upstream.call(url, headers, body, deadline, &trace).await?;
+    let answer = upstream.call(url, headers, body, deadline, trace).await?;
     let raw = if answer.status == StatusCode::NO_CONTENT {
         Bytes::from_static(b"null")
     } else {

@@ -47,8 +47,16 @@ pub async fn serve(
         scope: &scope,
         params,
     };
-    let outcomes = execute(route, &launch).await?;
-    respond(route, &outcomes)
+    let outcomes = execute(route, &launch).await;
+    // A failed backend's request is exported whatever the sampler said.
+    if let Some(log) = &trace.log
+        && outcomes
+            .as_ref()
+            .map_or(true, |o| o.iter().any(Outcome::failed_backend))
+    {
+        log.mark_failed();
+    }
+    respond(route, &outcomes?)
 }
 
 /// Starts the backends of one request: renders a backend's URL (or one per `for_each`

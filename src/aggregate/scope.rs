@@ -112,6 +112,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether the backend failed, or some of its `for_each` elements did.
+    pub fn failed_backend(&self) -> bool {
+        self.result
+            .as_ref()
+            .map_or(true, |answer| answer.failed_elements.is_some())
+    }
+
     /// A backend that failed before any call was made.
     pub fn failed(error: BackendError) -> Self {
         Self {

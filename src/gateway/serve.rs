@@ -24,8 +24,8 @@ use crate::metrics::{Label, RouteSeries};
 use crate::proxy;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::router::{RouteMatch, normalize};
-use crate::trace::TraceContext;
 use crate::trace::context::TRACEPARENT;
+use crate::trace::{TraceContext, TraceId};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -156,6 +156,7 @@ impl Gateway {
             &method,
             &uri,
             started.elapsed(),
+            trace.server.sampled().then_some(trace.server.trace_id),
         );
         response
     }
@@ -301,6 +302,10 @@ impl Gateway {
     /// Counts the request in the metrics and writes its access log line:
     /// `RUST_LOG=fanout::access=off` silences it. The duration is whole microseconds,
     /// so it prints as `12.345`, not as the nearest binary fraction.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "what the log line and the metrics read, each borrowed where it lives"
+    )]
     fn log(
         &self,
         summary: &Summary<'_>,
@@ -309,11 +314,12 @@ impl Gateway {
         method: &Method,
         uri: &Uri,
         elapsed: Duration,
+        exemplar: Option<TraceId>,
     ) {
         let status = response.status().as_u16();
-        // The sampled trace's id becomes the latency's exemplar once requests are traced.
+        // A sampled trace's id is the latency's exemplar: a slow bucket links to a trace.
         self.metrics
-            .request(summary.label, summary.series, status, elapsed, None);
+            .request(summary.label, summary.series, status, elapsed, exemplar);
         let backends = summary.backends.as_ref().map_or("", |b| b.0.as_str());
         tracing::info!(
             target: "fanout::access",

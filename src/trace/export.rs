@@ -117,7 +117,7 @@ impl Tracing {
     }
 
     /// Hands a finished request's spans to the exporter: when its trace is sampled, or
-    /// whatever the sampler said when it failed (a 5xx, or an upstream try that failed).
+    /// whatever the sampler said when it failed (a 5xx, or a backend that failed).
     pub fn finish(
         &self,
         context: &TraceContext,
@@ -130,7 +130,7 @@ impl Tracing {
             return;
         };
         let clients = log.take();
-        let failed = status >= 500 || clients.iter().any(ClientSpan::failed);
+        let failed = status >= 500 || log.failed();
         if !context.server.sampled() && !failed {
             return;
         }

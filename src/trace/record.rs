@@ -9,6 +9,7 @@
 
 use super::{SpanId, TraceParent};
 use http::Method;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -17,6 +18,8 @@ use std::time::SystemTime;
 pub struct SpanLog {
     pub started: SystemTime,
     spans: Mutex<Vec<ClientSpan>>,
+    /// A backend of the request failed (its last try, not one a retry made good).
+    failed: AtomicBool,
 }
 
 /// One upstream try, as recorded.
@@ -50,7 +53,19 @@ impl SpanLog {
         Arc::new(Self {
             started: SystemTime::now(),
             spans: Mutex::new(Vec::new()),
+            failed: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the request as one with a failed backend: its spans are exported whatever
+    /// the sampler said.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a backend of the request failed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// The spans recorded so far, taken out.

@@ -88,6 +88,39 @@ fn endpoint(text: &str, protocol: OtlpProtocol) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    fn problems(section: &str) -> String {
+        let toml = format!("[tracing]\n{section}\n");
+        match crate::config::compile(&toml, &crate::config::Env::default()) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn check_names_each_bad_key_with_its_fix() {
+        assert_eq!(problems("otlp_endpoint = \"http://127.0.0.1:4318\""), "");
+        let e = problems("protocol = \"thrift\"");
+        assert!(
+            e.contains("tracing.protocol") && e.contains("http/protobuf"),
+            "{e}"
+        );
+        for ratio in ["1.5", "-0.1", "nan"] {
+            let e = problems(&format!("sample_ratio = {ratio}"));
+            assert!(
+                e.contains("tracing.sample_ratio") && e.contains("0.0"),
+                "{ratio}: {e}"
+            );
+        }
+        let e = problems("otlp_endpoint = \"collector:4318\"");
+        assert!(e.contains("tracing.otlp_endpoint"), "{e}");
+        let e = problems("otlp_endpoint = \"https://c:4318\"");
+        assert!(e.contains("only http://"), "{e}");
+        let e = problems("service_name = \"\"");
+        assert!(e.contains("tracing.service_name"), "{e}");
+        let e = problems("endpoint = \"http://c\"");
+        assert!(e.contains("tracing") && e.contains("endpoint"), "{e}");
+    }
+
     #[test]
     fn http_endpoints_get_the_traces_path_when_they_have_none() {
         let http = OtlpProtocol::HttpProtobuf;
