@@ -283,3 +283,34 @@ async fn a_hung_collector_never_holds_a_request_up() {
     }
     assert_eq!(receiver.exports().len(), 1, "one export at a time");
 }
+
+#[tokio::test]
+async fn a_reload_turns_export_on_and_moves_it() {
+    let (first, second) = (OtlpReceiver::start().await, OtlpReceiver::start().await);
+    let up = mock().await;
+    let gw = common::start_reloadable(&route_toml(&up)).await;
+    let (status, headers, _) = get_json(&gw.gateway.url("/agg")).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers.contains_key("traceparent"),
+        "propagated without [tracing]"
+    );
+
+    gw.write(&(tracing_toml(&first.endpoint(), "") + &route_toml(&up)));
+    gw.reloader.reload("test").unwrap();
+    let (_, headers, _) = get_json(&gw.gateway.url("/agg")).await;
+    let trace = trace_id(headers["traceparent"].to_str().unwrap());
+    assert_eq!(of_trace(&first.wait_for(6).await, trace).len(), 6);
+
+    gw.write(&(tracing_toml(&second.endpoint(), "service_name = \"moved\"") + &route_toml(&up)));
+    gw.reloader.reload("test").unwrap();
+    let (_, headers, _) = get_json(&gw.gateway.url("/agg")).await;
+    let trace = trace_id(headers["traceparent"].to_str().unwrap());
+    let spans = of_trace(&second.wait_for(6).await, trace);
+    assert_eq!(spans.len(), 6);
+    assert_eq!(spans[0].service_name.as_deref(), Some("moved"));
+    assert!(
+        of_trace(&first.spans(), trace).is_empty(),
+        "the old exporter got none of it"
+    );
+}
