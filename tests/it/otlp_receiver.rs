@@ -283,7 +283,22 @@ async fn a_hung_collector_reads_the_export_and_never_answers() {
     tokio::task::yield_now().await;
     assert!(!post.is_finished(), "the hung receiver answered");
     assert!(receiver.spans().is_empty());
+    assert_eq!(receiver.peak_in_flight(), 1);
+
+    // A second export while the first hangs: both in flight at once.
+    let url = receiver.traces_url();
+    let second = tokio::spawn(async move {
+        crate::common::client()
+            .post(url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+    });
+    receiver.wait_for_exports(2).await;
+    assert_eq!(receiver.peak_in_flight(), 2);
     post.abort();
+    second.abort();
 }
 
 #[tokio::test]

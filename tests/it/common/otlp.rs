@@ -32,6 +32,7 @@ use prost::Message;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -127,6 +128,26 @@ struct State {
     spans: Mutex<Vec<ReceivedSpan>>,
     exports: Mutex<Vec<ReceivedExport>>,
     rejections: Mutex<Vec<String>>,
+    /// Exports being answered now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+}
+
+/// Counts an export as in flight until dropped (answered, or its connection closed).
+struct InFlight<'a>(&'a State);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a State) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl State {
@@ -146,6 +167,7 @@ impl TraceService for GrpcTraces {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let _in_flight = InFlight::enter(&self.state);
         let mut export = ReceivedExport {
             content_type: "application/grpc".into(),
             content_encoding: request
@@ -234,6 +256,12 @@ impl OtlpReceiver {
     }
 
     /// Why each export that could not be decoded was refused.
+    /// The most exports that were being answered at once (a hung one counts until its
+    /// client gives up): 1 for an exporter that sends one export at a time.
+    pub fn peak_in_flight(&self) -> usize {
+        self.state.peak_in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn rejections(&self) -> Vec<String> {
         self.state.rejections.lock().unwrap().clone()
     }
@@ -320,6 +348,7 @@ async fn handle(
     state: Arc<State>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let _in_flight = InFlight::enter(&state);
     let (parts, body) = request.into_parts();
     if parts.uri.path() != "/v1/traces" {
         return Ok(answer(
