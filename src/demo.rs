@@ -198,9 +198,10 @@ fn answer(sample: Sample, request: &Request<Incoming>, n: u64) -> (StatusCode, D
     }
 }
 
-/// `curl` lines for the routes of `compiled`, with every path parameter set to `1`.
+/// `curl` lines for the routes of `compiled`, with every path parameter set to `1`, and
+/// the first again with a client's `traceparent`, which the answer's continues.
 pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
-    compiled
+    let mut lines: Vec<String> = compiled
         .routes
         .iter()
         .map(|r| {
@@ -220,5 +221,11 @@ pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
             path.push_str(rest);
             format!("curl -si http://{gateway}{path}")
         })
-        .collect()
+        .collect();
+    if let Some(first) = lines.first() {
+        lines.push(format!(
+            "{first} -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'"
+        ));
+    }
+    lines
 }

@@ -164,6 +164,8 @@ pub struct Metrics {
     current_hash: Mutex<String>,
     /// Shared with the response cache, whichever snapshot holds it.
     pub cache: CacheStats,
+    /// Spans recorded but not exported (the queue full, or the export failed).
+    pub spans_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -197,8 +199,14 @@ impl Metrics {
             config: Family::default(),
             current_hash: Mutex::new(String::new()),
             cache: CacheStats::default(),
+            spans_dropped: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "spans_dropped",
+            "Spans recorded but not exported: the export queue was full or the export failed",
+            m.spans_dropped.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered, by route and status",

@@ -7,6 +7,7 @@ use super::scope::{Backend, BackendAnswer, RequestScope};
 use super::shape;
 use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery, Stored};
 use crate::config::{MergeMode, Shape};
+use crate::trace::record::CallTrace;
 use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -94,12 +95,15 @@ pub(super) async fn call_upstream(
             headers.insert(CONTENT_TYPE, ct.clone());
         }
         let send = Some((&scope.parts.method, bytes.clone()));
-        let (raw, _) = ask(&backend.upstream, url, &headers, send, deadline).await?;
+        let trace = scope.call_trace(backend);
+        let (raw, _) = ask(&backend.upstream, url, &headers, send, deadline, &trace).await?;
         let (body, raw) = read(raw, reading, keep)?;
         return Ok(answer((body, raw, "ok")));
     }
     let (Some(policy), Some(key)) = (spec.cache, key) else {
-        let (raw, _) = ask(&backend.upstream, url, scope.forwarded(), None, deadline).await?;
+        let headers = scope.forwarded();
+        let trace = scope.call_trace(backend);
+        let (raw, _) = ask(&backend.upstream, url, headers, None, deadline, &trace).await?;
         let (body, raw) = read(raw, reading, keep)?;
         return Ok(answer((body, raw, "ok")));
     };
@@ -109,8 +113,9 @@ pub(super) async fn call_upstream(
     let shape = spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let headers = scope.forwarded().clone();
+    let trace = scope.call_trace(backend);
     let fetch = move || async move {
-        let (raw, storable) = ask(&upstream, url, &headers, None, deadline).await?;
+        let (raw, storable) = ask(&upstream, url, &headers, None, deadline, &trace).await?;
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came
         // when another backend reads it, since they read it before shaping.
         let body = if keep {
@@ -267,8 +272,9 @@ async fn ask(
     headers: &HeaderMap,
     body: Option<(&Method, Bytes)>,
     deadline: Instant,
+    trace: &CallTrace,
 ) -> Result<(Bytes, bool), BackendError> {
-    let answer = upstream.call(url, headers, body, deadline).await?;
+    let answer = upstream.call(url, headers, body, deadline, trace).await?;
     let raw = if answer.status == StatusCode::NO_CONTENT {
         Bytes::from_static(b"null")
     } else {

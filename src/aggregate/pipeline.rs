@@ -11,6 +11,7 @@ use super::respond::{BackendOutcomes, respond};
 use super::scope::{AggregateRoute, BackendAnswer, Outcome, RequestScope};
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
 use crate::template::RenderInput;
+use crate::trace::TraceContext;
 use http::{HeaderValue, Response, request};
 use serde_json::Value;
 use std::future::Future;
@@ -18,7 +19,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::time::Instant;
 
-/// Answers one request on an aggregate route; every backend call carries `request_id`.
+/// Answers one request on an aggregate route; every backend call carries `request_id`
+/// and a `traceparent` of its own, a child of `trace`'s server span.
 /// With the answer, each backend's outcome code when the access log is on.
 pub async fn serve(
     route: &AggregateRoute,
@@ -26,6 +28,7 @@ pub async fn serve(
     params: &matchit::Params<'_, '_>,
     body: ClientBody,
     request_id: &HeaderValue,
+    trace: &TraceContext,
 ) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     let deadline = Instant::now() + route.timeout;
     // The body is read only when a backend sends it on, and never past max_body.
@@ -39,13 +42,21 @@ pub async fn serve(
         check_declared_length(&parts.headers, route.max_body)?;
         None
     };
-    let scope = RequestScope::new(route, parts, request_id, request_body, deadline);
+    let scope = RequestScope::new(route, parts, request_id, trace, request_body, deadline);
     let launch = Launcher {
         scope: &scope,
         params,
     };
-    let outcomes = execute(route, &launch).await?;
-    respond(route, &outcomes)
+    let outcomes = execute(route, &launch).await;
+    // A failed backend's request is exported whatever the sampler said.
+    if let Some(log) = &trace.log
+        && outcomes
+            .as_ref()
+            .map_or(true, |o| o.iter().any(Outcome::failed_backend))
+    {
+        log.mark_failed();
+    }
+    respond(route, &outcomes?)
 }
 
 /// Starts the backends of one request: renders a backend's URL (or one per `for_each`

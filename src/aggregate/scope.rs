@@ -7,6 +7,8 @@ use crate::cache::{ResponseCache, Varying};
 use crate::config::{BackendSpec, Plan};
 use crate::metrics::{BackendSeries, Label, Metrics};
 use crate::request_id::X_REQUEST_ID;
+use crate::trace::TraceContext;
+use crate::trace::record::CallTrace;
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::header::ACCEPT_ENCODING;
@@ -50,6 +52,8 @@ pub struct RequestScope<'a> {
     pub parts: &'a request::Parts,
     /// The request id every call carries.
     request_id: &'a HeaderValue,
+    /// The request's trace: each call is a child of its server span.
+    pub trace: &'a TraceContext,
     /// The headers every call carries, made by the first call (a request answered
     /// from the cache makes none).
     forwarded: OnceLock<HeaderMap>,
@@ -66,6 +70,7 @@ impl<'a> RequestScope<'a> {
         route: &'a AggregateRoute,
         parts: &'a request::Parts,
         request_id: &'a HeaderValue,
+        trace: &'a TraceContext,
         body: Option<Bytes>,
         deadline: Instant,
     ) -> Self {
@@ -73,6 +78,7 @@ impl<'a> RequestScope<'a> {
             route,
             parts,
             request_id,
+            trace,
             forwarded: OnceLock::new(),
             varying: route
                 .backends
@@ -84,10 +90,17 @@ impl<'a> RequestScope<'a> {
         }
     }
 
+    /// How a call of `backend` is traced: a child of the server span, recorded with the
+    /// backend's name when the request's spans are.
+    pub fn call_trace(&self, backend: &Backend) -> CallTrace {
+        let log = self.trace.log.as_ref();
+        CallTrace::new(self.trace.server, log, Some(&backend.spec.name))
+    }
+
     /// The headers every backend call carries (see [`forwarded`]).
     pub fn forwarded(&self) -> &HeaderMap {
         self.forwarded
-            .get_or_init(|| forwarded(self.route, &self.parts.headers, self.request_id))
+            .get_or_init(|| forwarded(self, &self.parts.headers))
     }
 }
 
@@ -99,6 +112,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether the backend failed, or some of its `for_each` elements did.
+    pub fn failed_backend(&self) -> bool {
+        self.result
+            .as_ref()
+            .map_or(true, |answer| answer.failed_elements.is_some())
+    }
+
     /// A backend that failed before any call was made.
     pub fn failed(error: BackendError) -> Self {
         Self {
@@ -130,18 +150,23 @@ pub struct ElementFailures {
 }
 
 /// The headers every backend call carries: the route's `forward_headers`, the request
-/// id, so one request can be followed across services, and `Accept-Encoding: identity`.
+/// id and the trace's `tracestate` and `baggage`, so one request can be followed across
+/// services, and `Accept-Encoding: identity`. A client's trace headers listed in
+/// `forward_headers` are replaced by the trace's: each call's own `traceparent` is
+/// added by the upstream call itself.
 /// Without it an upstream may pick any coding (RFC 9110 §12.5.3); a forwarded client
 /// `Accept-Encoding` is replaced, since the client's list says what the client decodes,
 /// not what the gateway does (answers compressed anyway are decoded, see `upstream`).
-fn forwarded(route: &AggregateRoute, incoming: &HeaderMap, request_id: &HeaderValue) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 2);
+fn forwarded(scope: &RequestScope<'_>, incoming: &HeaderMap) -> HeaderMap {
+    let (route, request_id) = (scope.route, scope.request_id);
+    let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 4);
     for name in &route.forward_headers {
         for value in incoming.get_all(name) {
             headers.append(name.clone(), value.clone());
         }
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    scope.trace.pass_on(&mut headers);
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     headers
 }

@@ -31,8 +31,36 @@ pub struct Compiled {
     pub server: ServerSpec,
     /// Capacity of the response cache, in bytes.
     pub cache_max_size: u64,
+    pub tracing: TracingSpec,
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
+}
+
+/// `[tracing]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSpec {
+    /// Where spans are exported; `None`: none are recorded.
+    pub export: Option<ExportSpec>,
+    /// The share of new traces sampled, 0.0 to 1.0.
+    pub sample_ratio: f64,
+    pub service_name: String,
+}
+
+/// An OTLP collector to export spans to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSpec {
+    /// The URL spans are sent to (for HTTP, with `/v1/traces` when the config gave no
+    /// path).
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+}
+
+/// How spans are sent to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    HttpJson,
+    Grpc,
 }
 
 #[derive(Debug, Clone, PartialEq)]

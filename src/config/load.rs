@@ -8,14 +8,14 @@ use super::env::{Env, Override, apply_overrides, interpolate, name_overrides};
 use super::validate::validate;
 use super::{
     CacheConfig, ConfigError, ConfigProblem, GatewayConfig, RouteConfig, ServerConfig,
-    UpstreamConfig,
+    TracingConfig, UpstreamConfig,
 };
 use config::{Config, File, FileFormat, Map, Value, ValueKind};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use std::path::Path;
 
-const SECTIONS: &[&str] = &["server", "cache", "upstreams", "routes"];
+const SECTIONS: &[&str] = &["server", "cache", "tracing", "upstreams", "routes"];
 
 /// Reads the config file at `path` and compiles it (see [`compile`]).
 pub fn compile_file(path: &Path, env: &Env) -> Result<Compiled, ConfigError> {
@@ -112,6 +112,11 @@ fn load_partial(text: &str, env: &Env) -> Result<Partial, ConfigError> {
             "server" => {
                 if let Some(server) = section::<ServerConfig>(value, "server", p, f) {
                     out.server = server;
+                }
+            }
+            "tracing" => {
+                if let Some(tracing) = section::<TracingConfig>(value, "tracing", p, f) {
+                    out.tracing = tracing;
                 }
             }
             "cache" => {

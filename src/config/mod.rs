@@ -11,8 +11,9 @@ mod units;
 mod validate;
 
 pub use compiled::{
-    AggregateSpec, BackendSpec, Compiled, CorsSpec, ForEachSpec, HealthCheckSpec, ProxySpec,
-    RateLimitSpec, RedirectPrefixes, RouteKind, RouteSpec, ServerSpec, Shape, UpstreamSpec,
+    AggregateSpec, BackendSpec, Compiled, CorsSpec, ExportSpec, ForEachSpec, HealthCheckSpec,
+    OtlpProtocol, ProxySpec, RateLimitSpec, RedirectPrefixes, RouteKind, RouteSpec, ServerSpec,
+    Shape, TracingSpec, UpstreamSpec,
 };
 pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};
@@ -74,6 +75,8 @@ pub struct GatewayConfig {
     pub server: ServerConfig,
     /// `[cache]`: the process-wide response cache.
     pub cache: CacheConfig,
+    /// `[tracing]`: OpenTelemetry export of the gateway's spans.
+    pub tracing: TracingConfig,
     /// `[upstreams.NAME]`: the services routes call, by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// `[[routes]]`: the route table, in declaration order.
@@ -163,6 +166,35 @@ impl Default for CacheConfig {
     }
 }
 
+/// `[tracing]`. Trace context (`traceparent`) is propagated whatever this says; this
+/// section decides whether the gateway's own spans are recorded and exported.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// The OTLP collector's URL (`http://collector:4318`); absent: no spans are
+    /// recorded, only propagated. For the HTTP protocols a URL without a path gets
+    /// `/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// How spans are sent: `"http/protobuf"`, `"http/json"` or `"grpc"`.
+    pub protocol: String,
+    /// The share of new traces sampled, 0.0 to 1.0 (a client's sampled flag is
+    /// followed; requests that fail are exported whatever this says).
+    pub sample_ratio: f64,
+    /// The `service.name` spans are exported under.
+    pub service_name: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            protocol: "http/protobuf".into(),
+            sample_ratio: 1.0,
+            service_name: "fanout".into(),
+        }
+    }
+}
+
 /// `[server.cors]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,6 +223,7 @@ impl Default for CorsConfig {
                 "x-request-id".into(),
                 "x-fanout-complete".into(),
                 "server-timing".into(),
+                "traceparent".into(),
             ],
             max_age: "10m".into(),
             allow_credentials: false,

@@ -9,6 +9,7 @@ use crate::limits::RouteLimit;
 use crate::metrics::{Label, Metrics};
 use crate::proxy::{LocationRewrite, ProxyRoute};
 use crate::router::RouteTable;
+use crate::trace::Tracing;
 use crate::upstream::{Upstream, health};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +64,13 @@ impl Gateway {
         let cache = match previous {
             Some(p) if p.config.cache_max_size == compiled.cache_max_size => p.cache.clone(),
             _ => ResponseCache::new(compiled.cache_max_size, metrics.cache.clone()),
+        };
+        let tracing = match previous {
+            Some(p) if p.tracing.spec == compiled.tracing => p.tracing.clone(),
+            _ => Arc::new(Tracing::new(
+                compiled.tracing.clone(),
+                metrics.spans_dropped.clone(),
+            )),
         };
         let mut routes = RouteTable::default();
         for spec in compiled.routes {
@@ -165,6 +173,7 @@ impl Gateway {
             upstreams,
             cache,
             metrics,
+            tracing,
             unmatched: Label::new("unmatched"),
             health: Label::new("health"),
         })

@@ -19,6 +19,7 @@ use crate::limits::RouteLimit;
 use crate::metrics::{Label, Metrics, RouteSeries};
 use crate::proxy::ProxyRoute;
 use crate::router::{Methods, RouteTable};
+use crate::trace::Tracing;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ pub struct Gateway {
     pub cache: Arc<ResponseCache>,
     /// The process's metrics: the same registry across reloads.
     pub metrics: Arc<Metrics>,
+    /// Sampling and span export, kept across a reload that leaves `[tracing]` as it was.
+    pub tracing: Arc<Tracing>,
     /// The metrics label of requests no route matched (made once, not per request).
     unmatched: Label,
     /// The metrics label of the main listener's health path.

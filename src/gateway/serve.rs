@@ -24,6 +24,8 @@ use crate::metrics::{Label, RouteSeries};
 use crate::proxy;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::router::{RouteMatch, normalize};
+use crate::trace::context::TRACEPARENT;
+use crate::trace::{TraceContext, TraceId};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -99,6 +101,7 @@ impl Gateway {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
         let request_id = request_id::of(request.headers());
+        let trace = self.tracing.context(request.headers());
         // A Uri clone shares its bytes: the path params borrow this copy while the
         // request itself moves on to its handler.
         let (method, uri) = (request.method().clone(), request.uri().clone());
@@ -129,7 +132,8 @@ impl Gateway {
                     break 'answered (error.into_response(), summary);
                 }
             };
-            self.dispatch(&admitted, request, peer, &request_id).await
+            self.dispatch(&admitted, request, peer, &request_id, &trace)
+                .await
         };
         // A proxied answer is the upstream's as it sent it (nginx's `gzip_proxied off`):
         // a stream is not held back in an encoder.
@@ -140,7 +144,11 @@ impl Gateway {
             }
             _ => response,
         };
-        self.finish_response(&mut response, &summary, &request_id);
+        self.finish_response(&mut response, &summary, &request_id, &trace);
+        let status = response.status().as_u16();
+        let route = summary.label.as_str();
+        self.tracing
+            .finish(&trace, route, &method, uri.path(), status);
         self.log(
             &summary,
             &response,
@@ -148,6 +156,7 @@ impl Gateway {
             &method,
             &uri,
             started.elapsed(),
+            trace.server.sampled().then_some(trace.server.trace_id),
         );
         response
     }
@@ -230,6 +239,7 @@ impl Gateway {
         request: Request<ClientBody>,
         peer: SocketAddr,
         request_id: &HeaderValue,
+        trace: &TraceContext,
     ) -> (Response<Body>, Summary<'s>) {
         let Admitted {
             route,
@@ -241,14 +251,18 @@ impl Gateway {
         // every layer's future as large, copied whole each time one is wrapped.
         let (result, passthrough, backends) = match &route.handler {
             Handler::Aggregate(agg) => {
-                match Box::pin(aggregate::serve(agg, &parts, params, body, request_id)).await {
+                match Box::pin(aggregate::serve(
+                    agg, &parts, params, body, request_id, trace,
+                ))
+                .await
+                {
                     Ok((response, backends)) => (Ok(response), false, backends),
                     Err(e) => (Err(GatewayError::from(e)), false, None),
                 }
             }
             Handler::Proxy(p) => match proxy::target_url(p, &parts, params) {
                 Ok(url) => {
-                    let forward = proxy::forward(p, url, parts, body, peer, request_id);
+                    let forward = proxy::forward(p, url, parts, body, peer, request_id, trace);
                     let result = Box::pin(forward).await;
                     let passthrough = result.is_ok();
                     (result, passthrough, None)
@@ -264,13 +278,15 @@ impl Gateway {
         (result.unwrap_or_else(GatewayError::into_response), summary)
     }
 
-    /// The headers every answer gets: `RateLimit-*` on a limited route, and the request
-    /// id (an upstream's own id on its answer is kept).
+    /// The headers every answer gets: `RateLimit-*` on a limited route, the request id
+    /// (an upstream's own id on its answer is kept) and the server span's `traceparent`
+    /// (an upstream's is replaced: its span is a child of ours).
     fn finish_response(
         &self,
         response: &mut Response<Body>,
         summary: &Summary<'_>,
         request_id: &HeaderValue,
+        trace: &TraceContext,
     ) {
         let headers = response.headers_mut();
         if let Some(Quota { limit, remaining }) = summary.quota {
@@ -280,11 +296,16 @@ impl Gateway {
         headers
             .entry(X_REQUEST_ID.clone())
             .or_insert_with(|| request_id.clone());
+        headers.insert(TRACEPARENT.clone(), trace.server.header_value());
     }
 
     /// Counts the request in the metrics and writes its access log line:
     /// `RUST_LOG=fanout::access=off` silences it. The duration is whole microseconds,
     /// so it prints as `12.345`, not as the nearest binary fraction.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "what the log line and the metrics read, each borrowed where it lives"
+    )]
     fn log(
         &self,
         summary: &Summary<'_>,
@@ -293,11 +314,12 @@ impl Gateway {
         method: &Method,
         uri: &Uri,
         elapsed: Duration,
+        exemplar: Option<TraceId>,
     ) {
         let status = response.status().as_u16();
-        // The sampled trace's id becomes the latency's exemplar once requests are traced.
+        // A sampled trace's id is the latency's exemplar: a slow bucket links to a trace.
         self.metrics
-            .request(summary.label, summary.series, status, elapsed, None);
+            .request(summary.label, summary.series, status, elapsed, exemplar);
         let backends = summary.backends.as_ref().map_or("", |b| b.0.as_str());
         tracing::info!(
             target: "fanout::access",

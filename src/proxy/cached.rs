@@ -9,6 +9,7 @@ use crate::cache::{
     cache_control, forbids_storing,
 };
 use crate::error::GatewayError;
+use crate::trace::record::CallTrace;
 use crate::upstream::{CallError, describe, read_body, retry};
 use http::header::{
     ACCEPT, ACCEPT_ENCODING, HOST, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY,
@@ -57,6 +58,7 @@ pub async fn serve(
     ttl: Duration,
     url: String,
     headers: HeaderMap,
+    call: CallTrace,
 ) -> Result<Response<Body>, GatewayError> {
     let key = CacheKey::new(Method::GET, &url, &headers, &KEYED);
     let policy = CachePolicy {
@@ -75,9 +77,17 @@ pub async fn serve(
                 upstream: upstream.spec.name.clone(),
                 error,
             })?;
-        let attempt = || async {
+        let (target, headers, upstream) = (&target, &headers, &upstream);
+        let attempt = |traceparent| async move {
             let answer = transport
-                .send(&Method::GET, &target, &headers, None, false)
+                .send(
+                    &Method::GET,
+                    target,
+                    headers,
+                    Some(traceparent),
+                    None,
+                    false,
+                )
                 .await
                 .map_err(describe)?;
             let (mut parts, body) = answer.into_parts();
@@ -89,7 +99,8 @@ pub async fn serve(
                 body,
             })
         };
-        let stored = retry::run(&upstream, true, deadline, attempt)
+        let tries = call.tries(&upstream.spec.name, &Method::GET, target.path());
+        let stored = retry::run(upstream, true, deadline, tries, attempt)
             .await
             .map_err(|error| GatewayError::Upstream {
                 upstream: upstream.spec.name.clone(),

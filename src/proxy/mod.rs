@@ -17,6 +17,8 @@ use crate::cache::ResponseCache;
 use crate::error::GatewayError;
 use crate::request_id::X_REQUEST_ID;
 use crate::template::{RenderInput, Template};
+use crate::trace::TraceContext;
+use crate::trace::record::CallTrace;
 use crate::upstream::client::BoxError;
 use crate::upstream::{CallError, RequestBody, Upstream, describe, is_idempotent, retry};
 use bytes::Bytes;
@@ -81,7 +83,9 @@ pub fn target_url(
 
 /// Forwards one request to `url` and streams the answer back. The upstream is sent the
 /// request id (the client's own, or the one the gateway made). The gateway checked the
-/// declared body size against `max_body` already.
+/// declared body size against `max_body` already. Each try carries a `traceparent` of
+/// its own, a child of `trace`'s server span, in place of the client's: the gateway is a
+/// hop of the trace; the client's valid `tracestate` and `baggage` go on.
 pub async fn forward(
     route: &ProxyRoute,
     url: String,
@@ -89,6 +93,7 @@ pub async fn forward(
     body: ClientBody,
     peer: SocketAddr,
     request_id: &HeaderValue,
+    trace: &TraceContext,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;
     // An upgrade passes only for a protocol the route allows, and only over a
@@ -105,6 +110,8 @@ pub async fn forward(
     headers
         .entry(X_REQUEST_ID.clone())
         .or_insert_with(|| request_id.clone());
+    trace.pass_on(&mut headers);
+    let call = CallTrace::new(trace.server, trace.log.as_ref(), None);
     headers::upstream_request_headers(
         &mut headers,
         &parts.uri,
@@ -121,7 +128,7 @@ pub async fn forward(
         && upgrade.is_none()
     {
         // Boxed, as the general path below: few requests take it.
-        let mut answer = Box::pin(cached::serve(route, cache, *ttl, url, headers)).await?;
+        let mut answer = Box::pin(cached::serve(route, cache, *ttl, url, headers, call)).await?;
         if let Some(redirects) = &route.redirects {
             redirects.rewrite(answer.headers_mut());
         }
@@ -149,10 +156,11 @@ pub async fn forward(
     let repeatable = body.is_none() && is_idempotent(&parts.method);
     let body = Mutex::new(body);
     let over_limit = AtomicBool::new(false);
-    let attempt = || {
+    let attempt = |traceparent| {
         let body = body.lock().expect("never poisoned").take();
         let asks_upgrade = upgrade.is_some();
-        let send = transport.send(&parts.method, &target, &headers, body, asks_upgrade);
+        let trace = Some(traceparent);
+        let send = transport.send(&parts.method, &target, &headers, trace, body, asks_upgrade);
         let over_limit = &over_limit;
         async move {
             send.await.map_err(|e| {
@@ -161,7 +169,8 @@ pub async fn forward(
             })
         }
     };
-    let answer = match retry::run(upstream, repeatable, deadline, attempt).await {
+    let tries = call.tries(&upstream.spec.name, &parts.method, target.path());
+    let answer = match retry::run(upstream, repeatable, deadline, tries, attempt).await {
         Ok(answer) => answer,
         Err(_) if over_limit.load(Ordering::Relaxed) => {
             // The upload was cut off upstream; the client has had no answer yet.

@@ -4,6 +4,13 @@
 //! (`traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`); all-zero ids are
 //! invalid there, so `random` never makes one.
 
+pub mod context;
+pub mod export;
+pub mod record;
+
+pub use context::{SAMPLED, TraceContext, TraceParent};
+pub use export::Tracing;
+
 use std::fmt;
 
 /// A 16-byte trace id, shared by every span of one trace.

@@ -31,7 +31,7 @@ async fn probe_loop(upstream: Weak<Upstream>, check: HealthCheckSpec) {
         let healthy = match upstream.transport.target(&url) {
             Ok(target) => {
                 let (transport, none) = (&upstream.transport, HeaderMap::new());
-                let probe = transport.send(&Method::GET, &target, &none, None, false);
+                let probe = transport.send(&Method::GET, &target, &none, None, None, false);
                 matches!(
                     tokio::time::timeout(check.timeout, probe).await,
                     Ok(Ok(answer)) if answer.status().is_success()

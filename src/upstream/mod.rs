@@ -19,6 +19,8 @@ pub use transport::{RequestTarget, Transport, UpstreamBody};
 use crate::config::UpstreamSpec;
 use crate::http1::client::ExchangeError;
 use crate::http1::{Collected, declared_length};
+use crate::trace::TraceParent;
+use crate::trace::record::CallTrace;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body::Body;
@@ -110,18 +112,22 @@ impl Upstream {
     }
 
     /// Calls `url` and reads the whole answer, all before `deadline`. `body` is sent
-    /// with its method; without one the call is a GET.
+    /// with its method; without one the call is a GET. Each try (a retry, a hedge) is a
+    /// span of its own, a child of `trace`'s parent, and carries its `traceparent`.
     pub async fn call(
         &self,
         url: String,
         headers: &HeaderMap,
         body: Option<(&Method, Bytes)>,
         deadline: Instant,
+        trace: &CallTrace,
     ) -> Result<WholeAnswer, CallError> {
         let repeatable = body.as_ref().is_none_or(|(m, _)| is_idempotent(m));
         let target = self.transport.target(&url)?;
-        let once = || self.call_once(&target, headers, body.as_ref());
-        match retry::run(self, repeatable, deadline, once).await {
+        let method = body.as_ref().map_or(&Method::GET, |(m, _)| *m);
+        let tries = trace.tries(&self.spec.name, method, target.path());
+        let once = |traceparent| self.call_once(&target, headers, body.as_ref(), traceparent);
+        match retry::run(self, repeatable, deadline, tries, once).await {
             // A non-2xx answer is an error to the aggregate, once retries are spent.
             Ok(answer) if !answer.status.is_success() => Err(CallError::Status {
                 status: answer.status,
@@ -137,6 +143,7 @@ impl Upstream {
         target: &RequestTarget<'_>,
         headers: &HeaderMap,
         body: Option<&(&Method, Bytes)>,
+        trace: TraceParent,
     ) -> Result<WholeAnswer, CallError> {
         // A copy only for an upstream with headers of its own to add.
         let with_own;
@@ -155,7 +162,14 @@ impl Upstream {
             Some((method, body)) => (*method, Some(body)),
         };
         self.transport
-            .fetch_whole(method, target, headers, body, self.spec.max_response)
+            .fetch_whole(
+                method,
+                target,
+                headers,
+                Some(&trace),
+                body,
+                self.spec.max_response,
+            )
             .await
     }
 }

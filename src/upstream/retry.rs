@@ -1,8 +1,12 @@
 //! Retries and hedging around one logical call: each try is admitted by the guard and
 //! recorded with the breaker; retries only for idempotent calls, only after a connect
-//! error or a 502/503/504, with a short jittered backoff, never past the deadline.
+//! error or a 502/503/504, with a short jittered backoff, never past the deadline. Each
+//! try is a span of its own: it gets its own `traceparent`, and is recorded (with its
+//! status and outcome code) when the request's spans are.
 
 use super::{CallError, Upstream};
+use crate::trace::TraceParent;
+use crate::trace::record::Tries;
 use http::StatusCode;
 use std::future::Future;
 use std::time::Duration;
@@ -13,6 +17,8 @@ use tokio::time::Instant;
 pub trait TryOutcome {
     fn failed(&self) -> bool;
     fn retryable(&self) -> bool;
+    /// The answer's status if there was one, and the outcome code (`ok` or the error's).
+    fn describe(&self) -> (Option<u16>, &'static str);
 }
 
 fn retryable_status(status: StatusCode) -> bool {
@@ -47,6 +53,17 @@ where
             Err(_) => false,
         }
     }
+
+    fn describe(&self) -> (Option<u16>, &'static str) {
+        match self {
+            Ok(answer) if answer.status().is_server_error() => {
+                (Some(answer.status().as_u16()), "bad_status")
+            }
+            Ok(answer) => (Some(answer.status().as_u16()), "ok"),
+            Err(e @ CallError::Status { status, .. }) => (Some(status.as_u16()), e.code()),
+            Err(e) => (None, e.code()),
+        }
+    }
 }
 
 /// The status of a successful try (a proxy passes 5xx answers through as answers).
@@ -74,27 +91,35 @@ impl<B> AnswerStatus for http::Response<B> {
 
 /// Runs `attempt` as the upstream's policy says: admitted, timed out at `deadline`,
 /// hedged and retried when `repeatable` (an idempotent call whose request can be sent
-/// again).
+/// again). Each try is one of `tries`: `attempt` is given its `traceparent`.
 pub async fn run<T, F, Fut>(
     upstream: &Upstream,
     repeatable: bool,
     deadline: Instant,
+    tries: Tries<'_>,
     attempt: F,
 ) -> Result<T, CallError>
 where
-    F: Fn() -> Fut,
+    F: Fn(TraceParent) -> Fut,
     Fut: Future<Output = Result<T, CallError>>,
     Result<T, CallError>: TryOutcome,
 {
     let spec = &upstream.spec;
     let budget = super::budget(deadline);
     let one_try = || async {
-        let permit = upstream.guard.admit(deadline).await?;
-        let result = match tokio::time::timeout_at(deadline, attempt()).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout(budget)),
-        };
-        permit.record(result.failed());
+        let (traceparent, mut span) = tries.start();
+        let result = async {
+            let permit = upstream.guard.admit(deadline).await?;
+            let result = match tokio::time::timeout_at(deadline, attempt(traceparent)).await {
+                Ok(result) => result,
+                Err(_) => Err(CallError::Timeout(budget)),
+            };
+            permit.record(result.failed());
+            result
+        }
+        .await;
+        let (status, outcome) = result.describe();
+        span.end(status, outcome);
         result
     };
     let mut retries_left = if repeatable { spec.retries } else { 0 };

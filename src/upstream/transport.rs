@@ -8,6 +8,8 @@ use super::client::{ClientError, HttpClient, RequestBody, SendError, no_body};
 use super::{CallError, WholeAnswer, decode, parse_uri, read_body};
 use crate::config::UpstreamSpec;
 use crate::http1::client::{AnswerBody, Pool};
+use crate::trace::TraceParent;
+use crate::trace::context::TRACEPARENT;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -125,18 +127,20 @@ impl Transport {
 
     /// Sends one request and reads the whole answer, of at most `limit` bytes once its
     /// content codings are undone. `body`: sent with `method`, else nothing is.
+    /// `trace`: the call's `traceparent`, sent in place of any in `headers`.
     pub async fn fetch_whole(
         &self,
         method: &Method,
         target: &RequestTarget<'_>,
         headers: &HeaderMap,
+        trace: Option<&TraceParent>,
         body: Option<&Bytes>,
         limit: u64,
     ) -> Result<WholeAnswer, CallError> {
         let hyper = match self {
             Transport::Http1 { own, .. } => {
                 let reply = own
-                    .send(method, target.path(), headers, body, limit)
+                    .send(method, target.path(), headers, trace, body, limit)
                     .await?;
                 let head = &reply.head;
                 let storable = !crate::cache::forbids_storing(head.values("cache-control"));
@@ -149,7 +153,7 @@ impl Transport {
         let uri = target.uri().map_err(super::describe)?;
         let body = body.map_or_else(no_body, |b| super::bytes_body(b.clone()));
         let response = hyper
-            .send(method.clone(), uri, headers.clone(), body)
+            .send(method.clone(), uri, with_trace(headers, trace), body)
             .await
             .map_err(super::describe)?;
         let (parts, body) = response.into_parts();
@@ -163,6 +167,7 @@ impl Transport {
     }
 
     /// Sends one request and returns the answer once its head is in; the body streams.
+    /// `trace`: the call's `traceparent`, sent in place of any in `headers`.
     /// `body`: a request body to stream; `upgrade`: the request asks to switch
     /// protocols. Either goes through hyper's client, which can stream an upload and
     /// hand over the connection.
@@ -171,23 +176,37 @@ impl Transport {
         method: &Method,
         target: &RequestTarget<'_>,
         headers: &HeaderMap,
+        trace: Option<TraceParent>,
         body: Option<RequestBody>,
         upgrade: bool,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let hyper = match self {
             Transport::Http1 { own, .. } if body.is_none() && !upgrade => {
-                let answer = own.open(method, target.path(), headers).await?;
+                let answer = own
+                    .open(method, target.path(), headers, trace.as_ref())
+                    .await?;
                 return Ok(answer.map(UpstreamBody::Http1));
             }
             Transport::Http1 { hyper, .. } | Transport::Hyper(hyper) => hyper,
         };
         let body = body.unwrap_or_else(no_body);
-        let send = hyper.send(method.clone(), target.uri()?, headers.clone(), body);
+        let headers = with_trace(headers, trace.as_ref());
+        let send = hyper.send(method.clone(), target.uri()?, headers, body);
         // Boxed: hyper's future is the largest, and the own client's calls should not
         // carry (and move) it.
         let answer = Box::pin(send).await?;
         Ok(answer.map(UpstreamBody::Hyper))
     }
+}
+
+/// The headers of a request through hyper's client (which takes them owned): `headers`
+/// with the call's `traceparent` in place of any there.
+fn with_trace(headers: &HeaderMap, trace: Option<&TraceParent>) -> HeaderMap {
+    let mut headers = headers.clone();
+    if let Some(trace) = trace {
+        headers.insert(TRACEPARENT.clone(), trace.header_value());
+    }
+    headers
 }
 
 /// An answer's body with its content codings undone, of at most `limit` bytes decoded;

@@ -60,3 +60,30 @@ async fn the_sample_dashboard_shows_dependent_calls_and_for_each() {
     assert_eq!(status, 200);
     assert_eq!(profile["address"], user["address"]);
 }
+
+#[tokio::test]
+async fn the_demo_prints_a_traceparent_line_whose_trace_the_answer_continues() {
+    let toml = sample_config().await;
+    let compiled = fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap();
+    let gw = start_gateway(&toml).await;
+    let lines = fanout::demo::curl_lines(&compiled, gw.addr);
+    let traced = lines.last().unwrap();
+    let (url, header) = traced
+        .strip_prefix("curl -si ")
+        .and_then(|rest| rest.split_once(" -H 'traceparent: "))
+        .unwrap_or_else(|| panic!("{traced}"));
+    let traceparent = header.trim_end_matches('\'');
+    let response = common::client()
+        .get(url)
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer = response.headers()["traceparent"].to_str().unwrap();
+    assert_eq!(
+        answer.split('-').nth(1),
+        traceparent.split('-').nth(1),
+        "{answer}"
+    );
+}

@@ -134,6 +134,10 @@ async fn cors_preflight_is_answered_by_the_gateway() {
         exposed.contains("server-timing") && exposed.contains("x-fanout-complete"),
         "{exposed}"
     );
+    assert!(
+        exposed.contains("traceparent"),
+        "a dashboard reads its trace: {exposed}"
+    );
 
     let stranger = client()
         .get(gw.url("/r"))

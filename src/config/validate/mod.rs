@@ -4,6 +4,7 @@
 mod backend;
 mod route;
 mod server;
+mod tracing;
 mod upstream;
 
 use super::units::{parse_duration, parse_size};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use route::route;
 use server::server;
+use tracing::tracing;
 use upstream::upstream;
 
 /// Collects problems while compiling; `place` strings follow the document's own shape.
@@ -55,6 +57,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let mut p = Problems::default();
     let server = server(&config.server, &mut p);
     let cache_max_size = p.size("cache.max_size", &config.cache.max_size);
+    let tracing = tracing(&config.tracing, &mut p);
     let upstreams: BTreeMap<String, UpstreamSpec> = config
         .upstreams
         .iter()
@@ -77,6 +80,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
             pending_restart: serde_json::Map::new(),
             server,
             cache_max_size,
+            tracing,
             upstreams,
             routes,
         })

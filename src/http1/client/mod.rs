@@ -14,6 +14,8 @@ pub use body::AnswerBody;
 
 use super::framing::{Framing, keeps_alive};
 use super::parse::{AnswerHead, ParseError};
+use crate::trace::TraceParent;
+use crate::trace::context::TRACEPARENT;
 use bytes::{Bytes, BytesMut};
 use conn::Connection;
 use http::{HeaderMap, HeaderValue, Method, Response, Uri, header};
@@ -154,11 +156,13 @@ impl Pool {
     }
 
     /// Sends one request and reads the whole answer, of at most `limit` body bytes.
+    /// `trace`: the call's `traceparent`, written in place of any in `headers`.
     pub async fn send(
         &self,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        trace: Option<&TraceParent>,
         body: Option<&Bytes>,
         limit: u64,
     ) -> Result<WholeReply, ExchangeError> {
@@ -167,7 +171,7 @@ impl Pool {
             head,
             framing,
             reusable,
-        } = self.start(method, path, headers, body).await?;
+        } = self.start(method, path, headers, trace, body).await?;
         let body = conn
             .read_whole(framing, limit)
             .await
@@ -186,8 +190,9 @@ impl Pool {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        trace: Option<&TraceParent>,
     ) -> Result<Response<AnswerBody>, ExchangeError> {
-        let started = self.start(method, path, headers, None).await?;
+        let started = self.start(method, path, headers, trace, None).await?;
         let status = started.head.status;
         let answer_headers = started
             .head
@@ -210,9 +215,10 @@ impl Pool {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        trace: Option<&TraceParent>,
         body: Option<&Bytes>,
     ) -> Result<Started, ExchangeError> {
-        let (request, keep) = self.request(method, path, headers, body);
+        let (request, keep) = self.request(method, path, headers, trace, body);
         let tail = body.filter(|b| b.len() > INLINE_BODY);
         loop {
             let (mut conn, pooled) = match self.checkout() {
@@ -246,6 +252,7 @@ impl Pool {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        trace: Option<&TraceParent>,
         body: Option<&Bytes>,
     ) -> (Vec<u8>, bool) {
         let inline = body
@@ -265,10 +272,17 @@ impl Pool {
             if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
                 continue;
             }
+            if trace.is_some() && name == TRACEPARENT {
+                continue;
+            }
             if name == header::CONNECTION && value.as_bytes().eq_ignore_ascii_case(b"close") {
                 keep = false;
             }
             line(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(trace) = trace {
+            // Written from the stack: no header value is made for it.
+            line(&mut out, b"traceparent", &trace.encode());
         }
         let length = body.map_or(0, Bytes::len);
         if body.is_some() || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {

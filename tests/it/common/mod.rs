@@ -577,7 +577,7 @@ pub async fn start_gateway_on(toml: &str, listen: &str) -> TestGateway {
     serve_on(live, listen).await
 }
 
-async fn serve(live: LiveGateway) -> TestGateway {
+pub async fn serve(live: LiveGateway) -> TestGateway {
     serve_on(live, "127.0.0.1:0").await
 }
 
