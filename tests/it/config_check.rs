@@ -1132,12 +1132,16 @@ fn access_log_problems_name_their_key_and_the_fix() {
     );
     assert_eq!(
         problems("[access_log]\nlevel = \"info\"\n"),
-        ["access_log.level: unknown key `level`, expected one of `enabled`, `path`, `format`, `buffer`, `flush`"],
+        [
+            "access_log.level: unknown key `level`, expected one of `enabled`, `path`, `format`, `buffer`, `flush`"
+        ],
         "an unknown key"
     );
     assert_eq!(
         problems("[access_log]\npath = \"logs/\"\n"),
-        ["access_log.path: \"logs/\" names a directory; name a file in it, such as \"logs/access.log\""]
+        [
+            "access_log.path: \"logs/\" names a directory; name a file in it, such as \"logs/access.log\""
+        ]
     );
     // The defaults and every accepted value.
     for log in [
@@ -1145,6 +1149,9 @@ fn access_log_problems_name_their_key_and_the_fix() {
         "enabled = false\npath = \"stdout\"\nformat = \"text\"",
         "path = \"/var/log/fanout/access.log\"\nformat = \"combined\"\nbuffer = \"1MiB\"\nflush = \"250ms\"",
     ] {
-        assert_eq!(problems(&format!("[access_log]\n{log}\n")), Vec::<String>::new());
+        assert_eq!(
+            problems(&format!("[access_log]\n{log}\n")),
+            Vec::<String>::new()
+        );
     }
 }
