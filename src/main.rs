@@ -272,9 +272,10 @@ async fn start(
             std::future::pending(),
         ));
     }
-    server::run(listener, live, server::shutdown_signal()).await?;
+    let served = server::run(listener, live, server::shutdown_signal()).await;
     // Every line queued is written before the process exits.
     access_log.shutdown();
+    served?;
     Ok(())
 }
 

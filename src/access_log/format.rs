@@ -154,10 +154,23 @@ fn target(r: &Record) -> &str {
     r.uri.path_and_query().map_or("/", |pq| pq.as_str())
 }
 
+/// The client's address; an IPv4 one written with integers, not the formatter.
 fn client(r: &Record, out: &mut Vec<u8>) {
     use std::io::Write;
-    // An address prints as ASCII into a Vec: this cannot fail.
-    let _ = write!(out, "{}", r.client);
+    match r.client {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                number(u64::from(octet), out);
+            }
+        }
+        // An address prints as ASCII into a Vec: this cannot fail.
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 fn version(v: http::Version) -> &'static str {
@@ -195,8 +208,14 @@ pub(super) fn json_string(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The inside of a JSON string: `"` and `\` escaped, control characters as `\n`, `\r`,
-/// `\t` or `\u00XX`, and each run of bytes that is not UTF-8 as U+FFFD.
+/// `\t` or `\u00XX`, and each run of bytes that is not UTF-8 as U+FFFD. Runs of bytes
+/// that need nothing (most of every line) are copied whole.
 fn json_escaped(bytes: &[u8], out: &mut Vec<u8>) {
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+    if bytes.iter().all(|&b| plain(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for chunk in bytes.utf8_chunks() {
         for &b in chunk.valid().as_bytes() {
@@ -241,7 +260,7 @@ pub(super) fn nginx_escaped(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// A UTC civil time, to the millisecond.
+/// A UTC civil time, to the second.
 struct Civil {
     year: i64,
     month: u32,
@@ -249,10 +268,9 @@ struct Civil {
     hour: u32,
     minute: u32,
     second: u32,
-    milli: u32,
 }
 
-/// Splits a time into its UTC calendar fields (Howard Hinnant's `civil_from_days`). A
+/// Splits a time into its UTC calendar fields, to the second (Howard Hinnant's `civil_from_days`). A
 /// time before 1970 (a clock set wrong) prints as 1970-01-01.
 fn civil(time: SystemTime) -> Civil {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -274,7 +292,6 @@ fn civil(time: SystemTime) -> Civil {
         hour: rest / 3600,
         minute: rest / 60 % 60,
         second: rest % 60,
-        milli: since.subsec_millis(),
     }
 }
 
@@ -288,8 +305,33 @@ fn year(y: i64, out: &mut Vec<u8>) {
     two(y % 100, out);
 }
 
-/// `2026-12-01T21:30:00.123Z`.
+/// `2026-12-01T21:30:00.123Z`. The text up to the second is made once per second and
+/// kept: lines come in bursts within one.
 pub(super) fn rfc3339(time: SystemTime, out: &mut Vec<u8>) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, Vec<u8>)> = const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
+    }
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let milli = since.subsec_millis();
+    LAST.with_borrow_mut(|(secs, text)| {
+        if *secs != since.as_secs() {
+            *secs = since.as_secs();
+            text.clear();
+            rfc3339_seconds(time, text);
+        }
+        out.extend_from_slice(text);
+    });
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (milli / 100) as u8,
+        b'0' + (milli / 10 % 10) as u8,
+        b'0' + (milli % 10) as u8,
+        b'Z',
+    ]);
+}
+
+/// `2026-12-01T21:30:00`.
+fn rfc3339_seconds(time: SystemTime, out: &mut Vec<u8>) {
     let c = civil(time);
     year(c.year, out);
     out.push(b'-');
@@ -302,13 +344,6 @@ pub(super) fn rfc3339(time: SystemTime, out: &mut Vec<u8>) {
     two(c.minute, out);
     out.push(b':');
     two(c.second, out);
-    out.push(b'.');
-    out.extend_from_slice(&[
-        b'0' + (c.milli / 100) as u8,
-        b'0' + (c.milli / 10 % 10) as u8,
-        b'0' + (c.milli % 10) as u8,
-    ]);
-    out.push(b'Z');
 }
 
 /// `01/Dec/2026:21:30:00 +0000`, nginx's `$time_local` in UTC.

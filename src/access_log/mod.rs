@@ -16,6 +16,8 @@
 //! `postrotate` expects.
 
 mod format;
+#[cfg(test)]
+mod format_tests;
 mod record;
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -130,6 +130,8 @@ pub(crate) struct Writer {
     lines: u64,
     write_errors: Counter,
     last_warning: Option<Instant>,
+    /// The clock as last read by `clock`.
+    stamp: Instant,
 }
 
 impl Writer {
@@ -144,6 +146,7 @@ impl Writer {
             lines: 0,
             write_errors,
             last_warning: None,
+            stamp: Instant::now(),
         }
     }
 
@@ -155,6 +158,15 @@ impl Writer {
         if self.buffer.len() >= self.limit {
             self.write(now);
         }
+    }
+
+    /// The time a record taken now is stamped with: the clock is read for the first line
+    /// of a buffer (which sets its deadline) and after a write, not for every line.
+    fn clock(&mut self) -> Instant {
+        if self.oldest.is_none() {
+            self.stamp = Instant::now();
+        }
+        self.stamp
     }
 
     /// When the buffer must be written by, if it holds anything.
@@ -220,23 +232,35 @@ impl Writer {
     }
 }
 
+/// How long the writer sleeps between two drains of a queue that had records in it: it
+/// then takes a batch at a time, and a request's `try_send` finds no sleeping receiver
+/// to wake (a system call). Only a queue found empty after a sleep makes the writer wait
+/// on the queue itself, to be woken by the next record.
+const POLL: Duration = Duration::from_millis(10);
+
 /// The thread's loop: until the queue's senders are gone or shutdown is asked for,
 /// after which everything queued is written.
 pub(crate) fn run(mut writer: Writer, queue: Receiver<Message>, control: Arc<Control>) {
     loop {
-        let message = match writer.deadline() {
-            None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(d) => queue.recv_timeout(d.saturating_duration_since(Instant::now())),
-        };
-        let now = Instant::now();
-        match message {
-            Ok(Message::Line(record)) => writer.push(&record, now),
-            Ok(Message::Wake) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                writer.write(now);
-                return;
+        // Take everything queued, with the clock read once per buffer.
+        let mut taken = 0usize;
+        loop {
+            match queue.try_recv() {
+                Ok(message) => {
+                    taken += 1;
+                    if let Message::Line(record) = message {
+                        let now = writer.clock();
+                        writer.push(&record, now);
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    writer.write(Instant::now());
+                    return;
+                }
             }
         }
+        let now = Instant::now();
         writer.tick(now);
         if control.changed.swap(false, Ordering::AcqRel) {
             let settings = control.settings.lock().expect("never poisoned").take();
@@ -253,6 +277,26 @@ pub(crate) fn run(mut writer: Writer, queue: Receiver<Message>, control: Arc<Con
                     }
                 }
                 writer.write(now);
+                return;
+            }
+        }
+        if taken > 0 {
+            std::thread::sleep(POLL.min(writer.flush));
+            continue;
+        }
+        // Quiet: wait for the next record (or the buffer's deadline).
+        let message = match writer.deadline() {
+            None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(d) => queue.recv_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        match message {
+            Ok(Message::Line(record)) => {
+                let now = writer.clock();
+                writer.push(&record, now);
+            }
+            Ok(Message::Wake) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                writer.write(Instant::now());
                 return;
             }
         }
