@@ -293,8 +293,14 @@ impl Gateway {
         elapsed: Duration,
     ) {
         let status = response.status();
-        self.metrics
-            .request(summary.label, summary.series, status.as_u16(), elapsed);
+        // The sampled trace's id becomes the latency's exemplar once requests are traced.
+        self.metrics.request(
+            summary.label,
+            summary.series,
+            status.as_u16(),
+            elapsed,
+            None,
+        );
         if !self.config.access_log.enabled {
             return;
         }
