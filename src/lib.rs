@@ -2,6 +2,7 @@
 //! merges their JSON answers, or proxies a request through to one upstream.
 //!
 //! Modules, one line each:
+//! - [`access_log`]: the own access log: records queued, formatted and written by a thread.
 //! - [`admin`]: the admin listener: health, readiness, metrics, config, reload, cache purge.
 //! - [`aggregate`]: aggregate routes: planned concurrent backend calls, shaping, merging.
 //! - [`body`]: the one response body type, buffered or streamed, and idle-stream limits.
@@ -25,6 +26,7 @@
 //! - [`trace`]: trace and span ids (W3C Trace Context).
 //! - [`upstream`]: one transport per upstream, its protection, one call with a deadline.
 
+pub mod access_log;
 pub mod admin;
 pub mod aggregate;
 pub mod body;

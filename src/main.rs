@@ -1,6 +1,7 @@
 //! The `fanout` command: `run`, `check` and `demo`. Everything else lives in the library.
 
 use clap::{Args, Parser, Subcommand};
+use fanout::access_log::AccessLog;
 use fanout::config::{self, Compiled, Env};
 use fanout::gateway::Gateway;
 use fanout::reload::{self, Reloader};
@@ -26,8 +27,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "fanout", version)]
 struct Cli {
-    /// Log lines as `text` or `json` (one object per line). RUST_LOG sets the levels,
-    /// e.g. `RUST_LOG=info,fanout::access=off` to drop the access log.
+    /// Diagnostic log lines (stderr) as `text` or `json` (one object per line). RUST_LOG
+    /// sets their levels. The access log is configured in `[access_log]`.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -256,7 +257,9 @@ async fn start(
         None => None,
     };
     let gateway = Gateway::build(compiled, None)?;
+    let access_log = gateway.access_log.clone();
     let live = Arc::new(arc_swap::ArcSwap::from_pointee(gateway));
+    tokio::spawn(reopen_on_sigusr1(access_log.clone()));
     let reloader = Reloader::new(path, live.clone());
     let _watcher = reload::watch(reloader.clone())
         .map_err(|e| format!("cannot watch {} for changes: {e}", path.display()))?;
@@ -269,6 +272,31 @@ async fn start(
             std::future::pending(),
         ));
     }
-    server::run(listener, live, server::shutdown_signal()).await?;
+    let served = server::run(listener, live, server::shutdown_signal()).await;
+    // Every line queued is written before the process exits.
+    access_log.shutdown();
+    served?;
     Ok(())
+}
+
+/// Reopens the access log's file on every SIGUSR1 (logrotate's `postrotate`). The
+/// handler is installed when this is called, so a SIGUSR1 after the listener is up
+/// never ends the process, as the signal's default action would.
+fn reopen_on_sigusr1(log: Arc<AccessLog>) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1());
+    async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut usr1) = usr1 else {
+                tracing::warn!("cannot listen for SIGUSR1; the access log is not reopened on it");
+                return;
+            };
+            while usr1.recv().await.is_some() {
+                log.reopen();
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = log;
+    }
 }

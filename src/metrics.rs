@@ -89,6 +89,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HashLabels {
     hash: String,
 }
@@ -160,6 +165,7 @@ pub struct Metrics {
     rate_limited: Family<RouteLabels, Counter>,
     in_flight: Gauge,
     reloads: Family<ResultLabels, Counter>,
+    access_log_dropped: Family<ReasonLabels, Counter>,
     config: Family<HashLabels, Gauge>,
     current_hash: Mutex<String>,
     /// Shared with the response cache, whichever snapshot holds it.
@@ -196,6 +202,7 @@ impl Metrics {
             rate_limited: Family::default(),
             in_flight: Gauge::default(),
             reloads: Family::default(),
+            access_log_dropped: Family::default(),
             config: Family::default(),
             current_hash: Mutex::new(String::new()),
             cache: CacheStats::default(),
@@ -243,6 +250,14 @@ impl Metrics {
             let _ = m.reloads.get_or_create(&ResultLabels {
                 result: result.into(),
             });
+        }
+        registry.register(
+            "access_log_dropped",
+            "Access log lines lost, by reason: queue_full (the writer fell behind) or write_error",
+            m.access_log_dropped.clone(),
+        );
+        for reason in ["queue_full", "write_error"] {
+            let _ = m.access_log_dropped.get_or_create(&ReasonLabels { reason });
         }
         registry.register(
             "config_info",
@@ -393,6 +408,14 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// The counter of access log lines lost for `reason` (`queue_full`, `write_error`),
+    /// for the access log to add to.
+    pub fn access_log_dropped(&self, reason: &'static str) -> Counter {
+        self.access_log_dropped
+            .get_or_create(&ReasonLabels { reason })
+            .clone()
     }
 
     /// Marks `hash` as the config now serving.

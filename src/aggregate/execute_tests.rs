@@ -53,6 +53,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
         max_body: 0,
         forward_headers: Vec::new(),
         errors_field: None,
+        access_log: false,
     }
 }
 

@@ -5,6 +5,7 @@
 use super::error::{AggregateError, BackendError};
 use super::merge::{Failure, Piece, merge};
 use super::scope::{AggregateRoute, BackendAnswer, Outcome};
+use crate::access_log::BackendOutcome;
 use crate::body::{Body, full};
 use crate::upstream::CallError;
 use bytes::Bytes;
@@ -15,9 +16,9 @@ use std::time::Duration;
 static X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
-/// Each backend's outcome code (`user:ok orders:timeout`), for the access log.
+/// Each backend's outcome code and call time, in the route's order, for the access log.
 #[derive(Debug, Clone)]
-pub struct BackendOutcomes(pub String);
+pub struct BackendOutcomes(pub Box<[BackendOutcome]>);
 
 /// Whether a backend failed, or some of its `for_each` calls did.
 fn has_problem(outcome: &Outcome) -> bool {
@@ -66,9 +67,8 @@ pub(super) fn respond(
     let mut pieces = Vec::with_capacity(outcomes.len());
     let mut failures = Vec::with_capacity(outcomes.len());
     let mut timing = String::with_capacity(outcomes.len() * 32);
-    // Only the access log reads the codes: with it off, they are not written.
-    let log_codes = tracing::enabled!(target: "fanout::access", tracing::Level::INFO);
-    let mut outcome_codes = String::new();
+    // Only the access log reads the outcomes: with it off, they are not collected.
+    let mut logged = Vec::with_capacity(if route.access_log { outcomes.len() } else { 0 });
     for (i, (backend, outcome)) in route.backends.iter().zip(outcomes).enumerate() {
         let spec = &backend.spec;
         if let Some((code, message)) = problems.get(i).and_then(Option::as_ref) {
@@ -78,7 +78,7 @@ pub(super) fn respond(
                 message,
             });
         }
-        let (json, desc, code): (&[u8], &str, &str) = match &outcome.result {
+        let (json, desc, code): (&[u8], &'static str, &'static str) = match &outcome.result {
             Ok(answer) if answer.failed_elements.is_some() => {
                 (&answer.body, answer.desc, "partial")
             }
@@ -92,13 +92,12 @@ pub(super) fn respond(
             code,
             outcome.elapsed,
         );
-        if log_codes {
-            if !outcome_codes.is_empty() {
-                outcome_codes.push(' ');
-            }
-            outcome_codes.push_str(&spec.name);
-            outcome_codes.push(':');
-            outcome_codes.push_str(code);
+        if route.access_log {
+            logged.push(BackendOutcome {
+                name: backend.label.clone(),
+                code,
+                elapsed: outcome.elapsed,
+            });
         }
         pieces.push(Piece {
             name: &spec.name,
@@ -135,7 +134,9 @@ pub(super) fn respond(
     }
     Ok((
         response,
-        log_codes.then_some(BackendOutcomes(outcome_codes)),
+        route
+            .access_log
+            .then(|| BackendOutcomes(logged.into_boxed_slice())),
     ))
 }
 

@@ -34,6 +34,8 @@ pub struct AggregateRoute {
     pub plan: Plan,
     /// The process-wide cache, for backends with `cache_ttl`.
     pub cache: Arc<ResponseCache>,
+    /// The access log is on: collect each backend's outcome for it.
+    pub access_log: bool,
 }
 
 /// One backend of an aggregate route.

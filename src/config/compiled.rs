@@ -2,6 +2,7 @@
 //! gateway is built from, and the route table `fanout check` prints.
 
 use super::{MergeMode, Plan};
+use crate::access_log::AccessLogSpec;
 use crate::cache::CachePolicy;
 use crate::json_path::Path;
 use crate::limits::{LimitKey, Rate};
@@ -31,6 +32,7 @@ pub struct Compiled {
     pub server: ServerSpec,
     /// Capacity of the response cache, in bytes.
     pub cache_max_size: u64,
+    pub access_log: AccessLogSpec,
     pub tracing: TracingSpec,
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     pub routes: Vec<RouteSpec>,

@@ -199,6 +199,16 @@ pub fn diff(old: &Compiled, new: &Compiled) -> ConfigDiff {
             d.restart_needed.push(place);
         }
     }
+    // Every `[access_log]` key applies on the reload.
+    if old.access_log != new.access_log {
+        let (was, now) = (doc(old, "access_log"), doc(new, "access_log"));
+        values(
+            "access_log",
+            &was.unwrap_or_default(),
+            &now.unwrap_or_default(),
+            &mut d.values,
+        );
+    }
     if old.cache_max_size != new.cache_max_size {
         d.cache_emptied = true;
         let size = |c: &Compiled| c.document.pointer("/cache/max_size").cloned();

@@ -7,15 +7,22 @@ use super::Compiled;
 use super::env::{Env, Override, apply_overrides, interpolate, name_overrides};
 use super::validate::validate;
 use super::{
-    CacheConfig, ConfigError, ConfigProblem, GatewayConfig, RouteConfig, ServerConfig,
-    TracingConfig, UpstreamConfig,
+    AccessLogConfig, CacheConfig, ConfigError, ConfigProblem, GatewayConfig, RouteConfig,
+    ServerConfig, TracingConfig, UpstreamConfig,
 };
 use config::{Config, File, FileFormat, Map, Value, ValueKind};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use std::path::Path;
 
-const SECTIONS: &[&str] = &["server", "cache", "tracing", "upstreams", "routes"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "cache",
+    "access_log",
+    "tracing",
+    "upstreams",
+    "routes",
+];
 
 /// Reads the config file at `path` and compiles it (see [`compile`]).
 pub fn compile_file(path: &Path, env: &Env) -> Result<Compiled, ConfigError> {
@@ -122,6 +129,11 @@ fn load_partial(text: &str, env: &Env) -> Result<Partial, ConfigError> {
             "cache" => {
                 if let Some(cache) = section::<CacheConfig>(value, "cache", p, f) {
                     out.cache = cache;
+                }
+            }
+            "access_log" => {
+                if let Some(log) = section::<AccessLogConfig>(value, "access_log", p, f) {
+                    out.access_log = log;
                 }
             }
             "upstreams" => {

@@ -75,6 +75,8 @@ pub struct GatewayConfig {
     pub server: ServerConfig,
     /// `[cache]`: the process-wide response cache.
     pub cache: CacheConfig,
+    /// `[access_log]`: one line per request, written off the request path.
+    pub access_log: AccessLogConfig,
     /// `[tracing]`: OpenTelemetry export of the gateway's spans.
     pub tracing: TracingConfig,
     /// `[upstreams.NAME]`: the services routes call, by name.
@@ -162,6 +164,34 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             max_size: "256MiB".into(),
+        }
+    }
+}
+
+/// `[access_log]`. Every key applies on a reload.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// Write a line per request.
+    pub enabled: bool,
+    /// `"stdout"`, `"stderr"`, or the path of a file to append to (reopened on SIGUSR1).
+    pub path: String,
+    /// `"json"` (one object per line), `"text"` (`key=value`), or `"combined"` (nginx's).
+    pub format: String,
+    /// Lines are gathered up to this many bytes before a write.
+    pub buffer: String,
+    /// The longest a line waits in the buffer before it is written.
+    pub flush: String,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "stderr".into(),
+            format: "json".into(),
+            buffer: "64KiB".into(),
+            flush: "1s".into(),
         }
     }
 }

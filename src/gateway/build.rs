@@ -2,6 +2,7 @@
 //! every route, and each route's handler with what it needs resolved.
 
 use super::{Gateway, Handler, Route};
+use crate::access_log::{AccessLog, AccessLogError, DropCounters};
 use crate::aggregate::{AggregateRoute, Backend};
 use crate::cache::ResponseCache;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
@@ -29,6 +30,8 @@ pub enum BuildError {
     UnknownUpstream { route: String, upstream: String },
     #[error("route {route}: {conflict}")]
     RouteConflict { route: String, conflict: String },
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
 }
 
 impl Gateway {
@@ -37,7 +40,9 @@ impl Gateway {
     /// With a `previous` snapshot (a reload), what did not change carries over: an
     /// upstream with the same settings keeps its pool, breaker and health check; a route
     /// with the same path, methods and limit keeps its rate-limit state; the cache keeps
-    /// its entries unless its size changed.
+    /// its entries unless its size changed. The access log is the previous one, given
+    /// the new `[access_log]` as the last step (a file that cannot be opened fails the
+    /// build, and the log keeps its settings), or a new one started.
     pub fn build(compiled: Compiled, previous: Option<&Gateway>) -> Result<Self, BuildError> {
         let config = compiled.clone();
         let metrics = previous.map_or_else(Metrics::new, |p| p.metrics.clone());
@@ -111,6 +116,7 @@ impl Gateway {
                         cache: cache.clone(),
                         forward_headers: spec.forward_headers,
                         errors_field: spec.errors_field,
+                        access_log: compiled.access_log.enabled,
                         backends: backends
                             .into_iter()
                             .map(|b| {
@@ -166,6 +172,19 @@ impl Gateway {
                     conflict,
                 })?;
         }
+        let access_log = match previous {
+            Some(p) => {
+                p.access_log.apply(&compiled.access_log)?;
+                p.access_log.clone()
+            }
+            None => AccessLog::start(
+                &compiled.access_log,
+                DropCounters {
+                    queue_full: metrics.access_log_dropped("queue_full"),
+                    write_error: metrics.access_log_dropped("write_error"),
+                },
+            )?,
+        };
         Ok(Self {
             server: compiled.server,
             config,
@@ -173,6 +192,7 @@ impl Gateway {
             upstreams,
             cache,
             metrics,
+            access_log,
             tracing,
             unmatched: Label::new("unmatched"),
             health: Label::new("health"),

@@ -12,6 +12,7 @@ mod serve;
 
 pub use build::BuildError;
 
+use crate::access_log::AccessLog;
 use crate::aggregate::AggregateRoute;
 use crate::cache::ResponseCache;
 use crate::config::{Compiled, RateLimitSpec, ServerSpec};
@@ -40,6 +41,9 @@ pub struct Gateway {
     pub cache: Arc<ResponseCache>,
     /// The process's metrics: the same registry across reloads.
     pub metrics: Arc<Metrics>,
+    /// The process's access log: the same writer across reloads, given each snapshot's
+    /// `[access_log]` (`config.access_log`) as it is built.
+    pub access_log: Arc<AccessLog>,
     /// Sampling and span export, kept across a reload that leaves `[tracing]` as it was.
     pub tracing: Arc<Tracing>,
     /// The metrics label of requests no route matched (made once, not per request).

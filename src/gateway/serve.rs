@@ -9,12 +9,13 @@
 //! 3. Finishing the response: compression (`compress::apply`; whole answers only, never
 //!    an upstream's passed through), then [`Gateway::finish_response`]: rate-limit
 //!    headers and the request id.
-//! 4. [`Gateway::log`]: metrics and the access log line.
+//! 4. [`Gateway::log`]: metrics, and the access log's record handed to its writer.
 //!
 //! Errors become responses through `error.rs` where they happen; every phase after
 //! `admit` sees a response.
 
 use super::{Gateway, Handler, Route};
+use crate::access_log::{AccessLogSpec, LogFormat, Record};
 use crate::aggregate::{self, BackendOutcomes};
 use crate::body::{Body, ClientBody, check_declared_length, full};
 use crate::compress;
@@ -26,10 +27,10 @@ use crate::request_id::{self, X_REQUEST_ID};
 use crate::router::{RouteMatch, normalize};
 use crate::trace::context::TRACEPARENT;
 use crate::trace::{TraceContext, TraceId};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// What `admit` decided.
 enum Admission<'s, 'p> {
@@ -61,7 +62,7 @@ struct Summary<'s> {
     quota: Option<Quota>,
     /// The answer is an upstream's, passed through as it sent it: not compressed.
     passthrough: bool,
-    /// Each aggregate backend's outcome code, when the access log is on.
+    /// Each aggregate backend's outcome, when the access log is on.
     backends: Option<BackendOutcomes>,
 }
 
@@ -105,6 +106,7 @@ impl Gateway {
         // A Uri clone shares its bytes: the path params borrow this copy while the
         // request itself moves on to its handler.
         let (method, uri) = (request.method().clone(), request.uri().clone());
+        let client = Client::of(&self.config.access_log, &request, peer);
         let encoding = self
             .server
             .compression
@@ -146,18 +148,17 @@ impl Gateway {
         };
         self.finish_response(&mut response, &summary, &request_id, &trace);
         let status = response.status().as_u16();
-        let route = summary.label.as_str();
-        self.tracing
-            .finish(&trace, route, &method, uri.path(), status);
-        self.log(
-            &summary,
-            &response,
-            &request_id,
-            &method,
-            &uri,
-            started.elapsed(),
-            trace.server.sampled().then_some(trace.server.trace_id),
-        );
+        let exported =
+            self.tracing
+                .finish(&trace, summary.label.as_str(), &method, uri.path(), status);
+        let request = Logged {
+            request_id,
+            trace_id: trace.server.trace_id,
+            method,
+            uri,
+            client,
+        };
+        self.log(summary, &response, request, started.elapsed(), exported);
         response
     }
 
@@ -299,50 +300,106 @@ impl Gateway {
         headers.insert(TRACEPARENT.clone(), trace.server.header_value());
     }
 
-    /// Counts the request in the metrics and writes its access log line:
-    /// `RUST_LOG=fanout::access=off` silences it. The duration is whole microseconds,
-    /// so it prints as `12.345`, not as the nearest binary fraction.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "what the log line and the metrics read, each borrowed where it lives"
-    )]
+    /// Counts the request in the metrics and hands its access log record to the
+    /// writer: copies and reference counts, no formatting and no system call here.
+    /// `exported`: the trace's id when its spans went to the collector, the latency's
+    /// exemplar, so a slow bucket links to a trace the collector has.
     fn log(
         &self,
-        summary: &Summary<'_>,
+        summary: Summary<'_>,
         response: &Response<Body>,
-        request_id: &HeaderValue,
-        method: &Method,
-        uri: &Uri,
+        request: Logged,
         elapsed: Duration,
-        exemplar: Option<TraceId>,
+        exported: Option<TraceId>,
     ) {
-        let status = response.status().as_u16();
-        // A sampled trace's id is the latency's exemplar: a slow bucket links to a trace.
-        self.metrics
-            .request(summary.label, summary.series, status, elapsed, exemplar);
-        let backends = summary.backends.as_ref().map_or("", |b| b.0.as_str());
-        tracing::info!(
-            target: "fanout::access",
-            request_id = request_id.to_str().unwrap_or(""),
-            %method,
-            path = uri.path(),
-            route = summary.label.as_str(),
-            status,
-            duration_ms = elapsed.as_micros() as f64 / 1000.0,
-            backends = ?Words(backends),
-            "request"
+        let status = response.status();
+        self.metrics.request(
+            summary.label,
+            summary.series,
+            status.as_u16(),
+            elapsed,
+            exported,
         );
+        if !self.config.access_log.enabled {
+            return;
+        }
+        let Logged {
+            request_id,
+            trace_id,
+            method,
+            uri,
+            client,
+        } = request;
+        self.access_log.submit(Record {
+            time: SystemTime::now(),
+            request_id,
+            trace_id: Some(trace_id),
+            client: client.addr,
+            method,
+            uri,
+            version: client.version,
+            route: summary.label.clone(),
+            status: status.as_u16(),
+            bytes: body_length(response),
+            duration: elapsed,
+            backends: summary.backends.map(|b| b.0),
+            referer: client.referer,
+            user_agent: client.user_agent,
+        });
     }
 }
 
-/// Space-separated words logged as a list: `["user:ok", "orders:timeout"]` in text, a
-/// JSON array with `--log-format json`.
-struct Words<'a>(&'a str);
+/// What the log needs of a request that the handler takes away.
+struct Logged {
+    request_id: HeaderValue,
+    /// The request's trace, whether or not its spans are exported: upstreams that
+    /// trace on their own log the same id.
+    trace_id: TraceId,
+    method: Method,
+    uri: Uri,
+    client: Client,
+}
 
-impl std::fmt::Debug for Words<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.split_whitespace()).finish()
+/// The client's side of an access log record, taken before the request moves on.
+struct Client {
+    addr: IpAddr,
+    version: Version,
+    /// `Referer` and `User-Agent`, kept only when the `combined` format prints them.
+    referer: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+}
+
+impl Client {
+    fn of(log: &AccessLogSpec, request: &Request<ClientBody>, peer: SocketAddr) -> Self {
+        let combined = log.enabled && log.format == LogFormat::Combined;
+        let kept = |name| {
+            combined
+                .then(|| request.headers().get(name).cloned())
+                .flatten()
+        };
+        Self {
+            addr: peer.ip(),
+            version: request.version(),
+            referer: kept(header::REFERER),
+            user_agent: kept(header::USER_AGENT),
+        }
     }
+}
+
+/// The response body's length when it is known before it is sent: a whole answer's
+/// size, or what a stream declares (its size hint, or a passed-through
+/// `Content-Length`); `None` for a stream of unknown length.
+fn body_length(response: &Response<Body>) -> Option<u64> {
+    use http_body::Body as _;
+    response.body().size_hint().exact().or_else(|| {
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    })
 }
 
 /// The answer on the main listener's health path.

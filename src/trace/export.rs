@@ -118,6 +118,8 @@ impl Tracing {
 
     /// Hands a finished request's spans to the exporter: when its trace is sampled, or
     /// whatever the sampler said when it failed (a 5xx, or a backend that failed).
+    /// Returns the trace's id when its spans were handed over: the latency's exemplar
+    /// links only to traces the collector will have.
     pub fn finish(
         &self,
         context: &TraceContext,
@@ -125,14 +127,14 @@ impl Tracing {
         method: &Method,
         path: &str,
         status: u16,
-    ) {
+    ) -> Option<TraceId> {
         let (Some(queue), Some(log)) = (&self.queue, &context.log) else {
-            return;
+            return None;
         };
         let clients = log.take();
         let failed = status >= 500 || log.failed();
         if !context.server.sampled() && !failed {
-            return;
+            return None;
         }
         let spans = RequestSpans {
             context: TraceContextIds {
@@ -148,11 +150,15 @@ impl Tracing {
             status,
             clients,
         };
-        if let Err(e) = queue.try_send(spans) {
-            let spans = match e {
-                mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s) => s,
-            };
-            self.dropped.inc_by(1 + spans.clients.len() as u64);
+        match queue.try_send(spans) {
+            Ok(()) => Some(context.server.trace_id),
+            Err(e) => {
+                let spans = match e {
+                    mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s) => s,
+                };
+                self.dropped.inc_by(1 + spans.clients.len() as u64);
+                None
+            }
         }
     }
 }

@@ -102,7 +102,7 @@ path = "/r"
     assert_eq!(
         problems(&toml),
         [
-            "colour: unknown key; expected one of: server, cache, tracing, upstreams, routes",
+            "colour: unknown key; expected one of: server, cache, access_log, tracing, upstreams, routes",
             "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `keepalive_timeout`, `send_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_depth`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`",
             "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `extract`, `select`, `omit`, `rename`, `for_each`, `concurrency`, `max_items`, `for_each_fail`",
@@ -1114,4 +1114,44 @@ fn mask_hashes(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[test]
+fn access_log_problems_name_their_key_and_the_fix() {
+    let found = problems(
+        "[access_log]\npath = \"\"\nformat = \"apache\"\nbuffer = \"100MiB\"\nflush = \"soon\"\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "access_log.path: is empty; write \"stdout\", \"stderr\" or the path of a file, such as \"/var/log/fanout/access.log\"",
+            "access_log.format: unknown format \"apache\"; use \"json\", \"text\" or \"combined\" (nginx's)",
+            "access_log.buffer: \"100MiB\" is out of range; use a size from \"1KiB\" to \"64MiB\", such as \"64KiB\"",
+            "access_log.flush: invalid duration \"soon\"; write a number and a unit, such as \"250ms\", \"2s\" or \"5m\"",
+        ]
+    );
+    assert_eq!(
+        problems("[access_log]\nlevel = \"info\"\n"),
+        [
+            "access_log.level: unknown key `level`, expected one of `enabled`, `path`, `format`, `buffer`, `flush`"
+        ],
+        "an unknown key"
+    );
+    assert_eq!(
+        problems("[access_log]\npath = \"logs/\"\n"),
+        [
+            "access_log.path: \"logs/\" names a directory; name a file in it, such as \"logs/access.log\""
+        ]
+    );
+    // The defaults and every accepted value.
+    for log in [
+        "",
+        "enabled = false\npath = \"stdout\"\nformat = \"text\"",
+        "path = \"/var/log/fanout/access.log\"\nformat = \"combined\"\nbuffer = \"1MiB\"\nflush = \"250ms\"",
+    ] {
+        assert_eq!(
+            problems(&format!("[access_log]\n{log}\n")),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -17,6 +17,7 @@
 
 mod common;
 
+mod access_log;
 mod admin;
 mod aggregate;
 mod backend_answers;

@@ -281,7 +281,25 @@ async fn a_hung_collector_never_holds_a_request_up() {
     for _ in 0..20 {
         assert_eq!(get_json(&gw.url("/agg")).await.0, 200);
     }
-    assert_eq!(receiver.exports().len(), 1, "one export at a time");
+    assert_eq!(receiver.peak_in_flight(), 1, "one export at a time");
+}
+
+#[tokio::test]
+async fn without_an_endpoint_no_exemplar_points_at_a_trace() {
+    let up = mock().await;
+    let (gw, gateway) = start(&route_toml(&up)).await;
+    let (status, headers, _) = get_json(&gw.url("/agg")).await;
+    assert_eq!(status, 200);
+    assert!(headers["traceparent"].to_str().unwrap().ends_with("-01"));
+    let exposition = gateway.metrics.encode();
+    assert!(
+        exposition.contains("fanout_request_duration_seconds_count{route=\"/agg\"} 1"),
+        "{exposition}"
+    );
+    assert!(
+        !exposition.contains("trace_id="),
+        "no collector has this trace: {exposition}"
+    );
 }
 
 #[tokio::test]

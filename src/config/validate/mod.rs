@@ -1,6 +1,7 @@
 //! `validate()`: checks a loaded [`GatewayConfig`] as a whole and compiles it into the
 //! types the gateway runs on. Every problem is collected, each with its place and a fix.
 
+mod access_log;
 mod backend;
 mod route;
 mod server;
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use access_log::access_log;
 use route::route;
 use server::server;
 use tracing::tracing;
@@ -57,6 +59,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let mut p = Problems::default();
     let server = server(&config.server, &mut p);
     let cache_max_size = p.size("cache.max_size", &config.cache.max_size);
+    let access_log = access_log(&config.access_log, &mut p);
     let tracing = tracing(&config.tracing, &mut p);
     let upstreams: BTreeMap<String, UpstreamSpec> = config
         .upstreams
@@ -80,6 +83,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
             pending_restart: serde_json::Map::new(),
             server,
             cache_max_size,
+            access_log,
             tracing,
             upstreams,
             routes,

@@ -569,12 +569,21 @@ pub async fn start_gateway(toml: &str) -> TestGateway {
 /// Like [`start_gateway`], listening on `listen` (`"[::]:0"`: dual-stack, where an IPv4
 /// client's address arrives as `::ffff:a.b.c.d`).
 pub async fn start_gateway_on(toml: &str, listen: &str) -> TestGateway {
-    let compiled =
+    let mut compiled =
         compile(toml, &Env::default()).unwrap_or_else(|e| panic!("config is not valid:\n{e}"));
+    quiet(&mut compiled, toml);
     let live = Arc::new(arc_swap::ArcSwap::from_pointee(
         Gateway::build(compiled, None).expect("gateway builds"),
     ));
     serve_on(live, listen).await
+}
+
+/// Turns the access log off for a gateway in the test process whose config does not
+/// set `[access_log]`: its default, stderr, is the test runner's output.
+fn quiet(compiled: &mut fanout::config::Compiled, toml: &str) {
+    if !toml.contains("[access_log]") {
+        compiled.access_log.enabled = false;
+    }
 }
 
 pub async fn serve(live: LiveGateway) -> TestGateway {
@@ -625,8 +634,9 @@ pub async fn start_reloadable(toml: &str) -> ReloadableGateway {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml).unwrap();
-    let compiled = compile_file(&path, &Env::default())
+    let mut compiled = compile_file(&path, &Env::default())
         .unwrap_or_else(|e| panic!("config is not valid:\n{e}"));
+    quiet(&mut compiled, toml);
     let live: LiveGateway = Arc::new(arc_swap::ArcSwap::from_pointee(
         Gateway::build(compiled, None).unwrap(),
     ));
@@ -838,6 +848,21 @@ impl GatewayProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends it `signal` (`"USR1"`, `"TERM"`, ...), as `kill -SIGNAL PID` does.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (within its shutdown grace).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.child.wait().unwrap()
     }
 
     /// Peak resident memory so far (VmHWM), in bytes.

@@ -1,0 +1,62 @@
+//! What the access log knows of one request: a [`Record`] the request's task fills with
+//! values it already holds (refcounted clones, numbers, the clock), and nothing it has to
+//! format. The writer thread turns it into a line (`format`).
+
+use crate::metrics::Label;
+use crate::trace::TraceId;
+use http::{HeaderValue, Method, Uri, Version};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// One request, as the access log writes it. Cheap to make: every field is a copy, a
+/// reference-count bump (`Uri`, `HeaderValue` and `Label` share their bytes) or the
+/// backends' outcomes, which the aggregate collected anyway.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// When the answer was ready (nginx's `$time_local` is the end of the request too).
+    pub time: SystemTime,
+    /// The request id the request carried or was given.
+    pub request_id: HeaderValue,
+    /// The trace the request is part of, when tracing knows one.
+    pub trace_id: Option<TraceId>,
+    /// The peer's address (nginx's `$remote_addr`), not a forwarded one.
+    pub client: IpAddr,
+    pub method: Method,
+    /// The request target as the client sent it: path and query.
+    pub uri: Uri,
+    pub version: Version,
+    /// The route's path pattern, or `unmatched` / `health`: the metrics label.
+    pub route: Label,
+    pub status: u16,
+    /// The response body's length when it is known before it is sent: a whole answer's
+    /// size, or a stream's declared `Content-Length`. `None`: a stream of unknown length.
+    pub bytes: Option<u64>,
+    /// From the request's arrival to its answer's head being ready.
+    pub duration: Duration,
+    /// Each aggregate backend's outcome, in the route's order; `None` for other routes.
+    pub backends: Option<Box<[BackendOutcome]>>,
+    /// `Referer`, kept only for the `combined` format.
+    pub referer: Option<HeaderValue>,
+    /// `User-Agent`, kept only for the `combined` format.
+    pub user_agent: Option<HeaderValue>,
+}
+
+/// One aggregate backend's outcome: its name, its stable code (`ok`, `hit`, `timeout`,
+/// ...) and how long its call took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendOutcome {
+    pub name: Label,
+    pub code: &'static str,
+    pub elapsed: Duration,
+}
+
+/// The message a writer thread receives: a record, or a nudge to look at its controls
+/// (new settings, reopen, shutdown) when it would otherwise sleep.
+/// A `Wake` takes a record's room in the queue: boxing the record instead would cost an
+/// allocation per request, and wakes are rare.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Message {
+    Line(Record),
+    Wake,
+}
