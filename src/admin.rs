@@ -4,6 +4,7 @@
 //! It speaks HTTP/1.1 under the main listener's header and send timeouts, serves at most
 //! [`MAX_ADMIN_CONNECTIONS`] connections at once, and backs off when accepting fails.
 
+use crate::exposition::Exposition;
 use crate::gateway::LiveGateway;
 use crate::reload::Reloader;
 use crate::server::{Acceptor, SendTimeout};
@@ -138,13 +139,12 @@ async fn answer(
             )
         }
         (&Method::GET, "/metrics") => {
-            let mut response = Response::new(Full::new(Bytes::from(gateway.metrics.encode())));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
+            let format = Exposition::negotiate(request.headers().get(header::ACCEPT));
+            let body = format.render(gateway.metrics.encode());
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, format.content_type());
             response
         }
         (&Method::GET, "/config") => json_response(

@@ -10,6 +10,7 @@
 //! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
 //! - [`demo`]: sample upstreams for `fanout demo`.
 //! - [`error`]: every error the gateway makes, as status and JSON, in one place.
+//! - [`exposition`]: the `/metrics` text formats (OpenMetrics, Prometheus) and negotiation.
 //! - [`gateway`]: the live snapshot: building it, and serving a request in phases.
 //! - [`http1`]: the own HTTP/1.1 both ways: heads, framing, responses, the upstream client.
 //! - [`json_path`]: dotted paths into JSON (`data.items.0`), for templates and shaping.
@@ -32,6 +33,7 @@ pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod exposition;
 pub mod gateway;
 pub mod http1;
 pub mod json_path;

@@ -2,16 +2,23 @@
 //! and per backend, backend outcomes by code, cache and rate-limit counters, requests in
 //! flight, reloads by result, and the config hash. One registry per process: it
 //! outlives every config snapshot.
+//!
+//! A request's latency carries the id of its trace as an OpenMetrics exemplar when the
+//! trace was sampled (`{trace_id="…"}` on the bucket it fell in, the latest per bucket),
+//! so a dashboard goes from a slow bucket to the trace that shows why.
 
 use crate::cache::CacheStats;
+use crate::trace::TraceId;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// A label value made once (a route's path, a backend's name) and shared: recording a
 /// metric clones an `Arc`, it does not build a `String` per request.
@@ -32,6 +39,24 @@ impl EncodeLabelValue for Label {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
         EncodeLabelValue::encode(&&*self.0, encoder)
     }
+}
+
+/// A trace id as an exemplar's label value: 32 lowercase hex digits, written at scrape
+/// time (recording one copies 16 bytes).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct TraceIdValue(TraceId);
+
+impl EncodeLabelValue for TraceIdValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        // ASCII hex digits: always valid UTF-8.
+        encoder.write_str(std::str::from_utf8(&self.0.to_hex()).unwrap_or_default())
+    }
+}
+
+/// The exemplar of a request's latency: `trace_id`, the label Grafana and Tempo look up.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TraceLabels {
+    trace_id: TraceIdValue,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,9 +101,37 @@ fn seconds(elapsed: Duration) -> f64 {
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// A request latency histogram: one exemplar slot per bucket, written only by a request
+/// whose trace was sampled. Its observe takes a write lock around the histogram's own
+/// mutex, exemplar or not: one more uncontended lock than a plain histogram, and no
+/// allocation (a bucket's slot is made by its first exemplar, then overwritten).
+type ExemplarHistogram = HistogramWithExemplars<TraceLabels>;
+
+/// 0.5 ms to about 16 s.
+fn latency_bucket_bounds() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0005, 2.0, 16)
+}
+
 fn latency_buckets() -> Histogram {
-    // 0.5 ms to about 16 s.
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    Histogram::new(latency_bucket_bounds())
+}
+
+fn request_latency_buckets() -> ExemplarHistogram {
+    HistogramWithExemplars::new(latency_bucket_bounds())
+}
+
+/// Records `seconds` with `trace` as its bucket's exemplar when there is one.
+fn observe(histogram: &ExemplarHistogram, seconds: f64, trace: Option<TraceId>) {
+    match trace {
+        None => histogram.observe(seconds, None, None),
+        Some(id) => histogram.observe(
+            seconds,
+            Some(TraceLabels {
+                trace_id: TraceIdValue(id),
+            }),
+            Some(SystemTime::now()),
+        ),
+    }
 }
 
 /// A route's latency histogram and its count of 200 answers (most answers), held by the
@@ -86,7 +139,7 @@ fn latency_buckets() -> Histogram {
 /// build, so a route's series show 0 before its first request.
 #[derive(Debug, Clone)]
 pub struct RouteSeries {
-    seconds: Histogram,
+    seconds: ExemplarHistogram,
     ok: Counter,
 }
 
@@ -101,7 +154,7 @@ pub struct BackendSeries {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    request_seconds: Histograms<RouteLabels>,
+    request_seconds: Family<RouteLabels, ExemplarHistogram, fn() -> ExemplarHistogram>,
     backend_seconds: Histograms<BackendLabels>,
     backend_outcomes: Family<OutcomeLabels, Counter>,
     rate_limited: Family<RouteLabels, Counter>,
@@ -133,7 +186,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix("fanout");
         let m = Self {
             requests: Family::default(),
-            request_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
+            request_seconds: Family::new_with_constructor(
+                request_latency_buckets as fn() -> ExemplarHistogram,
+            ),
             backend_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
             backend_outcomes: Family::default(),
             rate_limited: Family::default(),
@@ -253,23 +308,26 @@ impl Metrics {
     }
 
     /// Records an answer: through the route's `series` when it has one (a matched
-    /// route), by lookup otherwise and for a status other than 200.
+    /// route), by lookup otherwise and for a status other than 200. `trace` is the id
+    /// of the request's trace when it was sampled: the latency's exemplar.
     pub fn request(
         &self,
         route: &Label,
         series: Option<&RouteSeries>,
         status: u16,
         elapsed: Duration,
+        trace: Option<TraceId>,
     ) {
         let seconds = seconds(elapsed);
         match series {
-            Some(series) => series.seconds.observe(seconds),
-            None => self
-                .request_seconds
-                .get_or_create(&RouteLabels {
+            Some(series) => observe(&series.seconds, seconds, trace),
+            None => observe(
+                &self.request_seconds.get_or_create(&RouteLabels {
                     route: route.clone(),
-                })
-                .observe(seconds),
+                }),
+                seconds,
+                trace,
+            ),
         }
         if let Some(series) = series.filter(|_| status == 200) {
             series.ok.inc();
@@ -345,7 +403,8 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition, exemplars included
+    /// ([`crate::exposition::Exposition`] turns it into the Prometheus text format).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -364,9 +423,9 @@ mod tests {
         let route = Label::new("/api/{id}");
         // Through the route's series and by lookup, the same series.
         let series = m.route_series(&route, false);
-        m.request(&route, Some(&series), 200, Duration::from_millis(3));
-        m.request(&route, None, 200, Duration::from_millis(3));
-        m.request(&route, Some(&series), 404, Duration::from_millis(3));
+        m.request(&route, Some(&series), 200, Duration::from_millis(3), None);
+        m.request(&route, None, 200, Duration::from_millis(3), None);
+        m.request(&route, Some(&series), 404, Duration::from_millis(3), None);
         let user = Label::new("user");
         let backend = m.backend_series(&route, &user);
         m.backend(&route, &user, &backend, "hit", Duration::from_millis(1));
@@ -395,5 +454,61 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(!text.contains("hash=\"abc\""), "the old hash is gone");
+    }
+
+    #[test]
+    fn a_sampled_request_is_its_buckets_exemplar() {
+        let m = Metrics::new();
+        let route = Label::new("/api");
+        let series = m.route_series(&route, false);
+        let first = TraceId::from_hex(b"4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let latest = TraceId::from_hex(b"0af7651916cd43dd8448eb211c80319c").unwrap();
+        // 3 ms falls in the 4 ms bucket; 100 ms in the 128 ms one.
+        m.request(
+            &route,
+            Some(&series),
+            200,
+            Duration::from_millis(3),
+            Some(first),
+        );
+        m.request(
+            &route,
+            Some(&series),
+            200,
+            Duration::from_millis(3),
+            Some(latest),
+        );
+        m.request(&route, Some(&series), 200, Duration::from_millis(3), None);
+        m.request(&route, None, 502, Duration::from_millis(100), Some(first));
+        m.request(&route, None, 200, Duration::from_millis(20), None);
+        let text = m.encode();
+        let bucket = |le: &str| {
+            let start =
+                format!("fanout_request_duration_seconds_bucket{{le=\"{le}\",route=\"/api\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(start.as_str()))
+                .unwrap_or_else(|| panic!("no bucket {le} in\n{text}"))
+                .to_string()
+        };
+        // The latest sampled request of a bucket is its exemplar; unsampled ones leave it.
+        let ms4 = bucket("0.004");
+        let (count, exemplar) = ms4.split_once(" # ").expect("an exemplar");
+        assert_eq!(count, "3");
+        let mut parts = exemplar.split(' ');
+        assert_eq!(
+            parts.next(),
+            Some("{trace_id=\"0af7651916cd43dd8448eb211c80319c\"}")
+        );
+        assert_eq!(parts.next(), Some("0.003"));
+        let stamp: f64 = parts.next().expect("a timestamp").parse().unwrap();
+        assert!(stamp > 1.7e9, "seconds since the epoch: {stamp}");
+        assert!(
+            bucket("0.128").starts_with("5 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.1 "),
+            "{text}"
+        );
+        // No sampled request in these buckets: no exemplar.
+        assert_eq!(bucket("0.032"), "4");
+        assert_eq!(bucket("0.002"), "0");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -295,8 +295,9 @@ impl Gateway {
         elapsed: Duration,
     ) {
         let status = response.status().as_u16();
+        // The sampled trace's id becomes the latency's exemplar once requests are traced.
         self.metrics
-            .request(summary.label, summary.series, status, elapsed);
+            .request(summary.label, summary.series, status, elapsed, None);
         let backends = summary.backends.as_ref().map_or("", |b| b.0.as_str());
         tracing::info!(
             target: "fanout::access",

@@ -433,3 +433,56 @@ async fn metrics_label_every_answer_and_start_counters_at_zero() {
         "no empty route label:\n{text}"
     );
 }
+
+#[tokio::test]
+async fn metrics_answer_in_the_format_the_scraper_prefers() {
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json("1"))
+        .start()
+        .await;
+    let gw = start_reloadable(&config(&up, "")).await;
+    get_json(&gw.gateway.url("/r")).await;
+    let scrape = async |accept: &str| {
+        let response = client()
+            .get(format!("http://{}/metrics", gw.admin))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        (content_type, response.text().await.unwrap())
+    };
+
+    // Prometheus 2.x/3.x: OpenMetrics, where exemplars are.
+    let (content_type, text) = scrape(
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+         version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    )
+    .await;
+    assert!(content_type.starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(text.contains("# TYPE fanout_requests counter\n"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+
+    // A scraper of the classic text format gets it: no `# EOF`, counter families named
+    // as their samples, the same samples.
+    let (content_type, text) = scrape("text/plain;version=0.0.4;q=1,*/*;q=0.1").await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(
+        text.contains("# TYPE fanout_requests_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fanout_requests_total{route=\"/r\",status=\"200\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fanout_request_duration_seconds_count{route=\"/r\"} 1\n"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(!text.contains(" # {"), "no exemplar: {text}");
+}

@@ -28,6 +28,7 @@ mod downstream_http1;
 mod limits;
 mod listeners;
 mod memory;
+mod otlp_receiver;
 mod protection;
 mod proxy;
 mod proxy_headers;

@@ -6,6 +6,7 @@
 //! paused clock (`#[tokio::test(start_paused = true)]`) they are the test's virtual time.
 
 mod eventually;
+pub mod otlp;
 
 pub use eventually::{eventually, eventually_some};
 
@@ -650,6 +651,9 @@ pub async fn start_reloadable(toml: &str) -> ReloadableGateway {
 
 /// A test HTTP client: no decompression, no redirects, no proxy.
 pub fn client() -> reqwest::Client {
+    // reqwest is built without a crypto provider of its own: use the gateway's (ring),
+    // installed once per process (a second install is refused, harmlessly).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
