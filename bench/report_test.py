@@ -23,12 +23,21 @@ def figures(rps, p50_ms, user=None, kernel=None):
     return f
 
 
+def logged(rps, p50_ms, user, kernel, lines_per_req, bytes_per_line):
+    return {**figures(rps, p50_ms, user, kernel), "access_log_lines_per_req": lines_per_req,
+            "access_log_bytes_per_line": bytes_per_line}
+
+
 def results():
     medians = {
         "a/fanout": figures(60000, 0.9, 4.0, 11.0),
         "a/nginx": figures(50000, 0.9, 3.0, 12.0),
+        "a/nginx+log": logged(40000, 1.0, 5.0, 15.0, 1.0001, 96),
+        "a/fanout+log": logged(55000, 1.0, 4.5, 12.0, 1.0002, 250),
         "b/nginx+lua": figures(25000, 2.4, 11.0, 29.0),
         "b/fanout": figures(30000, 2.0, 8.0, 24.0),
+        "b/nginx+lua+log": logged(20000, 2.6, 13.0, 35.0, 1.0, 91),
+        "b/fanout+log": logged(28000, 2.1, 9.0, 27.0, 0.95, 300),
         "c/fanout": figures(99000, 0.6, 3.0, 7.0),
         "i/direct": figures(50000, 0.019),
         "i/fanout": figures(7000, 0.127, 20.0, 35.0),
@@ -62,6 +71,57 @@ class ReportTest(unittest.TestCase):
     def test_ceiling_is_peer_cpu_over_fanout_kernel(self):
         # nginx 15.0 / fanout kernel 11.0; nginx+Lua 40.0 / 24.0
         self.assertIn("proxy over nginx 1.36×, aggregate over nginx+Lua 1.67×.", self.text)
+
+    def test_logged_runs_follow_and_compare_with_fanout_logged(self):
+        proxy = self.text.split("(a) proxy")[1].split("(b) aggregate")[0]
+        rows = [line.split(" | ")[0] for line in proxy.splitlines() if line.startswith("| ")][2:]
+        self.assertEqual(rows, ["| fanout", "| nginx", "| fanout+log", "| nginx+log"])
+        # 55,000 / 40,000
+        self.assertIn("| nginx+log | 40,000 | 1.00 | 2.00 | 20.0 | 5.0 | 15.0 | 16.0 | 1.38 |", proxy)
+
+    def test_production_pair(self):
+        pair = self.text.split("The production pair")[1].split("**Targets**")[0]
+        self.assertIn("`access_log FILE;`", pair)
+        self.assertIn("| (a) fanout | 15.0 | 16.5 | 1.10 | 55,000 | 1.000 | 250 |", pair)
+        self.assertIn("| (a) nginx | 15.0 | 20.0 | 1.33 | 40,000 | 1.000 | 96 |", pair)
+        self.assertIn("| (b) fanout | 32.0 | 36.0 | 1.12 | 28,000 | 0.950 | 300 |", pair)
+        self.assertIn("| (b) nginx+lua | 40.0 | 48.0 | 1.20 | 20,000 | 1.000 | 91 |", pair)
+
+    def test_production_targets_compare_cpu_per_request(self):
+        self.assertIn("| proxy CPU per request, access log on over off | 1.10× | ≤ 1.10× | yes |", self.text)
+        self.assertIn("| aggregate CPU per request, access log on over off | 1.12× | ≤ 1.10× | **no** |",
+                      self.text)
+        # nginx 20.0 / fanout 16.5; nginx+Lua 48.0 / fanout 36.0
+        self.assertIn("| proxy with the access log on: nginx's CPU per request over fanout's | 1.21× | ≥ 1.0×"
+                      " | yes |", self.text)
+        self.assertIn("| aggregate with the access log on: nginx+Lua's CPU per request over fanout's"
+                      " | 1.33× | ≥ 1.2× | yes |", self.text)
+
+    def test_buffered_nginx_log_is_named(self):
+        bench.NGINX_LOG_BUFFER = "64k"
+        try:
+            text = bench.report(results(), INFO)
+        finally:
+            bench.NGINX_LOG_BUFFER = None
+        self.assertIn("`access_log FILE combined buffer=64k flush=1s;`", text)
+
+    def test_upstream_connections_leave_out_logged_runs(self):
+        medians = results()["medians"]
+        for key in ("a/fanout", "a/nginx", "a/fanout+log"):
+            medians[key]["upstream_connections"] = {"most_open": 64, "distinct": 64}
+        text = bench.report({**results(), "medians": medians}, INFO)
+        upstream = text.split("upstream connections during (a)")[1].split("\n\n**")[0]
+        self.assertIn("| fanout | 64 | 64 |", upstream)
+        self.assertNotIn("+log", upstream)
+
+    def test_logged_runs_sit_beside_their_pair(self):
+        runs = [(s, n) for s, n, _, _ in bench.scenarios({"a", "b", "c"})]
+        self.assertEqual(runs, [("a", "nginx+log"), ("a", "fanout+log"), ("a", "fanout"), ("a", "nginx"),
+                                ("a", "haproxy"), ("b", "nginx+lua+log"), ("b", "fanout+log"),
+                                ("b", "fanout"), ("c", "fanout"), ("b", "nginx+lua"), ("b", "fastapi")])
+        urls = {n: u for s, n, u, _ in bench.scenarios({"b"})}
+        self.assertEqual(urls["nginx+lua+log"], "http://127.0.0.1:9301/agg")
+        self.assertEqual(urls["fanout+log"], "http://127.0.0.1:9300/agg")
 
     def test_one_core_latency_reuses_the_direct_call(self):
         one_core = self.text.split("idle added latency on one core")[1]
