@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::{get_json, start_gateway};
-use fanout::demo::{Sample, serve};
+use fanout::demo::{Sample, serve, serve_collector};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -24,7 +24,14 @@ async fn sample_config() -> String {
         assert!(toml.contains(fixed), "gateway.toml names {fixed}");
         toml = toml.replace(fixed, &addr);
     }
-    toml
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve_collector(listener));
+    assert!(
+        toml.contains("127.0.0.1:4318"),
+        "gateway.toml exports to the collector"
+    );
+    toml.replace("127.0.0.1:4318", &addr)
 }
 
 #[tokio::test]
@@ -67,7 +74,7 @@ async fn the_demo_prints_a_traceparent_line_whose_trace_the_answer_continues() {
     let compiled = fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap();
     let gw = start_gateway(&toml).await;
     let lines = fanout::demo::curl_lines(&compiled, gw.addr);
-    let traced = lines.last().unwrap();
+    let traced = lines.iter().find(|l| l.contains("traceparent")).unwrap();
     let (url, header) = traced
         .strip_prefix("curl -si ")
         .and_then(|rest| rest.split_once(" -H 'traceparent: "))
@@ -86,4 +93,33 @@ async fn the_demo_prints_a_traceparent_line_whose_trace_the_answer_continues() {
         traceparent.split('-').nth(1),
         "{answer}"
     );
+    let server_span = answer.split('-').nth(2).unwrap().to_string();
+
+    // The collector line shows that trace's spans: the gateway's server span, and one
+    // client span per backend call under it.
+    let collector = lines
+        .iter()
+        .find(|l| l.contains("/v1/traces?trace_id="))
+        .unwrap();
+    let url = collector.split('\'').nth(1).unwrap().to_string();
+    let spans = common::eventually_some("the trace's spans at the sample collector", async || {
+        let (_, _, spans) = get_json(&url).await;
+        let spans = spans.as_array()?.clone();
+        spans.iter().any(|s| s["kind"] == "server").then_some(spans)
+    })
+    .await;
+    let server = spans.iter().find(|s| s["kind"] == "server").unwrap();
+    assert_eq!(server["span_id"], server_span.as_str(), "{spans:#?}");
+    let clients: Vec<_> = spans.iter().filter(|s| s["kind"] == "client").collect();
+    assert!(
+        clients.len() >= 4,
+        "user, orders, weather, friends: {spans:#?}"
+    );
+    assert!(
+        clients
+            .iter()
+            .all(|c| c["parent_span_id"] == server_span.as_str()),
+        "{spans:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("/metrics | grep trace_id")));
 }

@@ -1,8 +1,14 @@
 //! Sample upstreams for `fanout demo` (and for anyone who wants a realistic target):
 //! `users`, `orders` and `weather`, small JSON services with realistic latencies, one of
-//! them slow on every third call so the demo shows a default taking over.
+//! them slow on every third call so the demo shows a default taking over; and, when
+//! `[tracing]` exports OTLP/HTTP JSON to this machine, a sample collector (`collector`)
+//! that shows each trace's spans.
 
-use crate::config::Compiled;
+mod collector;
+
+pub use collector::serve_collector;
+
+use crate::config::{Compiled, OtlpProtocol};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -73,7 +79,31 @@ pub async fn start(compiled: &Compiled) -> Result<Vec<(String, SocketAddr)>, Dem
         tokio::spawn(serve(sample, listener));
         started.push((name.clone(), local));
     }
+    if let Some(addr) = collector_addr(compiled) {
+        let listener = TcpListener::bind(&addr).await.map_err(|source| DemoError {
+            upstream: "tracing.otlp_endpoint".into(),
+            addr: addr.clone(),
+            source,
+        })?;
+        let local = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        tokio::spawn(serve_collector(listener));
+        started.push(("trace collector".into(), local));
+    }
     Ok(started)
+}
+
+/// Where the sample collector listens: the address of `[tracing] otlp_endpoint` when it
+/// exports OTLP/HTTP JSON to a loopback address.
+fn collector_addr(compiled: &Compiled) -> Option<String> {
+    let export = compiled.tracing.export.as_ref()?;
+    if export.protocol != OtlpProtocol::HttpJson {
+        return None;
+    }
+    let rest = export.endpoint.strip_prefix("http://")?;
+    let addr = rest.split('/').next()?;
+    (addr.starts_with("127.0.0.1:") || addr.starts_with("localhost:")).then(|| addr.to_string())
 }
 
 /// Serves one sample service on `listener` until the process ends.
@@ -198,8 +228,9 @@ fn answer(sample: Sample, request: &Request<Incoming>, n: u64) -> (StatusCode, D
     }
 }
 
-/// `curl` lines for the routes of `compiled`, with every path parameter set to `1`, and
-/// the first again with a client's `traceparent`, which the answer's continues.
+/// `curl` lines for the routes of `compiled`, with every path parameter set to `1`; the
+/// first again with a client's `traceparent`, which the answer's continues; and, with the
+/// sample collector, that trace's spans and the latency exemplars that link to it.
 pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
     let mut lines: Vec<String> = compiled
         .routes
@@ -223,9 +254,21 @@ pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
         })
         .collect();
     if let Some(first) = lines.first() {
+        lines.push(format!("{first} -H 'traceparent: {DEMO_TRACEPARENT}'"));
+    }
+    if let Some(collector) = collector_addr(compiled) {
+        let trace_id = &DEMO_TRACEPARENT[3..35];
         lines.push(format!(
-            "{first} -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'"
+            "curl -s 'http://{collector}/v1/traces?trace_id={trace_id}'   # its spans, a second later"
         ));
+        if let Some(admin) = compiled.server.admin_listen {
+            lines.push(format!(
+                "curl -s http://{admin}/metrics | grep trace_id   # latencies link to traces"
+            ));
+        }
     }
     lines
 }
+
+/// The client trace the demo's curl lines continue.
+const DEMO_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
