@@ -9,7 +9,7 @@
 //! - [`cache`]: the response cache (moka), with single-flight misses and stale serving.
 //! - [`compress`]: gzip and br for answers whole in memory.
 //! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
-//! - [`demo`]: sample upstreams for `fanout demo`.
+//! - [`demo`]: sample upstreams and a sample trace collector for `fanout demo`.
 //! - [`error`]: every error the gateway makes, as status and JSON, in one place.
 //! - [`exposition`]: the `/metrics` text formats (OpenMetrics, Prometheus) and negotiation.
 //! - [`gateway`]: the live snapshot: building it, and serving a request in phases.
@@ -23,7 +23,7 @@
 //! - [`router`]: the compiled route table (matchit), path normalization, 404 and 405.
 //! - [`server`]: the listener, the own HTTP/1.1 connection (hyper for the rest), shutdown.
 //! - [`template`]: upstream path templates and the encoding that keeps values in place.
-//! - [`trace`]: trace and span ids (W3C Trace Context).
+//! - [`trace`]: W3C Trace Context on every upstream call, spans, their OTLP export.
 //! - [`upstream`]: one transport per upstream, its protection, one call with a deadline.
 
 pub mod access_log;
