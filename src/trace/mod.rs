@@ -3,6 +3,14 @@
 //! each upstream call). W3C Trace Context writes both as lowercase hex
 //! (`traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`); all-zero ids are
 //! invalid there, so `random` never makes one.
+//!
+//! - `context`: a request's trace context: the client's `traceparent` continued (or a
+//!   trace started), `tracestate` and `baggage` passed on, a child span per upstream try.
+//! - `record`: the spans a request records while `[tracing]` exports: plain structs,
+//!   no SDK type on the request's task.
+//! - `export`: sampling, and the exporter thread that turns recorded spans into
+//!   OpenTelemetry's and sends them in batches over OTLP, dropping (and counting) what
+//!   a slow or absent collector cannot take.
 
 pub mod context;
 pub mod export;
