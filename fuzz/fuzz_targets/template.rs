@@ -214,9 +214,11 @@ fuzz_target!(|input: Input| {
     };
 
     let render_input = RenderInput {
+        method: &http::Method::GET,
         params: &matched.params,
         query: (!query.is_empty()).then_some(query.as_str()),
         headers: &headers,
+        body: None,
         answers: &[],
         item: Some(&item),
     };

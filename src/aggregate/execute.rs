@@ -6,9 +6,9 @@
 
 use super::error::AggregateError;
 use super::scope::{AggregateRoute, Outcome};
+use crate::template::Answered;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use serde_json::Value;
 use std::future::Future;
 
 /// Starts one backend of a request.
@@ -21,7 +21,7 @@ pub(super) trait Launch {
     fn start(
         &self,
         i: usize,
-        answers: &[Option<Value>],
+        answers: &[Option<Answered>],
     ) -> impl Future<Output = Started<Self::Call>>;
 }
 
@@ -75,7 +75,7 @@ pub(super) async fn execute<L: Launch>(
 struct Progress {
     outcomes: Vec<Option<Outcome>>,
     /// Answers (before shaping) that other backends read, by backend index.
-    answers: Vec<Option<Value>>,
+    answers: Vec<Option<Answered>>,
     /// How many answers each backend still waits for.
     waits: Vec<usize>,
     /// Backends whose answers have all arrived, not yet started.

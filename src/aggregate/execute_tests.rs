@@ -7,6 +7,7 @@ use crate::aggregate::{Backend, BackendError};
 use crate::cache::ResponseCache;
 use crate::config::{AggregateSpec, Env, RouteKind, compile};
 use crate::metrics::{Label, Metrics};
+use crate::template::Answered;
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use std::pin::Pin;
@@ -60,11 +61,11 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
 type Result = std::result::Result<BackendAnswer, BackendError>;
 
 fn ok(raw: &str) -> Result {
-    let raw: Value = serde_json::from_str(raw).unwrap();
+    let raw: serde_json::Value = serde_json::from_str(raw).unwrap();
     Ok(BackendAnswer {
         body: Bytes::from(raw.to_string()),
         desc: "ok",
-        raw: Some(raw),
+        raw: Some(Answered::ok(raw)),
         failed_elements: None,
     })
 }
@@ -129,7 +130,7 @@ fn signal() -> (oneshot::Sender<Result>, Ends) {
 impl Launch for Fake {
     type Call = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
-    async fn start(&self, i: usize, answers: &[Option<Value>]) -> Started<Self::Call> {
+    async fn start(&self, i: usize, answers: &[Option<Answered>]) -> Started<Self::Call> {
         let saw = answers.iter().map(Option::is_some).collect();
         self.started.lock().unwrap().push((i, saw));
         let outcome = |result| Outcome {

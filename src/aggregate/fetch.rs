@@ -7,6 +7,7 @@ use super::scope::{Backend, BackendAnswer, RequestScope};
 use super::shape;
 use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery, Stored};
 use crate::config::{MergeMode, Shape};
+use crate::template::Answered;
 use crate::trace::record::CallTrace;
 use crate::upstream::{CallError, Upstream, budget};
 use bytes::Bytes;
@@ -70,7 +71,7 @@ fn answer((body, raw, desc): (Bytes, Option<Value>, &'static str)) -> BackendAns
     BackendAnswer {
         body,
         desc,
-        raw,
+        raw: raw.map(Answered::ok),
         failed_elements: None,
     }
 }

@@ -6,7 +6,7 @@
 use super::error::BackendError;
 use super::scope::{AggregateRoute, Backend, BackendAnswer, ElementFailures};
 use crate::config::ForEachSpec;
-use crate::template::{Problem, RenderError, RenderInput};
+use crate::template::{Answered, Problem, RenderError, RenderInput};
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
@@ -21,7 +21,7 @@ pub(super) fn urls(
     each: &ForEachSpec,
     input: &RenderInput<'_>,
 ) -> Result<Vec<Result<String, RenderError>>, BackendError> {
-    let answer = input.answers[each.backend].as_ref();
+    let answer = input.answers[each.backend].as_ref().map(|a| &a.body);
     let array = match &each.path {
         None => answer,
         Some(path) => answer.and_then(|a| path.get(a)),
@@ -102,7 +102,7 @@ where
                 hits += usize::from(answer.desc == "hit");
                 bodies[k] = Some(answer.body);
                 if let Some(raw) = answer.raw {
-                    raws[k] = raw;
+                    raws[k] = raw.body;
                 }
             }
             // Dropping `calls` cancels the element calls still running.
@@ -130,7 +130,7 @@ where
         } else {
             "ok"
         },
-        raw: keep.then(|| Value::Array(raws)),
+        raw: keep.then(|| Answered::ok(Value::Array(raws))),
         failed_elements: failures,
     })
 }

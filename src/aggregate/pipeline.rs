@@ -10,10 +10,9 @@ use super::for_each;
 use super::respond::{BackendOutcomes, respond};
 use super::scope::{AggregateRoute, BackendAnswer, Outcome, RequestScope};
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
-use crate::template::RenderInput;
+use crate::template::{Answered, RenderInput};
 use crate::trace::TraceContext;
 use http::{HeaderValue, Response, request};
-use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -71,16 +70,18 @@ impl<'s> Launch for Launcher<'s, '_> {
     /// call is held in the route's set of running calls until it ends.
     type Call = Pin<Box<dyn Future<Output = Outcome> + Send + 's>>;
 
-    async fn start(&self, i: usize, answers: &[Option<Value>]) -> Started<Self::Call> {
+    async fn start(&self, i: usize, answers: &[Option<Answered>]) -> Started<Self::Call> {
         let scope = self.scope;
         let route = scope.route;
         let backend = &route.backends[i];
         // Another backend reads this one's answer: keep it unshaped too.
         let keep = route.plan.is_read(i);
         let input = RenderInput {
+            method: &scope.parts.method,
             params: self.params,
             query: scope.parts.uri.query(),
             headers: &scope.parts.headers,
+            body: None,
             answers,
             item: None,
         };

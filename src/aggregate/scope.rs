@@ -7,13 +7,13 @@ use crate::cache::{ResponseCache, Varying};
 use crate::config::{BackendSpec, Plan};
 use crate::metrics::{BackendSeries, Label, Metrics};
 use crate::request_id::X_REQUEST_ID;
+use crate::template::Answered;
 use crate::trace::TraceContext;
 use crate::trace::record::CallTrace;
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::header::ACCEPT_ENCODING;
 use http::{HeaderMap, HeaderName, HeaderValue, request};
-use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -138,7 +138,7 @@ pub struct BackendAnswer {
     /// The `Server-Timing` desc: `ok`, `hit` or `stale`.
     pub desc: &'static str,
     /// The answer before shaping, kept only when another backend reads it.
-    pub raw: Option<Value>,
+    pub raw: Option<Answered>,
     /// For `for_each`: the element calls that failed, each `null` in its place.
     pub failed_elements: Option<ElementFailures>,
 }

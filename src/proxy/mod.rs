@@ -66,7 +66,7 @@ pub fn target_url(
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
 ) -> Result<String, GatewayError> {
-    let input = RenderInput::request(params, None, &parts.headers);
+    let input = RenderInput::request(&parts.method, params, None, &parts.headers);
     let mut url = route
         .path
         .render(&route.upstream.spec.base, &input)

@@ -5,7 +5,7 @@
 //! or from the element of a `for_each` (`{item.id}`).
 
 use crate::json_path::Path;
-use http::HeaderMap;
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use value::{lookup, write_value};
 
@@ -143,13 +143,41 @@ impl RenderError {
     }
 }
 
+/// An answer another backend reads: its body before shaping, its status and the
+/// response headers kept for readers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    /// The answer's JSON before shaping (`null` for a 204).
+    pub body: Value,
+    pub status: StatusCode,
+    /// The response headers templates, conditions or `headers_from` read; empty when
+    /// none are.
+    pub headers: HeaderMap,
+}
+
+impl Answered {
+    /// A 200 answer with no headers kept.
+    pub fn ok(body: Value) -> Self {
+        Self {
+            body,
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+        }
+    }
+}
+
 /// The values a template reads.
 pub struct RenderInput<'a> {
+    /// The client's request method.
+    pub method: &'a Method,
     pub params: &'a matchit::Params<'a, 'a>,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
-    /// The answers (before shaping) of the route's backends that have finished, by index.
-    pub answers: &'a [Option<Value>],
+    /// The client's request body parsed as JSON; `None` when no backend reads it or the
+    /// request has none.
+    pub body: Option<&'a Value>,
+    /// The answers of the route's backends that have finished and are read, by index.
+    pub answers: &'a [Option<Answered>],
     /// The `for_each` element being called for.
     pub item: Option<&'a Value>,
 }
@@ -157,14 +185,17 @@ pub struct RenderInput<'a> {
 impl<'a> RenderInput<'a> {
     /// Values from the request only.
     pub fn request(
+        method: &'a Method,
         params: &'a matchit::Params<'a, 'a>,
         query: Option<&'a str>,
         headers: &'a HeaderMap,
     ) -> Self {
         Self {
+            method,
             params,
             query,
             headers,
+            body: None,
             answers: &[],
             item: None,
         }

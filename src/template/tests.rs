@@ -27,7 +27,7 @@ fn render_mode(
     headers.insert("x-user", "a b/c".parse().unwrap());
     tpl.render(
         "http://up",
-        &RenderInput::request(&m.params, query, &headers),
+        &RenderInput::request(&http::Method::GET, &m.params, query, &headers),
     )
 }
 
@@ -47,13 +47,15 @@ fn render_answer(
     let tpl = Template::parse(t, &scope, TemplateMode::Backend).unwrap();
     let headers = HeaderMap::new();
     let params = matchit::Params::new();
-    let answers = [answer, None];
+    let answers = [answer.map(Answered::ok), None];
     tpl.render(
         "http://up",
         &RenderInput {
+            method: &http::Method::GET,
             params: &params,
             query: None,
             headers: &headers,
+            body: None,
             answers: &answers,
             item: item.as_ref(),
         },

@@ -53,7 +53,7 @@ pub(super) fn lookup<'a>(source: &Source, input: &RenderInput<'a>) -> Result<Tex
         Source::Answer { backend, path, .. } => {
             let answer = input.answers.get(*backend).and_then(Option::as_ref);
             return answer
-                .and_then(|a| path.get(a))
+                .and_then(|a| path.get(&a.body))
                 .map_or(Err(Problem::Missing), scalar);
         }
         Source::Item(path) => {
