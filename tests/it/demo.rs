@@ -123,3 +123,110 @@ async fn the_demo_prints_a_traceparent_line_whose_trace_the_answer_continues() {
     );
     assert!(lines.iter().any(|l| l.contains("/metrics | grep trace_id")));
 }
+
+/// Starts `sample` on a free port; returns its base URL.
+async fn sample_at(sample: Sample) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(sample, listener));
+    url
+}
+
+async fn post(url: &str, body: serde_json::Value) -> reqwest::Response {
+    common::client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_sample_write_services_answer_from_the_body_they_are_sent() {
+    let orders = sample_at(Sample::Orders).await;
+    let items = json!([{"sku": "tea-earl-grey", "qty": 2}, {"sku": "mug-blue", "qty": 1}]);
+    let placed = post(
+        &format!("{orders}/orders"),
+        json!({"user": 7, "items": items}),
+    )
+    .await;
+    assert_eq!(placed.status(), 201);
+    let location = placed.headers()["location"].to_str().unwrap().to_string();
+    let order = common::json_of(placed).await;
+    assert_eq!(location, format!("/orders/{}", order["id"]));
+    assert_eq!(order["user"], 7);
+    assert!(order["total"].as_f64().unwrap() > 0.0, "{order}");
+    // A user id as text, as a path parameter reaches a template, is read too.
+    let placed = post(
+        &format!("{orders}/orders"),
+        json!({"user": "7", "items": items}),
+    )
+    .await;
+    assert_eq!(placed.status(), 201);
+    let refused = post(&format!("{orders}/orders"), json!({"items": items})).await;
+    assert_eq!(refused.status(), 400);
+    assert!(
+        common::json_of(refused).await["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:")
+    );
+    let not_json = common::client()
+        .post(format!("{orders}/orders"))
+        .body("{user: 7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    // Reads still answer as before.
+    let (status, _, recent) = get_json(&format!("{orders}/orders?user=7")).await;
+    assert_eq!(status, 200);
+    assert_eq!(recent["count"], 3);
+
+    let stock = sample_at(Sample::Stock).await;
+    let reserved = post(
+        &format!("{stock}/stock/reservations"),
+        json!({"order": 5001, "items": items}),
+    )
+    .await;
+    assert_eq!(reserved.status(), 201);
+    assert_eq!(common::json_of(reserved).await["units"], 3);
+    let too_many = json!({"order": 5001, "items": [{"sku": "tea-earl-grey", "qty": 11}]});
+    let conflict = post(&format!("{stock}/stock/reservations"), too_many).await;
+    assert_eq!(conflict.status(), 409);
+
+    let payments = sample_at(Sample::Payments).await;
+    let charge = json!({"order": 5001, "amount": 12.5, "card": "tok_visa"});
+    let paid = post(&format!("{payments}/payments"), charge).await;
+    assert_eq!(paid.status(), 201);
+    let paid = common::json_of(paid).await;
+    assert_eq!(
+        (paid["amount"].clone(), paid["status"].clone()),
+        (json!(12.5), json!("captured"))
+    );
+    let declined = json!({"order": 5001, "amount": 12.5, "card": fanout::demo::DECLINED_CARD});
+    assert_eq!(
+        post(&format!("{payments}/payments"), declined)
+            .await
+            .status(),
+        402
+    );
+
+    let loyalty = sample_at(Sample::Loyalty).await;
+    let credit = json!({"user": 7, "order": 5001, "amount": 12.5});
+    let credited = post(&format!("{loyalty}/loyalty/points"), credit).await;
+    assert_eq!(credited.status(), 201);
+    assert_eq!(common::json_of(credited).await["points"], 12);
+    let (status, _, _) = get_json(&format!("{loyalty}/loyalty/points")).await;
+    assert_eq!(status, 405);
+
+    // The users sample says who is on the pro plan: odd ids.
+    let users = sample_at(Sample::Users).await;
+    let (_, _, one) = get_json(&format!("{users}/users/1")).await;
+    let (_, _, two) = get_json(&format!("{users}/users/2")).await;
+    assert_eq!(
+        (one["plan"].clone(), two["plan"].clone()),
+        (json!("pro"), json!("free"))
+    );
+}
