@@ -1,16 +1,19 @@
 //! The respond stage: the merged answer of an aggregate route from its backends'
-//! outcomes. The body from every backend's JSON (or its default), `X-Fanout-Complete`,
-//! `Server-Timing`, the per-backend metrics, and the outcome codes for the log.
+//! outcomes. The body from every backend's JSON (or its default, or nothing with
+//! `on_error = "omit"`), the status (`status_from`) and copied headers
+//! (`headers_from`), `X-Fanout-Complete`, `Server-Timing`, the per-backend metrics, and
+//! the outcome codes for the log.
 
 use super::error::{AggregateError, BackendError};
 use super::merge::{Failure, Piece, merge};
 use super::scope::{AggregateRoute, BackendAnswer, Outcome};
 use crate::access_log::BackendOutcome;
-use crate::body::{Body, full};
+use crate::body::{Body, empty, full};
+use crate::config::{BackendSpec, OnError};
 use crate::upstream::CallError;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{HeaderName, Response};
+use http::{HeaderName, Response, StatusCode};
 use std::time::Duration;
 
 static X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
@@ -23,6 +26,39 @@ pub struct BackendOutcomes(pub Box<[BackendOutcome]>);
 /// Whether a backend failed, or some of its `for_each` calls did.
 fn has_problem(outcome: &Outcome) -> bool {
     !matches!(&outcome.result, Ok(a) if a.failed_elements.is_none())
+}
+
+/// The desc of a backend a condition skipped (not called, not an error).
+const SKIPPED: &str = "skipped";
+
+/// The backend's answer, if it was called and answered.
+fn answered(outcome: &Outcome) -> Option<&BackendAnswer> {
+    outcome.result.as_ref().ok().filter(|a| a.desc != SKIPPED)
+}
+
+/// Whether the backend's key is left out of the merged body: `on_error = "omit"` and it
+/// failed or was skipped.
+fn left_out(spec: &BackendSpec, outcome: &Outcome) -> bool {
+    spec.on_error == OnError::Omit && answered(outcome).is_none()
+}
+
+/// The status of the route's answer: `status_from`'s backend's, when it answered with a
+/// 2xx; else 200.
+fn answer_status(route: &AggregateRoute, outcomes: &[Outcome]) -> StatusCode {
+    route
+        .status_from
+        .and_then(|i| answered(&outcomes[i]))
+        .map(|a| a.status)
+        .filter(StatusCode::is_success)
+        .unwrap_or(StatusCode::OK)
+}
+
+/// The upstream's status in a backend's failure, when it answered with one.
+fn failed_status(error: &BackendError) -> Option<u16> {
+    match error {
+        BackendError::Call(CallError::Status { status, .. }) => Some(status.as_u16()),
+        _ => None,
+    }
 }
 
 /// What a client is told about a backend that failed, or whose `for_each` calls partly
@@ -76,6 +112,8 @@ pub(super) fn respond(
                 name: &spec.name,
                 code,
                 message,
+                status: outcome.result.as_ref().err().and_then(failed_status),
+                duration_ms: millis(outcome.elapsed),
             });
         }
         let (json, desc, code): (&[u8], &'static str, &'static str) = match &outcome.result {
@@ -99,11 +137,13 @@ pub(super) fn respond(
                 elapsed: outcome.elapsed,
             });
         }
-        pieces.push(Piece {
-            name: &spec.name,
-            mode: spec.merge,
-            json,
-        });
+        if !left_out(spec, outcome) {
+            pieces.push(Piece {
+                name: &spec.name,
+                mode: spec.merge,
+                json,
+            });
+        }
         if !timing.is_empty() {
             timing.push_str(", ");
         }
@@ -118,11 +158,28 @@ pub(super) fn respond(
         .errors_field
         .as_deref()
         .map(|f| (f, failures.as_slice()));
-    let body = merge(&pieces, errors);
-
-    let mut response = Response::new(full(body));
+    let status = answer_status(route, outcomes);
+    // A 204 has no body (RFC 9110 §15.3.5), so nothing is merged and no type is sent.
+    let mut response = if status == StatusCode::NO_CONTENT {
+        Response::new(empty())
+    } else {
+        let mut response = Response::new(full(merge(&pieces, errors)));
+        let json = HeaderValue::from_static("application/json");
+        response.headers_mut().insert(CONTENT_TYPE, json);
+        response
+    };
+    *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (i, names) in &route.headers_from {
+        let Some(answer) = answered(&outcomes[*i]) else {
+            continue;
+        };
+        for name in names {
+            for value in answer.headers.get_all(name) {
+                h.append(name.clone(), value.clone());
+            }
+        }
+    }
     let complete = if failures.is_empty() { "true" } else { "false" };
     h.insert(
         X_FANOUT_COMPLETE.clone(),
@@ -138,6 +195,11 @@ pub(super) fn respond(
             .access_log
             .then(|| BackendOutcomes(logged.into_boxed_slice())),
     ))
+}
+
+/// `elapsed` in milliseconds with one decimal, rounded half up, as a number.
+fn millis(elapsed: Duration) -> f64 {
+    ((elapsed.as_micros() + 50) / 100) as f64 / 10.0
 }
 
 /// `elapsed` in milliseconds with one decimal, rounded half up (`12.3`), written with

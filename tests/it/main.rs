@@ -26,6 +26,7 @@ mod config_check;
 mod demo;
 mod dependent;
 mod downstream_http1;
+mod error_policy;
 mod limits;
 mod listeners;
 mod memory;
