@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::{
-    Close, MockUpstream, RawUpstream, Reply, client, eventually, get_json, raw_request,
+    Close, Gate, MockUpstream, RawUpstream, Reply, client, eventually, get_json, raw_request,
     start_gateway, upstream_toml,
 };
 use serde_json::json;
@@ -374,12 +374,15 @@ timeout = "30s"
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_required_backend_starts_nothing_more_and_cancels_what_runs() {
+    // The order's failure is held until audit's call has reached the mock, so audit is
+    // surely in flight when it comes.
+    let gate = Gate::default();
     let mock = MockUpstream::builder()
         .route(
             "/orders",
             Reply::json(r#"{"error":"declined"}"#)
                 .status(500)
-                .latency(MS(50)),
+                .gated(&gate),
         )
         .route("/pay/7", Reply::json("{}"))
         .route("/notify/7", Reply::json("{}"))
@@ -387,19 +390,27 @@ async fn a_failed_required_backend_starts_nothing_more_and_cancels_what_runs() {
         .start()
         .await;
     let gw = start_gateway(&ordered(&mock)).await;
-    let started = Instant::now();
-    let response = client()
+    let request = client()
         .post(gw.url("/buy"))
         .body(r#"{"card":"4242"}"#)
-        .send()
-        .await
-        .unwrap();
-    let elapsed = started.elapsed();
+        .send();
+    let answer = tokio::spawn(request);
+    eventually("the order and audit calls at the mock", async || {
+        let targets: Vec<String> = mock.requests().into_iter().map(|r| r.target).collect();
+        targets.contains(&"/orders".to_string()) && targets.contains(&"/audit".to_string())
+    })
+    .await;
+    gate.open();
+    let response = answer.await.unwrap().unwrap();
+    let elapsed = gate.opened().unwrap().elapsed();
     assert_eq!(response.status(), 502);
     let body = common::json_of(response).await;
     assert_eq!(body["error"]["backend"], "order", "{body}");
-    // At once: when the order failed (50 ms, virtual), not when audit's 30 s ran out.
-    assert!(elapsed < MS(1000), "answered after {elapsed:?}");
+    // At once: when the order failed, not when audit's 30 s (virtual) ran out.
+    assert!(
+        elapsed < MS(1000),
+        "answered {elapsed:?} after the order failed"
+    );
     // Audit was in flight and is cancelled: its connection closed under it.
     eventually("the in-flight audit call to be cancelled", async || {
         mock.cancelled() == 1
@@ -407,9 +418,12 @@ async fn a_failed_required_backend_starts_nothing_more_and_cancels_what_runs() {
     .await;
     // Neither reader of the order was ever called: no charge after a failed order.
     let targets: Vec<String> = mock.requests().into_iter().map(|r| r.target).collect();
-    let mut sorted = targets.clone();
-    sorted.sort();
-    assert_eq!(sorted, ["/audit", "/orders"], "{targets:?}");
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    assert_eq!(
+        mock.hits("/pay/7") + mock.hits("/notify/7"),
+        0,
+        "{targets:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -542,4 +556,57 @@ headers_from = { order = ["location", "content-length", "connection", "bad name"
         );
     }
     assert!(stderr.contains("7 problems"), "{stderr}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_in_flight_write_call_is_cancelled_when_a_required_backend_fails() {
+    // The write call goes through hyper's client (a request body): dropping it closes
+    // its connection as the own client's does.
+    let gate = Gate::default();
+    let mock = MockUpstream::builder()
+        .route("/orders", Reply::json("{}").status(500).gated(&gate))
+        .route("/ledger", Reply::hang())
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        r#"{}
+[[routes]]
+path = "/buy"
+methods = ["POST"]
+timeout = "30s"
+  [[routes.backends]]
+  name = "order"
+  upstream = "m"
+  path = "/orders"
+  required = true
+  [[routes.backends]]
+  name = "ledger"
+  upstream = "m"
+  path = "/ledger"
+  forward_body = true
+  timeout = "30s"
+"#,
+        upstream_toml("m", &mock.url())
+    ))
+    .await;
+    let request = client().post(gw.url("/buy")).body(r#"{"amount":5}"#).send();
+    let answer = tokio::spawn(request);
+    eventually("the ledger's write call at the mock", async || {
+        mock.requests()
+            .iter()
+            .any(|r| r.target == "/ledger" && r.method == "POST")
+    })
+    .await;
+    gate.open();
+    let response = answer.await.unwrap().unwrap();
+    assert_eq!(response.status(), 502);
+    let elapsed = gate.opened().unwrap().elapsed();
+    assert!(
+        elapsed < MS(1000),
+        "answered {elapsed:?} after the order failed"
+    );
+    eventually("the in-flight write call to be cancelled", async || {
+        mock.cancelled() == 1
+    })
+    .await;
 }
