@@ -13,7 +13,6 @@ use common::{
 };
 use serde_json::json;
 use std::time::Duration;
-use tokio::time::Instant;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
