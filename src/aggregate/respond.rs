@@ -214,8 +214,71 @@ fn push_millis(out: &mut String, elapsed: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::push_millis;
+    use super::{BackendAnswer, BackendError, Outcome, left_out, millis, push_millis};
+    use crate::config::{BackendSpec, Env, RouteKind, compile};
+    use crate::upstream::CallError;
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
     use std::time::Duration;
+
+    /// Backends `d` (`on_error = "default"`), `o` (`"omit"`) and `f` (`"fail"`).
+    fn specs() -> Vec<BackendSpec> {
+        let mut toml = String::from(
+            "[upstreams.m]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"/r\"\n",
+        );
+        for (name, policy) in [("d", "default"), ("o", "omit"), ("f", "fail")] {
+            toml.push_str(&format!(
+                "[[routes.backends]]\nname = \"{name}\"\nupstream = \"m\"\npath = \"/\"\non_error = \"{policy}\"\n"
+            ));
+        }
+        let compiled = compile(&toml, &Env::default()).unwrap();
+        match compiled.routes.into_iter().next().unwrap().kind {
+            RouteKind::Aggregate(a) => a.backends,
+            RouteKind::Proxy(_) => unreachable!(),
+        }
+    }
+
+    fn answered(desc: &'static str) -> Outcome {
+        Outcome {
+            result: Ok(BackendAnswer {
+                body: Bytes::from_static(b"{}"),
+                desc,
+                raw: None,
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                failed_elements: None,
+            }),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn only_omit_leaves_a_failed_or_skipped_backend_out() {
+        let failed = || Outcome::failed(BackendError::Call(CallError::Timeout(Duration::ZERO)));
+        for spec in specs() {
+            let omit = spec.name == "o";
+            assert_eq!(left_out(&spec, &failed()), omit, "{} failed", spec.name);
+            assert_eq!(
+                left_out(&spec, &answered("skipped")),
+                omit,
+                "{} skipped",
+                spec.name
+            );
+            for desc in ["ok", "hit", "stale"] {
+                assert!(!left_out(&spec, &answered(desc)), "{} {desc}", spec.name);
+            }
+        }
+    }
+
+    #[test]
+    fn duration_ms_is_the_server_timing_value_as_a_number() {
+        for micros in [0, 49, 50, 12_345, 12_350, 999_960] {
+            let mut text = String::new();
+            push_millis(&mut text, Duration::from_micros(micros));
+            let number = millis(Duration::from_micros(micros));
+            assert_eq!(serde_json::to_string(&number).unwrap(), text, "{micros} µs");
+        }
+    }
 
     #[test]
     fn milliseconds_have_one_decimal_rounded_half_up() {
