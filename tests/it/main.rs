@@ -30,6 +30,7 @@ mod error_policy;
 mod limits;
 mod listeners;
 mod memory;
+mod order_guarantees;
 mod otlp_export;
 mod otlp_receiver;
 mod protection;
