@@ -159,8 +159,10 @@ pub(super) fn respond(
         .as_deref()
         .map(|f| (f, failures.as_slice()));
     let status = answer_status(route, outcomes);
-    // A 204 has no body (RFC 9110 §15.3.5), so nothing is merged and no type is sent.
-    let mut response = if status == StatusCode::NO_CONTENT {
+    // A 204 or 205 has no content (RFC 9110 §15.3.5, §15.3.6): nothing is merged and
+    // no type is sent.
+    let bodiless = matches!(status, StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT);
+    let mut response = if bodiless {
         Response::new(empty())
     } else {
         let mut response = Response::new(full(merge(&pieces, errors)));
