@@ -1,6 +1,7 @@
 //! Validation of an aggregate route's `[[routes.backends]]`: templates, the dependency
 //! graph, `for_each`, shaping and cache settings.
 
+use super::policy::{answer_from, keep_headers, on_error};
 use super::{Problems, known_upstream};
 use crate::cache::CachePolicy;
 use crate::config::*;
@@ -121,6 +122,7 @@ pub(super) fn backends(
             );
         }
     }
+    let answer = answer_from(route_place, r, &names, p);
     // A cycle is looked for whenever every backend compiled, even if the route has
     // other problems, so that all of them are reported at once. The plan is built here,
     // once: the compiled route carries it to the gateway.
@@ -142,9 +144,12 @@ pub(super) fn backends(
             return None;
         }
     };
+    keep_headers(&mut out, &answer.headers_from);
     (p.0.len() == problems_before).then_some(AggregateSpec {
         backends: out,
         plan,
+        status_from: answer.status_from,
+        headers_from: answer.headers_from,
     })
 }
 
@@ -287,7 +292,7 @@ fn backend(
         name: b.name.clone(),
         upstream: b.upstream.clone(),
         path: path?,
-        required: b.required,
+        on_error: on_error(place, b, p),
         timeout,
         default,
         merge: b.merge,
@@ -297,5 +302,6 @@ fn backend(
         cache_ignore_upstream: b.cache_ignore_upstream,
         waits_for,
         for_each,
+        keep_headers: Vec::new(),
     })
 }
