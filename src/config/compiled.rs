@@ -4,6 +4,7 @@
 use super::{MergeMode, Plan};
 use crate::access_log::AccessLogSpec;
 use crate::cache::CachePolicy;
+use crate::condition::Condition;
 use crate::json_path::Path;
 use crate::limits::{LimitKey, Rate};
 use crate::router::Methods;
@@ -190,6 +191,23 @@ pub struct BackendSpec {
     /// The backends (by index in the route) whose answers this one waits for.
     pub waits_for: Vec<usize>,
     pub for_each: Option<ForEachSpec>,
+    /// `when`: decided once the answers it reads are in; false skips this backend.
+    pub when: Option<Condition>,
+    /// The response headers of this backend's answer that readers name (a `when`
+    /// reading `responses.NAME.headers['etag']`); empty: none kept.
+    pub keep_headers: Vec<HeaderName>,
+}
+
+impl BackendSpec {
+    /// Whether serving this backend needs the client's request body: it sends it on, or
+    /// its `when` reads `request.body`.
+    pub fn reads_request_body(&self) -> bool {
+        self.forward_body
+            || self
+                .when
+                .as_ref()
+                .is_some_and(Condition::reads_request_body)
+    }
 }
 
 /// How one backend's answer is shaped: `extract`, then `select`, `omit`, `rename`. The
