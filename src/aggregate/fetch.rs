@@ -9,10 +9,10 @@ use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery,
 use crate::config::{MergeMode, Shape};
 use crate::template::Answered;
 use crate::trace::record::CallTrace;
-use crate::upstream::{CallError, Upstream, budget};
+use crate::upstream::{CallError, Upstream, WholeAnswer, budget};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, HeaderName, Method, StatusCode};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
@@ -50,7 +50,8 @@ pub(super) fn from_hit(
     keep: bool,
 ) -> Result<BackendAnswer, BackendError> {
     let reading = Reading::of(backend);
-    finish_hit(entry, reading, keep, "hit").map(answer)
+    let read = finish_hit(&entry, reading, keep, "hit")?;
+    Ok(stored_answer(&entry, read))
 }
 
 /// One backend call, through the cache when the backend has a `cache_ttl`. `keep`: the
@@ -67,13 +68,32 @@ pub(super) async fn call(
     }
 }
 
-fn answer((body, raw, desc): (Bytes, Option<Value>, &'static str)) -> BackendAnswer {
+/// A backend's answer: its shaped `body`, and (kept for readers) the one before shaping
+/// with the upstream's status and kept headers.
+fn answer(
+    (body, raw, desc): (Bytes, Option<Value>, &'static str),
+    status: StatusCode,
+    headers: HeaderMap,
+) -> BackendAnswer {
+    let raw = raw.map(|body| Answered {
+        body,
+        status,
+        headers: headers.clone(),
+    });
     BackendAnswer {
         body,
         desc,
-        raw: raw.map(Answered::ok),
+        raw,
+        status,
+        headers,
         failed_elements: None,
     }
+}
+
+/// The answer of a stored entry: its status and the headers stored with it.
+fn stored_answer(entry: &Entry, read: (Bytes, Option<Value>, &'static str)) -> BackendAnswer {
+    let stored = &entry.stored;
+    answer(read, stored.status, stored.headers.clone())
 }
 
 /// The call after a [`lookup`] found nothing fresh: through the cache (stale answers,
@@ -89,6 +109,7 @@ pub(super) async fn call_upstream(
     let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
     let deadline = scope.deadline.min(Instant::now() + own);
     let reading = Reading::of(backend);
+    let kept = spec.keep_headers.as_slice();
     if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
         // Only a backend that sends the body needs its own headers, with its type.
         let mut headers = scope.forwarded().clone();
@@ -97,16 +118,34 @@ pub(super) async fn call_upstream(
         }
         let send = Some((&scope.parts.method, bytes.clone()));
         let trace = scope.call_trace(backend);
-        let (raw, _) = ask(&backend.upstream, url, &headers, send, deadline, &trace).await?;
-        let (body, raw) = read(raw, reading, keep)?;
-        return Ok(answer((body, raw, "ok")));
+        let whole = ask(
+            &backend.upstream,
+            url,
+            &headers,
+            send,
+            kept,
+            deadline,
+            &trace,
+        )
+        .await?;
+        let (body, raw) = read(whole.body, reading, keep)?;
+        return Ok(answer((body, raw, "ok"), whole.status, whole.headers));
     }
     let (Some(policy), Some(key)) = (spec.cache, key) else {
         let headers = scope.forwarded();
         let trace = scope.call_trace(backend);
-        let (raw, _) = ask(&backend.upstream, url, headers, None, deadline, &trace).await?;
-        let (body, raw) = read(raw, reading, keep)?;
-        return Ok(answer((body, raw, "ok")));
+        let whole = ask(
+            &backend.upstream,
+            url,
+            headers,
+            None,
+            kept,
+            deadline,
+            &trace,
+        )
+        .await?;
+        let (body, raw) = read(whole.body, reading, keep)?;
+        return Ok(answer((body, raw, "ok"), whole.status, whole.headers));
     };
     let upstream = backend.upstream.clone();
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
@@ -114,9 +153,11 @@ pub(super) async fn call_upstream(
     let shape = spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let headers = scope.forwarded().clone();
+    let kept = spec.keep_headers.clone();
     let trace = scope.call_trace(backend);
     let fetch = move || async move {
-        let (raw, storable) = ask(&upstream, url, &headers, None, deadline, &trace).await?;
+        let whole = ask(&upstream, url, &headers, None, &kept, deadline, &trace).await?;
+        let (raw, storable) = (whole.body, whole.storable);
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came
         // when another backend reads it, since they read it before shaping.
         let body = if keep {
@@ -131,9 +172,10 @@ pub(super) async fn call_upstream(
             read(raw, reading, false)?.0
         };
         Ok::<_, BackendError>(Fetched {
+            // With the status and the kept headers, so a hit carries them too.
             stored: Stored {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
+                status: whole.status,
+                headers: whole.headers,
                 body,
             },
             cacheable: storable || ignore_upstream,
@@ -148,13 +190,14 @@ pub(super) async fn call_upstream(
         CacheOutcome::Stale => "stale",
         CacheOutcome::Miss { .. } => "ok",
     };
-    finish_hit(entry, reading, keep, desc).map(answer)
+    let read = finish_hit(&entry, reading, keep, desc)?;
+    Ok(stored_answer(&entry, read))
 }
 
 /// A stored answer as the route uses it: as stored, or (for one that other backends
 /// read, stored unshaped) parsed and shaped now.
 fn finish_hit(
-    entry: Arc<Entry>,
+    entry: &Entry,
     reading: Reading<'_>,
     keep: bool,
     desc: &'static str,
@@ -265,23 +308,24 @@ fn check_json(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Calls the upstream. Returns the answer (`null` for a 204) and whether the upstream
-/// allows storing it.
+/// Calls the upstream, keeping the response headers named in `keep`. Returns the
+/// answer, whose body is `null` for a 204.
 async fn ask(
     upstream: &Upstream,
     url: String,
     headers: &HeaderMap,
     body: Option<(&Method, Bytes)>,
+    keep: &[HeaderName],
     deadline: Instant,
     trace: &CallTrace,
-) -> Result<(Bytes, bool), BackendError> {
-    let answer = upstream.call(url, headers, body, deadline, trace).await?;
-    let raw = if answer.status == StatusCode::NO_CONTENT {
-        Bytes::from_static(b"null")
-    } else {
-        answer.body
-    };
-    Ok((raw, answer.storable))
+) -> Result<WholeAnswer, BackendError> {
+    let mut answer = upstream
+        .call(url, headers, body, keep, deadline, trace)
+        .await?;
+    if answer.status == StatusCode::NO_CONTENT {
+        answer.body = Bytes::from_static(b"null");
+    }
+    Ok(answer)
 }
 
 /// Checks that an answer is JSON, shapes it if the backend says so, and checks it is an

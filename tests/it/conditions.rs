@@ -354,3 +354,44 @@ path = "/cycle"
         ]
     );
 }
+
+#[tokio::test]
+async fn conditions_read_an_answers_status_and_the_headers_they_name() {
+    let mock = MockUpstream::builder()
+        .route(
+            "/order",
+            Reply::json(r#"{"id":9}"#)
+                .status(201)
+                .header("etag", "\"v1\""),
+        )
+        .route("/a", Reply::json("1"))
+        .start()
+        .await;
+    let gw = start_gateway(&route(
+        &mock,
+        "",
+        r#"
+  [[routes.backends]]
+  name = "order"
+  upstream = "m"
+  path = "/order"
+  [[routes.backends]]
+  name = "created"
+  upstream = "m"
+  path = "/a?created"
+  when = "responses.order.status == 201 && responses.order.headers['etag'] == '\"v1\"'"
+  [[routes.backends]]
+  name = "ok"
+  upstream = "m"
+  path = "/a?ok"
+  when = "responses.order.status == 200"
+"#,
+    ))
+    .await;
+    let (status, headers, body) = get_json(&gw.url("/r")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["created"], json!(1), "{body}");
+    assert_eq!(body["ok"], json!(null), "{body}");
+    assert_eq!(headers["x-fanout-complete"], "true");
+    assert_eq!(mock.hits("/a"), 1);
+}
