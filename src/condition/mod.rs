@@ -26,6 +26,7 @@
 
 mod analyze;
 mod convert;
+mod json;
 
 use crate::template::RenderInput;
 use analyze::BackendRead;
@@ -134,7 +135,7 @@ impl Condition {
                 .and_then(Option::as_ref)
                 .ok_or_else(|| ConditionError::NoAnswer(read.name.clone()))?;
             if read.bare {
-                context.add_variable_as_val(read.name.as_str(), convert::json(&answer.body));
+                context.add_variable_as_val(read.name.as_str(), json::json(&answer.body));
             }
             if read.responses {
                 responses.push((read.name.as_str(), convert::response(read, answer)));
