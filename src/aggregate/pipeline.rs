@@ -13,6 +13,7 @@ use crate::body::{Body, ClientBody, check_declared_length, read_limited};
 use crate::template::{Answered, RenderInput};
 use crate::trace::TraceContext;
 use http::{HeaderValue, Response, request};
+use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -30,8 +31,9 @@ pub async fn serve(
     trace: &TraceContext,
 ) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     let deadline = Instant::now() + route.timeout;
-    // The body is read only when a backend sends it on, and never past max_body.
-    let request_body = if route.backends.iter().any(|b| b.spec.forward_body) {
+    // The body is read only when a backend sends it on or a `when` reads it, and never
+    // past max_body.
+    let request_body = if route.backends.iter().any(|b| b.spec.reads_request_body()) {
         let read = read_limited(body, &parts.headers, route.max_body);
         let bytes = tokio::time::timeout_at(deadline, read)
             .await
@@ -41,10 +43,12 @@ pub async fn serve(
         check_declared_length(&parts.headers, route.max_body)?;
         None
     };
+    let json_body = json_body(route, request_body.as_ref())?;
     let scope = RequestScope::new(route, parts, request_id, trace, request_body, deadline);
     let launch = Launcher {
         scope: &scope,
         params,
+        body: json_body.as_ref(),
     };
     let outcomes = execute(route, &launch).await;
     // A failed backend's request is exported whatever the sampler said.
@@ -58,11 +62,32 @@ pub async fn serve(
     respond(route, &outcomes?)
 }
 
-/// Starts the backends of one request: renders a backend's URL (or one per `for_each`
-/// element), answers a fresh cache hit in place, and otherwise makes the call.
+/// The request body as JSON, parsed once, when a backend's `when` reads it; `None`
+/// when none does or the body is empty.
+fn json_body(
+    route: &AggregateRoute,
+    body: Option<&bytes::Bytes>,
+) -> Result<Option<Value>, AggregateError> {
+    let read = route
+        .backends
+        .iter()
+        .any(|b| b.spec.when.as_ref().is_some_and(|w| w.reads_request_body()));
+    match body {
+        Some(bytes) if read && !bytes.is_empty() => serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| AggregateError::BodyNotJson(e.to_string())),
+        _ => Ok(None),
+    }
+}
+
+/// Starts the backends of one request: decides a backend's `when`, renders its URL (or
+/// one per `for_each` element), answers a fresh cache hit in place, and otherwise makes
+/// the call.
 struct Launcher<'s, 'p> {
     scope: &'s RequestScope<'s>,
     params: &'s matchit::Params<'p, 'p>,
+    /// The request body as JSON, when a `when` reads it.
+    body: Option<&'s Value>,
 }
 
 impl<'s> Launch for Launcher<'s, '_> {
@@ -81,10 +106,17 @@ impl<'s> Launch for Launcher<'s, '_> {
             params: self.params,
             query: scope.parts.uri.query(),
             headers: &scope.parts.headers,
-            body: None,
+            body: self.body,
             answers,
             item: None,
         };
+        if let Some(when) = &backend.spec.when {
+            match when.evaluate(&input) {
+                Ok(true) => {}
+                Ok(false) => return Started::Done(Outcome::skipped(&backend.spec.default)),
+                Err(error) => return Started::Done(Outcome::failed(error.into())),
+            }
+        }
         if let Some(each) = &backend.spec.for_each {
             return match for_each::urls(route, backend, each, &input) {
                 Ok(urls) => {

@@ -4,6 +4,7 @@
 use super::{MergeMode, OnError, Plan};
 use crate::access_log::AccessLogSpec;
 use crate::cache::CachePolicy;
+use crate::condition::Condition;
 use crate::json_path::Path;
 use crate::limits::{LimitKey, Rate};
 use crate::router::Methods;
@@ -196,6 +197,8 @@ pub struct BackendSpec {
     /// The backends (by index in the route) whose answers this one waits for.
     pub waits_for: Vec<usize>,
     pub for_each: Option<ForEachSpec>,
+    /// `when`: decided once the answers it reads are in; false skips this backend.
+    pub when: Option<Condition>,
     /// The response headers this backend's calls keep (lower case, sorted, unique):
     /// those `headers_from`, templates or conditions read. Empty: none are kept.
     pub keep_headers: Vec<HeaderName>,
@@ -205,6 +208,16 @@ impl BackendSpec {
     /// Whether this backend's failure fails the whole route.
     pub fn required(&self) -> bool {
         self.on_error == OnError::Fail
+    }
+
+    /// Whether serving this backend needs the client's request body: it sends it on, or
+    /// its `when` reads `request.body`.
+    pub fn reads_request_body(&self) -> bool {
+        self.forward_body
+            || self
+                .when
+                .as_ref()
+                .is_some_and(Condition::reads_request_body)
     }
 }
 

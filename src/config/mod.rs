@@ -512,6 +512,10 @@ pub struct BackendConfig {
     /// With `for_each`: `"null"` puts null in place of a failed element; `"all"` fails the
     /// whole backend.
     pub for_each_fail: ForEachFail,
+    /// A CEL condition (`"user.plan == 'pro'"`) over `request` and earlier backends'
+    /// answers: false skips this backend (no call; its `default` in its place), and every
+    /// backend reading it; default: always called.
+    pub when: Option<String>,
 }
 
 impl Default for BackendConfig {
@@ -538,6 +542,7 @@ impl Default for BackendConfig {
             concurrency: 8,
             max_items: 100,
             for_each_fail: ForEachFail::Null,
+            when: None,
         }
     }
 }
