@@ -54,7 +54,7 @@ impl From<AggregateError> for GatewayError {
         let bad = |backend, message| GatewayError::BadRequest { backend, message };
         match e {
             A::Body(e) => GatewayError::Body(e),
-            A::BodyDeadline => bad(None, e.to_string()),
+            A::BodyDeadline | A::BodyNotJson(_) => bad(None, e.to_string()),
             A::Request { backend, error } => bad(Some(backend), error.to_string()),
             A::RequiredBackend { backend, error } => GatewayError::Backend { backend, error },
             A::AllBackendsFailed { timed_out } => GatewayError::AllBackendsFailed { timed_out },

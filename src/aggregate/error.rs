@@ -58,6 +58,10 @@ pub enum AggregateError {
     /// The request body is larger than the route's `max_body`, or could not be read.
     #[error(transparent)]
     Body(#[from] BodyError),
+    /// A backend reads the request body as JSON, and it is not JSON (or nests deeper
+    /// than 128 levels): the client's mistake.
+    #[error("the request body is not JSON: {0}")]
+    BodyNotJson(String),
     /// The request body was still arriving at the route's deadline.
     #[error("the request body did not arrive before the route deadline")]
     BodyDeadline,

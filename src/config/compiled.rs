@@ -7,7 +7,7 @@ use crate::cache::CachePolicy;
 use crate::json_path::Path;
 use crate::limits::{LimitKey, Rate};
 use crate::router::Methods;
-use crate::template::Template;
+use crate::template::{BodyTemplate, Source, Template, TextTemplate};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::BTreeMap;
@@ -190,6 +190,42 @@ pub struct BackendSpec {
     /// The backends (by index in the route) whose answers this one waits for.
     pub waits_for: Vec<usize>,
     pub for_each: Option<ForEachSpec>,
+    /// The call's method (`forward_body` sends the client's instead).
+    pub method: Method,
+    /// The JSON body template; `None`: no body (but a forwarded one).
+    pub body: Option<BodyTemplate>,
+    /// Whether the call may be retried, hedged and cached (always for `GET`).
+    pub idempotent: bool,
+    /// Request headers set on the call from templates, after the forwarded ones.
+    pub headers: Vec<(HeaderName, TextTemplate)>,
+    /// The response headers of this backend's answer that other backends read; empty:
+    /// none are kept.
+    pub keep_headers: Vec<HeaderName>,
+}
+
+impl BackendSpec {
+    /// Whether a call of this backend needs the client's request body: it forwards it,
+    /// or a template reads `{body...}`.
+    pub fn reads_request_body(&self) -> bool {
+        self.forward_body || self.reads_body_json()
+    }
+
+    /// Whether a template of this backend reads `{body...}`, the body parsed as JSON.
+    pub fn reads_body_json(&self) -> bool {
+        let reads = |s: &Source| matches!(s, Source::Body(_));
+        self.path.sources().any(reads)
+            || self.body.iter().flat_map(BodyTemplate::sources).any(reads)
+            || self
+                .headers
+                .iter()
+                .flat_map(|(_, t)| t.sources())
+                .any(reads)
+    }
+
+    /// Whether the call may be repeated: retried, hedged, cached, shared.
+    pub fn repeatable(&self) -> bool {
+        self.method == Method::GET || self.idempotent
+    }
 }
 
 /// How one backend's answer is shaped: `extract`, then `select`, `omit`, `rename`. The
@@ -285,8 +321,14 @@ impl Compiled {
                                         .collect();
                                     format!(", after {}", names.join(" and "))
                                 };
+                                // A write call shows its method: `order (orders POST /orders)`.
+                                let method = if b.method == Method::GET {
+                                    String::new()
+                                } else {
+                                    format!("{} ", b.method)
+                                };
                                 format!(
-                                    "{} ({} {}{req}{each}{after})",
+                                    "{} ({} {method}{}{req}{each}{after})",
                                     b.name,
                                     b.upstream,
                                     b.path.source()

@@ -35,18 +35,18 @@ pub(super) fn parse_pieces(text: &str, scope: &Scope<'_>) -> Result<Vec<Piece>, 
         literal.push_str(&rest[..at]);
         let after = &rest[at + 1..];
         if rest[at..].starts_with('}') {
-            if !after.starts_with('}') {
+            let Some(next) = after.strip_prefix('}') else {
                 return Err(format!(
                     "unmatched \"}}\" in \"{text}\"; write \"}}}}\" for a literal \"}}\""
                 ));
-            }
+            };
             literal.push('}');
-            rest = &after[1..];
+            rest = next;
             continue;
         }
-        if after.starts_with('{') {
+        if let Some(next) = after.strip_prefix('{') {
             literal.push('{');
-            rest = &after[1..];
+            rest = next;
             continue;
         }
         let close = after.find('}').ok_or_else(|| {

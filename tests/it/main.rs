@@ -41,3 +41,5 @@ mod server;
 mod trace_context;
 mod upstream_framing;
 mod upstream_http1;
+mod write_calls;
+mod write_config;

@@ -1,11 +1,12 @@
 //! Validation of an aggregate route's `[[routes.backends]]`: templates, the dependency
 //! graph, `for_each`, shaping and cache settings.
 
+use super::write::{keep_read_headers, write_call};
 use super::{Problems, known_upstream};
 use crate::cache::CachePolicy;
 use crate::config::*;
 use crate::json_path::Path;
-use crate::template::{Scope, Template, TemplateMode};
+use crate::template::{Scope, Source, Template, TemplateMode};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -127,6 +128,7 @@ pub(super) fn backends(
     if out.len() != r.backends.len() {
         return None;
     }
+    keep_read_headers(&mut out);
     let waits_for: Vec<Vec<usize>> = out.iter().map(|b| b.waits_for.clone()).collect();
     let plan = match Plan::new(&waits_for) {
         Ok(plan) => plan,
@@ -153,7 +155,7 @@ fn for_each(
     place: &str,
     index: usize,
     b: &BackendConfig,
-    path: Option<&Template>,
+    reads_item: bool,
     scope: &Scope<'_>,
     p: &mut Problems,
 ) -> Option<ForEachSpec> {
@@ -202,7 +204,7 @@ fn for_each(
             "a for_each backend makes one GET per element and cannot send the request body",
         );
     }
-    if path.is_some_and(|t| !t.reads_item()) {
+    if !reads_item {
         p.add(
             format!("{place}.path"),
             "a for_each backend calls once per element; put {item} or {item.FIELD} in the path",
@@ -262,8 +264,11 @@ fn backend(
             ),
         );
     }
-    let for_each = for_each(place, index, b, path.as_ref(), scope, p);
+    let write = write_call(place, index, b, scope, p);
+    let reads_item = path.as_ref().is_none_or(Template::reads_item) || write.reads_item();
+    let for_each = for_each(place, index, b, reads_item, scope, p);
     let mut waits_for: Vec<usize> = path.iter().flat_map(Template::answers_read).collect();
+    waits_for.extend(write.sources().filter_map(Source::answer_read));
     waits_for.extend(for_each.as_ref().map(|f| f.backend));
     waits_for.sort_unstable();
     waits_for.dedup();
@@ -297,5 +302,10 @@ fn backend(
         cache_ignore_upstream: b.cache_ignore_upstream,
         waits_for,
         for_each,
+        method: write.method,
+        body: write.body,
+        idempotent: write.idempotent,
+        headers: write.headers,
+        keep_headers: Vec::new(),
     })
 }
