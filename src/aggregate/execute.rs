@@ -112,7 +112,7 @@ impl Progress {
         match &mut outcome.result {
             Err(error) => {
                 tracing::warn!(backend = %backend.spec.name, code = error.code(), error = %error, "backend failed");
-                if backend.spec.required {
+                if backend.spec.required() {
                     route.metrics.backend(
                         &route.label,
                         &backend.label,

@@ -28,7 +28,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
     let compiled = compile(&toml, &Env::default()).unwrap();
     let upstream = Arc::new(Upstream::build(compiled.upstreams["u"].clone()).unwrap());
     let spec = compiled.routes.into_iter().next().unwrap();
-    let RouteKind::Aggregate(AggregateSpec { backends, plan }) = spec.kind else {
+    let RouteKind::Aggregate(AggregateSpec { backends, plan, .. }) = spec.kind else {
         panic!("an aggregate route")
     };
     let metrics = Metrics::new();
@@ -55,6 +55,8 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
         max_body: 0,
         forward_headers: Vec::new(),
         errors_field: None,
+        status_from: None,
+        headers_from: Vec::new(),
         access_log: false,
     }
 }
@@ -67,6 +69,8 @@ fn ok(raw: &str) -> Result {
         body: Bytes::from(raw.to_string()),
         desc: "ok",
         raw: Some(Answered::ok(raw)),
+        status: http::StatusCode::OK,
+        headers: http::HeaderMap::new(),
         failed_elements: None,
     })
 }

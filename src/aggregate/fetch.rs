@@ -9,10 +9,10 @@ use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery,
 use crate::config::{MergeMode, Shape};
 use crate::template::Answered;
 use crate::trace::record::CallTrace;
-use crate::upstream::{CallError, Upstream, budget, is_idempotent};
+use crate::upstream::{CallError, Upstream, WholeAnswer, budget, is_idempotent};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
@@ -62,7 +62,8 @@ pub(super) fn from_hit(
     keep: bool,
 ) -> Result<BackendAnswer, BackendError> {
     let reading = Reading::of(backend);
-    finish_hit(entry, reading, keep, "hit").map(answer)
+    let read = finish_hit(&entry, reading, keep, "hit")?;
+    Ok(stored_answer(&entry, read))
 }
 
 /// One backend call, through the cache when the backend has a `cache_ttl`. `keep`: the
@@ -79,13 +80,32 @@ pub(super) async fn call(
     }
 }
 
-fn answer((body, raw, desc): (Bytes, Option<Value>, &'static str)) -> BackendAnswer {
+/// A backend's answer: its shaped `body`, and (kept for readers) the one before shaping
+/// with the upstream's status and kept headers.
+fn answer(
+    (body, raw, desc): (Bytes, Option<Value>, &'static str),
+    status: StatusCode,
+    headers: HeaderMap,
+) -> BackendAnswer {
+    let raw = raw.map(|body| Answered {
+        body,
+        status,
+        headers: headers.clone(),
+    });
     BackendAnswer {
         body,
         desc,
-        raw: raw.map(Answered::ok),
+        raw,
+        status,
+        headers,
         failed_elements: None,
     }
+}
+
+/// The answer of a stored entry: its status and the headers stored with it.
+fn stored_answer(entry: &Entry, read: (Bytes, Option<Value>, &'static str)) -> BackendAnswer {
+    let stored = &entry.stored;
+    answer(read, stored.status, stored.headers.clone())
 }
 
 /// The headers a call sends: the forwarded ones, then its own (a JSON body's type, the
@@ -122,48 +142,54 @@ pub(super) async fn call_upstream(
     let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
     let deadline = scope.deadline.min(Instant::now() + own);
     let reading = Reading::of(backend);
+    let kept = spec.keep_headers.as_slice();
     if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
         // The client's own method and body, with its type; repeated only when that
         // method is idempotent.
         let headers = call_headers(scope, &call, scope.parts.headers.get(CONTENT_TYPE));
         let method = &scope.parts.method;
-        let send = Some((method, bytes.clone()));
+        let sends = Sends {
+            body: Some((method, bytes.clone())),
+            keep: kept,
+            repeatable: is_idempotent(method),
+        };
         let trace = scope.call_trace(backend);
-        let repeatable = is_idempotent(method);
-        let (raw, _) = ask(
+        let whole = ask(
             &backend.upstream,
             call.url,
             &headers,
-            send,
-            repeatable,
+            sends,
             deadline,
             &trace,
         )
         .await?;
-        let (body, raw) = read(raw, reading, keep)?;
-        return Ok(answer((body, raw, "ok")));
+        let (body, raw) = read(whole.body, reading, keep)?;
+        return Ok(answer((body, raw, "ok"), whole.status, whole.headers));
     }
     let json = HeaderValue::from_static("application/json");
     let headers = call_headers(scope, &call, call.body.as_ref().map(|_| &json));
     // A write call without a body (a DELETE) still sends its method.
-    let send =
+    let body =
         (spec.method != Method::GET).then(|| (spec.method.clone(), call.body.unwrap_or_default()));
     let repeatable = spec.repeatable();
     let (Some(policy), Some(key)) = (spec.cache, key) else {
+        let sends = Sends {
+            body: body.as_ref().map(|(m, b)| (m, b.clone())),
+            keep: kept,
+            repeatable,
+        };
         let trace = scope.call_trace(backend);
-        let send = send.as_ref().map(|(m, b)| (m, b.clone()));
-        let (raw, _) = ask(
+        let whole = ask(
             &backend.upstream,
             call.url,
             &headers,
-            send,
-            repeatable,
+            sends,
             deadline,
             &trace,
         )
         .await?;
-        let (body, raw) = read(raw, reading, keep)?;
-        return Ok(answer((body, raw, "ok")));
+        let (body, raw) = read(whole.body, reading, keep)?;
+        return Ok(answer((body, raw, "ok"), whole.status, whole.headers));
     };
     let upstream = backend.upstream.clone();
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
@@ -171,11 +197,17 @@ pub(super) async fn call_upstream(
     let shape = spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let headers = headers.into_owned();
+    let kept = spec.keep_headers.clone();
     let trace = scope.call_trace(backend);
     let url = call.url;
     let fetch = move || async move {
-        let send = send.as_ref().map(|(m, b)| (m, b.clone()));
-        let (raw, storable) = ask(&upstream, url, &headers, send, true, deadline, &trace).await?;
+        let sends = Sends {
+            body: body.as_ref().map(|(m, b)| (m, b.clone())),
+            keep: &kept,
+            repeatable,
+        };
+        let whole = ask(&upstream, url, &headers, sends, deadline, &trace).await?;
+        let (raw, storable) = (whole.body, whole.storable);
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came
         // when another backend reads it, since they read it before shaping.
         let body = if keep {
@@ -190,9 +222,10 @@ pub(super) async fn call_upstream(
             read(raw, reading, false)?.0
         };
         Ok::<_, BackendError>(Fetched {
+            // With the status and the kept headers, so a hit carries them too.
             stored: Stored {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
+                status: whole.status,
+                headers: whole.headers,
                 body,
             },
             cacheable: storable || ignore_upstream,
@@ -207,13 +240,14 @@ pub(super) async fn call_upstream(
         CacheOutcome::Stale => "stale",
         CacheOutcome::Miss { .. } => "ok",
     };
-    finish_hit(entry, reading, keep, desc).map(answer)
+    let read = finish_hit(&entry, reading, keep, desc)?;
+    Ok(stored_answer(&entry, read))
 }
 
 /// A stored answer as the route uses it: as stored, or (for one that other backends
 /// read, stored unshaped) parsed and shaped now.
 fn finish_hit(
-    entry: Arc<Entry>,
+    entry: &Entry,
     reading: Reading<'_>,
     keep: bool,
     desc: &'static str,
@@ -324,26 +358,38 @@ fn check_json(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Calls the upstream, retried and hedged only when `repeatable`. Returns the answer (`null` for a 204) and whether the upstream
-/// allows storing it.
+/// What a call sends besides its URL and headers, and what it keeps of the answer.
+struct Sends<'a> {
+    /// A body with its method; `None`: a GET.
+    body: Option<(&'a Method, Bytes)>,
+    /// The response headers kept.
+    keep: &'a [HeaderName],
+    /// Whether the call may be retried and hedged.
+    repeatable: bool,
+}
+
+/// Calls the upstream, keeping the response headers named in `keep`, retried and hedged
+/// only when `repeatable`. Returns the answer, whose body is `null` for a 204.
 async fn ask(
     upstream: &Upstream,
     url: String,
     headers: &HeaderMap,
-    body: Option<(&Method, Bytes)>,
-    repeatable: bool,
+    sends: Sends<'_>,
     deadline: Instant,
     trace: &CallTrace,
-) -> Result<(Bytes, bool), BackendError> {
-    let answer = upstream
-        .call(url, headers, body, repeatable, deadline, trace)
+) -> Result<WholeAnswer, BackendError> {
+    let Sends {
+        body,
+        keep,
+        repeatable,
+    } = sends;
+    let mut answer = upstream
+        .call(url, headers, body, keep, repeatable, deadline, trace)
         .await?;
-    let raw = if answer.status == StatusCode::NO_CONTENT {
-        Bytes::from_static(b"null")
-    } else {
-        answer.body
-    };
-    Ok((raw, answer.storable))
+    if answer.status == StatusCode::NO_CONTENT {
+        answer.body = Bytes::from_static(b"null");
+    }
+    Ok(answer)
 }
 
 /// Checks that an answer is JSON, shapes it if the backend says so, and checks it is an

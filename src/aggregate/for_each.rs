@@ -130,6 +130,8 @@ where
             "ok"
         },
         raw: keep.then(|| Answered::ok(Value::Array(raws))),
+        status: http::StatusCode::OK,
+        headers: http::HeaderMap::new(),
         failed_elements: failures,
     })
 }

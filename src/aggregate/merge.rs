@@ -9,8 +9,12 @@
 //! 3. When two pieces produce the same key, the later-declared one's value wins; the key
 //!    stays where it first appeared, so the order of keys never depends on timing.
 //! 4. With `errors_field`, that key comes last and always exists: an object of the failed
-//!    backends, `{"name": {"code": "...", "message": "..."}}`, in declaration order, `{}`
-//!    when none failed. It overrides any backend field of the same name.
+//!    backends, `{"name": {"code": "...", "message": "...", "status": 503,
+//!    "duration_ms": 12.3}}`, in declaration order, `{}` when none failed. `status` is
+//!    there only when the upstream answered with one the backend refused. It overrides
+//!    any backend field of the same name.
+//! 5. A backend left out (`on_error = "omit"`, failed or skipped) has no piece: its key
+//!    is absent, and with `merge = "root"` nothing is spread. The caller leaves it out.
 
 use crate::config::MergeMode;
 use indexmap::IndexMap;
@@ -33,6 +37,11 @@ pub struct Failure<'a> {
     pub name: &'a str,
     pub code: &'a str,
     pub message: &'a str,
+    /// The upstream's status, when it answered with one the backend refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// How long the backend took, in milliseconds with one decimal.
+    pub duration_ms: f64,
 }
 
 /// Merges `pieces` by the rules above. Every `json` must be valid JSON.
@@ -212,11 +221,15 @@ mod tests {
                 name: "b",
                 code: "timeout",
                 message: "no answer within 50ms",
+                status: None,
+                duration_ms: 50.2,
             },
             Failure {
                 name: "c",
                 code: "bad_status",
                 message: "answered 500",
+                status: Some(500),
+                duration_ms: 3.0,
             },
         ];
         let merged = merge(
@@ -227,8 +240,8 @@ mod tests {
         assert_eq!(
             v,
             json!({"a": 1, "b": null, "c": [], "_errors": {
-                "b": {"code": "timeout", "message": "no answer within 50ms"},
-                "c": {"code": "bad_status", "message": "answered 500"}
+                "b": {"code": "timeout", "message": "no answer within 50ms", "duration_ms": 50.2},
+                "c": {"code": "bad_status", "message": "answered 500", "status": 500, "duration_ms": 3.0}
             }})
         );
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
@@ -244,6 +257,31 @@ mod tests {
         assert_eq!(
             String::from_utf8(merged).unwrap(),
             r#"{"x":1,"_errors":{}}"#
+        );
+    }
+
+    #[test]
+    fn a_failure_entry_writes_its_status_only_when_there_was_one() {
+        let failures = [
+            Failure {
+                name: "order",
+                code: "bad_status",
+                message: "answered 503 Service Unavailable",
+                status: Some(503),
+                duration_ms: 12.3,
+            },
+            Failure {
+                name: "stock",
+                code: "connect_failed",
+                message: "could not connect: refused",
+                status: None,
+                duration_ms: 0.0,
+            },
+        ];
+        let merged = merge(&[key("order", "null")], Some(("_errors", &failures)));
+        assert_eq!(
+            String::from_utf8(merged).unwrap(),
+            r#"{"order":null,"_errors":{"order":{"code":"bad_status","message":"answered 503 Service Unavailable","status":503,"duration_ms":12.3},"stock":{"code":"connect_failed","message":"could not connect: refused","duration_ms":0.0}}}"#
         );
     }
 }

@@ -13,7 +13,7 @@ use crate::trace::record::CallTrace;
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::header::ACCEPT_ENCODING;
-use http::{HeaderMap, HeaderName, HeaderValue, request};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
@@ -33,6 +33,10 @@ pub struct AggregateRoute {
     pub body: BodyUse,
     pub forward_headers: Vec<HeaderName>,
     pub errors_field: Option<String>,
+    /// The backend (by index) whose 2xx status the route answers with.
+    pub status_from: Option<usize>,
+    /// Response headers copied from backends (by index) into the client's answer.
+    pub headers_from: Vec<(usize, Vec<HeaderName>)>,
     pub backends: Vec<Backend>,
     /// Which backend waits for whose answer, as `validate` built it.
     pub plan: Plan,
@@ -212,6 +216,12 @@ pub struct BackendAnswer {
     pub desc: &'static str,
     /// The answer before shaping, kept only when another backend reads it.
     pub raw: Option<Answered>,
+    /// The upstream's status (a cache hit: the stored one; `for_each`: 200), for
+    /// `status_from`.
+    pub status: StatusCode,
+    /// The response headers in the backend's `keep_headers`, for `headers_from`; empty
+    /// (never allocated) when it keeps none.
+    pub headers: HeaderMap,
     /// For `for_each`: the element calls that failed, each `null` in its place.
     pub failed_elements: Option<ElementFailures>,
 }

@@ -1,7 +1,7 @@
 //! The compiled config: every string parsed, every reference resolved; the types the
 //! gateway is built from, and the route table `fanout check` prints.
 
-use super::{MergeMode, Plan};
+use super::{MergeMode, OnError, Plan};
 use crate::access_log::AccessLogSpec;
 use crate::cache::CachePolicy;
 use crate::json_path::Path;
@@ -169,6 +169,11 @@ pub struct AggregateSpec {
     pub backends: Vec<BackendSpec>,
     /// Which backend waits for whose answer; checked to have no cycle.
     pub plan: Plan,
+    /// `status_from`: the backend (by index) whose 2xx status the route answers with.
+    pub status_from: Option<usize>,
+    /// `headers_from`: the backends (by index) whose response headers the client's
+    /// answer carries, and which ones; each backend's `keep_headers` holds them.
+    pub headers_from: Vec<(usize, Vec<HeaderName>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +181,8 @@ pub struct BackendSpec {
     pub name: String,
     pub upstream: String,
     pub path: Template,
-    pub required: bool,
+    /// What this backend's failure does (`required = true` is `Fail`).
+    pub on_error: OnError,
     pub timeout: Option<Duration>,
     /// The `default` as JSON text (`null` when absent).
     pub default: Bytes,
@@ -198,12 +204,17 @@ pub struct BackendSpec {
     pub idempotent: bool,
     /// Request headers set on the call from templates, after the forwarded ones.
     pub headers: Vec<(HeaderName, TextTemplate)>,
-    /// The response headers of this backend's answer that other backends read; empty:
-    /// none are kept.
+    /// The response headers this backend's calls keep (lower case, sorted, unique):
+    /// those `headers_from`, templates or conditions read. Empty: none are kept.
     pub keep_headers: Vec<HeaderName>,
 }
 
 impl BackendSpec {
+    /// Whether this backend's failure fails the whole route.
+    pub fn required(&self) -> bool {
+        self.on_error == OnError::Fail
+    }
+
     /// Whether a call of this backend needs the client's request body: it forwards it,
     /// or a template reads `{body...}`.
     pub fn reads_request_body(&self) -> bool {
@@ -301,7 +312,7 @@ impl Compiled {
                         backends
                             .iter()
                             .map(|b| {
-                                let req = if b.required { ", required" } else { "" };
+                                let req = if b.required() { ", required" } else { "" };
                                 let each = match &b.for_each {
                                     Some(f) => match &f.path {
                                         Some(p) => {

@@ -281,6 +281,7 @@ fn describe_serde(e: config::ConfigError) -> String {
         let allowed = match kind {
             "MergeMode" => "\"key\" or \"root\"",
             "ForEachFail" => "\"null\" or \"all\"",
+            "OnError" => "\"fail\", \"default\" or \"omit\"",
             _ => return text,
         };
         return format!("\"{value}\" is not allowed here; write {allowed}");

@@ -387,6 +387,12 @@ pub struct RouteConfig {
     pub forward_headers: Vec<String>,
     /// If set, a key in the merged body describing each failed backend.
     pub errors_field: Option<String>,
+    /// Aggregate routes: answer with this backend's 2xx status (201, 202, 204: no body)
+    /// when the route succeeds; when that backend failed or was skipped, the usual 200.
+    pub status_from: Option<String>,
+    /// Aggregate routes: response headers copied from backends into the client's
+    /// answer, `{ order = ["location", "etag"] }`.
+    pub headers_from: BTreeMap<String, Vec<String>>,
     /// Largest request body: aggregate routes default to `server.max_body`; a proxy
     /// route streams any size unless this is set.
     pub max_body: Option<String>,
@@ -414,6 +420,8 @@ impl Default for RouteConfig {
             timeout: None,
             forward_headers: Vec::new(),
             errors_field: None,
+            status_from: None,
+            headers_from: BTreeMap::new(),
             max_body: None,
             cache_ttl: None,
             rate_limit: None,
@@ -461,8 +469,13 @@ pub struct BackendConfig {
     /// Path and query on the upstream, with `{param}`, `{query.NAME}`, `{header.NAME}`,
     /// `{BACKEND.dotted.path}` (another backend's answer) and, with `for_each`, `{item}`.
     pub path: String,
-    /// Whether this backend's failure fails the whole route.
-    pub required: bool,
+    /// `true`: this backend's failure fails the whole route; the same as
+    /// `on_error = "fail"`, kept as its short form.
+    pub required: Option<bool>,
+    /// What this backend's failure does: `"fail"` fails the route, `"default"` puts its
+    /// `default` (or `null`) under its key, `"omit"` leaves its key out. Default
+    /// `"default"`, or `"fail"` with `required = true`.
+    pub on_error: Option<OnError>,
     /// Per-call timeout; default the upstream's `timeout`.
     pub timeout: Option<String>,
     /// JSON used in place of the answer when this optional backend fails.
@@ -519,7 +532,8 @@ impl Default for BackendConfig {
             name: String::new(),
             upstream: String::new(),
             path: String::new(),
-            required: false,
+            required: None,
+            on_error: None,
             timeout: None,
             default: None,
             merge: MergeMode::Key,
@@ -553,6 +567,19 @@ pub enum ForEachFail {
     Null,
     /// The backend fails, like any failed backend.
     All,
+}
+
+/// What a backend's failure (or, for `omit`, its being skipped) does to the route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// The route fails with this backend's error (`required = true`).
+    Fail,
+    /// Its `default` (or `null`) takes the answer's place under its key.
+    #[default]
+    Default,
+    /// Its key is left out of the merged body (with `merge = "root"`, nothing is spread).
+    Omit,
 }
 
 /// Where a backend's answer goes in the merged body.

@@ -158,7 +158,7 @@ path = "/r"
   path = "/b/{a.id}"
 "#;
         let compiled = compile(toml, &Env::default()).unwrap();
-        let RouteKind::Aggregate(AggregateSpec { backends, plan }) = &compiled.routes[0].kind
+        let RouteKind::Aggregate(AggregateSpec { backends, plan, .. }) = &compiled.routes[0].kind
         else {
             panic!("an aggregate route");
         };

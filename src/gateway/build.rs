@@ -106,32 +106,37 @@ impl Gateway {
                     })
             };
             let handler = match spec.kind {
-                RouteKind::Aggregate(AggregateSpec { backends, plan }) => {
-                    Handler::Aggregate(AggregateRoute {
-                        plan,
-                        label: label.clone(),
-                        metrics: metrics.clone(),
-                        timeout: spec.timeout,
-                        max_body: spec.max_body.unwrap_or(compiled.server.max_body),
-                        body: BodyUse::of(&backends),
-                        cache: cache.clone(),
-                        forward_headers: spec.forward_headers,
-                        errors_field: spec.errors_field,
-                        access_log: compiled.access_log.enabled,
-                        backends: backends
-                            .into_iter()
-                            .map(|b| {
-                                let name = Label::new(&b.name);
-                                Ok(Backend {
-                                    series: metrics.backend_series(&label, &name),
-                                    label: name,
-                                    upstream: upstream_of(&b.upstream)?,
-                                    spec: b,
-                                })
+                RouteKind::Aggregate(AggregateSpec {
+                    backends,
+                    plan,
+                    status_from,
+                    headers_from,
+                }) => Handler::Aggregate(AggregateRoute {
+                    plan,
+                    label: label.clone(),
+                    metrics: metrics.clone(),
+                    timeout: spec.timeout,
+                    max_body: spec.max_body.unwrap_or(compiled.server.max_body),
+                    body: BodyUse::of(&backends),
+                    cache: cache.clone(),
+                    forward_headers: spec.forward_headers,
+                    errors_field: spec.errors_field,
+                    status_from,
+                    headers_from,
+                    access_log: compiled.access_log.enabled,
+                    backends: backends
+                        .into_iter()
+                        .map(|b| {
+                            let name = Label::new(&b.name);
+                            Ok(Backend {
+                                series: metrics.backend_series(&label, &name),
+                                label: name,
+                                upstream: upstream_of(&b.upstream)?,
+                                spec: b,
                             })
-                            .collect::<Result<_, BuildError>>()?,
-                    })
-                }
+                        })
+                        .collect::<Result<_, BuildError>>()?,
+                }),
                 RouteKind::Proxy(p) => {
                     let upstream = upstream_of(&p.upstream)?;
                     Handler::Proxy(ProxyRoute {

@@ -94,6 +94,20 @@ impl AnswerHead {
         HeaderValue::from_maybe_shared(self.bytes.slice_ref(value)).ok()
     }
 
+    /// The values of the fields named in `names`, sharing the head's bytes; a value
+    /// that is not a valid header value is left out. No allocation when `names` is empty.
+    pub fn kept(&self, names: &[HeaderName]) -> HeaderMap {
+        let mut kept = HeaderMap::new();
+        for name in names {
+            for value in self.values(name.as_str()) {
+                if let Ok(v) = HeaderValue::from_maybe_shared(self.bytes.slice_ref(value)) {
+                    kept.append(name.clone(), v);
+                }
+            }
+        }
+        kept
+    }
+
     /// The fields as a `HeaderMap`, with room for the two the gateway may add (the
     /// request id, a compression header).
     pub fn into_headers(self) -> Result<HeaderMap, ParseError> {

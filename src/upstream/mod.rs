@@ -22,7 +22,7 @@ use crate::http1::{Collected, declared_length};
 use crate::trace::TraceParent;
 use crate::trace::record::CallTrace;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use std::time::Duration;
@@ -43,6 +43,9 @@ pub struct WholeAnswer {
     pub body: Bytes,
     /// False when the upstream's `Cache-Control` says `no-store` or `private`.
     pub storable: bool,
+    /// The response headers the caller asked to keep; empty (never allocated) when it
+    /// asked for none.
+    pub headers: HeaderMap,
 }
 
 /// Why one call failed. Each has a stable code, used in `errors_field` and logs.
@@ -112,15 +115,21 @@ impl Upstream {
     }
 
     /// Calls `url` and reads the whole answer, all before `deadline`. `body` is sent
-    /// with its method; without one the call is a GET. The call is retried and hedged
-    /// only when the caller says it is `repeatable` (a GET, a forwarded idempotent
-    /// method, a write call declared idempotent). Each try (a retry, a hedge) is a
+    /// with its method; without one the call is a GET. The answer keeps the response
+    /// headers named in `keep`. The call is retried and hedged only when the caller says
+    /// it is `repeatable` (a GET, a forwarded idempotent method, a write call declared
+    /// idempotent). Each try (a retry, a hedge) is a
     /// span of its own, a child of `trace`'s parent, and carries its `traceparent`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each part comes from another place of the caller; fetch bundles its own (Sends)"
+    )]
     pub async fn call(
         &self,
         url: String,
         headers: &HeaderMap,
         body: Option<(&Method, Bytes)>,
+        keep: &[HeaderName],
         repeatable: bool,
         deadline: Instant,
         trace: &CallTrace,
@@ -128,7 +137,7 @@ impl Upstream {
         let target = self.transport.target(&url)?;
         let method = body.as_ref().map_or(&Method::GET, |(m, _)| *m);
         let tries = trace.tries(&self.spec.name, method, target.path());
-        let once = |traceparent| self.call_once(&target, headers, body.as_ref(), traceparent);
+        let once = |traceparent| self.call_once(&target, headers, body.as_ref(), keep, traceparent);
         match retry::run(self, repeatable, deadline, tries, once).await {
             // A non-2xx answer is an error to the aggregate, once retries are spent.
             Ok(answer) if !answer.status.is_success() => Err(CallError::Status {
@@ -145,6 +154,7 @@ impl Upstream {
         target: &RequestTarget<'_>,
         headers: &HeaderMap,
         body: Option<&(&Method, Bytes)>,
+        keep: &[HeaderName],
         trace: TraceParent,
     ) -> Result<WholeAnswer, CallError> {
         // A copy only for an upstream with headers of its own to add.
@@ -171,6 +181,7 @@ impl Upstream {
                 Some(&trace),
                 body,
                 self.spec.max_response,
+                keep,
             )
             .await
     }

@@ -11,7 +11,7 @@ use crate::http1::client::{AnswerBody, Pool};
 use crate::trace::TraceParent;
 use crate::trace::context::TRACEPARENT;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
@@ -127,7 +127,9 @@ impl Transport {
 
     /// Sends one request and reads the whole answer, of at most `limit` bytes once its
     /// content codings are undone. `body`: sent with `method`, else nothing is.
-    /// `trace`: the call's `traceparent`, sent in place of any in `headers`.
+    /// `trace`: the call's `traceparent`, sent in place of any in `headers`. The answer
+    /// keeps the response headers named in `keep` (none: no work, no allocation).
+    #[allow(clippy::too_many_arguments)]
     pub async fn fetch_whole(
         &self,
         method: &Method,
@@ -136,6 +138,7 @@ impl Transport {
         trace: Option<&TraceParent>,
         body: Option<&Bytes>,
         limit: u64,
+        keep: &[HeaderName],
     ) -> Result<WholeAnswer, CallError> {
         let hyper = match self {
             Transport::Http1 { own, .. } => {
@@ -146,7 +149,9 @@ impl Transport {
                 let storable = !crate::cache::forbids_storing(head.values("cache-control"));
                 let codings = decode::codings(head.values("content-encoding"));
                 let body = decoded(&codings, reply.body, limit)?;
-                return whole(head.status, storable, || head.value("content-type"), body);
+                let kept = head.kept(keep);
+                let content_type = || head.value("content-type");
+                return whole(head.status, storable, content_type, body, kept);
             }
             Transport::Hyper(hyper) => hyper,
         };
@@ -163,7 +168,13 @@ impl Transport {
         let body = decoded(&codings, body, limit)?;
         let storable = !crate::cache::forbids_storing(crate::cache::cache_control(&parts.headers));
         let content_type = || parts.headers.get(http::header::CONTENT_TYPE).cloned();
-        whole(parts.status, storable, content_type, body)
+        let mut kept = HeaderMap::new();
+        for name in keep {
+            for value in parts.headers.get_all(name) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        whole(parts.status, storable, content_type, body, kept)
     }
 
     /// Sends one request and returns the answer once its head is in; the body streams.
@@ -225,12 +236,14 @@ fn whole(
     storable: bool,
     content_type: impl FnOnce() -> Option<HeaderValue>,
     body: Bytes,
+    headers: HeaderMap,
 ) -> Result<WholeAnswer, CallError> {
     if status.is_success() || status.is_server_error() {
         Ok(WholeAnswer {
             status,
             body,
             storable,
+            headers,
         })
     } else {
         Err(CallError::Status {

@@ -107,9 +107,9 @@ async fn optional_failure_takes_its_default_and_is_reported() {
     assert_eq!(status, 200);
     assert_eq!(headers["x-fanout-complete"], "false");
     assert_eq!(
-        body,
+        common::without_durations(&body, "_errors"),
         json!({"user": {"id": 1}, "extra": {"items": []},
-               "_errors": {"extra": {"code": "bad_status", "message": "answered 500 Internal Server Error"}}})
+               "_errors": {"extra": {"code": "bad_status", "message": "answered 500 Internal Server Error", "status": 500}}})
     );
     let timing = headers["server-timing"].to_str().unwrap();
     assert!(timing.starts_with("user;dur="), "{timing}");
@@ -129,7 +129,7 @@ async fn optional_timeout_gives_null_default_and_timeout_desc() {
     assert_eq!(status, 200);
     assert_eq!(body["extra"], json!(null));
     assert_eq!(
-        body["_errors"]["extra"],
+        common::without_duration(&body["_errors"]["extra"]),
         json!({"code": "timeout", "message": "no answer within 300ms"})
     );
     assert!(
@@ -177,7 +177,7 @@ async fn an_answer_not_json_or_not_utf8_is_named_as_such() {
         let (status, _, body) = get_json(&gw.url("/r")).await;
         assert_eq!(status, 200);
         assert_eq!(
-            body["_errors"]["extra"],
+            common::without_duration(&body["_errors"]["extra"]),
             json!({"code": "invalid_json", "message": message}),
             "{body}"
         );
@@ -667,7 +667,7 @@ async fn answers_are_shaped_extract_select_omit_rename_and_merged() {
     .await;
     let text = common::get_text(&gw.url("/r")).await;
     assert_eq!(
-        text,
+        common::strip_durations(&text),
         r#"{"id":7,"full_name":"Ada","address":{"city":"Oslo"},"orders":[{"id":1,"total":9.5},{"id":2,"total":3}],"first":1,"odd":[],"_errors":{"odd":{"code":"missing_field","message":"cannot shape the answer: the answer has no \"data.nothing\""}}}"#
     );
 }

@@ -256,7 +256,7 @@ async fn the_refusal_names_its_cause() {
     .await;
     let (_, _, body) = get_json(&gw.url("/r")).await;
     assert_eq!(
-        body["_errors"]["a"],
+        common::without_duration(&body["_errors"]["a"]),
         json!({
             "code": "request_failed",
             "message": "request failed: faulty framing: both Transfer-Encoding and Content-Length"
@@ -288,7 +288,7 @@ async fn a_chunk_line_over_the_limit_is_refused_in_one_read_too() {
     .await;
     let (_, _, body) = get_json(&gw.url("/r")).await;
     assert_eq!(
-        body["_errors"]["a"],
+        common::without_duration(&body["_errors"]["a"]),
         json!({
             "code": "request_failed",
             "message": "request failed: malformed chunked body: line too long"

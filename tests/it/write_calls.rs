@@ -54,12 +54,17 @@ errors_field = "_errors"
   path = "/charges"
   method = "PUT"
   body = { order_id = "{order.id}", amount = "{order.total}", memo = "order {order.id}", status = "{responses.order.status}", lines = ["{order.id}", 1] }
-  headers = { "Idempotency-Key" = "charge-{order.id}" }
+  headers = { "Idempotency-Key" = "charge-{order.id}", "x-order-url" = "{responses.order.headers.Location}" }
 "#;
 
 async fn checkout_mock() -> MockUpstream {
     MockUpstream::builder()
-        .route("/orders", Reply::json(r#"{"id": 981, "total": 12.5}"#))
+        .route(
+            "/orders",
+            Reply::json(r#"{"id": 981, "total": 12.5}"#)
+                .status(201)
+                .header("location", "/orders/981"),
+        )
         .route("/charges", Reply::json(r#"{"ok": true}"#))
         .start()
         .await
@@ -90,9 +95,10 @@ async fn a_write_call_sends_typed_values_and_text_and_a_chained_call_reads_its_a
     let charge = &calls(&mock, "/charges")[0];
     assert_eq!(charge.method, "PUT");
     assert_eq!(charge.headers["idempotency-key"], "charge-981");
+    assert_eq!(charge.headers["x-order-url"], "/orders/981");
     assert_eq!(
         body_of(charge),
-        json!({"order_id": 981, "amount": 12.5, "memo": "order 981", "status": 200, "lines": [981, 1]})
+        json!({"order_id": 981, "amount": 12.5, "memo": "order 981", "status": 201, "lines": [981, 1]})
     );
     assert!(
         charge.arrived >= order.arrived,

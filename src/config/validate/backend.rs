@@ -1,6 +1,7 @@
 //! Validation of an aggregate route's `[[routes.backends]]`: templates, the dependency
 //! graph, `for_each`, shaping and cache settings.
 
+use super::policy::{answer_from, keep_headers, on_error};
 use super::write::{keep_read_headers, write_call};
 use super::{Problems, known_upstream};
 use crate::cache::CachePolicy;
@@ -122,6 +123,7 @@ pub(super) fn backends(
             );
         }
     }
+    let answer = answer_from(route_place, r, &names, p);
     // A cycle is looked for whenever every backend compiled, even if the route has
     // other problems, so that all of them are reported at once. The plan is built here,
     // once: the compiled route carries it to the gateway.
@@ -144,9 +146,12 @@ pub(super) fn backends(
             return None;
         }
     };
+    keep_headers(&mut out, &answer.headers_from);
     (p.0.len() == problems_before).then_some(AggregateSpec {
         backends: out,
         plan,
+        status_from: answer.status_from,
+        headers_from: answer.headers_from,
     })
 }
 
@@ -292,7 +297,7 @@ fn backend(
         name: b.name.clone(),
         upstream: b.upstream.clone(),
         path: path?,
-        required: b.required,
+        on_error: on_error(place, b, p),
         timeout,
         default,
         merge: b.merge,

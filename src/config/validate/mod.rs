@@ -3,6 +3,7 @@
 
 mod access_log;
 mod backend;
+mod policy;
 mod route;
 mod server;
 mod tracing;

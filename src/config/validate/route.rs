@@ -162,6 +162,7 @@ pub(super) fn route(
             return None;
         }
         (Some(proxy), true) => {
+            super::policy::proxy_answer_keys(place, r, p);
             known_upstream(
                 &format!("{place}.proxy.upstream"),
                 &proxy.upstream,

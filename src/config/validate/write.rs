@@ -150,9 +150,10 @@ pub(super) fn keep_read_headers(backends: &mut [BackendSpec]) {
         read.extend(sources.filter_map(|s| s.header_read().map(|(i, h)| (i, h.clone()))));
     }
     for (i, header) in read {
+        // Lower case, sorted and unique, as `headers_from` keeps them.
         let keep = &mut backends[i].keep_headers;
-        if !keep.contains(&header) {
-            keep.push(header);
+        if let Err(at) = keep.binary_search_by(|h| h.as_str().cmp(header.as_str())) {
+            keep.insert(at, header);
         }
     }
 }

@@ -226,7 +226,8 @@ struct MockState {
     routes: Mutex<Vec<(String, Reply)>>,
     hits: Mutex<HashMap<String, usize>>,
     requests: Mutex<Vec<Recorded>>,
-    /// Streams whose reader went away before the end.
+    /// Streams whose reader went away before the end, and hanging answers whose
+    /// caller closed the connection.
     cancelled: AtomicUsize,
     /// Bytes sinks have read so far.
     sunk: AtomicU64,
@@ -325,7 +326,8 @@ impl MockUpstream {
         routes.insert(0, (path.into(), reply));
     }
 
-    /// Response streams abandoned by their reader before the end.
+    /// Response streams abandoned by their reader before the end, and hanging answers
+    /// (`Reply::hang`) whose caller closed the connection.
     pub fn cancelled(&self) -> usize {
         self.state.cancelled.load(Ordering::SeqCst)
     }
@@ -474,7 +476,14 @@ async fn handle(
     };
     let out = match reply.behaviour {
         Behaviour::Sequence(_) => unreachable!("a sequence was resolved to one of its replies"),
-        Behaviour::Hang => std::future::pending::<MockBody>().await,
+        Behaviour::Hang => {
+            // Dropped only when the caller goes away: counted as cancelled.
+            let _guard = EndGuard {
+                state: state.clone(),
+                finished: false,
+            };
+            std::future::pending::<MockBody>().await
+        }
         Behaviour::Reset => return Err(std::io::Error::other("mock reset")),
         Behaviour::Echo | Behaviour::Sink => whole(received),
         Behaviour::Answer => whole(reply.body.clone()),
@@ -1100,4 +1109,42 @@ impl Drop for RawUpstream {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// An `errors_field` entry without its `duration_ms`, which a test cannot pin (the
+/// call's real time); checked to be there, a number.
+pub fn without_duration(entry: &serde_json::Value) -> serde_json::Value {
+    let mut entry = entry.clone();
+    let took = entry.as_object_mut().and_then(|e| e.remove("duration_ms"));
+    assert!(
+        took.as_ref().is_some_and(serde_json::Value::is_number),
+        "{entry}"
+    );
+    entry
+}
+
+/// `body` with every entry of its `field` (an `errors_field`) [`without_duration`].
+pub fn without_durations(body: &serde_json::Value, field: &str) -> serde_json::Value {
+    let mut body = body.clone();
+    if let Some(errors) = body.get_mut(field).and_then(|e| e.as_object_mut()) {
+        for entry in errors.values_mut() {
+            *entry = without_duration(entry);
+        }
+    }
+    body
+}
+
+/// Merged body text with each `,"duration_ms":N` taken out, for tests that pin the
+/// text byte for byte.
+pub fn strip_durations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(",\"duration_ms\":") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 15..];
+        let end = after.find(['}', ',']).unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
