@@ -76,13 +76,15 @@ impl World<'_> {
                 let body = self.body.ok_or(Problem::Missing)?;
                 let found = match path {
                     None => Some(body),
-                    Some(i) => PATHS[usize::from(i) % PATHS.len()]
-                        .split('.')
-                        .try_fold(body, |v, seg| match v {
-                            Value::Object(m) => m.get(seg),
-                            Value::Array(items) => items.get(seg.parse::<usize>().ok()?),
-                            _ => None,
-                        }),
+                    Some(i) => {
+                        PATHS[usize::from(i) % PATHS.len()]
+                            .split('.')
+                            .try_fold(body, |v, seg| match v {
+                                Value::Object(m) => m.get(seg),
+                                Value::Array(items) => items.get(seg.parse::<usize>().ok()?),
+                                _ => None,
+                            })
+                    }
                 };
                 found.cloned().ok_or(Problem::Missing)
             }
@@ -130,9 +132,16 @@ fn build(node: &Node, world: &World<'_>, depth: usize) -> (Value, Result<Value, 
             (Value::Object(template), expected.map(Value::Object))
         }
         Node::Array(items) if depth < 8 => {
-            let built: Vec<_> = items.iter().take(6).map(|n| build(n, world, depth + 1)).collect();
+            let built: Vec<_> = items
+                .iter()
+                .take(6)
+                .map(|n| build(n, world, depth + 1))
+                .collect();
             let template = built.iter().map(|(t, _)| t.clone()).collect();
-            let expected = built.into_iter().map(|(_, e)| e).collect::<Result<Vec<_>, _>>();
+            let expected = built
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect::<Result<Vec<_>, _>>();
             (Value::Array(template), expected.map(Value::Array))
         }
         Node::Text(pieces) => {
@@ -170,6 +179,10 @@ fn build(node: &Node, world: &World<'_>, depth: usize) -> (Value, Result<Value, 
     }
 }
 
+/// serde_json's token for a raw value: an object whose first key it is does not read
+/// back as a `Value` (the oracle's parse, not the render, would fail).
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
 fuzz_target!(|input: Input| {
     let client: Option<Value> = match &input.shaped {
         Some((s, n, b, list)) => Some(serde_json::json!({
@@ -193,6 +206,10 @@ fuzz_target!(|input: Input| {
         header: header.as_ref().map(HeaderValue::as_bytes),
     };
     let (template, expected) = build(&input.template, &world, 0);
+    let client_text = client.as_ref().map(Value::to_string).unwrap_or_default();
+    if template.to_string().contains(RAW_VALUE_TOKEN) || client_text.contains(RAW_VALUE_TOKEN) {
+        return;
+    }
 
     let scope = Scope {
         params: &[],
@@ -214,13 +231,19 @@ fuzz_target!(|input: Input| {
     match (rendered, expected) {
         (Ok(bytes), Ok(expected)) => {
             let got: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                panic!("{template} rendered text that is not JSON ({e}): {:?}", String::from_utf8_lossy(&bytes))
+                panic!(
+                    "{template} rendered text that is not JSON ({e}): {:?}",
+                    String::from_utf8_lossy(&bytes)
+                )
             });
             assert_eq!(got, expected, "{template}");
         }
         (Err(e), Err(problem)) => assert_eq!(e.problem, problem, "{template}: {e}"),
         (Ok(bytes), Err(problem)) => {
-            panic!("{template} rendered {:?}, expected {problem}", String::from_utf8_lossy(&bytes))
+            panic!(
+                "{template} rendered {:?}, expected {problem}",
+                String::from_utf8_lossy(&bytes)
+            )
         }
         (Err(e), Ok(expected)) => panic!("{template} failed ({e}), expected {expected}"),
     }
