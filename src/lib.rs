@@ -8,6 +8,7 @@
 //! - [`body`]: the one response body type, buffered or streamed, and idle-stream limits.
 //! - [`cache`]: the response cache (moka), with single-flight misses and stale serving.
 //! - [`compress`]: gzip and br for answers whole in memory.
+//! - [`condition`]: backend conditions (`when`), CEL compiled at load, evaluated per request.
 //! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
 //! - [`demo`]: sample upstreams and a sample trace collector for `fanout demo`.
 //! - [`error`]: every error the gateway makes, as status and JSON, in one place.
@@ -32,6 +33,7 @@ pub mod aggregate;
 pub mod body;
 pub mod cache;
 pub mod compress;
+pub mod condition;
 pub mod config;
 pub mod demo;
 pub mod error;

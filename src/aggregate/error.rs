@@ -5,6 +5,7 @@
 //! sibling.
 
 use crate::body::BodyError;
+use crate::condition::ConditionError;
 use crate::template::RenderError;
 use crate::upstream::CallError;
 
@@ -15,6 +16,9 @@ pub enum BackendError {
     Call(#[from] CallError),
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// The backend's `when` could not be decided.
+    #[error(transparent)]
+    Condition(#[from] ConditionError),
     #[error("answer is not JSON: {0}")]
     InvalidJson(String),
     #[error("answer is not a JSON object, so merge = \"root\" cannot spread it")]
@@ -35,6 +39,7 @@ impl BackendError {
         match self {
             BackendError::Call(c) => c.code(),
             BackendError::Render(e) => e.code(),
+            BackendError::Condition(_) => "condition_failed",
             BackendError::InvalidJson(_) => "invalid_json",
             BackendError::NotAnObject => "not_an_object",
             BackendError::Shape(_) => "missing_field",
@@ -58,8 +63,8 @@ pub enum AggregateError {
     /// The request body is larger than the route's `max_body`, or could not be read.
     #[error(transparent)]
     Body(#[from] BodyError),
-    /// A backend reads the request body as JSON, and it is not JSON (or nests deeper
-    /// than 128 levels): the client's mistake.
+    /// A backend's template or `when` reads the request body as JSON, and it is not
+    /// JSON (or nests deeper than 128 levels): the client's mistake.
     #[error("the request body is not JSON: {0}")]
     BodyNotJson(String),
     /// The request body was still arriving at the route's deadline.
@@ -156,6 +161,10 @@ mod tests {
         for (e, code) in [
             (BackendError::InvalidJson("x".into()), "invalid_json"),
             (BackendError::NotAnObject, "not_an_object"),
+            (
+                BackendError::Condition(ConditionError::NotBool("int".into())),
+                "condition_failed",
+            ),
             (BackendError::Shape("x".into()), "missing_field"),
             (
                 BackendError::TooManyItems {

@@ -1,8 +1,12 @@
 //! The execute stage: runs a route's plan for one request. Every backend starts the
 //! moment the answers it reads have arrived (those reading none at once), the calls run
 //! concurrently, and a required backend's failure ends the request at once, cancelling
-//! the calls still running. How a backend is started (its URL, the cache, the call) is
-//! the orchestrator's [`Launch`]: this stage only decides when.
+//! the calls still running. How a backend is started (its `when`, its URL, the cache, the
+//! call) is the orchestrator's [`Launch`]: this stage only decides when.
+//!
+//! A backend its `when` skipped is not a failure: its outcome is its default, and every
+//! backend reading its answer is skipped in turn, without a call, once its own inputs
+//! are in.
 
 use super::error::AggregateError;
 use super::scope::{AggregateRoute, Outcome};
@@ -48,6 +52,11 @@ pub(super) async fn execute<L: Launch>(
     let mut calls = None;
     loop {
         while let Some(i) = progress.ready.pop() {
+            if progress.reads_skipped(i) {
+                let skipped = Outcome::skipped(&route.backends[i].spec.default);
+                progress.finish(route, i, skipped)?;
+                continue;
+            }
             match launch.start(i, &progress.answers).await {
                 Started::Done(outcome) => progress.finish(route, i, outcome)?,
                 Started::Running(call) => calls
@@ -80,6 +89,8 @@ struct Progress {
     waits: Vec<usize>,
     /// Backends whose answers have all arrived, not yet started.
     ready: Vec<usize>,
+    /// Backends that read a skipped backend's answer, so are skipped too.
+    skip: Vec<bool>,
 }
 
 impl Progress {
@@ -87,17 +98,23 @@ impl Progress {
         let plan = &route.plan;
         let n = route.backends.len();
         // Without dependencies nobody waits or reads: no countdown, no answers kept.
-        let (answers, waits) = if plan.has_dependencies() {
-            (vec![None; n], plan.waits().to_vec())
+        let (answers, waits, skip) = if plan.has_dependencies() {
+            (vec![None; n], plan.waits().to_vec(), vec![false; n])
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), Vec::new())
         };
         Self {
             outcomes: (0..n).map(|_| None).collect(),
             answers,
             waits,
             ready: plan.starts().collect(),
+            skip,
         }
+    }
+
+    /// Whether backend `i` reads the answer of a backend that was skipped.
+    fn reads_skipped(&self, i: usize) -> bool {
+        self.skip.get(i).copied().unwrap_or(false)
     }
 
     /// Records a backend's outcome and readies the backends that waited for it. A
@@ -129,7 +146,11 @@ impl Progress {
                 }
             }
         }
+        let skipped = outcome.is_skipped();
         for &reader in route.plan.readers(i) {
+            if skipped {
+                self.skip[reader] = true;
+            }
             self.waits[reader] -= 1;
             if self.waits[reader] == 0 {
                 self.ready.push(reader);

@@ -33,8 +33,8 @@ pub async fn serve(
     trace: &TraceContext,
 ) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     let deadline = Instant::now() + route.timeout;
-    // The body is read only when a backend sends it on or reads it, and never past
-    // max_body; parsed once, when a template reads it.
+    // The body is read only when a backend sends it on or reads it (a template or a
+    // `when`), and never past max_body; parsed once, when one reads it as JSON.
     let request_body = if route.body.read {
         let read = read_limited(body, &parts.headers, route.max_body);
         let bytes = tokio::time::timeout_at(deadline, read)
@@ -61,6 +61,7 @@ pub async fn serve(
     let launch = Launcher {
         scope: &scope,
         params,
+        body: scope.json_body.as_ref(),
     };
     let outcomes = execute(route, &launch).await;
     // A failed backend's request is exported whatever the sampler said.
@@ -82,14 +83,22 @@ fn parse_body(bytes: &[u8]) -> Result<Option<Value>, AggregateError> {
     }
     fetch::parse_json(bytes, MAX_DEPTH_LIMIT)
         .map(Some)
-        .map_err(|e| AggregateError::BodyNotJson(e.to_string()))
+        .map_err(|e| {
+            AggregateError::BodyNotJson(match e {
+                BackendError::InvalidJson(why) => why,
+                other => other.to_string(),
+            })
+        })
 }
 
-/// Starts the backends of one request: renders a backend's URL (or one per `for_each`
-/// element), answers a fresh cache hit in place, and otherwise makes the call.
+/// Starts the backends of one request: decides a backend's `when`, renders its URL (or
+/// one per `for_each` element), answers a fresh cache hit in place, and otherwise makes
+/// the call.
 struct Launcher<'s, 'p> {
     scope: &'s RequestScope<'s>,
     params: &'s matchit::Params<'p, 'p>,
+    /// The request body as JSON, when a template or a `when` reads it.
+    body: Option<&'s Value>,
 }
 
 impl<'s> Launch for Launcher<'s, '_> {
@@ -108,10 +117,17 @@ impl<'s> Launch for Launcher<'s, '_> {
             params: self.params,
             query: scope.parts.uri.query(),
             headers: &scope.parts.headers,
-            body: scope.json_body.as_ref(),
+            body: self.body,
             answers,
             item: None,
         };
+        if let Some(when) = &backend.spec.when {
+            match when.evaluate(&input) {
+                Ok(true) => {}
+                Ok(false) => return Started::Done(Outcome::skipped(&backend.spec.default)),
+                Err(error) => return Started::Done(Outcome::failed(error.into())),
+            }
+        }
         if let Some(each) = &backend.spec.for_each {
             return match for_each::calls(route, backend, each, &input) {
                 Ok(requests) => {

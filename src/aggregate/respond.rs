@@ -28,12 +28,9 @@ fn has_problem(outcome: &Outcome) -> bool {
     !matches!(&outcome.result, Ok(a) if a.failed_elements.is_none())
 }
 
-/// The desc of a backend a condition skipped (not called, not an error).
-const SKIPPED: &str = "skipped";
-
 /// The backend's answer, if it was called and answered.
 fn answered(outcome: &Outcome) -> Option<&BackendAnswer> {
-    outcome.result.as_ref().ok().filter(|a| a.desc != SKIPPED)
+    outcome.result.as_ref().ok().filter(|a| !a.is_skipped())
 }
 
 /// Whether the backend's key is left out of the merged body: `on_error = "omit"` and it

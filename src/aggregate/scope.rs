@@ -51,7 +51,8 @@ pub struct AggregateRoute {
 pub struct BodyUse {
     /// A backend forwards it or a template reads it.
     pub read: bool,
-    /// A template reads `{body...}`: it is parsed as JSON, once.
+    /// A template reads `{body...}` or a `when` reads `request.body`: it is parsed as
+    /// JSON, once.
     pub parse: bool,
 }
 
@@ -59,7 +60,7 @@ impl BodyUse {
     pub fn of(backends: &[BackendSpec]) -> Self {
         Self {
             read: backends.iter().any(BackendSpec::reads_request_body),
-            parse: backends.iter().any(BackendSpec::reads_body_json),
+            parse: backends.iter().any(BackendSpec::parses_request_body),
         }
     }
 }
@@ -205,6 +206,27 @@ impl Outcome {
             elapsed: Duration::ZERO,
         }
     }
+
+    /// A backend skipped by its `when` (or because a backend it reads was): not called,
+    /// `default` in its place.
+    pub fn skipped(default: &Bytes) -> Self {
+        Self {
+            result: Ok(BackendAnswer {
+                body: default.clone(),
+                desc: BackendAnswer::SKIPPED,
+                raw: None,
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                failed_elements: None,
+            }),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Whether the backend was skipped rather than called.
+    pub fn is_skipped(&self) -> bool {
+        self.result.as_ref().is_ok_and(BackendAnswer::is_skipped)
+    }
 }
 
 /// A backend's usable answer.
@@ -212,7 +234,7 @@ impl Outcome {
 pub struct BackendAnswer {
     /// What goes into the merged body: the shaped JSON.
     pub body: Bytes,
-    /// The `Server-Timing` desc: `ok`, `hit` or `stale`.
+    /// The `Server-Timing` desc: `ok`, `hit`, `stale` or `skipped`.
     pub desc: &'static str,
     /// The answer before shaping, kept only when another backend reads it.
     pub raw: Option<Answered>,
@@ -224,6 +246,16 @@ pub struct BackendAnswer {
     pub headers: HeaderMap,
     /// For `for_each`: the element calls that failed, each `null` in its place.
     pub failed_elements: Option<ElementFailures>,
+}
+
+impl BackendAnswer {
+    /// The desc (and metrics and access-log code) of a backend its `when` skipped.
+    pub const SKIPPED: &'static str = "skipped";
+
+    /// Whether this is the stand-in of a skipped backend: its default, no call made.
+    pub fn is_skipped(&self) -> bool {
+        self.desc == Self::SKIPPED
+    }
 }
 
 /// Element calls of a `for_each` backend that failed.

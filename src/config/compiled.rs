@@ -4,6 +4,7 @@
 use super::{MergeMode, OnError, Plan};
 use crate::access_log::AccessLogSpec;
 use crate::cache::CachePolicy;
+use crate::condition::Condition;
 use crate::json_path::Path;
 use crate::limits::{LimitKey, Rate};
 use crate::router::Methods;
@@ -204,6 +205,8 @@ pub struct BackendSpec {
     pub idempotent: bool,
     /// Request headers set on the call from templates, after the forwarded ones.
     pub headers: Vec<(HeaderName, TextTemplate)>,
+    /// `when`: decided once the answers it reads are in; false skips this backend.
+    pub when: Option<Condition>,
     /// The response headers this backend's calls keep (lower case, sorted, unique):
     /// those `headers_from`, templates or conditions read. Empty: none are kept.
     pub keep_headers: Vec<HeaderName>,
@@ -215,14 +218,15 @@ impl BackendSpec {
         self.on_error == OnError::Fail
     }
 
-    /// Whether a call of this backend needs the client's request body: it forwards it,
-    /// or a template reads `{body...}`.
+    /// Whether serving this backend needs the client's request body: it sends it on, a
+    /// template reads `{body...}`, or its `when` reads `request.body`.
     pub fn reads_request_body(&self) -> bool {
-        self.forward_body || self.reads_body_json()
+        self.forward_body || self.parses_request_body()
     }
 
-    /// Whether a template of this backend reads `{body...}`, the body parsed as JSON.
-    pub fn reads_body_json(&self) -> bool {
+    /// Whether serving this backend needs the client's body parsed as JSON: a template
+    /// reads `{body...}` or its `when` reads `request.body`.
+    pub fn parses_request_body(&self) -> bool {
         let reads = |s: &Source| matches!(s, Source::Body(_));
         self.path.sources().any(reads)
             || self.body.iter().flat_map(BodyTemplate::sources).any(reads)
@@ -231,6 +235,10 @@ impl BackendSpec {
                 .iter()
                 .flat_map(|(_, t)| t.sources())
                 .any(reads)
+            || self
+                .when
+                .as_ref()
+                .is_some_and(Condition::reads_request_body)
     }
 
     /// Whether the call may be repeated: retried, hedged, cached, shared.

@@ -524,6 +524,10 @@ pub struct BackendConfig {
     /// Request headers set on the call, `{ "x-tenant" = "{user.tenant_id}" }`: text
     /// templates whose values are checked to be valid header values.
     pub headers: BTreeMap<String, String>,
+    /// A CEL condition (`"user.plan == 'pro'"`) over `request` and earlier backends'
+    /// answers: false skips this backend (no call; its `default` in its place), and every
+    /// backend reading it; default: always called.
+    pub when: Option<String>,
 }
 
 impl Default for BackendConfig {
@@ -554,6 +558,7 @@ impl Default for BackendConfig {
             body: None,
             idempotent: false,
             headers: BTreeMap::new(),
+            when: None,
         }
     }
 }

@@ -22,6 +22,7 @@ mod admin;
 mod aggregate;
 mod backend_answers;
 mod cache;
+mod conditions;
 mod config_check;
 mod demo;
 mod dependent;

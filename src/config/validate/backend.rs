@@ -5,10 +5,12 @@ use super::policy::{answer_from, keep_headers, on_error};
 use super::write::{keep_read_headers, write_call};
 use super::{Problems, known_upstream};
 use crate::cache::CachePolicy;
+use crate::condition::Condition;
 use crate::config::*;
 use crate::json_path::Path;
 use crate::template::{Scope, Source, Template, TemplateMode};
 use bytes::Bytes;
+use http::HeaderName;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -108,6 +110,7 @@ pub(super) fn backends(
         }
         out.extend(spec);
     }
+    keep_condition_headers(&mut out);
     if let Some(field) = &r.errors_field {
         if field.is_empty() {
             p.add(
@@ -272,9 +275,11 @@ fn backend(
     let write = write_call(place, index, b, scope, p);
     let reads_item = path.as_ref().is_none_or(Template::reads_item) || write.reads_item();
     let for_each = for_each(place, index, b, reads_item, scope, p);
+    let when = condition(place, index, b, scope, p);
     let mut waits_for: Vec<usize> = path.iter().flat_map(Template::answers_read).collect();
     waits_for.extend(write.sources().filter_map(Source::answer_read));
     waits_for.extend(for_each.as_ref().map(|f| f.backend));
+    waits_for.extend(when.iter().flat_map(Condition::answers_read));
     waits_for.sort_unstable();
     waits_for.dedup();
     let timeout = b
@@ -311,6 +316,53 @@ fn backend(
         body: write.body,
         idempotent: write.idempotent,
         headers: write.headers,
+        when,
         keep_headers: Vec::new(),
     })
+}
+
+/// Compiles `when`: a syntax error, a name it cannot read or this backend's own answer
+/// is refused with its place.
+fn condition(
+    place: &str,
+    index: usize,
+    b: &BackendConfig,
+    scope: &Scope<'_>,
+    p: &mut Problems,
+) -> Option<Condition> {
+    let expr = b.when.as_ref()?;
+    let place = format!("{place}.when");
+    let condition = Condition::compile(expr, scope.backends)
+        .map_err(|e| p.add(place.clone(), e))
+        .ok()?;
+    if condition.answers_read().any(|i| i == index) {
+        p.add(
+            place,
+            format!(
+                "reads this backend's own answer ({}); a condition decides before the call, so read another backend's",
+                b.name
+            ),
+        );
+        return None;
+    }
+    Some(condition)
+}
+
+/// Adds to each backend's `keep_headers` the response headers other backends' `when`
+/// read (`responses.NAME.headers['etag']`).
+fn keep_condition_headers(specs: &mut [BackendSpec]) {
+    let mut wanted: Vec<(usize, HeaderName)> = Vec::new();
+    for spec in specs.iter() {
+        if let Some(when) = &spec.when {
+            for read in when.answers_read() {
+                wanted.extend(when.headers_read(read).iter().map(|h| (read, h.clone())));
+            }
+        }
+    }
+    for (read, header) in wanted {
+        let keep = &mut specs[read].keep_headers;
+        keep.push(header);
+        keep.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        keep.dedup();
+    }
 }

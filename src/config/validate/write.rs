@@ -158,12 +158,16 @@ pub(super) fn keep_read_headers(backends: &mut [BackendSpec]) {
     }
 }
 
-/// The first backend reading `{body...}` on a route whose methods carry no body.
+/// The first backend whose templates read `{body...}` on a route whose methods carry
+/// no body.
 pub(super) fn body_on_bodiless_route(place: &str, backends: &[BackendSpec], p: &mut Problems) {
-    if let Some(i) = backends
-        .iter()
-        .position(|b| !b.forward_body && b.reads_request_body())
-    {
+    let reads = |s: &Source| matches!(s, Source::Body(_));
+    let in_templates = |b: &BackendSpec| {
+        b.path.sources().any(reads)
+            || b.body.iter().flat_map(BodyTemplate::sources).any(reads)
+            || b.headers.iter().flat_map(|(_, t)| t.sources()).any(reads)
+    };
+    if let Some(i) = backends.iter().position(in_templates) {
         p.add(
             format!("{place}.backends[{i}]"),
             "reads the client's body ({body...}), but the route answers only GET/HEAD, which carry no body; add POST, PUT or PATCH to methods",
