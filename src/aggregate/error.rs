@@ -63,7 +63,8 @@ pub enum AggregateError {
     /// The request body is larger than the route's `max_body`, or could not be read.
     #[error(transparent)]
     Body(#[from] BodyError),
-    /// A backend's `when` reads the request body, and it is not JSON.
+    /// A backend's template or `when` reads the request body as JSON, and it is not
+    /// JSON (or nests deeper than 128 levels): the client's mistake.
     #[error("the request body is not JSON: {0}")]
     BodyNotJson(String),
     /// The request body was still arriving at the route's deadline.

@@ -1,21 +1,22 @@
-//! The fetch stage: one backend call for one URL, through the cache when the backend has
-//! a `cache_ttl`, then checked to be JSON no deeper than the upstream's `max_depth` and
+//! The fetch stage: one backend call (a URL, and for a write call its method, body and
+//! headers), through the cache when the backend has a `cache_ttl` and may be repeated, then checked to be JSON no deeper than the upstream's `max_depth` and
 //! shaped. Keeps the answer before shaping when another backend reads it.
 
 use super::error::BackendError;
-use super::scope::{Backend, BackendAnswer, RequestScope};
+use super::scope::{Backend, BackendAnswer, CallRequest, RequestScope};
 use super::shape;
 use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery, Stored};
 use crate::config::{MergeMode, Shape};
 use crate::template::Answered;
 use crate::trace::record::CallTrace;
-use crate::upstream::{CallError, Upstream, WholeAnswer, budget};
+use crate::upstream::{CallError, Upstream, WholeAnswer, budget, is_idempotent};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -27,16 +28,27 @@ pub(super) enum CacheLookup {
     Call(Option<CacheKey>),
 }
 
-/// Looks for a fresh cached answer to `url`. A hit, the common case on a cached backend,
-/// needs none of what a call is set up with, so the caller can answer it in place.
-pub(super) async fn lookup(scope: &RequestScope<'_>, backend: &Backend, url: &str) -> CacheLookup {
+/// Looks for a fresh cached answer to `call`. A hit, the common case on a cached
+/// backend, needs none of what a call is set up with, so the caller can answer it in
+/// place.
+pub(super) async fn lookup(
+    scope: &RequestScope<'_>,
+    backend: &Backend,
+    call: &CallRequest,
+) -> CacheLookup {
     let spec = &backend.spec;
-    // A backend that sends the request body is never cached.
-    let (Some(_), false, Some(varying)) = (spec.cache, spec.forward_body, &scope.varying) else {
+    // A backend that sends the request body, or a write call not declared idempotent,
+    // is never cached (so never shared with another request's call either).
+    let (Some(_), false, true, Some(varying)) = (
+        spec.cache,
+        spec.forward_body,
+        spec.repeatable(),
+        &scope.varying,
+    ) else {
         return CacheLookup::Call(None);
     };
-    let get = Method::GET;
-    let query = KeyQuery::new(&get, url, varying);
+    let key_text = call.key_text();
+    let query = KeyQuery::new(&spec.method, &key_text, varying);
     match scope.route.cache.fresh(&query).await {
         Some(entry) => CacheLookup::Hit(entry),
         None => CacheLookup::Call(Some(query.to_key())),
@@ -59,12 +71,12 @@ pub(super) fn from_hit(
 pub(super) async fn call(
     scope: &RequestScope<'_>,
     backend: &Backend,
-    url: String,
+    call: CallRequest,
     keep: bool,
 ) -> Result<BackendAnswer, BackendError> {
-    match lookup(scope, backend, &url).await {
+    match lookup(scope, backend, &call).await {
         CacheLookup::Hit(entry) => from_hit(entry, backend, keep),
-        CacheLookup::Call(key) => call_upstream(scope, backend, url, key, keep).await,
+        CacheLookup::Call(key) => call_upstream(scope, backend, call, key, keep).await,
     }
 }
 
@@ -96,12 +108,33 @@ fn stored_answer(entry: &Entry, read: (Bytes, Option<Value>, &'static str)) -> B
     answer(read, stored.status, stored.headers.clone())
 }
 
+/// The headers a call sends: the forwarded ones, then its own (a JSON body's type, the
+/// backend's header templates). Borrowed when it has none of its own, the usual GET.
+fn call_headers<'h>(
+    scope: &'h RequestScope<'_>,
+    call: &CallRequest,
+    content_type: Option<&HeaderValue>,
+) -> Cow<'h, HeaderMap> {
+    let forwarded = scope.forwarded();
+    if call.headers.is_empty() && content_type.is_none() {
+        return Cow::Borrowed(forwarded);
+    }
+    let mut headers = forwarded.clone();
+    if let Some(ct) = content_type {
+        headers.insert(CONTENT_TYPE, ct.clone());
+    }
+    for (name, value) in &call.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    Cow::Owned(headers)
+}
+
 /// The call after a [`lookup`] found nothing fresh: through the cache (stale answers,
 /// coalesced misses) when there is a `key`, else straight to the upstream.
 pub(super) async fn call_upstream(
     scope: &RequestScope<'_>,
     backend: &Backend,
-    url: String,
+    call: CallRequest,
     key: Option<CacheKey>,
     keep: bool,
 ) -> Result<BackendAnswer, BackendError> {
@@ -111,19 +144,21 @@ pub(super) async fn call_upstream(
     let reading = Reading::of(backend);
     let kept = spec.keep_headers.as_slice();
     if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
-        // Only a backend that sends the body needs its own headers, with its type.
-        let mut headers = scope.forwarded().clone();
-        if let Some(ct) = scope.parts.headers.get(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, ct.clone());
-        }
-        let send = Some((&scope.parts.method, bytes.clone()));
+        // The client's own method and body, with its type; repeated only when that
+        // method is idempotent.
+        let headers = call_headers(scope, &call, scope.parts.headers.get(CONTENT_TYPE));
+        let method = &scope.parts.method;
+        let sends = Sends {
+            body: Some((method, bytes.clone())),
+            keep: kept,
+            repeatable: is_idempotent(method),
+        };
         let trace = scope.call_trace(backend);
         let whole = ask(
             &backend.upstream,
-            url,
+            call.url,
             &headers,
-            send,
-            kept,
+            sends,
             deadline,
             &trace,
         )
@@ -131,15 +166,24 @@ pub(super) async fn call_upstream(
         let (body, raw) = read(whole.body, reading, keep)?;
         return Ok(answer((body, raw, "ok"), whole.status, whole.headers));
     }
+    let json = HeaderValue::from_static("application/json");
+    let headers = call_headers(scope, &call, call.body.as_ref().map(|_| &json));
+    // A write call without a body (a DELETE) still sends its method.
+    let body =
+        (spec.method != Method::GET).then(|| (spec.method.clone(), call.body.unwrap_or_default()));
+    let repeatable = spec.repeatable();
     let (Some(policy), Some(key)) = (spec.cache, key) else {
-        let headers = scope.forwarded();
+        let sends = Sends {
+            body: body.as_ref().map(|(m, b)| (m, b.clone())),
+            keep: kept,
+            repeatable,
+        };
         let trace = scope.call_trace(backend);
         let whole = ask(
             &backend.upstream,
-            url,
-            headers,
-            None,
-            kept,
+            call.url,
+            &headers,
+            sends,
             deadline,
             &trace,
         )
@@ -152,11 +196,17 @@ pub(super) async fn call_upstream(
     let max_depth = reading.max_depth;
     let shape = spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
-    let headers = scope.forwarded().clone();
+    let headers = headers.into_owned();
     let kept = spec.keep_headers.clone();
     let trace = scope.call_trace(backend);
+    let url = call.url;
     let fetch = move || async move {
-        let whole = ask(&upstream, url, &headers, None, &kept, deadline, &trace).await?;
+        let sends = Sends {
+            body: body.as_ref().map(|(m, b)| (m, b.clone())),
+            keep: &kept,
+            repeatable,
+        };
+        let whole = ask(&upstream, url, &headers, sends, deadline, &trace).await?;
         let (raw, storable) = (whole.body, whole.storable);
         // Stored shaped, so a hit serves the bytes as they are; but stored as it came
         // when another backend reads it, since they read it before shaping.
@@ -287,7 +337,7 @@ fn check_depth(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
 /// Parses an answer whose depth [`check_depth`] has checked. serde_json's own limit
 /// (127 levels) is lifted so that `max_depth` (at most 128, by validation) is the one
 /// rule; parsing, shaping and dropping the value recurse at most that deep.
-fn parse(raw: &[u8], max_depth: usize) -> Result<Value, BackendError> {
+pub(super) fn parse_json(raw: &[u8], max_depth: usize) -> Result<Value, BackendError> {
     check_depth(raw, max_depth)?;
     let mut de = serde_json::Deserializer::from_slice(raw);
     de.disable_recursion_limit();
@@ -308,19 +358,33 @@ fn check_json(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Calls the upstream, keeping the response headers named in `keep`. Returns the
-/// answer, whose body is `null` for a 204.
+/// What a call sends besides its URL and headers, and what it keeps of the answer.
+struct Sends<'a> {
+    /// A body with its method; `None`: a GET.
+    body: Option<(&'a Method, Bytes)>,
+    /// The response headers kept.
+    keep: &'a [HeaderName],
+    /// Whether the call may be retried and hedged.
+    repeatable: bool,
+}
+
+/// Calls the upstream, keeping the response headers named in `keep`, retried and hedged
+/// only when `repeatable`. Returns the answer, whose body is `null` for a 204.
 async fn ask(
     upstream: &Upstream,
     url: String,
     headers: &HeaderMap,
-    body: Option<(&Method, Bytes)>,
-    keep: &[HeaderName],
+    sends: Sends<'_>,
     deadline: Instant,
     trace: &CallTrace,
 ) -> Result<WholeAnswer, BackendError> {
+    let Sends {
+        body,
+        keep,
+        repeatable,
+    } = sends;
     let mut answer = upstream
-        .call(url, headers, body, keep, deadline, trace)
+        .call(url, headers, body, keep, repeatable, deadline, trace)
         .await?;
     if answer.status == StatusCode::NO_CONTENT {
         answer.body = Bytes::from_static(b"null");
@@ -348,11 +412,11 @@ fn read(
             (raw, None)
         }
         (None, true) => {
-            let value = parse(&raw, max_depth)?;
+            let value = parse_json(&raw, max_depth)?;
             (raw, Some(value))
         }
         (Some(shape), keep) => {
-            let value = parse(&raw, max_depth)?;
+            let value = parse_json(&raw, max_depth)?;
             let kept = keep.then(|| value.clone());
             let shaped = shape::apply(shape, value).map_err(BackendError::Shape)?;
             let bytes = serde_json::to_vec(&shaped).expect("a JSON value serializes");

@@ -1,10 +1,10 @@
 //! The for_each stage: a backend that calls once per element of an array in another
-//! backend's answer. [`urls`] renders one URL per element; [`run`] makes the calls, at
+//! backend's answer. [`calls`] renders one call per element; [`run`] makes the calls, at
 //! most `concurrency` at once, and splices the answers into an array in element order.
 //! The call for one element is passed in, so this stage imports no other.
 
 use super::error::BackendError;
-use super::scope::{AggregateRoute, Backend, BackendAnswer, ElementFailures};
+use super::scope::{AggregateRoute, Backend, BackendAnswer, CallRequest, ElementFailures};
 use crate::config::ForEachSpec;
 use crate::template::{Answered, Problem, RenderError, RenderInput};
 use bytes::Bytes;
@@ -12,15 +12,15 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 use std::future::Future;
 
-/// One URL per element of the array `each` names (an element whose URL cannot be
-/// rendered is an error in its place). The array missing, not an array, or longer than
+/// One call (URL, and a write call's body and headers) per element of the array `each`
+/// names (an element whose call cannot be rendered is an error in its place). The array missing, not an array, or longer than
 /// `max_items` fails the backend.
-pub(super) fn urls(
+pub(super) fn calls(
     route: &AggregateRoute,
     backend: &Backend,
     each: &ForEachSpec,
     input: &RenderInput<'_>,
-) -> Result<Vec<Result<String, RenderError>>, BackendError> {
+) -> Result<Vec<Result<CallRequest, RenderError>>, BackendError> {
     let answer = input.answers[each.backend].as_ref().map(|a| &a.body);
     let array = match &each.path {
         None => answer,
@@ -50,7 +50,6 @@ pub(super) fn urls(
             max: each.max_items,
         });
     }
-    let base = &backend.upstream.spec.base;
     Ok(items
         .iter()
         .map(|item| {
@@ -58,26 +57,26 @@ pub(super) fn urls(
                 item: Some(item),
                 ..*input
             };
-            backend.spec.path.render(base, &input)
+            CallRequest::render(backend, &input)
         })
         .collect())
 }
 
-/// Calls `urls` with `call`, one per element. A failed element is `null` in its place, or
+/// Makes `calls` with `call`, one per element. A failed element is `null` in its place, or
 /// fails the backend with `fail_all`. `keep`: the answers before shaping are kept too,
 /// as an array, for the backends that read this one.
 pub(super) async fn run<F, Fut>(
     backend: &Backend,
     each: &ForEachSpec,
-    urls: Vec<Result<String, RenderError>>,
+    calls: Vec<Result<CallRequest, RenderError>>,
     keep: bool,
     call: F,
 ) -> Result<BackendAnswer, BackendError>
 where
-    F: Fn(String) -> Fut,
+    F: Fn(CallRequest) -> Fut,
     Fut: Future<Output = Result<BackendAnswer, BackendError>>,
 {
-    let total = urls.len();
+    let total = calls.len();
     let mut bodies: Vec<Option<Bytes>> = vec![None; total];
     let mut raws: Vec<Value> = if keep {
         vec![Value::Null; total]
@@ -87,10 +86,10 @@ where
     let mut failures: Option<ElementFailures> = None;
     let mut hits = 0;
     let call = &call;
-    let mut calls = stream::iter(urls.into_iter().enumerate())
-        .map(|(k, url)| async move {
-            let result = match url {
-                Ok(url) => call(url).await,
+    let mut calls = stream::iter(calls.into_iter().enumerate())
+        .map(|(k, request)| async move {
+            let result = match request {
+                Ok(request) => call(request).await,
                 Err(e) => Err(e.into()),
             };
             (k, result)

@@ -39,4 +39,4 @@ pub mod shape;
 pub use error::{AggregateError, BackendError};
 pub use pipeline::serve;
 pub use respond::BackendOutcomes;
-pub use scope::{AggregateRoute, Backend};
+pub use scope::{AggregateRoute, Backend, BodyUse};

@@ -1,5 +1,6 @@
 //! The orchestrator of an aggregate request, the one file that knows every stage: it
-//! reads the request body when a backend sends it on, makes the request's scope, has
+//! reads the request body when a backend sends it on or reads it (parsing it as JSON
+//! once), makes the request's scope, has
 //! `execute` run the route's plan with a [`Launch`] wired to `fetch` and `for_each`, and
 //! hands the outcomes to `respond`.
 
@@ -8,8 +9,9 @@ use super::execute::{Launch, Started, execute};
 use super::fetch::{self, CacheLookup};
 use super::for_each;
 use super::respond::{BackendOutcomes, respond};
-use super::scope::{AggregateRoute, BackendAnswer, Outcome, RequestScope};
+use super::scope::{AggregateRoute, BackendAnswer, CallRequest, Outcome, RequestScope};
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
+use crate::config::MAX_DEPTH_LIMIT;
 use crate::template::{Answered, RenderInput};
 use crate::trace::TraceContext;
 use http::{HeaderValue, Response, request};
@@ -31,9 +33,9 @@ pub async fn serve(
     trace: &TraceContext,
 ) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     let deadline = Instant::now() + route.timeout;
-    // The body is read only when a backend sends it on or a `when` reads it, and never
-    // past max_body.
-    let request_body = if route.backends.iter().any(|b| b.spec.reads_request_body()) {
+    // The body is read only when a backend sends it on or reads it (a template or a
+    // `when`), and never past max_body; parsed once, when one reads it as JSON.
+    let request_body = if route.body.read {
         let read = read_limited(body, &parts.headers, route.max_body);
         let bytes = tokio::time::timeout_at(deadline, read)
             .await
@@ -43,12 +45,23 @@ pub async fn serve(
         check_declared_length(&parts.headers, route.max_body)?;
         None
     };
-    let json_body = json_body(route, request_body.as_ref())?;
-    let scope = RequestScope::new(route, parts, request_id, trace, request_body, deadline);
+    let json_body = match (&request_body, route.body.parse) {
+        (Some(bytes), true) => parse_body(bytes)?,
+        _ => None,
+    };
+    let scope = RequestScope::new(
+        route,
+        parts,
+        request_id,
+        trace,
+        request_body,
+        json_body,
+        deadline,
+    );
     let launch = Launcher {
         scope: &scope,
         params,
-        body: json_body.as_ref(),
+        body: scope.json_body.as_ref(),
     };
     let outcomes = execute(route, &launch).await;
     // A failed backend's request is exported whatever the sampler said.
@@ -62,22 +75,20 @@ pub async fn serve(
     respond(route, &outcomes?)
 }
 
-/// The request body as JSON, parsed once, when a backend's `when` reads it; `None`
-/// when none does or the body is empty.
-fn json_body(
-    route: &AggregateRoute,
-    body: Option<&bytes::Bytes>,
-) -> Result<Option<Value>, AggregateError> {
-    let read = route
-        .backends
-        .iter()
-        .any(|b| b.spec.when.as_ref().is_some_and(|w| w.reads_request_body()));
-    match body {
-        Some(bytes) if read && !bytes.is_empty() => serde_json::from_slice(bytes)
-            .map(Some)
-            .map_err(|e| AggregateError::BodyNotJson(e.to_string())),
-        _ => Ok(None),
+/// Parses the client's body as JSON, no deeper than answers may nest; an empty body is
+/// no body (placeholders reading it are missing).
+fn parse_body(bytes: &[u8]) -> Result<Option<Value>, AggregateError> {
+    if bytes.trim_ascii().is_empty() {
+        return Ok(None);
     }
+    fetch::parse_json(bytes, MAX_DEPTH_LIMIT)
+        .map(Some)
+        .map_err(|e| {
+            AggregateError::BodyNotJson(match e {
+                BackendError::InvalidJson(why) => why,
+                other => other.to_string(),
+            })
+        })
 }
 
 /// Starts the backends of one request: decides a backend's `when`, renders its URL (or
@@ -86,7 +97,7 @@ fn json_body(
 struct Launcher<'s, 'p> {
     scope: &'s RequestScope<'s>,
     params: &'s matchit::Params<'p, 'p>,
-    /// The request body as JSON, when a `when` reads it.
+    /// The request body as JSON, when a template or a `when` reads it.
     body: Option<&'s Value>,
 }
 
@@ -118,32 +129,29 @@ impl<'s> Launch for Launcher<'s, '_> {
             }
         }
         if let Some(each) = &backend.spec.for_each {
-            return match for_each::urls(route, backend, each, &input) {
-                Ok(urls) => {
-                    let call = move |url| fetch::call(scope, backend, url, keep);
-                    let calls = for_each::run(backend, each, urls, keep, call);
+            return match for_each::calls(route, backend, each, &input) {
+                Ok(requests) => {
+                    let call = move |request| fetch::call(scope, backend, request, keep);
+                    let calls = for_each::run(backend, each, requests, keep, call);
                     Started::Running(Box::pin(timed(calls)))
                 }
                 Err(error) => Started::Done(Outcome::failed(error)),
             };
         }
-        let url = match backend
-            .spec
-            .path
-            .render(&backend.upstream.spec.base, &input)
-        {
-            Ok(url) => url,
+        // Rendered whole before anything is sent: a bad value sends nothing.
+        let request = match CallRequest::render(backend, &input) {
+            Ok(request) => request,
             Err(error) => return Started::Done(Outcome::failed(error.into())),
         };
         // A fresh hit is answered here: no call future, no wake-up.
         let began = Instant::now();
-        match fetch::lookup(scope, backend, &url).await {
+        match fetch::lookup(scope, backend, &request).await {
             CacheLookup::Hit(entry) => Started::Done(Outcome {
                 result: fetch::from_hit(entry, backend, keep),
                 elapsed: began.elapsed(),
             }),
             CacheLookup::Call(key) => {
-                let call = fetch::call_upstream(scope, backend, url, key, keep);
+                let call = fetch::call_upstream(scope, backend, request, key, keep);
                 Started::Running(Box::pin(timed(call)))
             }
         }

@@ -7,13 +7,15 @@ use crate::cache::{ResponseCache, Varying};
 use crate::config::{BackendSpec, Plan};
 use crate::metrics::{BackendSeries, Label, Metrics};
 use crate::request_id::X_REQUEST_ID;
-use crate::template::Answered;
+use crate::template::{Answered, RenderError, RenderInput};
 use crate::trace::TraceContext;
 use crate::trace::record::CallTrace;
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::header::ACCEPT_ENCODING;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request};
+use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -25,8 +27,10 @@ pub struct AggregateRoute {
     pub label: Label,
     pub metrics: Arc<Metrics>,
     pub timeout: Duration,
-    /// Largest request body read for `forward_body` backends.
+    /// Largest request body read for `forward_body` backends and `{body...}` templates.
     pub max_body: u64,
+    /// Whether a request's body is read, and parsed as JSON.
+    pub body: BodyUse,
     pub forward_headers: Vec<HeaderName>,
     pub errors_field: Option<String>,
     /// The backend (by index) whose 2xx status the route answers with.
@@ -40,6 +44,25 @@ pub struct AggregateRoute {
     pub cache: Arc<ResponseCache>,
     /// The access log is on: collect each backend's outcome for it.
     pub access_log: bool,
+}
+
+/// What an aggregate route does with a request's body, derived once from its backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyUse {
+    /// A backend forwards it or a template reads it.
+    pub read: bool,
+    /// A template reads `{body...}` or a `when` reads `request.body`: it is parsed as
+    /// JSON, once.
+    pub parse: bool,
+}
+
+impl BodyUse {
+    pub fn of(backends: &[BackendSpec]) -> Self {
+        Self {
+            read: backends.iter().any(BackendSpec::reads_request_body),
+            parse: backends.iter().any(BackendSpec::parses_request_body),
+        }
+    }
 }
 
 /// One backend of an aggregate route.
@@ -65,8 +88,11 @@ pub struct RequestScope<'a> {
     forwarded: OnceLock<HeaderMap>,
     /// The request headers cache keys vary by, read when a backend caches.
     pub varying: Option<Varying>,
-    /// The request body, read only when a backend has `forward_body`.
+    /// The request body, read only when a backend sends it on or reads `{body...}`.
     pub body: Option<Bytes>,
+    /// The request body parsed as JSON, once, when a backend's template reads it;
+    /// `None` for an empty body.
+    pub json_body: Option<Value>,
     /// The route's deadline.
     pub deadline: Instant,
 }
@@ -78,6 +104,7 @@ impl<'a> RequestScope<'a> {
         request_id: &'a HeaderValue,
         trace: &'a TraceContext,
         body: Option<Bytes>,
+        json_body: Option<Value>,
         deadline: Instant,
     ) -> Self {
         Self {
@@ -92,6 +119,7 @@ impl<'a> RequestScope<'a> {
                 .any(|b| b.spec.cache.is_some())
                 .then(|| Varying::read(&parts.headers, &route.forward_headers)),
             body,
+            json_body,
             deadline,
         }
     }
@@ -107,6 +135,52 @@ impl<'a> RequestScope<'a> {
     pub fn forwarded(&self) -> &HeaderMap {
         self.forwarded
             .get_or_init(|| forwarded(self, &self.parts.headers))
+    }
+}
+
+/// What one call of a backend sends: its URL and, rendered from its templates, a write
+/// call's JSON body and headers.
+#[derive(Debug)]
+pub struct CallRequest {
+    pub url: String,
+    pub body: Option<Bytes>,
+    /// Set after the forwarded headers, replacing any of the same name.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl CallRequest {
+    /// Renders the URL, body and headers of a call of `backend`; the first value that is
+    /// missing or unusable fails it, before anything is sent.
+    pub fn render(backend: &Backend, input: &RenderInput<'_>) -> Result<Self, RenderError> {
+        let spec = &backend.spec;
+        let url = spec.path.render(&backend.upstream.spec.base, input)?;
+        let body = spec.body.as_ref().map(|t| t.render(input)).transpose()?;
+        let headers = spec
+            .headers
+            .iter()
+            .map(|(name, t)| Ok((name.clone(), t.render(input)?)))
+            .collect::<Result<_, RenderError>>()?;
+        Ok(Self { url, body, headers })
+    }
+
+    /// What a cache key holds of this call: the URL, and the body and set headers that
+    /// also decide the answer (a GET without templates: the URL alone, borrowed).
+    pub fn key_text(&self) -> Cow<'_, str> {
+        if self.body.is_none() && self.headers.is_empty() {
+            return Cow::Borrowed(&self.url);
+        }
+        let mut text = self.url.clone();
+        for (name, value) in &self.headers {
+            text.push('\0');
+            text.push_str(name.as_str());
+            text.push(':');
+            text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        }
+        if let Some(body) = &self.body {
+            text.push('\0');
+            text.push_str(&String::from_utf8_lossy(body));
+        }
+        Cow::Owned(text)
     }
 }
 

@@ -8,7 +8,7 @@ use crate::condition::Condition;
 use crate::json_path::Path;
 use crate::limits::{LimitKey, Rate};
 use crate::router::Methods;
-use crate::template::Template;
+use crate::template::{BodyTemplate, Source, Template, TextTemplate};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::BTreeMap;
@@ -197,6 +197,14 @@ pub struct BackendSpec {
     /// The backends (by index in the route) whose answers this one waits for.
     pub waits_for: Vec<usize>,
     pub for_each: Option<ForEachSpec>,
+    /// The call's method (`forward_body` sends the client's instead).
+    pub method: Method,
+    /// The JSON body template; `None`: no body (but a forwarded one).
+    pub body: Option<BodyTemplate>,
+    /// Whether the call may be retried, hedged and cached (always for `GET`).
+    pub idempotent: bool,
+    /// Request headers set on the call from templates, after the forwarded ones.
+    pub headers: Vec<(HeaderName, TextTemplate)>,
     /// `when`: decided once the answers it reads are in; false skips this backend.
     pub when: Option<Condition>,
     /// The response headers this backend's calls keep (lower case, sorted, unique):
@@ -210,14 +218,32 @@ impl BackendSpec {
         self.on_error == OnError::Fail
     }
 
-    /// Whether serving this backend needs the client's request body: it sends it on, or
-    /// its `when` reads `request.body`.
+    /// Whether serving this backend needs the client's request body: it sends it on, a
+    /// template reads `{body...}`, or its `when` reads `request.body`.
     pub fn reads_request_body(&self) -> bool {
-        self.forward_body
+        self.forward_body || self.parses_request_body()
+    }
+
+    /// Whether serving this backend needs the client's body parsed as JSON: a template
+    /// reads `{body...}` or its `when` reads `request.body`.
+    pub fn parses_request_body(&self) -> bool {
+        let reads = |s: &Source| matches!(s, Source::Body(_));
+        self.path.sources().any(reads)
+            || self.body.iter().flat_map(BodyTemplate::sources).any(reads)
+            || self
+                .headers
+                .iter()
+                .flat_map(|(_, t)| t.sources())
+                .any(reads)
             || self
                 .when
                 .as_ref()
                 .is_some_and(Condition::reads_request_body)
+    }
+
+    /// Whether the call may be repeated: retried, hedged, cached, shared.
+    pub fn repeatable(&self) -> bool {
+        self.method == Method::GET || self.idempotent
     }
 }
 
@@ -314,8 +340,14 @@ impl Compiled {
                                         .collect();
                                     format!(", after {}", names.join(" and "))
                                 };
+                                // A write call shows its method: `order (orders POST /orders)`.
+                                let method = if b.method == Method::GET {
+                                    String::new()
+                                } else {
+                                    format!("{} ", b.method)
+                                };
                                 format!(
-                                    "{} ({} {}{req}{each}{after})",
+                                    "{} ({} {method}{}{req}{each}{after})",
                                     b.name,
                                     b.upstream,
                                     b.path.source()

@@ -1,7 +1,8 @@
 //! The effective config as shown to operators (`/config`) and its hash: JSON of what was
 //! loaded after environment overrides, with every secret redacted.
 //!
-//! Redacted: `server.admin_token`, upstream `headers` values, the user-info of an
+//! Redacted: `server.admin_token`, upstream `headers` values, backend `headers` values
+//! but those that are exactly one placeholder, the user-info of an
 //! upstream `url` (`http://[redacted]@host`), query values in backend, proxy and
 //! health-check paths (a value that is exactly one template, `{id}`, is kept: it names
 //! where the value comes from, not the value), and every string that came from `${VAR}`.
@@ -86,6 +87,20 @@ fn redact(value: &mut Value, config: &GatewayConfig, secrets: &mut Secrets) {
         for (j, backend) in backends.into_iter().flatten().enumerate() {
             let at = format!("{place}.backends[{j}].path");
             redact_text(backend.get_mut("path"), &at, secrets);
+            // Header templates, like upstream headers, may hold a credential; a value
+            // that is exactly one placeholder names a source, not a value, and is kept.
+            let headers = backend.get_mut("headers").and_then(Value::as_object_mut);
+            for (header, v) in headers.into_iter().flatten() {
+                let one_placeholder = v.as_str().is_some_and(|t| {
+                    t.starts_with('{')
+                        && t.ends_with('}')
+                        && t[1..t.len() - 1].find(['{', '}']).is_none()
+                });
+                if !one_placeholder {
+                    let at = format!("{place}.backends[{j}].headers.{header}");
+                    secrets.take(at, v, REDACTED.into());
+                }
+            }
         }
     }
 }

@@ -12,8 +12,8 @@ mod validate;
 
 pub use compiled::{
     AggregateSpec, BackendSpec, Compiled, CorsSpec, ExportSpec, ForEachSpec, HealthCheckSpec,
-    OtlpProtocol, ProxySpec, RateLimitSpec, RedirectPrefixes, RouteKind, RouteSpec, ServerSpec,
-    Shape, TracingSpec, UpstreamSpec,
+    MAX_DEPTH_LIMIT, OtlpProtocol, ProxySpec, RateLimitSpec, RedirectPrefixes, RouteKind,
+    RouteSpec, ServerSpec, Shape, TracingSpec, UpstreamSpec,
 };
 pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};
@@ -512,6 +512,18 @@ pub struct BackendConfig {
     /// With `for_each`: `"null"` puts null in place of a failed element; `"all"` fails the
     /// whole backend.
     pub for_each_fail: ForEachFail,
+    /// The call's method: `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// A JSON body template sent with the call (`Content-Type: application/json`): a
+    /// string that is exactly one placeholder keeps its value's JSON type, other strings
+    /// interpolate text. Not with `GET` or `forward_body`.
+    pub body: Option<serde_json::Value>,
+    /// The call may be repeated: a write call (not `GET`) is retried, hedged and cached
+    /// only when this is set.
+    pub idempotent: bool,
+    /// Request headers set on the call, `{ "x-tenant" = "{user.tenant_id}" }`: text
+    /// templates whose values are checked to be valid header values.
+    pub headers: BTreeMap<String, String>,
     /// A CEL condition (`"user.plan == 'pro'"`) over `request` and earlier backends'
     /// answers: false skips this backend (no call; its `default` in its place), and every
     /// backend reading it; default: always called.
@@ -542,6 +554,10 @@ impl Default for BackendConfig {
             concurrency: 8,
             max_items: 100,
             for_each_fail: ForEachFail::Null,
+            method: "GET".into(),
+            body: None,
+            idempotent: false,
+            headers: BTreeMap::new(),
             when: None,
         }
     }

@@ -3,7 +3,7 @@
 
 use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLog, AccessLogError, DropCounters};
-use crate::aggregate::{AggregateRoute, Backend};
+use crate::aggregate::{AggregateRoute, Backend, BodyUse};
 use crate::cache::ResponseCache;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
 use crate::limits::RouteLimit;
@@ -117,6 +117,7 @@ impl Gateway {
                     metrics: metrics.clone(),
                     timeout: spec.timeout,
                     max_body: spec.max_body.unwrap_or(compiled.server.max_body),
+                    body: BodyUse::of(&backends),
                     cache: cache.clone(),
                     forward_headers: spec.forward_headers,
                     errors_field: spec.errors_field,

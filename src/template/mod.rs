@@ -1,10 +1,12 @@
-//! Upstream path templates: `/users/{id}?limit={query.limit}`, parsed once at config time
-//! and rendered per request. In a backend path every value is percent-encoded as one
-//! segment (or, after `?`, as one query value), so no value can change the upstream path.
-//! Values come from the request, from another backend's answer (`{user.address.city}`)
-//! or from the element of a `for_each` (`{item.id}`).
+//! Templates, parsed once at config time and rendered per request. Upstream path
+//! templates (`/users/{id}?limit={query.limit}`, here): in a backend path every value is
+//! percent-encoded as one segment (or, after `?`, as one query value), so no value can
+//! change the upstream path. Header value templates (`text`) and JSON body templates
+//! (`json`) read the same sources (`source`) with rules of their own, written there.
+//! Values come from the request (its path, query, headers and JSON body), from another
+//! backend's answer (`{user.address.city}`, `{responses.user.status}`) or from the
+//! element of a `for_each` (`{item.id}`).
 
-use crate::json_path::Path;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use value::{lookup, write_value};
@@ -18,47 +20,6 @@ pub enum TemplateMode {
     /// and its encoding), but dot segments are refused; any other value is encoded as in
     /// `Backend`.
     Proxy,
-}
-
-/// Where a placeholder's value comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// `{id}`: a parameter of the route path.
-    Param(String),
-    /// `{query.NAME}`: the first `NAME` in the client's query string.
-    Query(String),
-    /// `{header.NAME}`: a client request header.
-    Header(http::HeaderName),
-    /// `{user.address.city}`: a field of the answer of the route's backend number
-    /// `backend` (its answer before shaping).
-    Answer {
-        backend: usize,
-        name: String,
-        path: Path,
-    },
-    /// `{item}` or `{item.id}`: the element a `for_each` backend is calling for.
-    Item(Option<Path>),
-}
-
-impl Source {
-    fn describe(&self) -> String {
-        match self {
-            Source::Param(n) => format!("route parameter {n}"),
-            Source::Query(n) => format!("query parameter {n}"),
-            Source::Header(n) => format!("header {n}"),
-            Source::Answer { name, path, .. } => format!("{name}.{path}"),
-            Source::Item(None) => "item".into(),
-            Source::Item(Some(path)) => format!("item.{path}"),
-        }
-    }
-
-    /// Whether the value comes from the client's request (not from an answer).
-    fn is_from_request(&self) -> bool {
-        matches!(
-            self,
-            Source::Param(_) | Source::Query(_) | Source::Header(_)
-        )
-    }
 }
 
 /// What a template may refer to, besides the client's query and headers.
@@ -131,13 +92,21 @@ pub enum Problem {
     /// UTF-8.
     #[error("is not usable in an upstream path")]
     Unusable,
+    /// A header template's value with a byte a header value cannot carry: CR, LF, NUL
+    /// or another control character.
+    #[error("holds a control character (such as CR or LF) that a header value cannot carry")]
+    NotHeaderValue,
+    /// A value written into JSON text or a header that is not UTF-8 (a client header's
+    /// obs-text, a percent-encoded route parameter).
+    #[error("is not UTF-8 text")]
+    NotUtf8,
 }
 
 impl RenderError {
     /// The stable code of the backend failure this causes.
     pub fn code(&self) -> &'static str {
         match self.problem {
-            Problem::Unusable => "invalid_value",
+            Problem::Unusable | Problem::NotHeaderValue | Problem::NotUtf8 => "invalid_value",
             _ => "missing_value",
         }
     }
@@ -279,19 +248,27 @@ impl Template {
         }
     }
 
+    /// The placeholders' sources, in order.
+    pub fn sources(&self) -> impl Iterator<Item = &Source> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Value(source, _) => Some(source),
+            Part::Literal(_) => None,
+        })
+    }
+
     /// The backends (by index) whose answers this template reads.
     pub fn answers_read(&self) -> impl Iterator<Item = usize> + '_ {
-        self.parts.iter().filter_map(|p| match p {
-            Part::Value(Source::Answer { backend, .. }, _) => Some(*backend),
-            _ => None,
-        })
+        self.sources().filter_map(Source::answer_read)
     }
 
     /// Whether the template reads the `for_each` element.
     pub fn reads_item(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|p| matches!(p, Part::Value(Source::Item(_), _)))
+        self.sources().any(|s| matches!(s, Source::Item(_)))
+    }
+
+    /// Whether the template reads the client's JSON body.
+    pub fn reads_body(&self) -> bool {
+        self.sources().any(|s| matches!(s, Source::Body(_)))
     }
 
     /// Appends `base` and the rendered template to a new string.
@@ -317,80 +294,20 @@ impl Template {
     }
 }
 
-fn parse_source(name: &str, scope: &Scope<'_>) -> Result<Source, String> {
-    let route_params = scope.params;
-    let known = || {
-        if route_params.is_empty() {
-            "the route path has no parameters".to_string()
-        } else {
-            format!("route parameters: {}", route_params.join(", "))
-        }
-    };
-    if let Some(q) = name.strip_prefix("query.") {
-        if q.is_empty() {
-            return Err("{query.} needs a name: {query.NAME}".into());
-        }
-        return Ok(Source::Query(q.to_string()));
-    }
-    if let Some(h) = name.strip_prefix("header.") {
-        return http::HeaderName::from_bytes(h.as_bytes())
-            .map(Source::Header)
-            .map_err(|_| format!("{{header.{h}}}: \"{h}\" is not a valid header name"));
-    }
-    // A route parameter of that name wins over the for_each element.
-    if scope.item && !route_params.iter().any(|p| p == name) {
-        if name == "item" {
-            return Ok(Source::Item(None));
-        }
-        if let Some(path) = name.strip_prefix("item.") {
-            return Ok(Source::Item(Some(
-                Path::parse(path).map_err(|e| format!("{{{name}}}: {e}"))?,
-            )));
-        }
-    }
-    if let Some((backend, path)) = name.split_once('.') {
-        let Some(index) = scope.backends.iter().position(|b| *b == backend) else {
-            let hint = if backend == "item" {
-                "{item} is the element of a for_each; set for_each = \"BACKEND.path\" on this backend".to_string()
-            } else if scope.backends.is_empty() {
-                "only an aggregate backend's path can read another backend's answer".to_string()
-            } else {
-                format!(
-                    "write {{BACKEND.path}} with a backend of this route ({}), or {{query.NAME}} or {{header.NAME}}",
-                    scope.backends.join(", ")
-                )
-            };
-            return Err(format!(
-                "{{{name}}}: no backend \"{backend}\" in this route; {hint}"
-            ));
-        };
-        let path = Path::parse(path).map_err(|e| format!("{{{name}}}: {e}"))?;
-        return Ok(Source::Answer {
-            backend: index,
-            name: backend.to_string(),
-            path,
-        });
-    }
-    if route_params.iter().any(|p| p == name) {
-        Ok(Source::Param(name.to_string()))
-    } else if scope.backends.contains(&name) {
-        Err(format!(
-            "{{{name}}} is a whole answer; name one of its fields, such as {{{name}.id}}"
-        ))
-    } else if name == "item" {
-        Err(
-            "{item} is the element of a for_each; set for_each = \"BACKEND.path\" on this backend"
-                .into(),
-        )
-    } else {
-        Err(format!(
-            "{{{name}}} is not a parameter of the route path; {}",
-            known()
-        ))
-    }
-}
-
+mod json;
+mod source;
+mod text;
 mod value;
 
+pub use json::{BodyTemplate, BodyTemplateError};
+pub use source::Source;
+pub use text::TextTemplate;
+
+use source::parse_source;
+
+#[cfg(test)]
+mod json_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod text_tests;

@@ -1,7 +1,10 @@
-//! A placeholder's value: where it is looked up, and how it is written into the URL.
+//! A placeholder's value: where it is looked up, and how it is written into the URL;
+//! also as plain text (header values, JSON strings) and with its JSON type.
 
-use super::{Encoding, Problem, RenderInput, Source};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use super::{Answered, Encoding, Problem, RenderInput, Source};
+use percent_encoding::{
+    AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_decode_str, utf8_percent_encode,
+};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -50,12 +53,25 @@ pub(super) fn lookup<'a>(source: &Source, input: &RenderInput<'a>) -> Result<Tex
             .headers
             .get(h)
             .map(|v| Text::plain(Cow::Borrowed(v.as_bytes()))),
+        Source::Body(path) => {
+            let body = input.body.ok_or(Problem::Missing)?;
+            return path
+                .as_ref()
+                .map_or(Some(body), |p| p.get(body))
+                .map_or(Err(Problem::Missing), scalar);
+        }
         Source::Answer { backend, path, .. } => {
-            let answer = input.answers.get(*backend).and_then(Option::as_ref);
-            return answer
+            return answered(input, *backend)
                 .and_then(|a| path.get(&a.body))
                 .map_or(Err(Problem::Missing), scalar);
         }
+        Source::Status { backend, .. } => answered(input, *backend)
+            .map(|a| Text::plain(Cow::Borrowed(a.status.as_str().as_bytes()))),
+        Source::ResponseHeader {
+            backend, header, ..
+        } => answered(input, *backend)
+            .and_then(|a| a.headers.get(header))
+            .map(|v| Text::plain(Cow::Borrowed(v.as_bytes()))),
         Source::Item(path) => {
             let item = input.item.ok_or(Problem::Missing)?;
             let value = match path {
@@ -66,6 +82,52 @@ pub(super) fn lookup<'a>(source: &Source, input: &RenderInput<'a>) -> Result<Tex
         }
     };
     found.ok_or(Problem::Missing)
+}
+
+fn answered<'a>(input: &RenderInput<'a>, backend: usize) -> Option<&'a Answered> {
+    input.answers.get(backend).and_then(Option::as_ref)
+}
+
+/// A value as plain text (a route parameter percent-decoded), for header values and
+/// JSON strings.
+pub(super) fn text<'a>(source: &Source, input: &RenderInput<'a>) -> Result<Cow<'a, [u8]>, Problem> {
+    let found = lookup(source, input)?;
+    if !found.percent_encoded {
+        return Ok(found.bytes);
+    }
+    let decoded: Vec<u8> = percent_decode(&found.bytes).collect();
+    Ok(Cow::Owned(decoded))
+}
+
+/// A value with its JSON type: request values are strings, a status a number, a body
+/// or answer field whatever it is.
+pub(super) fn json<'a>(
+    source: &Source,
+    input: &RenderInput<'a>,
+) -> Result<Cow<'a, Value>, Problem> {
+    let field = |value: Option<&'a Value>, path: &Option<crate::json_path::Path>| {
+        let value = value.ok_or(Problem::Missing)?;
+        path.as_ref()
+            .map_or(Some(value), |p| p.get(value))
+            .map(Cow::Borrowed)
+            .ok_or(Problem::Missing)
+    };
+    match source {
+        Source::Body(path) => field(input.body, path),
+        Source::Item(path) => field(input.item, path),
+        Source::Answer { backend, path, .. } => answered(input, *backend)
+            .and_then(|a| path.get(&a.body))
+            .map(Cow::Borrowed)
+            .ok_or(Problem::Missing),
+        Source::Status { backend, .. } => answered(input, *backend)
+            .map(|a| Cow::Owned(Value::from(a.status.as_u16())))
+            .ok_or(Problem::Missing),
+        Source::Param(_) | Source::Query(_) | Source::Header(_) | Source::ResponseHeader { .. } => {
+            let bytes = text(source, input)?;
+            let string = String::from_utf8(bytes.into_owned()).map_err(|_| Problem::NotUtf8)?;
+            Ok(Cow::Owned(Value::String(string)))
+        }
+    }
 }
 
 /// Strings, numbers and booleans substitute as text; nothing else has one obvious text.

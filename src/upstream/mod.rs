@@ -116,18 +116,24 @@ impl Upstream {
 
     /// Calls `url` and reads the whole answer, all before `deadline`. `body` is sent
     /// with its method; without one the call is a GET. The answer keeps the response
-    /// headers named in `keep`. Each try (a retry, a hedge) is a
+    /// headers named in `keep`. The call is retried and hedged only when the caller says
+    /// it is `repeatable` (a GET, a forwarded idempotent method, a write call declared
+    /// idempotent). Each try (a retry, a hedge) is a
     /// span of its own, a child of `trace`'s parent, and carries its `traceparent`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each part comes from another place of the caller; fetch bundles its own (Sends)"
+    )]
     pub async fn call(
         &self,
         url: String,
         headers: &HeaderMap,
         body: Option<(&Method, Bytes)>,
         keep: &[HeaderName],
+        repeatable: bool,
         deadline: Instant,
         trace: &CallTrace,
     ) -> Result<WholeAnswer, CallError> {
-        let repeatable = body.as_ref().is_none_or(|(m, _)| is_idempotent(m));
         let target = self.transport.target(&url)?;
         let method = body.as_ref().map_or(&Method::GET, |(m, _)| *m);
         let tries = trace.tries(&self.spec.name, method, target.path());

@@ -44,3 +44,5 @@ mod server;
 mod trace_context;
 mod upstream_framing;
 mod upstream_http1;
+mod write_calls;
+mod write_config;

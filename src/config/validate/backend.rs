@@ -2,12 +2,13 @@
 //! graph, `for_each`, shaping and cache settings.
 
 use super::policy::{answer_from, keep_headers, on_error};
+use super::write::{keep_read_headers, write_call};
 use super::{Problems, known_upstream};
 use crate::cache::CachePolicy;
 use crate::condition::Condition;
 use crate::config::*;
 use crate::json_path::Path;
-use crate::template::{Scope, Template, TemplateMode};
+use crate::template::{Scope, Source, Template, TemplateMode};
 use bytes::Bytes;
 use http::HeaderName;
 use std::collections::HashSet;
@@ -132,6 +133,7 @@ pub(super) fn backends(
     if out.len() != r.backends.len() {
         return None;
     }
+    keep_read_headers(&mut out);
     let waits_for: Vec<Vec<usize>> = out.iter().map(|b| b.waits_for.clone()).collect();
     let plan = match Plan::new(&waits_for) {
         Ok(plan) => plan,
@@ -161,7 +163,7 @@ fn for_each(
     place: &str,
     index: usize,
     b: &BackendConfig,
-    path: Option<&Template>,
+    reads_item: bool,
     scope: &Scope<'_>,
     p: &mut Problems,
 ) -> Option<ForEachSpec> {
@@ -210,7 +212,7 @@ fn for_each(
             "a for_each backend makes one GET per element and cannot send the request body",
         );
     }
-    if path.is_some_and(|t| !t.reads_item()) {
+    if !reads_item {
         p.add(
             format!("{place}.path"),
             "a for_each backend calls once per element; put {item} or {item.FIELD} in the path",
@@ -270,9 +272,12 @@ fn backend(
             ),
         );
     }
-    let for_each = for_each(place, index, b, path.as_ref(), scope, p);
+    let write = write_call(place, index, b, scope, p);
+    let reads_item = path.as_ref().is_none_or(Template::reads_item) || write.reads_item();
+    let for_each = for_each(place, index, b, reads_item, scope, p);
     let when = condition(place, index, b, scope, p);
     let mut waits_for: Vec<usize> = path.iter().flat_map(Template::answers_read).collect();
+    waits_for.extend(write.sources().filter_map(Source::answer_read));
     waits_for.extend(for_each.as_ref().map(|f| f.backend));
     waits_for.extend(when.iter().flat_map(Condition::answers_read));
     waits_for.sort_unstable();
@@ -307,6 +312,10 @@ fn backend(
         cache_ignore_upstream: b.cache_ignore_upstream,
         waits_for,
         for_each,
+        method: write.method,
+        body: write.body,
+        idempotent: write.idempotent,
+        headers: write.headers,
         when,
         keep_headers: Vec::new(),
     })

@@ -8,6 +8,7 @@ mod route;
 mod server;
 mod tracing;
 mod upstream;
+mod write;
 
 use super::units::{parse_duration, parse_size};
 use super::{Compiled, ConfigError, ConfigProblem, GatewayConfig, UpstreamSpec};

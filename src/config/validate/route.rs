@@ -216,7 +216,11 @@ pub(super) fn route(
                     "the route answers only GET/HEAD, which carry no body; add POST, PUT, PATCH or DELETE to methods",
                 );
             }
-            RouteKind::Aggregate(backends(place, r, &params, known, p)?)
+            let spec = backends(place, r, &params, known, p)?;
+            if bodiless {
+                super::write::body_on_bodiless_route(place, &spec.backends, p);
+            }
+            RouteKind::Aggregate(spec)
         }
     };
     Some(RouteSpec {

@@ -1,0 +1,225 @@
+//! Placeholder sources: what `{...}` may name, parsed once against the route's scope.
+//!
+//! | placeholder                          | value                                        |
+//! |--------------------------------------|----------------------------------------------|
+//! | `{id}`                               | a route path parameter                       |
+//! | `{query.NAME}`, `{header.NAME}`      | the client's query parameter, header         |
+//! | `{body}`, `{body.a.b}`               | the client's JSON body, or a field of it     |
+//! | `{user.a.b}`                         | a field of backend `user`'s answer           |
+//! | `{responses.user.status}`            | backend `user`'s answer status (a number)    |
+//! | `{responses.user.headers.etag}`      | a header of backend `user`'s answer          |
+//! | `{item}`, `{item.id}`                | the element a `for_each` backend calls for   |
+//!
+//! `{body...}` and `{responses...}` exist only in an aggregate backend's templates (a
+//! backend may not be named `body`, `request` or `responses`). The last three rows and
+//! `{user.a.b}` read another backend: the reader waits for that backend's answer.
+
+use super::Scope;
+use crate::json_path::Path;
+use http::HeaderName;
+
+/// Where a placeholder's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `{id}`: a parameter of the route path.
+    Param(String),
+    /// `{query.NAME}`: the first `NAME` in the client's query string.
+    Query(String),
+    /// `{header.NAME}`: a client request header.
+    Header(HeaderName),
+    /// `{body}` or `{body.a.b}`: the client's JSON request body, or a field of it.
+    Body(Option<Path>),
+    /// `{user.address.city}`: a field of the answer of the route's backend number
+    /// `backend` (its answer before shaping).
+    Answer {
+        backend: usize,
+        name: String,
+        path: Path,
+    },
+    /// `{responses.NAME.status}`: the status of backend `NAME`'s answer.
+    Status { backend: usize, name: String },
+    /// `{responses.NAME.headers.HEADER}`: a response header of backend `NAME`'s answer.
+    ResponseHeader {
+        backend: usize,
+        name: String,
+        header: HeaderName,
+    },
+    /// `{item}` or `{item.id}`: the element a `for_each` backend is calling for.
+    Item(Option<Path>),
+}
+
+impl Source {
+    /// The value as written in a template, for error messages.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Source::Param(n) => format!("route parameter {n}"),
+            Source::Query(n) => format!("query parameter {n}"),
+            Source::Header(n) => format!("header {n}"),
+            Source::Body(None) => "body".into(),
+            Source::Body(Some(path)) => format!("body.{path}"),
+            Source::Answer { name, path, .. } => format!("{name}.{path}"),
+            Source::Status { name, .. } => format!("responses.{name}.status"),
+            Source::ResponseHeader { name, header, .. } => {
+                format!("responses.{name}.headers.{header}")
+            }
+            Source::Item(None) => "item".into(),
+            Source::Item(Some(path)) => format!("item.{path}"),
+        }
+    }
+
+    /// Whether the value comes from the client's request (not from an answer).
+    pub(super) fn is_from_request(&self) -> bool {
+        matches!(
+            self,
+            Source::Param(_) | Source::Query(_) | Source::Header(_) | Source::Body(_)
+        )
+    }
+
+    /// The backend (by index) whose answer this reads, if any.
+    pub fn answer_read(&self) -> Option<usize> {
+        match self {
+            Source::Answer { backend, .. }
+            | Source::Status { backend, .. }
+            | Source::ResponseHeader { backend, .. } => Some(*backend),
+            _ => None,
+        }
+    }
+
+    /// The backend and response header this reads, for `{responses.NAME.headers.X}`.
+    pub fn header_read(&self) -> Option<(usize, &HeaderName)> {
+        match self {
+            Source::ResponseHeader {
+                backend, header, ..
+            } => Some((*backend, header)),
+            _ => None,
+        }
+    }
+}
+
+fn backend_index(scope: &Scope<'_>, name: &str, written: &str) -> Result<usize, String> {
+    scope
+        .backends
+        .iter()
+        .position(|b| *b == name)
+        .ok_or_else(|| {
+            format!(
+                "{{{written}}}: no backend \"{name}\" in this route; backends: {}",
+                scope.backends.join(", ")
+            )
+        })
+}
+
+/// `responses.NAME.status` or `responses.NAME.headers.HEADER`.
+fn parse_response(name: &str, rest: &str, scope: &Scope<'_>) -> Result<Source, String> {
+    let usage = || {
+        format!(
+            "{{{name}}}: write {{responses.BACKEND.status}} or {{responses.BACKEND.headers.NAME}}"
+        )
+    };
+    let (backend, what) = rest.split_once('.').ok_or_else(usage)?;
+    let index = backend_index(scope, backend, name)?;
+    if what == "status" {
+        return Ok(Source::Status {
+            backend: index,
+            name: backend.to_string(),
+        });
+    }
+    let header = what.strip_prefix("headers.").ok_or_else(usage)?;
+    // Header names are case-insensitive: a mixed-case name reads the same header.
+    let header = HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("{{{name}}}: \"{header}\" is not a valid header name"))?;
+    Ok(Source::ResponseHeader {
+        backend: index,
+        name: backend.to_string(),
+        header,
+    })
+}
+
+pub(super) fn parse_source(name: &str, scope: &Scope<'_>) -> Result<Source, String> {
+    let route_params = scope.params;
+    let known = || {
+        if route_params.is_empty() {
+            "the route path has no parameters".to_string()
+        } else {
+            format!("route parameters: {}", route_params.join(", "))
+        }
+    };
+    if let Some(q) = name.strip_prefix("query.") {
+        if q.is_empty() {
+            return Err("{query.} needs a name: {query.NAME}".into());
+        }
+        return Ok(Source::Query(q.to_string()));
+    }
+    if let Some(h) = name.strip_prefix("header.") {
+        return HeaderName::from_bytes(h.as_bytes())
+            .map(Source::Header)
+            .map_err(|_| format!("{{header.{h}}}: \"{h}\" is not a valid header name"));
+    }
+    let is_param = route_params.iter().any(|p| p == name);
+    // A route parameter of that name wins over the for_each element.
+    if scope.item && !is_param {
+        if name == "item" {
+            return Ok(Source::Item(None));
+        }
+        if let Some(path) = name.strip_prefix("item.") {
+            return Ok(Source::Item(Some(
+                Path::parse(path).map_err(|e| format!("{{{name}}}: {e}"))?,
+            )));
+        }
+    }
+    // The body and other answers' status and headers: aggregate backends only.
+    let aggregate = !scope.backends.is_empty();
+    if aggregate && !is_param {
+        if name == "body" {
+            return Ok(Source::Body(None));
+        }
+        if let Some(path) = name.strip_prefix("body.") {
+            return Ok(Source::Body(Some(
+                Path::parse(path).map_err(|e| format!("{{{name}}}: {e}"))?,
+            )));
+        }
+        if let Some(rest) = name.strip_prefix("responses.") {
+            return parse_response(name, rest, scope);
+        }
+    }
+    if let Some((backend, path)) = name.split_once('.') {
+        let Some(index) = scope.backends.iter().position(|b| *b == backend) else {
+            let hint = if backend == "item" {
+                "{item} is the element of a for_each; set for_each = \"BACKEND.path\" on this backend".to_string()
+            } else if !aggregate {
+                "only an aggregate backend's path can read another backend's answer".to_string()
+            } else {
+                format!(
+                    "write {{BACKEND.path}} with a backend of this route ({}), or {{query.NAME}} or {{header.NAME}}",
+                    scope.backends.join(", ")
+                )
+            };
+            return Err(format!(
+                "{{{name}}}: no backend \"{backend}\" in this route; {hint}"
+            ));
+        };
+        let path = Path::parse(path).map_err(|e| format!("{{{name}}}: {e}"))?;
+        return Ok(Source::Answer {
+            backend: index,
+            name: backend.to_string(),
+            path,
+        });
+    }
+    if is_param {
+        Ok(Source::Param(name.to_string()))
+    } else if scope.backends.contains(&name) {
+        Err(format!(
+            "{{{name}}} is a whole answer; name one of its fields, such as {{{name}.id}}"
+        ))
+    } else if name == "item" {
+        Err(
+            "{item} is the element of a for_each; set for_each = \"BACKEND.path\" on this backend"
+                .into(),
+        )
+    } else {
+        Err(format!(
+            "{{{name}}} is not a parameter of the route path; {}",
+            known()
+        ))
+    }
+}
