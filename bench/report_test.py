@@ -39,6 +39,8 @@ def results():
         "b/nginx+lua+log": logged(20000, 2.6, 13.0, 35.0, 1.0, 91),
         "b/fanout+log": logged(28000, 2.1, 9.0, 27.0, 0.95, 300),
         "c/fanout": figures(99000, 0.6, 3.0, 7.0),
+        "g/nginx+lua": figures(15000, 3.9, 20.0, 40.0),
+        "g/fanout": figures(21000, 2.8, 14.0, 26.0),
         "i/direct": figures(50000, 0.019),
         "i/fanout": figures(7000, 0.127, 20.0, 35.0),
         "i1/fanout": figures(21000, 0.044, 8.0, 15.0),
@@ -122,6 +124,24 @@ class ReportTest(unittest.TestCase):
         urls = {n: u for s, n, u, _ in bench.scenarios({"b"})}
         self.assertEqual(urls["nginx+lua+log"], "http://127.0.0.1:9301/agg")
         self.assertEqual(urls["fanout+log"], "http://127.0.0.1:9300/agg")
+
+    def test_write_aggregate_compares_req_per_cpu(self):
+        write = self.text.split("(g) aggregate of 3 write calls")[1].split("\n\n**")[0]
+        rows = [line.split(" | ")[0] for line in write.splitlines() if line.startswith("| ")][2:]
+        self.assertEqual(rows, ["| fanout", "| nginx+lua"])
+        # 21,000 / 15,000 req/s; 10⁶ / 40 µs and 10⁶ / 60 µs per request
+        self.assertIn("| nginx+lua | 15,000 | 3.90 | 7.80 | 60.0 | 20.0 | 40.0 | 16.0 | 1.40 |", write)
+        self.assertIn("req/s per CPU: fanout 25,000, nginx+lua 16,667: fanout **1.50×**", write)
+        self.assertIn("| write aggregate req/s per CPU over nginx+Lua | 1.50× | ≥ 1.3× | yes |", self.text)
+
+    def test_write_aggregate_posts_the_checkout_script(self):
+        runs = bench.scenarios({"g"})
+        self.assertEqual([(s, n, u) for s, n, u, _ in runs],
+                         [("g", "nginx+lua", "http://127.0.0.1:9301/write"),
+                          ("g", "fanout", "http://127.0.0.1:9300/write")])
+        script = bench.SCRIPTS["g"].read_text()
+        self.assertIn('wrk.method = "POST"', script)
+        self.assertIn("application/json", script)
 
     def test_one_core_latency_reuses_the_direct_call(self):
         one_core = self.text.split("idle added latency on one core")[1]

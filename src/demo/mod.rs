@@ -1,17 +1,20 @@
 //! Sample upstreams for `fanout demo` (and for anyone who wants a realistic target):
 //! `users`, `orders` and `weather`, small JSON services with realistic latencies, one of
-//! them slow on every third call so the demo shows a default taking over; and, when
-//! `[tracing]` exports OTLP/HTTP JSON to this machine, a sample collector (`collector`)
-//! that shows each trace's spans.
+//! them slow on every third call so the demo shows a default taking over; the write
+//! services a checkout calls (`checkout`: placing an order, `stock`, `payments`,
+//! `loyalty`); and, when `[tracing]` exports OTLP/HTTP JSON to this machine, a sample
+//! collector (`collector`) that shows each trace's spans.
 
+mod checkout;
 mod collector;
 
+pub use checkout::DECLINED_CARD;
 pub use collector::serve_collector;
 
 use crate::config::{Compiled, OtlpProtocol};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
@@ -23,12 +26,20 @@ use tokio::net::TcpListener;
 /// One sample service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sample {
-    /// `GET /users/{id}`: a profile, 20 ms.
+    /// `GET /users/{id}`: a profile, 20 ms; odd ids are on the `pro` plan.
     Users,
-    /// `GET /orders?user=ID&limit=N`: recent orders, 60 ms.
+    /// `GET /orders?user=ID&limit=N`: recent orders, 60 ms; `POST /orders`: places one
+    /// (`201`, `Location: /orders/ID`, its `id`, `user` and `total`), 40 ms.
     Orders,
     /// `GET /forecast/{city}`: 30 ms, but 1.5 s on every third call.
     Weather,
+    /// `POST /stock/reservations`: reserves an order's items, 25 ms; `409` over 10 of one.
+    Stock,
+    /// `POST /payments`: charges an order's total to a card token, 35 ms; `402` for
+    /// [`DECLINED_CARD`].
+    Payments,
+    /// `POST /loyalty/points`: credits a user a point per whole unit spent, 15 ms.
+    Loyalty,
 }
 
 impl Sample {
@@ -38,6 +49,9 @@ impl Sample {
             "users" => Some(Sample::Users),
             "orders" => Some(Sample::Orders),
             "weather" => Some(Sample::Weather),
+            "stock" => Some(Sample::Stock),
+            "payments" => Some(Sample::Payments),
+            "loyalty" => Some(Sample::Loyalty),
             _ => None,
         }
     }
@@ -118,14 +132,27 @@ pub async fn serve(sample: Sample, listener: TcpListener) {
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
             async move {
-                let (status, delay, body) = answer(sample, &request, n);
-                tokio::time::sleep(delay).await;
-                let mut response = Response::new(Full::new(Bytes::from(body)));
-                *response.status_mut() = status;
+                let (parts, body) = request.into_parts();
+                let reply = match Limited::new(body, MAX_BODY).collect().await {
+                    Ok(body) => answer(sample, &parts, &body.to_bytes(), n),
+                    Err(_) => Reply::from((
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Duration::ZERO,
+                        r#"{"error":"the body is over 64 KiB"}"#.to_string(),
+                    )),
+                };
+                tokio::time::sleep(reply.delay).await;
+                let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+                *response.status_mut() = reply.status;
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/json"),
                 );
+                if let Some(location) = reply.location.and_then(|l| l.try_into().ok()) {
+                    response
+                        .headers_mut()
+                        .insert(http::header::LOCATION, location);
+                }
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
@@ -138,21 +165,51 @@ pub async fn serve(sample: Sample, listener: TcpListener) {
     }
 }
 
+/// Largest request body a sample reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A sample's answer: status, body, and how long it takes.
+struct Reply {
+    status: StatusCode,
+    delay: Duration,
+    body: String,
+    /// The `Location` of what a write created.
+    location: Option<String>,
+}
+
+impl From<(StatusCode, Duration, String)> for Reply {
+    fn from((status, delay, body): (StatusCode, Duration, String)) -> Self {
+        Self {
+            status,
+            delay,
+            body,
+            location: None,
+        }
+    }
+}
+
 const NAMES: &[&str] = &[
     "Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis",
 ];
 const CITIES: &[&str] = &["Lisbon", "Oslo", "Kyoto", "Austin", "Nairobi"];
 const SKIES: &[&str] = &["sunny", "cloudy", "light rain", "windy"];
 
-fn query_u64(request: &Request<Incoming>, key: &str) -> Option<u64> {
-    form_urlencoded::parse(request.uri().query()?.as_bytes())
+fn query_u64(request: &http::request::Parts, key: &str) -> Option<u64> {
+    form_urlencoded::parse(request.uri.query()?.as_bytes())
         .find(|(k, _)| k == key)
         .and_then(|(_, v)| v.parse().ok())
 }
 
-fn answer(sample: Sample, request: &Request<Incoming>, n: u64) -> (StatusCode, Duration, String) {
+fn answer(sample: Sample, request: &http::request::Parts, body: &[u8], n: u64) -> Reply {
+    let path = request.uri.path();
+    checkout::answer(sample, &request.method, path, body, n)
+        .unwrap_or_else(|| read(sample, request, n).into())
+}
+
+/// The answer of a sample to a read (any method but the writes of [`checkout`]).
+fn read(sample: Sample, request: &http::request::Parts, n: u64) -> (StatusCode, Duration, String) {
     let ms = Duration::from_millis;
-    let path = request.uri().path();
+    let path = request.uri.path();
     let not_found = || {
         (
             StatusCode::NOT_FOUND,
@@ -182,6 +239,7 @@ fn answer(sample: Sample, request: &Request<Incoming>, n: u64) -> (StatusCode, D
                 "email": format!("{}@example.com", NAMES[i % NAMES.len()].to_lowercase()),
                 "address": {"city": CITIES[i % CITIES.len()]},
                 "friend_ids": [id % 1000 + 1, (id + 6) % 1000 + 1],
+                "plan": if id % 2 == 1 { "pro" } else { "free" },
             });
             (StatusCode::OK, ms(20), body.to_string())
         }
@@ -225,34 +283,32 @@ fn answer(sample: Sample, request: &Request<Incoming>, n: u64) -> (StatusCode, D
             };
             (StatusCode::OK, delay, body.to_string())
         }
+        Sample::Stock | Sample::Payments | Sample::Loyalty => not_found(),
     }
 }
 
-/// `curl` lines for the routes of `compiled`, with every path parameter set to `1`; the
-/// first again with a client's `traceparent`, which the answer's continues; and, with the
-/// sample collector, that trace's spans and the latency exemplars that link to it.
+/// `curl` lines for the routes of `compiled`, with every path parameter set to `1` (a
+/// route that takes POST and not GET: a JSON POST of [`DEMO_CHECKOUT_BODY`], for `1` and
+/// again for `2`, the sample users on the pro plan and not); the first again with a
+/// client's `traceparent`, which the answer's continues; and, with the sample collector,
+/// that trace's spans and the latency exemplars that link to it.
 pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
-    let mut lines: Vec<String> = compiled
-        .routes
-        .iter()
-        .map(|r| {
-            let mut path = String::new();
-            let mut rest = r.path.as_str();
-            while let Some(open) = rest.find('{') {
-                path.push_str(&rest[..open]);
-                let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
-                let name = &rest[open + 1..close.saturating_sub(1)];
-                path.push_str(if name.starts_with('*') {
-                    "users/1"
-                } else {
-                    "1"
-                });
-                rest = &rest[close..];
-            }
-            path.push_str(rest);
-            format!("curl -si http://{gateway}{path}")
-        })
-        .collect();
+    let mut lines = Vec::new();
+    for route in compiled.routes.iter() {
+        let posts = route.methods.contains(&http::Method::POST)
+            && !route.methods.contains(&http::Method::GET);
+        if !posts {
+            let path = with_params(&route.path, "1");
+            lines.push(format!("curl -si http://{gateway}{path}"));
+            continue;
+        }
+        for value in ["1", "2"] {
+            let path = with_params(&route.path, value);
+            lines.push(format!(
+                "curl -si http://{gateway}{path} -H 'content-type: application/json' -d '{DEMO_CHECKOUT_BODY}'"
+            ));
+        }
+    }
     if let Some(first) = lines.first() {
         lines.push(format!("{first} -H 'traceparent: {DEMO_TRACEPARENT}'"));
     }
@@ -269,6 +325,28 @@ pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
     }
     lines
 }
+
+/// `pattern` with every `{param}` set to `value` (a `{*rest}` to `users/VALUE`).
+fn with_params(pattern: &str, value: &str) -> String {
+    let mut path = String::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        path.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+        let name = &rest[open + 1..close.saturating_sub(1)];
+        if name.starts_with('*') {
+            path.push_str("users/");
+        }
+        path.push_str(value);
+        rest = &rest[close..];
+    }
+    path.push_str(rest);
+    path
+}
+
+/// What the demo's curl lines POST to a write route: a checkout's cart and card.
+pub const DEMO_CHECKOUT_BODY: &str =
+    r#"{"items":[{"sku":"tea-earl-grey","qty":2},{"sku":"mug-blue","qty":1}],"card":"tok_visa"}"#;
 
 /// The client trace the demo's curl lines continue.
 const DEMO_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

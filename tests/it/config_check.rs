@@ -1059,11 +1059,14 @@ fn the_readme_check_outputs_are_real() {
         .split("```\n")
         .find(|b| b.starts_with("$ fanout check --diff old.toml\n"))
         .expect("a --diff example");
-    // The README's typos: the orders backend's upstream and the route's timeout.
-    assert_eq!(sample.matches("upstream = \"orders\"").count(), 1);
+    // The README's typos: the dashboard's orders backend's upstream (the first; the
+    // checkout's order backend names it too) and the route's timeout.
+    assert!(
+        sample.find("upstream = \"orders\"") < sample.find("path = \"/api/users/{id}/checkout\"")
+    );
     assert_eq!(sample.matches("timeout = \"1s\"").count(), 1);
     let typos = sample
-        .replace("upstream = \"orders\"", "upstream = \"ordrs\"")
+        .replacen("upstream = \"orders\"", "upstream = \"ordrs\"", 1)
         .replace("timeout = \"1s\"", "timeout = \"soon\"");
     for (block, toml) in blocks.into_iter().zip([sample.clone(), typos]) {
         let dir = config_file(&toml).parent().unwrap().to_path_buf();

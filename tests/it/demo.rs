@@ -8,7 +8,7 @@ use fanout::demo::{Sample, serve, serve_collector};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-/// Starts the three samples on free ports; returns the sample config pointing at them.
+/// Starts the samples on free ports; returns the sample config pointing at them.
 async fn sample_config() -> String {
     let mut toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
         .unwrap()
@@ -17,6 +17,9 @@ async fn sample_config() -> String {
         (Sample::Users, "127.0.0.1:9101"),
         (Sample::Orders, "127.0.0.1:9102"),
         (Sample::Weather, "127.0.0.1:9103"),
+        (Sample::Stock, "127.0.0.1:9104"),
+        (Sample::Payments, "127.0.0.1:9105"),
+        (Sample::Loyalty, "127.0.0.1:9106"),
     ] {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -122,4 +125,206 @@ async fn the_demo_prints_a_traceparent_line_whose_trace_the_answer_continues() {
         "{spans:#?}"
     );
     assert!(lines.iter().any(|l| l.contains("/metrics | grep trace_id")));
+}
+
+/// Starts `sample` on a free port; returns its base URL.
+async fn sample_at(sample: Sample) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(sample, listener));
+    url
+}
+
+async fn post(url: &str, body: serde_json::Value) -> reqwest::Response {
+    common::client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_sample_write_services_answer_from_the_body_they_are_sent() {
+    let orders = sample_at(Sample::Orders).await;
+    let items = json!([{"sku": "tea-earl-grey", "qty": 2}, {"sku": "mug-blue", "qty": 1}]);
+    let placed = post(
+        &format!("{orders}/orders"),
+        json!({"user": 7, "items": items}),
+    )
+    .await;
+    assert_eq!(placed.status(), 201);
+    let location = placed.headers()["location"].to_str().unwrap().to_string();
+    let order = common::json_of(placed).await;
+    assert_eq!(location, format!("/orders/{}", order["id"]));
+    assert_eq!(order["user"], 7);
+    assert!(order["total"].as_f64().unwrap() > 0.0, "{order}");
+    // A user id as text, as a path parameter reaches a template, is read too.
+    let placed = post(
+        &format!("{orders}/orders"),
+        json!({"user": "7", "items": items}),
+    )
+    .await;
+    assert_eq!(placed.status(), 201);
+    let refused = post(&format!("{orders}/orders"), json!({"items": items})).await;
+    assert_eq!(refused.status(), 400);
+    assert!(
+        common::json_of(refused).await["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:")
+    );
+    let not_json = common::client()
+        .post(format!("{orders}/orders"))
+        .body("{user: 7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    // Reads still answer as before.
+    let (status, _, recent) = get_json(&format!("{orders}/orders?user=7")).await;
+    assert_eq!(status, 200);
+    assert_eq!(recent["count"], 3);
+
+    let stock = sample_at(Sample::Stock).await;
+    let reserved = post(
+        &format!("{stock}/stock/reservations"),
+        json!({"order": 5001, "items": items}),
+    )
+    .await;
+    assert_eq!(reserved.status(), 201);
+    assert_eq!(common::json_of(reserved).await["units"], 3);
+    let too_many = json!({"order": 5001, "items": [{"sku": "tea-earl-grey", "qty": 11}]});
+    let conflict = post(&format!("{stock}/stock/reservations"), too_many).await;
+    assert_eq!(conflict.status(), 409);
+
+    let payments = sample_at(Sample::Payments).await;
+    let charge = json!({"order": 5001, "amount": 12.5, "card": "tok_visa"});
+    let paid = post(&format!("{payments}/payments"), charge).await;
+    assert_eq!(paid.status(), 201);
+    let paid = common::json_of(paid).await;
+    assert_eq!(
+        (paid["amount"].clone(), paid["status"].clone()),
+        (json!(12.5), json!("captured"))
+    );
+    let declined = json!({"order": 5001, "amount": 12.5, "card": fanout::demo::DECLINED_CARD});
+    assert_eq!(
+        post(&format!("{payments}/payments"), declined)
+            .await
+            .status(),
+        402
+    );
+
+    let loyalty = sample_at(Sample::Loyalty).await;
+    let credit = json!({"user": 7, "order": 5001, "amount": 12.5});
+    let credited = post(&format!("{loyalty}/loyalty/points"), credit).await;
+    assert_eq!(credited.status(), 201);
+    assert_eq!(common::json_of(credited).await["points"], 12);
+    let (status, _, _) = get_json(&format!("{loyalty}/loyalty/points")).await;
+    assert_eq!(status, 405);
+
+    // The users sample says who is on the pro plan: odd ids.
+    let users = sample_at(Sample::Users).await;
+    let (_, _, one) = get_json(&format!("{users}/users/1")).await;
+    let (_, _, two) = get_json(&format!("{users}/users/2")).await;
+    assert_eq!(
+        (one["plan"].clone(), two["plan"].clone()),
+        (json!("pro"), json!("free"))
+    );
+}
+
+/// The banner's checkout lines: (url, body) of each JSON POST, in order (user 1, user 2).
+fn checkout_lines(lines: &[String]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("curl -si ")?;
+            let (url, body) = rest.split_once(" -H 'content-type: application/json' -d '")?;
+            Some((url.to_string(), body.strip_suffix('\'')?.to_string()))
+        })
+        .collect()
+}
+
+async fn post_text(url: &str, body: &str) -> reqwest::Response {
+    common::client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_checkout_answers_the_orders_201_and_location_with_the_calls_it_made() {
+    let toml = sample_config().await;
+    let compiled = fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap();
+    let gw = start_gateway(&toml).await;
+    let lines = fanout::demo::curl_lines(&compiled, gw.addr);
+    let checkouts = checkout_lines(&lines);
+    assert_eq!(checkouts.len(), 2, "{lines:#?}");
+    let sent: serde_json::Value = serde_json::from_str(&checkouts[0].1).unwrap();
+
+    for ((url, body), (user_id, pro)) in checkouts.iter().zip([(1, true), (2, false)]) {
+        assert!(
+            url.ends_with(&format!("/api/users/{user_id}/checkout")),
+            "{url}"
+        );
+        let response = post_text(url, body).await;
+        assert_eq!(response.status(), 201, "{url}");
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        let timing = response.headers()["server-timing"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let merged = common::json_of(response).await;
+        let order = &merged["order"];
+        // The order carries the user's id (read from the user's answer, a number) and
+        // the client's items; its Location is the client's.
+        assert_eq!(order["user"], user_id, "{merged}");
+        assert_eq!(
+            order["items"],
+            sent["items"].as_array().unwrap().len(),
+            "{merged}"
+        );
+        assert_eq!(location, format!("/orders/{}", order["id"]), "{merged}");
+        // Stock and payment read the order's answer: its id, and its total as a number.
+        assert_eq!(merged["stock"]["order"], order["id"], "{merged}");
+        assert_eq!(merged["stock"]["units"], 3, "{merged}");
+        assert_eq!(merged["payment"]["order"], order["id"], "{merged}");
+        assert_eq!(merged["payment"]["amount"], order["total"], "{merged}");
+        assert_eq!(merged["payment"]["status"], "captured", "{merged}");
+        assert_eq!(merged["user"]["plan"], if pro { "pro" } else { "free" });
+        // Loyalty only for the pro user; for the other it is skipped and left out.
+        if pro {
+            let total = order["total"].as_f64().unwrap();
+            assert_eq!(
+                merged["loyalty"]["points"],
+                total.floor() as u64,
+                "{merged}"
+            );
+            assert_eq!(merged["loyalty"]["order"], order["id"], "{merged}");
+        } else {
+            assert!(merged.get("loyalty").is_none(), "{merged}");
+            let loyalty = timing.split(", ").find(|t| t.starts_with("loyalty;"));
+            assert!(
+                loyalty.is_some_and(|t| t.ends_with(r#"desc="skipped""#)),
+                "{timing}"
+            );
+        }
+        assert_eq!(merged["_errors"], json!({}), "{merged}");
+    }
+
+    // A declined card: the payments service's 402 reaches the client, not a 201.
+    let declined = checkouts[0]
+        .1
+        .replace("tok_visa", fanout::demo::DECLINED_CARD);
+    assert_ne!(declined, checkouts[0].1);
+    let response = post_text(&checkouts[0].0, &declined).await;
+    assert_eq!(response.status(), 402);
+    assert!(response.headers().get("location").is_none());
+    // A body that is not JSON is the client's mistake, named.
+    let response = post_text(&checkouts[0].0, "{items: [").await;
+    assert_eq!(response.status(), 400);
 }
