@@ -289,6 +289,14 @@ async fn server_sent_events_and_ndjson_arrive_as_they_are_sent() {
         .await;
     // Compression on and the client accepting it must not hold a stream back either.
     let gw = proxied(&up, "compression_min_size = \"1\"", "").await;
+    // The paused clock jumps to the next timer whenever the runtime idles. While the mock
+    // has a frame in flight its next sleep is not yet set, so the next timer can be the
+    // gateway's 60 s idle timeout: a 10 ms ticker keeps every jump short.
+    let ticker = tokio::spawn(async {
+        loop {
+            tokio::time::sleep(MS(10)).await;
+        }
+    });
     for path in ["/p/sse", "/p/ndjson"] {
         let chunks = timed_chunks(&gw.url(path)).await;
         let text: String = chunks.iter().map(|(_, c)| c.as_str()).collect();
@@ -304,6 +312,7 @@ async fn server_sent_events_and_ndjson_arrive_as_they_are_sent() {
             "{path}: the first event arrived at {first:?}, not as it was sent"
         );
     }
+    ticker.abort();
 }
 
 #[tokio::test]
