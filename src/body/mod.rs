@@ -74,12 +74,15 @@ where
     }
 }
 
-/// A client's request body. The gateway's own HTTP/1.1 connection takes only requests
-/// without a body; a request with one is served by hyper, whose stream this carries.
+/// A client's request body. The gateway's own HTTP/1.1 connection reads a small body
+/// (`http1::SMALL_BODY`) whole with its head; any other is served by hyper, whose
+/// stream this carries.
 #[derive(Debug, Default)]
 pub enum ClientBody {
     #[default]
     Empty,
+    /// Read whole by the own connection; empty once polled.
+    Whole(Bytes),
     Streamed(hyper::body::Incoming),
 }
 
@@ -93,6 +96,10 @@ impl http_body::Body for ClientBody {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ClientBody::Empty => std::task::Poll::Ready(None),
+            ClientBody::Whole(bytes) if bytes.is_empty() => std::task::Poll::Ready(None),
+            ClientBody::Whole(bytes) => {
+                std::task::Poll::Ready(Some(Ok(http_body::Frame::data(std::mem::take(bytes)))))
+            }
             ClientBody::Streamed(body) => std::pin::Pin::new(body).poll_frame(cx),
         }
     }
@@ -100,6 +107,7 @@ impl http_body::Body for ClientBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Empty => true,
+            ClientBody::Whole(bytes) => bytes.is_empty(),
             ClientBody::Streamed(body) => body.is_end_stream(),
         }
     }
@@ -107,6 +115,7 @@ impl http_body::Body for ClientBody {
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
             ClientBody::Empty => http_body::SizeHint::with_exact(0),
+            ClientBody::Whole(bytes) => http_body::SizeHint::with_exact(bytes.len() as u64),
             ClientBody::Streamed(body) => body.size_hint(),
         }
     }

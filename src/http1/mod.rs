@@ -23,7 +23,7 @@ pub use body::{ChunkedDecoder, Collected, Step};
 pub use client::is_idempotent;
 pub use framing::{Framing, content_length, declared_length, keeps_alive};
 pub use parse::{AnswerHead, MAX_HEADERS, ParseError, parse_answer_head};
-pub use request::{ParsedRequest, Refusal, parse_request_head};
+pub use request::{ParsedRequest, Refusal, SMALL_BODY, parse_request_head};
 
 /// The largest head, request or answer, in bytes. A request head still incomplete at
 /// this size is handed to hyper, which refuses it with 431; an answer head is an error.

@@ -25,6 +25,9 @@ pub enum ParsedRequest {
         request: Request<ClientBody>,
         /// The client did not ask for the connection to close (`Connection: close`).
         keep_alive: bool,
+        /// The length of its body, at most [`SMALL_BODY`]: those bytes follow the head
+        /// in the buffer (or are still to come), for the connection to read whole.
+        body_len: usize,
     },
     /// The head is not complete yet.
     Partial,
@@ -61,7 +64,7 @@ pub fn parse_request_head(buf: &mut BytesMut) -> ParsedRequest {
     if method == Method::CONNECT || !path.starts_with('/') || !fields.plain {
         return ParsedRequest::HandOff;
     }
-    let keep_alive = fields.keep_alive;
+    let (keep_alive, body_len) = (fields.keep_alive, fields.body_len);
     let path_at = path.as_ptr() as usize - buf.as_ptr() as usize;
     let path_len = path.len();
     let spans = spans(buf, head.headers);
@@ -85,7 +88,23 @@ pub fn parse_request_head(buf: &mut BytesMut) -> ParsedRequest {
     ParsedRequest::Request {
         request,
         keep_alive,
+        body_len,
     }
+}
+
+/// The largest request body the own connection reads whole, with its head, before the
+/// request is routed (a JSON POST to an aggregate); a larger one streams through hyper.
+pub const SMALL_BODY: usize = 16 * 1024;
+
+/// A `Content-Length` value of at most [`SMALL_BODY`]: digits only (RFC 9110 §8.6).
+fn small_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || value.len() > 5 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = value
+        .iter()
+        .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0'));
+    (n <= SMALL_BODY).then_some(n)
 }
 
 /// Why a request head is refused with 400 before any route (nginx refuses the same):
@@ -106,8 +125,11 @@ struct Fields {
     hosts: usize,
     length: bool,
     chunked: bool,
-    /// No body, no upgrade, no `100 Continue`: the own connection serves it.
+    /// No body larger than [`SMALL_BODY`], no upgrade, no `100 Continue`: the own
+    /// connection serves it.
     plain: bool,
+    /// The body's length, by its one `Content-Length`.
+    body_len: usize,
     /// The client did not send `Connection: close`.
     keep_alive: bool,
 }
@@ -119,6 +141,7 @@ impl Fields {
             length: false,
             chunked: false,
             plain: true,
+            body_len: 0,
             keep_alive: true,
         };
         for field in fields {
@@ -127,8 +150,12 @@ impl Fields {
             if name.eq_ignore_ascii_case(b"host") {
                 seen.hosts += 1;
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                // A repeated length, even `0` twice, is hyper's to reduce to one.
-                seen.plain &= value == b"0" && !seen.length;
+                // A repeated length, even `0` twice, is hyper's to reduce to one; so is
+                // a body too large to read whole before the request is routed.
+                match small_length(value) {
+                    Some(n) if !seen.length => seen.body_len = n,
+                    _ => seen.plain = false,
+                }
                 seen.length = true;
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 seen.chunked = true;
@@ -180,11 +207,13 @@ mod tests {
         let ParsedRequest::Request {
             request,
             keep_alive,
+            body_len,
         } = p
         else {
             panic!("{p:?}")
         };
         assert!(keep_alive);
+        assert_eq!(body_len, 0);
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.uri().path(), "/a/b");
         assert_eq!(request.uri().query(), Some("x=1"));
@@ -207,6 +236,21 @@ mod tests {
     }
 
     #[test]
+    fn a_small_body_stays_with_the_own_connection_by_its_length() {
+        for (length, expected) in [("5", 5), ("00005", 5), ("16384", SMALL_BODY)] {
+            let text =
+                format!("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: {length}\r\n\r\nhello");
+            let (p, rest) = parsed(&text);
+            let ParsedRequest::Request { body_len, .. } = p else {
+                panic!("{length}: {p:?}")
+            };
+            assert_eq!(body_len, expected, "{length}");
+            // The body stays in the buffer, for the connection to read whole.
+            assert_eq!(&rest[..], b"hello");
+        }
+    }
+
+    #[test]
     fn an_incomplete_head_waits() {
         let (p, rest) = parsed("GET /a HTTP/1.1\r\nHost: h\r\n");
         assert!(matches!(p, ParsedRequest::Partial));
@@ -216,7 +260,9 @@ mod tests {
     #[test]
     fn everything_else_goes_to_hyper_untouched() {
         for text in [
-            "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 16385\r\n\r\nhello",
+            "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\nhello",
+            "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
             "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             "PUT /a HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",

@@ -1,9 +1,11 @@
-//! The gateway's own HTTP/1.1 client connection. It serves the common request (no body,
-//! no upgrade) on the connection's task with no channel or dispatcher in between, holds
-//! no buffer while idle, and hands anything else to hyper (`handoff`).
+//! The gateway's own HTTP/1.1 client connection. It serves the common request (no body
+//! or a small one read whole, no upgrade) on the connection's task with no channel or
+//! dispatcher in between, holds no buffer while idle, and hands anything else to hyper
+//! (`handoff`).
 
 use super::settings::{ConnSettings, refusal};
 use super::{ConnService, SendTimeout, handoff};
+use crate::body::ClientBody;
 use crate::http1::server::write_response;
 use crate::http1::{MAX_HEAD, ParsedRequest, Refusal, parse_request_head};
 use bytes::BytesMut;
@@ -38,13 +40,14 @@ pub async fn serve<S: ConnService>(
     tokio::pin!(timer);
     let mut served = false;
     loop {
-        let (request, keep_alive) = loop {
+        let (mut request, keep_alive, body_len) = loop {
             if !buf.is_empty() {
                 match parse_request_head(&mut buf) {
                     ParsedRequest::Request {
                         request,
                         keep_alive,
-                    } => break (request, keep_alive),
+                        body_len,
+                    } => break (request, keep_alive, body_len),
                     ParsedRequest::Partial => {}
                     // Boxed, as the hand-off: few connections take it.
                     ParsedRequest::Refused(why) => {
@@ -92,6 +95,14 @@ pub async fn serve<S: ConnService>(
             }
         };
 
+        if body_len > 0 {
+            // A small body is read whole before the request is routed, within the time
+            // its head had: a client that stops sending it loses the connection.
+            if !read_body(&mut stream, &mut buf, body_len, deadline).await {
+                return;
+            }
+            *request.body_mut() = ClientBody::Whole(buf.split_to(body_len).freeze());
+        }
         let head_only = request.method() == Method::HEAD;
         let Ok(ready) = service.ready().await;
         let mut call = pin!(ready.call(request));
@@ -159,6 +170,27 @@ async fn refuse(mut stream: TcpStream, why: Refusal, settings: &ConnSettings) {
         while let Ok(1..) = stream.read(&mut sink).await {}
     };
     let _ = tokio::time::timeout(settings.header_read_timeout, drain).await;
+}
+
+/// Reads until `buf` holds `len` bytes; false when the client closed, or `deadline`
+/// passed first. The usual body came with its head, and this reads nothing.
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    len: usize,
+    deadline: Instant,
+) -> bool {
+    while buf.len() < len {
+        buf.reserve(len - buf.len());
+        let ready = tokio::time::timeout_at(deadline, stream.readable()).await;
+        if !matches!(ready, Ok(Ok(()))) {
+            return false;
+        }
+        if let Poll::Ready(Ok(0) | Err(_)) = fill(stream, buf) {
+            return false;
+        }
+    }
+    true
 }
 
 /// One read into `buf` if the socket has bytes now. A short read tells tokio the socket

@@ -1,6 +1,6 @@
 //! The client side of the wire (downstream HTTP/1.1) over raw sockets: keep-alive,
-//! pipelining, `Connection: close`, the idle timeout, chunked answers, the hand-off
-//! to hyper for requests with a body and for malformed ones, and the 400s for requests
+//! pipelining, `Connection: close`, the idle timeout, chunked answers, small bodies read
+//! whole, the hand-off to hyper for larger bodies and for malformed ones, and the 400s for requests
 //! whose Host or framing is ambiguous.
 
 use crate::common;
@@ -89,7 +89,7 @@ async fn pipelined_requests_are_answered_in_order_until_close() {
 }
 
 #[tokio::test]
-async fn a_request_with_a_body_is_handed_to_hyper_mid_connection() {
+async fn a_small_body_is_read_whole_by_the_own_connection_mid_connection() {
     let up = upstream().await;
     let gw = gateway(&up, "").await;
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();
@@ -107,6 +107,82 @@ async fn a_request_with_a_body_is_handed_to_hyper_mid_connection() {
         "the upload reached the upstream: {out}"
     );
     assert!(answers[2].ends_with("{\"a\":1}"), "{out}");
+}
+
+#[tokio::test]
+async fn a_body_larger_than_small_body_is_handed_to_hyper_mid_connection() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    let body = "x".repeat(fanout::http1::SMALL_BODY + 1);
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let out = exchange(
+        &mut stream,
+        &format!(
+            "GET /r HTTP/1.1\r\nHost: g\r\n\r\n\
+             POST /p/echo HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n{body}\
+             GET /r HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+            body.len()
+        ),
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 200 OK").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    assert!(
+        answers[1].ends_with(&body),
+        "the upload reached the upstream"
+    );
+    assert!(answers[2].ends_with("{\"a\":1}"), "{out}");
+}
+
+#[tokio::test]
+async fn a_small_body_sent_in_pieces_arrives_whole_and_the_next_request_follows() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    // The head alone, then the body in two writes, the second with the next request.
+    for piece in [
+        "POST /p/echo HTTP/1.1\r\nHost: g\r\nContent-Length: 11\r\n\r\n",
+        "hello ",
+        "worldGET /r HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    ] {
+        stream.write_all(piece.as_bytes()).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = exchange(&mut stream, "").await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 200 OK").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{out}");
+    assert!(answers[0].ends_with("hello world"), "{out}");
+    assert!(answers[1].ends_with("{\"a\":1}"), "{out}");
+    let echoed = up.requests();
+    assert_eq!(&echoed[0].body[..], b"hello world");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_sending_its_small_body_loses_the_connection() {
+    let up = upstream().await;
+    let gw = gateway(&up, "header_read_timeout = \"2s\"").await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    let out = exchange(
+        &mut stream,
+        "POST /p/echo HTTP/1.1\r\nHost: g\r\nContent-Length: 100\r\n\r\nonly this",
+    )
+    .await;
+    assert_eq!(out, "", "no answer to a request whose body never came");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(up.requests().is_empty(), "nothing reached the upstream");
+    // The gateway still serves everyone else.
+    let out = common::raw_request(
+        gw.addr,
+        "GET /r HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
 }
 
 #[tokio::test]
