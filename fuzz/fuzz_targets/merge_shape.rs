@@ -92,10 +92,13 @@ fn check_merge(input: &Input) {
             break;
         };
         if failures.iter().all(|f| f.name != *name) {
+            // A status for some failures, and a duration for each, both from `i`.
             failures.push(Failure {
                 name,
                 code,
                 message,
+                status: (i % 2 == 1).then(|| 400 + u16::from(*i)),
+                duration_ms: f64::from(*i) / 10.0,
             });
         }
     }
@@ -128,10 +131,12 @@ fn check_merge(input: &Input) {
         let errors: Map<String, Value> = failures
             .iter()
             .map(|f| {
-                (
-                    f.name.to_string(),
-                    serde_json::json!({"code": f.code, "message": f.message}),
-                )
+                let mut entry = serde_json::json!({"code": f.code, "message": f.message});
+                if let Some(status) = f.status {
+                    entry["status"] = status.into();
+                }
+                entry["duration_ms"] = f.duration_ms.into();
+                (f.name.to_string(), entry)
             })
             .collect();
         expected.shift_remove(field);

@@ -162,7 +162,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(head.values("host").count(), 1);
             assert!(!head.has("transfer-encoding"));
             // At most one length, of digits, no larger than SMALL_BODY: the body read whole.
-            let lengths: Vec<&[u8]> = head.values("content-length").map(|v| v.trim_ascii()).collect();
+            let lengths: Vec<&[u8]> = head
+                .values("content-length")
+                .map(|v| v.trim_ascii())
+                .collect();
             match lengths.as_slice() {
                 [] => assert_eq!(body_len, 0),
                 [one] => {
