@@ -129,6 +129,23 @@ fn call_headers<'h>(
     Cow::Owned(headers)
 }
 
+/// A call the cache takes no part in: asks the upstream and reads the answer as the
+/// backend says.
+async fn ask_uncached(
+    scope: &RequestScope<'_>,
+    backend: &Backend,
+    url: String,
+    headers: &HeaderMap,
+    sends: Sends<'_>,
+    deadline: Instant,
+    keep: bool,
+) -> Result<BackendAnswer, BackendError> {
+    let trace = scope.call_trace(backend);
+    let whole = ask(&backend.upstream, url, headers, sends, deadline, &trace).await?;
+    let (body, raw) = read(whole.body, Reading::of(backend), keep)?;
+    Ok(answer((body, raw, "ok"), whole.status, whole.headers))
+}
+
 /// The call after a [`lookup`] found nothing fresh: through the cache (stale answers,
 /// coalesced misses) when there is a `key`, else straight to the upstream.
 pub(super) async fn call_upstream(
@@ -153,18 +170,7 @@ pub(super) async fn call_upstream(
             keep: kept,
             repeatable: is_idempotent(method),
         };
-        let trace = scope.call_trace(backend);
-        let whole = ask(
-            &backend.upstream,
-            call.url,
-            &headers,
-            sends,
-            deadline,
-            &trace,
-        )
-        .await?;
-        let (body, raw) = read(whole.body, reading, keep)?;
-        return Ok(answer((body, raw, "ok"), whole.status, whole.headers));
+        return ask_uncached(scope, backend, call.url, &headers, sends, deadline, keep).await;
     }
     let json = HeaderValue::from_static("application/json");
     let headers = call_headers(scope, &call, call.body.as_ref().map(|_| &json));
@@ -178,18 +184,7 @@ pub(super) async fn call_upstream(
             keep: kept,
             repeatable,
         };
-        let trace = scope.call_trace(backend);
-        let whole = ask(
-            &backend.upstream,
-            call.url,
-            &headers,
-            sends,
-            deadline,
-            &trace,
-        )
-        .await?;
-        let (body, raw) = read(whole.body, reading, keep)?;
-        return Ok(answer((body, raw, "ok"), whole.status, whole.headers));
+        return ask_uncached(scope, backend, call.url, &headers, sends, deadline, keep).await;
     };
     let upstream = backend.upstream.clone();
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
