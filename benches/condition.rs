@@ -71,6 +71,7 @@ fn conditions(c: &mut Criterion) {
         body: None,
         answers: &answers,
         item: None,
+        auth: None,
     };
     for (name, expr) in [
         ("user_plan", "user.plan == 'pro'"),

@@ -5,6 +5,7 @@
 //! - [`access_log`]: the own access log: records queued, formatted and written by a thread.
 //! - [`admin`]: the admin listener: health, readiness, metrics, config, reload, cache purge.
 //! - [`aggregate`]: aggregate routes: planned concurrent backend calls, shaping, merging.
+//! - [`auth`]: identity at the edge: JWT (JWKS, secret) and API key providers.
 //! - [`body`]: the one response body type, buffered or streamed, and idle-stream limits.
 //! - [`cache`]: the response cache (moka), with single-flight misses and stale serving.
 //! - [`compress`]: gzip and br for answers whole in memory.
@@ -30,6 +31,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod aggregate;
+pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod compress;

@@ -227,6 +227,7 @@ fuzz_target!(|input: Input| {
         body: client.as_ref(),
         answers: &[],
         item: None,
+        auth: None,
     });
     match (rendered, expected) {
         (Ok(bytes), Ok(expected)) => {

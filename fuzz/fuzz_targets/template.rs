@@ -221,6 +221,7 @@ fuzz_target!(|input: Input| {
         body: None,
         answers: &[],
         item: Some(&item),
+        auth: None,
     };
     let rendered = template.render(BASE, &render_input);
 

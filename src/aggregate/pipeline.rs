@@ -10,6 +10,7 @@ use super::fetch::{self, CacheLookup};
 use super::for_each;
 use super::respond::{BackendOutcomes, respond};
 use super::scope::{AggregateRoute, BackendAnswer, CallRequest, Outcome, RequestScope};
+use crate::auth::Identity;
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
 use crate::config::MAX_DEPTH_LIMIT;
 use crate::template::{Answered, RenderInput};
@@ -31,6 +32,7 @@ pub async fn serve(
     body: ClientBody,
     request_id: &HeaderValue,
     trace: &TraceContext,
+    identity: Option<&Identity>,
 ) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     let deadline = Instant::now() + route.timeout;
     // The body is read only when a backend sends it on or reads it (a template or a
@@ -57,6 +59,7 @@ pub async fn serve(
         request_body,
         json_body,
         deadline,
+        identity,
     );
     let launch = Launcher {
         scope: &scope,
@@ -120,6 +123,7 @@ impl<'s> Launch for Launcher<'s, '_> {
             body: self.body,
             answers,
             item: None,
+            auth: scope.identity,
         };
         if let Some(when) = &backend.spec.when {
             match when.evaluate(&input) {

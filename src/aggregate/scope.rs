@@ -3,6 +3,7 @@
 //! (its answer or error, and how long it took). A leaf: it imports no stage.
 
 use super::error::BackendError;
+use crate::auth::Identity;
 use crate::cache::{ResponseCache, Varying};
 use crate::config::{BackendSpec, Plan};
 use crate::metrics::{BackendSeries, Label, Metrics};
@@ -95,9 +96,12 @@ pub struct RequestScope<'a> {
     pub json_body: Option<Value>,
     /// The route's deadline.
     pub deadline: Instant,
+    /// Who the request comes from, when the route has `auth` and it proved an identity.
+    pub identity: Option<&'a Identity>,
 }
 
 impl<'a> RequestScope<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         route: &'a AggregateRoute,
         parts: &'a request::Parts,
@@ -106,6 +110,7 @@ impl<'a> RequestScope<'a> {
         body: Option<Bytes>,
         json_body: Option<Value>,
         deadline: Instant,
+        identity: Option<&'a Identity>,
     ) -> Self {
         Self {
             route,
@@ -121,6 +126,7 @@ impl<'a> RequestScope<'a> {
             body,
             json_body,
             deadline,
+            identity,
         }
     }
 

@@ -44,6 +44,7 @@ impl Request {
             body: self.body.as_ref(),
             answers: &self.answers,
             item: None,
+            auth: None,
         })
     }
 }

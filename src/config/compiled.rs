@@ -35,6 +35,8 @@ pub struct Compiled {
     pub cache_max_size: u64,
     pub access_log: AccessLogSpec,
     pub tracing: TracingSpec,
+    /// `[auth.NAME]` identity providers, by name.
+    pub auth: BTreeMap<String, crate::auth::ProviderSpec>,
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
 }

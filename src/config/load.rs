@@ -7,8 +7,8 @@ use super::Compiled;
 use super::env::{Env, Override, apply_overrides, interpolate, name_overrides};
 use super::validate::validate;
 use super::{
-    AccessLogConfig, CacheConfig, ConfigError, ConfigProblem, GatewayConfig, RouteConfig,
-    ServerConfig, TracingConfig, UpstreamConfig,
+    AccessLogConfig, AuthProviderConfig, CacheConfig, ConfigError, ConfigProblem, GatewayConfig,
+    RouteConfig, ServerConfig, TracingConfig, UpstreamConfig,
 };
 use config::{Config, File, FileFormat, Map, Value, ValueKind};
 use serde::de::DeserializeOwned;
@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
     "cache",
     "access_log",
     "tracing",
+    "auth",
     "upstreams",
     "routes",
 ];
@@ -134,6 +135,15 @@ fn load_partial(text: &str, env: &Env) -> Result<Partial, ConfigError> {
             "access_log" => {
                 if let Some(log) = section::<AccessLogConfig>(value, "access_log", p, f) {
                     out.access_log = log;
+                }
+            }
+            "auth" => {
+                for (name, v) in table(value, "auth", p, f) {
+                    let place = format!("auth.{name}");
+                    // One that does not parse keeps its name, so routes naming it still
+                    // resolve and are checked.
+                    let a = section::<AuthProviderConfig>(v, &place, p, f);
+                    out.auth.insert(name, a.unwrap_or_default());
                 }
             }
             "upstreams" => {

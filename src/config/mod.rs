@@ -1,6 +1,7 @@
 //! The configuration as written in `gateway.toml`: raw serde structs, their defaults, and
 //! the entry points that load and validate them into a [`Compiled`] config.
 
+mod auth;
 mod compiled;
 mod diff;
 mod document;
@@ -10,6 +11,7 @@ mod plan;
 mod units;
 mod validate;
 
+pub use auth::{ApiKeysConfig, AuthProviderConfig, AuthProviders};
 pub use compiled::{
     AggregateSpec, BackendSpec, Compiled, CorsSpec, ExportSpec, ForEachSpec, HealthCheckSpec,
     MAX_DEPTH_LIMIT, OtlpProtocol, ProxySpec, RateLimitSpec, RedirectPrefixes, RouteKind,
@@ -79,6 +81,8 @@ pub struct GatewayConfig {
     pub access_log: AccessLogConfig,
     /// `[tracing]`: OpenTelemetry export of the gateway's spans.
     pub tracing: TracingConfig,
+    /// `[auth.NAME]`: identity providers routes name in `auth`.
+    pub auth: BTreeMap<String, AuthProviderConfig>,
     /// `[upstreams.NAME]`: the services routes call, by name.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// `[[routes]]`: the route table, in declaration order.
@@ -408,6 +412,12 @@ pub struct RouteConfig {
     /// default they are dropped, as nginx's `underscores_in_headers off` does, since
     /// CGI-style upstreams read `X_Forwarded_For` as `X-Forwarded-For`.
     pub underscores_in_headers: bool,
+    /// The identity provider(s) a request must satisfy: `auth = "users"` or a list.
+    pub auth: Option<AuthProviders>,
+    /// With `auth`: let requests without credentials through, with no identity.
+    pub auth_optional: bool,
+    /// With `auth`: a CEL expression over `claims` the identity must satisfy, or 403.
+    pub require: Option<String>,
 }
 
 // Written out, as every section's defaults are, rather than derived.
@@ -428,6 +438,9 @@ impl Default for RouteConfig {
             backends: Vec::new(),
             proxy: None,
             underscores_in_headers: false,
+            auth: None,
+            auth_optional: false,
+            require: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLog, AccessLogError, DropCounters};
 use crate::aggregate::{AggregateRoute, Backend, BodyUse};
+use crate::auth::Provider;
 use crate::cache::ResponseCache;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
 use crate::limits::RouteLimit;
@@ -66,6 +67,22 @@ impl Gateway {
             };
             upstreams.insert(name, up);
         }
+        // A provider whose `[auth.NAME]` did not change keeps its fetched key set and
+        // its cache of verified tokens.
+        let auth: BTreeMap<String, Arc<Provider>> = compiled
+            .auth
+            .into_iter()
+            .map(|(name, spec)| {
+                let kept = previous
+                    .and_then(|p| p.auth.get(&name))
+                    .filter(|a| a.spec == spec);
+                let provider = match kept {
+                    Some(provider) => provider.clone(),
+                    None => Arc::new(Provider::build(&name, spec)),
+                };
+                (name, provider)
+            })
+            .collect();
         let cache = match previous {
             Some(p) if p.config.cache_max_size == compiled.cache_max_size => p.cache.clone(),
             _ => ResponseCache::new(compiled.cache_max_size, metrics.cache.clone()),
@@ -196,6 +213,7 @@ impl Gateway {
             config,
             routes,
             upstreams,
+            auth,
             cache,
             metrics,
             access_log,

@@ -37,6 +37,8 @@ pub struct Gateway {
     pub config: Compiled,
     pub routes: RouteTable<Route>,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// `[auth.NAME]` providers, carried over a reload that leaves one as it was.
+    pub auth: BTreeMap<String, Arc<crate::auth::Provider>>,
     /// The response cache shared by every route.
     pub cache: Arc<ResponseCache>,
     /// The process's metrics: the same registry across reloads.

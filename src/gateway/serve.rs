@@ -17,6 +17,7 @@
 use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLogSpec, LogFormat, Record};
 use crate::aggregate::{self, BackendOutcomes};
+use crate::auth::Identity;
 use crate::body::{Body, ClientBody, check_declared_length, full};
 use crate::compress;
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
@@ -44,6 +45,8 @@ struct Admitted<'s, 'p> {
     route: &'s Route,
     params: matchit::Params<'s, 'p>,
     quota: Option<Quota>,
+    /// Who the request comes from, when the route has `auth` and it proved an identity.
+    identity: Option<Arc<Identity>>,
 }
 
 /// A route's rate limit and the requests left in it, for `RateLimit-*` headers.
@@ -207,6 +210,7 @@ impl Gateway {
             route,
             params,
             quota,
+            identity: None,
         })
     }
 
@@ -246,14 +250,16 @@ impl Gateway {
             route,
             ref params,
             quota,
+            ref identity,
         } = *admitted;
+        let identity = identity.as_deref();
         let (parts, body) = request.into_parts();
         // Each handler's future is boxed: they are large, and unboxed they would make
         // every layer's future as large, copied whole each time one is wrapped.
         let (result, passthrough, backends) = match &route.handler {
             Handler::Aggregate(agg) => {
                 match Box::pin(aggregate::serve(
-                    agg, &parts, params, body, request_id, trace,
+                    agg, &parts, params, body, request_id, trace, identity,
                 ))
                 .await
                 {
@@ -263,7 +269,8 @@ impl Gateway {
             }
             Handler::Proxy(p) => match proxy::target_url(p, &parts, params) {
                 Ok(url) => {
-                    let forward = proxy::forward(p, url, parts, body, peer, request_id, trace);
+                    let forward =
+                        proxy::forward(p, url, parts, body, peer, request_id, trace, identity);
                     let result = Box::pin(forward).await;
                     let passthrough = result.is_ok();
                     (result, passthrough, None)

@@ -12,6 +12,7 @@ pub use headers::{HOP_BY_HOP, strip_hop_by_hop, upgrade_protocol};
 pub use redirect::LocationRewrite;
 pub use upgrade::Drain;
 
+use crate::auth::Identity;
 use crate::body::{Body, BodyError, ClientBody, IdleTimeout, is_length_limit};
 use crate::cache::ResponseCache;
 use crate::error::GatewayError;
@@ -86,6 +87,8 @@ pub fn target_url(
 /// declared body size against `max_body` already. Each try carries a `traceparent` of
 /// its own, a child of `trace`'s server span, in place of the client's: the gateway is a
 /// hop of the trace; the client's valid `tracestate` and `baggage` go on.
+// The request's parts and what the gateway derived for it, each borrowed as it is held.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     route: &ProxyRoute,
     url: String,
@@ -94,6 +97,7 @@ pub async fn forward(
     peer: SocketAddr,
     request_id: &HeaderValue,
     trace: &TraceContext,
+    _identity: Option<&Identity>,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;
     // An upgrade passes only for a protocol the route allows, and only over a

@@ -40,6 +40,7 @@ fn render(body: Value, client: Option<Value>) -> Result<Value, RenderError> {
         body: client.as_ref(),
         answers: &answers,
         item: Some(&item),
+        auth: None,
     })?;
     Ok(serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&bytes))))

@@ -7,6 +7,7 @@
 //! backend's answer (`{user.address.city}`, `{responses.user.status}`) or from the
 //! element of a `for_each` (`{item.id}`).
 
+use crate::auth::Identity;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use value::{lookup, write_value};
@@ -149,6 +150,8 @@ pub struct RenderInput<'a> {
     pub answers: &'a [Option<Answered>],
     /// The `for_each` element being called for.
     pub item: Option<&'a Value>,
+    /// Who the request comes from, when the route has `auth` and it proved an identity.
+    pub auth: Option<&'a Identity>,
 }
 
 impl<'a> RenderInput<'a> {
@@ -167,6 +170,7 @@ impl<'a> RenderInput<'a> {
             body: None,
             answers: &[],
             item: None,
+            auth: None,
         }
     }
 }

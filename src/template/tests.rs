@@ -58,6 +58,7 @@ fn render_answer(
             body: None,
             answers: &answers,
             item: item.as_ref(),
+            auth: None,
         },
     )
 }

@@ -43,6 +43,7 @@ fn header(t: &str, body: Option<Value>, header: &[u8]) -> Result<HeaderValue, Re
         body: body.as_ref(),
         answers: &answers,
         item: None,
+        auth: None,
     })
 }
 

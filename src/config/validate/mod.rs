@@ -2,6 +2,9 @@
 //! types the gateway runs on. Every problem is collected, each with its place and a fix.
 
 mod access_log;
+mod auth;
+mod auth_jwt;
+mod auth_keys;
 mod backend;
 mod policy;
 mod route;
@@ -63,6 +66,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let cache_max_size = p.size("cache.max_size", &config.cache.max_size);
     let access_log = access_log(&config.access_log, &mut p);
     let tracing = tracing(&config.tracing, &mut p);
+    let auth = auth::providers(&config.auth, &mut p);
     let upstreams: BTreeMap<String, UpstreamSpec> = config
         .upstreams
         .iter()
@@ -87,6 +91,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
             cache_max_size,
             access_log,
             tracing,
+            auth,
             upstreams,
             routes,
         })
