@@ -328,3 +328,84 @@ async fn the_demo_checkout_answers_the_orders_201_and_location_with_the_calls_it
     let response = post_text(&checkouts[0].0, "{items: [").await;
     assert_eq!(response.status(), 400);
 }
+
+/// The banner's lines for the protected route: (url, token) of the one with a token, and
+/// the url of the one without.
+fn protected_lines(lines: &[String]) -> ((String, String), String) {
+    let with = lines
+        .iter()
+        .find_map(|line| {
+            let rest = line.strip_prefix("curl -si ")?;
+            let (url, token) = rest.split_once(" -H 'authorization: Bearer ")?;
+            Some((url.to_string(), token.strip_suffix('\'')?.to_string()))
+        })
+        .unwrap_or_else(|| panic!("a line with a token: {lines:#?}"));
+    let without = lines
+        .iter()
+        .find_map(|line| {
+            let rest = line.strip_prefix("curl -si ")?;
+            rest.strip_suffix("   # no token: 401").map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("a line without a token: {lines:#?}"));
+    (with, without)
+}
+
+#[tokio::test]
+async fn the_demo_token_opens_the_protected_route_and_its_absence_is_a_401() {
+    use fanout::demo::token::{DEMO_SUBJECT, Signer, demo_claims};
+    let toml = sample_config().await;
+    let compiled = fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap();
+    let gw = start_gateway(&toml).await;
+    let lines = fanout::demo::curl_lines(&compiled, gw.addr);
+    let ((url, token), without) = protected_lines(&lines);
+    assert!(url.ends_with("/api/me"), "{url}");
+    assert_eq!(without, url);
+
+    // The token of the banner: the users service sees the subject and scope in the
+    // headers claims_to_headers set, never the token; a client's own x-user-id is
+    // replaced.
+    let response = common::client()
+        .get(&url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-user-id", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let me = common::json_of(response).await;
+    assert_eq!(me["me"]["user_id"], DEMO_SUBJECT, "{me}");
+    assert_eq!(me["me"]["scope"], "dashboard:read", "{me}");
+    assert_eq!(me["me"]["token_forwarded"], false, "{me}");
+
+    // No token: 401 with RFC 6750's challenge.
+    let response = common::client().get(&without).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert_eq!(
+        common::json_of(response).await["error"]["code"],
+        "unauthorized"
+    );
+
+    // A token of the same key without the scope `require` asks for: 403.
+    let mut claims = demo_claims(
+        Some("https://demo.fanout.local"),
+        Some("fanout-demo"),
+        std::time::SystemTime::now(),
+    );
+    claims["scope"] = json!("orders:read");
+    let response = common::client()
+        .get(&url)
+        .header(
+            "authorization",
+            format!("Bearer {}", Signer::demo().sign(&claims)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        common::json_of(response).await["error"]["code"],
+        "forbidden"
+    );
+}
