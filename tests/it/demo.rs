@@ -409,3 +409,102 @@ async fn the_demo_token_opens_the_protected_route_and_its_absence_is_a_401() {
         "forbidden"
     );
 }
+
+/// base64url without padding, decoded (the tests' own, to read what the demo signed).
+fn base64url_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::new();
+    let (mut bits, mut n) = (0u32, 0);
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("base64url") as u32;
+        bits = bits << 6 | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_banner_token_is_for_the_provider_of_the_demo_key_set_and_verifies() {
+    use fanout::demo::token::{JWKS_PATH, Signer};
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[auth.demo]
+jwks_url = "http://127.0.0.1:9101{JWKS_PATH}"
+issuer = "https://issuer.test"
+audiences = ["first", "second"]
+
+[auth.elsewhere]
+jwks_url = "https://id.example.com{JWKS_PATH}"
+
+[upstreams.users]
+url = "http://127.0.0.1:9101"
+
+[[routes]]
+path = "/mine"
+auth = ["elsewhere", "demo"]
+  [[routes.backends]]
+  name = "me"
+  upstream = "users"
+  path = "/me"
+
+[[routes]]
+path = "/theirs"
+auth = "elsewhere"
+  [[routes.backends]]
+  name = "me"
+  upstream = "users"
+  path = "/me"
+"#
+    );
+    let compiled = fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap();
+    let tokens = fanout::demo::demo_tokens(&compiled, std::time::SystemTime::now());
+    assert_eq!(
+        tokens.keys().collect::<Vec<_>>(),
+        ["demo"],
+        "only the demo key set's provider"
+    );
+    let lines = fanout::demo::curl_lines(&compiled, "127.0.0.1:8080".parse().unwrap());
+    let ((url, token), without) = protected_lines(&lines);
+    assert_eq!(url, "http://127.0.0.1:8080/mine");
+    assert_eq!(without, url);
+    // The same key and claims (but the times: the two were made moments apart; and
+    // ECDSA signatures differ from one signing to the next).
+    let claims_of = |t: &str| {
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&base64url_decode(t.split('.').nth(1).unwrap())).unwrap();
+        let object = claims.as_object_mut().unwrap();
+        object.remove("iat");
+        object.remove("exp");
+        claims
+    };
+    assert_eq!(token.split('.').next(), tokens["demo"].split('.').next());
+    assert_eq!(claims_of(&token), claims_of(&tokens["demo"]));
+    // A route only another issuer's provider guards gets no token.
+    assert!(
+        lines.contains(&"curl -si http://127.0.0.1:8080/theirs".to_string()),
+        "{lines:#?}"
+    );
+
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims: serde_json::Value = serde_json::from_slice(&base64url_decode(parts[1])).unwrap();
+    assert_eq!(claims["iss"], "https://issuer.test");
+    assert_eq!(claims["aud"], "first");
+    assert_eq!(claims["sub"], "demo-user");
+    assert_eq!(claims["scope"], "dashboard:read");
+    let lifetime = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert_eq!(lifetime, 24 * 3600);
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        Signer::demo().public_key(),
+    );
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    key.verify(signed.as_bytes(), &base64url_decode(parts[2]))
+        .unwrap();
+}
