@@ -680,3 +680,49 @@ fn check_reports_bad_providers_with_their_place_and_fix() {
         ""
     );
 }
+
+#[tokio::test]
+async fn the_gateway_counts_fetches_and_carries_an_unchanged_provider_over_a_reload() {
+    use fanout::gateway::Gateway;
+    let ec = TestKey::es256("e1");
+    let server = JwksServer::start(jwks(&[&ec])).await;
+    let toml = |refresh: &str| {
+        format!(
+            "[upstreams.u]\nurl = \"http://127.0.0.1:9\"\n[auth.idp]\njwks_url = \"{}\"\nrefresh = \"{refresh}\"\n",
+            server.url
+        )
+    };
+    let gateway = Gateway::build(compile(&toml("5m"), &Env::default()).unwrap(), None).unwrap();
+    let idp = gateway.auth["idp"].clone();
+    idp.ready().await;
+    let text = gateway.metrics.encode();
+    assert!(
+        text.contains("fanout_auth_jwks_refresh_total{provider=\"idp\",result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fanout_auth_jwks_keys{provider=\"idp\"} 1"),
+        "{text}"
+    );
+
+    // The same [auth.idp]: the running provider, its set and cache, carry over.
+    let same = Gateway::build(
+        compile(&toml("5m"), &Env::default()).unwrap(),
+        Some(&gateway),
+    )
+    .unwrap();
+    assert!(Arc::ptr_eq(&same.auth["idp"], &idp));
+    assert_eq!(server.fetches(), 1);
+
+    // A changed one is built anew (and fetches); the old one's task ends with it.
+    server.state.down.store(true, Ordering::SeqCst);
+    let changed =
+        Gateway::build(compile(&toml("1m"), &Env::default()).unwrap(), Some(&same)).unwrap();
+    assert!(!Arc::ptr_eq(&changed.auth["idp"], &idp));
+    changed.auth["idp"].ready().await;
+    let text = changed.metrics.encode();
+    assert!(
+        text.contains("fanout_auth_jwks_refresh_total{provider=\"idp\",result=\"error\"} 1"),
+        "{text}"
+    );
+}

@@ -187,13 +187,20 @@ impl JwtProvider {
     ) -> Result<Arc<Identity>, AuthError> {
         let token = self.token_from.extract(headers, uri)?;
         let hash = Verified::hash(&token);
-        let (mut set, mut generation, by_kid) = match &self.keys {
-            Keys::Fixed { set, by_kid } => (Some(set.clone()), 0, *by_kid),
-            Keys::Fetched(jwks, _) => (jwks.keys(), jwks.generation(), true),
+        // The generation is read before the set: a token verified with a set is never
+        // remembered under a newer set's generation (the fetch stores the set, then
+        // bumps the generation).
+        let mut generation = match &self.keys {
+            Keys::Fixed { .. } => 0,
+            Keys::Fetched(jwks, _) => jwks.generation(),
         };
         if let Some(identity) = self.verified.get(&hash, generation).await {
             return Ok(identity);
         }
+        let (mut set, by_kid) = match &self.keys {
+            Keys::Fixed { set, by_kid } => (Some(set.clone()), *by_kid),
+            Keys::Fetched(jwks, _) => (jwks.keys(), true),
+        };
         let header =
             jsonwebtoken::decode_header(&token).map_err(|_| invalid("the token is malformed"))?;
         let Some((alg, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg)
@@ -205,8 +212,8 @@ impl JwtProvider {
             && !set.as_ref().is_some_and(|s| s.has_kid(kid))
         {
             jwks.refetch_for_unknown_kid().await;
-            set = jwks.keys();
             generation = jwks.generation();
+            set = jwks.keys();
         }
         let Some(set) = set else {
             return Err(AuthError::Unavailable);
