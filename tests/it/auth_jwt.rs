@@ -726,3 +726,35 @@ async fn the_gateway_counts_fetches_and_carries_an_unchanged_provider_over_a_rel
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn start_attempts_the_first_jwks_fetch_before_it_serves() {
+    // The issuer answers 503: the attempt fails fast, and is logged before the listener
+    // serves (a fetch left to race the listener would be logged after it).
+    let ec = TestKey::es256("e1");
+    let server = JwksServer::start(jwks(&[&ec])).await;
+    server.state.down.store(true, Ordering::SeqCst);
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstreams.u]\nurl = \"http://127.0.0.1:9\"\n\
+         [auth.idp]\njwks_url = \"{}\"\n",
+        server.url
+    );
+    // Started off the runtime: the JWKS server answers meanwhile.
+    let gateway = tokio::task::spawn_blocking(move || crate::common::GatewayProcess::start(&toml))
+        .await
+        .unwrap();
+    let logs = gateway.logs();
+    let failed = logs.iter().position(|l| l.contains("JWKS fetch failed"));
+    let listening = logs
+        .iter()
+        .position(|l| l.contains("listening") && !l.contains("admin"));
+    assert!(
+        matches!((failed, listening), (Some(f), Some(l)) if f < l),
+        "{logs:#?}"
+    );
+    assert_eq!(server.fetches(), 1, "the failure was the issuer's answer");
+    assert!(
+        !logs.iter().any(|l| l.contains("eyJ")),
+        "no token or key in the log"
+    );
+}
