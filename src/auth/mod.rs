@@ -146,7 +146,7 @@ impl Provider {
                 metrics,
             ))),
             ProviderSpecKind::ApiKeys(keys) => {
-                ProviderKind::ApiKeys(api_key::ApiKeys::new(&name, keys))
+                ProviderKind::ApiKeys(api_key::ApiKeys::new(&name, keys, &spec.claims_to_headers))
             }
         };
         Self { name, spec, kind }

@@ -1,6 +1,7 @@
 //! Building a snapshot from a compiled config: one pooled client per upstream, shared by
 //! every route, and each route's handler with what it needs resolved.
 
+use super::auth::RouteAuth;
 use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLog, AccessLogError, DropCounters};
 use crate::aggregate::{AggregateRoute, Backend, BodyUse};
@@ -29,6 +30,8 @@ pub enum BuildError {
     },
     #[error("route {route}: names upstream {upstream}, which is not declared")]
     UnknownUpstream { route: String, upstream: String },
+    #[error("route {route}: names auth provider {provider}, which is not declared")]
+    UnknownProvider { route: String, provider: String },
     #[error("route {route}: {conflict}")]
     RouteConflict { route: String, conflict: String },
     #[error(transparent)]
@@ -179,7 +182,27 @@ impl Gateway {
                 Handler::Aggregate(agg) => Some(agg.max_body),
                 Handler::Proxy(p) => p.max_body,
             };
+            let auth = match spec.auth {
+                Some(a) => Some(RouteAuth {
+                    providers: a
+                        .providers
+                        .iter()
+                        .map(|name| {
+                            auth.get(name)
+                                .cloned()
+                                .ok_or_else(|| BuildError::UnknownProvider {
+                                    route: spec.path.clone(),
+                                    provider: name.clone(),
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    optional: a.optional,
+                    require: a.require,
+                }),
+                None => None,
+            };
             let route = Route {
+                auth,
                 path: spec.path.clone(),
                 series: metrics.route_series(&label, limit.is_some()),
                 label,

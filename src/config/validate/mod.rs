@@ -8,6 +8,7 @@ mod auth_keys;
 mod backend;
 mod policy;
 mod route;
+mod route_auth;
 mod server;
 mod tracing;
 mod upstream;
@@ -73,11 +74,14 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
         .map(|(name, u)| (name.clone(), upstream(name, u, &mut p)))
         .collect();
     let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+    let providers: Vec<&str> = config.auth.keys().map(String::as_str).collect();
     let mut table = RouteTable::default();
     let mut routes = Vec::new();
     for (i, r) in config.routes.iter().enumerate() {
         let place = format!("routes[{i}]");
-        if let Some(route) = route(&place, r, &server, &known, &mut p, &mut table, i) {
+        if let Some(route) = route(
+            &place, r, &server, &known, &providers, &mut p, &mut table, i,
+        ) {
             routes.push(route);
         }
     }
