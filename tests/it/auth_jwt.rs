@@ -758,3 +758,123 @@ async fn start_attempts_the_first_jwks_fetch_before_it_serves() {
         "no token or key in the log"
     );
 }
+
+// ---- through the gateway ------------------------------------------------------------
+
+/// A gateway with `[auth.idp]` on `jwks_url` and an aggregate route `/a` that needs it.
+async fn jwt_gateway(jwks_url: &str) -> (crate::common::MockUpstream, crate::common::TestGateway) {
+    use crate::common::{MockUpstream, Reply, start_gateway};
+    let up = MockUpstream::builder()
+        .route("*", Reply::json(r#"{"n":1}"#))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[upstreams.up]
+url = "{}"
+[auth.idp]
+jwks_url = "{jwks_url}"
+issuer = "https://id.example.com/"
+[[routes]]
+path = "/a"
+auth = "idp"
+  [[routes.backends]]
+  name = "data"
+  upstream = "up"
+  path = "/data"
+"#,
+        up.url()
+    ))
+    .await;
+    (up, gw)
+}
+
+async fn get_with(url: &str, token: &str) -> (u16, Option<String>, Value) {
+    let response = crate::common::client()
+        .get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+fn issued(sub: &str) -> Value {
+    let mut c = claims(sub);
+    c["iss"] = json!("https://id.example.com/");
+    c
+}
+
+#[tokio::test]
+async fn a_route_with_auth_takes_valid_tokens_and_refuses_the_rest_before_any_upstream() {
+    let (ec, rsa) = (TestKey::es256("e1"), TestKey::rs256("r1"));
+    let server = JwksServer::start(jwks(&[&ec, &rsa])).await;
+    let (up, gw) = jwt_gateway(&server.url).await;
+    let url = gw.url("/a");
+
+    let (status, _, body) = get_with(&url, &ec.sign(&issued("ann"))).await;
+    assert_eq!((status, body), (200, json!({"data": {"n": 1}})));
+    assert_eq!(get_with(&url, &rsa.sign(&issued("bob"))).await.0, 200);
+    assert_eq!(up.total_hits(), 2);
+
+    let mut expired = issued("ann");
+    expired["exp"] = json!(now() - 3600);
+    let (status, challenge, body) = get_with(&url, &ec.sign(&expired)).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        challenge.as_deref(),
+        Some("Bearer error=\"invalid_token\", error_description=\"the token has expired\"")
+    );
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let mut other_issuer = issued("ann");
+    other_issuer["iss"] = json!("https://evil.example.com/");
+    assert_eq!(get_with(&url, &ec.sign(&other_issuer)).await.0, 401);
+    assert_eq!(
+        get_with(&url, &TestKey::es256("e1").sign(&issued("m")))
+            .await
+            .0,
+        401
+    );
+    let forged = encode(
+        &Header::new(Algorithm::HS256),
+        &issued("m"),
+        &EncodingKey::from_secret(jwks(&[&rsa]).as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(get_with(&url, &forged).await.0, 401);
+    assert_eq!(up.total_hits(), 2, "refused requests call no upstream");
+}
+
+#[tokio::test]
+async fn a_route_answers_503_until_its_issuer_comes_up_and_follows_rotation() {
+    let (a, b) = (TestKey::es256("a"), TestKey::es256("b"));
+    let server = JwksServer::start(jwks(&[&a])).await;
+    server.state.down.store(true, Ordering::SeqCst);
+    let (up, gw) = jwt_gateway(&server.url).await;
+    let url = gw.url("/a");
+    let token = a.sign(&issued("ann"));
+    eventually("the first fetch to fail", async || server.fetches() >= 1).await;
+    let (status, _, body) = get_with(&url, &token).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "auth_unavailable");
+    assert_eq!(up.total_hits(), 0);
+
+    server.state.down.store(false, Ordering::SeqCst);
+    eventually("the keys to arrive", async || {
+        get_with(&url, &token).await.0 == 200
+    })
+    .await;
+
+    // Rotation: a token with a new kid is accepted once the set has it, fetched once.
+    server.serve(jwks(&[&a, &b]));
+    let before = server.fetches();
+    assert_eq!(get_with(&url, &b.sign(&issued("bob"))).await.0, 200);
+    assert_eq!(server.fetches(), before + 1);
+}

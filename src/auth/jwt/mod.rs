@@ -208,12 +208,27 @@ impl JwtProvider {
             return Err(invalid("the token's algorithm is not accepted"));
         };
         let kid = if by_kid { header.kid.as_deref() } else { None };
+        // Without any set yet: a request waits (bounded) for the first fetch under way;
+        // after that, the fetch task's retries are what can help, and the request is
+        // answered at once rather than queued behind an issuer that is down.
+        if set.is_none()
+            && let Keys::Fetched(jwks, _) = &self.keys
+        {
+            let _ = tokio::time::timeout(jwks::WAIT_FOR_FETCH, jwks.first_attempt()).await;
+            generation = jwks.generation();
+            set = jwks.keys();
+        }
+        let Some(had) = &set else {
+            return Err(AuthError::Unavailable);
+        };
         if let (Keys::Fetched(jwks, _), Some(kid)) = (&self.keys, kid)
-            && !set.as_ref().is_some_and(|s| s.has_kid(kid))
+            && !had.has_kid(kid)
         {
             jwks.refetch_for_unknown_kid().await;
             generation = jwks.generation();
-            set = jwks.keys();
+            if let Some(fetched) = jwks.keys() {
+                set = Some(fetched);
+            }
         }
         let Some(set) = set else {
             return Err(AuthError::Unavailable);
