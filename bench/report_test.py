@@ -41,6 +41,8 @@ def results():
         "c/fanout": figures(99000, 0.6, 3.0, 7.0),
         "g/nginx+lua": figures(15000, 3.9, 20.0, 40.0),
         "g/fanout": figures(21000, 2.8, 14.0, 26.0),
+        "h/fanout": figures(30000, 2.0, 8.0, 24.0),
+        "h/fanout+jwt": figures(28000, 2.1, 10.0, 24.8),
         "i/direct": figures(50000, 0.019),
         "i/fanout": figures(7000, 0.127, 20.0, 35.0),
         "i1/fanout": figures(21000, 0.044, 8.0, 15.0),
@@ -142,6 +144,38 @@ class ReportTest(unittest.TestCase):
         script = bench.SCRIPTS["g"].read_text()
         self.assertIn('wrk.method = "POST"', script)
         self.assertIn("application/json", script)
+
+    def test_token_scenario_compares_cpu_with_and_without_the_token(self):
+        h = self.text.split("(h) aggregate of 3 backends behind an ES256 token")[1].split("\n\n**")[0]
+        rows = [line.split(" | ")[0] for line in h.splitlines() if line.startswith("| ")][2:]
+        self.assertEqual(rows, ["| fanout", "| fanout+jwt"])
+        # Both rows are fanout: no req/s ratio column.
+        self.assertIn("| fanout+jwt | 28,000 | 2.10 | 4.20 | 34.8 | 10.0 | 24.8 | 16.0 |  |", h)
+        # 34.8 / 32.0
+        self.assertIn("CPU per request with the token over without: 34.8 µs over 32.0 µs, **1.09×**"
+                      " (user 10.0 over 8.0 µs)", h)
+        self.assertIn("No peer: nginx+Lua would verify with lua-resty-jwt, which is not a Debian package.", h)
+        self.assertIn("| aggregate CPU per request, ES256 token over none | 1.09× | ≤ 1.15× | yes |", self.text)
+
+    def test_token_target_fails_above_15_percent(self):
+        medians = results()["medians"]
+        medians["h/fanout+jwt"] = figures(25000, 2.3, 13.0, 24.0)  # 37 over 32
+        text = bench.report({**results(), "medians": medians}, INFO)
+        self.assertIn("| aggregate CPU per request, ES256 token over none | 1.16× | ≤ 1.15× | **no** |", text)
+
+    def test_token_runs_send_the_token_to_the_protected_route_back_to_back(self):
+        runs = bench.scenarios({"h"})
+        self.assertEqual([(s, n, u) for s, n, u, _ in runs],
+                         [("h", "fanout", "http://127.0.0.1:9300/agg"),
+                          ("h", "fanout+jwt", "http://127.0.0.1:9300/agg-jwt")])
+        self.assertEqual(bench.base("fanout+jwt"), "fanout")
+        self.assertEqual(bench.base("nginx+lua+log"), "nginx+lua")
+        bench.TOKEN = "eyJ.x.y"
+        try:
+            self.assertEqual(bench.run_headers("fanout+jwt"), ["Authorization: Bearer eyJ.x.y"])
+            self.assertEqual(bench.run_headers("fanout"), [])
+        finally:
+            bench.TOKEN = None
 
     def test_one_core_latency_reuses_the_direct_call(self):
         one_core = self.text.split("idle added latency on one core")[1]

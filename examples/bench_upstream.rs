@@ -4,9 +4,15 @@
 //! a service that creates something would. One thread, so it can be pinned to a core next
 //! to the load generator and cost every system under test the same.
 //!
+//! For scenario (h) it is also the identity provider: at start it makes an ES256 key
+//! (`fanout::demo::token`), publishes it at `/.well-known/jwks.json` and answers
+//! `GET /token` with a token that key signed for the bench's `[auth.bench]` (issuer
+//! [`ISSUER`], audience [`AUDIENCE`], subject `bench-user`, valid 24 hours).
+//!
 //! `cargo run --release --example bench_upstream -- 127.0.0.1:9200 [DELAY_MS]`
 
 use bytes::Bytes;
+use fanout::demo::token::{JWKS_PATH, Signer, demo_claims};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -14,16 +20,53 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
 /// Small and fixed, like a profile lookup.
 const BODY: &[u8] = br#"{"id":42,"name":"Ada Lovelace","email":"ada@example.com","roles":["admin","dev"],"active":true}"#;
 
+/// The `iss` of the bench's tokens, as bench/peers/fanout.toml's `[auth.bench]` expects.
+const ISSUER: &str = "https://bench.fanout.local";
+/// The `aud` of the bench's tokens.
+const AUDIENCE: &str = "fanout-bench";
+
+/// What the identity side answers: the key set and a token, made once at start.
+struct Identity {
+    jwks: Bytes,
+    token: Bytes,
+}
+
+impl Identity {
+    fn new() -> Self {
+        let signer = Signer::generate();
+        let mut claims = demo_claims(Some(ISSUER), Some(AUDIENCE), SystemTime::now());
+        claims["sub"] = "bench-user".into();
+        Self {
+            jwks: Bytes::from(signer.jwks()),
+            token: Bytes::from(signer.sign(&claims)),
+        }
+    }
+
+    /// The key set or the token, for their paths.
+    fn answer(&self, path: &str) -> Option<Bytes> {
+        match path {
+            JWKS_PATH => Some(self.jwks.clone()),
+            "/token" => Some(self.token.clone()),
+            _ => None,
+        }
+    }
+}
+
 async fn answer(
     request: Request<Incoming>,
     delay: Duration,
+    identity: Arc<Identity>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(body) = identity.answer(request.uri().path()) {
+        return Ok(Response::new(Full::new(body)));
+    }
     let write = matches!(
         *request.method(),
         http::Method::POST | http::Method::PUT | http::Method::PATCH
@@ -61,14 +104,16 @@ fn main() -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let identity = Arc::new(Identity::new());
     runtime.block_on(async move {
         let listener = TcpListener::bind(&listen).await?;
         eprintln!("bench upstream on {listen}, delay {delay_ms} ms");
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
+            let identity = identity.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |r| answer(r, delay));
+                let service = service_fn(move |r| answer(r, delay, identity.clone()));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

@@ -3,10 +3,13 @@
 //! them slow on every third call so the demo shows a default taking over; the write
 //! services a checkout calls (`checkout`: placing an order, `stock`, `payments`,
 //! `loyalty`); and, when `[tracing]` exports OTLP/HTTP JSON to this machine, a sample
-//! collector (`collector`) that shows each trace's spans.
+//! collector (`collector`) that shows each trace's spans. The `users` sample also
+//! publishes the demo's signing key (`token`) at `/.well-known/jwks.json`, and answers
+//! `GET /me` with the identity headers the gateway set.
 
 mod checkout;
 mod collector;
+pub mod token;
 
 pub use checkout::DECLINED_CARD;
 pub use collector::serve_collector;
@@ -17,10 +20,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
 /// One sample service.
@@ -219,6 +224,12 @@ fn read(sample: Sample, request: &http::request::Parts, n: u64) -> (StatusCode, 
     };
     match sample {
         Sample::Users => {
+            if path == token::JWKS_PATH {
+                return (StatusCode::OK, Duration::ZERO, token::Signer::demo().jwks());
+            }
+            if path == "/me" {
+                return (StatusCode::OK, ms(5), me(request));
+            }
             let Some(id) = path
                 .strip_prefix("/users/")
                 .and_then(|s| s.parse::<u64>().ok())
@@ -287,19 +298,51 @@ fn read(sample: Sample, request: &http::request::Parts, n: u64) -> (StatusCode, 
     }
 }
 
+/// The `users` sample's `GET /me`: who the gateway says the caller is, from the headers
+/// its `claims_to_headers` set, and whether the client's token reached this service.
+fn me(request: &http::request::Parts) -> String {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    serde_json::json!({
+        "user_id": header("x-user-id"),
+        "scope": header("x-user-scope"),
+        "token_forwarded": request.headers.contains_key(http::header::AUTHORIZATION),
+    })
+    .to_string()
+}
+
 /// `curl` lines for the routes of `compiled`, with every path parameter set to `1` (a
+/// route whose `auth` names a provider of the demo's key set: once with a token of
+/// [`demo_tokens`], once without, answered 401; a
 /// route that takes POST and not GET: a JSON POST of [`DEMO_CHECKOUT_BODY`], for `1` and
 /// again for `2`, the sample users on the pro plan and not); the first again with a
 /// client's `traceparent`, which the answer's continues; and, with the sample collector,
 /// that trace's spans and the latency exemplars that link to it.
 pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
     let mut lines = Vec::new();
+    let tokens = demo_tokens(compiled, SystemTime::now());
     for route in compiled.routes.iter() {
         let posts = route.methods.contains(&http::Method::POST)
             && !route.methods.contains(&http::Method::GET);
         if !posts {
             let path = with_params(&route.path, "1");
-            lines.push(format!("curl -si http://{gateway}{path}"));
+            let token = route_providers(compiled, &route.path)
+                .iter()
+                .find_map(|name| tokens.get(name));
+            match token {
+                Some(token) => {
+                    lines.push(format!(
+                        "curl -si http://{gateway}{path} -H 'authorization: Bearer {token}'"
+                    ));
+                    lines.push(format!("curl -si http://{gateway}{path}   # no token: 401"));
+                }
+                None => lines.push(format!("curl -si http://{gateway}{path}")),
+            }
             continue;
         }
         for value in ["1", "2"] {
@@ -324,6 +367,54 @@ pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
         }
     }
     lines
+}
+
+/// A demo token for every JWT provider whose `jwks_url` is the key set the `users`
+/// sample publishes ([`token::JWKS_PATH`]), signed with [`token::Signer::demo`]: subject
+/// [`token::DEMO_SUBJECT`], the provider's `issuer` and first audience, valid 24 hours
+/// from `now`.
+pub fn demo_tokens(compiled: &Compiled, now: SystemTime) -> BTreeMap<String, String> {
+    let Some(users) = compiled.upstreams.get("users") else {
+        return BTreeMap::new();
+    };
+    let jwks_url = format!("{}{}", users.base, token::JWKS_PATH);
+    let Some(providers) = compiled.document.get("auth").and_then(Value::as_object) else {
+        return BTreeMap::new();
+    };
+    providers
+        .iter()
+        .filter(|(_, p)| p.get("jwks_url").and_then(Value::as_str) == Some(jwks_url.as_str()))
+        .map(|(name, p)| {
+            let issuer = p.get("issuer").and_then(Value::as_str);
+            let audience = p
+                .get("audiences")
+                .and_then(|a| a.get(0))
+                .and_then(Value::as_str);
+            let claims = token::demo_claims(issuer, audience, now);
+            (name.clone(), token::Signer::demo().sign(&claims))
+        })
+        .collect()
+}
+
+/// The providers a route's `auth` names, in order (none for a route without `auth`).
+fn route_providers(compiled: &Compiled, path: &str) -> Vec<String> {
+    let route = compiled
+        .document
+        .get("routes")
+        .and_then(Value::as_array)
+        .and_then(|routes| {
+            routes
+                .iter()
+                .find(|r| r.get("path").and_then(Value::as_str) == Some(path))
+        });
+    match route.and_then(|r| r.get("auth")) {
+        Some(Value::String(name)) => vec![name.clone()],
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// `pattern` with every `{param}` set to `value` (a `{*rest}` to `users/VALUE`).

@@ -328,3 +328,183 @@ async fn the_demo_checkout_answers_the_orders_201_and_location_with_the_calls_it
     let response = post_text(&checkouts[0].0, "{items: [").await;
     assert_eq!(response.status(), 400);
 }
+
+/// The banner's lines for the protected route: (url, token) of the one with a token, and
+/// the url of the one without.
+fn protected_lines(lines: &[String]) -> ((String, String), String) {
+    let with = lines
+        .iter()
+        .find_map(|line| {
+            let rest = line.strip_prefix("curl -si ")?;
+            let (url, token) = rest.split_once(" -H 'authorization: Bearer ")?;
+            Some((url.to_string(), token.strip_suffix('\'')?.to_string()))
+        })
+        .unwrap_or_else(|| panic!("a line with a token: {lines:#?}"));
+    let without = lines
+        .iter()
+        .find_map(|line| {
+            let rest = line.strip_prefix("curl -si ")?;
+            rest.strip_suffix("   # no token: 401").map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("a line without a token: {lines:#?}"));
+    (with, without)
+}
+
+#[tokio::test]
+async fn the_demo_token_opens_the_protected_route_and_its_absence_is_a_401() {
+    use fanout::demo::token::{DEMO_SUBJECT, Signer, demo_claims};
+    let toml = sample_config().await;
+    let compiled = fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap();
+    let gw = start_gateway(&toml).await;
+    let lines = fanout::demo::curl_lines(&compiled, gw.addr);
+    let ((url, token), without) = protected_lines(&lines);
+    assert!(url.ends_with("/api/me"), "{url}");
+    assert_eq!(without, url);
+
+    // The token of the banner: the users service sees the subject and scope in the
+    // headers claims_to_headers set, never the token; a client's own x-user-id is
+    // replaced.
+    let response = common::client()
+        .get(&url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-user-id", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let me = common::json_of(response).await;
+    assert_eq!(me["me"]["user_id"], DEMO_SUBJECT, "{me}");
+    assert_eq!(me["me"]["scope"], "dashboard:read", "{me}");
+    assert_eq!(me["me"]["token_forwarded"], false, "{me}");
+
+    // No token: 401 with RFC 6750's challenge.
+    let response = common::client().get(&without).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert_eq!(
+        common::json_of(response).await["error"]["code"],
+        "unauthorized"
+    );
+
+    // A token of the same key without the scope `require` asks for: 403.
+    let mut claims = demo_claims(
+        Some("https://demo.fanout.local"),
+        Some("fanout-demo"),
+        std::time::SystemTime::now(),
+    );
+    claims["scope"] = json!("orders:read");
+    let response = common::client()
+        .get(&url)
+        .header(
+            "authorization",
+            format!("Bearer {}", Signer::demo().sign(&claims)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        common::json_of(response).await["error"]["code"],
+        "forbidden"
+    );
+}
+
+/// base64url without padding, decoded (the tests' own, to read what the demo signed).
+fn base64url_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::new();
+    let (mut bits, mut n) = (0u32, 0);
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("base64url") as u32;
+        bits = bits << 6 | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_banner_token_is_for_the_provider_of_the_demo_key_set_and_verifies() {
+    use fanout::demo::token::{JWKS_PATH, Signer};
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[auth.demo]
+jwks_url = "http://127.0.0.1:9101{JWKS_PATH}"
+issuer = "https://issuer.test"
+audiences = ["first", "second"]
+
+[auth.elsewhere]
+jwks_url = "https://id.example.com{JWKS_PATH}"
+
+[upstreams.users]
+url = "http://127.0.0.1:9101"
+
+[[routes]]
+path = "/mine"
+auth = ["elsewhere", "demo"]
+  [[routes.backends]]
+  name = "me"
+  upstream = "users"
+  path = "/me"
+
+[[routes]]
+path = "/theirs"
+auth = "elsewhere"
+  [[routes.backends]]
+  name = "me"
+  upstream = "users"
+  path = "/me"
+"#
+    );
+    let compiled = fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap();
+    let tokens = fanout::demo::demo_tokens(&compiled, std::time::SystemTime::now());
+    assert_eq!(
+        tokens.keys().collect::<Vec<_>>(),
+        ["demo"],
+        "only the demo key set's provider"
+    );
+    let lines = fanout::demo::curl_lines(&compiled, "127.0.0.1:8080".parse().unwrap());
+    let ((url, token), without) = protected_lines(&lines);
+    assert_eq!(url, "http://127.0.0.1:8080/mine");
+    assert_eq!(without, url);
+    // The same key and claims (but the times: the two were made moments apart; and
+    // ECDSA signatures differ from one signing to the next).
+    let claims_of = |t: &str| {
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&base64url_decode(t.split('.').nth(1).unwrap())).unwrap();
+        let object = claims.as_object_mut().unwrap();
+        object.remove("iat");
+        object.remove("exp");
+        claims
+    };
+    assert_eq!(token.split('.').next(), tokens["demo"].split('.').next());
+    assert_eq!(claims_of(&token), claims_of(&tokens["demo"]));
+    // A route only another issuer's provider guards gets no token.
+    assert!(
+        lines.contains(&"curl -si http://127.0.0.1:8080/theirs".to_string()),
+        "{lines:#?}"
+    );
+
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims: serde_json::Value = serde_json::from_slice(&base64url_decode(parts[1])).unwrap();
+    assert_eq!(claims["iss"], "https://issuer.test");
+    assert_eq!(claims["aud"], "first");
+    assert_eq!(claims["sub"], "demo-user");
+    assert_eq!(claims["scope"], "dashboard:read");
+    let lifetime = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert_eq!(lifetime, 24 * 3600);
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        Signer::demo().public_key(),
+    );
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    key.verify(signed.as_bytes(), &base64url_decode(parts[2]))
+        .unwrap();
+}

@@ -20,6 +20,7 @@ mod common;
 mod access_log;
 mod admin;
 mod aggregate;
+mod auth_e2e;
 mod auth_jwt;
 mod auth_routes;
 mod backend_answers;
