@@ -303,7 +303,6 @@ async fn a_token_is_read_only_where_its_provider_reads_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding for the JWT providers (src/auth/jwt/token.rs): the first of two query tokens is read"]
 async fn two_query_tokens_are_refused_as_two_authorization_headers_are() {
     let s = setup("5m").await;
     let valid = s.token(&s.main, json!({}));
@@ -350,7 +349,6 @@ async fn a_huge_token_is_refused_without_a_5xx_and_the_gateway_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding for the JWT providers (src/auth/jwt/mod.rs): jsonwebtoken 9 ignores crit"]
 async fn a_token_whose_crit_header_names_an_extension_is_refused() {
     let s = setup("5m").await;
     // RFC 7515 §4.1.11: a recipient that does not understand an extension `crit` lists

@@ -194,7 +194,7 @@ impl JwtProvider {
             Keys::Fixed { .. } => 0,
             Keys::Fetched(jwks, _) => jwks.generation(),
         };
-        if let Some(identity) = self.verified.get(&hash, generation).await {
+        if let Some(identity) = self.verified.get(&hash, &token, generation).await {
             return Ok(identity);
         }
         let (mut set, by_kid) = match &self.keys {
@@ -203,6 +203,11 @@ impl JwtProvider {
         };
         let header =
             jsonwebtoken::decode_header(&token).map_err(|_| invalid("the token is malformed"))?;
+        if names_critical_extensions(&token) {
+            return Err(invalid(
+                "the token names critical extensions (crit), which this gateway does not support",
+            ));
+        }
         let Some((alg, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg)
         else {
             return Err(invalid("the token's algorithm is not accepted"));
@@ -262,11 +267,25 @@ impl JwtProvider {
         if let Some(exp) = exp {
             let until = exp.saturating_add(self.leeway);
             self.verified
-                .insert(hash, identity.clone(), until, generation)
+                .insert(hash, &token, identity.clone(), until, generation)
                 .await;
         }
         Ok(identity)
     }
+}
+
+/// Whether the token's header has a `crit` member. No extension is understood here, so
+/// such a token must be refused (RFC 7515, section 4.1.11); jsonwebtoken ignores the
+/// member. Called after `decode_header` accepted the header, so it is base64url JSON.
+fn names_critical_extensions(token: &str) -> bool {
+    use base64::Engine as _;
+    let encoded = token.split('.').next().unwrap_or_default();
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return true;
+    };
+    // A header that does not parse here is refused too: decode_header took it, so this
+    // cannot happen but must not let a token through.
+    serde_json::from_slice::<Map<String, Value>>(&json).map_or(true, |h| h.contains_key("crit"))
 }
 
 fn invalid(why: &'static str) -> AuthError {

@@ -80,18 +80,16 @@ impl TokenFrom {
                 Cow::Borrowed(token)
             }
             Self::Cookie(name) => {
-                let found = headers
+                let mut found = headers
                     .get_all(header::COOKIE)
                     .iter()
                     .filter_map(|v| v.to_str().ok())
                     .flat_map(|v| v.split(';'))
-                    .find_map(|pair| {
+                    .filter_map(|pair| {
                         let (n, value) = pair.trim().split_once('=')?;
                         (n == name).then_some(value)
                     });
-                let Some(value) = found else {
-                    return Err(AuthError::Missing);
-                };
+                let value = only_one(&mut found, "cookie")?;
                 let value = value
                     .strip_prefix('"')
                     .and_then(|v| v.strip_suffix('"'))
@@ -100,14 +98,12 @@ impl TokenFrom {
             }
             Self::Query(name) => {
                 let query = uri.query().unwrap_or("");
-                let found = query.split('&').find_map(|pair| {
+                let mut found = query.split('&').filter_map(|pair| {
                     let (n, value) = pair.split_once('=').unwrap_or((pair, ""));
                     let n = percent_encoding::percent_decode_str(n).decode_utf8().ok()?;
                     (n == name.as_str()).then_some(value)
                 });
-                let Some(value) = found else {
-                    return Err(AuthError::Missing);
-                };
+                let value = only_one(&mut found, "query parameter")?;
                 percent_encoding::percent_decode_str(value)
                     .decode_utf8()
                     .map_err(|_| malformed())?
@@ -125,6 +121,24 @@ fn is_compact_jws(token: &str) -> bool {
     token
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
+}
+
+/// The one token found, as with two `Authorization` headers: two copies of the token's
+/// cookie or query parameter are refused rather than one picked (a proxy in front and
+/// the gateway could pick different ones).
+fn only_one<'a>(
+    found: &mut impl Iterator<Item = &'a str>,
+    place: &'static str,
+) -> Result<&'a str, AuthError> {
+    let Some(value) = found.next() else {
+        return Err(AuthError::Missing);
+    };
+    if found.next().is_some() {
+        return Err(AuthError::Invalid(
+            format!("the request carries the token's {place} more than once").into(),
+        ));
+    }
+    Ok(value)
 }
 
 fn malformed() -> AuthError {
@@ -230,5 +244,31 @@ mod tests {
         for bad in ["Bearer", "header:x", "cookie:", "query:a b", ""] {
             assert!(TokenFrom::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn two_copies_of_a_cookie_or_query_token_are_refused() {
+        let two_cookies = [("cookie", "session=a.b.c; session=d.e.f")];
+        assert!(matches!(
+            extract("cookie:session", &two_cookies, "/"),
+            Err(AuthError::Invalid(_))
+        ));
+        let split_cookies = [("cookie", "session=a.b.c"), ("cookie", "session=d.e.f")];
+        assert!(matches!(
+            extract("cookie:session", &split_cookies, "/"),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            extract("query:t", &[], "/r?t=a.b.c&t=d.e.f"),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            extract("query:t", &[], "/r?t=a.b.c&%74=d.e.f"),
+            Err(AuthError::Invalid(_))
+        ));
+        assert_eq!(
+            extract("query:t", &[], "/r?t=a.b.c&u=d.e.f").unwrap(),
+            "a.b.c"
+        );
     }
 }
