@@ -147,6 +147,8 @@ pub struct RouteSpec {
     pub rate_limit: Option<RateLimitSpec>,
     /// Client headers with `_` in their names go upstream too.
     pub underscores_in_headers: bool,
+    /// The route has `auth`: its cache keys hold the identity in place of credentials.
+    pub authenticated: bool,
     pub kind: RouteKind,
 }
 

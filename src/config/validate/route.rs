@@ -232,6 +232,7 @@ pub(super) fn route(
         max_body,
         rate_limit,
         underscores_in_headers: r.underscores_in_headers,
+        authenticated: r.auth.is_some(),
         kind,
     })
 }
