@@ -20,6 +20,7 @@ mod common;
 mod access_log;
 mod admin;
 mod aggregate;
+mod auth_flow;
 mod backend_answers;
 mod cache;
 mod conditions;

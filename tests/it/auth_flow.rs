@@ -1,0 +1,176 @@
+//! The identity flowing on, over real sockets: a client's copies of a header that a
+//! provider's `claims_to_headers` sets never reach an upstream, on any route (with or
+//! without `auth`, aggregate, proxy, WebSocket upgrade, `forward_headers`, any spelling);
+//! with an identity the upstream sees the claim's value once; templates read
+//! `{auth...}`; and the cache never gives one user's answer to another.
+
+use crate::common;
+
+use common::{MockUpstream, Reply, start_gateway};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// An API key provider whose identity's subject goes upstream as `x-user-id`.
+const PROVIDER: &str = r#"
+[auth.users]
+api_keys = { keys = { ada = "k-ada", bob = "k-bob" } }
+claims_to_headers = { "x-user-id" = "sub" }
+"#;
+
+/// `PROVIDER` (unless `provider` is false), upstream `up` at `url` and `ws` at
+/// `ws_url`, and three routes with `route_auth` on each: `/agg` (an aggregate
+/// forwarding `x-user-id` and `x-other`), `/p/{*rest}` (a proxy passing underscored
+/// names) and `/ws/{*rest}` (a proxy allowing WebSocket upgrades).
+fn config(url: &str, ws_url: &str, route_auth: &str, provider: bool) -> String {
+    format!(
+        r#"{provider}
+[upstreams.up]
+url = "{url}"
+[upstreams.ws]
+url = "{ws_url}"
+
+[[routes]]
+path = "/agg"
+forward_headers = ["x-user-id", "x-other"]
+{route_auth}
+[[routes.backends]]
+name = "a"
+upstream = "up"
+path = "/a"
+
+[[routes]]
+path = "/p/{{*rest}}"
+underscores_in_headers = true
+{route_auth}
+proxy = {{ upstream = "up", path = "/{{rest}}" }}
+
+[[routes]]
+path = "/ws/{{*rest}}"
+{route_auth}
+proxy = {{ upstream = "ws", path = "/{{rest}}", upgrade = ["websocket"] }}
+"#,
+        provider = if provider { PROVIDER } else { "" },
+    )
+}
+
+/// An upstream that answers 101 to an upgrade (then closes) and keeps each request's
+/// head, in lower case.
+async fn upgrading_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+                          Upgrade: websocket\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), heads)
+}
+
+/// Sends a WebSocket upgrade request with `extra` header lines and returns the
+/// gateway's answer head.
+async fn upgrade(addr: std::net::SocketAddr, path: &str, extra: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let read = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A client's spoofed copies: two of `x-user-id` (in two spellings) and one with
+/// underscores, beside a header that passes.
+const SPOOFED: &str = "X-User-Id: admin\r\nx-user-id: root\r\nX_User_Id: evil\r\nX-Other: kept\r\n";
+
+/// The values of `name` in a recorded head (lower case), each line `name: value`.
+fn head_values<'h>(head: &'h str, name: &str) -> Vec<&'h str> {
+    head.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clients_claim_headers_never_reach_an_upstream_on_a_route_without_auth() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let (ws_url, heads) = upgrading_upstream().await;
+    let gw = start_gateway(&config(&up.url(), &ws_url, "", true)).await;
+    for path in ["/agg", "/p/x"] {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: g\r\n{SPOOFED}Connection: close\r\n\r\n");
+        let answer = common::raw_request(gw.addr, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        let names: Vec<&str> = request.headers.keys().map(|k| k.as_str()).collect();
+        assert!(
+            !names.contains(&"x-user-id") && !names.contains(&"x_user_id"),
+            "{}: {names:?}",
+            request.target
+        );
+        assert_eq!(request.headers["x-other"], "kept", "{}", request.target);
+    }
+    let answer = upgrade(gw.addr, "/ws/chat", SPOOFED).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let head = heads.lock().unwrap()[0].clone();
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(
+        head_values(&head, "x-user-id").is_empty() && head_values(&head, "x_user_id").is_empty(),
+        "{head}"
+    );
+    assert_eq!(head_values(&head, "x-other"), ["kept"], "{head}");
+}
+
+#[tokio::test]
+async fn without_claims_to_headers_a_clients_headers_pass_as_before() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let (ws_url, _) = upgrading_upstream().await;
+    let gw = start_gateway(&config(&up.url(), &ws_url, "", false)).await;
+    let request = format!("GET /agg HTTP/1.1\r\nHost: g\r\n{SPOOFED}Connection: close\r\n\r\n");
+    let answer = common::raw_request(gw.addr, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = &up.requests()[0];
+    let values: Vec<_> = seen.headers.get_all("x-user-id").iter().collect();
+    assert_eq!(values, ["admin", "root"]);
+}
