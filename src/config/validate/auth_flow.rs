@@ -47,6 +47,9 @@ pub(super) fn identity_reads(place: &str, r: &RouteConfig, kind: &RouteKind, p: 
                         refuse(format!("{at}.headers.{name}"), &what);
                     }
                 }
+                if b.when.as_ref().is_some_and(|c| c.reads_auth()) {
+                    refuse(format!("{at}.when"), "auth");
+                }
             }
         }
     }
@@ -165,6 +168,7 @@ mod tests {
             method = "POST"
             body = { tenant = "{auth.claims.tenant}" }
             headers = { x-by = "{auth.provider}" }
+            when = "auth.claims.plan == 'pro'"
 
             [[routes]]
             path = "/p/{*rest}"
@@ -175,6 +179,7 @@ mod tests {
             "routes[0].backends[0].path",
             "routes[0].backends[0].body",
             "routes[0].backends[0].headers.x-by",
+            "routes[0].backends[0].when",
             "routes[1].proxy.path",
         ];
         assert_eq!(got.len(), expected.len(), "{got:#?}");
