@@ -20,6 +20,18 @@ pub enum GatewayError {
     RouteNotFound,
     #[error("this route does not answer this method")]
     MethodNotAllowed { allow: HeaderValue },
+    /// No credentials, or credentials a provider refused (401). The description never
+    /// holds the credential.
+    #[error("{description}")]
+    Unauthorized {
+        description: std::borrow::Cow<'static, str>,
+    },
+    /// A proven identity the route's `require` refuses (403).
+    #[error("this identity may not use this route")]
+    Forbidden,
+    /// A provider had a credential to check and no keys to check it with (503).
+    #[error("the identity provider's keys are not available; retry later")]
+    AuthUnavailable,
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64, limit: u32 },
     /// The request body was too large or could not be read.
@@ -96,6 +108,9 @@ impl GatewayError {
             Body(BodyError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Body(BodyError::Read(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            AuthUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable"),
             Backend {
                 error: BackendError::Call(e),
                 ..
@@ -198,10 +213,43 @@ impl GatewayError {
                 headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from_static("0"));
                 headers.insert(RATELIMIT_RESET.clone(), secs);
             }
+            GatewayError::Unauthorized { description } => {
+                headers.insert(header::WWW_AUTHENTICATE, www_authenticate(&description));
+            }
+            GatewayError::AuthUnavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(AUTH_UNAVAILABLE_RETRY_SECS),
+                );
+            }
             _ => {}
         }
         response
     }
+}
+
+/// `Retry-After` of a 503 `auth_unavailable`: a provider without keys retries its
+/// fetch on its own schedule; a client asked back sooner would only be refused again.
+pub const AUTH_UNAVAILABLE_RETRY_SECS: u64 = 10;
+
+/// RFC 6750's challenge: `Bearer error="invalid_token", error_description="..."`, the
+/// description a quoted-string (`"` and `\` escaped; a byte a header cannot carry
+/// becomes a space).
+pub fn www_authenticate(description: &str) -> HeaderValue {
+    let mut value = String::with_capacity(description.len() + 60);
+    value.push_str("Bearer error=\"invalid_token\", error_description=\"");
+    for c in description.chars() {
+        match c {
+            '"' | '\\' => {
+                value.push('\\');
+                value.push(c);
+            }
+            ' '..='~' => value.push(c),
+            _ => value.push(' '),
+        }
+    }
+    value.push('"');
+    HeaderValue::from_str(&value).expect("printable ASCII only")
 }
 
 /// A request head refused by the own HTTP/1.1 connection is a 400, like any bad request.

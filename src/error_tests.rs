@@ -262,3 +262,22 @@ async fn aggregate_errors_answer_as_the_gateway_errors_they_were() {
         );
     }
 }
+
+#[test]
+fn a_401_carries_an_rfc_6750_challenge_with_the_description_escaped() {
+    let response = GatewayError::Unauthorized {
+        description: "bad \"kid\" \\ here\n".into(),
+    }
+    .into_response();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()[header::WWW_AUTHENTICATE],
+        "Bearer error=\"invalid_token\", error_description=\"bad \\\"kid\\\" \\\\ here \""
+    );
+    let forbidden = GatewayError::Forbidden.into_response();
+    assert_eq!(forbidden.status(), 403);
+    assert!(forbidden.headers().get(header::WWW_AUTHENTICATE).is_none());
+    let unavailable = GatewayError::AuthUnavailable.into_response();
+    assert_eq!(unavailable.status(), 503);
+    assert_eq!(unavailable.headers()[header::RETRY_AFTER], "10");
+}

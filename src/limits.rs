@@ -1,15 +1,18 @@
 //! Route rate limits and client identity: governor buckets keyed by client (its address,
-//! a header's value, or one global bucket), the address a client really has behind
+//! a header's value, the identity the route's auth proved, or one global bucket), the address a client really has behind
 //! trusted proxies, and a bounded key store (`max_keys`, least recently used evicted,
 //! refilled buckets pruned) so a flood of distinct keys cannot grow memory.
 
 mod store;
 
+use crate::auth::Identity;
+use crate::json_path::Path;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
 use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
+use serde_json::Value;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -78,6 +81,19 @@ pub enum LimitKey {
     Header(HeaderName),
     /// One bucket for everyone.
     Global,
+    /// The identity the route's `auth` proved (`auth:sub`, `auth:CLAIM`); anonymous
+    /// requests (an `auth_optional` route) share one bucket.
+    Auth(AuthKey),
+}
+
+/// What of an identity a limit is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthKey {
+    /// `auth:sub`: the subject.
+    Subject,
+    /// `auth:CLAIM`: a claim (a dotted path), its string value or its JSON text; an
+    /// identity without it is counted with the anonymous requests.
+    Claim(Path),
 }
 
 impl LimitKey {
@@ -85,12 +101,21 @@ impl LimitKey {
         match text {
             "ip" => Ok(LimitKey::Ip),
             "global" => Ok(LimitKey::Global),
-            _ => match text.strip_prefix("header:") {
-                Some(name) => HeaderName::from_bytes(name.as_bytes())
+            "auth:sub" => Ok(LimitKey::Auth(AuthKey::Subject)),
+            _ => match (text.strip_prefix("header:"), text.strip_prefix("auth:")) {
+                (Some(name), _) => HeaderName::from_bytes(name.as_bytes())
                     .map(LimitKey::Header)
                     .map_err(|_| format!("\"{name}\" is not a valid header name")),
-                None => Err(format!(
-                    "unknown key \"{text}\"; use ip, global or header:NAME"
+                (_, Some(claim)) => Path::parse(claim)
+                    .map(|path| LimitKey::Auth(AuthKey::Claim(path)))
+                    .map_err(|_| {
+                        format!(
+                            "\"{claim}\" is not a claim; write auth:sub, or a claim such as \
+                             auth:tenant or auth:org.id"
+                        )
+                    }),
+                _ => Err(format!(
+                    "unknown key \"{text}\"; use ip, global, header:NAME, auth:sub or auth:CLAIM"
                 )),
             },
         }
@@ -202,14 +227,29 @@ impl<C: Clock> RouteLimit<C> {
     }
 }
 
-/// The bucket of a request from `peer` with these headers.
+/// The bucket of a request from `peer` with these headers, and the identity the
+/// route's auth proved (`None`: anonymous, or a route without `auth`).
 pub fn client_key(
     key: &LimitKey,
     peer: IpAddr,
     headers: &HeaderMap,
     trusted: &[IpNet],
+    identity: Option<&Identity>,
 ) -> ClientKey {
     match key {
+        LimitKey::Auth(by) => {
+            let Some(identity) = identity else {
+                return ClientKey::Anonymous;
+            };
+            match by {
+                AuthKey::Subject => ClientKey::value(identity.subject.as_bytes()),
+                AuthKey::Claim(path) => match identity.claim(path) {
+                    None | Some(Value::Null) => ClientKey::Anonymous,
+                    Some(Value::String(s)) => ClientKey::value(s.as_bytes()),
+                    Some(other) => ClientKey::value(other.to_string().as_bytes()),
+                },
+            }
+        }
         LimitKey::Ip => ClientKey::Ip(client_ip(peer, headers, trusted)),
         LimitKey::Header(name) => headers
             .get(name)

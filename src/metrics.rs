@@ -89,6 +89,12 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    route: Label,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -163,6 +169,7 @@ pub struct Metrics {
     backend_seconds: Histograms<BackendLabels>,
     backend_outcomes: Family<OutcomeLabels, Counter>,
     rate_limited: Family<RouteLabels, Counter>,
+    auth_refused: Family<AuthLabels, Counter>,
     in_flight: Gauge,
     reloads: Family<ResultLabels, Counter>,
     access_log_dropped: Family<ReasonLabels, Counter>,
@@ -200,6 +207,7 @@ impl Metrics {
             backend_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
             backend_outcomes: Family::default(),
             rate_limited: Family::default(),
+            auth_refused: Family::default(),
             in_flight: Gauge::default(),
             reloads: Family::default(),
             access_log_dropped: Family::default(),
@@ -238,6 +246,11 @@ impl Metrics {
             "rate_limited",
             "Requests refused by a route rate limit",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            "auth_refused",
+            "Requests a route's auth refused, by reason (missing, invalid, forbidden, unavailable)",
+            m.auth_refused.clone(),
         );
         registry.register(
             "requests_in_flight",
@@ -392,6 +405,17 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&RouteLabels {
                 route: route.clone(),
+            })
+            .inc();
+    }
+
+    /// Counts a request the route's auth phase refused: `missing` or `invalid`
+    /// credentials (401), `forbidden` by `require` (403), `unavailable` (503).
+    pub fn auth_refused(&self, route: &Label, reason: &'static str) {
+        self.auth_refused
+            .get_or_create(&AuthLabels {
+                route: route.clone(),
+                reason,
             })
             .inc();
     }

@@ -1,6 +1,9 @@
 //! The three line formats, written by the writer thread into its buffer with no
 //! allocation per line:
 //!
+//! The user is the subject of the identity the route's `auth` proved (`"user"` in
+//! `json` and `text`, left out without one; `$remote_user` in `combined`, `-` without).
+//!
 //! - `json`: one object per line. Strings are JSON-escaped (`"`, `\`, control bytes as
 //!   `\uXXXX`), and bytes that are not UTF-8 become U+FFFD, so a hostile path or request
 //!   id never breaks a line or the JSON.
@@ -8,7 +11,7 @@
 //!   in `json`.
 //! - `combined`: nginx's `combined` format exactly, escaped as nginx escapes it (`"`,
 //!   `\`, control and non-ASCII bytes as `\xHH`), so goaccess and awk scripts read it:
-//!   `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer"
+//!   `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer"
 //!   "$http_user_agent"`.
 //!
 //! Times are UTC: RFC 3339 with milliseconds in `json` and `text`
@@ -39,7 +42,12 @@ fn json(r: &Record, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b",\"client\":\"");
     client(r, out);
-    out.extend_from_slice(b"\",\"method\":");
+    out.push(b'"');
+    if let Some(user) = &r.user {
+        out.extend_from_slice(b",\"user\":");
+        json_string(user.as_bytes(), out);
+    }
+    out.extend_from_slice(b",\"method\":");
     json_string(r.method.as_str().as_bytes(), out);
     out.extend_from_slice(b",\"path\":");
     json_string(target(r).as_bytes(), out);
@@ -85,6 +93,10 @@ fn text(r: &Record, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b" client=");
     client(r, out);
+    if let Some(user) = &r.user {
+        out.extend_from_slice(b" user=");
+        json_string(user.as_bytes(), out);
+    }
     out.extend_from_slice(b" method=");
     json_string(r.method.as_str().as_bytes(), out);
     out.extend_from_slice(b" path=");
@@ -124,7 +136,12 @@ fn backend_word(b: &BackendOutcome, out: &mut Vec<u8>) {
 
 fn combined(r: &Record, out: &mut Vec<u8>) {
     client(r, out);
-    out.extend_from_slice(b" - - [");
+    out.extend_from_slice(b" - ");
+    match &r.user {
+        Some(user) if !user.is_empty() => nginx_escaped(user.as_bytes(), out),
+        _ => out.push(b'-'),
+    }
+    out.extend_from_slice(b" [");
     clf_time(r.time, out);
     out.extend_from_slice(b"] \"");
     nginx_escaped(r.method.as_str().as_bytes(), out);

@@ -149,3 +149,21 @@ fn combined_escapes_as_nginx_does() {
         "{text}"
     );
 }
+
+#[test]
+fn the_user_is_the_subject_in_every_format_and_escaped() {
+    let mut r = record();
+    r.user = Some("ann\"x".into());
+    let json = line(LogFormat::Json, &r);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["user"], "ann\"x");
+    assert!(line(LogFormat::Text, &r).contains(" user=\"ann\\\"x\" "));
+    assert!(
+        line(LogFormat::Combined, &r).starts_with("192.0.2.7 - ann\\x22x [01/Dec/2026"),
+        "{}",
+        line(LogFormat::Combined, &r)
+    );
+    let anonymous: serde_json::Value =
+        serde_json::from_str(&line(LogFormat::Json, &record())).unwrap();
+    assert!(anonymous.get("user").is_none(), "{anonymous}");
+}

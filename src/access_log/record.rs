@@ -6,6 +6,7 @@ use crate::metrics::Label;
 use crate::trace::TraceId;
 use http::{HeaderValue, Method, Uri, Version};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// One request, as the access log writes it. Cheap to make: every field is a copy, a
@@ -21,6 +22,9 @@ pub struct Record {
     pub trace_id: Option<TraceId>,
     /// The peer's address (nginx's `$remote_addr`), not a forwarded one.
     pub client: IpAddr,
+    /// The subject of the identity the route's `auth` proved (nginx's `$remote_user`);
+    /// never a credential.
+    pub user: Option<Arc<str>>,
     pub method: Method,
     /// The request target as the client sent it: path and query.
     pub uri: Uri,

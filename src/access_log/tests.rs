@@ -21,6 +21,7 @@ pub(super) fn record() -> Record {
         request_id: HeaderValue::from_static("req-1"),
         trace_id: None,
         client: "192.0.2.7".parse().unwrap(),
+        user: None,
         method: Method::GET,
         uri: Uri::from_static("/users/7?full=1"),
         version: Version::HTTP_11,

@@ -135,7 +135,7 @@ impl Provider {
         let kind = match &spec.kind {
             ProviderSpecKind::Jwt(jwt) => ProviderKind::Jwt(jwt::JwtProvider::new(&name, jwt)),
             ProviderSpecKind::ApiKeys(keys) => {
-                ProviderKind::ApiKeys(api_key::ApiKeys::new(&name, keys))
+                ProviderKind::ApiKeys(api_key::ApiKeys::new(&name, keys, &spec.claims_to_headers))
             }
         };
         Self { name, spec, kind }

@@ -27,8 +27,11 @@
 //! than being silently skipped or called.
 
 mod analyze;
+mod claims;
 mod convert;
 mod json;
+
+pub use claims::ClaimsCondition;
 
 use crate::template::RenderInput;
 use analyze::BackendRead;

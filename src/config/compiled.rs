@@ -147,9 +147,20 @@ pub struct RouteSpec {
     pub rate_limit: Option<RateLimitSpec>,
     /// Client headers with `_` in their names go upstream too.
     pub underscores_in_headers: bool,
-    /// The route has `auth`: its cache keys hold the identity in place of credentials.
-    pub authenticated: bool,
+    /// Who may call the route: `auth`, `auth_optional` and `require`; `None`: anyone.
+    pub auth: Option<RouteAuthSpec>,
     pub kind: RouteKind,
+}
+
+/// A route's `auth`, `auth_optional` and `require`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteAuthSpec {
+    /// The `[auth.NAME]` providers, tried in this order.
+    pub providers: Vec<String>,
+    /// Requests without credentials pass, with no identity.
+    pub optional: bool,
+    /// What the identity's claims must satisfy, or 403.
+    pub require: Option<crate::condition::ClaimsCondition>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -75,6 +75,7 @@ fn redact(value: &mut Value, config: &GatewayConfig, secrets: &mut Secrets) {
             );
         }
     }
+    redact_api_keys(value, secrets);
     let routes = value.get_mut("routes").and_then(Value::as_array_mut);
     for (i, route) in routes.into_iter().flatten().enumerate() {
         let place = format!("routes[{i}]");
@@ -101,6 +102,23 @@ fn redact(value: &mut Value, config: &GatewayConfig, secrets: &mut Secrets) {
                     secrets.take(at, v, REDACTED.into());
                 }
             }
+        }
+    }
+}
+
+/// API keys written in the config (`[auth.NAME] api_keys.keys`), whatever they hold: a
+/// key's digest is redacted too, as it proves the key to anyone who guesses it.
+fn redact_api_keys(value: &mut Value, secrets: &mut Secrets) {
+    let Some(providers) = value.get_mut("auth").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, provider) in providers.iter_mut() {
+        let keys = provider
+            .pointer_mut("/api_keys/keys")
+            .and_then(Value::as_object_mut);
+        for (key_name, key) in keys.into_iter().flatten() {
+            let place = format!("auth.{name}.api_keys.keys.{key_name}");
+            secrets.take(place, key, REDACTED.into());
         }
     }
 }
@@ -271,6 +289,20 @@ path = "/o/{id}"
         ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
+    }
+
+    #[test]
+    fn api_keys_written_in_the_config_are_redacted() {
+        let toml = r#"
+[auth.keys]
+api_keys = { keys = { mobile = "literal-key-0123456789", web = "sha256:00ff" }, keys_file = "/etc/keys" }
+"#;
+        let (doc, _) = document(&load_str(toml, &Env::default()).unwrap());
+        let keys = &doc["auth"]["keys"]["api_keys"];
+        assert_eq!(keys["keys"]["mobile"], REDACTED);
+        assert_eq!(keys["keys"]["web"], REDACTED);
+        assert_eq!(keys["keys_file"], "/etc/keys");
+        assert_eq!(keys["header"], "x-api-key");
     }
 
     #[test]

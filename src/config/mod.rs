@@ -14,8 +14,8 @@ mod validate;
 pub use auth::{ApiKeysConfig, AuthProviderConfig, AuthProviders};
 pub use compiled::{
     AggregateSpec, BackendSpec, Compiled, CorsSpec, ExportSpec, ForEachSpec, HealthCheckSpec,
-    MAX_DEPTH_LIMIT, OtlpProtocol, ProxySpec, RateLimitSpec, RedirectPrefixes, RouteKind,
-    RouteSpec, ServerSpec, Shape, TracingSpec, UpstreamSpec,
+    MAX_DEPTH_LIMIT, OtlpProtocol, ProxySpec, RateLimitSpec, RedirectPrefixes, RouteAuthSpec,
+    RouteKind, RouteSpec, ServerSpec, Shape, TracingSpec, UpstreamSpec,
 };
 pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};

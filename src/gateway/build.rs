@@ -1,6 +1,7 @@
 //! Building a snapshot from a compiled config: one pooled client per upstream, shared by
 //! every route, and each route's handler with what it needs resolved.
 
+use super::auth::RouteAuth;
 use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLog, AccessLogError, DropCounters};
 use crate::aggregate::{AggregateRoute, Backend, BodyUse};
@@ -30,6 +31,8 @@ pub enum BuildError {
     },
     #[error("route {route}: names upstream {upstream}, which is not declared")]
     UnknownUpstream { route: String, upstream: String },
+    #[error("route {route}: names auth provider {provider}, which is not declared")]
+    UnknownProvider { route: String, provider: String },
     #[error("route {route}: {conflict}")]
     RouteConflict { route: String, conflict: String },
     #[error(transparent)]
@@ -143,7 +146,7 @@ impl Gateway {
                     status_from,
                     headers_from,
                     access_log: compiled.access_log.enabled,
-                    authenticated: spec.authenticated,
+                    authenticated: spec.auth.is_some(),
                     backends: backends
                         .into_iter()
                         .map(|b| {
@@ -173,7 +176,7 @@ impl Gateway {
                         cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
                         upgrade: p.upgrade,
                         underscores_in_headers: spec.underscores_in_headers,
-                        authenticated: spec.authenticated,
+                        authenticated: spec.auth.is_some(),
                     })
                 }
             };
@@ -183,7 +186,27 @@ impl Gateway {
                 Handler::Aggregate(agg) => Some(agg.max_body),
                 Handler::Proxy(p) => p.max_body,
             };
+            let auth = match spec.auth {
+                Some(a) => Some(RouteAuth {
+                    providers: a
+                        .providers
+                        .iter()
+                        .map(|name| {
+                            auth.get(name)
+                                .cloned()
+                                .ok_or_else(|| BuildError::UnknownProvider {
+                                    route: spec.path.clone(),
+                                    provider: name.clone(),
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    optional: a.optional,
+                    require: a.require,
+                }),
+                None => None,
+            };
             let route = Route {
+                auth,
                 path: spec.path.clone(),
                 series: metrics.route_series(&label, limit.is_some()),
                 label,

@@ -7,6 +7,7 @@
 //! - `serve`: [`Gateway::handle`], one request as phases read top to bottom: admit,
 //!   dispatch, finish the response, log.
 
+mod auth;
 mod build;
 mod serve;
 
@@ -68,6 +69,8 @@ pub struct Route {
     pub limit: Option<(RateLimitSpec, Arc<RouteLimit>)>,
     /// The largest request body a client may declare; `None`: any (a proxy streams it).
     pub max_body: Option<u64>,
+    /// Who may call it (`auth`); `None`: anyone, and the auth phase costs nothing.
+    pub auth: Option<auth::RouteAuth>,
     pub handler: Handler,
 }
 

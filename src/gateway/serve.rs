@@ -1,8 +1,10 @@
 //! Serving one request on a snapshot, in phases that read top to bottom, as Pingora
 //! names its `request_filter` ... `logging`:
 //!
-//! 1. [`Gateway::admit`]: the route match (404, 405), the rate limit (429) and the
-//!    declared body size (413), before any upstream is called.
+//! 1. [`Gateway::route_for`]: the route match (404, 405); then, on a route with `auth`,
+//!    the auth phase (`auth.rs`: 401, 403, 503) proving the request's identity; then
+//!    [`Gateway::admit`]: the rate limit (429) and the declared body size (413), before
+//!    any upstream is called.
 //! 2. [`Gateway::dispatch`]: the route's handler, aggregate or proxy. It returns the
 //!    answer and a [`Summary`] of what happened (route, backend outcomes, whether the
 //!    answer is an upstream's passed through).
@@ -32,6 +34,13 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, head
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// What the route match found.
+enum Matched<'s, 'p> {
+    Found(&'s Route, matchit::Params<'s, 'p>),
+    /// 404 or 405, counted as the summary says.
+    Refused(GatewayError, Summary<'s>),
+}
 
 /// What `admit` decided.
 enum Admission<'s, 'p> {
@@ -114,6 +123,8 @@ impl Gateway {
             .server
             .compression
             .then(|| compress::negotiate(request.headers()));
+        // The subject of the identity the request proved, for the log and the span.
+        let mut user: Option<Arc<str>> = None;
         let (response, summary) = 'answered: {
             if uri.path() == self.server.health_path {
                 break 'answered (health(), Summary::on(&self.health));
@@ -130,8 +141,31 @@ impl Gateway {
                     break 'answered (error.into_response(), Summary::on(&self.unmatched));
                 }
             };
+            let (route, params) = match self.route_for(&method, &path) {
+                Matched::Found(route, params) => (route, params),
+                Matched::Refused(error, summary) => {
+                    break 'answered (error.into_response(), summary);
+                }
+            };
+            // The auth phase, only on a route with `auth`: a route without one pays a
+            // branch, not a future.
+            let identity = match &route.auth {
+                None => None,
+                Some(auth) => {
+                    let checked = Box::pin(auth.check(request.headers(), &uri, &route.label));
+                    match checked.await {
+                        Ok(identity) => identity,
+                        Err(refusal) => {
+                            self.metrics.auth_refused(&route.label, refusal.reason());
+                            let error = GatewayError::from(refusal);
+                            break 'answered (error.into_response(), Summary::route(route, None));
+                        }
+                    }
+                }
+            };
+            user = identity.as_ref().map(|i| i.subject.clone());
             // Bound before the await: a match's scrutinee would be kept across it.
-            let admitted = match self.admit(&method, &path, request.headers(), peer.ip()) {
+            let admitted = match self.admit(route, params, identity, request.headers(), peer.ip()) {
                 Admission::Admitted(admitted) => admitted,
                 Admission::Refused(error, summary) => {
                     break 'answered (error.into_response(), summary);
@@ -151,48 +185,56 @@ impl Gateway {
         };
         self.finish_response(&mut response, &summary, &request_id, &trace);
         let status = response.status().as_u16();
-        let exported =
-            self.tracing
-                .finish(&trace, summary.label.as_str(), &method, uri.path(), status);
+        let exported = self.tracing.finish(
+            &trace,
+            summary.label.as_str(),
+            &method,
+            uri.path(),
+            status,
+            user.as_ref(),
+        );
         let request = Logged {
             request_id,
             trace_id: trace.server.trace_id,
             method,
             uri,
             client,
+            user,
         };
         self.log(summary, &response, request, started.elapsed(), exported);
         response
     }
 
-    /// Finds the route and lets the request in: its method (405), its client's rate
-    /// limit (429) and its declared body size (413). A refusal is counted on the route
-    /// whose path matched, a 404 on `unmatched`.
+    /// Finds the route: 405 on a path whose routes do not answer the method (counted on
+    /// the route whose path matched), 404 on `unmatched`.
+    fn route_for<'s, 'p>(&'s self, method: &Method, path: &'p str) -> Matched<'s, 'p> {
+        match self.routes.lookup(method, path) {
+            RouteMatch::Found(route, params) => Matched::Found(route, params),
+            RouteMatch::MethodNotAllowed { allow, on_path, .. } => {
+                let allow = allow.clone();
+                Matched::Refused(
+                    GatewayError::MethodNotAllowed { allow },
+                    Summary::route(on_path, None),
+                )
+            }
+            RouteMatch::NotFound => {
+                Matched::Refused(GatewayError::RouteNotFound, Summary::on(&self.unmatched))
+            }
+        }
+    }
+
+    /// Lets a request its route's auth phase passed in: its client's rate limit (429,
+    /// keyed by `identity` with an `auth:` key) and its declared body size (413).
     fn admit<'s, 'p>(
         &'s self,
-        method: &Method,
-        path: &'p str,
+        route: &'s Route,
+        params: matchit::Params<'s, 'p>,
+        identity: Option<Arc<Identity>>,
         headers: &HeaderMap,
         peer: IpAddr,
     ) -> Admission<'s, 'p> {
-        let (route, params) = match self.routes.lookup(method, path) {
-            RouteMatch::Found(route, params) => (route, params),
-            RouteMatch::MethodNotAllowed { allow, on_path, .. } => {
-                let allow = allow.clone();
-                return Admission::Refused(
-                    GatewayError::MethodNotAllowed { allow },
-                    Summary::route(on_path, None),
-                );
-            }
-            RouteMatch::NotFound => {
-                return Admission::Refused(
-                    GatewayError::RouteNotFound,
-                    Summary::on(&self.unmatched),
-                );
-            }
-        };
         let quota = match &route.limit {
-            Some((_, limit)) => match self.take_quota(limit, headers, peer) {
+            Some((_, limit)) => match self.take_quota(limit, headers, peer, identity.as_deref()) {
                 Ok(quota) => Some(quota),
                 Err(e) => {
                     self.metrics.rate_limited(&route.label);
@@ -210,7 +252,7 @@ impl Gateway {
             route,
             params,
             quota,
-            identity: None,
+            identity,
         })
     }
 
@@ -220,8 +262,15 @@ impl Gateway {
         limit: &RouteLimit,
         headers: &HeaderMap,
         peer: IpAddr,
+        identity: Option<&Identity>,
     ) -> Result<Quota, GatewayError> {
-        let key = client_key(&limit.key, peer, headers, &self.server.trusted_proxies);
+        let key = client_key(
+            &limit.key,
+            peer,
+            headers,
+            &self.server.trusted_proxies,
+            identity,
+        );
         match limit.check(&key) {
             Verdict::Allowed { remaining } => Ok(Quota {
                 limit: limit.burst,
@@ -339,12 +388,14 @@ impl Gateway {
             method,
             uri,
             client,
+            user,
         } = request;
         self.access_log.submit(Record {
             time: SystemTime::now(),
             request_id,
             trace_id: Some(trace_id),
             client: client.addr,
+            user,
             method,
             uri,
             version: client.version,
@@ -368,6 +419,8 @@ struct Logged {
     method: Method,
     uri: Uri,
     client: Client,
+    /// The subject of the identity the request proved.
+    user: Option<Arc<str>>,
 }
 
 /// The client's side of an access log record, taken before the request moves on.

@@ -52,7 +52,7 @@ fn keys_parse() {
     );
     assert_eq!(
         LimitKey::parse("user").unwrap_err(),
-        "unknown key \"user\"; use ip, global or header:NAME"
+        "unknown key \"user\"; use ip, global, header:NAME, auth:sub or auth:CLAIM"
     );
 }
 
@@ -96,11 +96,11 @@ fn trusted_proxies_are_skipped_from_the_right() {
 fn missing_keyed_header_is_one_anonymous_bucket() {
     let key = LimitKey::Header(HeaderName::from_static("x-user-id"));
     assert_eq!(
-        client_key(&key, ip("1.1.1.1"), &HeaderMap::new(), &[]),
+        client_key(&key, ip("1.1.1.1"), &HeaderMap::new(), &[], None),
         ClientKey::Anonymous
     );
     assert_eq!(
-        client_key(&key, ip("2.2.2.2"), &HeaderMap::new(), &[]),
+        client_key(&key, ip("2.2.2.2"), &HeaderMap::new(), &[], None),
         ClientKey::Anonymous
     );
 }
@@ -218,7 +218,7 @@ fn header_values_are_keyed_by_a_fixed_size_digest() {
     let with = |v: &str| {
         let mut h = HeaderMap::new();
         h.insert("x-user-id", v.parse().unwrap());
-        client_key(&key, ip("1.1.1.1"), &h, &[])
+        client_key(&key, ip("1.1.1.1"), &h, &[], None)
     };
     assert_eq!(with("ann"), with("ann"));
     assert_ne!(with("ann"), with("bob"));

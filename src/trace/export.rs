@@ -25,6 +25,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
 use prometheus_client::metrics::counter::Counter;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
@@ -61,6 +62,8 @@ pub struct RequestSpans {
     pub method: Method,
     pub path: String,
     pub status: u16,
+    /// The subject of the identity the route's `auth` proved: `enduser.id`.
+    pub user: Option<Arc<str>>,
     pub clients: Vec<ClientSpan>,
 }
 
@@ -127,6 +130,7 @@ impl Tracing {
         method: &Method,
         path: &str,
         status: u16,
+        user: Option<&Arc<str>>,
     ) -> Option<TraceId> {
         let (Some(queue), Some(log)) = (&self.queue, &context.log) else {
             return None;
@@ -148,6 +152,7 @@ impl Tracing {
             method: method.clone(),
             path: path.to_owned(),
             status,
+            user: user.cloned(),
             clients,
         };
         match queue.try_send(spans) {
@@ -311,12 +316,18 @@ pub fn span_data(request: &RequestSpans, scope: &InstrumentationScope, out: &mut
         name: Cow::Owned(format!("{} {}", request.method, request.route)),
         start_time: request.start,
         end_time: request.end,
-        attributes: vec![
-            KeyValue::new("http.request.method", request.method.to_string()),
-            KeyValue::new("url.path", request.path.clone()),
-            KeyValue::new("http.route", route.clone()),
-            KeyValue::new("http.response.status_code", i64::from(status)),
-        ],
+        attributes: {
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", request.method.to_string()),
+                KeyValue::new("url.path", request.path.clone()),
+                KeyValue::new("http.route", route.clone()),
+                KeyValue::new("http.response.status_code", i64::from(status)),
+            ];
+            if let Some(user) = &request.user {
+                attributes.push(KeyValue::new("enduser.id", user.to_string()));
+            }
+            attributes
+        },
         dropped_attributes_count: 0,
         events: SpanEvents::default(),
         links: SpanLinks::default(),

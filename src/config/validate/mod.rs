@@ -9,6 +9,7 @@ mod auth_keys;
 mod backend;
 mod policy;
 mod route;
+mod route_auth;
 mod server;
 mod tracing;
 mod upstream;
@@ -74,12 +75,15 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
         .map(|(name, u)| (name.clone(), upstream(name, u, &mut p)))
         .collect();
     let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+    let providers: Vec<&str> = config.auth.keys().map(String::as_str).collect();
     let mut table = RouteTable::default();
     let mut routes = Vec::new();
     let mut route_places = Vec::new();
     for (i, r) in config.routes.iter().enumerate() {
         let place = format!("routes[{i}]");
-        if let Some(route) = route(&place, r, &server, &known, &mut p, &mut table, i) {
+        if let Some(route) = route(
+            &place, r, &server, &known, &providers, &mut p, &mut table, i,
+        ) {
             auth_flow::identity_reads(&place, r, &route.kind, &mut p);
             routes.push(route);
             route_places.push(i);

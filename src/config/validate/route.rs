@@ -40,11 +40,13 @@ fn rate_limit(place: &str, l: &RouteRateLimitConfig, p: &mut Problems) -> Option
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn route(
     place: &str,
     r: &RouteConfig,
     server: &ServerSpec,
     known: &[&str],
+    providers: &[&str],
     p: &mut Problems,
     table: &mut RouteTable<usize>,
     index: usize,
@@ -145,6 +147,7 @@ pub(super) fn route(
         .rate_limit
         .as_ref()
         .and_then(|l| rate_limit(&format!("{place}.rate_limit"), l, p));
+    let auth = super::route_auth::route_auth(place, r, providers, p);
     let params = param_names(&r.path);
     let kind = match (&r.proxy, r.backends.is_empty()) {
         (Some(_), false) => {
@@ -232,7 +235,7 @@ pub(super) fn route(
         max_body,
         rate_limit,
         underscores_in_headers: r.underscores_in_headers,
-        authenticated: r.auth.is_some(),
+        auth,
         kind,
     })
 }
