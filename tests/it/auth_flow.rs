@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 /// An API key provider whose identity's subject goes upstream as `x-user-id`.
 const PROVIDER: &str = r#"
 [auth.users]
-api_keys = { keys = { ada = "k-ada", bob = "k-bob" } }
+api_keys = { keys = { ada = "ada-key-0123456789abcdef", bob = "bob-key-0123456789abcdef" } }
 claims_to_headers = { "x-user-id" = "sub" }
 "#;
 
@@ -173,4 +173,209 @@ async fn without_claims_to_headers_a_clients_headers_pass_as_before() {
     let seen = &up.requests()[0];
     let values: Vec<_> = seen.headers.get_all("x-user-id").iter().collect();
     assert_eq!(values, ["admin", "root"]);
+}
+
+/// A GET of `url` with `headers`: status and body.
+async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = common::client().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn with_an_identity_the_upstream_sees_the_claim_value_once() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let (ws_url, heads) = upgrading_upstream().await;
+    let gw = start_gateway(&config(&up.url(), &ws_url, "auth = \"users\"", true)).await;
+    // Spoofed copies, and `Connection` naming the header so that removing hop-by-hop
+    // headers would take the gateway's own value away if it were set first.
+    for path in ["/agg", "/p/x"] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: g\r\nX-Api-Key: ada-key-0123456789abcdef\r\n{SPOOFED}\
+             Connection: close, x-user-id\r\n\r\n"
+        );
+        let answer = common::raw_request(gw.addr, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        let values: Vec<_> = request.headers.get_all("x-user-id").iter().collect();
+        assert_eq!(values, ["ada"], "{}", request.target);
+        assert!(
+            !request.headers.contains_key("x_user_id"),
+            "{}",
+            request.target
+        );
+        assert_eq!(request.headers["x-other"], "kept", "{}", request.target);
+    }
+    let extra = format!("X-Api-Key: bob-key-0123456789abcdef\r\n{SPOOFED}");
+    let answer = upgrade(gw.addr, "/ws/chat", &extra).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let head = heads.lock().unwrap()[0].clone();
+    assert_eq!(head_values(&head, "x-user-id"), ["bob"], "{head}");
+    assert!(head_values(&head, "x_user_id").is_empty(), "{head}");
+    // Without credentials nothing goes upstream.
+    let (status, _) = get(&gw.url("/agg"), &[("x-user-id", "ada")]).await;
+    assert_eq!(status, 401);
+    assert_eq!(up.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn templates_read_the_identity_in_paths_headers_and_bodies() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        r#"{PROVIDER}
+[upstreams.up]
+url = "{url}"
+
+[[routes]]
+path = "/me"
+methods = ["POST"]
+auth = "users"
+[[routes.backends]]
+name = "me"
+upstream = "up"
+path = "/users/{{auth.sub}}?by={{auth.provider}}"
+method = "POST"
+headers = {{ x-caller = "{{auth.provider}}/{{auth.sub}}" }}
+body = {{ user = "{{auth.claims.sub}}", note = "for {{auth.sub}}" }}
+
+[[routes]]
+path = "/files/{{*rest}}"
+auth = "users"
+proxy = {{ upstream = "up", path = "/home/{{auth.sub}}/{{rest}}" }}
+
+[[routes]]
+path = "/maybe"
+auth = "users"
+auth_optional = true
+[[routes.backends]]
+name = "mine"
+upstream = "up"
+path = "/users/{{auth.sub}}"
+default = "anonymous"
+[[routes.backends]]
+name = "public"
+upstream = "up"
+path = "/public"
+"#,
+        url = up.url()
+    ))
+    .await;
+    let response = common::client()
+        .post(gw.url("/me"))
+        .header("x-api-key", "ada-key-0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let (status, _) = get(
+        &gw.url("/files/a/b.txt"),
+        &[("x-api-key", "bob-key-0123456789abcdef")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = up.requests();
+    assert_eq!(seen[0].target, "/users/ada?by=users");
+    assert_eq!(seen[0].headers["x-caller"], "users/ada");
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(body, serde_json::json!({"user": "ada", "note": "for ada"}));
+    assert_eq!(seen[1].target, "/home/bob/a/b.txt");
+    // An anonymous request on an optional route has no identity to read: the backend
+    // fails with missing_value and takes its default, as for any missing value.
+    let (status, body) = get(&gw.url("/maybe"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["mine"], "anonymous");
+    let targets = || -> Vec<String> { up.requests().iter().map(|r| r.target.clone()).collect() };
+    assert_eq!(targets()[2..], ["/public"]);
+    let ada = [("x-api-key", "ada-key-0123456789abcdef")];
+    let (status, body) = get(&gw.url("/maybe"), &ada).await;
+    assert_eq!(status, 200, "{body}");
+    let mut called = targets()[3..].to_vec();
+    called.sort();
+    assert_eq!(called, ["/public", "/users/ada"]);
+}
+
+#[tokio::test]
+async fn one_users_cached_answer_is_never_served_to_another() {
+    let up = MockUpstream::builder()
+        .route(
+            "*",
+            Reply::json(r#"{"for":"{header.x-user-id}"}"#).templated(),
+        )
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        r#"{PROVIDER}
+[upstreams.up]
+url = "{url}"
+
+[[routes]]
+path = "/profile"
+auth = "users"
+auth_optional = true
+[[routes.backends]]
+name = "p"
+upstream = "up"
+path = "/profile"
+cache_ttl = "1h"
+
+[[routes]]
+path = "/p/{{*rest}}"
+auth = "users"
+auth_optional = true
+cache_ttl = "1h"
+proxy = {{ upstream = "up", path = "/{{rest}}" }}
+"#,
+        url = up.url()
+    ))
+    .await;
+    fn aggregated(who: &str) -> String {
+        format!(r#"{{"p":{{"for":"{who}"}}}}"#)
+    }
+    fn proxied(who: &str) -> String {
+        format!(r#"{{"for":"{who}"}}"#)
+    }
+    let routes: [(&str, fn(&str) -> String); 2] =
+        [("/profile", aggregated), ("/p/profile", proxied)];
+    for (path, answer) in routes {
+        let url = gw.url(path);
+        let calls = up.total_hits();
+        // The same upstream URL for everyone: only the identity tells them apart.
+        let ada = get(&url, &[("x-api-key", "ada-key-0123456789abcdef")]).await;
+        assert_eq!(ada, (200, answer("ada")), "{path}");
+        let bob = get(&url, &[("x-api-key", "bob-key-0123456789abcdef")]).await;
+        assert_eq!(bob, (200, answer("bob")), "{path}");
+        assert_eq!(up.total_hits(), calls + 2, "{path}: each user's own call");
+        // Ada again, with other credentials headers beside her key: her entry.
+        let again = [
+            ("x-api-key", "ada-key-0123456789abcdef"),
+            ("authorization", "Basic b3RoZXI="),
+            ("cookie", "session=2"),
+        ];
+        assert_eq!(get(&url, &again).await, (200, answer("ada")), "{path}");
+        assert_eq!(
+            up.total_hits(),
+            calls + 2,
+            "{path}: ada's second request hits"
+        );
+        // Anonymous requests share one entry, never a user's.
+        let anonymous = get(&url, &[("cookie", "a=1")]).await;
+        assert_eq!(anonymous, (200, answer("")), "{path}");
+        let anonymous = get(&url, &[("cookie", "a=2"), ("x-user-id", "ada")]).await;
+        assert_eq!(anonymous, (200, answer("")), "{path}");
+        assert_eq!(up.total_hits(), calls + 3, "{path}: one anonymous call");
+    }
 }

@@ -140,7 +140,7 @@ mod tests {
 
     const PROVIDER: &str = r#"
         [auth.users]
-        api_keys = { keys = { ada = "k-ada" } }
+        api_keys = { keys = { ada = "ada-key-0123456789abcdef" } }
         claims_to_headers = { "x-user-id" = "sub" }
 
         [upstreams.u]
