@@ -342,15 +342,16 @@ proxy = {{ upstream = "up", path = "/{{rest}}" }}
         url = up.url()
     ))
     .await;
-    fn aggregated(who: &str) -> String {
-        format!(r#"{{"p":{{"for":"{who}"}}}}"#)
-    }
-    fn proxied(who: &str) -> String {
-        format!(r#"{{"for":"{who}"}}"#)
-    }
-    let routes: [(&str, fn(&str) -> String); 2] =
-        [("/profile", aggregated), ("/p/profile", proxied)];
-    for (path, answer) in routes {
+    // The aggregate puts the answer under its backend's name; the proxy passes it.
+    for (path, wrap) in [("/profile", true), ("/p/profile", false)] {
+        let answer = |who: &str| {
+            let body = format!(r#"{{"for":"{who}"}}"#);
+            if wrap {
+                format!(r#"{{"p":{body}}}"#)
+            } else {
+                body
+            }
+        };
         let url = gw.url(path);
         let calls = up.total_hits();
         // The same upstream URL for everyone: only the identity tells them apart.
