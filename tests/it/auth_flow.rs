@@ -380,3 +380,46 @@ proxy = {{ upstream = "up", path = "/{{rest}}" }}
         assert_eq!(up.total_hits(), calls + 3, "{path}: one anonymous call");
     }
 }
+
+#[tokio::test]
+async fn each_for_each_call_carries_the_identitys_headers() {
+    let up = MockUpstream::builder()
+        .route("/list", Reply::json(r#"{"ids":[1,2,3]}"#))
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        r#"{PROVIDER}
+[upstreams.up]
+url = "{url}"
+
+[[routes]]
+path = "/each"
+auth = "users"
+forward_headers = ["x-user-id"]
+[[routes.backends]]
+name = "list"
+upstream = "up"
+path = "/list"
+[[routes.backends]]
+name = "items"
+upstream = "up"
+path = "/items/{{item}}"
+for_each = "list.ids"
+"#,
+        url = up.url()
+    ))
+    .await;
+    let headers = [
+        ("x-api-key", "bob-key-0123456789abcdef"),
+        ("x-user-id", "admin"),
+    ];
+    let (status, body) = get(&gw.url("/each"), &headers).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 4);
+    for request in &seen {
+        let values: Vec<_> = request.headers.get_all("x-user-id").iter().collect();
+        assert_eq!(values, ["bob"], "{}", request.target);
+    }
+}
