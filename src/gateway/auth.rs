@@ -19,8 +19,11 @@ use std::sync::Arc;
 /// A route's `auth`, resolved to running providers.
 #[derive(Debug)]
 pub struct RouteAuth {
+    /// The route's providers, in the order they are tried.
     pub providers: Vec<Arc<Provider>>,
+    /// `auth_optional`: a request with no credentials passes, anonymous.
     pub optional: bool,
+    /// `require`: what the accepted identity must satisfy, or 403.
     pub require: Option<ClaimsCondition>,
 }
 

@@ -439,3 +439,38 @@ async fn a_provider_without_keys_is_503_unless_another_accepts() {
     assert_eq!(get(&gw.url("/a"), &ok).await.0, 200);
     assert_eq!(up.total_hits(), 1);
 }
+
+#[tokio::test]
+async fn the_server_span_carries_the_subject_as_enduser_id() {
+    use common::otlp::{Kind, OtlpReceiver};
+    let receiver = OtlpReceiver::start().await;
+    let up = upstream().await;
+    let tracing = format!("[tracing]\notlp_endpoint = \"{}\"", receiver.endpoint());
+    let gw = start_gateway(&config(&up, &tracing, &two_routes("auth = \"keys\""))).await;
+    let known = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let refused = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let ok = [("x-api-key", MOBILE), ("traceparent", known)];
+    assert_eq!(get(&gw.url("/a"), &ok).await.0, 200);
+    let bad = [
+        ("x-api-key", "bad-key-0123456789abcdef"),
+        ("traceparent", refused),
+    ];
+    assert_eq!(get(&gw.url("/a"), &bad).await.0, 401);
+
+    // The known request's server and client spans, and the refused one's server span.
+    let spans = receiver.wait_for(3).await;
+    let server = |trace: &str| {
+        spans
+            .iter()
+            .find(|s| s.kind == Kind::Server && s.trace_id.to_hex() == trace.as_bytes()[3..35])
+            .unwrap_or_else(|| panic!("no server span of {trace} in {spans:#?}"))
+    };
+    assert_eq!(server(known).attribute("enduser.id"), Some("mobile"));
+    assert_eq!(server(refused).attribute("enduser.id"), None);
+    assert_eq!(
+        server(refused).attribute("http.response.status_code"),
+        Some("401")
+    );
+    let everything = format!("{spans:?}");
+    assert!(!everything.contains(MOBILE) && !everything.contains("bad-key"));
+}
