@@ -257,6 +257,19 @@ async fn start(
         None => None,
     };
     let gateway = Gateway::build(compiled, None)?;
+    // JWT providers with `jwks_url` get a bounded wait for their first fetch, so the
+    // first requests are not refused for keys that were a moment away; a provider still
+    // without keys answers 503 until they arrive (its fetch task logs why).
+    let first_fetches =
+        futures_util::future::join_all(gateway.auth.values().map(|provider| provider.ready()));
+    if tokio::time::timeout(JWKS_STARTUP_WAIT, first_fetches)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "a JWKS fetch did not finish in time; serving, its routes answer 503 until it does"
+        );
+    }
     let access_log = gateway.access_log.clone();
     let live = Arc::new(arc_swap::ArcSwap::from_pointee(gateway));
     tokio::spawn(reopen_on_sigusr1(access_log.clone()));
@@ -278,6 +291,9 @@ async fn start(
     served?;
     Ok(())
 }
+
+/// How long start waits for the JWT providers' first JWKS fetches.
+const JWKS_STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reopens the access log's file on every SIGUSR1 (logrotate's `postrotate`). The
 /// handler is installed when this is called, so a SIGUSR1 after the listener is up

@@ -99,6 +99,47 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// A JWT provider's JWKS fetches: `fanout_auth_jwks_refresh_total{provider,result}`
+/// (`ok`, `error`, `invalid`) and `fanout_auth_jwks_keys{provider}`, the usable keys of
+/// the set in use. Shared by every snapshot, so a provider rebuilt on reload keeps its
+/// series.
+#[derive(Clone, Debug, Default)]
+pub struct JwksMetrics {
+    refreshes: Family<JwksLabels, Counter>,
+    keys: Family<ProviderLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JwksLabels {
+    provider: Label,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: Label,
+}
+
+impl JwksMetrics {
+    /// Counts one fetch of `provider`'s key set and its `result`.
+    pub fn fetched(&self, provider: &str, result: &'static str) {
+        let provider = Label::new(provider);
+        self.refreshes
+            .get_or_create(&JwksLabels { provider, result })
+            .inc();
+    }
+
+    /// The number of usable keys `provider` verifies with now.
+    pub fn keys(&self, provider: &str, count: usize) {
+        let labels = ProviderLabels {
+            provider: Label::new(provider),
+        };
+        self.keys
+            .get_or_create(&labels)
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HashLabels {
     hash: String,
@@ -179,6 +220,8 @@ pub struct Metrics {
     pub cache: CacheStats,
     /// Spans recorded but not exported (the queue full, or the export failed).
     pub spans_dropped: Counter,
+    /// JWT providers' key set fetches.
+    pub jwks: JwksMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -215,8 +258,19 @@ impl Metrics {
             current_hash: Mutex::new(String::new()),
             cache: CacheStats::default(),
             spans_dropped: Counter::default(),
+            jwks: JwksMetrics::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "auth_jwks_refresh",
+            "JWKS fetches of JWT providers, by provider and result (ok, error, invalid)",
+            m.jwks.refreshes.clone(),
+        );
+        registry.register(
+            "auth_jwks_keys",
+            "Usable keys in the JWKS a JWT provider verifies with",
+            m.jwks.keys.clone(),
+        );
         registry.register(
             "spans_dropped",
             "Spans recorded but not exported: the export queue was full or the export failed",

@@ -123,7 +123,7 @@ pub struct Provider {
 
 #[derive(Debug)]
 enum ProviderKind {
-    Jwt(jwt::JwtProvider),
+    Jwt(Box<jwt::JwtProvider>),
     ApiKeys(api_key::ApiKeys),
 }
 
@@ -131,9 +131,23 @@ impl Provider {
     /// Builds the provider `name` from its spec. A JWT provider with `jwks_url` starts
     /// fetching its key set in the background (call from within the runtime).
     pub fn build(name: &str, spec: ProviderSpec) -> Self {
+        Self::build_with(name, spec, &crate::metrics::JwksMetrics::default())
+    }
+
+    /// [`Provider::build`], counting its JWKS fetches in `metrics`.
+    pub fn build_with(
+        name: &str,
+        spec: ProviderSpec,
+        metrics: &crate::metrics::JwksMetrics,
+    ) -> Self {
         let name: Arc<str> = name.into();
         let kind = match &spec.kind {
-            ProviderSpecKind::Jwt(jwt) => ProviderKind::Jwt(jwt::JwtProvider::new(&name, jwt)),
+            ProviderSpecKind::Jwt(jwt) => ProviderKind::Jwt(Box::new(jwt::JwtProvider::new(
+                &name,
+                &spec.claims_to_headers,
+                jwt,
+                metrics,
+            ))),
             ProviderSpecKind::ApiKeys(keys) => {
                 ProviderKind::ApiKeys(api_key::ApiKeys::new(&name, keys, &spec.claims_to_headers))
             }
@@ -150,6 +164,22 @@ impl Provider {
         match &self.kind {
             ProviderKind::Jwt(jwt) => jwt.authenticate(headers, uri).await,
             ProviderKind::ApiKeys(keys) => keys.authenticate(headers),
+        }
+    }
+
+    /// The JWT provider, when this is one (its fetch state, for startup and tests).
+    pub fn jwt(&self) -> Option<&jwt::JwtProvider> {
+        match &self.kind {
+            ProviderKind::Jwt(jwt) => Some(jwt),
+            ProviderKind::ApiKeys(_) => None,
+        }
+    }
+
+    /// Waits until the provider can answer as well as it will: a `jwks_url` provider's
+    /// first fetch attempted. At once for the others.
+    pub async fn ready(&self) {
+        if let Some(jwt) = self.jwt() {
+            jwt.ready().await;
         }
     }
 }

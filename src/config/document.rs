@@ -5,7 +5,8 @@
 //! but those that are exactly one placeholder, the user-info of an
 //! upstream `url` (`http://[redacted]@host`), query values in backend, proxy and
 //! health-check paths (a value that is exactly one template, `{id}`, is kept: it names
-//! where the value comes from, not the value), and every string that came from `${VAR}`.
+//! where the value comes from, not the value), `[auth.NAME]` `secret`s, and every string
+//! that came from `${VAR}`.
 //!
 //! The hash identifies a config across instances and with `fanout check`: SHA-256 of
 //! the redacted document and of a PBKDF2 digest of the secrets, shown as its first 16
@@ -73,6 +74,16 @@ fn redact(value: &mut Value, config: &GatewayConfig, secrets: &mut Secrets) {
                 &format!("{place}.health_check.path"),
                 secrets,
             );
+        }
+    }
+    // A JWT provider's HMAC secret, even when written in the file.
+    if let Some(providers) = value.get_mut("auth").and_then(Value::as_object_mut) {
+        for (name, provider) in providers.iter_mut() {
+            if let Some(slot) = provider.get_mut("secret")
+                && !slot.is_null()
+            {
+                secrets.take(format!("auth.{name}.secret"), slot, Value::from(REDACTED));
+            }
         }
     }
     redact_api_keys(value, secrets);
@@ -289,6 +300,14 @@ path = "/o/{id}"
         ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
+    }
+
+    #[test]
+    fn an_auth_secret_written_in_the_file_is_redacted() {
+        let toml = "[auth.users]\nsecret = \"literal-hmac-secret-of-32-bytes-or-more\"\n";
+        let (doc, _) = document(&load_str(toml, &env("v1")).unwrap());
+        assert_eq!(doc["auth"]["users"]["secret"], REDACTED);
+        assert!(!doc.to_string().contains("literal-hmac"));
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl Gateway {
                     .filter(|a| a.spec == spec);
                 let provider = match kept {
                     Some(provider) => provider.clone(),
-                    None => Arc::new(Provider::build(&name, spec)),
+                    None => Arc::new(Provider::build_with(&name, spec, &metrics.jwks)),
                 };
                 (name, provider)
             })

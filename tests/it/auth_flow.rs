@@ -423,3 +423,62 @@ for_each = "list.ids"
         assert_eq!(values, ["bob"], "{}", request.target);
     }
 }
+
+/// An HS256 token for `sub`, told apart from others of the same subject by `jti`.
+fn hs256(secret: &str, sub: &str, jti: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({"sub": sub, "jti": jti, "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn a_user_with_a_refreshed_token_hits_and_another_user_never_does() {
+    let up = MockUpstream::builder()
+        .route(
+            "*",
+            Reply::json(r#"{"for":"{header.x-user-id}"}"#).templated(),
+        )
+        .start()
+        .await;
+    let secret = "0123456789abcdef0123456789abcdef-flow";
+    let gw = start_gateway(&format!(
+        r#"[auth.svc]
+secret = "{secret}"
+claims_to_headers = {{ "x-user-id" = "sub" }}
+
+[upstreams.up]
+url = "{url}"
+
+[[routes]]
+path = "/profile"
+auth = "svc"
+[[routes.backends]]
+name = "p"
+upstream = "up"
+path = "/profile"
+cache_ttl = "1h"
+"#,
+        url = up.url()
+    ))
+    .await;
+    let url = gw.url("/profile");
+    let bearer = |token: String| format!("Bearer {token}");
+    let ada = bearer(hs256(secret, "ada", "1"));
+    let first = get(&url, &[("authorization", &ada)]).await;
+    assert_eq!(first, (200, r#"{"p":{"for":"ada"}}"#.to_string()));
+    let bob = bearer(hs256(secret, "bob", "1"));
+    let other = get(&url, &[("authorization", &bob)]).await;
+    assert_eq!(other, (200, r#"{"p":{"for":"bob"}}"#.to_string()));
+    assert_eq!(up.total_hits(), 2);
+    // Ada's next token (another `jti`, so other bytes): her entry, no call.
+    let refreshed = bearer(hs256(secret, "ada", "2"));
+    assert_ne!(refreshed, ada);
+    let again = get(&url, &[("authorization", &refreshed)]).await;
+    assert_eq!(again, first);
+    assert_eq!(up.total_hits(), 2);
+}
