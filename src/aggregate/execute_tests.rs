@@ -34,6 +34,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
     let metrics = Metrics::new();
     let label = Label::new("/r");
     AggregateRoute {
+        authenticated: false,
         body: super::super::scope::BodyUse::of(&backends),
         backends: backends
             .into_iter()

@@ -4,7 +4,8 @@
 
 use super::error::BackendError;
 use crate::auth::Identity;
-use crate::cache::{ResponseCache, Varying};
+use crate::auth::claim_headers::set_upstream_headers;
+use crate::cache::{KeyedBy, ResponseCache, Varying};
 use crate::config::{BackendSpec, Plan};
 use crate::metrics::{BackendSeries, Label, Metrics};
 use crate::request_id::X_REQUEST_ID;
@@ -45,6 +46,8 @@ pub struct AggregateRoute {
     pub cache: Arc<ResponseCache>,
     /// The access log is on: collect each backend's outcome for it.
     pub access_log: bool,
+    /// The route has `auth`: cache keys hold the identity in place of credentials.
+    pub authenticated: bool,
 }
 
 /// What an aggregate route does with a request's body, derived once from its backends.
@@ -122,7 +125,14 @@ impl<'a> RequestScope<'a> {
                 .backends
                 .iter()
                 .any(|b| b.spec.cache.is_some())
-                .then(|| Varying::read(&parts.headers, &route.forward_headers)),
+                .then(|| {
+                    let keyed = if route.authenticated {
+                        KeyedBy::Identity(identity)
+                    } else {
+                        KeyedBy::Credentials
+                    };
+                    Varying::read_keyed(&parts.headers, keyed, &route.forward_headers)
+                }),
             body,
             json_body,
             deadline,
@@ -274,7 +284,8 @@ pub struct ElementFailures {
 
 /// The headers every backend call carries: the route's `forward_headers`, the request
 /// id and the trace's `tracestate` and `baggage`, so one request can be followed across
-/// services, and `Accept-Encoding: identity`. A client's trace headers listed in
+/// services, `Accept-Encoding: identity`, and the identity's `claims_to_headers` (the
+/// client's copies were removed before). A client's trace headers listed in
 /// `forward_headers` are replaced by the trace's: each call's own `traceparent` is
 /// added by the upstream call itself.
 /// Without it an upstream may pick any coding (RFC 9110 §12.5.3); a forwarded client
@@ -291,5 +302,6 @@ fn forwarded(scope: &RequestScope<'_>, incoming: &HeaderMap) -> HeaderMap {
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     scope.trace.pass_on(&mut headers);
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    set_upstream_headers(&mut headers, scope.identity);
     headers
 }

@@ -5,6 +5,8 @@
 //! - [`jwt`]: JWTs: the key set (`jwks_url` fetched and refreshed, `jwks_file`, or an
 //!   HMAC `secret`), verification, and the verified claims cached by the token's hash.
 //! - [`api_key`]: API keys compared in constant time; a key's name is its identity.
+//! - [`claim_headers`]: `claims_to_headers` set on upstream calls, and every client copy
+//!   of those names removed from every request.
 //!
 //! A provider is built once per snapshot and carried over a reload that leaves its
 //! `[auth.NAME]` as it was, so a fetched key set and its cache survive the reload.
@@ -13,6 +15,7 @@
 //! "who is this, and is it proven".
 
 pub mod api_key;
+pub mod claim_headers;
 pub mod jwt;
 
 use crate::json_path::Path;

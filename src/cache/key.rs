@@ -2,14 +2,38 @@
 //! without building it (a hit allocates nothing). A key that is stored owns copies of
 //! its bytes: header values read from a request are slices of the connection's receive
 //! buffer, which a stored slice would keep alive whole.
+//!
+//! Whose answer a key holds: on a route without `auth`, the credentials' values
+//! (`Authorization`, `Cookie`) are in every key; on a route with `auth`, the identity the
+//! route proved (provider and subject) is, in their place, so two users never share an
+//! entry and one user's refreshed token finds the entries of the old one. Anonymous
+//! requests on an `auth_optional` route share one anonymous entry.
 
+use crate::auth::Identity;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-/// Request headers that can change an answer: they are part of every key, so no user
-/// ever gets another user's cached answer.
+/// Request headers that can change an answer: they are part of every key of a route
+/// without `auth`, so no user ever gets another user's cached answer.
 pub const IDENTITY_HEADERS: [HeaderName; 2] = [http::header::AUTHORIZATION, http::header::COOKIE];
+
+/// Who the answers of a request's keys are for.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyedBy<'a> {
+    /// A route without `auth`: the values of [`IDENTITY_HEADERS`].
+    Credentials,
+    /// A route with `auth`: the identity it proved (`None`: an anonymous request of an
+    /// `auth_optional` route), in place of any credential header's value.
+    Identity(Option<&'a Identity>),
+}
+
+/// The identity part of a key: provider and subject, `None` for anonymous.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Caller {
+    Credentials,
+    Identity(Option<(Arc<str>, Arc<str>)>),
+}
 
 /// What identifies one cached answer: method, final upstream URL, and the values of the
 /// request headers that can change the answer.
@@ -23,11 +47,15 @@ struct KeyParts {
     varying: Varying,
 }
 
-/// The values (or absence) of the request headers a key varies by, in a fixed order:
-/// the identity headers, then the route's; every value of a repeated header, in order,
-/// since every value is forwarded. Read once per request, shared by its keys.
+/// Who the answer is for, and the values (or absence) of the request headers a key
+/// varies by, in a fixed order: the identity headers (on a route without `auth`), then
+/// the route's; every value of a repeated header, in order, since every value is
+/// forwarded. Read once per request, shared by its keys.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Varying(Vec<(HeaderName, Option<HeaderValue>)>);
+pub struct Varying {
+    caller: Caller,
+    values: Vec<(HeaderName, Option<HeaderValue>)>,
+}
 
 impl Varying {
     /// Reads the identity headers and `headers` from `request`: one `(name, None)` for a
@@ -36,7 +64,28 @@ impl Varying {
         request: &HeaderMap,
         headers: impl IntoIterator<Item = &'a HeaderName>,
     ) -> Self {
-        let names = IDENTITY_HEADERS.iter().chain(headers);
+        Self::read_keyed(request, KeyedBy::Credentials, headers)
+    }
+
+    /// As [`Varying::read`], for a request whose answers are for `keyed`: with an
+    /// identity, no credential header's value is read, even one in `headers`.
+    pub fn read_keyed<'a>(
+        request: &HeaderMap,
+        keyed: KeyedBy<'_>,
+        headers: impl IntoIterator<Item = &'a HeaderName>,
+    ) -> Self {
+        let (caller, credentials): (_, &[HeaderName]) = match keyed {
+            KeyedBy::Credentials => (Caller::Credentials, &IDENTITY_HEADERS),
+            KeyedBy::Identity(who) => (
+                Caller::Identity(who.map(|i| (i.provider.clone(), i.subject.clone()))),
+                &[],
+            ),
+        };
+        let by_identity = matches!(caller, Caller::Identity(_));
+        let names = credentials
+            .iter()
+            .chain(headers)
+            .filter(|name| !(by_identity && IDENTITY_HEADERS.contains(name)));
         // One value per name is the usual case: one allocation of the right size.
         let mut values = Vec::with_capacity(names.size_hint().0);
         for name in names {
@@ -46,24 +95,31 @@ impl Varying {
             }
             values.extend(all.map(|value| (name.clone(), Some(value.clone()))));
         }
-        Self(values)
+        Self { caller, values }
     }
 
     /// A copy whose values own their bytes (names come from the config, never a request).
     fn to_owned_values(&self) -> Self {
-        Self(
-            self.0
+        Self {
+            caller: self.caller.clone(),
+            values: self
+                .values
                 .iter()
                 .map(|(name, value)| (name.clone(), value.as_ref().map(owned_value)))
                 .collect(),
-        )
+        }
     }
 
-    /// Bytes held: each value's, and each pair's own size.
+    /// Bytes held: each value's, each pair's own size, and the identity's names.
     fn weight(&self) -> usize {
-        self.0.capacity() * std::mem::size_of::<(HeaderName, Option<HeaderValue>)>()
+        let caller = match &self.caller {
+            Caller::Identity(Some((provider, subject))) => provider.len() + subject.len(),
+            _ => 0,
+        };
+        caller
+            + self.values.capacity() * std::mem::size_of::<(HeaderName, Option<HeaderValue>)>()
             + self
-                .0
+                .values
                 .iter()
                 .map(|(_, v)| v.as_ref().map_or(0, HeaderValue::len))
                 .sum::<usize>()
@@ -86,7 +142,18 @@ impl CacheKey {
         request: &HeaderMap,
         headers: impl IntoIterator<Item = &'a HeaderName>,
     ) -> Self {
-        KeyQuery::new(&method, url, &Varying::read(request, headers)).to_key()
+        Self::keyed(method, url, request, KeyedBy::Credentials, headers)
+    }
+
+    /// As [`CacheKey::new`], for answers that are for `keyed`.
+    pub fn keyed<'a>(
+        method: Method,
+        url: &str,
+        request: &HeaderMap,
+        keyed: KeyedBy<'_>,
+        headers: impl IntoIterator<Item = &'a HeaderName>,
+    ) -> Self {
+        KeyQuery::new(&method, url, &Varying::read_keyed(request, keyed, headers)).to_key()
     }
 
     pub fn url(&self) -> &str {
@@ -221,6 +288,53 @@ mod tests {
         );
     }
 
+    fn identity(provider: &str, sub: &str, token: &str) -> Identity {
+        let claims = serde_json::json!({"sub": sub, "jti": token});
+        let serde_json::Value::Object(claims) = claims else {
+            unreachable!()
+        };
+        Identity::new(provider.into(), &[], claims).unwrap()
+    }
+
+    #[test]
+    fn on_a_route_with_auth_the_identity_keys_the_answer_not_the_token() {
+        let state = foldhash::fast::RandomState::default();
+        let forwarded = [http::header::AUTHORIZATION, http::header::ACCEPT];
+        let key = |token: &'static str, who: Option<&Identity>| {
+            let headers = request(&[("authorization", token), ("cookie", token)]);
+            let varying = Varying::read_keyed(&headers, KeyedBy::Identity(who), &forwarded);
+            let query = KeyQuery::new(&Method::GET, "http://u/a", &varying);
+            assert_eq!(state.hash_one(query), state.hash_one(query.to_key()));
+            query.to_key()
+        };
+        let (ada1, ada2) = (identity("users", "ada", "1"), identity("users", "ada", "2"));
+        let bob = identity("users", "bob", "1");
+        // The same user with a refreshed token: the same key.
+        assert_eq!(
+            key("Bearer one", Some(&ada1)),
+            key("Bearer two", Some(&ada2))
+        );
+        // Two users, or one subject of two providers: never.
+        assert_ne!(
+            key("Bearer one", Some(&ada1)),
+            key("Bearer one", Some(&bob))
+        );
+        let partner = identity("partners", "ada", "1");
+        assert_ne!(
+            key("Bearer one", Some(&ada1)),
+            key("Bearer one", Some(&partner))
+        );
+        // Anonymous requests share one entry, whatever else they send, and never a
+        // user's.
+        assert_eq!(key("Basic x", None), key("Basic y", None));
+        assert_ne!(key("Basic x", None), key("Basic x", Some(&ada1)));
+        // A route without auth keys the credentials as before.
+        let headers = request(&[("authorization", "Bearer one")]);
+        let by_token = Varying::read(&headers, &forwarded);
+        let query = KeyQuery::new(&Method::GET, "http://u/a", &by_token);
+        assert!(!query.equivalent(&key("Bearer one", None)));
+    }
+
     #[test]
     fn a_stored_key_owns_its_values() {
         let buffer = bytes::Bytes::from(b"GET / HTTP/1.1\r\nauthorization: Bearer a\r\n".to_vec());
@@ -229,7 +343,7 @@ mod tests {
         headers.insert(http::header::AUTHORIZATION, value);
         let varying = Varying::read(&headers, &[]);
         let key = KeyQuery::new(&Method::GET, "http://u/a", &varying).to_key();
-        let stored = key.0.varying.0[0].1.as_ref().unwrap();
+        let stored = key.0.varying.values[0].1.as_ref().unwrap();
         assert_eq!(stored, "Bearer a");
         let range = buffer.as_ptr_range();
         assert!(

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod key;
-pub use key::{CacheKey, KeyQuery, Varying, owned_value};
+pub use key::{CacheKey, KeyQuery, KeyedBy, Varying, owned_value};
 
 /// Bytes an entry costs beyond what its key and answer hold: moka's bookkeeping for it
 /// (hash table slot, access and write order nodes, expiry timer), the `Arc`s and the

@@ -9,6 +9,8 @@ use http::HeaderName;
 /// The top-level names an expression may read besides the route's backends.
 pub(super) const REQUEST: &str = "request";
 pub(super) const RESPONSES: &str = "responses";
+/// The request's identity: `auth.sub`, `auth.provider`, `auth.claims`.
+pub(super) const AUTH: &str = "auth";
 
 /// The fields of `request`, as bits: only those read are built per evaluation.
 pub(super) mod field {
@@ -55,6 +57,8 @@ pub(super) struct Reads {
     pub request: u8,
     /// In the order of the route's backends.
     pub backends: Vec<BackendRead>,
+    /// `auth`: the request's identity.
+    pub auth: bool,
 }
 
 struct Walk<'a> {
@@ -64,8 +68,8 @@ struct Walk<'a> {
     reads: Reads,
 }
 
-/// Walks `expr` and lists what it reads; every free name must be `request`, `responses`
-/// or one of `backends`.
+/// Walks `expr` and lists what it reads; every free name must be `request`, `responses`,
+/// `auth` or one of `backends`.
 pub(super) fn reads(expr: &IdedExpr, backends: &[&str]) -> Result<Reads, String> {
     let mut walk = Walk {
         backends,
@@ -215,6 +219,20 @@ impl<'a> Walk<'a> {
             Expr::Ident(name) if !self.is_free(name) => Ok(()),
             Expr::Ident(name) if name == REQUEST => {
                 self.reads.request = field::ALL;
+                Ok(())
+            }
+            Expr::Ident(name) if name == AUTH => {
+                self.reads.auth = true;
+                Ok(())
+            }
+            Expr::Select(s) if ident(&s.operand) == Some(AUTH) && self.is_free(AUTH) => {
+                if !matches!(s.field.as_str(), "sub" | "provider" | "claims") {
+                    return Err(format!(
+                        "auth.{}: the identity has sub, provider and claims",
+                        s.field
+                    ));
+                }
+                self.reads.auth = true;
                 Ok(())
             }
             Expr::Ident(name) if name == RESPONSES => {

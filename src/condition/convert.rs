@@ -5,10 +5,11 @@
 
 use super::analyze::BackendRead;
 use super::json::{Keys, json};
+use crate::auth::Identity;
 use crate::template::{Answered, RenderInput};
 use cel::ExecutionError;
 use cel::common::traits::{self, Container, Indexer, Iterable, Sizer};
-use cel::common::types::{self as cel_types, CelInt, CelMap, CelMapKey, CelString, Type};
+use cel::common::types::{self as cel_types, CelInt, CelMap, CelMapKey, CelNull, CelString, Type};
 use cel::common::value::{CowVal, Val};
 use http::HeaderMap;
 use serde_json::Value as Json;
@@ -243,6 +244,18 @@ pub(super) fn request<'a>(input: &RenderInput<'a>) -> Box<dyn Val + 'a> {
         body: input.body,
         keys: OnceLock::new(),
     })
+}
+
+/// `auth`: the identity's subject, provider and claims; `null` for none.
+pub(super) fn identity<'a>(identity: Option<&'a Identity>) -> Box<dyn Val + 'a> {
+    let Some(identity) = identity else {
+        return Box::new(CelNull);
+    };
+    map(vec![
+        ("sub", Box::new(CelString::from(&*identity.subject))),
+        ("provider", Box::new(CelString::from(&*identity.provider))),
+        ("claims", json(&identity.claims)),
+    ])
 }
 
 /// `responses.NAME`: the answer's status, the headers the condition reads, and its body

@@ -12,7 +12,9 @@
 //!   there is none);
 //! - a backend of the route by name: its answer's JSON body (`size(cart.items) > 0`);
 //! - `responses.NAME.status`, `responses.NAME.headers['etag']` and `responses.NAME.body`:
-//!   a backend's answer with its status and the response headers conditions name.
+//!   a backend's answer with its status and the response headers conditions name;
+//! - `auth.sub`, `auth.provider` and `auth.claims` (a map): the identity the route's
+//!   `auth` proved; `auth` is `null` on an anonymous request (`auth_optional`).
 //!
 //! Compiling also records what the condition reads, so that the route waits for those
 //! backends' answers before deciding, keeps the response headers it names, and reads the
@@ -50,6 +52,8 @@ pub struct Condition {
     request: u8,
     /// The backends read, in the route's order.
     backends: Vec<BackendRead>,
+    /// Whether it reads `auth`, the request's identity.
+    auth: bool,
 }
 
 /// Conditions are equal when written alike: the rest is derived from the text.
@@ -98,6 +102,7 @@ impl Condition {
             program: Arc::new(program),
             request: reads.request,
             backends: reads.backends,
+            auth: reads.auth,
         })
     }
 
@@ -109,6 +114,11 @@ impl Condition {
     /// The backends (by index) whose answers the condition reads.
     pub fn answers_read(&self) -> impl Iterator<Item = usize> + '_ {
         self.backends.iter().map(|b| b.index)
+    }
+
+    /// Whether the condition reads the request's identity (`auth`).
+    pub fn reads_auth(&self) -> bool {
+        self.auth
     }
 
     /// Whether the condition reads `request.body` (or the whole `request`).
@@ -129,6 +139,9 @@ impl Condition {
         let mut context = Context::with_env(Arc::clone(&STDLIB));
         if self.request != 0 {
             context.add_variable_as_val(analyze::REQUEST, convert::request(input));
+        }
+        if self.auth {
+            context.add_variable_as_val(analyze::AUTH, convert::identity(input.auth));
         }
         let mut responses = Vec::new();
         for read in &self.backends {
@@ -155,5 +168,7 @@ impl Condition {
     }
 }
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod tests;

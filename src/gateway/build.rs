@@ -6,6 +6,7 @@ use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLog, AccessLogError, DropCounters};
 use crate::aggregate::{AggregateRoute, Backend, BodyUse};
 use crate::auth::Provider;
+use crate::auth::claim_headers::ClaimHeaders;
 use crate::cache::ResponseCache;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
 use crate::limits::RouteLimit;
@@ -70,6 +71,7 @@ impl Gateway {
             };
             upstreams.insert(name, up);
         }
+        let claim_headers = ClaimHeaders::of(compiled.auth.values());
         // A provider whose `[auth.NAME]` did not change keeps its fetched key set and
         // its cache of verified tokens.
         let auth: BTreeMap<String, Arc<Provider>> = compiled
@@ -144,6 +146,7 @@ impl Gateway {
                     status_from,
                     headers_from,
                     access_log: compiled.access_log.enabled,
+                    authenticated: spec.auth.is_some(),
                     backends: backends
                         .into_iter()
                         .map(|b| {
@@ -173,6 +176,7 @@ impl Gateway {
                         cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
                         upgrade: p.upgrade,
                         underscores_in_headers: spec.underscores_in_headers,
+                        authenticated: spec.auth.is_some(),
                     })
                 }
             };
@@ -237,6 +241,7 @@ impl Gateway {
             routes,
             upstreams,
             auth,
+            claim_headers,
             cache,
             metrics,
             access_log,

@@ -40,6 +40,8 @@ pub struct Gateway {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// `[auth.NAME]` providers, carried over a reload that leaves one as it was.
     pub auth: BTreeMap<String, Arc<crate::auth::Provider>>,
+    /// Every provider's `claims_to_headers` names: removed from every request.
+    pub claim_headers: crate::auth::claim_headers::ClaimHeaders,
     /// The response cache shared by every route.
     pub cache: Arc<ResponseCache>,
     /// The process's metrics: the same registry across reloads.

@@ -302,7 +302,10 @@ impl Gateway {
             ref identity,
         } = *admitted;
         let identity = identity.as_deref();
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        // Before any handler reads a header: a client's copy of a header the gateway sets
+        // from an identity never goes on, on any route.
+        self.claim_headers.strip(&mut parts.headers);
         // Each handler's future is boxed: they are large, and unboxed they would make
         // every layer's future as large, copied whole each time one is wrapped.
         let (result, passthrough, backends) = match &route.handler {
@@ -316,7 +319,7 @@ impl Gateway {
                     Err(e) => (Err(GatewayError::from(e)), false, None),
                 }
             }
-            Handler::Proxy(p) => match proxy::target_url(p, &parts, params) {
+            Handler::Proxy(p) => match proxy::target_url(p, &parts, params, identity) {
                 Ok(url) => {
                     let forward =
                         proxy::forward(p, url, parts, body, peer, request_id, trace, identity);

@@ -5,8 +5,8 @@ use super::{ProxyRoute, strip_hop_by_hop};
 use crate::aggregate::BackendError;
 use crate::body::{Body, full};
 use crate::cache::{
-    CacheKey, CacheOutcome, CachePolicy, Entry, FetchError, Fetched, ResponseCache, Stored,
-    cache_control, forbids_storing,
+    CacheKey, CacheOutcome, CachePolicy, Entry, FetchError, Fetched, KeyedBy, ResponseCache,
+    Stored, cache_control, forbids_storing,
 };
 use crate::error::GatewayError;
 use crate::trace::record::CallTrace;
@@ -58,9 +58,10 @@ pub async fn serve(
     ttl: Duration,
     url: String,
     headers: HeaderMap,
+    keyed: KeyedBy<'_>,
     call: CallTrace,
 ) -> Result<Response<Body>, GatewayError> {
-    let key = CacheKey::new(Method::GET, &url, &headers, &KEYED);
+    let key = CacheKey::keyed(Method::GET, &url, &headers, keyed, &KEYED);
     let policy = CachePolicy {
         ttl,
         ..CachePolicy::default()

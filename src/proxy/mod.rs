@@ -13,8 +13,9 @@ pub use redirect::LocationRewrite;
 pub use upgrade::Drain;
 
 use crate::auth::Identity;
+use crate::auth::claim_headers::set_upstream_headers;
 use crate::body::{Body, BodyError, ClientBody, IdleTimeout, is_length_limit};
-use crate::cache::ResponseCache;
+use crate::cache::{KeyedBy, ResponseCache};
 use crate::error::GatewayError;
 use crate::request_id::X_REQUEST_ID;
 use crate::template::{RenderInput, Template};
@@ -51,6 +52,8 @@ pub struct ProxyRoute {
     pub underscores_in_headers: bool,
     /// Rewrites redirects to the upstream's own URL; `None` when off or not mappable.
     pub redirects: Option<LocationRewrite>,
+    /// The route has `auth`: cache keys hold the identity in place of credentials.
+    pub authenticated: bool,
 }
 
 /// An upgrade the client asked for and the route allows.
@@ -61,13 +64,18 @@ struct Upgrade {
     drain: Option<Drain>,
 }
 
-/// The upstream URL of a request: the rendered path, then the client's query string.
+/// The upstream URL of a request: the rendered path (which may read the request's
+/// identity, `{auth.sub}`), then the client's query string.
 pub fn target_url(
     route: &ProxyRoute,
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
+    identity: Option<&Identity>,
 ) -> Result<String, GatewayError> {
-    let input = RenderInput::request(&parts.method, params, None, &parts.headers);
+    let input = RenderInput {
+        auth: identity,
+        ..RenderInput::request(&parts.method, params, None, &parts.headers)
+    };
     let mut url = route
         .path
         .render(&route.upstream.spec.base, &input)
@@ -97,7 +105,7 @@ pub async fn forward(
     peer: SocketAddr,
     request_id: &HeaderValue,
     trace: &TraceContext,
-    _identity: Option<&Identity>,
+    identity: Option<&Identity>,
 ) -> Result<Response<Body>, GatewayError> {
     let upstream = &route.upstream;
     // An upgrade passes only for a protocol the route allows, and only over a
@@ -127,12 +135,19 @@ pub async fn forward(
     for (k, v) in &upstream.spec.headers {
         headers.insert(k, v.clone());
     }
+    set_upstream_headers(&mut headers, identity);
     if let Some((cache, ttl)) = &route.cache
         && (parts.method == Method::GET || parts.method == Method::HEAD)
         && upgrade.is_none()
     {
         // Boxed, as the general path below: few requests take it.
-        let mut answer = Box::pin(cached::serve(route, cache, *ttl, url, headers, call)).await?;
+        let keyed = if route.authenticated {
+            KeyedBy::Identity(identity)
+        } else {
+            KeyedBy::Credentials
+        };
+        let serve = cached::serve(route, cache, *ttl, url, headers, keyed, call);
+        let mut answer = Box::pin(serve).await?;
         if let Some(redirects) = &route.redirects {
             redirects.rewrite(answer.headers_mut());
         }

@@ -4,8 +4,8 @@
 //! change the upstream path. Header value templates (`text`) and JSON body templates
 //! (`json`) read the same sources (`source`) with rules of their own, written there.
 //! Values come from the request (its path, query, headers and JSON body), from another
-//! backend's answer (`{user.address.city}`, `{responses.user.status}`) or from the
-//! element of a `for_each` (`{item.id}`).
+//! backend's answer (`{user.address.city}`, `{responses.user.status}`), from the
+//! element of a `for_each` (`{item.id}`) or from the request's identity (`{auth.sub}`).
 
 use crate::auth::Identity;
 use http::{HeaderMap, Method, StatusCode};
@@ -270,6 +270,11 @@ impl Template {
         self.sources().any(|s| matches!(s, Source::Item(_)))
     }
 
+    /// Whether the template reads the request's identity (`{auth...}`).
+    pub fn reads_auth(&self) -> bool {
+        self.sources().any(Source::reads_auth)
+    }
+
     /// Whether the template reads the client's JSON body.
     pub fn reads_body(&self) -> bool {
         self.sources().any(|s| matches!(s, Source::Body(_)))
@@ -304,11 +309,13 @@ mod text;
 mod value;
 
 pub use json::{BodyTemplate, BodyTemplateError};
-pub use source::Source;
+pub use source::{AuthField, Source};
 pub use text::TextTemplate;
 
 use source::parse_source;
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod json_tests;
 #[cfg(test)]

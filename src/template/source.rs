@@ -9,9 +9,12 @@
 //! | `{responses.user.status}`            | backend `user`'s answer status (a number)    |
 //! | `{responses.user.headers.etag}`      | a header of backend `user`'s answer          |
 //! | `{item}`, `{item.id}`                | the element a `for_each` backend calls for   |
+//! | `{auth.sub}`, `{auth.provider}`      | the request's identity: subject, provider    |
+//! | `{auth.claims.tenant}`               | a verified claim of the request's identity   |
 //!
 //! `{body...}` and `{responses...}` exist only in an aggregate backend's templates (a
-//! backend may not be named `body`, `request` or `responses`). The last three rows and
+//! backend may not be named `auth`, `body`, `request` or `responses`). `{auth...}` is
+//! parsed anywhere; `validate` refuses it on a route without `auth`. The last three rows and
 //! `{user.a.b}` read another backend: the reader waits for that backend's answer.
 
 use super::Scope;
@@ -46,11 +49,25 @@ pub enum Source {
     },
     /// `{item}` or `{item.id}`: the element a `for_each` backend is calling for.
     Item(Option<Path>),
+    /// `{auth.sub}`, `{auth.provider}` or `{auth.claims.PATH}`: the identity the
+    /// route's `auth` proved. Missing on an anonymous request (`auth_optional`).
+    Auth(AuthField),
+}
+
+/// What a `{auth...}` placeholder reads of the request's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthField {
+    /// `{auth.sub}`: the subject.
+    Subject,
+    /// `{auth.provider}`: the `[auth.NAME]` provider that accepted the request.
+    Provider,
+    /// `{auth.claims.tenant}`: a verified claim, with its JSON type.
+    Claim(Path),
 }
 
 impl Source {
-    /// The value as written in a template, for error messages.
-    pub(super) fn describe(&self) -> String {
+    /// The value as written in a template (without braces), for error messages.
+    pub fn describe(&self) -> String {
         match self {
             Source::Param(n) => format!("route parameter {n}"),
             Source::Query(n) => format!("query parameter {n}"),
@@ -64,15 +81,28 @@ impl Source {
             }
             Source::Item(None) => "item".into(),
             Source::Item(Some(path)) => format!("item.{path}"),
+            Source::Auth(AuthField::Subject) => "auth.sub".into(),
+            Source::Auth(AuthField::Provider) => "auth.provider".into(),
+            Source::Auth(AuthField::Claim(path)) => format!("auth.claims.{path}"),
         }
     }
 
-    /// Whether the value comes from the client's request (not from an answer).
+    /// Whether the value comes from the client's request (not from an answer). The
+    /// identity does: an anonymous request that lacks it is the client's to fix.
     pub(super) fn is_from_request(&self) -> bool {
         matches!(
             self,
-            Source::Param(_) | Source::Query(_) | Source::Header(_) | Source::Body(_)
+            Source::Param(_)
+                | Source::Query(_)
+                | Source::Header(_)
+                | Source::Body(_)
+                | Source::Auth(_)
         )
+    }
+
+    /// Whether the value is the request's identity (`{auth...}`).
+    pub fn reads_auth(&self) -> bool {
+        matches!(self, Source::Auth(_))
     }
 
     /// The backend (by index) whose answer this reads, if any.
@@ -135,6 +165,23 @@ fn parse_response(name: &str, rest: &str, scope: &Scope<'_>) -> Result<Source, S
     })
 }
 
+/// `auth.sub`, `auth.provider` or `auth.claims.PATH`.
+fn parse_auth(name: &str) -> Result<AuthField, String> {
+    match name {
+        "auth.sub" => return Ok(AuthField::Subject),
+        "auth.provider" => return Ok(AuthField::Provider),
+        _ => {}
+    }
+    if let Some(path) = name.strip_prefix("auth.claims.") {
+        return Path::parse(path)
+            .map(AuthField::Claim)
+            .map_err(|e| format!("{{{name}}}: {e}"));
+    }
+    Err(format!(
+        "{{{name}}}: write {{auth.sub}}, {{auth.provider}} or {{auth.claims.NAME}} (such as {{auth.claims.tenant}})"
+    ))
+}
+
 pub(super) fn parse_source(name: &str, scope: &Scope<'_>) -> Result<Source, String> {
     let route_params = scope.params;
     let known = || {
@@ -156,6 +203,9 @@ pub(super) fn parse_source(name: &str, scope: &Scope<'_>) -> Result<Source, Stri
             .map_err(|_| format!("{{header.{h}}}: \"{h}\" is not a valid header name"));
     }
     let is_param = route_params.iter().any(|p| p == name);
+    if !is_param && (name == "auth" || name.starts_with("auth.")) {
+        return parse_auth(name).map(Source::Auth);
+    }
     // A route parameter of that name wins over the for_each element.
     if scope.item && !is_param {
         if name == "item" {

@@ -1,6 +1,7 @@
 //! A placeholder's value: where it is looked up, and how it is written into the URL;
 //! also as plain text (header values, JSON strings) and with its JSON type.
 
+use super::source::AuthField;
 use super::{Answered, Encoding, Problem, RenderInput, Source};
 use percent_encoding::{
     AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_decode_str, utf8_percent_encode,
@@ -80,6 +81,16 @@ pub(super) fn lookup<'a>(source: &Source, input: &RenderInput<'a>) -> Result<Tex
             };
             return value.map_or(Err(Problem::Missing), scalar);
         }
+        Source::Auth(field) => {
+            let identity = input.auth.ok_or(Problem::Missing)?;
+            return match field {
+                AuthField::Subject => Ok(Text::plain(Cow::Borrowed(identity.subject.as_bytes()))),
+                AuthField::Provider => Ok(Text::plain(Cow::Borrowed(identity.provider.as_bytes()))),
+                AuthField::Claim(path) => {
+                    identity.claim(path).map_or(Err(Problem::Missing), scalar)
+                }
+            };
+        }
     };
     found.ok_or(Problem::Missing)
 }
@@ -122,7 +133,16 @@ pub(super) fn json<'a>(
         Source::Status { backend, .. } => answered(input, *backend)
             .map(|a| Cow::Owned(Value::from(a.status.as_u16())))
             .ok_or(Problem::Missing),
-        Source::Param(_) | Source::Query(_) | Source::Header(_) | Source::ResponseHeader { .. } => {
+        Source::Auth(AuthField::Claim(path)) => input
+            .auth
+            .and_then(|identity| identity.claim(path))
+            .map(Cow::Borrowed)
+            .ok_or(Problem::Missing),
+        Source::Param(_)
+        | Source::Query(_)
+        | Source::Header(_)
+        | Source::ResponseHeader { .. }
+        | Source::Auth(AuthField::Subject | AuthField::Provider) => {
             let bytes = text(source, input)?;
             let string = String::from_utf8(bytes.into_owned()).map_err(|_| Problem::NotUtf8)?;
             Ok(Cow::Owned(Value::String(string)))

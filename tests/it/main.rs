@@ -21,6 +21,7 @@ mod access_log;
 mod admin;
 mod aggregate;
 mod auth_e2e;
+mod auth_flow;
 mod auth_jwt;
 mod auth_routes;
 mod backend_answers;

@@ -3,6 +3,7 @@
 
 mod access_log;
 mod auth;
+mod auth_flow;
 mod auth_jwt;
 mod auth_keys;
 mod backend;
@@ -77,14 +78,18 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let providers: Vec<&str> = config.auth.keys().map(String::as_str).collect();
     let mut table = RouteTable::default();
     let mut routes = Vec::new();
+    let mut route_places = Vec::new();
     for (i, r) in config.routes.iter().enumerate() {
         let place = format!("routes[{i}]");
         if let Some(route) = route(
             &place, r, &server, &known, &providers, &mut p, &mut table, i,
         ) {
+            auth_flow::identity_reads(&place, r, &route.kind, &mut p);
             routes.push(route);
+            route_places.push(i);
         }
     }
+    auth_flow::claim_header_owners(&auth, &upstreams, &routes, &route_places, &mut p);
     if p.0.is_empty() {
         let (document, hash) = super::document::document(config);
         Ok(Compiled {

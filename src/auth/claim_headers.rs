@@ -1,0 +1,135 @@
+//! The upstream request headers providers set from an identity (`claims_to_headers`),
+//! and the rule that keeps them honest: every client copy of any of their names is
+//! removed from every request, on every route, before anything reads the request's
+//! headers (templates, conditions, `forward_headers`, a proxy's pass-through), so an
+//! upstream that trusts `x-user-id` only ever sees the gateway's.
+//!
+//! The union of the names is made once per snapshot; a config without
+//! `claims_to_headers` costs a request one length check.
+
+use super::{Identity, ProviderSpec};
+use crate::json_path::Path;
+use http::{HeaderMap, HeaderName};
+use std::sync::Arc;
+
+/// The names every provider's `claims_to_headers` sets, sorted, without repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimHeaders(Arc<[HeaderName]>);
+
+impl ClaimHeaders {
+    /// The union of the providers' header names.
+    pub fn of<'a>(providers: impl IntoIterator<Item = &'a ProviderSpec>) -> Self {
+        Self::of_lists(
+            providers
+                .into_iter()
+                .map(|p| p.claims_to_headers.as_slice()),
+        )
+    }
+
+    /// The union of the names of `claims_to_headers` lists.
+    fn of_lists<'a>(lists: impl IntoIterator<Item = &'a [(HeaderName, Path)]>) -> Self {
+        let mut names: Vec<HeaderName> = lists
+            .into_iter()
+            .flat_map(|list| list.iter().map(|(name, _)| name.clone()))
+            .collect();
+        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        Self(names.into())
+    }
+
+    pub fn names(&self) -> &[HeaderName] {
+        &self.0
+    }
+
+    /// Removes every client copy of the names: all values of each (names are compared
+    /// without case, as `HeaderMap` stores them lower case), and a spelling with `_` for
+    /// `-` (`X_User_Id`), which an upstream reading headers CGI-style takes for the
+    /// same header even when the route passes underscored names.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        if self.0.is_empty() {
+            return;
+        }
+        for name in self.0.iter() {
+            headers.remove(name);
+        }
+        let underscored = |name: &HeaderName| {
+            let name = name.as_str();
+            name.contains('_')
+                && self.0.iter().any(|claim| {
+                    let claim = claim.as_str();
+                    claim.len() == name.len()
+                        && claim
+                            .bytes()
+                            .zip(name.bytes())
+                            .all(|(c, n)| c == n || (c == b'-' && n == b'_'))
+                })
+        };
+        if headers.keys().any(underscored) {
+            let spoofed: Vec<HeaderName> =
+                headers.keys().filter(|n| underscored(n)).cloned().collect();
+            for name in spoofed {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+/// Sets `identity`'s `claims_to_headers` values on an upstream call's headers, replacing
+/// any of the same name. Called last, after hop-by-hop headers (and any the client's
+/// `Connection` named) are removed, so no client header can take them away.
+pub fn set_upstream_headers(headers: &mut HeaderMap, identity: Option<&Identity>) {
+    if let Some(identity) = identity {
+        for (name, value) in &identity.upstream_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn list(names: &[&'static str]) -> Vec<(HeaderName, Path)> {
+        names
+            .iter()
+            .map(|n| (HeaderName::from_static(n), Path::parse("sub").unwrap()))
+            .collect()
+    }
+
+    fn union(lists: &[Vec<(HeaderName, Path)>]) -> ClaimHeaders {
+        ClaimHeaders::of_lists(lists.iter().map(Vec::as_slice))
+    }
+
+    #[test]
+    fn the_union_is_sorted_and_without_repeats() {
+        let names = union(&[list(&["x-user-id", "x-tenant"]), list(&["x-user-id"])]);
+        assert_eq!(names.names(), ["x-tenant", "x-user-id"]);
+        assert!(union(&[list(&[])]).names().is_empty());
+    }
+
+    #[test]
+    fn every_copy_and_spelling_of_a_claim_header_is_removed() {
+        let names = union(&[list(&["x-user-id"])]);
+        let mut headers = HeaderMap::new();
+        // `X-User-Id` and `x-user-id` are one name to `HeaderMap`: two values of it.
+        headers.append("x-user-id", HeaderValue::from_static("admin"));
+        headers.append("x-user-id", HeaderValue::from_static("root"));
+        headers.append("x_user_id", HeaderValue::from_static("admin"));
+        headers.append("x_user-id", HeaderValue::from_static("admin"));
+        headers.append("x-user-ids", HeaderValue::from_static("kept"));
+        headers.append("x_other", HeaderValue::from_static("kept"));
+        names.strip(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-user-ids", "x_other"]);
+    }
+
+    #[test]
+    fn no_claim_headers_leave_the_request_as_it_is() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-user-id", HeaderValue::from_static("admin"));
+        ClaimHeaders::default().strip(&mut headers);
+        assert_eq!(headers.len(), 1);
+    }
+}
