@@ -4,7 +4,8 @@
 
 use super::Problems;
 use crate::auth::ProviderSpec;
-use crate::config::{RouteConfig, RouteKind, RouteSpec, UpstreamSpec};
+use crate::config::{RateLimitSpec, RouteConfig, RouteKind, RouteSpec, UpstreamSpec};
+use crate::limits::LimitKey;
 use crate::template::Source;
 use http::HeaderName;
 use std::collections::BTreeMap;
@@ -113,6 +114,23 @@ pub(super) fn claim_header_owners(
         }
     }
     for (route, index) in routes.iter().zip(route_places) {
+        // The limit runs before the client's copies are removed: keyed on one, any
+        // client would pick its own bucket by sending the header.
+        if let Some(RateLimitSpec {
+            key: LimitKey::Header(name),
+            ..
+        }) = &route.rate_limit
+            && let Some(provider) = owner(name)
+        {
+            p.add(
+                format!("routes[{index}].rate_limit.key"),
+                format!(
+                    "\"header:{name}\" would count the client's own copy, which the gateway \
+                     replaces since [auth.{provider}].claims_to_headers sets it; key the limit \
+                     on the identity with \"auth:sub\" (or \"auth:CLAIM\") and auth on the route"
+                ),
+            );
+        }
         let spec = match &route.kind {
             RouteKind::Proxy(proxy) => {
                 let at = format!("routes[{index}].proxy.path");
@@ -260,5 +278,23 @@ mod tests {
             "{}",
             got[2]
         );
+    }
+
+    #[test]
+    fn a_rate_limit_cannot_be_keyed_on_the_clients_copy_of_a_claim_header() {
+        let got = problems(
+            r#"
+            [[routes]]
+            path = "/a"
+            rate_limit = { rate = "10/min", key = "header:X-User-Id" }
+            [[routes.backends]]
+            name = "me"
+            upstream = "u"
+            path = "/me"
+            "#,
+        );
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(got[0].starts_with("routes[0].rate_limit.key"), "{}", got[0]);
+        assert!(got[0].contains("auth:sub"), "{}", got[0]);
     }
 }
