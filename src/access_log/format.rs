@@ -18,6 +18,7 @@
 //! (`2026-12-01T21:30:00.123Z`), `[01/Dec/2026:21:30:00 +0000]` in `combined`.
 
 use super::{BackendOutcome, LogFormat, Record};
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Appends `record`'s line, newline included, to `out`.
@@ -166,9 +167,41 @@ fn combined(r: &Record, out: &mut Vec<u8>) {
     }
 }
 
-/// The request target: path and query as the client sent them.
-fn target(r: &Record) -> &str {
-    r.uri.path_and_query().map_or("/", |pq| pq.as_str())
+/// The request target: path and query as the client sent them, but for the values of
+/// the query parameters that carry a credential (`Record::redact_query`).
+fn target(r: &Record) -> Cow<'_, str> {
+    let whole = r.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    match (&r.redact_query, r.uri.query()) {
+        (Some(names), Some(query)) => redacted(whole, query, names),
+        _ => Cow::Borrowed(whole),
+    }
+}
+
+/// `whole` with the value of every `query` parameter named in `names` (compared after
+/// percent-decoding, as the provider reads them) replaced by `REDACTED`.
+fn redacted<'a>(whole: &'a str, query: &str, names: &[String]) -> Cow<'a, str> {
+    let secret = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        names.iter().any(|n| *n == name)
+    };
+    if !query.split('&').any(secret) {
+        return Cow::Borrowed(whole);
+    }
+    let path = &whole[..whole.len() - query.len() - 1];
+    let mut out = String::with_capacity(whole.len());
+    out.push_str(path);
+    for (i, pair) in query.split('&').enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        if secret(pair) {
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            out.push_str(name);
+            out.push_str("=REDACTED");
+        } else {
+            out.push_str(pair);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The client's address; an IPv4 one written with integers, not the formatter.

@@ -28,6 +28,10 @@ pub struct Record {
     pub method: Method,
     /// The request target as the client sent it: path and query.
     pub uri: Uri,
+    /// Query parameters that carry a credential (a JWT provider's `token_from =
+    /// "query:NAME"`): their values are written as `REDACTED`. `None` when no provider
+    /// reads a token from the query, the common case, which costs nothing.
+    pub redact_query: Option<Arc<[String]>>,
     pub version: Version,
     /// The route's path pattern, or `unmatched` / `health`: the metrics label.
     pub route: Label,

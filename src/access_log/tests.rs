@@ -24,6 +24,7 @@ pub(super) fn record() -> Record {
         user: None,
         method: Method::GET,
         uri: Uri::from_static("/users/7?full=1"),
+        redact_query: None,
         version: Version::HTTP_11,
         route: Label::new("/users/{id}"),
         status: 200,

@@ -111,6 +111,26 @@ pub enum ProviderSpecKind {
     ApiKeys(api_key::ApiKeysSpec),
 }
 
+/// The query parameters the providers read tokens from (`token_from = "query:NAME"`),
+/// whose values the access log must not write; `None` when no provider reads one.
+pub fn query_token_names<'a>(
+    providers: impl IntoIterator<Item = &'a ProviderSpec>,
+) -> Option<Arc<[String]>> {
+    let mut names: Vec<String> = providers
+        .into_iter()
+        .filter_map(|p| match &p.kind {
+            ProviderSpecKind::Jwt(jwt) => match &jwt.token_from {
+                jwt::token::TokenFrom::Query(name) => Some(name.clone()),
+                _ => None,
+            },
+            ProviderSpecKind::ApiKeys(_) => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    (!names.is_empty()).then(|| names.into())
+}
+
 /// A running provider.
 #[derive(Debug)]
 pub struct Provider {

@@ -72,6 +72,7 @@ impl Gateway {
             upstreams.insert(name, up);
         }
         let claim_headers = ClaimHeaders::of(compiled.auth.values());
+        let token_params = crate::auth::query_token_names(compiled.auth.values());
         // A provider whose `[auth.NAME]` did not change keeps its fetched key set and
         // its cache of verified tokens.
         let auth: BTreeMap<String, Arc<Provider>> = compiled
@@ -242,6 +243,7 @@ impl Gateway {
             upstreams,
             auth,
             claim_headers,
+            token_params,
             cache,
             metrics,
             access_log,

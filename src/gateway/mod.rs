@@ -42,6 +42,9 @@ pub struct Gateway {
     pub auth: BTreeMap<String, Arc<crate::auth::Provider>>,
     /// Every provider's `claims_to_headers` names: removed from every request.
     pub claim_headers: crate::auth::claim_headers::ClaimHeaders,
+    /// The query parameters JWT providers read tokens from (`token_from =
+    /// "query:NAME"`), redacted in the access log; `None` when there are none.
+    pub token_params: Option<Arc<[String]>>,
     /// The response cache shared by every route.
     pub cache: Arc<ResponseCache>,
     /// The process's metrics: the same registry across reloads.

@@ -398,6 +398,7 @@ impl Gateway {
             user,
             method,
             uri,
+            redact_query: self.token_params.clone(),
             version: client.version,
             route: summary.label.clone(),
             status: status.as_u16(),

@@ -405,3 +405,77 @@ async fn lines_the_writer_cannot_take_are_dropped_and_counted_never_waited_for()
         assert!(n < 50_000, "no line dropped after {n} requests");
     }
 }
+
+/// A token read from the query (`token_from = "query:NAME"`) is part of the request
+/// target, which every format writes: its value is written as `REDACTED`, in every line
+/// (accepted or refused), while the rest of the query is as the client sent it.
+#[tokio::test]
+async fn a_query_token_is_redacted_in_every_format() {
+    const SECRET: &str = "access-log-test-secret-0123456789abcdef";
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({"sub": "ada", "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    let up = MockUpstream::builder()
+        .route("*", Reply::json(r#"{"ok":true}"#))
+        .start()
+        .await;
+    for format in ["json", "text", "combined"] {
+        let dir = log_dir();
+        let path = dir.join("access.log");
+        let toml = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[access_log]
+enabled = true
+path = "{path}"
+format = "{format}"
+flush = "10ms"
+
+[auth.q]
+secret = "{SECRET}"
+token_from = "query:access_token"
+
+[upstreams.up]
+url = "{url}"
+
+[[routes]]
+path = "/p/{{*rest}}"
+auth = "q"
+proxy = {{ upstream = "up", path = "/{{rest}}" }}
+"#,
+            path = path.display(),
+            url = up.url(),
+        );
+        let gw = start_gateway(&toml).await;
+        let ok = format!("{format}-ok");
+        let url = gw.url(&format!("/p/{ok}?page=2&access_token={token}&q=1"));
+        assert_eq!(get(&url, &ok).await, 200);
+        let refused = format!("{format}-refused");
+        let url = gw.url(&format!("/p/{refused}?%61ccess_token={token}x"));
+        assert_eq!(get(&url, &refused).await, 401);
+        let line = line_of(&path, &ok).await;
+        assert!(
+            !line.contains(&token),
+            "{format}: the token was logged: {line}"
+        );
+        assert!(
+            line.contains(&format!("/p/{ok}?page=2&access_token=REDACTED&q=1")),
+            "{format}: {line}"
+        );
+        let line = line_of(&path, &refused).await;
+        assert!(
+            !line.contains(&token),
+            "{format}: the token was logged: {line}"
+        );
+        assert!(
+            line.contains(&format!("/p/{refused}?%61ccess_token=REDACTED")),
+            "{format}: {line}"
+        );
+    }
+}
