@@ -9,7 +9,6 @@ use crate::common;
 use common::{MockUpstream, Reply, client, eventually_some, start_gateway, start_reloadable};
 use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 const MOBILE: &str = "mobile-key-0123456789abcdef";
 const WEB: &str = "web-key-0123456789abcdef";
@@ -18,15 +17,7 @@ const PARTNER: &str = "partner-key-0123456789abcdef";
 
 /// A new empty directory for a test's files.
 fn dir() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fanout-auth-routes-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("auth-routes")
 }
 
 async fn upstream() -> MockUpstream {
@@ -99,11 +90,7 @@ async fn get(
 }
 
 fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    common::file_lines(path)
 }
 
 /// The access log entry of request `id`, once it is written.

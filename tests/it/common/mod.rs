@@ -632,15 +632,32 @@ impl ReloadableGateway {
     }
 }
 
-/// Serves `toml` from a file of its own, with a reloader (and no watcher).
-pub async fn start_reloadable(toml: &str) -> ReloadableGateway {
+/// A new, empty directory for one test's files, named after `what` and unique in
+/// the run.
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "fanout-reload-{}-{}",
+        "fanout-{what}-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     ));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The lines written to the file at `path` so far (none when it does not exist yet).
+pub fn file_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Serves `toml` from a file of its own, with a reloader (and no watcher).
+pub async fn start_reloadable(toml: &str) -> ReloadableGateway {
+    let dir = scratch_dir("reload");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml).unwrap();
     let mut compiled = compile_file(&path, &Env::default())
