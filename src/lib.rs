@@ -25,6 +25,7 @@
 //! - [`router`]: the compiled route table (matchit), path normalization, 404 and 405.
 //! - [`server`]: the listener, the own HTTP/1.1 connection (hyper for the rest), shutdown.
 //! - [`template`]: upstream path templates and the encoding that keeps values in place.
+//! - [`tls`]: TLS at the edge: the listener's rustls config from `[server.tls]`, per snapshot.
 //! - [`trace`]: W3C Trace Context on every upstream call, spans, their OTLP export.
 //! - [`upstream`]: one transport per upstream, its protection, one call with a deadline.
 
@@ -51,5 +52,6 @@ pub mod request_id;
 pub mod router;
 pub mod server;
 pub mod template;
+pub mod tls;
 pub mod trace;
 pub mod upstream;

@@ -88,6 +88,10 @@ pub struct ServerSpec {
     /// `None`: no admin listener.
     pub admin_listen: Option<SocketAddr>,
     pub admin_token: Option<String>,
+    /// `[server.tls]`; `None`: the main listener is plain HTTP.
+    pub tls: Option<super::tls::ServerTlsSpec>,
+    /// The plain listener that redirects to https (`redirect_http`).
+    pub redirect_http: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +130,10 @@ pub struct UpstreamSpec {
     /// Consecutive failures that open the circuit, and for how long.
     pub circuit_breaker: Option<(u32, Duration)>,
     pub health_check: Option<HealthCheckSpec>,
+    /// The upstream's `tls`; `None`: the platform's roots, no client certificate.
+    pub tls: Option<super::tls::UpstreamTlsSpec>,
+    /// Cleartext HTTP/2 with prior knowledge.
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

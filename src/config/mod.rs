@@ -8,6 +8,7 @@ mod document;
 mod env;
 mod load;
 mod plan;
+mod tls;
 mod units;
 mod validate;
 
@@ -22,6 +23,10 @@ pub use document::{REDACTED, SECRET_ROUNDS};
 pub use env::Env;
 pub use load::{compile, compile_file, load_str};
 pub use plan::Plan;
+pub use tls::{
+    ClientAuthSpec, ServerCert, ServerTlsConfig, ServerTlsSpec, TlsCertConfig, TlsVersion,
+    UpstreamTlsConfig, UpstreamTlsSpec,
+};
 pub use units::{parse_duration, parse_size};
 pub use validate::validate;
 
@@ -129,6 +134,11 @@ pub struct ServerConfig {
     pub admin_listen: String,
     /// Bearer token required for the admin POSTs, and for any non-loopback admin address.
     pub admin_token: Option<String>,
+    /// TLS on the main listener; absent: plain HTTP.
+    pub tls: Option<ServerTlsConfig>,
+    /// With `tls`: an address (`IP:PORT`) of a plain listener that answers every request
+    /// with `308` to the same URL over https.
+    pub redirect_http: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -152,6 +162,8 @@ impl Default for ServerConfig {
             max_connections: None,
             admin_listen: "127.0.0.1:9901".into(),
             admin_token: None,
+            tls: None,
+            redirect_http: None,
         }
     }
 }
@@ -301,6 +313,11 @@ pub struct UpstreamConfig {
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// Probe the upstream in the background; calls fail at once while it is unhealthy.
     pub health_check: Option<HealthCheckConfig>,
+    /// How the upstream's certificate is checked and what the gateway presents to it.
+    pub tls: Option<UpstreamTlsConfig>,
+    /// Speak cleartext HTTP/2 to an `http://` upstream without asking first (prior
+    /// knowledge), as gRPC services expect.
+    pub h2c: bool,
 }
 
 /// `rate_limit = { rate = "1000/s" }` on an upstream.
@@ -372,6 +389,8 @@ impl Default for UpstreamConfig {
             hedge_after: None,
             circuit_breaker: None,
             health_check: None,
+            tls: None,
+            h2c: false,
         }
     }
 }

@@ -37,6 +37,8 @@ pub enum BuildError {
     RouteConflict { route: String, conflict: String },
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    #[error("server.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Gateway {
@@ -223,6 +225,12 @@ impl Gateway {
                     conflict,
                 })?;
         }
+        let tls = compiled
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let access_log = match previous {
             Some(p) => {
                 p.access_log.apply(&compiled.access_log)?;
@@ -238,6 +246,7 @@ impl Gateway {
         };
         Ok(Self {
             server: compiled.server,
+            tls,
             config,
             routes,
             upstreams,

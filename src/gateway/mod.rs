@@ -34,6 +34,9 @@ pub type LiveGateway = Arc<ArcSwap<Gateway>>;
 #[derive(Debug)]
 pub struct Gateway {
     pub server: ServerSpec,
+    /// The main listener's handshake settings (`[server.tls]`), rebuilt with every
+    /// snapshot so a reload rotates certificates; `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The config this snapshot was built from: for diffs and `/config`.
     pub config: Compiled,
     pub routes: RouteTable<Route>,

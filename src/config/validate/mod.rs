@@ -11,6 +11,7 @@ mod policy;
 mod route;
 mod route_auth;
 mod server;
+mod tls;
 mod tracing;
 mod upstream;
 mod write;

@@ -71,6 +71,8 @@ pub(super) fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         max_connections: s.max_connections,
         admin_listen: admin_listen(s, p),
         admin_token: admin_token(s, p),
+        tls: s.tls.as_ref().and_then(|t| super::tls::server_tls(t, p)),
+        redirect_http: None,
     }
 }
 

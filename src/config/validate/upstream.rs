@@ -159,5 +159,7 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
                 timeout: p.duration(&format!("{place}.health_check.timeout"), &h.timeout),
             }
         }),
+        tls: None,
+        h2c: u.h2c,
     }
 }
