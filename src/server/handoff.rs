@@ -29,19 +29,20 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::Service;
 
 /// Serves the rest of the connection with hyper. `read`: bytes taken from the socket
 /// that hyper has to see first.
-pub async fn serve<S: ConnService>(
-    stream: TcpStream,
+pub async fn serve<S: ConnService, IO>(
+    stream: IO,
     read: Bytes,
     service: S,
     settings: &ConnSettings,
     mut shutdown: watch::Receiver<()>,
-) {
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = Checked {
         service,
         send_timeout: settings.send_timeout,
@@ -144,12 +145,12 @@ fn host_refusal<B>(request: &Request<B>) -> Option<Refusal> {
 
 /// A socket with bytes already read from it put back in front, and its writes bounded by
 /// the send timeout.
-struct Replayed {
+struct Replayed<IO> {
     read: Bytes,
-    stream: SendTimeout<TcpStream>,
+    stream: SendTimeout<IO>,
 }
 
-impl AsyncRead for Replayed {
+impl<IO: AsyncRead + Unpin> AsyncRead for Replayed<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -166,7 +167,7 @@ impl AsyncRead for Replayed {
     }
 }
 
-impl AsyncWrite for Replayed {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Replayed<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

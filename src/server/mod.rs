@@ -9,6 +9,7 @@ mod conn;
 mod handoff;
 mod send_timeout;
 mod settings;
+mod tls;
 
 pub(crate) use accept::Acceptor;
 pub(crate) use send_timeout::SendTimeout;
@@ -109,11 +110,20 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let service = connection_service(&live, cors.as_ref(), peer);
         let (shared, stopping) = (conn_settings.clone(), stopped.clone());
+        // The snapshot's handshake settings at accept: a reload's new certificate
+        // serves the next connection, and this one keeps what it shook hands with.
+        let tls = live.load().tls.clone();
         // The connection's future is made inside the task: made outside and awaited
         // inside, the task would hold it twice (as captured, and as awaited), and an
         // idle connection's memory is mostly its task.
         tokio::spawn(async move {
-            conn::serve(stream, service, shared, stopping).await;
+            match tls {
+                None => conn::serve(stream, service, shared, stopping).await,
+                // Boxed: a plain connection's task does not carry the TLS state.
+                Some(config) => {
+                    Box::pin(tls::serve(stream, config, service, shared, stopping)).await;
+                }
+            }
             drop(slot);
         });
     }
