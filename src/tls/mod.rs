@@ -3,6 +3,8 @@
 //! reload, so a new certificate serves the next handshake and connections already open
 //! keep theirs. ALPN offers `h2` before `http/1.1`.
 
+pub mod client_cert;
+
 use crate::config::{ServerTlsSpec, TlsVersion};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
