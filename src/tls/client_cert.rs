@@ -170,7 +170,7 @@ fn write_attribute(attribute: &AttributeTypeAndValue<'_>, out: &mut String) {
 fn attribute_text(attribute: &AttributeTypeAndValue<'_>) -> Option<String> {
     use x509_parser::asn1_rs::Tag;
     let value = attribute.attr_value();
-    let data = value.data.as_ref();
+    let data = value.data;
     match value.tag() {
         Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::NumericString => {
             std::str::from_utf8(data).ok().map(str::to_string)
