@@ -31,7 +31,8 @@ pub async fn run_redirect(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, https_port, "redirecting plain HTTP to https");
+        // Not `addr`: that field names the main listener in the log.
+        tracing::info!(listen = %addr, https_port, "redirect_http: redirecting plain HTTP to https");
     }
     let mut acceptor = Acceptor::new(listener, "redirect_http");
     let (stop, stopped) = watch::channel(());

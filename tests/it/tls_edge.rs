@@ -674,3 +674,50 @@ async fn the_redirect_listener_stops_when_told() {
         "the idle connection is closed: {closed:?}"
     );
 }
+
+/// The binary with `redirect_http`: the listener comes up beside the TLS one, redirects
+/// to the port the main listener was given, and goes away with the process on SIGTERM.
+#[test]
+fn the_binary_serves_redirect_http_beside_the_tls_listener() {
+    let dir = scratch_dir("tls-edge-redirect-process");
+    let ca = TestCa::new("process CA");
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nredirect_http = \"127.0.0.1:0\"\n{}",
+        tls_toml(&ca, &dir, None)
+    );
+    let mut gateway = common::GatewayProcess::start(&toml);
+    let logged = || {
+        gateway.logs().iter().find_map(|line| {
+            let at = line.find("listen=")?;
+            line[at + 7..]
+                .split_whitespace()
+                .next()?
+                .parse::<std::net::SocketAddr>()
+                .ok()
+        })
+    };
+    let started = std::time::Instant::now();
+    let redirect = loop {
+        if let Some(addr) = logged() {
+            break addr;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no redirect listener logged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(common::raw_request(
+        redirect,
+        "GET /x?y=1 HTTP/1.1\r\nHost: localhost:80\r\nConnection: close\r\n\r\n",
+    ));
+    assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
+    let expected = format!("https://localhost:{}/x?y=1", gateway.addr.port());
+    assert_eq!(header(&answer, "location"), Some(expected.as_str()));
+    assert!(gateway.terminate().success());
+    assert!(std::net::TcpStream::connect(redirect).is_err());
+}
