@@ -258,3 +258,44 @@ fn check_prints_the_fourteen_day_warning_and_exits_0() {
         "{warning}"
     );
 }
+
+/// The binary: a certificate close to expiry is logged as a warning at start, and the
+/// watch `fanout run` starts swaps in a replaced pair (trigger `tls_files`) without an
+/// edit of the config.
+#[tokio::test]
+async fn the_binary_warns_at_start_and_rotates_on_a_file_change() {
+    let dir = scratch_dir("tls-binary");
+    let ca = TestCa::new("binary CA");
+    let now = SystemTime::now();
+    let soon = ca.server_valid(&["localhost"], now - DAY, now + 3 * DAY);
+    let (cert, key) = soon.write(&dir, "tls");
+    let gw = common::GatewayProcess::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nhealth_path = \"/healthz\"\n\
+         [access_log]\nenabled = false\n\
+         [server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let warned = |logs: &[String]| {
+        logs.iter()
+            .filter(|l| l.contains("config warning") && l.contains("server.tls.cert"))
+            .count()
+    };
+    assert_eq!(warned(&gw.logs()), 1, "{:#?}", gw.logs());
+    assert_eq!(served(gw.addr).await, soon.serial);
+
+    let renewed = ca.server(&["localhost"]);
+    renewed.replace(&cert, &key);
+    eventually_some("the renewed certificate to be served", async || {
+        (served(gw.addr).await == renewed.serial).then_some(())
+    })
+    .await;
+    eventually("the reload to be logged", async || {
+        gw.logs()
+            .iter()
+            .any(|l| l.contains("config reloaded") && l.contains("tls_files"))
+    })
+    .await;
+    // The renewed certificate is far from expiry: no new warning.
+    assert_eq!(warned(&gw.logs()), 1, "{:#?}", gw.logs());
+}
