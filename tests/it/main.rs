@@ -47,6 +47,7 @@ mod reload;
 mod server;
 mod tls_certs;
 mod tls_edge;
+mod tls_rotation;
 mod trace_context;
 mod upstream_framing;
 mod upstream_http1;

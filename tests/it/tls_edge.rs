@@ -6,8 +6,8 @@
 //!
 //! Mutual TLS: the gateways here ask for client certificates with a verifier these tests
 //! build from the test CA (`ask_for_client_certs`), so the identity path is tested
-//! whatever the state of `[server.tls] client_ca`; `client_ca_from_the_config_...` uses
-//! the config key alone.
+//! apart from how `[server.tls] client_ca` builds it; `client_ca_from_the_config_...`
+//! uses the config key alone.
 
 use crate::common;
 
@@ -477,7 +477,6 @@ async fn a_client_cert_rate_limit_keys_by_subject_and_by_address_without_one() {
 /// `client_ca` as the config sets it, with no verifier built here: needs the listener's
 /// mutual TLS (`[server.tls] client_ca`).
 #[tokio::test]
-#[ignore = "needs mutual TLS from [server.tls] client_ca (branch tls-certs); run once it is on main"]
 async fn client_ca_from_the_config_gives_upstreams_the_certificate() {
     let up = MockUpstream::builder()
         .route("*", Reply::json("{\"n\":1}"))
