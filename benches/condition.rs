@@ -72,6 +72,7 @@ fn conditions(c: &mut Criterion) {
         answers: &answers,
         item: None,
         auth: None,
+        client_cert: None,
     };
     for (name, expr) in [
         ("user_plan", "user.plan == 'pro'"),

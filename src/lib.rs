@@ -38,6 +38,7 @@ pub mod cache;
 pub mod compress;
 pub mod condition;
 pub mod config;
+pub mod connection;
 pub mod demo;
 pub mod error;
 pub mod exposition;

@@ -84,6 +84,9 @@ pub enum LimitKey {
     /// The identity the route's `auth` proved (`auth:sub`, `auth:CLAIM`); anonymous
     /// requests (an `auth_optional` route) share one bucket.
     Auth(AuthKey),
+    /// The subject of the connection's verified client certificate (mutual TLS); a
+    /// request without one is counted by its client's address, as `ip` counts it.
+    ClientCert,
 }
 
 /// What of an identity a limit is keyed by.
@@ -101,6 +104,7 @@ impl LimitKey {
         match text {
             "ip" => Ok(LimitKey::Ip),
             "global" => Ok(LimitKey::Global),
+            "client_cert" => Ok(LimitKey::ClientCert),
             "auth:sub" => Ok(LimitKey::Auth(AuthKey::Subject)),
             _ => match (text.strip_prefix("header:"), text.strip_prefix("auth:")) {
                 (Some(name), _) => HeaderName::from_bytes(name.as_bytes())
@@ -115,7 +119,7 @@ impl LimitKey {
                         )
                     }),
                 _ => Err(format!(
-                    "unknown key \"{text}\"; use ip, global, header:NAME, auth:sub or auth:CLAIM"
+                    "unknown key \"{text}\"; use ip, global, header:NAME, auth:sub, auth:CLAIM or client_cert"
                 )),
             },
         }
@@ -250,7 +254,9 @@ pub fn client_key(
                 },
             }
         }
-        LimitKey::Ip => ClientKey::Ip(client_ip(peer, headers, trusted)),
+        // The certificate's subject is keyed by the gateway, which holds the connection;
+        // here a request without one: by address.
+        LimitKey::Ip | LimitKey::ClientCert => ClientKey::Ip(client_ip(peer, headers, trusted)),
         LimitKey::Header(name) => headers
             .get(name)
             .map_or(ClientKey::Anonymous, |v| ClientKey::value(v.as_bytes())),

@@ -260,6 +260,16 @@ async fn start(
         None => None,
     };
     reload::log_warnings(&compiled);
+    let redirect = match compiled.server.redirect_http {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("server.redirect_http: cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let https_port = listener.local_addr()?.port();
+    let header_read_timeout = compiled.server.header_read_timeout;
     let gateway = Gateway::build(compiled, None)?;
     // JWT providers with `jwks_url` get a bounded wait for their first fetch, so the
     // first requests are not refused for keys that were a moment away; a provider still
@@ -291,7 +301,23 @@ async fn start(
             std::future::pending(),
         ));
     }
-    let served = server::run(listener, live, server::shutdown_signal()).await;
+    // The redirect listener stops when the main one does.
+    let (stop_redirect, mut redirect_stops) = tokio::sync::watch::channel(());
+    if let Some(redirect) = redirect {
+        tokio::spawn(server::run_redirect(
+            redirect,
+            https_port,
+            header_read_timeout,
+            async move {
+                let _ = redirect_stops.changed().await;
+            },
+        ));
+    }
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        stop_redirect.send_replace(());
+    };
+    let served = server::run(listener, live, shutdown).await;
     // Every line queued is written before the process exits.
     access_log.shutdown();
     served?;

@@ -228,6 +228,7 @@ fuzz_target!(|input: Input| {
         answers: &[],
         item: None,
         auth: None,
+        client_cert: None,
     });
     match (rendered, expected) {
         (Ok(bytes), Ok(expected)) => {

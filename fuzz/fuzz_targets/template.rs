@@ -222,6 +222,7 @@ fuzz_target!(|input: Input| {
         answers: &[],
         item: Some(&item),
         auth: None,
+        client_cert: None,
     };
     let rendered = template.render(BASE, &render_input);
 

@@ -3,6 +3,8 @@
 //!
 //! The user is the subject of the identity the route's `auth` proved (`"user"` in
 //! `json` and `text`, left out without one; `$remote_user` in `combined`, `-` without).
+//! `client_cert`, after it in `json` and `text`, is the subject of the connection's
+//! verified client certificate (mutual TLS), left out without one.
 //!
 //! - `json`: one object per line. Strings are JSON-escaped (`"`, `\`, control bytes as
 //!   `\uXXXX`), and bytes that are not UTF-8 become U+FFFD, so a hostile path or request
@@ -47,6 +49,10 @@ fn json(r: &Record, out: &mut Vec<u8>) {
     if let Some(user) = &r.user {
         out.extend_from_slice(b",\"user\":");
         json_string(user.as_bytes(), out);
+    }
+    if let Some(subject) = &r.client_cert {
+        out.extend_from_slice(b",\"client_cert\":");
+        json_string(subject.as_bytes(), out);
     }
     out.extend_from_slice(b",\"method\":");
     json_string(r.method.as_str().as_bytes(), out);
@@ -97,6 +103,10 @@ fn text(r: &Record, out: &mut Vec<u8>) {
     if let Some(user) = &r.user {
         out.extend_from_slice(b" user=");
         json_string(user.as_bytes(), out);
+    }
+    if let Some(subject) = &r.client_cert {
+        out.extend_from_slice(b" client_cert=");
+        json_string(subject.as_bytes(), out);
     }
     out.extend_from_slice(b" method=");
     json_string(r.method.as_str().as_bytes(), out);

@@ -195,3 +195,19 @@ fn query_credentials_are_redacted_and_the_rest_kept_as_sent() {
     r.uri = Uri::from_static("/a?access_token=s3cr3t");
     assert!(line(LogFormat::Json, &r).contains("access_token=s3cr3t"));
 }
+
+#[test]
+fn the_client_certificate_subject_is_in_json_and_text_and_escaped() {
+    let mut r = record();
+    r.client_cert = Some("CN=a\\\"b,O=Example".into());
+    let v: serde_json::Value = serde_json::from_str(&line(LogFormat::Json, &r)).unwrap();
+    assert_eq!(v["client_cert"], "CN=a\\\"b,O=Example");
+    assert!(
+        line(LogFormat::Text, &r).contains(" client_cert=\"CN=a\\\\\\\"b,O=Example\" "),
+        "{}",
+        line(LogFormat::Text, &r)
+    );
+    let plain: serde_json::Value = serde_json::from_str(&line(LogFormat::Json, &record())).unwrap();
+    assert!(plain.get("client_cert").is_none(), "{plain}");
+    assert!(!line(LogFormat::Text, &record()).contains("client_cert"));
+}

@@ -47,6 +47,9 @@ pub struct Record {
     pub referer: Option<HeaderValue>,
     /// `User-Agent`, kept only for the `combined` format.
     pub user_agent: Option<HeaderValue>,
+    /// The subject of the connection's verified client certificate (mutual TLS), in
+    /// `json` and `text`; `None` on other connections.
+    pub client_cert: Option<Arc<str>>,
 }
 
 /// One aggregate backend's outcome: its name, its stable code (`ok`, `hit`, `timeout`,

@@ -22,6 +22,7 @@ pub(super) fn record() -> Record {
         trace_id: None,
         client: "192.0.2.7".parse().unwrap(),
         user: None,
+        client_cert: None,
         method: Method::GET,
         uri: Uri::from_static("/users/7?full=1"),
         redact_query: None,

@@ -13,6 +13,7 @@ use super::scope::{AggregateRoute, BackendAnswer, CallRequest, Outcome, RequestS
 use crate::auth::Identity;
 use crate::body::{Body, ClientBody, check_declared_length, read_limited};
 use crate::config::MAX_DEPTH_LIMIT;
+use crate::connection::ClientConnection;
 use crate::template::{Answered, RenderInput};
 use crate::trace::TraceContext;
 use http::{HeaderValue, Response, request};
@@ -25,6 +26,8 @@ use tokio::time::Instant;
 /// Answers one request on an aggregate route; every backend call carries `request_id`
 /// and a `traceparent` of its own, a child of `trace`'s server span.
 /// With the answer, each backend's outcome code when the access log is on.
+// The request's parts and what the gateway derived for it, each borrowed as it is held.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     route: &AggregateRoute,
     parts: &request::Parts,
@@ -33,6 +36,7 @@ pub async fn serve(
     request_id: &HeaderValue,
     trace: &TraceContext,
     identity: Option<&Identity>,
+    connection: &ClientConnection,
 ) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     let deadline = Instant::now() + route.timeout;
     // The body is read only when a backend sends it on or reads it (a template or a
@@ -60,6 +64,7 @@ pub async fn serve(
         json_body,
         deadline,
         identity,
+        connection,
     );
     let launch = Launcher {
         scope: &scope,
@@ -124,6 +129,7 @@ impl<'s> Launch for Launcher<'s, '_> {
             answers,
             item: None,
             auth: scope.identity,
+            client_cert: scope.connection.client_cert(),
         };
         if let Some(when) = &backend.spec.when {
             match when.evaluate(&input) {

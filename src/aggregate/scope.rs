@@ -7,9 +7,11 @@ use crate::auth::Identity;
 use crate::auth::claim_headers::set_upstream_headers;
 use crate::cache::{KeyedBy, ResponseCache, Varying};
 use crate::config::{BackendSpec, Plan};
+use crate::connection::{ClientConnection, X_FORWARDED_PROTO, forwarded_proto};
 use crate::metrics::{BackendSeries, Label, Metrics};
 use crate::request_id::X_REQUEST_ID;
 use crate::template::{Answered, RenderError, RenderInput};
+use crate::tls::client_cert::X_FORWARDED_CLIENT_CERT;
 use crate::trace::TraceContext;
 use crate::trace::record::CallTrace;
 use crate::upstream::Upstream;
@@ -101,6 +103,8 @@ pub struct RequestScope<'a> {
     pub deadline: Instant,
     /// Who the request comes from, when the route has `auth` and it proved an identity.
     pub identity: Option<&'a Identity>,
+    /// The client's connection: TLS or not, and its verified client certificate.
+    pub connection: &'a ClientConnection,
 }
 
 impl<'a> RequestScope<'a> {
@@ -114,6 +118,7 @@ impl<'a> RequestScope<'a> {
         json_body: Option<Value>,
         deadline: Instant,
         identity: Option<&'a Identity>,
+        connection: &'a ClientConnection,
     ) -> Self {
         Self {
             route,
@@ -137,6 +142,7 @@ impl<'a> RequestScope<'a> {
             json_body,
             deadline,
             identity,
+            connection,
         }
     }
 
@@ -284,8 +290,10 @@ pub struct ElementFailures {
 
 /// The headers every backend call carries: the route's `forward_headers`, the request
 /// id and the trace's `tracestate` and `baggage`, so one request can be followed across
-/// services, `Accept-Encoding: identity`, and the identity's `claims_to_headers` (the
-/// client's copies were removed before). A client's trace headers listed in
+/// services, `Accept-Encoding: identity`, `X-Forwarded-Proto` (`https` on a TLS
+/// connection), the identity's `claims_to_headers` and, on a connection with a verified
+/// client certificate, `X-Forwarded-Client-Cert` (the client's copies of both were
+/// removed before). A client's trace headers listed in
 /// `forward_headers` are replaced by the trace's: each call's own `traceparent` is
 /// added by the upstream call itself.
 /// Without it an upstream may pick any coding (RFC 9110 §12.5.3); a forwarded client
@@ -293,7 +301,7 @@ pub struct ElementFailures {
 /// not what the gateway does (answers compressed anyway are decoded, see `upstream`).
 fn forwarded(scope: &RequestScope<'_>, incoming: &HeaderMap) -> HeaderMap {
     let (route, request_id) = (scope.route, scope.request_id);
-    let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 4);
+    let mut headers = HeaderMap::with_capacity(route.forward_headers.len() + 6);
     for name in &route.forward_headers {
         for value in incoming.get_all(name) {
             headers.append(name.clone(), value.clone());
@@ -302,6 +310,13 @@ fn forwarded(scope: &RequestScope<'_>, incoming: &HeaderMap) -> HeaderMap {
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     scope.trace.pass_on(&mut headers);
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        forwarded_proto(scope.connection.is_tls()),
+    );
     set_upstream_headers(&mut headers, scope.identity);
+    if let Some(cert) = scope.connection.client_cert() {
+        headers.insert(X_FORWARDED_CLIENT_CERT, cert.header.clone());
+    }
     headers
 }

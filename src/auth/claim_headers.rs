@@ -37,6 +37,16 @@ impl ClaimHeaders {
         Self(names.into())
     }
 
+    /// These names and `name`, which the gateway sets from something other than an
+    /// identity (`x-forwarded-client-cert`, from the connection's certificate).
+    pub fn and(self, name: HeaderName) -> Self {
+        let mut names = self.0.to_vec();
+        names.push(name);
+        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        Self(names.into())
+    }
+
     pub fn names(&self) -> &[HeaderName] {
         &self.0
     }
@@ -123,6 +133,25 @@ mod tests {
         let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-user-ids", "x_other"]);
+    }
+
+    #[test]
+    fn a_name_set_from_the_connection_is_stripped_too() {
+        let names =
+            union(&[list(&["x-user-id"])]).and(HeaderName::from_static("x-forwarded-client-cert"));
+        assert_eq!(names.names(), ["x-forwarded-client-cert", "x-user-id"]);
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-client-cert",
+            HeaderValue::from_static("Hash=forged"),
+        );
+        headers.append(
+            "x_forwarded_client_cert",
+            HeaderValue::from_static("Hash=forged"),
+        );
+        headers.append("accept", HeaderValue::from_static("*/*"));
+        names.strip(&mut headers);
+        assert_eq!(headers.len(), 1);
     }
 
     #[test]

@@ -45,6 +45,7 @@ impl Request {
             answers: &self.answers,
             item: None,
             auth: None,
+            client_cert: None,
         })
     }
 }

@@ -74,7 +74,10 @@ impl Gateway {
             };
             upstreams.insert(name, up);
         }
-        let claim_headers = ClaimHeaders::of(compiled.auth.values());
+        // With the names the gateway sets from the connection: a client's
+        // `x-forwarded-client-cert` never reaches an upstream, TLS or not.
+        let claim_headers = ClaimHeaders::of(compiled.auth.values())
+            .and(crate::tls::client_cert::X_FORWARDED_CLIENT_CERT);
         let token_params = crate::auth::query_token_names(compiled.auth.values());
         // A provider whose `[auth.NAME]` did not change keeps its fetched key set and
         // its cache of verified tokens.

@@ -22,8 +22,9 @@ use crate::aggregate::{self, BackendOutcomes};
 use crate::auth::Identity;
 use crate::body::{Body, ClientBody, check_declared_length, full};
 use crate::compress;
+use crate::connection::ClientConnection;
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
-use crate::limits::{RouteLimit, Verdict, client_key};
+use crate::limits::{ClientKey, LimitKey, RouteLimit, Verdict, client_key};
 use crate::metrics::{Label, RouteSeries};
 use crate::proxy;
 use crate::request_id::{self, X_REQUEST_ID};
@@ -31,7 +32,7 @@ use crate::router::{RouteMatch, normalize};
 use crate::trace::context::TRACEPARENT;
 use crate::trace::{TraceContext, TraceId};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -109,7 +110,7 @@ impl Gateway {
     pub async fn handle(
         self: Arc<Self>,
         request: Request<ClientBody>,
-        peer: SocketAddr,
+        connection: ClientConnection,
     ) -> Response<Body> {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
@@ -118,7 +119,7 @@ impl Gateway {
         // A Uri clone shares its bytes: the path params borrow this copy while the
         // request itself moves on to its handler.
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        let client = Client::of(&self.config.access_log, &request, peer);
+        let client = Client::of(&self.config.access_log, &request, &connection);
         let encoding = self
             .server
             .compression
@@ -165,13 +166,14 @@ impl Gateway {
             };
             user = identity.as_ref().map(|i| i.subject.clone());
             // Bound before the await: a match's scrutinee would be kept across it.
-            let admitted = match self.admit(route, params, identity, request.headers(), peer.ip()) {
+            let admitted = match self.admit(route, params, identity, request.headers(), &connection)
+            {
                 Admission::Admitted(admitted) => admitted,
                 Admission::Refused(error, summary) => {
                     break 'answered (error.into_response(), summary);
                 }
             };
-            self.dispatch(&admitted, request, peer, &request_id, &trace)
+            self.dispatch(&admitted, request, &connection, &request_id, &trace)
                 .await
         };
         // A proxied answer is the upstream's as it sent it (nginx's `gzip_proxied off`):
@@ -231,16 +233,18 @@ impl Gateway {
         params: matchit::Params<'s, 'p>,
         identity: Option<Arc<Identity>>,
         headers: &HeaderMap,
-        peer: IpAddr,
+        connection: &ClientConnection,
     ) -> Admission<'s, 'p> {
         let quota = match &route.limit {
-            Some((_, limit)) => match self.take_quota(limit, headers, peer, identity.as_deref()) {
-                Ok(quota) => Some(quota),
-                Err(e) => {
-                    self.metrics.rate_limited(&route.label);
-                    return Admission::Refused(e, Summary::route(route, None));
+            Some((_, limit)) => {
+                match self.take_quota(limit, headers, connection, identity.as_deref()) {
+                    Ok(quota) => Some(quota),
+                    Err(e) => {
+                        self.metrics.rate_limited(&route.label);
+                        return Admission::Refused(e, Summary::route(route, None));
+                    }
                 }
-            },
+            }
             None => None,
         };
         if let Some(limit) = route.max_body
@@ -261,16 +265,19 @@ impl Gateway {
         &self,
         limit: &RouteLimit,
         headers: &HeaderMap,
-        peer: IpAddr,
+        connection: &ClientConnection,
         identity: Option<&Identity>,
     ) -> Result<Quota, GatewayError> {
-        let key = client_key(
-            &limit.key,
-            peer,
-            headers,
-            &self.server.trusted_proxies,
-            identity,
-        );
+        let key = match (&limit.key, connection.client_cert()) {
+            (LimitKey::ClientCert, Some(cert)) => ClientKey::value(cert.subject.as_bytes()),
+            _ => client_key(
+                &limit.key,
+                connection.peer.ip(),
+                headers,
+                &self.server.trusted_proxies,
+                identity,
+            ),
+        };
         match limit.check(&key) {
             Verdict::Allowed { remaining } => Ok(Quota {
                 limit: limit.burst,
@@ -291,7 +298,7 @@ impl Gateway {
         &'s self,
         admitted: &Admitted<'s, '_>,
         request: Request<ClientBody>,
-        peer: SocketAddr,
+        connection: &ClientConnection,
         request_id: &HeaderValue,
         trace: &TraceContext,
     ) -> (Response<Body>, Summary<'s>) {
@@ -311,7 +318,7 @@ impl Gateway {
         let (result, passthrough, backends) = match &route.handler {
             Handler::Aggregate(agg) => {
                 match Box::pin(aggregate::serve(
-                    agg, &parts, params, body, request_id, trace, identity,
+                    agg, &parts, params, body, request_id, trace, identity, connection,
                 ))
                 .await
                 {
@@ -319,10 +326,11 @@ impl Gateway {
                     Err(e) => (Err(GatewayError::from(e)), false, None),
                 }
             }
-            Handler::Proxy(p) => match proxy::target_url(p, &parts, params, identity) {
+            Handler::Proxy(p) => match proxy::target_url(p, &parts, params, identity, connection) {
                 Ok(url) => {
-                    let forward =
-                        proxy::forward(p, url, parts, body, peer, request_id, trace, identity);
+                    let forward = proxy::forward(
+                        p, url, parts, body, connection, request_id, trace, identity,
+                    );
                     let result = Box::pin(forward).await;
                     let passthrough = result.is_ok();
                     (result, passthrough, None)
@@ -407,6 +415,7 @@ impl Gateway {
             backends: summary.backends.map(|b| b.0),
             referer: client.referer,
             user_agent: client.user_agent,
+            client_cert: client.cert_subject,
         });
     }
 }
@@ -431,10 +440,17 @@ struct Client {
     /// `Referer` and `User-Agent`, kept only when the `combined` format prints them.
     referer: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
+    /// The verified client certificate's subject, on a TLS connection with one and the
+    /// access log on.
+    cert_subject: Option<Arc<str>>,
 }
 
 impl Client {
-    fn of(log: &AccessLogSpec, request: &Request<ClientBody>, peer: SocketAddr) -> Self {
+    fn of(
+        log: &AccessLogSpec,
+        request: &Request<ClientBody>,
+        connection: &ClientConnection,
+    ) -> Self {
         let combined = log.enabled && log.format == LogFormat::Combined;
         let kept = |name| {
             combined
@@ -442,10 +458,14 @@ impl Client {
                 .flatten()
         };
         Self {
-            addr: peer.ip(),
+            addr: connection.peer.ip(),
             version: request.version(),
             referer: kept(header::REFERER),
             user_agent: kept(header::USER_AGENT),
+            cert_subject: log
+                .enabled
+                .then(|| connection.client_cert().map(|c| c.subject.clone()))
+                .flatten(),
         }
     }
 }

@@ -52,7 +52,7 @@ fn keys_parse() {
     );
     assert_eq!(
         LimitKey::parse("user").unwrap_err(),
-        "unknown key \"user\"; use ip, global, header:NAME, auth:sub or auth:CLAIM"
+        "unknown key \"user\"; use ip, global, header:NAME, auth:sub, auth:CLAIM or client_cert"
     );
 }
 

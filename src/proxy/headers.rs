@@ -201,12 +201,13 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Turns the client's request headers into the upstream's: hop-by-hop headers dropped,
 /// and names with an underscore unless `underscores`; `X-Forwarded-For` appended,
-/// `-Proto` and `-Host` set; `Host` left to the client library unless `preserve_host`;
+/// `-Proto` (`https` when the client's connection is TLS) and `-Host` set; `Host` left to the client library unless `preserve_host`;
 /// and `upgrade` (an allowed one, see [`allowed_upgrade`]) asked for again.
 pub fn upstream_request_headers(
     headers: &mut HeaderMap,
     uri: &http::Uri,
     peer: Option<SocketAddr>,
+    https: bool,
     preserve_host: bool,
     upgrade: Option<HeaderValue>,
     underscores: bool,
@@ -249,8 +250,10 @@ pub fn upstream_request_headers(
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
     }
-    // The gateway listens on plain HTTP; TLS, if any, ends in front of it.
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        crate::connection::forwarded_proto(https),
+    );
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }

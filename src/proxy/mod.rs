@@ -16,9 +16,11 @@ use crate::auth::Identity;
 use crate::auth::claim_headers::set_upstream_headers;
 use crate::body::{Body, BodyError, ClientBody, IdleTimeout, is_length_limit};
 use crate::cache::{KeyedBy, ResponseCache};
+use crate::connection::ClientConnection;
 use crate::error::GatewayError;
 use crate::request_id::X_REQUEST_ID;
 use crate::template::{RenderInput, Template};
+use crate::tls::client_cert::X_FORWARDED_CLIENT_CERT;
 use crate::trace::TraceContext;
 use crate::trace::record::CallTrace;
 use crate::upstream::client::BoxError;
@@ -27,7 +29,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,9 +72,11 @@ pub fn target_url(
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
     identity: Option<&Identity>,
+    connection: &ClientConnection,
 ) -> Result<String, GatewayError> {
     let input = RenderInput {
         auth: identity,
+        client_cert: connection.client_cert(),
         ..RenderInput::request(&parts.method, params, None, &parts.headers)
     };
     let mut url = route
@@ -102,7 +105,7 @@ pub async fn forward(
     url: String,
     mut parts: request::Parts,
     body: ClientBody,
-    peer: SocketAddr,
+    connection: &ClientConnection,
     request_id: &HeaderValue,
     trace: &TraceContext,
     identity: Option<&Identity>,
@@ -127,7 +130,8 @@ pub async fn forward(
     headers::upstream_request_headers(
         &mut headers,
         &parts.uri,
-        Some(peer),
+        Some(connection.peer),
+        connection.is_tls(),
         route.preserve_host,
         upgrade.as_ref().map(|u| u.asked.clone()),
         route.underscores_in_headers,
@@ -136,6 +140,9 @@ pub async fn forward(
         headers.insert(k, v.clone());
     }
     set_upstream_headers(&mut headers, identity);
+    if let Some(cert) = connection.client_cert() {
+        headers.insert(X_FORWARDED_CLIENT_CERT, cert.header.clone());
+    }
     if let Some((cache, ttl)) = &route.cache
         && (parts.method == Method::GET || parts.method == Method::HEAD)
         && upgrade.is_none()

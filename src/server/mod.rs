@@ -2,20 +2,24 @@
 //! the gateway's own HTTP/1.1 connection (`conn`, reading and writing with `http1`),
 //! which hands anything beyond a plain request to hyper-util (`handoff`: bodies,
 //! upgrades, h2c), and shuts down gracefully: stop accepting, let in-flight requests
-//! finish up to `shutdown_grace`.
+//! finish up to `shutdown_grace`. `redirect` is the plain listener of
+//! `redirect_http`, answering every request with a redirect to https.
 
 mod accept;
 mod conn;
 mod handoff;
+mod redirect;
 mod send_timeout;
 mod settings;
 mod tls;
 
 pub(crate) use accept::Acceptor;
+pub use redirect::run_redirect;
 pub(crate) use send_timeout::SendTimeout;
 
 use crate::body::{Body, ClientBody};
 use crate::config::CorsSpec;
+use crate::connection::ClientConnection;
 use crate::gateway::LiveGateway;
 use futures_util::FutureExt;
 use http::{Request, Response};
@@ -24,7 +28,6 @@ use hyper_util::server::conn::auto;
 use settings::ConnSettings;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -108,7 +111,6 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = connection_service(&live, cors.as_ref(), peer);
         let (shared, stopping) = (conn_settings.clone(), stopped.clone());
         // The snapshot's handshake settings at accept: a reload's new certificate
         // serves the next connection, and this one keeps what it shook hands with.
@@ -116,16 +118,28 @@ pub async fn run(
         // The connection's future is made inside the task: made outside and awaited
         // inside, the task would hold it twice (as captured, and as awaited), and an
         // idle connection's memory is mostly its task.
-        tokio::spawn(async move {
-            match tls {
-                None => conn::serve(stream, service, shared, stopping).await,
-                // Boxed: a plain connection's task does not carry the TLS state.
-                Some(config) => {
-                    Box::pin(tls::serve(stream, config, service, shared, stopping)).await;
-                }
+        match tls {
+            None => {
+                let service =
+                    connection_service(&live, cors.as_ref(), ClientConnection::plain(peer));
+                tokio::spawn(async move {
+                    conn::serve(stream, service, shared, stopping).await;
+                    drop(slot);
+                });
             }
-            drop(slot);
-        });
+            Some(config) => {
+                // The service is made after the handshake: it carries what the
+                // handshake established (the client certificate).
+                let (live, cors) = (live.clone(), cors.clone());
+                let service =
+                    move |connection| connection_service(&live, cors.as_ref(), connection);
+                tokio::spawn(async move {
+                    // Boxed: a plain connection's task does not carry the TLS state.
+                    Box::pin(tls::serve(stream, peer, config, service, shared, stopping)).await;
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(acceptor);
     drop(stopped);
@@ -142,8 +156,9 @@ pub async fn run(
 }
 
 /// The service of one connection's requests: CORS, when configured, over the gateway.
-/// Made per connection so that the gateway is told the peer address directly: carried
-/// as a request extension it would cost three allocations per request.
+/// Made per connection so that the gateway is told the connection (peer address, TLS
+/// session) directly: carried as a request extension it would cost three allocations
+/// per request.
 ///
 /// With CORS configured, its policy alone decides what a browser may read: an
 /// upstream's own `Access-Control-*` answer headers (an upstream that echoes any
@@ -151,24 +166,23 @@ pub async fn run(
 fn connection_service(
     live: &LiveGateway,
     cors: Option<&CorsLayer>,
-    peer: SocketAddr,
-) -> impl ConnService {
+    connection: ClientConnection,
+) -> impl ConnService + use<> {
     let live = live.clone();
     let cors_decides = cors.is_some();
-    let handler = service_fn(move |request: Request<ClientBody>| {
-        // An owned Arc: nothing borrowed from the swap lives across the await. Boxed
-        // once here, every layer's future above stays small: they are moved.
-        Box::pin(
-            live.load_full()
-                .handle(request, peer)
-                .map(move |mut response| {
+    let handler =
+        service_fn(move |request: Request<ClientBody>| {
+            // An owned Arc: nothing borrowed from the swap lives across the await. Boxed
+            // once here, every layer's future above stays small: they are moved.
+            Box::pin(live.load_full().handle(request, connection.clone()).map(
+                move |mut response| {
                     if cors_decides {
                         drop_access_control(response.headers_mut());
                     }
                     Ok::<_, Infallible>(response)
-                }),
-        )
-    });
+                },
+            ))
+        });
     // The request id and compression are the gateway's own (`gateway::serve`): fewer
     // layers to wrap and move per request, and the response body stays the small boxed
     // one (tower-http's compression body carries brotli's state inline).

@@ -1,19 +1,26 @@
 //! A TLS client connection: the handshake (bounded by `header_read_timeout`, as a request
-//! head is), then hyper serves what the client chose by ALPN, HTTP/2 or HTTP/1.1.
+//! head is), then what the handshake established is read once (the verified client
+//! certificate, see `tls::client_cert`) and hyper serves what the client chose by ALPN,
+//! HTTP/2 or HTTP/1.1.
 
 use super::settings::ConnSettings;
 use super::{ConnService, handoff};
+use crate::connection::{ClientConnection, TlsSession};
+use crate::tls::client_cert::ClientCert;
 use bytes::Bytes;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// Serves one connection over TLS with `config`, the snapshot's at accept.
+/// Serves one connection from `peer` over TLS with `config`, the snapshot's at accept;
+/// `service` makes the connection's service once the handshake is done.
 pub async fn serve<S: ConnService>(
     stream: TcpStream,
+    peer: SocketAddr,
     config: Arc<rustls::ServerConfig>,
-    service: S,
+    service: impl FnOnce(ClientConnection) -> S,
     settings: Arc<ConnSettings>,
     shutdown: watch::Receiver<()>,
 ) {
@@ -29,5 +36,30 @@ pub async fn serve<S: ConnService>(
             return;
         }
     };
+    let Some(session) = session(stream.get_ref().1) else {
+        return;
+    };
+    let service = service(ClientConnection::tls(peer, session));
     handoff::serve(stream, Bytes::new(), service, &settings, shutdown).await;
+}
+
+/// What requests read of the session; `None` when a verified client certificate cannot
+/// be read (the connection is closed: its requests would go on without the identity
+/// the certificate proves).
+fn session(connection: &rustls::ServerConnection) -> Option<TlsSession> {
+    let Some(end) = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+    else {
+        return Some(TlsSession::default());
+    };
+    match ClientCert::parse(end) {
+        Ok(cert) => Some(TlsSession {
+            client_cert: Some(cert),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "a verified client certificate cannot be read; closing the connection");
+            None
+        }
+    }
 }

@@ -41,6 +41,7 @@ fn render(body: Value, client: Option<Value>) -> Result<Value, RenderError> {
         answers: &answers,
         item: Some(&item),
         auth: None,
+        client_cert: None,
     })?;
     Ok(serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&bytes))))

@@ -8,6 +8,7 @@
 //! element of a `for_each` (`{item.id}`) or from the request's identity (`{auth.sub}`).
 
 use crate::auth::Identity;
+use crate::tls::client_cert::ClientCert;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use value::{lookup, write_value};
@@ -152,6 +153,8 @@ pub struct RenderInput<'a> {
     pub item: Option<&'a Value>,
     /// Who the request comes from, when the route has `auth` and it proved an identity.
     pub auth: Option<&'a Identity>,
+    /// The connection's verified client certificate (mutual TLS), when it has one.
+    pub client_cert: Option<&'a ClientCert>,
 }
 
 impl<'a> RenderInput<'a> {
@@ -171,6 +174,7 @@ impl<'a> RenderInput<'a> {
             answers: &[],
             item: None,
             auth: None,
+            client_cert: None,
         }
     }
 }
@@ -275,6 +279,11 @@ impl Template {
         self.sources().any(Source::reads_auth)
     }
 
+    /// Whether the template reads the client certificate (`{client_cert...}`).
+    pub fn reads_client_cert(&self) -> bool {
+        self.sources().any(Source::reads_client_cert)
+    }
+
     /// Whether the template reads the client's JSON body.
     pub fn reads_body(&self) -> bool {
         self.sources().any(|s| matches!(s, Source::Body(_)))
@@ -309,7 +318,7 @@ mod text;
 mod value;
 
 pub use json::{BodyTemplate, BodyTemplateError};
-pub use source::{AuthField, Source};
+pub use source::{AuthField, ClientCertField, Source};
 pub use text::TextTemplate;
 
 use source::parse_source;

@@ -11,10 +11,13 @@
 //! | `{item}`, `{item.id}`                | the element a `for_each` backend calls for   |
 //! | `{auth.sub}`, `{auth.provider}`      | the request's identity: subject, provider    |
 //! | `{auth.claims.tenant}`               | a verified claim of the request's identity   |
+//! | `{client_cert.subject}`              | the client certificate's subject (RFC 4514)  |
+//! | `{client_cert.fingerprint}`          | its SHA-256 fingerprint, lowercase hex       |
 //!
 //! `{body...}` and `{responses...}` exist only in an aggregate backend's templates (a
 //! backend may not be named `auth`, `body`, `request` or `responses`). `{auth...}` is
-//! parsed anywhere; `validate` refuses it on a route without `auth`. The last three rows and
+//! parsed anywhere; `validate` refuses it on a route without `auth`, and
+//! `{client_cert...}` without `[server.tls] client_ca`. The last three rows and
 //! `{user.a.b}` read another backend: the reader waits for that backend's answer.
 
 use super::Scope;
@@ -52,6 +55,19 @@ pub enum Source {
     /// `{auth.sub}`, `{auth.provider}` or `{auth.claims.PATH}`: the identity the
     /// route's `auth` proved. Missing on an anonymous request (`auth_optional`).
     Auth(AuthField),
+    /// `{client_cert.subject}` or `{client_cert.fingerprint}`: the connection's verified
+    /// client certificate. Missing on a request without one, as `{auth...}` is on an
+    /// anonymous request.
+    ClientCert(ClientCertField),
+}
+
+/// What a `{client_cert...}` placeholder reads of the client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertField {
+    /// `{client_cert.subject}`: the subject DN, RFC 4514.
+    Subject,
+    /// `{client_cert.fingerprint}`: the SHA-256 of its DER, lowercase hex.
+    Fingerprint,
 }
 
 /// What a `{auth...}` placeholder reads of the request's identity.
@@ -84,6 +100,8 @@ impl Source {
             Source::Auth(AuthField::Subject) => "auth.sub".into(),
             Source::Auth(AuthField::Provider) => "auth.provider".into(),
             Source::Auth(AuthField::Claim(path)) => format!("auth.claims.{path}"),
+            Source::ClientCert(ClientCertField::Subject) => "client_cert.subject".into(),
+            Source::ClientCert(ClientCertField::Fingerprint) => "client_cert.fingerprint".into(),
         }
     }
 
@@ -97,12 +115,18 @@ impl Source {
                 | Source::Header(_)
                 | Source::Body(_)
                 | Source::Auth(_)
+                | Source::ClientCert(_)
         )
     }
 
     /// Whether the value is the request's identity (`{auth...}`).
     pub fn reads_auth(&self) -> bool {
         matches!(self, Source::Auth(_))
+    }
+
+    /// Whether the value is the client certificate's (`{client_cert...}`).
+    pub fn reads_client_cert(&self) -> bool {
+        matches!(self, Source::ClientCert(_))
     }
 
     /// The backend (by index) whose answer this reads, if any.
@@ -205,6 +229,15 @@ pub(super) fn parse_source(name: &str, scope: &Scope<'_>) -> Result<Source, Stri
     let is_param = route_params.iter().any(|p| p == name);
     if !is_param && (name == "auth" || name.starts_with("auth.")) {
         return parse_auth(name).map(Source::Auth);
+    }
+    if !is_param && (name == "client_cert" || name.starts_with("client_cert.")) {
+        return match name {
+            "client_cert.subject" => Ok(Source::ClientCert(ClientCertField::Subject)),
+            "client_cert.fingerprint" => Ok(Source::ClientCert(ClientCertField::Fingerprint)),
+            _ => Err(format!(
+                "{{{name}}}: write {{client_cert.subject}} or {{client_cert.fingerprint}}"
+            )),
+        };
     }
     // A route parameter of that name wins over the for_each element.
     if scope.item && !is_param {

@@ -59,6 +59,7 @@ fn render_answer(
             answers: &answers,
             item: item.as_ref(),
             auth: None,
+            client_cert: None,
         },
     )
 }

@@ -44,6 +44,7 @@ fn header(t: &str, body: Option<Value>, header: &[u8]) -> Result<HeaderValue, Re
         answers: &answers,
         item: None,
         auth: None,
+        client_cert: None,
     })
 }
 

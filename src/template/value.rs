@@ -1,7 +1,7 @@
 //! A placeholder's value: where it is looked up, and how it is written into the URL;
 //! also as plain text (header values, JSON strings) and with its JSON type.
 
-use super::source::AuthField;
+use super::source::{AuthField, ClientCertField};
 use super::{Answered, Encoding, Problem, RenderInput, Source};
 use percent_encoding::{
     AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_decode_str, utf8_percent_encode,
@@ -91,6 +91,14 @@ pub(super) fn lookup<'a>(source: &Source, input: &RenderInput<'a>) -> Result<Tex
                 }
             };
         }
+        Source::ClientCert(field) => {
+            let cert = input.client_cert.ok_or(Problem::Missing)?;
+            let value = match field {
+                ClientCertField::Subject => cert.subject.as_bytes(),
+                ClientCertField::Fingerprint => cert.fingerprint.as_bytes(),
+            };
+            return Ok(Text::plain(Cow::Borrowed(value)));
+        }
     };
     found.ok_or(Problem::Missing)
 }
@@ -142,7 +150,8 @@ pub(super) fn json<'a>(
         | Source::Query(_)
         | Source::Header(_)
         | Source::ResponseHeader { .. }
-        | Source::Auth(AuthField::Subject | AuthField::Provider) => {
+        | Source::Auth(AuthField::Subject | AuthField::Provider)
+        | Source::ClientCert(_) => {
             let bytes = text(source, input)?;
             let string = String::from_utf8(bytes.into_owned()).map_err(|_| Problem::NotUtf8)?;
             Ok(Cow::Owned(Value::String(string)))

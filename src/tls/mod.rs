@@ -8,6 +8,8 @@
 //! not `a.b.example.com`, as browsers match), then the first certificate listed, which
 //! also answers a client that sends no name.
 
+pub mod client_cert;
+
 use crate::config::{ServerCert, ServerTlsSpec, TlsVersion};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;

@@ -418,7 +418,7 @@ proxy = {{ upstream = "users" }}
             "routes[1].rate_limit.kee: unknown key `kee`, expected one of `rate`, `burst`, `key`, `max_keys`",
             "server.trusted_proxies[1]: \"proxy.internal\" is not an address or CIDR; write one such as \"10.0.0.0/8\" or \"192.0.2.7\"",
             "routes[0].rate_limit.rate: invalid rate \"many\"; write a count per period, such as \"100/s\", \"600/min\" or \"1000/hour\"",
-            "routes[0].rate_limit.key: unknown key \"user\"; use ip, global, header:NAME, auth:sub or auth:CLAIM",
+            "routes[0].rate_limit.key: unknown key \"user\"; use ip, global, header:NAME, auth:sub, auth:CLAIM or client_cert",
             "routes[1].rate_limit.burst: must be at least 1; leave it out to allow the rate's count at once",
         ]
     );

@@ -7,6 +7,7 @@ mod auth_flow;
 mod auth_jwt;
 mod auth_keys;
 mod backend;
+mod client_cert;
 mod policy;
 mod route;
 mod route_auth;
@@ -86,12 +87,18 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let mut table = RouteTable::default();
     let mut routes = Vec::new();
     let mut route_places = Vec::new();
+    let has_client_ca = config
+        .server
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some());
     for (i, r) in config.routes.iter().enumerate() {
         let place = format!("routes[{i}]");
         if let Some(route) = route(
             &place, r, &server, &known, &providers, &mut p, &mut table, i,
         ) {
             auth_flow::identity_reads(&place, r, &route.kind, &mut p);
+            client_cert::client_cert_reads(&place, &route, has_client_ca, &mut p);
             routes.push(route);
             route_places.push(i);
         }

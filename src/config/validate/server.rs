@@ -72,8 +72,51 @@ pub(super) fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         admin_listen: admin_listen(s, p),
         admin_token: admin_token(s, p),
         tls: s.tls.as_ref().and_then(|t| super::tls::server_tls(t, p)),
-        redirect_http: None,
+        redirect_http: redirect_http(s, listen, p),
     }
+}
+
+/// `redirect_http`: an address of its own, with `[server.tls]` (without TLS there is no
+/// https URL to send clients to).
+fn redirect_http(s: &ServerConfig, listen: SocketAddr, p: &mut Problems) -> Option<SocketAddr> {
+    let text = s.redirect_http.as_ref()?;
+    let Ok(addr) = text.parse::<SocketAddr>() else {
+        p.add(
+            "server.redirect_http",
+            format!("\"{text}\" is not an address; write IP:PORT, such as \"0.0.0.0:80\""),
+        );
+        return None;
+    };
+    if s.tls.is_none() {
+        p.add(
+            "server.redirect_http",
+            "redirects to https, but the main listener is plain HTTP; add [server.tls], or remove redirect_http",
+        );
+    }
+    let admin = s.admin_listen.parse::<SocketAddr>().ok();
+    for (other, key) in [
+        (Some(listen), "server.listen"),
+        (admin, "server.admin_listen"),
+    ] {
+        // Same port on the same address, or on every address of one of them: one bind
+        // would fail.
+        let clashes = |other: SocketAddr| {
+            other.port() == addr.port()
+                && addr.port() != 0
+                && (other.ip() == addr.ip()
+                    || other.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        };
+        if other.is_some_and(clashes) {
+            p.add(
+                "server.redirect_http",
+                format!(
+                    "{addr} is also {key}; give the redirect listener its own port, such as 80"
+                ),
+            );
+        }
+    }
+    Some(addr)
 }
 
 /// The most connections (or upstream calls) that can be counted at once: about the

@@ -53,6 +53,7 @@ fn a_mapped_ipv4_peer_is_forwarded_as_ipv4() {
         &uri(),
         Some("[::ffff:10.0.0.2]:5555".parse().unwrap()),
         false,
+        false,
         None,
         false,
     );
@@ -84,6 +85,7 @@ fn forwarded_headers_are_appended_and_set() {
         &uri(),
         Some("10.0.0.2:5555".parse().unwrap()),
         false,
+        false,
         None,
         false,
     );
@@ -101,6 +103,7 @@ fn forwarded_headers_are_appended_and_set() {
         &uri(),
         Some("127.0.0.1:1".parse().unwrap()),
         false,
+        false,
         None,
         false,
     );
@@ -111,11 +114,11 @@ fn forwarded_headers_are_appended_and_set() {
 fn preserve_host_keeps_the_clients_host() {
     let mut h = HeaderMap::new();
     h.insert("host", "api.example.com".parse().unwrap());
-    upstream_request_headers(&mut h, &uri(), None, true, None, false);
+    upstream_request_headers(&mut h, &uri(), None, false, true, None, false);
     assert_eq!(h["host"], "api.example.com");
     let mut h = HeaderMap::new();
     let h2: http::Uri = "http://h2.example.com/x".parse().unwrap();
-    upstream_request_headers(&mut h, &h2, None, true, None, false);
+    upstream_request_headers(&mut h, &h2, None, false, true, None, false);
     assert_eq!(
         h["host"], "h2.example.com",
         "HTTP/2 carries the host in :authority"
@@ -134,7 +137,7 @@ fn allowed_upgrades_survive_the_strip() {
     h.insert("sec-websocket-key", "abc".parse().unwrap());
     let upgrade = allowed_upgrade(&h, &allowed());
     assert_eq!(upgrade.as_ref().unwrap(), "websocket");
-    upstream_request_headers(&mut h, &uri(), None, false, upgrade, false);
+    upstream_request_headers(&mut h, &uri(), None, false, false, upgrade, false);
     assert_eq!(h["connection"], "upgrade");
     assert_eq!(h["upgrade"], "websocket");
     assert_eq!(h["sec-websocket-key"], "abc");
@@ -177,7 +180,7 @@ fn h2c_and_its_settings_never_go_upstream() {
     h.insert("upgrade", "h2c".parse().unwrap());
     h.insert("http2-settings", "AAMAAABkAAQAAP__".parse().unwrap());
     let upgrade = allowed_upgrade(&h, &allowed());
-    upstream_request_headers(&mut h, &uri(), None, false, upgrade, false);
+    upstream_request_headers(&mut h, &uri(), None, false, false, upgrade, false);
     for name in ["connection", "upgrade", "http2-settings"] {
         assert!(h.get(name).is_none(), "{name}");
     }
@@ -209,6 +212,7 @@ fn names_with_underscores_stay_behind_unless_allowed() {
         &uri(),
         Some("10.0.0.2:1".parse().unwrap()),
         false,
+        false,
         None,
         false,
     );
@@ -216,7 +220,7 @@ fn names_with_underscores_stay_behind_unless_allowed() {
     assert_eq!(h["x-user"], "u1");
     assert_eq!(h["x-forwarded-for"], "10.0.0.2");
     let mut h = make();
-    upstream_request_headers(&mut h, &uri(), None, false, None, true);
+    upstream_request_headers(&mut h, &uri(), None, false, false, None, true);
     assert_eq!(h["x_forwarded_for"], "6.6.6.6");
 }
 
@@ -247,4 +251,14 @@ fn underscores_are_found_anywhere_in_a_name() {
         name[at] = b'_';
         assert!(has_underscore(&name), "{at}");
     }
+}
+
+#[test]
+fn the_proto_is_https_on_a_tls_connection() {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-proto", "http".parse().unwrap());
+    upstream_request_headers(&mut h, &uri(), None, true, false, None, false);
+    assert_eq!(h["x-forwarded-proto"], "https");
+    upstream_request_headers(&mut h, &uri(), None, false, false, None, false);
+    assert_eq!(h["x-forwarded-proto"], "http");
 }
