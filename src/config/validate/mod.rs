@@ -7,6 +7,7 @@ mod auth_flow;
 mod auth_jwt;
 mod auth_keys;
 mod backend;
+mod http2;
 mod policy;
 mod route;
 mod route_auth;
@@ -14,6 +15,7 @@ mod server;
 mod tls;
 mod tracing;
 mod upstream;
+mod upstream_tls;
 mod write;
 
 use super::units::{parse_duration, parse_size};
