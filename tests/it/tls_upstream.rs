@@ -1,14 +1,14 @@
 //! Upstreams over TLS and cleartext HTTP/2 (h2c), over real sockets: the upstream is a
 //! TLS server run by the test (tokio-rustls and hyper), its certificates issued by an
-//! rcgen CA made in the test; the h2c upstream is hyper's HTTP/2-only server, which
+//! rcgen CA made in the test (`common::tls`); the h2c upstream is hyper's HTTP/2-only server, which
 //! refuses HTTP/1.1.
 
+use crate::common::tls::{Issued, TestCa};
 use crate::common::{self, MockUpstream, Reply, client, eventually, get_json, start_gateway};
 use bytes::Bytes;
 use http_body_util::{Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
@@ -16,38 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
-
-/// A certificate authority made for one test.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self { issuer }
-    }
-
-    /// A certificate for `names` (DNS names or IP addresses): PEM of it and of its key.
-    fn issue(&self, names: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-}
 
 /// Writes `pem` to `name` in `dir` and returns the path as the config writes it.
 fn write(dir: &Path, name: &str, pem: &str) -> String {
@@ -189,10 +157,14 @@ async fn plain_mock() -> MockUpstream {
 #[tokio::test]
 async fn a_tls_upstream_checked_against_its_ca_serves_proxy_aggregate_and_health_calls() {
     let dir = common::scratch_dir("tls-upstream-ca");
-    let ca = Ca::new("test upstream CA");
-    let (cert, key) = ca.issue(&["localhost"]);
+    let ca = TestCa::new("test upstream CA");
+    let Issued {
+        cert_pem: cert,
+        key_pem: key,
+        ..
+    } = ca.server(&["localhost"]);
     let up = TlsUpstream::start(&cert, &key, None).await;
-    let ca_file = write(&dir, "ca.pem", &ca.pem());
+    let ca_file = write(&dir, "ca.pem", &ca.cert_pem);
     let plain = plain_mock().await;
     let url = format!("https://localhost:{}", up.addr.port());
     let extra = format!(
@@ -225,8 +197,12 @@ async fn a_tls_upstream_checked_against_its_ca_serves_proxy_aggregate_and_health
 
 #[tokio::test]
 async fn without_its_ca_a_tls_upstream_fails_as_a_connect_failure_and_the_gateway_keeps_serving() {
-    let ca = Ca::new("unknown CA");
-    let (cert, key) = ca.issue(&["localhost"]);
+    let ca = TestCa::new("unknown CA");
+    let Issued {
+        cert_pem: cert,
+        key_pem: key,
+        ..
+    } = ca.server(&["localhost"]);
     let up = TlsUpstream::start(&cert, &key, None).await;
     let plain = plain_mock().await;
     let gw = gateway(&format!("https://localhost:{}", up.addr.port()), "", &plain).await;
@@ -250,10 +226,14 @@ async fn without_its_ca_a_tls_upstream_fails_as_a_connect_failure_and_the_gatewa
 #[tokio::test]
 async fn server_name_is_sent_as_sni_and_checked_when_the_url_is_an_ip() {
     let dir = common::scratch_dir("tls-upstream-sni");
-    let ca = Ca::new("sni CA");
-    let (cert, key) = ca.issue(&["api.internal"]);
+    let ca = TestCa::new("sni CA");
+    let Issued {
+        cert_pem: cert,
+        key_pem: key,
+        ..
+    } = ca.server(&["api.internal"]);
     let up = TlsUpstream::start(&cert, &key, None).await;
-    let ca_file = write(&dir, "ca.pem", &ca.pem());
+    let ca_file = write(&dir, "ca.pem", &ca.cert_pem);
     let plain = plain_mock().await;
     let url = format!("https://{}", up.addr);
 
@@ -277,12 +257,20 @@ async fn server_name_is_sent_as_sni_and_checked_when_the_url_is_an_ip() {
 #[tokio::test]
 async fn mutual_tls_to_an_upstream_works_with_cert_and_key_and_fails_without() {
     let dir = common::scratch_dir("tls-upstream-mtls");
-    let ca = Ca::new("server CA");
-    let (cert, key) = ca.issue(&["localhost"]);
-    let client_ca = Ca::new("client CA");
-    let (client_cert, client_key) = client_ca.issue(&["gateway.internal"]);
-    let up = TlsUpstream::start(&cert, &key, Some(&client_ca.pem())).await;
-    let ca_file = write(&dir, "ca.pem", &ca.pem());
+    let ca = TestCa::new("server CA");
+    let Issued {
+        cert_pem: cert,
+        key_pem: key,
+        ..
+    } = ca.server(&["localhost"]);
+    let client_ca = TestCa::new("client CA");
+    let Issued {
+        cert_pem: client_cert,
+        key_pem: client_key,
+        ..
+    } = client_ca.client("gateway");
+    let up = TlsUpstream::start(&cert, &key, Some(&client_ca.cert_pem)).await;
+    let ca_file = write(&dir, "ca.pem", &ca.cert_pem);
     let cert_file = write(&dir, "client.pem", &client_cert);
     let key_file = write(&dir, "client.key", &client_key);
     let plain = plain_mock().await;
@@ -313,8 +301,12 @@ async fn mutual_tls_to_an_upstream_works_with_cert_and_key_and_fails_without() {
 
 #[tokio::test]
 async fn insecure_skip_verify_accepts_a_certificate_no_root_vouches_for() {
-    let ca = Ca::new("nobody's CA");
-    let (cert, key) = ca.issue(&["elsewhere.example"]);
+    let ca = TestCa::new("nobody's CA");
+    let Issued {
+        cert_pem: cert,
+        key_pem: key,
+        ..
+    } = ca.server(&["elsewhere.example"]);
     let up = TlsUpstream::start(&cert, &key, None).await;
     let plain = plain_mock().await;
     let gw = gateway(
