@@ -47,6 +47,7 @@ mod proxy_upgrade;
 mod reload;
 mod server;
 mod tls_certs;
+mod tls_rotation;
 mod tls_upstream;
 mod trace_context;
 mod upstream_framing;
