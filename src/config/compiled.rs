@@ -93,6 +93,8 @@ pub struct ServerSpec {
     pub admin_token: Option<String>,
     /// `[server.tls]`; `None`: the main listener is plain HTTP.
     pub tls: Option<super::tls::ServerTlsSpec>,
+    /// `[server.http2]`.
+    pub http2: super::http2::Http2Spec,
     /// The plain listener that redirects to https (`redirect_http`).
     pub redirect_http: Option<SocketAddr>,
 }

@@ -390,6 +390,7 @@ fn server_changes(old: &ServerSpec, new: &ServerSpec) -> Vec<(&'static str, bool
             true,
         ),
         ("cors", old.cors != new.cors, true),
+        ("http2", old.http2 != new.http2, true),
         ("admin_listen", old.admin_listen != new.admin_listen, true),
         (
             "request_timeout",

@@ -6,6 +6,7 @@ mod compiled;
 mod diff;
 mod document;
 mod env;
+mod http2;
 mod load;
 mod plan;
 mod tls;
@@ -21,6 +22,7 @@ pub use compiled::{
 pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};
 pub use env::Env;
+pub use http2::{Http2Config, Http2Spec};
 pub use load::{compile, compile_file, load_str};
 pub use plan::Plan;
 pub use tls::{
@@ -136,6 +138,8 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// TLS on the main listener; absent: plain HTTP.
     pub tls: Option<ServerTlsConfig>,
+    /// Limits of the main listener's HTTP/2 connections.
+    pub http2: Http2Config,
     /// With `tls`: an address (`IP:PORT`) of a plain listener that answers every request
     /// with `308` to the same URL over https.
     pub redirect_http: Option<String>,
@@ -163,6 +167,7 @@ impl Default for ServerConfig {
             admin_listen: "127.0.0.1:9901".into(),
             admin_token: None,
             tls: None,
+            http2: Http2Config::default(),
             redirect_http: None,
         }
     }

@@ -67,8 +67,8 @@ pub struct UpstreamTlsConfig {
     /// The name sent as SNI and checked against the upstream's certificate; default: the
     /// URL's host.
     pub server_name: Option<String>,
-    /// Accept any certificate the upstream presents. For tests only: a warning is logged
-    /// at every load.
+    /// Accept any certificate the upstream presents (its handshake signature is still
+    /// checked). For tests only: a warning is logged at every load.
     pub insecure_skip_verify: bool,
 }
 
@@ -145,12 +145,28 @@ impl PartialEq for ClientAuthSpec {
 }
 
 /// An upstream's `tls` checked, its files read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct UpstreamTlsSpec {
     /// The CAs of `ca`; `None`: the platform's verifier.
     pub roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
-    /// The client certificate chain and its key (PKCS#8 DER), for mutual TLS.
-    pub client_cert: Option<(Vec<rustls::pki_types::CertificateDer<'static>>, Vec<u8>)>,
-    pub server_name: Option<String>,
+    /// The client certificate chain and its signing key (`cert` and `key`), for mutual TLS.
+    pub client_cert: Option<std::sync::Arc<rustls::sign::CertifiedKey>>,
+    /// Sent as SNI and checked against the certificate in place of the URL's host.
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// Any certificate is accepted (its handshake signature is still checked).
     pub insecure_skip_verify: bool,
+}
+
+impl PartialEq for UpstreamTlsSpec {
+    fn eq(&self, other: &Self) -> bool {
+        // A key that matches the same certificate is the same key: comparing the chains
+        // tells a changed pair.
+        let chain = |c: &Option<std::sync::Arc<rustls::sign::CertifiedKey>>| {
+            c.as_ref().map(|k| k.cert.clone())
+        };
+        self.roots == other.roots
+            && chain(&self.client_cert) == chain(&other.client_cert)
+            && self.server_name == other.server_name
+            && self.insecure_skip_verify == other.insecure_skip_verify
+    }
 }

@@ -26,10 +26,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tower::Service;
 
 /// Serves the rest of the connection with hyper. `read`: bytes taken from the socket
@@ -43,9 +44,11 @@ pub async fn serve<S: ConnService, IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let cut = Arc::new(Notify::new());
     let service = Checked {
         service,
         send_timeout: settings.send_timeout,
+        cut: cut.clone(),
         drain: Drain {
             shutdown: shutdown.clone(),
             grace: settings.shutdown_grace,
@@ -64,6 +67,12 @@ pub async fn serve<S: ConnService, IO>(
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+        () = cut.notified() => {
+            // An HTTP/2 answer's client granted no window for send_timeout: dropping the
+            // connection is the one way to end its stream.
+            tracing::debug!("closing an HTTP/2 connection whose client took no bytes");
+            return;
+        }
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection closed with an error");
@@ -81,6 +90,8 @@ pub async fn serve<S: ConnService, IO>(
 struct Checked<S> {
     service: S,
     send_timeout: Duration,
+    /// Told by an HTTP/2 answer cut for its send timeout: the connection closes.
+    cut: Arc<Notify>,
     /// Put on upgrade requests, for the tunnel they may become.
     drain: Drain,
 }
@@ -106,6 +117,7 @@ impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
         Either::Right(Watching {
             answer: self.service.call(request.map(ClientBody::Streamed)),
             watch,
+            cut: self.cut.clone(),
         })
     }
 }
@@ -116,6 +128,7 @@ pin_project! {
         #[pin]
         answer: F,
         watch: Option<Duration>,
+        cut: Arc<Notify>,
     }
 }
 
@@ -127,7 +140,8 @@ impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Watching
         let Ok(response) = ready!(this.answer.poll(cx));
         Poll::Ready(Ok(match *this.watch {
             Some(limit) if !response.body().is_end_stream() => {
-                response.map(|body| SendWatch::new(body, limit).boxed_unsync())
+                let cut = Some(this.cut.clone());
+                response.map(|body| SendWatch::telling(body, limit, cut).boxed_unsync())
             }
             _ => response,
         }))

@@ -8,6 +8,7 @@
 mod accept;
 mod conn;
 mod handoff;
+mod http2;
 mod redirect;
 mod send_timeout;
 mod settings;
@@ -78,7 +79,7 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout);
-    hyper.http2().timer(TokioTimer::new());
+    http2::configure(&mut hyper, &settings.http2);
     let conn_settings = Arc::new(ConnSettings {
         header_read_timeout: settings.header_read_timeout,
         keepalive_timeout: settings.keepalive_timeout,

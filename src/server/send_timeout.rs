@@ -147,13 +147,23 @@ struct Watched {
     base: Instant,
     limit: Duration,
     cut: AtomicBool,
+    /// Told when the body is cut: the connection to close (see `handoff`).
+    connection: Option<Arc<Notify>>,
 }
 
 const READING: u64 = u64::MAX;
 
 impl SendWatch {
     /// Watches `body`; needs a runtime, for the watchdog task.
+    #[cfg(test)]
     pub fn new(body: Body, limit: Duration) -> Self {
+        Self::telling(body, limit, None)
+    }
+
+    /// Like `new`, and a cut notifies `connection`. An HTTP/2 answer waiting for
+    /// flow-control window is not polled again, so only closing its connection ends
+    /// the client's stream.
+    pub fn telling(body: Body, limit: Duration, connection: Option<Arc<Notify>>) -> Self {
         let shared = Arc::new(Watched {
             body: Mutex::new(Some(body)),
             // As if a frame had been taken now: a reader that never comes is cut too.
@@ -161,6 +171,7 @@ impl SendWatch {
             base: Instant::now(),
             limit,
             cut: AtomicBool::new(false),
+            connection,
         });
         let ended = Arc::new(Notify::new());
         tokio::spawn(watchdog(Arc::downgrade(&shared), ended.clone()));
@@ -197,6 +208,9 @@ async fn watchdog(watched: Weak<Watched>, ended: Arc<Notify>) {
             // Dropping the body cancels the upstream call that feeds it.
             let body = w.body.lock().expect("never poisoned").take();
             drop(body);
+            if let Some(connection) = &w.connection {
+                connection.notify_one();
+            }
             return;
         }
         if w.body.lock().expect("never poisoned").is_none() {

@@ -1,6 +1,7 @@
 //! The HTTP client of one upstream: hyper's pooled client over a connector that speaks
-//! plain TCP or TLS (rustls, with the platform's certificate verifier; HTTP/2 when the
-//! server offers it through ALPN). A request goes out as it is built here: its URI is
+//! plain TCP or TLS (rustls, set up from the upstream's `tls` in `super::tls`; HTTP/2
+//! when the server offers it through ALPN), or cleartext HTTP/2 with prior knowledge
+//! (`h2c`), where concurrent requests share one connection. A request goes out as it is built here: its URI is
 //! parsed once, and nothing is added but `Host` (and `Connection: close` on a HEAD).
 //!
 //! An HTTP/1 connection is kept for another request only after an answer whose end its
@@ -14,11 +15,10 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls_platform_verifier::ConfigVerifierExt;
 
 /// Any error a request body may fail with; `Limited`'s limit is found in its chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,17 +88,28 @@ impl HttpClient {
         http.set_connect_timeout(Some(spec.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let tls = rustls::ClientConfig::with_platform_verifier()?;
+        let tls = spec.tls.as_ref();
+        if tls.is_some_and(|tls| tls.insecure_skip_verify) {
+            tracing::warn!(
+                upstream = %spec.name,
+                "upstream certificates are not verified (tls.insecure_skip_verify): for tests only"
+            );
+        }
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
+            .with_tls_config(super::tls::client_config(tls)?)
+            .https_or_http();
+        // `server_name`: the SNI sent and the name checked, whatever the URL's host.
+        let connector = match tls.and_then(|tls| tls.server_name.clone()) {
+            Some(name) => connector.with_server_name_resolver(FixedServerNameResolver::new(name)),
+            None => connector,
+        };
+        let connector = connector.enable_all_versions().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(spec.pool_idle_timeout)
             .pool_max_idle_per_host(spec.pool_idle_per_host)
+            .http2_only(spec.h2c)
             .build(connector);
         Ok(Self { client })
     }

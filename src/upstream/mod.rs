@@ -9,6 +9,7 @@ mod decode;
 mod guard;
 pub mod health;
 pub mod retry;
+mod tls;
 mod transport;
 
 pub use crate::http1::is_idempotent;

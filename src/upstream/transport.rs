@@ -1,8 +1,8 @@
 //! How requests reach one upstream, chosen once when the upstream is built. A plain-http
 //! upstream is served by the own HTTP/1.1 client (`http1::client`: bodiless requests,
 //! and answers read whole), with hyper's pooled client for what that client does not
-//! do (request bodies to stream, upgrades); a TLS upstream (HTTP/2 when it offers it) by
-//! hyper's client alone. Callers make one call and never pick a client themselves.
+//! do (request bodies to stream, upgrades); a TLS upstream (HTTP/2 when it offers it)
+//! and an `h2c` upstream (cleartext HTTP/2) by hyper's client alone. Callers make one call and never pick a client themselves.
 
 use super::client::{ClientError, HttpClient, RequestBody, SendError, no_body};
 use super::{CallError, WholeAnswer, decode, parse_uri, read_body};
@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 pub enum Transport {
     /// A plain-http upstream: the own client first, hyper's for bodies and upgrades.
     Http1 { own: Arc<Pool>, hyper: HttpClient },
-    /// A TLS upstream: hyper's client for everything.
+    /// A TLS or `h2c` upstream: hyper's client for everything.
     Hyper(HttpClient),
 }
 
@@ -97,9 +97,13 @@ impl Body for UpstreamBody {
 }
 
 impl Transport {
-    /// The clients `spec` needs: the own one only for an `http://` base.
+    /// The clients `spec` needs: the own one only for an `http://` base spoken as
+    /// HTTP/1.1.
     pub fn build(spec: &UpstreamSpec) -> Result<Self, ClientError> {
         let hyper = HttpClient::new(spec)?;
+        if spec.h2c {
+            return Ok(Transport::Hyper(hyper));
+        }
         let own = Pool::for_base(
             &spec.base,
             spec.pool_idle_per_host,
@@ -260,8 +264,12 @@ mod tests {
     use crate::config::{Env, compile};
 
     fn transport(url: &str) -> Transport {
+        transport_with(url, "")
+    }
+
+    fn transport_with(url: &str, keys: &str) -> Transport {
         let toml = format!(
-            "[upstreams.up]\nurl = \"{url}\"\n[[routes]]\npath = \"/r\"\n\
+            "[upstreams.up]\nurl = \"{url}\"\n{keys}\n[[routes]]\npath = \"/r\"\n\
              proxy = {{ upstream = \"up\", path = \"/\" }}\n"
         );
         let compiled = compile(&toml, &Env::default()).unwrap();
@@ -295,5 +303,13 @@ mod tests {
         let target = tls.target("https://example.com/a?b=1").unwrap();
         assert!(matches!(target, RequestTarget::Uri(_)));
         assert_eq!(target.path(), "/a?b=1");
+    }
+
+    #[test]
+    fn an_h2c_upstream_takes_hyper_s_client_alone() {
+        let h2c = transport_with("http://127.0.0.1:9000", "h2c = true");
+        assert!(matches!(h2c, Transport::Hyper(_)));
+        let target = h2c.target("http://127.0.0.1:9000/a").unwrap();
+        assert!(matches!(target, RequestTarget::Uri(_)));
     }
 }

@@ -8,6 +8,7 @@ mod auth_jwt;
 mod auth_keys;
 mod backend;
 mod client_cert;
+mod http2;
 mod policy;
 mod route;
 mod route_auth;
@@ -15,6 +16,7 @@ mod server;
 mod tls;
 mod tracing;
 mod upstream;
+mod upstream_tls;
 mod write;
 
 use super::units::{parse_duration, parse_size};

@@ -72,6 +72,7 @@ pub(super) fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         admin_listen: admin_listen(s, p),
         admin_token: admin_token(s, p),
         tls: s.tls.as_ref().and_then(|t| super::tls::server_tls(t, p)),
+        http2: super::http2::http2(&s.http2, p),
         redirect_http: redirect_http(s, listen, p),
     }
 }

@@ -52,6 +52,8 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
             String::new()
         }
     };
+    // Empty when the URL was refused: tls and h2c are then not checked against it.
+    let scheme = base.split_once("://").map(|(scheme, _)| scheme);
     let mut headers = HeaderMap::new();
     for (k, v) in &u.headers {
         let hplace = format!("{place}.headers.{k}");
@@ -70,6 +72,7 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
             ),
         }
     }
+    let tls = super::upstream_tls::upstream_tls(&place, scheme, u.tls.as_ref(), u.h2c, p);
     UpstreamSpec {
         name: name.to_string(),
         base,
@@ -159,7 +162,7 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
                 timeout: p.duration(&format!("{place}.health_check.timeout"), &h.timeout),
             }
         }),
-        tls: None,
+        tls,
         h2c: u.h2c,
     }
 }
