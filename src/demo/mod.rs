@@ -5,14 +5,17 @@
 //! `loyalty`); and, when `[tracing]` exports OTLP/HTTP JSON to this machine, a sample
 //! collector (`collector`) that shows each trace's spans. The `users` sample also
 //! publishes the demo's signing key (`token`) at `/.well-known/jwks.json`, and answers
-//! `GET /me` with the identity headers the gateway set.
+//! `GET /me` with the identity headers the gateway set. With `--tls`, [`tls`] makes the
+//! self-signed certificates the demo serves.
 
 mod checkout;
 mod collector;
+pub mod tls;
 pub mod token;
 
 pub use checkout::DECLINED_CARD;
 pub use collector::serve_collector;
+pub use tls::DemoCertificates;
 
 use crate::config::{Compiled, OtlpProtocol};
 use bytes::Bytes;
@@ -324,6 +327,27 @@ fn me(request: &http::request::Parts) -> String {
 /// client's `traceparent`, which the answer's continues; and, with the sample collector,
 /// that trace's spans and the latency exemplars that link to it.
 pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
+    curl_lines_tls(compiled, gateway, None)
+}
+
+/// [`curl_lines`] for a gateway that serves TLS when `ca` is the CA file its certificate
+/// chains to: the gateway's lines are `curl -si --cacert CA https://...` (an unspecified
+/// listen address as `localhost`, a name the demo certificate holds); the collector's
+/// and admin listener's stay plain HTTP.
+pub fn curl_lines_tls(
+    compiled: &Compiled,
+    gateway: SocketAddr,
+    ca: Option<&std::path::Path>,
+) -> Vec<String> {
+    let base = match ca {
+        None => format!("-si http://{gateway}"),
+        Some(ca) if gateway.ip().is_unspecified() => format!(
+            "-si --cacert {} https://localhost:{}",
+            ca.display(),
+            gateway.port()
+        ),
+        Some(ca) => format!("-si --cacert {} https://{gateway}", ca.display()),
+    };
     let mut lines = Vec::new();
     let tokens = demo_tokens(compiled, SystemTime::now());
     for route in compiled.routes.iter() {
@@ -337,18 +361,18 @@ pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
             match token {
                 Some(token) => {
                     lines.push(format!(
-                        "curl -si http://{gateway}{path} -H 'authorization: Bearer {token}'"
+                        "curl {base}{path} -H 'authorization: Bearer {token}'"
                     ));
-                    lines.push(format!("curl -si http://{gateway}{path}   # no token: 401"));
+                    lines.push(format!("curl {base}{path}   # no token: 401"));
                 }
-                None => lines.push(format!("curl -si http://{gateway}{path}")),
+                None => lines.push(format!("curl {base}{path}")),
             }
             continue;
         }
         for value in ["1", "2"] {
             let path = with_params(&route.path, value);
             lines.push(format!(
-                "curl -si http://{gateway}{path} -H 'content-type: application/json' -d '{DEMO_CHECKOUT_BODY}'"
+                "curl {base}{path} -H 'content-type: application/json' -d '{DEMO_CHECKOUT_BODY}'"
             ));
         }
     }
