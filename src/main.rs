@@ -289,11 +289,8 @@ async fn start(
         .map_err(|e| format!("server.listen: cannot listen on {listen}: {e}"))?;
     if let Some(with_demo) = &with_demo {
         let addr = listener.local_addr()?;
-        let scheme = if with_demo.ca.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let tls = with_demo.ca.is_some() || compiled.server.tls.is_some();
+        let scheme = if tls { "https" } else { "http" };
         let mut text = format!("fanout demo on {scheme}://{addr}; try:\n");
         for line in demo::curl_lines_tls(&compiled, addr, with_demo.ca.as_deref()) {
             text.push_str(&format!("  {line}\n"));

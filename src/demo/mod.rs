@@ -330,23 +330,26 @@ pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
     curl_lines_tls(compiled, gateway, None)
 }
 
-/// [`curl_lines`] for a gateway that serves TLS when `ca` is the CA file its certificate
-/// chains to: the gateway's lines are `curl -si --cacert CA https://...` (an unspecified
-/// listen address as `localhost`, a name the demo certificate holds); the collector's
-/// and admin listener's stay plain HTTP.
+/// [`curl_lines`] for a gateway that may serve TLS: with `ca`, the CA file its
+/// certificate chains to, the gateway's lines are `curl -si --cacert CA https://...`;
+/// with `[server.tls]` and no `ca` (a certificate of the operator's), `https://` alone.
+/// Over TLS an unspecified listen address is written `localhost`, a name a certificate
+/// for this machine holds. The collector's and admin listener's lines stay plain HTTP.
 pub fn curl_lines_tls(
     compiled: &Compiled,
     gateway: SocketAddr,
     ca: Option<&std::path::Path>,
 ) -> Vec<String> {
-    let base = match ca {
-        None => format!("-si http://{gateway}"),
-        Some(ca) if gateway.ip().is_unspecified() => format!(
-            "-si --cacert {} https://localhost:{}",
-            ca.display(),
-            gateway.port()
-        ),
-        Some(ca) => format!("-si --cacert {} https://{gateway}", ca.display()),
+    let tls = ca.is_some() || compiled.server.tls.is_some();
+    let authority = if tls && gateway.ip().is_unspecified() {
+        format!("localhost:{}", gateway.port())
+    } else {
+        gateway.to_string()
+    };
+    let base = match (ca, tls) {
+        (Some(ca), _) => format!("-si --cacert {} https://{authority}", ca.display()),
+        (None, true) => format!("-si https://{authority}"),
+        (None, false) => format!("-si http://{authority}"),
     };
     let mut lines = Vec::new();
     let tokens = demo_tokens(compiled, SystemTime::now());

@@ -657,3 +657,62 @@ proxy = {{ upstream = "users", path = "/{{rest}}" }}
     let profile: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(profile["id"], 2);
 }
+
+#[test]
+fn the_curl_lines_of_a_tls_listener_are_https_and_name_localhost_for_any_address() {
+    let dir = common::scratch_dir("demo-tls-lines");
+    let certs = fanout::demo::DemoCertificates::make(&dir).unwrap();
+    let config = |tls: bool| {
+        let tls = if tls {
+            format!(
+                "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                certs.cert.display(),
+                certs.key.display()
+            )
+        } else {
+            String::new()
+        };
+        let toml = format!(
+            r#"
+[server]
+listen = "0.0.0.0:8443"
+{tls}
+[upstreams.users]
+url = "http://127.0.0.1:9101"
+
+[[routes]]
+path = "/u/{{id}}"
+  [[routes.backends]]
+  name = "user"
+  upstream = "users"
+  path = "/users/{{id}}"
+"#
+        );
+        fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap()
+    };
+    let any: std::net::SocketAddr = "0.0.0.0:8443".parse().unwrap();
+    let loopback: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+    let first = |lines: Vec<String>| lines.into_iter().next().unwrap();
+    // The operator's certificate: https, the CA left to the reader.
+    assert_eq!(
+        first(fanout::demo::curl_lines(&config(true), any)),
+        "curl -si https://localhost:8443/u/1"
+    );
+    // The demo's: its CA named.
+    assert_eq!(
+        first(fanout::demo::curl_lines_tls(
+            &config(true),
+            loopback,
+            Some(&certs.ca)
+        )),
+        format!(
+            "curl -si --cacert {} https://127.0.0.1:8443/u/1",
+            certs.ca.display()
+        )
+    );
+    // Without TLS nothing changes.
+    assert_eq!(
+        first(fanout::demo::curl_lines(&config(false), any)),
+        "curl -si http://0.0.0.0:8443/u/1"
+    );
+}
