@@ -45,6 +45,7 @@ mod proxy_paths;
 mod proxy_upgrade;
 mod reload;
 mod server;
+mod tls_certs;
 mod trace_context;
 mod upstream_framing;
 mod upstream_http1;
