@@ -183,6 +183,9 @@ fn check(path: &Path, old: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     let mut out = format!("{}: ok (hash {})\n", path.display(), compiled.hash);
+    for warning in &compiled.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
     out.push_str(&compiled.route_table());
     if let Some(old_path) = old {
         let old = match load(old_path) {
@@ -305,6 +308,7 @@ async fn start(
         ),
         None => None,
     };
+    reload::log_warnings(&compiled);
     let gateway = Gateway::build(compiled, None)?;
     // JWT providers with `jwks_url` get a bounded wait for their first fetch, so the
     // first requests are not refused for keys that were a moment away; a provider still
@@ -325,6 +329,8 @@ async fn start(
     let reloader = Reloader::new(path, live.clone());
     let _watcher = reload::watch(reloader.clone())
         .map_err(|e| format!("cannot watch {} for changes: {e}", path.display()))?;
+    let _tls_watch = reload::watch_tls(reloader.clone())
+        .map_err(|e| format!("cannot watch the [server.tls] files for changes: {e}"))?;
     tokio::spawn(reload::on_sighup(reloader.clone()));
     if let Some(admin) = admin {
         tokio::spawn(fanout::admin::run(

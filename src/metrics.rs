@@ -66,6 +66,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabels {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: Label,
 }
@@ -215,6 +220,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     access_log_dropped: Family<ReasonLabels, Counter>,
     config: Family<HashLabels, Gauge>,
+    tls_cert_expiry: Family<NameLabels, Gauge>,
     current_hash: Mutex<String>,
     /// Shared with the response cache, whichever snapshot holds it.
     pub cache: CacheStats,
@@ -255,6 +261,7 @@ impl Metrics {
             reloads: Family::default(),
             access_log_dropped: Family::default(),
             config: Family::default(),
+            tls_cert_expiry: Family::default(),
             current_hash: Mutex::new(String::new()),
             cache: CacheStats::default(),
             spans_dropped: Counter::default(),
@@ -330,6 +337,11 @@ impl Metrics {
             "config_info",
             "The config hash now serving (value 1)",
             m.config.clone(),
+        );
+        registry.register(
+            "tls_cert_expiry_seconds",
+            "When each certificate the listener serves expires (notAfter), in Unix seconds, by its first server name",
+            m.tls_cert_expiry.clone(),
         );
         registry.register(
             "cache_hits",
@@ -509,6 +521,17 @@ impl Metrics {
                 })
                 .set(1);
             *current = hash.to_string();
+        }
+    }
+
+    /// The certificates a snapshot serves: `(name, notAfter in Unix seconds)`. Replaces
+    /// the previous snapshot's, so a certificate no longer served has no series.
+    pub fn tls_cert_expiry(&self, certs: &[(String, i64)]) {
+        self.tls_cert_expiry.clear();
+        for (name, not_after) in certs {
+            self.tls_cert_expiry
+                .get_or_create(&NameLabels { name: name.clone() })
+                .set(*not_after);
         }
     }
 

@@ -1,7 +1,9 @@
-//! Live config: on a file change (debounced, renames included), SIGHUP or the admin
-//! `POST /reload`, the whole new config is loaded, validated and built first, then
-//! swapped in at once. Requests in flight finish on the snapshot they started with; an
-//! invalid edit is logged with every problem and the old config keeps serving.
+//! Live config: on a file change (debounced, renames included), SIGHUP, the admin
+//! `POST /reload`, or a change to a `[server.tls]` certificate, key or client CA file,
+//! the whole new config is loaded, validated and built first, then swapped in at once.
+//! Requests in flight finish on the snapshot they started with; an invalid edit (or a
+//! certificate that does not match its key) is logged with every problem and the old
+//! config keeps serving.
 
 use crate::config::{Compiled, Env, ServerSpec, compile_file};
 pub use crate::config::{ConfigDiff, ValueChange, diff};
@@ -87,6 +89,7 @@ impl Reloader {
             });
         *status = match outcome {
             Ok((gateway, changes)) => {
+                log_warnings(&gateway.config);
                 let hash = gateway.config.hash.clone();
                 self.live.store(Arc::new(gateway));
                 tracing::info!(
@@ -136,7 +139,19 @@ impl Reloader {
     }
 }
 
+/// Logs what the config's validation warned about (a certificate close to expiry).
+pub fn log_warnings(config: &Compiled) {
+    for warning in &config.warnings {
+        tracing::warn!(place = %warning.place, warning = %warning.message, "config warning");
+    }
+}
+
 fn keep_listener_settings(new: &mut ServerSpec, old: &ServerSpec) {
+    // Turning TLS on or off changes what the listener speaks: a restart. Certificates
+    // and client CAs change on a reload.
+    if new.tls.is_some() != old.tls.is_some() {
+        new.tls = old.tls.clone();
+    }
     new.listen = old.listen;
     new.admin_listen = old.admin_listen;
     new.workers = old.workers;
@@ -218,6 +233,105 @@ pub fn watch(reloader: Arc<Reloader>) -> notify::Result<notify::RecommendedWatch
         }
     });
     Ok(watcher)
+}
+
+/// Quiet time after a change to a certificate file before reading it: a deployment
+/// that writes the certificate and then its key (or swaps a directory symlink) is read
+/// once, with both in place.
+const TLS_DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// Watches the directories of the serving `[server.tls]` files (certificates, keys,
+/// client CA) and reloads, with trigger `tls_files`, when their contents change. Whole
+/// directories are watched so that a rename over a file (editors, `cert-manager`) and
+/// Kubernetes' swap of a secret volume's `..data` symlink are both seen; the contents
+/// are compared, so unrelated files in the directory, and a bad pair already refused,
+/// cause no reload (a refused pair is logged once). The set of files is re-read from
+/// the serving snapshot after every change, so a reload that names other files moves
+/// the watch with it. The task owns the watcher; abort it to stop watching.
+pub fn watch_tls(reloader: Arc<Reloader>) -> notify::Result<tokio::task::JoinHandle<()>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })?;
+    let mut watched: Vec<PathBuf> = Vec::new();
+    let mut files = tls_files(&reloader.live.load().server);
+    watch_dirs(&mut watcher, &files, &mut watched)?;
+    let mut seen = fingerprint(&files);
+    Ok(tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            loop {
+                tokio::time::sleep(TLS_DEBOUNCE).await;
+                if rx.try_recv().is_err() {
+                    break;
+                }
+                while rx.try_recv().is_ok() {}
+            }
+            let now = fingerprint(&files);
+            if now != seen {
+                seen = now;
+                let _ = reloader.reload_async("tls_files").await;
+            }
+            let serving = tls_files(&reloader.live.load().server);
+            if serving != files {
+                files = serving;
+                seen = fingerprint(&files);
+                if let Err(e) = watch_dirs(&mut watcher, &files, &mut watched) {
+                    tracing::warn!(error = %e, "cannot watch a TLS file's directory; rotate it with a reload");
+                }
+            }
+        }
+    }))
+}
+
+/// The files a reload reads for `[server.tls]`.
+fn tls_files(server: &ServerSpec) -> Vec<PathBuf> {
+    let Some(tls) = &server.tls else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = tls
+        .certs
+        .iter()
+        .flat_map(|c| [c.cert_path.clone(), c.key_path.clone()])
+        .collect();
+    files.extend(tls.client_auth.as_ref().map(|a| a.ca_path.clone()));
+    files
+}
+
+/// Watches the directory of each of `files` not watched yet.
+fn watch_dirs(
+    watcher: &mut notify::RecommendedWatcher,
+    files: &[PathBuf],
+    watched: &mut Vec<PathBuf>,
+) -> notify::Result<()> {
+    use notify::Watcher;
+    for file in files {
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !watched.contains(&dir) {
+            watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+            watched.push(dir);
+        }
+    }
+    Ok(())
+}
+
+/// A digest of the files' contents (following symlinks); a missing file counts as such.
+fn fingerprint(files: &[PathBuf]) -> Vec<u8> {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for file in files {
+        match std::fs::read(file) {
+            Ok(bytes) => {
+                digest.update(&(bytes.len() as u64).to_be_bytes());
+                digest.update(&bytes);
+            }
+            Err(_) => digest.update(b"missing"),
+        }
+    }
+    digest.finish().as_ref().to_vec()
 }
 
 /// Reloads on every SIGHUP. The handler is installed when this is called, not when the

@@ -30,6 +30,9 @@ pub struct Compiled {
     /// Settings the file sets that wait for a restart (`server.listen` → the loaded
     /// value); empty but after a reload that changed listener settings.
     pub pending_restart: serde_json::Map<String, serde_json::Value>,
+    /// What works but needs attention, each with its place (a certificate that expires
+    /// within 14 days): printed by `fanout check`, logged at start and on every reload.
+    pub warnings: Vec<super::ConfigProblem>,
     pub server: ServerSpec,
     /// Capacity of the response cache, in bytes.
     pub cache_max_size: u64,

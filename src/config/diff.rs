@@ -199,6 +199,7 @@ pub fn diff(old: &Compiled, new: &Compiled) -> ConfigDiff {
             d.restart_needed.push(place);
         }
     }
+    tls_changes(old, new, &mut d);
     // Every `[access_log]` key applies on the reload.
     if old.access_log != new.access_log {
         let (was, now) = (doc(old, "access_log"), doc(new, "access_log"));
@@ -219,6 +220,60 @@ pub fn diff(old: &Compiled, new: &Compiled) -> ConfigDiff {
         });
     }
     d
+}
+
+/// `[server.tls]`: turning it on or off waits for a restart; a changed key, a new
+/// certificate behind the same file (by serial) or new client CAs apply on the reload.
+fn tls_changes(old: &Compiled, new: &Compiled, d: &mut ConfigDiff) {
+    let (was, now) = (&old.server.tls, &new.server.tls);
+    if was == now {
+        return;
+    }
+    let doc = |c: &Compiled| {
+        c.document
+            .pointer("/server/tls")
+            .cloned()
+            .unwrap_or_default()
+    };
+    values("server.tls", &doc(old), &doc(new), &mut d.values);
+    let (Some(was), Some(now)) = (was, now) else {
+        d.restart_needed.push("server.tls".into());
+        return;
+    };
+    let describe = |c: &super::ServerCert| {
+        Value::from(format!(
+            "serial {}, expires {}",
+            c.serial,
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_secs(c.not_after.max(0) as u64)
+            )
+        ))
+    };
+    for cert in &now.certs {
+        if let Some(before) = was.certs.iter().find(|c| c.place == cert.place)
+            && before.serial != cert.serial
+        {
+            d.values.push(ValueChange {
+                place: format!("{}.cert", cert.place),
+                was: describe(before),
+                now: describe(cert),
+            });
+        }
+    }
+    let roots = |t: &super::ServerTlsSpec| t.client_auth.as_ref().map(|a| a.roots.clone());
+    if roots(was) != roots(now) && was.client_auth.is_some() && now.client_auth.is_some() {
+        let count = |t: &super::ServerTlsSpec| {
+            Value::from(format!(
+                "{} CA certificate(s)",
+                t.client_auth.as_ref().map_or(0, |a| a.roots.len())
+            ))
+        };
+        d.values.push(ValueChange {
+            place: "server.tls.client_ca".into(),
+            was: count(was),
+            now: count(now),
+        });
+    }
 }
 
 /// A route's timeout taken from `server.request_timeout`.

@@ -22,7 +22,8 @@ pub struct ServerTlsConfig {
     pub client_ca: Option<String>,
     /// With `client_ca`: `"required"` (a handshake without a valid client certificate
     /// fails) or `"optional"` (a client may present none; one it presents must be valid).
-    pub client_auth: String,
+    /// Default with `client_ca`: `"required"`; without `client_ca` it is an error.
+    pub client_auth: Option<String>,
 }
 
 impl Default for ServerTlsConfig {
@@ -33,7 +34,7 @@ impl Default for ServerTlsConfig {
             certs: Vec::new(),
             min_version: "1.2".into(),
             client_ca: None,
-            client_auth: "required".into(),
+            client_auth: None,
         }
     }
 }
@@ -87,12 +88,16 @@ pub struct ServerCert {
     /// Where it is configured (`server.tls`, `server.tls.certs[1]`): names it in errors,
     /// logs and the `fanout_tls_cert_expiry_seconds{name}` metric.
     pub place: String,
-    /// The server names (SNI) it answers, lowercase; `*.` prefixes allowed.
+    /// The server names (SNI) it answers, lowercase; `*.` prefixes allowed. Empty only
+    /// for the default certificate when it holds no DNS name.
     pub names: Vec<String>,
     /// The chain and the signing key, as rustls uses them.
     pub key: std::sync::Arc<rustls::sign::CertifiedKey>,
     /// The end certificate's `notAfter`, in seconds since the Unix epoch.
     pub not_after: i64,
+    /// The end certificate's serial number, colon-separated hex: says which
+    /// certificate a reload swapped in.
+    pub serial: String,
     pub cert_path: std::path::PathBuf,
     pub key_path: std::path::PathBuf,
 }

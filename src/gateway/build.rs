@@ -54,6 +54,7 @@ impl Gateway {
         let config = compiled.clone();
         let metrics = previous.map_or_else(Metrics::new, |p| p.metrics.clone());
         metrics.config_hash(&compiled.hash);
+        metrics.tls_cert_expiry(&crate::tls::expiry_series(compiled.server.tls.as_ref()));
         let mut upstreams = BTreeMap::new();
         for (name, spec) in compiled.upstreams {
             let kept = previous

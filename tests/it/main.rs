@@ -46,6 +46,7 @@ mod proxy_upgrade;
 mod reload;
 mod server;
 mod tls_certs;
+mod tls_rotation;
 mod trace_context;
 mod upstream_framing;
 mod upstream_http1;

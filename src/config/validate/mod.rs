@@ -31,10 +31,16 @@ use tracing::tracing;
 use upstream::upstream;
 
 /// Collects problems while compiling; `place` strings follow the document's own shape.
+/// The second list holds warnings: reported, but the config is valid.
 #[derive(Default)]
-pub(super) struct Problems(Vec<ConfigProblem>);
+pub(super) struct Problems(Vec<ConfigProblem>, Vec<ConfigProblem>);
 
 impl Problems {
+    /// Something that works now but needs attention (a certificate about to expire).
+    pub(super) fn warn(&mut self, place: impl Into<String>, message: impl Into<String>) {
+        self.1.push(ConfigProblem::new(place, message));
+    }
+
     pub(super) fn add(&mut self, place: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigProblem::new(place, message));
     }
@@ -97,6 +103,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
             document: Arc::new(document),
             hash,
             pending_restart: serde_json::Map::new(),
+            warnings: p.1,
             server,
             cache_max_size,
             access_log,
