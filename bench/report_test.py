@@ -282,6 +282,15 @@ time for request:      210us     12.34ms      2.61ms       1.1ms    70.00%
         self.assertAlmostEqual(f["mean_ms"], 2.61)
         self.assertEqual((f["cipher"], f["key_exchange"], f["alpn"]), ("TLS_AES_256_GCM_SHA384", "X25519", "h2"))
 
+    def test_h2load_rounds_under_a_second_are_read(self):
+        out = """finished in 125.32ms, 2042.77 req/s, 500KB/s
+requests: 256 total, 256 started, 256 done, 256 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 256 2xx, 0 3xx, 0 4xx, 0 5xx
+time for request:      1.1ms     90.2ms     40.5ms      20ms    60.00%
+"""
+        f = bench.parse_h2load(out)
+        self.assertEqual((f["requests"], f["rps"]), (256, 2042.77))
+
 
 if __name__ == "__main__":
     unittest.main()
