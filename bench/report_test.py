@@ -189,5 +189,108 @@ class ReportTest(unittest.TestCase):
         self.assertEqual({n for s, n in runs if s == "i1"}, {"fanout", "nginx", "haproxy"})
 
 
+def tls_results():
+    """(t): the proxy over HTTP/1.1 and the handshakes, fanout above nginx on the first
+    and below on the second; the HTTP/2 proxy with h2load's mean in place of p50."""
+    h2 = {"rps": 40000, "mean_ms": 1.5, "requests": 200000, "user_us_per_req": 10.0,
+          "kernel_us_per_req": 10.0, "cpu_us_per_req": 20.0}
+    medians = {
+        "t1p/nginx+log": logged(30000, 2.0, 12.0, 13.0, 1.0, 96),
+        "t1p/fanout+log": logged(32000, 1.9, 10.0, 12.0, 1.0, 250),
+        "t1p/fanout": figures(36000, 1.8, 8.0, 12.0),
+        "t1p/nginx": figures(33000, 1.9, 10.0, 12.0),
+        "t2p/fanout": h2,
+        "t2p/nginx": {**h2, "rps": 38000, "mean_ms": 1.6, "user_us_per_req": 12.0, "cpu_us_per_req": 22.0},
+        "t2b/fanout": {**h2, "rps": 20000, "cpu_us_per_req": 45.0},
+        "th/fanout": figures(4000, 15.0, 150.0, 100.0),
+        "th/nginx": figures(4200, 14.0, 120.0, 80.0),
+    }
+    negotiated = {"fanout": ["TLSv1.3", "TLS_AES_256_GCM_SHA384", "X25519", "h2"],
+                  "nginx": ["TLSv1.3", "TLS_AES_256_GCM_SHA384", "X25519", "h2"]}
+    return {"repeats": 3, "seconds": 5, "medians": medians, "idle": {}, "tls": negotiated}
+
+
+class TlsReportTest(unittest.TestCase):
+    def setUp(self):
+        self.text = bench.report(tls_results(), INFO)
+
+    def test_requests_per_cpu_second_and_fanout_over_the_peer(self):
+        h1 = self.text.split("(t) TLS 1.3, proxy, HTTP/1.1 keep-alive")[1].split("\n\n**")[0]
+        rows = [line.split(" | ")[0] for line in h1.splitlines() if line.startswith("| ")][2:]
+        self.assertEqual(rows, ["| fanout", "| nginx", "| fanout+log", "| nginx+log"])
+        # 10⁶ / 20 µs = 50,000 per CPU-second for fanout, 10⁶ / 22 µs = 45,455 for nginx
+        self.assertIn("| nginx | 33,000 | 1.90 | 3.80 | 22.0 | 10.0 | 12.0 | 45,455 | 1.10 |", h1)
+        # logged: 10⁶ / 22 over 10⁶ / 25, compared with fanout's logged run
+        self.assertIn("| nginx+log | 30,000 | 2.00 | 4.00 | 25.0 | 12.0 | 13.0 | 40,000 | 1.14 |", h1)
+
+    def test_http2_rows_show_the_mean_and_no_percentiles(self):
+        h2 = self.text.split("(t) TLS 1.3, proxy, HTTP/2 (h2load)")[1].split("\n\n**")[0]
+        self.assertIn("| system | req/s | mean ms | p99 ms |", h2)
+        self.assertIn("| nginx | 38,000 | 1.60 | – | 22.0 | 12.0 | 10.0 | 45,455 | 1.10 |", h2)
+
+    def test_handshakes_are_counted_per_cpu_second(self):
+        th = self.text.split("(t) TLS 1.3, new handshakes")[1].split("\n\n**")[0]
+        self.assertIn("| system | handshakes/s |", th)
+        # 10⁶ / 250 µs = 4,000 against 10⁶ / 200 µs = 5,000: 0.80
+        self.assertIn("| nginx | 4,200 | 14.00 | 28.00 | 200.0 | 120.0 | 80.0 | 5,000 | 0.80 |", th)
+
+    def test_targets_at_least_nginx_per_cpu_each(self):
+        self.assertIn("| TLS proxy, HTTP/1.1: per CPU over nginx | 1.10× | ≥ 1.0× | yes |", self.text)
+        self.assertIn("| TLS proxy, HTTP/1.1, access log on: per CPU over nginx | 1.14× | ≥ 1.0× | yes |",
+                      self.text)
+        self.assertIn("| TLS new handshakes: per CPU over nginx | 0.80× | ≥ 1.0× | **no** |", self.text)
+        self.assertNotIn("TLS aggregate, HTTP/1.1", self.text)
+        self.assertNotIn("TLS aggregate, HTTP/2", self.text.split("**Targets**")[1])
+
+    def test_http2_aggregate_has_no_peer_and_says_why(self):
+        t2b = self.text.split("(t) TLS 1.3, aggregate of 3 backends, HTTP/2")[1].split("\n\n**")[0]
+        rows = [line.split(" | ")[0] for line in t2b.splitlines() if line.startswith("| ")][2:]
+        self.assertEqual(rows, ["| fanout"])
+        self.assertIn("No peer: lua-nginx-module refuses `capture_multi` in an HTTP/2 request", self.text)
+        runs = [(s, n) for s, n, _, _ in bench.scenarios({"t"}) if s == "t2b"]
+        self.assertEqual(runs, [("t2b", "fanout+log"), ("t2b", "fanout")])
+
+    def test_negotiated_suites_are_named(self):
+        self.assertIn("Negotiated over HTTP/2 (h2load): fanout TLSv1.3 TLS_AES_256_GCM_SHA384 X25519 h2;"
+                      " nginx TLSv1.3 TLS_AES_256_GCM_SHA384 X25519 h2", self.text)
+
+    def test_runs_over_tls_to_the_certificate_name(self):
+        runs = [(s, n, u) for s, n, u, _ in bench.scenarios({"t"})]
+        self.assertEqual(runs[:4], [("t1p", "nginx+log", "https://localhost:9311/p/item"),
+                                    ("t1p", "fanout+log", "https://localhost:9310/p/item"),
+                                    ("t1p", "fanout", "https://localhost:9310/p/item"),
+                                    ("t1p", "nginx", "https://localhost:9311/p/item")])
+        self.assertIn(("t1b", "nginx+lua", "https://localhost:9311/agg"), runs)
+        self.assertEqual({s for s, _, _ in runs}, {"t1p", "t1b", "t2p", "t2b", "th"})
+        self.assertEqual(bench.run_headers("fanout", "t1p"), [])
+        # The handshake runs open 256 new connections per round.
+        self.assertEqual({c for s, _, _, c in bench.scenarios({"t"}) if s == "th"}, {256})
+
+    def test_h2load_output_is_read(self):
+        out = """finished in 5.00s, 24380.60 req/s, 3.37MB/s
+requests: 121903 total, 121903 started, 121903 done, 121900 succeeded, 3 failed, 0 errored, 0 timeout
+status codes: 121900 2xx, 0 3xx, 0 4xx, 0 5xx
+TLS Protocol: TLSv1.3
+Cipher: TLS_AES_256_GCM_SHA384
+Server Temp Key: X25519 253 bits
+Application protocol: h2
+                     min         max         mean         sd        +/- sd
+time for request:      210us     12.34ms      2.61ms       1.1ms    70.00%
+"""
+        f = bench.parse_h2load(out)
+        self.assertEqual((f["requests"], f["rps"], f["errors"]), (121900, 24380.60, 3))
+        self.assertAlmostEqual(f["mean_ms"], 2.61)
+        self.assertEqual((f["cipher"], f["key_exchange"], f["alpn"]), ("TLS_AES_256_GCM_SHA384", "X25519", "h2"))
+
+    def test_h2load_rounds_under_a_second_are_read(self):
+        out = """finished in 125.32ms, 2042.77 req/s, 500KB/s
+requests: 256 total, 256 started, 256 done, 256 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 256 2xx, 0 3xx, 0 4xx, 0 5xx
+time for request:      1.1ms     90.2ms     40.5ms      20ms    60.00%
+"""
+        f = bench.parse_h2load(out)
+        self.assertEqual((f["requests"], f["rps"]), (256, 2042.77))
+
+
 if __name__ == "__main__":
     unittest.main()

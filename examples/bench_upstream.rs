@@ -9,6 +9,11 @@
 //! `GET /token` with a token that key signed for the bench's `[auth.bench]` (issuer
 //! [`ISSUER`], audience [`AUDIENCE`], subject `bench-user`, valid 24 hours).
 //!
+//! For scenario (t) it makes the TLS certificates both gateways serve, once per run:
+//! `bench_upstream --tls-certs DIR` writes a CA and an ECDSA P-256 certificate for
+//! `localhost` and `127.0.0.1` (`fanout::demo::tls`, as `fanout demo --tls` makes) to DIR
+//! as `ca.pem`, `cert.pem` and `key.pem`, and exits.
+//!
 //! `cargo run --release --example bench_upstream -- 127.0.0.1:9200 [DELAY_MS]`
 
 use bytes::Bytes;
@@ -95,7 +100,14 @@ async fn answer(
 }
 
 fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("--tls-certs") {
+        let dir = args.nth(1).expect("--tls-certs DIR");
+        let certs = fanout::demo::DemoCertificates::make(std::path::Path::new(&dir))
+            .map_err(std::io::Error::other)?;
+        println!("{}", certs.dir.display());
+        return Ok(());
+    }
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:9200".into());
     let delay_ms: u64 = args
         .next()

@@ -56,7 +56,15 @@ enum Command {
     },
     /// Serve the config together with built-in sample upstreams (users, orders,
     /// weather) on the addresses its upstreams name, and print curl lines to try.
-    Demo(ConfigArg),
+    Demo {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Serve over TLS with a self-signed certificate made at start (a CA and a
+        /// certificate for localhost and 127.0.0.1, written to a printed scratch
+        /// directory); the curl lines trust the CA with `--cacert`.
+        #[arg(long)]
+        tls: bool,
+    },
 }
 
 #[derive(Args)]
@@ -69,6 +77,18 @@ struct ConfigArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any other thread exists: the demo's certificates reach the config (and
+    // every reload of it) as `FANOUT__SERVER__TLS__*` overrides.
+    let demo_ca = match &cli.command {
+        Command::Demo { tls: true, .. } => match demo_certificates() {
+            Ok(ca) => Some(ca),
+            Err(e) => {
+                eprint(&format!("fanout: {e}\n"));
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -85,9 +105,36 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Check { config, diff } => check(&config.config, diff.as_deref()),
-        Command::Run(arg) => serve(&arg.config, false),
-        Command::Demo(arg) => serve(&arg.config, true),
+        Command::Run(arg) => serve(&arg.config, None),
+        Command::Demo { config, .. } => serve(&config.config, Some(Demo { ca: demo_ca })),
     }
+}
+
+/// What `fanout demo` adds to serving: the sample upstreams and the curl lines.
+struct Demo {
+    /// With `--tls`: the CA file of the certificate served, for the curl lines.
+    ca: Option<PathBuf>,
+}
+
+/// Makes the certificates of `fanout demo --tls` in a scratch directory, prints where,
+/// and points `[server.tls]` at them through the environment, so a reload of the
+/// config keeps serving them. Returns the CA file. Must run before any thread starts.
+fn demo_certificates() -> Result<PathBuf, demo::tls::DemoTlsError> {
+    let certs = demo::DemoCertificates::make(&demo::DemoCertificates::scratch_dir())?;
+    // SAFETY: called from `main` before the runtime, the logger or any other thread
+    // exists, so nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var("FANOUT__SERVER__TLS__CERT", &certs.cert);
+        std::env::set_var("FANOUT__SERVER__TLS__KEY", &certs.key);
+    }
+    print(&format!(
+        "demo certificates in {}: CA {}, certificate {} for {}\n",
+        certs.dir.display(),
+        certs.ca.display(),
+        certs.cert.display(),
+        demo::tls::DEMO_TLS_NAMES.join(" and ")
+    ));
+    Ok(certs.ca)
 }
 
 /// The JSON log format, with list fields as JSON arrays: a field recorded as a list
@@ -194,7 +241,7 @@ fn load(path: &Path) -> Result<Compiled, ExitCode> {
     })
 }
 
-fn serve(path: &Path, with_demo: bool) -> ExitCode {
+fn serve(path: &Path, demo: Option<Demo>) -> ExitCode {
     let compiled = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -220,7 +267,7 @@ fn serve(path: &Path, with_demo: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(start(path, compiled, with_demo)) {
+    match runtime.block_on(start(path, compiled, demo)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprint(&format!("fanout: {e}\n"));
@@ -232,10 +279,10 @@ fn serve(path: &Path, with_demo: bool) -> ExitCode {
 async fn start(
     path: &Path,
     compiled: Compiled,
-    with_demo: bool,
+    with_demo: Option<Demo>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let listen = compiled.server.listen;
-    if with_demo {
+    if with_demo.is_some() {
         for (name, addr) in demo::start(&compiled).await? {
             print(&format!("sample upstream {name} on http://{addr}\n"));
         }
@@ -243,10 +290,12 @@ async fn start(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("server.listen: cannot listen on {listen}: {e}"))?;
-    if with_demo {
+    if let Some(with_demo) = &with_demo {
         let addr = listener.local_addr()?;
-        let mut text = format!("fanout demo on http://{addr}; try:\n");
-        for line in demo::curl_lines(&compiled, addr) {
+        let tls = with_demo.ca.is_some() || compiled.server.tls.is_some();
+        let scheme = if tls { "https" } else { "http" };
+        let mut text = format!("fanout demo on {scheme}://{addr}; try:\n");
+        for line in demo::curl_lines_tls(&compiled, addr, with_demo.ca.as_deref()) {
             text.push_str(&format!("  {line}\n"));
         }
         print(&text);

@@ -5,14 +5,17 @@
 //! `loyalty`); and, when `[tracing]` exports OTLP/HTTP JSON to this machine, a sample
 //! collector (`collector`) that shows each trace's spans. The `users` sample also
 //! publishes the demo's signing key (`token`) at `/.well-known/jwks.json`, and answers
-//! `GET /me` with the identity headers the gateway set.
+//! `GET /me` with the identity headers the gateway set. With `--tls`, [`tls`] makes the
+//! self-signed certificates the demo serves.
 
 mod checkout;
 mod collector;
+pub mod tls;
 pub mod token;
 
 pub use checkout::DECLINED_CARD;
 pub use collector::serve_collector;
+pub use tls::DemoCertificates;
 
 use crate::config::{Compiled, OtlpProtocol};
 use bytes::Bytes;
@@ -324,6 +327,30 @@ fn me(request: &http::request::Parts) -> String {
 /// client's `traceparent`, which the answer's continues; and, with the sample collector,
 /// that trace's spans and the latency exemplars that link to it.
 pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
+    curl_lines_tls(compiled, gateway, None)
+}
+
+/// [`curl_lines`] for a gateway that may serve TLS: with `ca`, the CA file its
+/// certificate chains to, the gateway's lines are `curl -si --cacert CA https://...`;
+/// with `[server.tls]` and no `ca` (a certificate of the operator's), `https://` alone.
+/// Over TLS an unspecified listen address is written `localhost`, a name a certificate
+/// for this machine holds. The collector's and admin listener's lines stay plain HTTP.
+pub fn curl_lines_tls(
+    compiled: &Compiled,
+    gateway: SocketAddr,
+    ca: Option<&std::path::Path>,
+) -> Vec<String> {
+    let tls = ca.is_some() || compiled.server.tls.is_some();
+    let authority = if tls && gateway.ip().is_unspecified() {
+        format!("localhost:{}", gateway.port())
+    } else {
+        gateway.to_string()
+    };
+    let base = match (ca, tls) {
+        (Some(ca), _) => format!("-si --cacert {} https://{authority}", ca.display()),
+        (None, true) => format!("-si https://{authority}"),
+        (None, false) => format!("-si http://{authority}"),
+    };
     let mut lines = Vec::new();
     let tokens = demo_tokens(compiled, SystemTime::now());
     for route in compiled.routes.iter() {
@@ -337,18 +364,18 @@ pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
             match token {
                 Some(token) => {
                     lines.push(format!(
-                        "curl -si http://{gateway}{path} -H 'authorization: Bearer {token}'"
+                        "curl {base}{path} -H 'authorization: Bearer {token}'"
                     ));
-                    lines.push(format!("curl -si http://{gateway}{path}   # no token: 401"));
+                    lines.push(format!("curl {base}{path}   # no token: 401"));
                 }
-                None => lines.push(format!("curl -si http://{gateway}{path}")),
+                None => lines.push(format!("curl {base}{path}")),
             }
             continue;
         }
         for value in ["1", "2"] {
             let path = with_params(&route.path, value);
             lines.push(format!(
-                "curl -si http://{gateway}{path} -H 'content-type: application/json' -d '{DEMO_CHECKOUT_BODY}'"
+                "curl {base}{path} -H 'content-type: application/json' -d '{DEMO_CHECKOUT_BODY}'"
             ));
         }
     }

@@ -508,3 +508,211 @@ auth = "elsewhere"
     key.verify(signed.as_bytes(), &base64url_decode(parts[2]))
         .unwrap();
 }
+
+/// `fanout demo --tls` as its own process on `toml`; killed when dropped.
+struct DemoProcess(std::process::Child);
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TLS client that trusts only the CA in `ca` and offers `alpn`.
+fn tls_connector(ca: &std::path::Path, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+#[tokio::test]
+async fn demo_with_tls_serves_its_routes_over_tls_verified_by_the_printed_ca() {
+    use std::io::BufRead;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A free port for the users sample, which the demo itself starts.
+    let users = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.users]
+url = "http://{users}"
+
+[[routes]]
+path = "/users-api/{{*rest}}"
+proxy = {{ upstream = "users", path = "/{{rest}}" }}
+"#
+    );
+    let dir = common::scratch_dir("demo-tls");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["demo", "--tls", "-c"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _demo = DemoProcess(child);
+    // The banner: where the certificates are, then the curl lines.
+    let mut printed = Vec::new();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let curl = loop {
+        let line = lines
+            .next()
+            .expect("the demo exited before printing its curl lines")
+            .unwrap();
+        printed.push(line.clone());
+        if line.trim_start().starts_with("curl ") {
+            break line.trim().to_string();
+        }
+    };
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("demo certificates in ")),
+        "{printed:#?}"
+    );
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("fanout demo on https://127.0.0.1:")),
+        "{printed:#?}"
+    );
+    let rest = curl
+        .strip_prefix("curl -si --cacert ")
+        .unwrap_or_else(|| panic!("{curl}"));
+    let (ca, url) = rest.split_once(' ').unwrap();
+    let ca = std::path::PathBuf::from(ca);
+    let authority = url
+        .strip_prefix("https://")
+        .and_then(|u| u.split('/').next())
+        .unwrap_or_else(|| panic!("{curl}"));
+    assert_eq!(&url[8 + authority.len()..], "/users-api/users/1", "{curl}");
+    let addr: std::net::SocketAddr = authority.parse().unwrap();
+    let name = rustls::pki_types::ServerName::try_from(addr.ip().to_string()).unwrap();
+
+    // HTTP/1.1 over TLS, the certificate checked against the printed CA only.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = tls_connector(&ca, &[b"http/1.1"])
+        .connect(name.clone(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!(
+            "GET /users-api/users/1 HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["id"], 1, "{answer}");
+
+    // HTTP/2 when the client offers it, over the same certificate.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tls_connector(&ca, &[b"h2", b"http/1.1"])
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut h2, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("https://{authority}/users-api/users/2"))
+        .body(())
+        .unwrap();
+    let (response, _) = h2.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    let profile: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(profile["id"], 2);
+}
+
+#[test]
+fn the_curl_lines_of_a_tls_listener_are_https_and_name_localhost_for_any_address() {
+    let dir = common::scratch_dir("demo-tls-lines");
+    let certs = fanout::demo::DemoCertificates::make(&dir).unwrap();
+    let config = |tls: bool| {
+        let tls = if tls {
+            format!(
+                "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                certs.cert.display(),
+                certs.key.display()
+            )
+        } else {
+            String::new()
+        };
+        let toml = format!(
+            r#"
+[server]
+listen = "0.0.0.0:8443"
+{tls}
+[upstreams.users]
+url = "http://127.0.0.1:9101"
+
+[[routes]]
+path = "/u/{{id}}"
+  [[routes.backends]]
+  name = "user"
+  upstream = "users"
+  path = "/users/{{id}}"
+"#
+        );
+        fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap()
+    };
+    let any: std::net::SocketAddr = "0.0.0.0:8443".parse().unwrap();
+    let loopback: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+    let first = |lines: Vec<String>| lines.into_iter().next().unwrap();
+    // The operator's certificate: https, the CA left to the reader.
+    assert_eq!(
+        first(fanout::demo::curl_lines(&config(true), any)),
+        "curl -si https://localhost:8443/u/1"
+    );
+    // The demo's: its CA named.
+    assert_eq!(
+        first(fanout::demo::curl_lines_tls(
+            &config(true),
+            loopback,
+            Some(&certs.ca)
+        )),
+        format!(
+            "curl -si --cacert {} https://127.0.0.1:8443/u/1",
+            certs.ca.display()
+        )
+    );
+    // Without TLS nothing changes.
+    assert_eq!(
+        first(fanout::demo::curl_lines(&config(false), any)),
+        "curl -si http://0.0.0.0:8443/u/1"
+    );
+}
