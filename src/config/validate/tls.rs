@@ -289,7 +289,8 @@ fn checked_names(place: &str, names: &[String], p: &mut Problems) -> Option<Vec<
     Some(out)
 }
 
-fn read_certificates(
+/// The certificates of the PEM file `path`; at least one.
+pub(super) fn read_certificates(
     place: &str,
     path: &str,
     p: &mut Problems,

@@ -3,9 +3,10 @@
 //! reload refuse what the upstream's client could not use.
 
 use super::Problems;
+use super::tls::read_certificates;
 use crate::config::{UpstreamTlsConfig, UpstreamTlsSpec};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 
@@ -45,7 +46,7 @@ pub(super) fn upstream_tls(
     let roots = tls
         .ca
         .as_ref()
-        .and_then(|ca| certificates(&format!("{tls_place}.ca"), ca, p));
+        .and_then(|ca| read_certificates(&format!("{tls_place}.ca"), ca, p));
     let client_cert = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => client_cert(&tls_place, cert, key, p),
         (Some(_), None) => {
@@ -82,34 +83,10 @@ pub(super) fn upstream_tls(
     })
 }
 
-/// The certificates of the PEM file `path`; at least one.
-fn certificates(place: &str, path: &str, p: &mut Problems) -> Option<Vec<CertificateDer<'static>>> {
-    match CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-    {
-        Ok(certs) if !certs.is_empty() => Some(certs),
-        Ok(_) => {
-            p.add(
-                place,
-                format!("{path} holds no certificate; give a PEM file with a CERTIFICATE block"),
-            );
-            None
-        }
-        Err(e) => {
-            p.add(
-                place,
-                format!(
-                    "cannot read {path}: {e}; check the path, its permissions and that it is PEM"
-                ),
-            );
-            None
-        }
-    }
-}
-
 /// The client certificate chain of `cert` with the key of `key`, checked to belong
 /// together.
 fn client_cert(place: &str, cert: &str, key: &str, p: &mut Problems) -> Option<Arc<CertifiedKey>> {
-    let chain = certificates(&format!("{place}.cert"), cert, p);
+    let chain = read_certificates(&format!("{place}.cert"), cert, p);
     let private = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| {
             p.add(
