@@ -8,6 +8,7 @@
 //! - [`auth`]: identity at the edge: JWT (JWKS, secret) and API key providers.
 //! - [`body`]: the one response body type, buffered or streamed, and idle-stream limits.
 //! - [`cache`]: the response cache (moka), with single-flight misses and stale serving.
+//! - [`cluster`]: the store instances share (`[cluster]`, Redis): limits and cache across them.
 //! - [`compress`]: gzip and br for answers whole in memory.
 //! - [`condition`]: backend conditions (`when`), CEL compiled at load, evaluated per request.
 //! - [`config`]: `gateway.toml` structs, loading (file, env, `${VAR}`), `validate()`.
@@ -35,6 +36,7 @@ pub mod aggregate;
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod cluster;
 pub mod compress;
 pub mod condition;
 pub mod config;

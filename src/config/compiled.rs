@@ -38,6 +38,8 @@ pub struct Compiled {
     pub cache_max_size: u64,
     pub access_log: AccessLogSpec,
     pub tracing: TracingSpec,
+    /// `[cluster]`: the store instances share; `None`: each instance on its own.
+    pub cluster: Option<super::ClusterSpec>,
     /// `[auth.NAME]` identity providers, by name.
     pub auth: BTreeMap<String, crate::auth::ProviderSpec>,
     pub upstreams: BTreeMap<String, UpstreamSpec>,
@@ -129,7 +131,7 @@ pub struct UpstreamSpec {
     pub max_depth: usize,
     pub max_in_flight: Option<usize>,
     pub queue_timeout: Duration,
-    pub rate_limit: Option<(Rate, Option<NonZeroU32>)>,
+    pub rate_limit: Option<UpstreamLimitSpec>,
     pub retries: u32,
     pub hedge_after: Option<Duration>,
     /// Consecutive failures that open the circuit, and for how long.
@@ -139,6 +141,15 @@ pub struct UpstreamSpec {
     pub tls: Option<super::tls::UpstreamTlsSpec>,
     /// Cleartext HTTP/2 with prior knowledge.
     pub h2c: bool,
+}
+
+/// An upstream's `rate_limit`: one bucket for all its calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpstreamLimitSpec {
+    pub rate: Rate,
+    pub burst: Option<NonZeroU32>,
+    /// `Cluster`: the bucket is in the `[cluster]` store, shared by every instance.
+    pub scope: super::Scope,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +194,8 @@ pub struct RateLimitSpec {
     pub key: LimitKey,
     /// Keys held at once, at least 1.
     pub max_keys: usize,
+    /// `Cluster`: counted in the `[cluster]` store, once for every instance.
+    pub scope: super::Scope,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +233,8 @@ pub struct BackendSpec {
     /// Cache answers with this policy; `None`: not cached.
     pub cache: Option<CachePolicy>,
     pub cache_ignore_upstream: bool,
+    /// `Cluster`: cached answers are shared through the `[cluster]` store too.
+    pub cache_scope: super::Scope,
     /// `None`: the answer is spliced as it came.
     pub shape: Option<Arc<Shape>>,
     /// The backends (by index in the route) whose answers this one waits for.
@@ -318,6 +333,8 @@ pub struct ProxySpec {
     pub idle_timeout: Duration,
     /// Cache 2xx answers to GET for this long.
     pub cache_ttl: Option<Duration>,
+    /// `Cluster`: cached answers are shared through the `[cluster]` store too.
+    pub cache_scope: super::Scope,
     /// Protocols a client may upgrade to, in lower case (never `h2c`).
     pub upgrade: Vec<String>,
     /// How the upstream's URLs map to the client's, for rewriting redirects; `None`

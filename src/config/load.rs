@@ -7,8 +7,8 @@ use super::Compiled;
 use super::env::{Env, Override, apply_overrides, interpolate, name_overrides};
 use super::validate::validate;
 use super::{
-    AccessLogConfig, AuthProviderConfig, CacheConfig, ConfigError, ConfigProblem, GatewayConfig,
-    RouteConfig, ServerConfig, TracingConfig, UpstreamConfig,
+    AccessLogConfig, AuthProviderConfig, CacheConfig, ClusterConfig, ConfigError, ConfigProblem,
+    GatewayConfig, RouteConfig, ServerConfig, TracingConfig, UpstreamConfig,
 };
 use config::{Config, File, FileFormat, Map, Value, ValueKind};
 use serde::de::DeserializeOwned;
@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
     "cache",
     "access_log",
     "tracing",
+    "cluster",
     "auth",
     "upstreams",
     "routes",
@@ -126,6 +127,9 @@ fn load_partial(text: &str, env: &Env) -> Result<Partial, ConfigError> {
                 if let Some(tracing) = section::<TracingConfig>(value, "tracing", p, f) {
                     out.tracing = tracing;
                 }
+            }
+            "cluster" => {
+                out.cluster = section::<ClusterConfig>(value, "cluster", p, f);
             }
             "cache" => {
                 if let Some(cache) = section::<CacheConfig>(value, "cache", p, f) {

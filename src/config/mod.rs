@@ -2,6 +2,7 @@
 //! the entry points that load and validate them into a [`Compiled`] config.
 
 mod auth;
+mod cluster;
 mod compiled;
 mod diff;
 mod document;
@@ -14,10 +15,11 @@ mod units;
 mod validate;
 
 pub use auth::{ApiKeysConfig, AuthProviderConfig, AuthProviders};
+pub use cluster::{ClusterConfig, ClusterSpec, OnStoreError, RedisTopology, RedisUrls, Scope};
 pub use compiled::{
     AggregateSpec, BackendSpec, Compiled, CorsSpec, ExportSpec, ForEachSpec, HealthCheckSpec,
     MAX_DEPTH_LIMIT, OtlpProtocol, ProxySpec, RateLimitSpec, RedirectPrefixes, RouteAuthSpec,
-    RouteKind, RouteSpec, ServerSpec, Shape, TracingSpec, UpstreamSpec,
+    RouteKind, RouteSpec, ServerSpec, Shape, TracingSpec, UpstreamLimitSpec, UpstreamSpec,
 };
 pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};
@@ -88,6 +90,8 @@ pub struct GatewayConfig {
     pub access_log: AccessLogConfig,
     /// `[tracing]`: OpenTelemetry export of the gateway's spans.
     pub tracing: TracingConfig,
+    /// `[cluster]`: the Redis store instances share; `None`: every instance on its own.
+    pub cluster: Option<ClusterConfig>,
     /// `[auth.NAME]`: identity providers routes name in `auth`.
     pub auth: BTreeMap<String, AuthProviderConfig>,
     /// `[upstreams.NAME]`: the services routes call, by name.
@@ -326,13 +330,25 @@ pub struct UpstreamConfig {
 }
 
 /// `rate_limit = { rate = "1000/s" }` on an upstream.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamRateLimitConfig {
     /// `N/s`, `N/min` or `N/hour`.
     pub rate: String,
     /// Calls allowed at once; default the rate's count.
     pub burst: Option<u32>,
+    /// `local`: one bucket per instance; `cluster`: one bucket in the `[cluster]` store.
+    pub scope: String,
+}
+
+impl Default for UpstreamRateLimitConfig {
+    fn default() -> Self {
+        Self {
+            rate: String::new(),
+            burst: None,
+            scope: "local".into(),
+        }
+    }
 }
 
 /// `circuit_breaker = { failures = 5, open_for = "10s" }`.
@@ -426,6 +442,9 @@ pub struct RouteConfig {
     pub max_body: Option<String>,
     /// Proxy routes: cache 2xx answers to GET for this long (whole response).
     pub cache_ttl: Option<String>,
+    /// Proxy routes with `cache_ttl`: `local`, or `cluster` to share answers through the
+    /// `[cluster]` store.
+    pub cache_scope: String,
     /// Requests per client over time; beyond it, 429.
     pub rate_limit: Option<RouteRateLimitConfig>,
     /// The calls an aggregate route fans out to.
@@ -458,6 +477,7 @@ impl Default for RouteConfig {
             headers_from: BTreeMap::new(),
             max_body: None,
             cache_ttl: None,
+            cache_scope: "local".into(),
             rate_limit: None,
             backends: Vec::new(),
             proxy: None,
@@ -482,6 +502,9 @@ pub struct RouteRateLimitConfig {
     /// Most clients (keys) tracked at once; when full, the least recently used key is
     /// forgotten and starts again with a full bucket.
     pub max_keys: usize,
+    /// `local`: counted by each instance; `cluster`: counted once for all instances, in
+    /// the `[cluster]` store.
+    pub scope: String,
 }
 
 impl Default for RouteRateLimitConfig {
@@ -491,6 +514,7 @@ impl Default for RouteRateLimitConfig {
             burst: None,
             key: "ip".into(),
             max_keys: crate::limits::DEFAULT_MAX_KEYS,
+            scope: "local".into(),
         }
     }
 }
@@ -530,6 +554,9 @@ pub struct BackendConfig {
     pub stale_if_error: Option<String>,
     /// Store answers even when the upstream says `Cache-Control: no-store` or `private`.
     pub cache_ignore_upstream: bool,
+    /// `local`: this instance's cache only; `cluster`: also the `[cluster]` store, so
+    /// every instance shares the answer.
+    pub cache_scope: String,
     /// Shaping, first: a dotted path into the answer (`data.items`, `items.0`).
     pub extract: Option<String>,
     /// Shaping, second: keep only these dotted paths (of each element of an array).
@@ -583,6 +610,7 @@ impl Default for BackendConfig {
             stale_while_revalidate: None,
             stale_if_error: None,
             cache_ignore_upstream: false,
+            cache_scope: "local".into(),
             extract: None,
             select: Vec::new(),
             omit: Vec::new(),

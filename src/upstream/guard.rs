@@ -39,7 +39,7 @@ impl Guard {
                 .map(|(n, open_for)| CircuitBreaker::new(&spec.name, n, open_for)),
             limiter: spec
                 .rate_limit
-                .map(|(rate, burst)| RateLimiter::direct(rate.quota(burst))),
+                .map(|l| RateLimiter::direct(l.rate.quota(l.burst))),
             slots: spec.max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
             queue_timeout: spec.queue_timeout,
         }

@@ -102,10 +102,10 @@ path = "/r"
     assert_eq!(
         problems(&toml),
         [
-            "colour: unknown key; expected one of: server, cache, access_log, tracing, auth, upstreams, routes",
+            "colour: unknown key; expected one of: server, cache, access_log, tracing, cluster, auth, upstreams, routes",
             "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `keepalive_timeout`, `send_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`, `tls`, `http2`, `redirect_http`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_depth`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`, `tls`, `h2c`",
-            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `on_error`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `extract`, `select`, `omit`, `rename`, `for_each`, `concurrency`, `max_items`, `for_each_fail`, `method`, `body`, `idempotent`, `headers`, `when`",
+            "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `on_error`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `cache_scope`, `extract`, `select`, `omit`, `rename`, `for_each`, `concurrency`, `max_items`, `for_each_fail`, `method`, `body`, `idempotent`, `headers`, `when`",
         ]
     );
 }
@@ -415,7 +415,7 @@ proxy = {{ upstream = "users" }}
     assert_eq!(
         problems(&toml),
         [
-            "routes[1].rate_limit.kee: unknown key `kee`, expected one of `rate`, `burst`, `key`, `max_keys`",
+            "routes[1].rate_limit.kee: unknown key `kee`, expected one of `rate`, `burst`, `key`, `max_keys`, `scope`",
             "server.trusted_proxies[1]: \"proxy.internal\" is not an address or CIDR; write one such as \"10.0.0.0/8\" or \"192.0.2.7\"",
             "routes[0].rate_limit.rate: invalid rate \"many\"; write a count per period, such as \"100/s\", \"600/min\" or \"1000/hour\"",
             "routes[0].rate_limit.key: unknown key \"user\"; use ip, global, header:NAME, auth:sub, auth:CLAIM or client_cert",

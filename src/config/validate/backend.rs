@@ -298,6 +298,14 @@ fn backend(
             Bytes::from(serde_json::to_vec(v).expect("a JSON value serializes"))
         }
     };
+    let cache = cache_policy(place, b, p);
+    let cache_scope = super::cluster::scope(&format!("{place}.cache_scope"), &b.cache_scope, p);
+    if cache_scope == crate::config::Scope::Cluster && cache.is_none() {
+        p.add(
+            format!("{place}.cache_scope"),
+            "shares cached answers, but the backend caches none: set cache_ttl, or remove cache_scope",
+        );
+    }
     Some(BackendSpec {
         name: b.name.clone(),
         upstream: b.upstream.clone(),
@@ -307,7 +315,8 @@ fn backend(
         default,
         merge: b.merge,
         forward_body: b.forward_body,
-        cache: cache_policy(place, b, p),
+        cache,
+        cache_scope,
         shape: shape(place, b, p),
         cache_ignore_upstream: b.cache_ignore_upstream,
         waits_for,

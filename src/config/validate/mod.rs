@@ -8,6 +8,7 @@ mod auth_jwt;
 mod auth_keys;
 mod backend;
 mod client_cert;
+mod cluster;
 mod http2;
 mod policy;
 mod route;
@@ -78,6 +79,8 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let cache_max_size = p.size("cache.max_size", &config.cache.max_size);
     let access_log = access_log(&config.access_log, &mut p);
     let tracing = tracing(&config.tracing, &mut p);
+    let cluster = config.cluster.as_ref().map(|c| cluster::cluster(c, &mut p));
+    cluster::scopes_need_cluster(config, &mut p);
     let auth = auth::providers(&config.auth, &mut p);
     let upstreams: BTreeMap<String, UpstreamSpec> = config
         .upstreams
@@ -117,6 +120,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
             cache_max_size,
             access_log,
             tracing,
+            cluster,
             auth,
             upstreams,
             routes,

@@ -37,6 +37,7 @@ fn rate_limit(place: &str, l: &RouteRateLimitConfig, p: &mut Problems) -> Option
         burst,
         key: key?,
         max_keys: l.max_keys.max(1),
+        scope: super::cluster::scope(&format!("{place}.scope"), &l.scope, p),
     })
 }
 
@@ -187,6 +188,14 @@ pub(super) fn route(
                     "only answers to GET are cached; add GET to methods or remove cache_ttl",
                 );
             }
+            let cache_scope =
+                super::cluster::scope(&format!("{place}.cache_scope"), &r.cache_scope, p);
+            if cache_scope == crate::config::Scope::Cluster && cache_ttl.is_none() {
+                p.add(
+                    format!("{place}.cache_scope"),
+                    "shares cached answers, but the route caches none: set cache_ttl, or remove cache_scope",
+                );
+            }
             let upgrade = upgrades(&format!("{place}.proxy.upgrade"), &proxy.upgrade, p);
             let redirects = proxy
                 .rewrite_location
@@ -198,6 +207,7 @@ pub(super) fn route(
                 preserve_host: proxy.preserve_host,
                 idle_timeout,
                 cache_ttl,
+                cache_scope,
                 upgrade,
                 redirects,
             })

@@ -122,7 +122,11 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
                     "must be at least 1; leave it out to allow the rate's count at once",
                 );
             }
-            Some((rate, l.burst.and_then(NonZeroU32::new)))
+            Some(UpstreamLimitSpec {
+                rate,
+                burst: l.burst.and_then(NonZeroU32::new),
+                scope: super::cluster::scope(&format!("{place}.rate_limit.scope"), &l.scope, p),
+            })
         }),
         retries: u.retries,
         hedge_after: u

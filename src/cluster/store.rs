@@ -1,0 +1,58 @@
+//! The store behind `[cluster]`, as a trait: the few operations cluster-scoped limits
+//! and the shared cache need, each one round trip. The Redis implementation is
+//! `redis_store`; tests and a future store can put another behind the same calls.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use std::time::Duration;
+
+/// A store call's future: boxed, so the trait can be used as `dyn ClusterStore`.
+pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+/// Why a store call failed. The text never holds a password or a stored value.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be made or kept.
+    #[error("the store is unreachable: {0}")]
+    Unreachable(String),
+    /// The store answered with an error, or with something this client cannot read.
+    #[error("the store refused the call: {0}")]
+    Refused(String),
+}
+
+/// One rate limit as the store applies it: GCRA, a request every `interval`, up to
+/// `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcraLimit {
+    /// The rate's period divided by its count.
+    pub interval: Duration,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+/// The store's decision for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcraAnswer {
+    Allowed { remaining: u32 },
+    Limited { retry_after: Duration },
+}
+
+/// What instances share. Keys come whole (the `key_prefix` already in them); every call
+/// touches one key, so each works on a Redis Cluster.
+pub trait ClusterStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Counts one request against the GCRA state at `key`, on the store's clock.
+    fn throttle<'a>(&'a self, key: &'a str, limit: GcraLimit) -> StoreFuture<'a, GcraAnswer>;
+    /// The value at `key`, if any.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>>;
+    /// Stores `value` at `key` for `ttl`.
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()>;
+    /// Takes the lock at `key` for `ttl` if no one holds it (`SET NX PX`): whether it
+    /// was taken. `token` proves the holder when it lets go.
+    fn lock<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool>;
+    /// Lets go of the lock at `key` if `token` still holds it.
+    fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> StoreFuture<'a, ()>;
+    /// Deletes every key that starts with `prefix`: how many.
+    fn delete_prefixed<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, u64>;
+    /// Whether the store answers (`PING`).
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}
