@@ -87,7 +87,7 @@ pub fn cluster_lines(
             config_path.display()
         ),
         format!(
-            "curl -si {}   # on the second gateway: Server-Timing says \"hit\" for what the first cached",
+            "curl -si {}   # on the second gateway: Server-Timing says \"shared\": the first one's answer, read from Redis",
             urls[1]
         ),
         limit_loop(&urls, burst),

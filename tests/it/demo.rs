@@ -805,7 +805,7 @@ async fn with_redis_the_demo_limit_and_cache_are_shared_by_two_gateways() {
     assert_eq!(response.status(), 200);
     let timing = response.headers()["server-timing"].to_str().unwrap();
     assert!(
-        timing.contains(r#"user;dur="#) && timing.contains(r#"desc="hit""#),
+        timing.contains(r#"user;dur="#) && timing.contains(r#"desc="shared""#),
         "{timing}"
     );
 
