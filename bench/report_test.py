@@ -232,6 +232,14 @@ class RateLimitReportTest(unittest.TestCase):
         self.assertIn('path = "/agg-cluster"\nrate_limit = { rate = "100000/s", key = "ip", scope = "cluster" }',
                       config)
 
+    def test_a_run_that_did_not_reach_redis_is_not_a_measure(self):
+        results = rate_limit_results()
+        results["medians"]["r/fanout+cluster"]["redis_calls_per_req"] = 0.4
+        text = bench.report(results, INFO)
+        self.assertIn("**Not measured**: the cluster-scoped run made 0.40 Redis calls per request, not 1", text)
+        self.assertNotIn("Cluster scope over local", text)
+        self.assertNotIn("cluster rate limit: fanout CPU added", text)
+
     def test_no_section_without_the_runs(self):
         self.assertNotIn("(r) aggregate", bench.report(results(), INFO))
         self.assertNotIn("cluster rate limit", bench.report(results(), INFO))
