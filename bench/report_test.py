@@ -236,7 +236,7 @@ class RateLimitReportTest(unittest.TestCase):
         results = rate_limit_results()
         results["medians"]["r/fanout+cluster"]["redis_calls_per_req"] = 0.4
         text = bench.report(results, INFO)
-        self.assertIn("**Not measured**: the cluster-scoped run made 0.40 Redis calls per request, not 1", text)
+        self.assertIn("**Not measured**: the cluster-scoped run made 0.40 EVALSHA calls per request, not 1", text)
         self.assertNotIn("Cluster scope over local", text)
         self.assertNotIn("cluster rate limit: fanout CPU added", text)
 
