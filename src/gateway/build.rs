@@ -121,7 +121,6 @@ impl Gateway {
                 metrics.spans_dropped.clone(),
             )),
         };
-        let cluster: Option<Arc<crate::cluster::Cluster>> = None;
         let mut routes = RouteTable::default();
         for spec in compiled.routes {
             let limit = spec.rate_limit.clone().map(|l| {

@@ -69,6 +69,17 @@ async fn metric(gateway: &ReloadableGateway, series: &str) -> u64 {
         .unwrap()
 }
 
+/// GETs a proxied page as a load balancer passes it on: with the public host name, the
+/// same on every instance (the host is in a proxy route's cache key).
+async fn page(url: String) -> reqwest::Response {
+    client()
+        .get(url)
+        .header("host", "api.example")
+        .send()
+        .await
+        .unwrap()
+}
+
 fn shared(outcome: &str) -> String {
     format!("fanout_cache_shared_total{{outcome=\"{outcome}\"}}")
 }
@@ -96,20 +107,12 @@ async fn another_instance_serves_what_one_fetched() {
     assert_eq!(metric(&gws[0], &shared("stored")).await, 1);
 
     // A cached proxy route: status, kept headers and body, with its Cache-Status.
-    let first = client()
-        .get(gws[0].gateway.url("/p/page"))
-        .send()
-        .await
-        .unwrap();
+    let first = page(gws[0].gateway.url("/p/page")).await;
     assert_eq!(
         first.headers()["cache-status"],
         "fanout; fwd=uri-miss; stored"
     );
-    let second = client()
-        .get(gws[1].gateway.url("/p/page"))
-        .send()
-        .await
-        .unwrap();
+    let second = page(gws[1].gateway.url("/p/page")).await;
     let status = second.headers()["cache-status"]
         .to_str()
         .unwrap()
@@ -156,9 +159,10 @@ async fn three_instances_with_twenty_concurrent_misses_each_make_one_call() {
     }
     // Each instance's first miss has tried the lock (`SET NX PX`): one holds it and is
     // held at the gate, the other two poll. Only then may the answer come.
-    eventually("a lock attempt from each instance", async || {
-        redis.calls("set") >= 3
-    })
+    eventually(
+        "a lock attempt from each instance, the holder's call",
+        async || redis.calls("set") >= 3 && up.hits("/data") >= 1,
+    )
     .await;
     assert_eq!(up.hits("/data"), 1);
     gate.open();
@@ -199,20 +203,12 @@ async fn another_instance_serves_with_the_age_and_stale_window_of_the_first() {
     let gws = instances(3, &toml).await;
 
     let stored = Instant::now();
-    client()
-        .get(gws[0].gateway.url("/p/page"))
-        .send()
-        .await
-        .unwrap();
+    page(gws[0].gateway.url("/p/page")).await;
     let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
     assert_eq!(desc(&h), "ok");
     // Two seconds on: the second instance counts them in the entry's age.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let answer = client()
-        .get(gws[1].gateway.url("/p/page"))
-        .send()
-        .await
-        .unwrap();
+    let answer = page(gws[1].gateway.url("/p/page")).await;
     let elapsed = stored.elapsed().as_secs() as i64;
     let status = answer.headers()["cache-status"].to_str().unwrap();
     let ttl: i64 = status
@@ -271,11 +267,7 @@ async fn purge_empties_both_levels() {
         .await;
     let gws = instances(2, &config(&redis.url(), &up, "", "")).await;
     get_json(&gws[0].gateway.url("/r")).await;
-    client()
-        .get(gws[0].gateway.url("/p/page"))
-        .send()
-        .await
-        .unwrap();
+    page(gws[0].gateway.url("/p/page")).await;
     assert_eq!(redis.keys("fanout:cache:*").len(), 2);
     let purge = |query: String| {
         let admin = gws[0].admin;
@@ -327,10 +319,10 @@ async fn with_redis_down_or_hung_every_request_is_served_from_the_upstream() {
     for gw in [&down[0], &stalled[0]] {
         let (status, _, body) = get_json(&gw.gateway.url("/r")).await;
         assert_eq!((status.as_u16(), &body["b"]), (200, &serde_json::json!(1)));
-        for page in ["/p/a", "/p/b"] {
-            let answer = client().get(gw.gateway.url(page)).send().await.unwrap();
+        for path in ["/p/a", "/p/b"] {
+            let answer = page(gw.gateway.url(path)).await;
             assert_eq!(answer.status(), 200);
-            assert_eq!(answer.text().await.unwrap(), page[3..]);
+            assert_eq!(answer.text().await.unwrap(), path[3..]);
         }
         assert!(metric(gw, &shared("error")).await >= 1);
         assert_eq!(metric(gw, &shared("stored")).await, 0);
@@ -342,9 +334,8 @@ async fn with_redis_down_or_hung_every_request_is_served_from_the_upstream() {
     eventually("the store back", async || {
         // A new key each time: one stored locally is not read from the store again.
         n += 1;
-        let page = down[0].gateway.url(&format!("/p/a?n={n}"));
-        client().get(page).send().await.unwrap().status() == 200
-            && !redis.keys("fanout:cache:*").is_empty()
+        let url = down[0].gateway.url(&format!("/p/a?n={n}"));
+        page(url).await.status() == 200 && !redis.keys("fanout:cache:*").is_empty()
     })
     .await;
 }
