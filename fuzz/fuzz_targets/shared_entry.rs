@@ -64,8 +64,10 @@ fn from_parts(data: &[u8]) {
             .collect();
         let value_len = (number(next(1)) % 32) as usize;
         let value: Vec<u8> = next(value_len).iter().map(|b| 0x20 + b % 0x5f).collect();
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&name), HeaderValue::from_bytes(&value))
-        else {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&name),
+            HeaderValue::from_bytes(&value),
+        ) else {
             continue;
         };
         headers.append(name, value);
@@ -82,6 +84,9 @@ fn from_parts(data: &[u8]) {
     assert_eq!(entry.policy, policy);
     assert_eq!(entry.stored_at_ms, stored_at_ms);
     for len in 0..value.len() {
-        assert!(decode(value.slice(..len)).is_err(), "a prefix of {len} bytes was read");
+        assert!(
+            decode(value.slice(..len)).is_err(),
+            "a prefix of {len} bytes was read"
+        );
     }
 }
