@@ -26,12 +26,11 @@ use tokio::time::Instant;
 
 mod key;
 mod shared;
+mod shared_value;
 pub use key::{CacheKey, KeyQuery, KeyedBy, Varying, owned_value};
-pub use shared::{
-    DecodeError, SHARED_OUTCOMES, SecondLevel, SharedEntry, SharedLabels, decode, encode,
-    purge as purge_shared,
-};
 use shared::{Read, WallClock};
+pub use shared::{SHARED_OUTCOMES, SecondLevel, SharedLabels, purge as purge_shared};
+pub use shared_value::{DecodeError, SharedEntry, decode, encode};
 
 /// Bytes an entry costs beyond what its key and answer hold: moka's bookkeeping for it
 /// (hash table slot, access and write order nodes, expiry timer), the `Arc`s and the

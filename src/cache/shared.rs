@@ -5,7 +5,7 @@
 //!   bytes of a SHA-256 in hex, so no client byte reaches a store key and one URL's
 //!   entries share a prefix (`POST /cache/purge?url=` deletes by it). The lock of a key
 //!   is `cluster.key("lock", <the same rest>)`.
-//! - Values: [`encode`]/[`decode`], a versioned binary layout of the writer's windows,
+//! - Values: `shared_value`'s [`encode`]/[`decode`], a versioned binary layout of the writer's windows,
 //!   when it stored the answer, the status, kept headers and body. A value that does not
 //!   decode whole (truncated, garbage, another version) is a miss.
 //! - Time: `stored_at` travels as Unix milliseconds of the writer's [`WallClock`], the
@@ -20,10 +20,9 @@
 //!
 //! A store error or timeout is a miss: the upstream is called and nothing is written.
 
-use super::{CacheKey, CachePolicy, Entry, FetchError, Fetched, Settled, Stored};
+use super::shared_value::{decode, encode};
+use super::{CacheKey, CachePolicy, Entry, FetchError, Fetched, Settled};
 use crate::cluster::{Cluster, ClusterError};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -32,11 +31,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
-/// The first bytes of every value: a tag and the layout's version.
-const MAGIC: &[u8; 4] = b"fcs\x01";
-/// The longest window a value may carry (ten years): more is not a value this gateway
-/// wrote, and would overflow the clock's arithmetic.
-const MAX_WINDOW_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 /// The longest a lock is held: the upstream's timeout, at most this.
 const MAX_LOCK: Duration = Duration::from_secs(30);
 /// The longest waiters poll for another instance's answer.
@@ -154,136 +148,6 @@ pub(super) fn key_rest(key: &CacheKey) -> String {
     let mut rest = url_prefix(key.url());
     rest.push_str(&digest(&[&key.canonical()]));
     rest
-}
-
-/// A stored answer read back: the answer, and the writer's windows and time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharedEntry {
-    pub stored: Stored,
-    pub policy: CachePolicy,
-    /// Unix milliseconds on the writer's clock.
-    pub stored_at_ms: u64,
-}
-
-/// Why a value read from the store is not an entry (it is then a miss).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("not a cache entry of this version")]
-    Magic,
-    #[error("the value ends early")]
-    Truncated,
-    #[error("bytes after the entry's end")]
-    Trailing,
-    #[error("a window beyond ten years")]
-    Window,
-    #[error("a status outside 100..=999")]
-    Status,
-    #[error("an invalid header name or value")]
-    Header,
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The value stored for `stored`, written at Unix milliseconds `stored_at_ms` under
-/// `policy`: magic, stored_at, ttl, stale-while-revalidate, stale-if-error (u64 ms),
-/// status (u16), the header count (u16), each header as name length (u16), name, value
-/// length (u32), value; the body's length (u64) and the body. Big-endian throughout.
-pub fn encode(stored: &Stored, policy: CachePolicy, stored_at_ms: u64) -> Bytes {
-    let fields: usize = stored
-        .headers
-        .iter()
-        .map(|(n, v)| 6 + n.as_str().len() + v.len())
-        .sum();
-    let mut out = BytesMut::with_capacity(4 + 8 * 4 + 4 + fields + 8 + stored.body.len());
-    out.put_slice(MAGIC);
-    out.put_u64(stored_at_ms);
-    out.put_u64(ms(policy.ttl));
-    out.put_u64(ms(policy.stale_while_revalidate));
-    out.put_u64(ms(policy.stale_if_error));
-    out.put_u16(stored.status.as_u16());
-    // More headers than a u16 counts are not kept: no upstream answer has them (the
-    // client's head limit is far below), and the count must stay exact.
-    let count = stored.headers.len().min(usize::from(u16::MAX));
-    out.put_u16(count as u16);
-    for (name, value) in stored.headers.iter().take(count) {
-        out.put_u16(name.as_str().len() as u16);
-        out.put_slice(name.as_str().as_bytes());
-        out.put_u32(value.len() as u32);
-        out.put_slice(value.as_bytes());
-    }
-    out.put_u64(stored.body.len() as u64);
-    out.put_slice(&stored.body);
-    out.freeze()
-}
-
-/// Takes `n` bytes off `value` as a slice of it (no copy).
-fn take(value: &mut Bytes, n: usize) -> Result<Bytes, DecodeError> {
-    if value.remaining() < n {
-        return Err(DecodeError::Truncated);
-    }
-    Ok(value.split_to(n))
-}
-
-fn u16_of(value: &mut Bytes) -> Result<u16, DecodeError> {
-    value.try_get_u16().map_err(|_| DecodeError::Truncated)
-}
-
-fn u32_of(value: &mut Bytes) -> Result<u32, DecodeError> {
-    value.try_get_u32().map_err(|_| DecodeError::Truncated)
-}
-
-fn u64_of(value: &mut Bytes) -> Result<u64, DecodeError> {
-    value.try_get_u64().map_err(|_| DecodeError::Truncated)
-}
-
-fn window(value: &mut Bytes) -> Result<Duration, DecodeError> {
-    let ms = u64_of(value)?;
-    if ms > MAX_WINDOW_MS {
-        return Err(DecodeError::Window);
-    }
-    Ok(Duration::from_millis(ms))
-}
-
-/// Reads a value [`encode`] wrote, whole; anything else is an error, never a panic.
-/// Header values and the body are slices of `value`.
-pub fn decode(mut value: Bytes) -> Result<SharedEntry, DecodeError> {
-    if take(&mut value, MAGIC.len()).map_err(|_| DecodeError::Magic)? != MAGIC[..] {
-        return Err(DecodeError::Magic);
-    }
-    let stored_at_ms = u64_of(&mut value)?;
-    let policy = CachePolicy {
-        ttl: window(&mut value)?,
-        stale_while_revalidate: window(&mut value)?,
-        stale_if_error: window(&mut value)?,
-    };
-    let status = StatusCode::from_u16(u16_of(&mut value)?).map_err(|_| DecodeError::Status)?;
-    let count = u16_of(&mut value)?;
-    let mut headers = HeaderMap::with_capacity(usize::from(count).min(64));
-    for _ in 0..count {
-        let len = usize::from(u16_of(&mut value)?);
-        let name = take(&mut value, len)?;
-        let name = HeaderName::from_bytes(&name).map_err(|_| DecodeError::Header)?;
-        let len = u32_of(&mut value)? as usize;
-        let bytes = take(&mut value, len)?;
-        let value = HeaderValue::from_maybe_shared(bytes).map_err(|_| DecodeError::Header)?;
-        headers.append(name, value);
-    }
-    let len = usize::try_from(u64_of(&mut value)?).map_err(|_| DecodeError::Truncated)?;
-    let body = take(&mut value, len)?;
-    if value.has_remaining() {
-        return Err(DecodeError::Trailing);
-    }
-    Ok(SharedEntry {
-        stored: Stored {
-            status,
-            headers,
-            body,
-        },
-        policy,
-        stored_at_ms,
-    })
 }
 
 /// What the cross-instance lock says a fetch is to do.
