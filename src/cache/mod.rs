@@ -329,9 +329,16 @@ impl ResponseCache {
                 return Ok((entry.clone(), CacheOutcome::Hit));
             }
         }
-        // Nothing fresh here: another instance may have stored a fresher answer.
+        // Nothing fresh here: another instance may have stored a fresher answer, unless
+        // a refresh of a stale answer is under way here (it brings one to both levels).
+        let refreshing = shared.is_some()
+            && local.as_ref().is_some_and(|entry| {
+                let age = Instant::now().saturating_duration_since(entry.stored_at);
+                age < entry.policy.ttl + entry.policy.stale_while_revalidate
+                    && self.is_filling(&key)
+            });
         let mut second = None;
-        if let Some(level) = shared {
+        if let Some(level) = shared.filter(|_| !refreshing) {
             let rest = shared::key_rest(&key);
             match self.read_shared(&level, &rest).await {
                 Read::Found(found) => {
@@ -399,6 +406,14 @@ impl ResponseCache {
                 None => Err(e),
             },
         }
+    }
+
+    /// Whether a fill for `key` is under way.
+    fn is_filling(&self, key: &CacheKey) -> bool {
+        self.inflight
+            .lock()
+            .expect("the in-flight map is never poisoned")
+            .contains_key(key)
     }
 
     /// Joins the fill under way for `key`, or starts one. A fill stores its answer (or

@@ -20,6 +20,8 @@ struct MemoryStore {
     values: Mutex<HashMap<String, (Bytes, Instant)>>,
     down: AtomicBool,
     hung: AtomicBool,
+    /// `get`s asked for.
+    gets: AtomicUsize,
 }
 
 impl MemoryStore {
@@ -64,6 +66,7 @@ impl ClusterStore for MemoryStore {
         self.call(|| GcraAnswer::Allowed { remaining: 0 })
     }
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.call(|| self.live(key))
     }
     fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
@@ -302,6 +305,40 @@ async fn windows_hold_on_another_instance_and_the_store_drops_the_value_after_th
     assert!(store.keys("fanout:cache:").is_empty());
     let (_, outcome) = go(instance(), "fourth").await.unwrap();
     assert_eq!(outcome, CacheOutcome::Miss { stored: true });
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_a_stale_answer_is_refreshed_here_the_store_is_not_read_again() {
+    let store = Arc::new(MemoryStore::default());
+    let cluster = cluster(&store, 1 << 20);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let k = key("http://u/a");
+    let p = policy(10, 30, 0);
+    let cache = instance();
+    cache
+        .get_or_fetch(
+            k.clone(),
+            p,
+            level(&cluster),
+            fetch(&calls, "v1", true, Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let gets = store.gets.load(Ordering::SeqCst);
+    for n in 0..3 {
+        let slow = fetch(&calls, "v2", true, Duration::from_secs(1));
+        let (_, outcome) = cache
+            .get_or_fetch(k.clone(), p, level(&cluster), slow)
+            .await
+            .unwrap();
+        assert_eq!(outcome, CacheOutcome::Stale);
+        // The first reads the store (another instance may have refreshed it); the
+        // others find the refresh it started under way.
+        assert_eq!(store.gets.load(Ordering::SeqCst), gets + 1, "request {n}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(start_paused = true)]
