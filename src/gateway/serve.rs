@@ -363,8 +363,11 @@ impl Gateway {
         }
         headers
             .entry(X_REQUEST_ID.clone())
-            .or_insert_with(|| request_id.clone());
-        headers.insert(TRACEPARENT.clone(), trace.server.header_value());
+            .or_insert_with(|| never_indexed(request_id.clone()));
+        headers.insert(
+            TRACEPARENT.clone(),
+            never_indexed(trace.server.header_value()),
+        );
     }
 
     /// Counts the request in the metrics and hands its access log record to the
@@ -494,4 +497,13 @@ fn health() -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// `value`, marked for HPACK's never-indexed literal (HTTP/1.1 ignores the mark): the
+/// request id and the `traceparent` differ on every answer, so on an HTTP/2 connection
+/// adding them to the dynamic table only evicts the entries that do repeat, and every
+/// answer's lookup walks a chain of dead values of the same name.
+fn never_indexed(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
 }
