@@ -5,9 +5,13 @@
 //! for the cache).
 //!
 //! - `store`: the [`ClusterStore`] trait, the operations and their types.
+//! - `redis_store`: [`RedisStore`], the trait on Redis (standalone or Cluster), with its
+//!   Lua scripts (`gcra.lua`, `unlock.lua`).
 
+mod redis_store;
 mod store;
 
+pub use redis_store::{ConnectError, RedisStore};
 pub use store::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture};
 
 use crate::config::ClusterSpec;
@@ -35,6 +39,13 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(spec: ClusterSpec, store: Arc<dyn ClusterStore>) -> Self {
         Self { spec, store }
+    }
+
+    /// The cluster on Redis at `spec`'s address, connecting in the background: it never
+    /// waits for Redis (calls fail until it is up). Must be called within a tokio runtime.
+    pub fn connect(spec: ClusterSpec) -> Result<Self, ConnectError> {
+        let store = RedisStore::connect(&spec.topology, &spec.display)?;
+        Ok(Self::new(spec, Arc::new(store)))
     }
 
     pub fn spec(&self) -> &ClusterSpec {

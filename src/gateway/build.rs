@@ -8,6 +8,7 @@ use crate::aggregate::{AggregateRoute, Backend, BodyUse};
 use crate::auth::Provider;
 use crate::auth::claim_headers::ClaimHeaders;
 use crate::cache::ResponseCache;
+use crate::cluster::Cluster;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
 use crate::limits::RouteLimit;
 use crate::metrics::{Label, Metrics};
@@ -39,6 +40,8 @@ pub enum BuildError {
     AccessLog(#[from] AccessLogError),
     #[error("server.tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ConnectError),
 }
 
 impl Gateway {
@@ -98,6 +101,18 @@ impl Gateway {
         let cache = match previous {
             Some(p) if p.config.cache_max_size == compiled.cache_max_size => p.cache.clone(),
             _ => ResponseCache::new(compiled.cache_max_size, metrics.cache.clone()),
+        };
+        // The store's connection (and the state in it) carries over a reload that leaves
+        // `[cluster]` as it was; a new one connects in the background, never blocking.
+        let cluster = match &compiled.cluster {
+            None => None,
+            Some(spec) => match previous
+                .and_then(|p| p.cluster.as_ref())
+                .filter(|c| c.spec() == spec)
+            {
+                Some(kept) => Some(kept.clone()),
+                None => Some(Arc::new(Cluster::connect(spec.clone())?)),
+            },
         };
         let tracing = match previous {
             Some(p) if p.tracing.spec == compiled.tracing => p.tracing.clone(),
@@ -258,6 +273,7 @@ impl Gateway {
             claim_headers,
             token_params,
             cache,
+            cluster,
             metrics,
             access_log,
             tracing,

@@ -50,6 +50,9 @@ pub struct Gateway {
     pub token_params: Option<Arc<[String]>>,
     /// The response cache shared by every route.
     pub cache: Arc<ResponseCache>,
+    /// The `[cluster]` store instances share (cluster-scoped limits, the shared cache),
+    /// carried over a reload that leaves `[cluster]` as it was; `None`: no `[cluster]`.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The process's metrics: the same registry across reloads.
     pub metrics: Arc<Metrics>,
     /// The process's access log: the same writer across reloads, given each snapshot's

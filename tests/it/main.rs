@@ -26,6 +26,7 @@ mod auth_jwt;
 mod auth_routes;
 mod backend_answers;
 mod cache;
+mod cluster_limits;
 mod conditions;
 mod config_check;
 mod demo;

@@ -7,6 +7,7 @@
 
 mod eventually;
 pub mod otlp;
+pub mod redis;
 pub mod tls;
 
 pub use eventually::{eventually, eventually_some};

@@ -1,0 +1,426 @@
+//! [`RedisStore`]: the [`ClusterStore`] on Redis (redis-rs), standalone or a Redis
+//! Cluster, over TCP or TLS (`rediss://`, rustls on ring).
+//!
+//! Connecting never blocks: the store is made at once and connects in the background
+//! (redis-rs's `ConnectionManager`, or a pending cluster connection), so the gateway
+//! starts and serves while Redis is down; until it is up, calls fail (and the caller
+//! applies its fallback). A dropped connection is made again on the next call.
+//!
+//! Every operation is one command on one key, so each works on a Redis Cluster too.
+//! The rate limit is one Lua script (`gcra.lua`), sent once (`SCRIPT LOAD` when the
+//! store is made, again after a Redis restart forgot it) and then called by its SHA1
+//! (`EVALSHA`): one round trip per request.
+
+use super::store::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture};
+use crate::config::RedisTopology;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
+use std::time::Duration;
+
+/// Longest wait for a TCP (and TLS) connection to the store. A call is bounded by the
+/// store's much shorter `timeout` anyway; this bounds the background attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for an answer on a connection before it counts as broken.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Keys asked for per `SCAN` step, and deleted per `UNLINK`.
+const SCAN_COUNT: usize = 500;
+/// The rate-limit script (see the file for its rules).
+const GCRA_LUA: &str = include_str!("gcra.lua");
+
+/// A connection to standalone Redis or to a Redis Cluster; both are cheap handles to
+/// one multiplexed connection (per node), cloned per call.
+#[derive(Clone)]
+enum Connection {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Redis, behind [`ClusterStore`].
+pub struct RedisStore {
+    connection: Connection,
+    /// `host:port` of each URL: what logs and errors may show.
+    display: String,
+    /// The password in the URL, if any, cut from every error text.
+    password: Option<String>,
+    gcra: Script,
+    unlock: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.display)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a store could not be made: a URL redis-rs refuses (`validate` checks the form;
+/// this is what it could not see).
+#[derive(Debug, thiserror::Error)]
+#[error("cluster.redis: {0}")]
+pub struct ConnectError(String);
+
+impl RedisStore {
+    /// Makes the store for `topology` without waiting for Redis: the connection is made
+    /// in the background, and the rate-limit script loaded once it is up. Must be called
+    /// within a tokio runtime.
+    pub fn connect(topology: &RedisTopology, display: &str) -> Result<Self, ConnectError> {
+        let urls = match topology {
+            RedisTopology::Standalone(url) => std::slice::from_ref(url),
+            RedisTopology::Cluster(urls) => urls.as_slice(),
+        };
+        let password = urls
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok()?.password().map(str::to_owned))
+            .find(|p| !p.is_empty());
+        let redact = |e: RedisError| ConnectError(redacted(&e.to_string(), password.as_deref()));
+        if urls.iter().any(|u| u.starts_with("rediss:")) {
+            // redis-rs builds its TLS config with the process's default provider: ring,
+            // as everywhere else in the gateway (a second install is refused, harmlessly).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let connection = match topology {
+            RedisTopology::Standalone(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(redact)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    // One quick retry, then the call fails and the next one starts a new
+                    // attempt: the cluster breaker paces attempts during an outage.
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(200));
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client, config).map_err(redact)?;
+                Connection::Standalone(manager)
+            }
+            RedisTopology::Cluster(urls) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                        .connection_timeout(CONNECT_TIMEOUT)
+                        .response_timeout(RESPONSE_TIMEOUT)
+                        .retries(1)
+                        .build()
+                        .map_err(redact)?;
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT);
+                Connection::Cluster(client.get_pending_async_connection_with_config(config))
+            }
+        };
+        let store = Self {
+            connection,
+            display: display.to_owned(),
+            password,
+            gcra: Script::new(GCRA_LUA),
+            unlock: Script::new(include_str!("unlock.lua")),
+        };
+        store.preload();
+        Ok(store)
+    }
+
+    /// Connects and sends the rate-limit script in the background, so the first
+    /// request does not pay for either (on a Cluster, the node of the first call loads
+    /// it when asked). Failing here costs nothing: a call connects and loads on demand.
+    fn preload(&self) {
+        let mut connection = self.connection.clone();
+        let script = self.gcra.clone();
+        tokio::spawn(async move {
+            match &mut connection {
+                Connection::Standalone(c) => {
+                    let _ = script.load_async(c).await;
+                }
+                Connection::Cluster(c) => {
+                    let mut load = redis::cmd("SCRIPT");
+                    load.arg("LOAD").arg(GCRA_LUA);
+                    let every_master =
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                    let _ = c.route_command(load, every_master).await;
+                }
+            }
+        });
+    }
+
+    /// Runs `cmd` and reads its answer as `T`.
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        let result = match self.connection.clone() {
+            Connection::Standalone(mut c) => cmd.query_async(&mut c).await,
+            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+        };
+        result.map_err(|e| self.error(e))
+    }
+
+    /// Calls `script` with one key and these arguments: `EVALSHA`, and on `NOSCRIPT`
+    /// (a restarted Redis) `SCRIPT LOAD` and again.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[u64],
+    ) -> Result<T, StoreError> {
+        let mut call = script.key(key);
+        for a in args {
+            call.arg(*a);
+        }
+        let result = match self.connection.clone() {
+            Connection::Standalone(mut c) => call.invoke_async(&mut c).await,
+            Connection::Cluster(mut c) => call.invoke_async(&mut c).await,
+        };
+        result.map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: RedisError) -> StoreError {
+        let text = redacted(&e.to_string(), self.password.as_deref());
+        if e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            StoreError::Unreachable(text)
+        } else {
+            StoreError::Refused(text)
+        }
+    }
+
+    /// The masters of a Redis Cluster, as `(host, port)`, from `CLUSTER NODES`.
+    async fn masters(
+        &self,
+        connection: &mut ClusterConnection,
+    ) -> Result<Vec<(String, u16)>, StoreError> {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("NODES");
+        let nodes = connection
+            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await
+            .map_err(|e| self.error(e))?;
+        let text = String::from_redis_value(nodes).map_err(|e| self.error(e.into()))?;
+        Ok(cluster_masters(&text))
+    }
+
+    /// Deletes the keys under `prefix` that one node holds: `SCAN` in steps, `UNLINK`
+    /// what each step found (UNLINK frees memory off Redis's main thread).
+    async fn delete_scanned(
+        &self,
+        node: Option<(&str, u16)>,
+        pattern: &str,
+    ) -> Result<u64, StoreError> {
+        let mut cursor: u64 = 0;
+        let mut deleted = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let answer = match (&self.connection, node) {
+                (Connection::Cluster(c), Some((host, port))) => c
+                    .clone()
+                    .route_command(
+                        scan,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.to_owned(),
+                            port,
+                        }),
+                    )
+                    .await
+                    .map_err(|e| self.error(e))?,
+                _ => self.query::<Value>(&scan).await?,
+            };
+            let (next, keys): (u64, Vec<String>) =
+                FromRedisValue::from_redis_value(answer).map_err(|e| self.error(e.into()))?;
+            if !keys.is_empty() {
+                // On a Cluster, redis-rs splits a many-key UNLINK by slot.
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(&keys);
+                deleted += self.query::<u64>(&unlink).await?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl ClusterStore for RedisStore {
+    fn throttle<'a>(&'a self, key: &'a str, limit: GcraLimit) -> StoreFuture<'a, GcraAnswer> {
+        Box::pin(async move {
+            let interval = u64::try_from(limit.interval.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let (allowed, remaining, retry_after_us): (i64, i64, i64) = self
+                .eval(&self.gcra, key, &[interval, u64::from(limit.burst.max(1))])
+                .await?;
+            Ok(if allowed == 1 {
+                GcraAnswer::Allowed {
+                    remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                }
+            } else {
+                GcraAnswer::Limited {
+                    retry_after: Duration::from_micros(retry_after_us.max(0) as u64),
+                }
+            })
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(key);
+            let value: Option<Vec<u8>> = self.query(&cmd).await?;
+            Ok(value.map(Bytes::from))
+        })
+    }
+
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key)
+                .arg(value.as_ref())
+                .arg("PX")
+                .arg(millis_at_least_one(ttl));
+            self.query::<()>(&cmd).await
+        })
+    }
+
+    fn lock<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis_at_least_one(ttl));
+            // `OK` when taken, nil when someone holds it.
+            let taken: Option<String> = self.query(&cmd).await?;
+            Ok(taken.is_some())
+        })
+    }
+
+    fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut call = self.unlock.key(key);
+            call.arg(token);
+            let result: Result<i64, RedisError> = match self.connection.clone() {
+                Connection::Standalone(mut c) => call.invoke_async(&mut c).await,
+                Connection::Cluster(mut c) => call.invoke_async(&mut c).await,
+            };
+            result.map(drop).map_err(|e| self.error(e))
+        })
+    }
+
+    fn delete_prefixed<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let pattern = format!("{}*", glob_escaped(prefix));
+            match &self.connection {
+                Connection::Standalone(_) => self.delete_scanned(None, &pattern).await,
+                Connection::Cluster(c) => {
+                    let mut deleted = 0;
+                    for (host, port) in self.masters(&mut c.clone()).await? {
+                        deleted += self.delete_scanned(Some((&host, port)), &pattern).await?;
+                    }
+                    Ok(deleted)
+                }
+            }
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let answer: String = self.query(&redis::cmd("PING")).await?;
+            if answer == "PONG" {
+                Ok(())
+            } else {
+                Err(StoreError::Refused(format!("PING answered \"{answer}\"")))
+            }
+        })
+    }
+}
+
+/// A TTL in whole milliseconds, at least 1 (`PX 0` is an error).
+fn millis_at_least_one(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// `text` with `password` cut out, wherever an error quoted it.
+fn redacted(text: &str, password: Option<&str>) -> String {
+    match password {
+        Some(p) if !p.is_empty() && text.contains(p) => text.replace(p, "***"),
+        _ => text.to_owned(),
+    }
+}
+
+/// `prefix` with the glob characters of `SCAN MATCH` escaped, so it matches itself.
+fn glob_escaped(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 4);
+    for ch in prefix.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The masters' addresses in a `CLUSTER NODES` answer: lines of `id host:port@cport
+/// flags ...`, the flags holding `master` (and not `fail`).
+fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address = fields.nth(1)?;
+            let flags = fields.next()?;
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            if !is_master || failed {
+                return None;
+            }
+            let address = address.split('@').next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_matches_only_itself_in_scan() {
+        assert_eq!(glob_escaped("fanout:cache:"), "fanout:cache:");
+        assert_eq!(glob_escaped("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn cluster_nodes_give_the_live_masters() {
+        let nodes = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,hostname4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(
+            cluster_masters(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30001)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_password_never_reaches_an_error_text() {
+        assert_eq!(
+            redacted("auth failed for s3cret at host", Some("s3cret")),
+            "auth failed for *** at host"
+        );
+        assert_eq!(redacted("refused", None), "refused");
+    }
+}
