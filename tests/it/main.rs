@@ -50,6 +50,7 @@ mod reload;
 mod server;
 mod tls_certs;
 mod tls_edge;
+mod tls_http1;
 mod tls_rotation;
 mod tls_upstream;
 mod trace_context;
