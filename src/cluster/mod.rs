@@ -5,16 +5,20 @@
 //! for the cache).
 //!
 //! - `store`: the [`ClusterStore`] trait, the operations and their types.
+//! - `breaker`: after repeated failures, calls skip the store for a while, then probe.
 //! - `redis_store`: [`RedisStore`], the trait on Redis (standalone or Cluster), with its
 //!   Lua scripts (`gcra.lua`, `unlock.lua`).
 
+mod breaker;
 mod redis_store;
 mod store;
 
+pub use breaker::ClusterStats;
 pub use redis_store::{ConnectError, RedisStore};
 pub use store::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture};
 
 use crate::config::ClusterSpec;
+use breaker::{Admit, Breaker, Change};
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
@@ -27,18 +31,54 @@ pub enum ClusterError {
     Timeout(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The breaker is open: the store failed repeatedly and is not called for a while.
+    #[error("the store is skipped after repeated failures")]
+    Skipped,
 }
 
-/// The shared store of one config: its spec, and the store behind the trait.
+impl ClusterError {
+    /// The `kind` label of `fanout_cluster_store_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClusterError::Timeout(_) => "timeout",
+            ClusterError::Store(_) => "error",
+            ClusterError::Skipped => "skipped",
+        }
+    }
+}
+
+/// The shared store of one config: its spec, the store behind the trait, and the
+/// breaker every bounded call goes through.
 #[derive(Debug)]
 pub struct Cluster {
     spec: ClusterSpec,
     store: Arc<dyn ClusterStore>,
+    breaker: Breaker,
+    stats: ClusterStats,
 }
 
 impl Cluster {
     pub fn new(spec: ClusterSpec, store: Arc<dyn ClusterStore>) -> Self {
-        Self { spec, store }
+        let (failures, open_for) = spec.breaker;
+        Self {
+            breaker: Breaker::new(failures, open_for, spec.timeout),
+            spec,
+            store,
+            stats: ClusterStats::default(),
+        }
+    }
+
+    /// Records failed calls and the breaker's state in `stats` (the process's metrics).
+    pub fn with_stats(mut self, stats: ClusterStats) -> Self {
+        stats.touch();
+        stats.open.set(i64::from(self.breaker.is_open()));
+        self.stats = stats;
+        self
+    }
+
+    /// For `/ready`: `unknown`, `up`, `down` (failing) or `open` (skipped for a while).
+    pub fn state(&self) -> &'static str {
+        self.breaker.describe()
     }
 
     /// The cluster on Redis at `spec`'s address, connecting in the background: it never
@@ -63,14 +103,58 @@ impl Cluster {
         key
     }
 
-    /// Runs one store call within `timeout`.
+    /// Runs one store call within `timeout`, unless the breaker skips the store: then
+    /// it fails at once, and the call's future is dropped unpolled (nothing is sent).
     async fn call<T>(
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, ClusterError> {
-        match tokio::time::timeout(self.spec.timeout, call).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(ClusterError::Timeout(self.spec.timeout)),
+        if self.breaker.admit() == Admit::Skip {
+            self.stats.failed("skipped");
+            return Err(ClusterError::Skipped);
+        }
+        let error = match tokio::time::timeout(self.spec.timeout, call).await {
+            Ok(Ok(answer)) => {
+                if let Some(change) = self.breaker.succeeded() {
+                    self.changed(change, None);
+                }
+                return Ok(answer);
+            }
+            Ok(Err(e)) => ClusterError::Store(e),
+            Err(_) => ClusterError::Timeout(self.spec.timeout),
+        };
+        self.stats.failed(error.kind());
+        if let Some(change) = self.breaker.failed() {
+            self.changed(change, Some(&error));
+        }
+        Err(error)
+    }
+
+    /// Logs a change of the breaker's state, once, and sets its gauge.
+    fn changed(&self, change: Change, error: Option<&ClusterError>) {
+        let store = self.spec.display.as_str();
+        let open_for = self.spec.breaker.1;
+        match change {
+            Change::Opened => {
+                self.stats.open.set(1);
+                tracing::warn!(
+                    store,
+                    error = error.map(tracing::field::display),
+                    failures = self.spec.breaker.0,
+                    ?open_for,
+                    "cluster store failing: skipped for a while, limits apply on_error and the cache calls upstreams"
+                );
+            }
+            Change::Reopened => tracing::debug!(
+                store,
+                error = error.map(tracing::field::display),
+                ?open_for,
+                "cluster store probe failed: skipped again"
+            ),
+            Change::Closed => {
+                self.stats.open.set(0);
+                tracing::info!(store, "cluster store answering again");
+            }
         }
     }
 

@@ -111,7 +111,9 @@ impl Gateway {
                 .filter(|c| c.spec() == spec)
             {
                 Some(kept) => Some(kept.clone()),
-                None => Some(Arc::new(Cluster::connect(spec.clone())?)),
+                None => Some(Arc::new(
+                    Cluster::connect(spec.clone())?.with_stats(metrics.cluster.clone()),
+                )),
             },
         };
         let tracing = match previous {
