@@ -9,8 +9,9 @@ use crate::auth::Provider;
 use crate::auth::claim_headers::ClaimHeaders;
 use crate::cache::ResponseCache;
 use crate::cluster::Cluster;
+use crate::config::Scope;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
-use crate::limits::RouteLimit;
+use crate::limits::{ClusterLimit, RouteLimit};
 use crate::metrics::{Label, Metrics};
 use crate::proxy::{LocationRewrite, ProxyRoute};
 use crate::router::RouteTable;
@@ -125,7 +126,12 @@ impl Gateway {
         };
         let mut routes = RouteTable::default();
         for spec in compiled.routes {
-            let limit = spec.rate_limit.clone().map(|l| {
+            // A cluster-scoped limit needs the store (validate makes sure there is one).
+            let (local_spec, cluster_spec) = match (&spec.rate_limit, &cluster) {
+                (Some(l), Some(c)) if l.scope == Scope::Cluster => (None, Some((l.clone(), c))),
+                (l, _) => (l.clone(), None),
+            };
+            let limit = local_spec.map(|l| {
                 let kept = previous.and_then(|p| {
                     p.routes.iter().find_map(|r| match &r.limit {
                         Some((was, limit))
@@ -138,6 +144,34 @@ impl Gateway {
                 });
                 let limit = kept.unwrap_or_else(|| {
                     Arc::new(RouteLimit::new(l.rate, l.burst, l.key.clone(), l.max_keys))
+                });
+                (l, limit)
+            });
+            let cluster_limit = cluster_spec.map(|(l, store)| {
+                let kept = previous.and_then(|p| {
+                    p.routes.iter().find_map(|r| match &r.cluster_limit {
+                        Some((was, limit))
+                            if r.path == spec.path
+                                && r.methods == spec.methods
+                                && *was == l
+                                && limit.is_in(store) =>
+                        {
+                            Some(limit.clone())
+                        }
+                        _ => None,
+                    })
+                });
+                let limit = kept.unwrap_or_else(|| {
+                    // The route's identity in the store: its pattern and methods.
+                    let owner = format!("{} {:?}", spec.path, spec.methods);
+                    Arc::new(ClusterLimit::new(
+                        store.clone(),
+                        &owner,
+                        l.rate,
+                        l.burst,
+                        l.key.clone(),
+                        l.max_keys,
+                    ))
                 });
                 (l, limit)
             });
@@ -232,10 +266,11 @@ impl Gateway {
             let route = Route {
                 auth,
                 path: spec.path.clone(),
-                series: metrics.route_series(&label, limit.is_some()),
+                series: metrics.route_series(&label, limit.is_some() || cluster_limit.is_some()),
                 label,
                 methods: spec.methods.clone(),
                 limit,
+                cluster_limit,
                 max_body,
                 handler,
             };
