@@ -59,17 +59,33 @@ impl Gateway {
         let metrics = previous.map_or_else(Metrics::new, |p| p.metrics.clone());
         metrics.config_hash(&compiled.hash);
         metrics.tls_cert_expiry(&crate::tls::expiry_series(compiled.server.tls.as_ref()));
+        // The store's connection (and the state in it) carries over a reload that leaves
+        // `[cluster]` as it was; a new one connects in the background, never blocking.
+        let cluster = match &compiled.cluster {
+            None => None,
+            Some(spec) => match previous
+                .and_then(|p| p.cluster.as_ref())
+                .filter(|c| c.spec() == spec)
+            {
+                Some(kept) => Some(kept.clone()),
+                None => Some(Arc::new(
+                    Cluster::connect(spec.clone())?.with_stats(metrics.cluster.clone()),
+                )),
+            },
+        };
         let mut upstreams = BTreeMap::new();
         for (name, spec) in compiled.upstreams {
             let kept = previous
                 .and_then(|p| p.upstreams.get(&name))
-                .filter(|u| u.spec == spec);
+                .filter(|u| u.spec == spec && u.guard.counts_in(cluster.as_ref()));
             let up = match kept {
                 Some(up) => up.clone(),
                 None => {
-                    let up = Upstream::build(spec).map_err(|source| BuildError::Client {
-                        upstream: name.clone(),
-                        source,
+                    let up = Upstream::build_in(spec, cluster.as_ref()).map_err(|source| {
+                        BuildError::Client {
+                            upstream: name.clone(),
+                            source,
+                        }
                     })?;
                     let up = Arc::new(up);
                     health::spawn(&up);
@@ -102,20 +118,6 @@ impl Gateway {
         let cache = match previous {
             Some(p) if p.config.cache_max_size == compiled.cache_max_size => p.cache.clone(),
             _ => ResponseCache::new(compiled.cache_max_size, metrics.cache.clone()),
-        };
-        // The store's connection (and the state in it) carries over a reload that leaves
-        // `[cluster]` as it was; a new one connects in the background, never blocking.
-        let cluster = match &compiled.cluster {
-            None => None,
-            Some(spec) => match previous
-                .and_then(|p| p.cluster.as_ref())
-                .filter(|c| c.spec() == spec)
-            {
-                Some(kept) => Some(kept.clone()),
-                None => Some(Arc::new(
-                    Cluster::connect(spec.clone())?.with_stats(metrics.cluster.clone()),
-                )),
-            },
         };
         let tracing = match previous {
             Some(p) if p.tracing.spec == compiled.tracing => p.tracing.clone(),

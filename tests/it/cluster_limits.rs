@@ -532,3 +532,37 @@ fn fanout_check_reports_cluster_problems_with_their_places() {
         ]
     );
 }
+
+/// An upstream's `rate_limit` with `scope = "cluster"` is one bucket in Redis for every
+/// instance: two gateways together call it as often as one would; refused calls are
+/// refused as the local limit refuses them.
+#[tokio::test]
+async fn an_upstream_limit_in_cluster_scope_is_one_bucket_for_every_instance() {
+    let redis = RedisServer::start();
+    let up = upstream().await;
+    let toml = |scope: &str| {
+        format!(
+            "[cluster]\nredis = \"{}\"\ntimeout = \"5s\"\n\n[upstreams.up]\nurl = \"{}\"\n\
+             rate_limit = {{ rate = \"3/hour\", scope = \"{scope}\" }}\n\n\
+             [[routes]]\npath = \"/p\"\nproxy = {{ upstream = \"up\", path = \"/a\" }}\n",
+            redis.url(),
+            up.url()
+        )
+    };
+    for (scope, expected) in [("cluster", 3), ("local", 6)] {
+        let before = up.hits("/a");
+        let one = start_gateway(&toml(scope)).await;
+        let two = start_gateway(&toml(scope)).await;
+        let mut refused = Vec::new();
+        for i in 0..10 {
+            let gateway = if i % 2 == 0 { &one } else { &two };
+            let (status, _) = get(&gateway.url("/p")).await;
+            if status != 200 {
+                refused.push(status);
+            }
+        }
+        assert_eq!((scope, up.hits("/a") - before), (scope, expected));
+        assert_eq!(refused.len(), 10 - expected);
+        assert!(refused.iter().all(|s| *s == refused[0]), "{refused:?}");
+    }
+}
