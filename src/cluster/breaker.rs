@@ -28,6 +28,12 @@ pub struct KindLabels {
     kind: &'static str,
 }
 
+impl KindLabels {
+    pub fn of(kind: &'static str) -> Self {
+        Self { kind }
+    }
+}
+
 impl ClusterStats {
     /// Counts one call that gave no answer.
     pub fn failed(&self, kind: &'static str) {
