@@ -566,3 +566,71 @@ async fn an_upstream_limit_in_cluster_scope_is_one_bucket_for_every_instance() {
         assert!(refused.iter().all(|s| *s == refused[0]), "{refused:?}");
     }
 }
+
+/// On a Redis Cluster (three masters, given as seed URLs) every operation works, each
+/// on one key wherever its slot lives, and a purge walks every master.
+#[tokio::test]
+async fn the_store_works_on_a_redis_cluster() {
+    let redis = crate::common::redis::RedisCluster::start(3);
+    let seeds = redis
+        .urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let toml = format!("[cluster]\nredis = [{seeds}]\ntimeout = \"5s\"\n");
+    let compiled = compile(&toml, &Env::default()).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = Cluster::connect(compiled.cluster.unwrap()).unwrap();
+    eventually_some("the cluster to answer", async || cluster.ping().await.ok()).await;
+    let limit = GcraLimit {
+        interval: Duration::from_secs(3600),
+        burst: 2,
+    };
+    for i in 0..30 {
+        let key = cluster.key("rl", &format!("client{i}"));
+        assert_eq!(
+            cluster.throttle(&key, limit).await.unwrap(),
+            GcraAnswer::Allowed { remaining: 1 }
+        );
+        assert_eq!(
+            cluster.throttle(&key, limit).await.unwrap(),
+            GcraAnswer::Allowed { remaining: 0 }
+        );
+        assert!(matches!(
+            cluster.throttle(&key, limit).await.unwrap(),
+            GcraAnswer::Limited { .. }
+        ));
+        let entry = cluster.key("cache", &format!("e{i}"));
+        cluster
+            .set(
+                &entry,
+                Bytes::from(format!("v{i}")),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            cluster.get(&entry).await.unwrap(),
+            Some(Bytes::from(format!("v{i}")))
+        );
+        let lock = cluster.key("lock", &format!("l{i}"));
+        assert!(
+            cluster
+                .lock(&lock, "t", Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+        cluster.unlock(&lock, "t").await.unwrap();
+    }
+    // Keys landed on every master.
+    let spread = redis.keys_per_node();
+    assert!(spread.iter().all(|n| *n > 0), "{spread:?}");
+    assert_eq!(spread.iter().sum::<i64>(), 60);
+    let prefix = cluster.key("cache", "");
+    assert_eq!(cluster.delete_prefixed(&prefix).await.unwrap(), 30);
+    assert_eq!(
+        redis.keys_per_node().iter().sum::<i64>(),
+        30,
+        "the limits' keys stay"
+    );
+}
