@@ -27,6 +27,7 @@ mod auth_routes;
 mod backend_answers;
 mod cache;
 mod cluster_limits;
+mod cluster_store;
 mod conditions;
 mod config_check;
 mod demo;
