@@ -361,4 +361,38 @@ mod tests {
             "{error}"
         );
     }
+
+    #[tokio::test]
+    async fn the_cluster_store_and_its_limits_carry_over_a_reload_that_keeps_cluster() {
+        let with = |timeout: &str| {
+            format!(
+                "[cluster]\nredis = \"redis://127.0.0.1:9/0\"\ntimeout = \"{timeout}\"\n{CONFIG}\n\
+                 [[routes]]\npath = \"/c\"\nrate_limit = {{ rate = \"5/s\", key = \"ip\", scope = \"cluster\" }}\n\
+                 proxy = {{ upstream = \"users\", path = \"/\" }}\n"
+            )
+        };
+        let build = |toml: &str, previous: Option<&Gateway>| {
+            Gateway::build(compile(toml, &Env::default()).expect("valid"), previous).unwrap()
+        };
+        let limit_of = |g: &Gateway| {
+            let route = g.routes.iter().find(|r| r.path == "/c").unwrap();
+            assert!(route.limit.is_none(), "a cluster limit is not also local");
+            route.cluster_limit.as_ref().unwrap().1.clone()
+        };
+        // Made without waiting for Redis (nothing listens on port 9).
+        let first = build(&with("5ms"), None);
+        let same = build(&with("5ms"), Some(&first));
+        assert!(Arc::ptr_eq(
+            first.cluster.as_ref().unwrap(),
+            same.cluster.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&limit_of(&first), &limit_of(&same)));
+        let changed = build(&with("10ms"), Some(&same));
+        assert!(!Arc::ptr_eq(
+            same.cluster.as_ref().unwrap(),
+            changed.cluster.as_ref().unwrap()
+        ));
+        assert!(!Arc::ptr_eq(&limit_of(&same), &limit_of(&changed)));
+        assert!(build(CONFIG, Some(&changed)).cluster.is_none());
+    }
 }
