@@ -178,7 +178,19 @@ async fn answer(
                     .map(|(_, v)| v.into_owned())
             });
             let purged = gateway.cache.purge(url.as_deref()).await;
-            json_response(StatusCode::OK, &json!({"purged": purged}))
+            let mut answer = json!({"purged": purged});
+            // With `[cluster]`, the shared cache too (`cache_scope = "cluster"` entries).
+            let mut status = StatusCode::OK;
+            if let Some(cluster) = &gateway.cluster {
+                match crate::cache::purge_shared(cluster, url.as_deref()).await {
+                    Ok(n) => answer["purged_shared"] = json!(n),
+                    Err(e) => {
+                        status = StatusCode::SERVICE_UNAVAILABLE;
+                        answer["shared_error"] = json!(e.to_string());
+                    }
+                }
+            }
+            json_response(status, &answer)
         }
         (_, "/health" | "/ready" | "/metrics" | "/config" | "/reload" | "/cache/purge") => error(
             StatusCode::METHOD_NOT_ALLOWED,

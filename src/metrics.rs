@@ -377,6 +377,17 @@ impl Metrics {
             "1 while calls skip the [cluster] store after repeated failures",
             m.cluster.open.clone(),
         );
+        registry.register(
+            "cache_shared",
+            "The shared (cluster) cache level, by outcome: hit, miss, stored, too_large, waited, gave_up, error",
+            m.cache.shared.clone(),
+        );
+        for outcome in crate::cache::SHARED_OUTCOMES {
+            let _ = m
+                .cache
+                .shared
+                .get_or_create(&crate::cache::SharedLabels { outcome });
+        }
         Arc::new(Self { registry, ..m })
     }
 

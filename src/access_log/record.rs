@@ -52,8 +52,8 @@ pub struct Record {
     pub client_cert: Option<Arc<str>>,
 }
 
-/// One aggregate backend's outcome: its name, its stable code (`ok`, `hit`, `timeout`,
-/// ...) and how long its call took.
+/// One aggregate backend's outcome: its name, its stable code (`ok`, `hit`, `shared`,
+/// `timeout`, ...) and how long its call took.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendOutcome {
     pub name: Label,

@@ -51,6 +51,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
         plan,
         label,
         cache: ResponseCache::new(1 << 20, metrics.cache.clone()),
+        cluster: None,
         metrics,
         timeout: spec.timeout,
         max_body: 0,

@@ -5,8 +5,10 @@
 use super::error::BackendError;
 use super::scope::{Backend, BackendAnswer, CallRequest, RequestScope};
 use super::shape;
-use crate::cache::{CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery, Stored};
-use crate::config::{MergeMode, Shape};
+use crate::cache::{
+    CacheKey, CacheOutcome, Entry, FetchError, Fetched, KeyQuery, SecondLevel, Stored,
+};
+use crate::config::{MergeMode, Scope, Shape};
 use crate::template::Answered;
 use crate::trace::record::CallTrace;
 use crate::upstream::{CallError, Upstream, WholeAnswer, budget, is_idempotent};
@@ -226,13 +228,22 @@ pub(super) async fn call_upstream(
             cacheable: storable || ignore_upstream,
         })
     };
-    let lookup = scope.route.cache.get_or_fetch(key, policy, fetch);
+    // `cache_scope = "cluster"`: the store shared by every instance is the second level.
+    let shared = match (&scope.route.cluster, spec.cache_scope) {
+        (Some(cluster), Scope::Cluster) => Some(SecondLevel {
+            cluster: cluster.clone(),
+            upstream_timeout: deadline.saturating_duration_since(Instant::now()),
+        }),
+        _ => None,
+    };
+    let lookup = scope.route.cache.get_or_fetch(key, policy, shared, fetch);
     let (entry, outcome) = tokio::time::timeout_at(deadline, lookup)
         .await
         .map_err(|_| CallError::Timeout(budget(deadline)))??;
     let desc = match outcome {
         CacheOutcome::Hit => "hit",
         CacheOutcome::Stale => "stale",
+        CacheOutcome::SharedHit => "shared",
         CacheOutcome::Miss { .. } => "ok",
     };
     let read = finish_hit(&entry, reading, keep, desc)?;

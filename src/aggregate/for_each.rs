@@ -98,7 +98,7 @@ where
     while let Some((k, result)) = calls.next().await {
         match result {
             Ok(answer) => {
-                hits += usize::from(answer.desc == "hit");
+                hits += usize::from(matches!(answer.desc, "hit" | "shared"));
                 bodies[k] = Some(answer.body);
                 if let Some(raw) = answer.raw {
                     raws[k] = raw.body;

@@ -46,6 +46,9 @@ pub struct AggregateRoute {
     pub plan: Plan,
     /// The process-wide cache, for backends with `cache_ttl`.
     pub cache: Arc<ResponseCache>,
+    /// The store every instance shares (`[cluster]`): the cache's second level for
+    /// backends with `cache_scope = "cluster"`.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The access log is on: collect each backend's outcome for it.
     pub access_log: bool,
     /// The route has `auth`: cache keys hold the identity in place of credentials.

@@ -160,6 +160,40 @@ impl CacheKey {
         &self.0.url
     }
 
+    /// The key's parts as bytes, each length-prefixed so no two keys write the same:
+    /// what its second-level digest is taken of (stable across processes, unlike its
+    /// hash).
+    pub(super) fn canonical(&self) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let parts = &self.0;
+        let mut out = Vec::with_capacity(64 + parts.url.len());
+        field(&mut out, parts.method.as_str().as_bytes());
+        field(&mut out, parts.url.as_bytes());
+        match &parts.varying.caller {
+            Caller::Credentials => out.push(0),
+            Caller::Identity(None) => out.push(1),
+            Caller::Identity(Some((provider, subject))) => {
+                out.push(2);
+                field(&mut out, provider.as_bytes());
+                field(&mut out, subject.as_bytes());
+            }
+        }
+        for (name, value) in &parts.varying.values {
+            field(&mut out, name.as_str().as_bytes());
+            match value {
+                None => out.push(0),
+                Some(value) => {
+                    out.push(1);
+                    field(&mut out, value.as_bytes());
+                }
+            }
+        }
+        out
+    }
+
     /// Bytes held by the key: its parts, the URL and the header values.
     pub(super) fn weight(&self) -> usize {
         std::mem::size_of::<KeyParts>() + self.0.url.len() + self.0.varying.weight()

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod key;
+mod shared;
+mod shared_value;
 pub use key::{CacheKey, KeyQuery, KeyedBy, Varying, owned_value};
+use shared::{Read, WallClock};
+pub use shared::{SHARED_OUTCOMES, SecondLevel, SharedLabels, purge as purge_shared};
+pub use shared_value::{DecodeError, SharedEntry, decode, encode};
 
 /// Bytes an entry costs beyond what its key and answer hold: moka's bookkeeping for it
 /// (hash table slot, access and write order nodes, expiry timer), the `Arc`s and the
@@ -51,7 +57,7 @@ impl CachePolicy {
 }
 
 /// An answer as it is stored and served.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub status: StatusCode,
     /// Response headers to serve again (empty for aggregate backends).
@@ -116,6 +122,11 @@ impl Entry {
         })
     }
 
+    /// Whether the entry is a stored answer within its `ttl`.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        !self.pass && now.saturating_duration_since(self.stored_at) < self.policy.ttl
+    }
+
     /// Seconds of freshness left; negative once stale.
     pub fn ttl_left(&self, now: Instant) -> i64 {
         let fresh_until = self.stored_at + self.policy.ttl;
@@ -141,6 +152,9 @@ pub enum CacheOutcome {
     Hit,
     /// Stale from the cache: a refresh runs in the background, or it failed.
     Stale,
+    /// Fresh from the second level (`cache_scope = "cluster"`): another instance
+    /// fetched it.
+    SharedHit,
     /// Fetched now (possibly by another request for the same key); `stored` says
     /// whether it went into the cache.
     Miss { stored: bool },
@@ -153,9 +167,32 @@ pub struct CacheStats {
     pub misses: Counter,
     pub stale: Counter,
     pub coalesced: Counter,
+    /// The second level's outcomes, by [`SHARED_OUTCOMES`].
+    pub shared: Family<SharedLabels, Counter>,
 }
 
-type Fill<E> = Shared<BoxFuture<'static, Result<(Arc<Entry>, bool), E>>>;
+/// How a fill's answer came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// Fetched here and stored.
+    Stored,
+    /// Fetched here, not to be stored: the answer is the fetching request's alone.
+    NotStored,
+    /// Another instance's answer, read from the second level.
+    Shared,
+}
+
+impl Settled {
+    fn of(stored: bool) -> Self {
+        if stored {
+            Self::Stored
+        } else {
+            Self::NotStored
+        }
+    }
+}
+
+type Fill<E> = Shared<BoxFuture<'static, Result<(Arc<Entry>, Settled), E>>>;
 
 /// A fetch failure, as the cache needs to know it.
 pub trait FetchError: Clone + Send + Sync + 'static {
@@ -186,6 +223,8 @@ pub struct ResponseCache {
     /// Fills under way, by key; the lock is never held across an await.
     inflight: Mutex<HashMap<CacheKey, Box<dyn std::any::Any + Send>>>,
     stats: CacheStats,
+    /// The clock second-level entries' times travel on.
+    clock: WallClock,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -206,13 +245,21 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for RetainFor {
         entry: &Arc<Entry>,
         _: std::time::Instant,
     ) -> Option<Duration> {
-        Some(entry.policy.retain())
+        // An entry read from the second level is already as old as its writer's copy.
+        let age = Instant::now().saturating_duration_since(entry.stored_at);
+        Some(entry.policy.retain().saturating_sub(age))
     }
 }
 
 impl ResponseCache {
     /// A cache holding at most `max_bytes` of keys and answers, counting into `stats`.
     pub fn new(max_bytes: u64, stats: CacheStats) -> Arc<Self> {
+        Self::with_clock(max_bytes, stats, WallClock::new())
+    }
+
+    /// As [`ResponseCache::new`], on `clock`: tests give instances one clock, since
+    /// tokio's paused clock does not move the system's.
+    fn with_clock(max_bytes: u64, stats: CacheStats, clock: WallClock) -> Arc<Self> {
         let store = moka::future::Cache::builder()
             .max_capacity(max_bytes)
             // What the entry keeps resident: its key, the answer's headers and body,
@@ -230,6 +277,7 @@ impl ResponseCache {
             store,
             inflight: Mutex::new(HashMap::new()),
             stats,
+            clock,
         })
     }
 
@@ -249,12 +297,15 @@ impl ResponseCache {
     }
 
     /// Serves `key` from the cache when `policy` allows, else fetches it with `fetch`
-    /// (once for all concurrent callers). `fetch` must own what it needs: it may run in
-    /// the background after this call returns.
+    /// (once for all concurrent callers). With a `shared` second level, a key with
+    /// nothing fresh here is read from it first, and a fetch takes its lock and writes
+    /// its answer there too (see `shared`). `fetch` must own what it needs: it may run
+    /// in the background after this call returns.
     pub async fn get_or_fetch<F, Fut, E>(
         self: &Arc<Self>,
         key: CacheKey,
         policy: CachePolicy,
+        shared: Option<SecondLevel>,
         fetch: F,
     ) -> Result<(Arc<Entry>, CacheOutcome), E>
     where
@@ -262,10 +313,9 @@ impl ResponseCache {
         Fut: Future<Output = Result<Fetched, E>> + Send + 'static,
         E: FetchError,
     {
-        let now = Instant::now();
-        let mut fallback = None;
-        if let Some(entry) = self.store.get(&key).await {
-            let age = now.saturating_duration_since(entry.stored_at);
+        let mut local = self.store.get(&key).await;
+        if let Some(entry) = &local {
+            let age = Instant::now().saturating_duration_since(entry.stored_at);
             if entry.pass {
                 if age < entry.policy.ttl {
                     // Not stored lately: nothing to wait for, each request calls.
@@ -273,36 +323,81 @@ impl ResponseCache {
                     let (entry, stored) = self.fetch_alone(key, policy, fetch).await?;
                     return Ok((entry, CacheOutcome::Miss { stored }));
                 }
+                local = None;
             } else if age < entry.policy.ttl {
                 self.stats.hits.inc();
-                return Ok((entry, CacheOutcome::Hit));
+                return Ok((entry.clone(), CacheOutcome::Hit));
             }
-            if !entry.pass && age < entry.policy.ttl + entry.policy.stale_while_revalidate {
+        }
+        // Nothing fresh here: another instance may have stored a fresher answer, unless
+        // a refresh of a stale answer is under way here (it brings one to both levels).
+        let refreshing = shared.is_some()
+            && local.as_ref().is_some_and(|entry| {
+                let age = Instant::now().saturating_duration_since(entry.stored_at);
+                age < entry.policy.ttl + entry.policy.stale_while_revalidate
+                    && self.is_filling(&key)
+            });
+        let mut second = None;
+        if let Some(level) = shared.filter(|_| !refreshing) {
+            let rest = shared::key_rest(&key);
+            match self.read_shared(&level, &rest).await {
+                Read::Found(found) => {
+                    shared::count(&self.stats.shared, "hit");
+                    if local.as_ref().is_none_or(|l| found.stored_at > l.stored_at) {
+                        self.store.insert(key.clone(), found.clone()).await;
+                        if found.is_fresh(Instant::now()) {
+                            return Ok((found, CacheOutcome::SharedHit));
+                        }
+                        local = Some(found);
+                    }
+                    second = Some((level, rest));
+                }
+                Read::Missing => {
+                    shared::count(&self.stats.shared, "miss");
+                    second = Some((level, rest));
+                }
+                // The store is in trouble: no lock, no write for this fetch.
+                Read::Failed => {}
+            }
+        }
+        let mut fallback = None;
+        if let Some(entry) = local {
+            let age = Instant::now().saturating_duration_since(entry.stored_at);
+            if age < entry.policy.ttl + entry.policy.stale_while_revalidate {
                 self.stats.stale.inc();
-                if let Part::Leads(refresh) = self.fill(key, policy, fetch) {
+                if let Part::Leads(refresh) = self.fill(key, policy, second, fetch) {
                     tokio::spawn(async move {
                         let _ = refresh.await;
                     });
                 }
                 return Ok((entry, CacheOutcome::Stale));
             }
-            if !entry.pass && age < entry.policy.ttl + entry.policy.stale_if_error {
+            if age < entry.policy.ttl + entry.policy.stale_if_error {
                 fallback = Some(entry);
             }
         }
         self.stats.misses.inc();
-        let result = match self.fill(key, policy, fetch) {
+        let result = match self.fill(key, policy, second, fetch) {
             Part::Leads(fill) => fill.await,
             Part::Waits(fill, fetch, key) => match fill.await {
                 // Shared: what was stored, and failures that carry no answer.
-                Ok((entry, true)) => Ok((entry, true)),
+                Ok((entry, settled @ (Settled::Stored | Settled::Shared))) => Ok((entry, settled)),
                 Err(e) if !e.carries_answer() => Err(e),
                 // The answer was the other request's alone: this one makes its own call.
-                Ok((_, false)) | Err(_) => self.fetch_alone(key, policy, fetch).await,
+                Ok((_, Settled::NotStored)) | Err(_) => self
+                    .fetch_alone(key, policy, fetch)
+                    .await
+                    .map(|(entry, stored)| (entry, Settled::of(stored))),
             },
         };
         match result {
-            Ok((entry, stored)) => Ok((entry, CacheOutcome::Miss { stored })),
+            Ok((entry, Settled::Shared)) => Ok((entry, CacheOutcome::SharedHit)),
+            Ok((entry, settled)) => Ok((
+                entry,
+                CacheOutcome::Miss {
+                    stored: settled == Settled::Stored,
+                },
+            )),
             Err(e) => match fallback {
                 Some(stale) => {
                     self.stats.stale.inc();
@@ -313,10 +408,24 @@ impl ResponseCache {
         }
     }
 
+    /// Whether a fill for `key` is under way.
+    fn is_filling(&self, key: &CacheKey) -> bool {
+        self.inflight
+            .lock()
+            .expect("the in-flight map is never poisoned")
+            .contains_key(key)
+    }
+
     /// Joins the fill under way for `key`, or starts one. A fill stores its answer (or
     /// its pass marker) before it leaves the in-flight map, so a caller arriving in
     /// between finds one or the other.
-    fn fill<F, Fut, E>(self: &Arc<Self>, key: CacheKey, policy: CachePolicy, fetch: F) -> Part<F, E>
+    fn fill<F, Fut, E>(
+        self: &Arc<Self>,
+        key: CacheKey,
+        policy: CachePolicy,
+        second: Option<(SecondLevel, String)>,
+        fetch: F,
+    ) -> Part<F, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Fetched, E>> + Send + 'static,
@@ -333,9 +442,19 @@ impl ResponseCache {
         let cache = self.clone();
         let owned_key = key.clone();
         let fill: Fill<E> = async move {
-            let out = match fetch().await {
-                Ok(fetched) => Ok(cache.settle(&owned_key, policy, fetched).await),
-                Err(e) => Err(e),
+            let out = match second {
+                None => match fetch().await {
+                    Ok(fetched) => {
+                        let (entry, stored) = cache.settle(&owned_key, policy, fetched).await;
+                        Ok((entry, Settled::of(stored)))
+                    }
+                    Err(e) => Err(e),
+                },
+                Some((level, rest)) => {
+                    cache
+                        .fill_shared(&owned_key, policy, &level, &rest, fetch)
+                        .await
+                }
             };
             cache
                 .inflight

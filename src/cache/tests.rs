@@ -9,6 +9,23 @@ impl FetchError for String {
     }
 }
 
+impl ResponseCache {
+    /// A lookup with no second level, as every test here makes.
+    async fn get_or_fetch_local<F, Fut, E>(
+        self: &Arc<Self>,
+        key: CacheKey,
+        policy: CachePolicy,
+        fetch: F,
+    ) -> Result<(Arc<Entry>, CacheOutcome), E>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Fetched, E>> + Send + 'static,
+        E: FetchError,
+    {
+        self.get_or_fetch(key, policy, None, fetch).await
+    }
+}
+
 /// A fetch that counts its calls and, after `delay`, answers `body` (storable or not),
 /// or fails with `error`.
 fn answering(
@@ -93,7 +110,7 @@ async fn get(
     ok: bool,
 ) -> Result<(String, CacheOutcome), String> {
     cache
-        .get_or_fetch(k.clone(), p, fetcher(calls, body, ok, Duration::ZERO))
+        .get_or_fetch_local(k.clone(), p, fetcher(calls, body, ok, Duration::ZERO))
         .await
         .map(|(e, o)| (String::from_utf8(e.stored.body.to_vec()).unwrap(), o))
 }
@@ -161,7 +178,7 @@ async fn concurrent_misses_make_one_call() {
     let calls = Arc::new(AtomicUsize::new(0));
     let (k, p) = (key("http://u/a", None), policy(60, 0, 0));
     let all = (0..50).map(|_| {
-        cache.get_or_fetch(
+        cache.get_or_fetch_local(
             k.clone(),
             p,
             fetcher(&calls, "v", true, Duration::from_millis(50)),
@@ -183,7 +200,7 @@ async fn concurrent_failures_are_shared_too() {
     let calls = Arc::new(AtomicUsize::new(0));
     let (k, p) = (key("http://u/a", None), policy(60, 0, 0));
     let all = (0..20).map(|_| {
-        cache.get_or_fetch(
+        cache.get_or_fetch_local(
             k.clone(),
             p,
             fetcher(&calls, "v", false, Duration::from_millis(20)),
@@ -211,7 +228,7 @@ async fn stale_while_revalidate_serves_at_once_and_refreshes_once() {
     // Five requests in the window: all get the stale value at once, one refresh runs.
     for _ in 0..5 {
         let slow = fetcher(&calls, "v2", true, Duration::from_secs(1));
-        let (entry, outcome) = cache.get_or_fetch(k.clone(), p, slow).await.unwrap();
+        let (entry, outcome) = cache.get_or_fetch_local(k.clone(), p, slow).await.unwrap();
         assert_eq!(
             (&entry.stored.body[..], outcome),
             (&b"v1"[..], CacheOutcome::Stale)
@@ -268,9 +285,15 @@ async fn uncacheable_answers_are_served_but_not_stored() {
             cacheable: false,
         })
     };
-    let (_, outcome) = cache.get_or_fetch(k.clone(), p, private).await.unwrap();
+    let (_, outcome) = cache
+        .get_or_fetch_local(k.clone(), p, private)
+        .await
+        .unwrap();
     assert_eq!(outcome, CacheOutcome::Miss { stored: false });
-    let (_, outcome) = cache.get_or_fetch(k.clone(), p, private).await.unwrap();
+    let (_, outcome) = cache
+        .get_or_fetch_local(k.clone(), p, private)
+        .await
+        .unwrap();
     assert_eq!(outcome, CacheOutcome::Miss { stored: false });
 }
 
@@ -328,7 +351,10 @@ async fn capacity_is_weighted_by_bytes() {
                 cacheable: true,
             })
         };
-        cache.get_or_fetch(k, policy(60, 0, 0), big).await.unwrap();
+        cache
+            .get_or_fetch_local(k, policy(60, 0, 0), big)
+            .await
+            .unwrap();
     }
     cache.store.run_pending_tasks().await;
     assert!(
@@ -352,7 +378,7 @@ async fn waiters_get_their_own_call_when_the_answer_was_not_stored() {
             None,
             Duration::from_secs(1),
         );
-        cache.get_or_fetch(k.clone(), p, fetch)
+        cache.get_or_fetch_local(k.clone(), p, fetch)
     });
     let results = futures_util::future::join_all(all).await;
     let bodies: Vec<_> = results
@@ -380,11 +406,11 @@ async fn a_pass_marker_skips_the_wait_until_the_ttl_then_a_storable_answer_is_st
     let (k, p) = (key("http://u/me", None), policy(60, 0, 0));
     let slow = Duration::from_secs(1);
     let fetch = answering(&calls, "private".into(), false, None, slow);
-    cache.get_or_fetch(k.clone(), p, fetch).await.unwrap();
+    cache.get_or_fetch_local(k.clone(), p, fetch).await.unwrap();
     // Five at once: none waits on another, each calls.
     let all = (0..5).map(|i| {
         let fetch = answering(&calls, format!("{i}"), false, None, slow);
-        cache.get_or_fetch(k.clone(), p, fetch)
+        cache.get_or_fetch_local(k.clone(), p, fetch)
     });
     let results = futures_util::future::join_all(all).await;
     for (i, r) in results.iter().enumerate() {
@@ -397,7 +423,7 @@ async fn a_pass_marker_skips_the_wait_until_the_ttl_then_a_storable_answer_is_st
     assert!(cache.fresh(&fresh).await.is_none(), "a marker is no hit");
     // The upstream allows storing again: the answer replaces the marker.
     let fetch = answering(&calls, "public".into(), true, None, slow);
-    let (_, outcome) = cache.get_or_fetch(k.clone(), p, fetch).await.unwrap();
+    let (_, outcome) = cache.get_or_fetch_local(k.clone(), p, fetch).await.unwrap();
     assert_eq!(outcome, CacheOutcome::Miss { stored: true });
     assert_eq!(
         get(&cache, &k, p, &calls, "x", true).await,
@@ -406,11 +432,11 @@ async fn a_pass_marker_skips_the_wait_until_the_ttl_then_a_storable_answer_is_st
     // A marker lasts the ttl: then waiting (coalescing) is back.
     let (k, p) = (key("http://u/other", None), policy(10, 0, 0));
     let fetch = answering(&calls, "private".into(), false, None, slow);
-    cache.get_or_fetch(k.clone(), p, fetch).await.unwrap();
+    cache.get_or_fetch_local(k.clone(), p, fetch).await.unwrap();
     tokio::time::advance(Duration::from_secs(11)).await;
     let all = (0..3).map(|_| {
         let fetch = answering(&calls, "public".into(), true, None, slow);
-        cache.get_or_fetch(k.clone(), p, fetch)
+        cache.get_or_fetch_local(k.clone(), p, fetch)
     });
     futures_util::future::join_all(all).await;
     assert_eq!(cache.stats().coalesced.get(), 2);
@@ -429,7 +455,7 @@ async fn failures_with_an_answer_go_only_to_their_request() {
             Some("answered 403"),
             Duration::from_secs(1),
         );
-        cache.get_or_fetch(k.clone(), p, fetch)
+        cache.get_or_fetch_local(k.clone(), p, fetch)
     });
     let results = futures_util::future::join_all(all).await;
     assert!(
@@ -459,7 +485,7 @@ async fn stored_answers_own_bytes_of_their_own_size() {
         })
     };
     let (entry, _) = cache
-        .get_or_fetch(k, policy(60, 0, 0), fetch)
+        .get_or_fetch_local(k, policy(60, 0, 0), fetch)
         .await
         .unwrap();
     let within = |p: *const u8| buffer.as_ptr_range().contains(&p);
@@ -510,7 +536,7 @@ async fn resident_bytes_per_entry() {
             })
         };
         cache
-            .get_or_fetch(k, policy(600, 0, 0), fetch)
+            .get_or_fetch_local(k, policy(600, 0, 0), fetch)
             .await
             .unwrap();
     }

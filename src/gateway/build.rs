@@ -201,6 +201,7 @@ impl Gateway {
                     max_body: spec.max_body.unwrap_or(compiled.server.max_body),
                     body: BodyUse::of(&backends),
                     cache: cache.clone(),
+                    cluster: cluster.clone(),
                     forward_headers: spec.forward_headers,
                     errors_field: spec.errors_field,
                     status_from,
@@ -234,6 +235,9 @@ impl Gateway {
                         preserve_host: p.preserve_host,
                         max_body: spec.max_body,
                         cache: p.cache_ttl.map(|ttl| (cache.clone(), ttl)),
+                        shared_cache: cluster
+                            .clone()
+                            .filter(|_| p.cache_scope == crate::config::Scope::Cluster),
                         upgrade: p.upgrade,
                         underscores_in_headers: spec.underscores_in_headers,
                         authenticated: spec.auth.is_some(),

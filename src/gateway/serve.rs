@@ -34,6 +34,7 @@ use crate::request_id::{self, X_REQUEST_ID};
 use crate::router::{RouteMatch, normalize};
 use crate::trace::context::TRACEPARENT;
 use crate::trace::{TraceContext, TraceId};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -418,8 +419,11 @@ impl Gateway {
         }
         headers
             .entry(X_REQUEST_ID.clone())
-            .or_insert_with(|| request_id.clone());
-        headers.insert(TRACEPARENT.clone(), trace.server.header_value());
+            .or_insert_with(|| never_indexed(request_id.clone()));
+        headers.insert(
+            TRACEPARENT.clone(),
+            never_indexed(trace.server.header_value()),
+        );
     }
 
     /// Counts the request in the metrics and hands its access log record to the
@@ -460,7 +464,7 @@ impl Gateway {
             client: client.addr,
             user,
             method,
-            uri,
+            uri: detached(&uri),
             redact_query: self.token_params.clone(),
             version: client.version,
             route: summary.label.clone(),
@@ -549,4 +553,26 @@ fn health() -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// `uri` in bytes of its own. A request's target is a view into the buffer its head
+/// was read into (4 KiB or more): the record waits for the log's writer thread up to its
+/// poll interval, and would keep that buffer alive as long and free it on the writer's
+/// thread, so every logged request would take a fresh buffer instead of reusing the one
+/// just freed. Copying the path and query (tens of bytes) costs less.
+fn detached(uri: &Uri) -> Uri {
+    let Some(target) = uri.path_and_query() else {
+        return uri.clone();
+    };
+    Uri::from_maybe_shared(Bytes::copy_from_slice(target.as_str().as_bytes()))
+        .unwrap_or_else(|_| uri.clone())
+}
+
+/// `value`, marked for HPACK's never-indexed literal (HTTP/1.1 ignores the mark): the
+/// request id and the `traceparent` differ on every answer, so on an HTTP/2 connection
+/// adding them to the dynamic table only evicts the entries that do repeat, and every
+/// answer's lookup walks a chain of dead values of the same name.
+fn never_indexed(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
 }

@@ -63,11 +63,19 @@ pub fn encode_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, close: bo
     out.extend_from_slice(b"\r\n");
 }
 
+/// What a response is written to: a client connection's stream.
+pub trait ResponseStream: AsyncWrite + Unpin {
+    /// Whether written bytes can wait inside the stream (TLS records) until flushed: then
+    /// it is flushed wherever a plain socket's bytes would be on their way, before
+    /// waiting for the body and at the end.
+    const BUFFERS_WRITES: bool;
+}
+
 /// Writes `response` to `stream`; `Ok(true)` when the connection can carry another
 /// request. `head_only`: the answer to a HEAD, whose body is not sent. `close`: the
 /// connection ends after this answer.
-pub async fn write_response<B>(
-    stream: &mut (impl AsyncWrite + Unpin),
+pub async fn write_response<W: ResponseStream, B>(
+    stream: &mut W,
     response: Response<B>,
     head_only: bool,
     close: bool,
@@ -81,7 +89,7 @@ where
     let mut out = Vec::with_capacity(512);
     encode_head(&mut out, &parts, framing, close);
     if head_only || framing == Framing::Empty {
-        stream.write_all(&out).await?;
+        flush(stream, &mut out).await?;
         return Ok(!close);
     }
     let mut body = pin!(body);
@@ -134,7 +142,7 @@ where
             out.extend_from_slice(&data);
             out.extend_from_slice(tail);
             if out.len() >= FLUSH_AT {
-                flush(stream, &mut out).await?;
+                write_out(stream, &mut out).await?;
             }
         } else {
             let mut slices = [
@@ -155,7 +163,16 @@ where
     Ok(complete && !close && framing != Framing::UntilClose)
 }
 
-async fn flush(stream: &mut (impl AsyncWrite + Unpin), out: &mut Vec<u8>) -> io::Result<()> {
+/// Writes the pending bytes, and flushes a stream that keeps them.
+async fn flush<W: ResponseStream>(stream: &mut W, out: &mut Vec<u8>) -> io::Result<()> {
+    write_out(stream, out).await?;
+    if W::BUFFERS_WRITES {
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
+async fn write_out(stream: &mut (impl AsyncWrite + Unpin), out: &mut Vec<u8>) -> io::Result<()> {
     if !out.is_empty() {
         stream.write_all(out).await?;
         out.clear();

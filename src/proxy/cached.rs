@@ -6,7 +6,7 @@ use crate::aggregate::BackendError;
 use crate::body::{Body, full};
 use crate::cache::{
     CacheKey, CacheOutcome, CachePolicy, Entry, FetchError, Fetched, KeyedBy, ResponseCache,
-    Stored, cache_control, forbids_storing,
+    SecondLevel, Stored, cache_control, forbids_storing,
 };
 use crate::error::GatewayError;
 use crate::trace::record::CallTrace;
@@ -68,6 +68,10 @@ pub async fn serve(
     };
     let upstream = route.upstream.clone();
     let timeout = route.timeout;
+    let shared = route.shared_cache.clone().map(|cluster| SecondLevel {
+        cluster,
+        upstream_timeout: timeout,
+    });
     let fetch = move || async move {
         // Buffered to be stored, so the route timeout covers the whole answer here.
         let deadline = Instant::now() + timeout;
@@ -110,7 +114,7 @@ pub async fn serve(
         let cacheable = storable(&stored.headers);
         Ok::<_, GatewayError>(Fetched { stored, cacheable })
     };
-    let (entry, outcome) = cache.get_or_fetch(key, policy, fetch).await?;
+    let (entry, outcome) = cache.get_or_fetch(key, policy, shared, fetch).await?;
     Ok(respond(&entry, outcome))
 }
 
@@ -139,6 +143,11 @@ fn respond(entry: &Entry, outcome: CacheOutcome) -> Response<Body> {
         CacheOutcome::Hit | CacheOutcome::Stale => {
             format!("fanout; hit; ttl={}", entry.ttl_left(Instant::now()))
         }
+        // Stored by another instance: a hit, the second level named in `detail`.
+        CacheOutcome::SharedHit => format!(
+            "fanout; hit; ttl={}; detail=shared",
+            entry.ttl_left(Instant::now())
+        ),
         CacheOutcome::Miss { stored: true } => "fanout; fwd=uri-miss; stored".to_string(),
         CacheOutcome::Miss { stored: false } => "fanout; fwd=uri-miss".to_string(),
     };

@@ -47,6 +47,9 @@ pub struct ProxyRoute {
     pub max_body: Option<u64>,
     /// With `cache_ttl`: the cache and how long answers to GET stay fresh.
     pub cache: Option<(Arc<ResponseCache>, Duration)>,
+    /// With `cache_scope = "cluster"`: the store every instance shares, the cache's
+    /// second level.
+    pub shared_cache: Option<Arc<crate::cluster::Cluster>>,
     /// Protocols a client may upgrade to (lower case; never `h2c`).
     pub upgrade: Vec<String>,
     /// Pass client headers with `_` in their names.

@@ -1,32 +1,75 @@
-//! The gateway's own HTTP/1.1 client connection. It serves the common request (no body
-//! or a small one read whole, no upgrade) on the connection's task with no channel or
-//! dispatcher in between, holds no buffer while idle, and hands anything else to hyper
-//! (`handoff`).
+//! The gateway's own HTTP/1.1 client connection, over a plain socket or TLS
+//! ([`ClientStream`]). It serves the common request (no body or a small one read whole,
+//! no upgrade) on the connection's task with no channel or dispatcher in between, holds
+//! no buffer of its own while idle, and hands anything else to hyper (`handoff`).
 
 use super::settings::{ConnSettings, refusal};
 use super::{ConnService, SendTimeout, handoff};
 use crate::body::ClientBody;
-use crate::http1::server::write_response;
+use crate::http1::server::{ResponseStream, write_response};
 use crate::http1::{MAX_HEAD, ParsedRequest, Refusal, parse_request_head};
 use bytes::BytesMut;
 use http::Method;
+use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
 
 /// Bytes read at a time: a request head rarely needs more.
 const READ_SIZE: usize = 4096;
 
+/// The byte stream of a client connection: a plain socket, read by waiting for
+/// readiness and then reading once without a waker (no buffer is held while waiting),
+/// or TLS over one, read the same way through its record layer.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether written bytes can wait inside the stream (TLS records not yet on the
+    /// socket) until it is flushed.
+    const BUFFERS_WRITES: bool;
+
+    /// Resolves once a read may find bytes (or the end): then [`fill`] reads them, or
+    /// finds none after all and the connection waits again.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl ClientStream for TcpStream {
+    const BUFFERS_WRITES: bool = false;
+
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        TcpStream::readable(self)
+    }
+}
+
+impl ClientStream for TlsStream<TcpStream> {
+    const BUFFERS_WRITES: bool = true;
+
+    /// Plaintext already decrypted (a request that came with the handshake's last
+    /// flight, or a pipelined one), or the client's `close_notify`, is there at once;
+    /// otherwise the socket's readiness. A part of a record makes the socket readable
+    /// and the read find nothing: the connection waits again, as on a plain socket.
+    async fn readable(&self) -> io::Result<()> {
+        let (socket, session) = self.get_ref();
+        if !session.wants_read() {
+            return Ok(());
+        }
+        socket.readable().await
+    }
+}
+
+impl<IO: ClientStream> ResponseStream for SendTimeout<&mut IO> {
+    const BUFFERS_WRITES: bool = IO::BUFFERS_WRITES;
+}
+
 /// Serves one client connection until the client closes it, a timeout passes, or
 /// `shutdown` changes (after the request in flight is answered).
-pub async fn serve<S: ConnService>(
-    mut stream: TcpStream,
+pub async fn serve<S: ConnService, IO: ClientStream>(
+    mut stream: IO,
     mut service: S,
     settings: Arc<ConnSettings>,
     mut shutdown: watch::Receiver<()>,
@@ -129,7 +172,8 @@ pub async fn serve<S: ConnService>(
         let Ok(response) = response;
         let close = !keep_alive || !matches!(shutdown.has_changed(), Ok(false));
         let mut bounded = SendTimeout::new(&mut stream, settings.send_timeout);
-        match write_response(&mut bounded, response, head_only, close).await {
+        let written = write_response(&mut bounded, response, head_only, close);
+        match written.await {
             Ok(true) => {}
             Ok(false) => {
                 // Our FIN follows the answer; the client reads it whole, then the end.
@@ -155,7 +199,7 @@ pub async fn serve<S: ConnService>(
 /// is read and dropped until it closes, for at most `header_read_timeout`, so that
 /// closing with unread bytes does not reset the connection before the client has read
 /// the answer.
-async fn refuse(mut stream: TcpStream, why: Refusal, settings: &ConnSettings) {
+async fn refuse<IO: ClientStream>(mut stream: IO, why: Refusal, settings: &ConnSettings) {
     let answer = refusal(why);
     let mut bounded = SendTimeout::new(&mut stream, settings.send_timeout);
     if write_response(&mut bounded, answer, false, true)
@@ -175,7 +219,7 @@ async fn refuse(mut stream: TcpStream, why: Refusal, settings: &ConnSettings) {
 /// Reads until `buf` holds `len` bytes; false when the client closed, or `deadline`
 /// passed first. The usual body came with its head, and this reads nothing.
 async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut impl ClientStream,
     buf: &mut BytesMut,
     len: usize,
     deadline: Instant,
@@ -195,7 +239,7 @@ async fn read_body(
 
 /// One read into `buf` if the socket has bytes now. A short read tells tokio the socket
 /// is drained, so the next `readable()` waits for the kernel instead of trying a read.
-fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+fn fill(stream: &mut impl ClientStream, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
     let mut cx = Context::from_waker(Waker::noop());
     tokio_util::io::poll_read_buf(Pin::new(stream), &mut cx, buf)
 }

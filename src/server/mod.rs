@@ -1,8 +1,9 @@
 //! The listener: accepts connections, serves each through the tower stack (CORS) on
-//! the gateway's own HTTP/1.1 connection (`conn`, reading and writing with `http1`),
-//! which hands anything beyond a plain request to hyper-util (`handoff`: bodies,
-//! upgrades, h2c), and shuts down gracefully: stop accepting, let in-flight requests
-//! finish up to `shutdown_grace`. `redirect` is the plain listener of
+//! the gateway's own HTTP/1.1 connection (`conn`, reading and writing with `http1`,
+//! over a plain socket or TLS after `tls`'s handshake), which hands anything beyond a
+//! plain request to hyper-util (`handoff`: bodies, upgrades, h2c, and h2 over TLS), and
+//! shuts down gracefully: stop accepting, let in-flight requests finish up to
+//! `shutdown_grace`. `redirect` is the plain listener of
 //! `redirect_http`, answering every request with a redirect to https.
 
 mod accept;

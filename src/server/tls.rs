@@ -1,10 +1,11 @@
 //! A TLS client connection: the handshake (bounded by `header_read_timeout`, as a request
 //! head is), then what the handshake established is read once (the verified client
-//! certificate, see `tls::client_cert`) and hyper serves what the client chose by ALPN,
-//! HTTP/2 or HTTP/1.1.
+//! certificate, see `tls::client_cert`) and the connection is served as the client chose
+//! by ALPN: HTTP/2 by hyper, HTTP/1.1 (or no ALPN) by the gateway's own connection
+//! (`conn`), as on a plain socket.
 
 use super::settings::ConnSettings;
-use super::{ConnService, handoff};
+use super::{ConnService, conn, handoff};
 use crate::connection::{ClientConnection, TlsSession};
 use crate::tls::client_cert::ClientCert;
 use bytes::Bytes;
@@ -40,7 +41,11 @@ pub async fn serve<S: ConnService>(
         return;
     };
     let service = service(ClientConnection::tls(peer, session));
-    handoff::serve(stream, Bytes::new(), service, &settings, shutdown).await;
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        handoff::serve(stream, Bytes::new(), service, &settings, shutdown).await;
+    } else {
+        conn::serve(stream, service, settings, shutdown).await;
+    }
 }
 
 /// What requests read of the session; `None` when a verified client certificate cannot

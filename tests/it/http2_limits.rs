@@ -1,7 +1,8 @@
 //! The main listener's HTTP/2 limits (`[server.http2]`, and `send_timeout` on a client
 //! that opens no window), over real sockets: with the `h2` crate's client where it obeys
 //! the protocol, and with frames written by hand (`RawH2`) where the test plays a client
-//! that does not (streams over the advertised limit, rapid resets).
+//! that does not (streams over the advertised limit, rapid resets), and how fields that
+//! change on every answer are HPACK-encoded (never indexed).
 
 use crate::common::{self, Gate, MockUpstream, Reply, eventually, get_json, start_gateway};
 use bytes::Bytes;
@@ -348,4 +349,81 @@ async fn a_client_that_opens_no_window_is_cut_after_send_timeout() {
     eventually("the upstream call cancelled", async || up.cancelled() == 1).await;
     let (status, _, _) = get_json(&gw.url("/__health")).await;
     assert_eq!(status, 200);
+}
+
+/// The representations of an HPACK header block, by kind: `'i'` indexed, `'+'` literal
+/// added to the dynamic table, `'n'` literal never indexed, `'w'` literal without
+/// indexing, `'s'` a table size update. Strings are skipped, not decoded (Huffman).
+fn hpack_kinds(mut block: &[u8]) -> Vec<char> {
+    fn int(block: &mut &[u8], prefix: u8) -> usize {
+        let max = (1usize << prefix) - 1;
+        let mut value = (block[0] as usize) & max;
+        *block = &block[1..];
+        if value == max {
+            let mut shift = 0;
+            loop {
+                let byte = block[0];
+                *block = &block[1..];
+                value += ((byte & 0x7f) as usize) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        value
+    }
+    fn skip_string(block: &mut &[u8]) {
+        let len = int(block, 7);
+        *block = &block[len..];
+    }
+    let mut kinds = Vec::new();
+    while !block.is_empty() {
+        let first = block[0];
+        let (kind, prefix) = match first {
+            b if b & 0x80 != 0 => ('i', 7),
+            b if b & 0xc0 == 0x40 => ('+', 6),
+            b if b & 0xe0 == 0x20 => ('s', 5),
+            b if b & 0xf0 == 0x10 => ('n', 4),
+            _ => ('w', 4),
+        };
+        let index = int(&mut block, prefix);
+        if matches!(kind, '+' | 'n' | 'w') {
+            if index == 0 {
+                skip_string(&mut block);
+            }
+            skip_string(&mut block);
+        }
+        kinds.push(kind);
+    }
+    kinds
+}
+
+#[tokio::test]
+async fn answers_send_their_request_id_and_traceparent_as_never_indexed_literals() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let gw = gateway(&up, "", "").await;
+    let mut raw = RawH2::connect(gw.addr).await;
+    // Answers of a proxy route: the upstream's fields, then `x-request-id` and
+    // `traceparent`, new values on every answer. Added to HPACK's dynamic table they
+    // would only evict the fields that repeat.
+    for stream in [1u32, 3, 5] {
+        assert!(raw.send(&get_headers(stream, "/p/x")).await);
+        let block = loop {
+            match raw.next().await.expect("the connection stays open") {
+                (HEADERS, _, id, block) if id == stream => break block,
+                (GOAWAY, ..) => panic!("closed"),
+                _ => {}
+            }
+        };
+        let kinds = hpack_kinds(&block);
+        assert_eq!(
+            kinds.iter().filter(|&&k| k == 'n').count(),
+            2,
+            "stream {stream}: {kinds:?}"
+        );
+    }
 }
