@@ -133,10 +133,15 @@ async fn answer(
                     )
                 })
                 .collect();
-            json_response(
-                StatusCode::OK,
-                &json!({"ready": true, "config_hash": gateway.config.hash, "upstreams": upstreams}),
-            )
+            let mut body =
+                json!({"ready": true, "config_hash": gateway.config.hash, "upstreams": upstreams});
+            // Reported, never failing readiness: with the store down, requests are still
+            // served (limits apply `on_error`, the cache calls upstreams).
+            if let Some(cluster) = &gateway.cluster {
+                body["cluster"] =
+                    json!({"state": cluster.state(), "address": cluster.spec().display});
+            }
+            json_response(StatusCode::OK, &body)
         }
         (&Method::GET, "/metrics") => {
             let format = Exposition::negotiate(request.headers().get(header::ACCEPT));

@@ -3,7 +3,10 @@
 //! trusted proxies, and a bounded key store (`max_keys`, least recently used evicted,
 //! refilled buckets pruned) so a flood of distinct keys cannot grow memory.
 
+mod cluster;
 mod store;
+
+pub use cluster::{ClusterLimit, ClusterVerdict, Fallback};
 
 use crate::auth::Identity;
 use crate::json_path::Path;
@@ -240,17 +243,30 @@ pub fn client_key(
     trusted: &[IpNet],
     identity: Option<&Identity>,
 ) -> ClientKey {
+    client_key_by(key, peer, headers, trusted, identity, ClientKey::value)
+}
+
+/// [`client_key`] with values keyed by `value`: [`ClientKey::value`] in this process,
+/// [`ClientKey::stable`] for a bucket every instance shares.
+pub fn client_key_by(
+    key: &LimitKey,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    identity: Option<&Identity>,
+    value: impl Fn(&[u8]) -> ClientKey,
+) -> ClientKey {
     match key {
         LimitKey::Auth(by) => {
             let Some(identity) = identity else {
                 return ClientKey::Anonymous;
             };
             match by {
-                AuthKey::Subject => ClientKey::value(identity.subject.as_bytes()),
+                AuthKey::Subject => value(identity.subject.as_bytes()),
                 AuthKey::Claim(path) => match identity.claim(path) {
                     None | Some(Value::Null) => ClientKey::Anonymous,
-                    Some(Value::String(s)) => ClientKey::value(s.as_bytes()),
-                    Some(other) => ClientKey::value(other.to_string().as_bytes()),
+                    Some(Value::String(s)) => value(s.as_bytes()),
+                    Some(other) => value(other.to_string().as_bytes()),
                 },
             }
         }
@@ -259,7 +275,7 @@ pub fn client_key(
         LimitKey::Ip | LimitKey::ClientCert => ClientKey::Ip(client_ip(peer, headers, trusted)),
         LimitKey::Header(name) => headers
             .get(name)
-            .map_or(ClientKey::Anonymous, |v| ClientKey::value(v.as_bytes())),
+            .map_or(ClientKey::Anonymous, |v| value(v.as_bytes())),
         LimitKey::Global => ClientKey::Global,
     }
 }

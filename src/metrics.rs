@@ -8,6 +8,7 @@
 //! so a dashboard goes from a slow bucket to the trace that shows why.
 
 use crate::cache::CacheStats;
+use crate::cluster::ClusterStats;
 use crate::trace::TraceId;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -228,6 +229,8 @@ pub struct Metrics {
     pub spans_dropped: Counter,
     /// JWT providers' key set fetches.
     pub jwks: JwksMetrics,
+    /// The `[cluster]` store's failed calls and breaker, whichever snapshot's store.
+    pub cluster: ClusterStats,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -266,6 +269,7 @@ impl Metrics {
             cache: CacheStats::default(),
             spans_dropped: Counter::default(),
             jwks: JwksMetrics::default(),
+            cluster: ClusterStats::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -362,6 +366,16 @@ impl Metrics {
             "cache_coalesced",
             "Misses that waited for a call already under way",
             m.cache.coalesced.clone(),
+        );
+        registry.register(
+            "cluster_store_errors",
+            "[cluster] store calls that gave no answer, by kind: timeout, error, skipped (the breaker was open)",
+            m.cluster.errors.clone(),
+        );
+        registry.register(
+            "cluster_breaker_open",
+            "1 while calls skip the [cluster] store after repeated failures",
+            m.cluster.open.clone(),
         );
         registry.register(
             "cache_shared",

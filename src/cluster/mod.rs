@@ -5,16 +5,20 @@
 //! for the cache).
 //!
 //! - `store`: the [`ClusterStore`] trait, the operations and their types.
+//! - `breaker`: after repeated failures, calls skip the store for a while, then probe.
 //! - `redis_store`: [`RedisStore`], the trait on Redis (standalone or Cluster), with its
 //!   Lua scripts (`gcra.lua`, `unlock.lua`).
 
+mod breaker;
 mod redis_store;
 mod store;
 
+pub use breaker::ClusterStats;
 pub use redis_store::{ConnectError, RedisStore};
 pub use store::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture};
 
 use crate::config::ClusterSpec;
+use breaker::{Admit, Breaker, Change};
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
@@ -27,18 +31,54 @@ pub enum ClusterError {
     Timeout(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The breaker is open: the store failed repeatedly and is not called for a while.
+    #[error("the store is skipped after repeated failures")]
+    Skipped,
 }
 
-/// The shared store of one config: its spec, and the store behind the trait.
+impl ClusterError {
+    /// The `kind` label of `fanout_cluster_store_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClusterError::Timeout(_) => "timeout",
+            ClusterError::Store(_) => "error",
+            ClusterError::Skipped => "skipped",
+        }
+    }
+}
+
+/// The shared store of one config: its spec, the store behind the trait, and the
+/// breaker every bounded call goes through.
 #[derive(Debug)]
 pub struct Cluster {
     spec: ClusterSpec,
     store: Arc<dyn ClusterStore>,
+    breaker: Breaker,
+    stats: ClusterStats,
 }
 
 impl Cluster {
     pub fn new(spec: ClusterSpec, store: Arc<dyn ClusterStore>) -> Self {
-        Self { spec, store }
+        let (failures, open_for) = spec.breaker;
+        Self {
+            breaker: Breaker::new(failures, open_for, spec.timeout),
+            spec,
+            store,
+            stats: ClusterStats::default(),
+        }
+    }
+
+    /// Records failed calls and the breaker's state in `stats` (the process's metrics).
+    pub fn with_stats(mut self, stats: ClusterStats) -> Self {
+        stats.touch();
+        stats.open.set(i64::from(self.breaker.is_open()));
+        self.stats = stats;
+        self
+    }
+
+    /// For `/ready`: `unknown`, `up`, `down` (failing) or `open` (skipped for a while).
+    pub fn state(&self) -> &'static str {
+        self.breaker.describe()
     }
 
     /// The cluster on Redis at `spec`'s address, connecting in the background: it never
@@ -63,35 +103,79 @@ impl Cluster {
         key
     }
 
-    /// Runs one store call within `timeout`.
-    async fn call<T>(
-        &self,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, ClusterError> {
-        match tokio::time::timeout(self.spec.timeout, call).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(ClusterError::Timeout(self.spec.timeout)),
+    /// Runs one store call within `timeout`, unless the breaker skips the store: then
+    /// it fails at once, and the call is not even made (nothing sent, nothing boxed).
+    async fn call<'a, T, F>(&self, call: impl FnOnce() -> F) -> Result<T, ClusterError>
+    where
+        F: Future<Output = Result<T, StoreError>> + 'a,
+    {
+        if self.breaker.admit() == Admit::Skip {
+            self.stats.failed("skipped");
+            return Err(ClusterError::Skipped);
+        }
+        let error = match tokio::time::timeout(self.spec.timeout, call()).await {
+            Ok(Ok(answer)) => {
+                if let Some(change) = self.breaker.succeeded() {
+                    self.changed(change, None);
+                }
+                return Ok(answer);
+            }
+            Ok(Err(e)) => ClusterError::Store(e),
+            Err(_) => ClusterError::Timeout(self.spec.timeout),
+        };
+        self.stats.failed(error.kind());
+        if let Some(change) = self.breaker.failed() {
+            self.changed(change, Some(&error));
+        }
+        Err(error)
+    }
+
+    /// Logs a change of the breaker's state, once, and sets its gauge.
+    fn changed(&self, change: Change, error: Option<&ClusterError>) {
+        let store = self.spec.display.as_str();
+        let open_for = self.spec.breaker.1;
+        match change {
+            Change::Opened => {
+                self.stats.open.set(1);
+                tracing::warn!(
+                    store,
+                    error = error.map(tracing::field::display),
+                    failures = self.spec.breaker.0,
+                    ?open_for,
+                    "cluster store failing: skipped for a while, limits apply on_error and the cache calls upstreams"
+                );
+            }
+            Change::Reopened => tracing::debug!(
+                store,
+                error = error.map(tracing::field::display),
+                ?open_for,
+                "cluster store probe failed: skipped again"
+            ),
+            Change::Closed => {
+                self.stats.open.set(0);
+                tracing::info!(store, "cluster store answering again");
+            }
         }
     }
 
     pub async fn throttle(&self, key: &str, limit: GcraLimit) -> Result<GcraAnswer, ClusterError> {
-        self.call(self.store.throttle(key, limit)).await
+        self.call(|| self.store.throttle(key, limit)).await
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, ClusterError> {
-        self.call(self.store.get(key)).await
+        self.call(|| self.store.get(key)).await
     }
 
     pub async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), ClusterError> {
-        self.call(self.store.set(key, value, ttl)).await
+        self.call(|| self.store.set(key, value, ttl)).await
     }
 
     pub async fn lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, ClusterError> {
-        self.call(self.store.lock(key, token, ttl)).await
+        self.call(|| self.store.lock(key, token, ttl)).await
     }
 
     pub async fn unlock(&self, key: &str, token: &str) -> Result<(), ClusterError> {
-        self.call(self.store.unlock(key, token)).await
+        self.call(|| self.store.unlock(key, token)).await
     }
 
     /// Deletes every key under `prefix`; not bounded by `timeout` (an admin call).
@@ -100,6 +184,108 @@ impl Cluster {
     }
 
     pub async fn ping(&self) -> Result<(), ClusterError> {
-        self.call(self.store.ping()).await
+        self.call(|| self.store.ping()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, compile};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A store whose calls hang (a Redis that accepts and never answers) or answer at
+    /// once, counting the calls that reach it.
+    #[derive(Debug, Default)]
+    struct Hanging {
+        calls: AtomicUsize,
+        answers: AtomicBool,
+    }
+
+    impl Hanging {
+        fn reply<'a, T: Send + 'a>(&'a self, value: T) -> StoreFuture<'a, T> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let answers = self.answers.load(Ordering::SeqCst);
+            Box::pin(async move {
+                if !answers {
+                    std::future::pending::<()>().await;
+                }
+                Ok(value)
+            })
+        }
+    }
+
+    impl ClusterStore for Hanging {
+        fn throttle<'a>(&'a self, _: &'a str, _: GcraLimit) -> StoreFuture<'a, GcraAnswer> {
+            self.reply(GcraAnswer::Allowed { remaining: 1 })
+        }
+        fn get<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+            self.reply(None)
+        }
+        fn set<'a>(&'a self, _: &'a str, _: Bytes, _: Duration) -> StoreFuture<'a, ()> {
+            self.reply(())
+        }
+        fn lock<'a>(&'a self, _: &'a str, _: &'a str, _: Duration) -> StoreFuture<'a, bool> {
+            self.reply(true)
+        }
+        fn unlock<'a>(&'a self, _: &'a str, _: &'a str) -> StoreFuture<'a, ()> {
+            self.reply(())
+        }
+        fn delete_prefixed<'a>(&'a self, _: &'a str) -> StoreFuture<'a, u64> {
+            self.reply(0)
+        }
+        fn ping(&self) -> StoreFuture<'_, ()> {
+            self.reply(())
+        }
+    }
+
+    fn cluster(store: Arc<Hanging>) -> Cluster {
+        let toml = "[cluster]\nredis = \"redis://127.0.0.1:6379/0\"\ntimeout = \"5ms\"\n\
+                    circuit_breaker = { failures = 3, open_for = \"1s\" }\n";
+        let spec = compile(toml, &Env::default()).unwrap().cluster.unwrap();
+        Cluster::new(spec, store).with_stats(ClusterStats::default())
+    }
+
+    /// On tokio's paused clock: a hung store costs each call exactly `timeout` until the
+    /// breaker opens, then nothing (no call reaches it, no time passes) until `open_for`
+    /// has passed; one probe then, and the store's answer closes the breaker.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_store_costs_the_timeout_then_nothing_until_a_probe() {
+        let store = Arc::new(Hanging::default());
+        let cluster = cluster(store.clone());
+        let limit = GcraLimit {
+            interval: Duration::from_secs(1),
+            burst: 1,
+        };
+        for _ in 0..3 {
+            let started = tokio::time::Instant::now();
+            let e = cluster.throttle("k", limit).await.unwrap_err();
+            assert!(matches!(e, ClusterError::Timeout(_)), "{e}");
+            assert_eq!(started.elapsed(), Duration::from_millis(5));
+        }
+        let started = tokio::time::Instant::now();
+        for _ in 0..100 {
+            let e = cluster.throttle("k", limit).await.unwrap_err();
+            assert!(matches!(e, ClusterError::Skipped), "{e}");
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(store.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(cluster.stats.open.get(), 1);
+        let skipped = cluster
+            .stats
+            .errors
+            .get_or_create(&breaker_kind("skipped"))
+            .get();
+        assert_eq!(skipped, 100);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        store.answers.store(true, Ordering::SeqCst);
+        assert!(cluster.throttle("k", limit).await.is_ok(), "the probe");
+        assert_eq!(store.calls.load(Ordering::SeqCst), 4);
+        assert_eq!(cluster.state(), "up");
+        assert_eq!(cluster.stats.open.get(), 0);
+    }
+
+    fn breaker_kind(kind: &'static str) -> breaker::KindLabels {
+        breaker::KindLabels::of(kind)
     }
 }

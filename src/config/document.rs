@@ -87,6 +87,15 @@ fn redact(value: &mut Value, config: &GatewayConfig, secrets: &mut Secrets) {
         }
     }
     redact_api_keys(value, secrets);
+    // The store's URL holds its password: `redis://:PASSWORD@host`.
+    match value.pointer_mut("/cluster/redis") {
+        Some(Value::Array(urls)) => {
+            for (i, url) in urls.iter_mut().enumerate() {
+                redact_text(Some(url), &format!("cluster.redis[{i}]"), secrets);
+            }
+        }
+        slot => redact_text(slot, "cluster.redis", secrets),
+    }
     let routes = value.get_mut("routes").and_then(Value::as_array_mut);
     for (i, route) in routes.into_iter().flatten().enumerate() {
         let place = format!("routes[{i}]");
@@ -376,5 +385,16 @@ api_keys = { keys = { mobile = "literal-key-0123456789", web = "sha256:00ff" }, 
         *lookup(&mut v, "routes[0].backends[1].path").unwrap() = Value::from("y");
         assert_eq!(v["routes"][0]["backends"][1]["path"], "y");
         assert!(lookup(&mut v, "routes[3].path").is_none());
+    }
+
+    #[test]
+    fn the_cluster_store_password_is_redacted_one_url_or_many() {
+        let one = "[cluster]\nredis = \"redis://:s3cret@cache:6379/0\"\n";
+        let (doc, _) = document(&load_str(one, &Env::default()).unwrap());
+        assert_eq!(doc["cluster"]["redis"], "redis://[redacted]@cache:6379/0");
+        let many = "[cluster]\nredis = [\"redis://:s3cret@a:6379\", \"redis://b:6379\"]\n";
+        let (doc, _) = document(&load_str(many, &Env::default()).unwrap());
+        assert_eq!(doc["cluster"]["redis"][0], "redis://[redacted]@a:6379");
+        assert_eq!(doc["cluster"]["redis"][1], "redis://b:6379");
     }
 }

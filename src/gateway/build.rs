@@ -9,8 +9,9 @@ use crate::auth::Provider;
 use crate::auth::claim_headers::ClaimHeaders;
 use crate::cache::ResponseCache;
 use crate::cluster::Cluster;
+use crate::config::Scope;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
-use crate::limits::RouteLimit;
+use crate::limits::{ClusterLimit, RouteLimit};
 use crate::metrics::{Label, Metrics};
 use crate::proxy::{LocationRewrite, ProxyRoute};
 use crate::router::RouteTable;
@@ -58,17 +59,33 @@ impl Gateway {
         let metrics = previous.map_or_else(Metrics::new, |p| p.metrics.clone());
         metrics.config_hash(&compiled.hash);
         metrics.tls_cert_expiry(&crate::tls::expiry_series(compiled.server.tls.as_ref()));
+        // The store's connection (and the state in it) carries over a reload that leaves
+        // `[cluster]` as it was; a new one connects in the background, never blocking.
+        let cluster = match &compiled.cluster {
+            None => None,
+            Some(spec) => match previous
+                .and_then(|p| p.cluster.as_ref())
+                .filter(|c| c.spec() == spec)
+            {
+                Some(kept) => Some(kept.clone()),
+                None => Some(Arc::new(
+                    Cluster::connect(spec.clone())?.with_stats(metrics.cluster.clone()),
+                )),
+            },
+        };
         let mut upstreams = BTreeMap::new();
         for (name, spec) in compiled.upstreams {
             let kept = previous
                 .and_then(|p| p.upstreams.get(&name))
-                .filter(|u| u.spec == spec);
+                .filter(|u| u.spec == spec && u.guard.counts_in(cluster.as_ref()));
             let up = match kept {
                 Some(up) => up.clone(),
                 None => {
-                    let up = Upstream::build(spec).map_err(|source| BuildError::Client {
-                        upstream: name.clone(),
-                        source,
+                    let up = Upstream::build_in(spec, cluster.as_ref()).map_err(|source| {
+                        BuildError::Client {
+                            upstream: name.clone(),
+                            source,
+                        }
                     })?;
                     let up = Arc::new(up);
                     health::spawn(&up);
@@ -102,18 +119,6 @@ impl Gateway {
             Some(p) if p.config.cache_max_size == compiled.cache_max_size => p.cache.clone(),
             _ => ResponseCache::new(compiled.cache_max_size, metrics.cache.clone()),
         };
-        // The store's connection (and the state in it) carries over a reload that leaves
-        // `[cluster]` as it was; a new one connects in the background, never blocking.
-        let cluster = match &compiled.cluster {
-            None => None,
-            Some(spec) => match previous
-                .and_then(|p| p.cluster.as_ref())
-                .filter(|c| c.spec() == spec)
-            {
-                Some(kept) => Some(kept.clone()),
-                None => Some(Arc::new(Cluster::connect(spec.clone())?)),
-            },
-        };
         let tracing = match previous {
             Some(p) if p.tracing.spec == compiled.tracing => p.tracing.clone(),
             _ => Arc::new(Tracing::new(
@@ -123,7 +128,12 @@ impl Gateway {
         };
         let mut routes = RouteTable::default();
         for spec in compiled.routes {
-            let limit = spec.rate_limit.clone().map(|l| {
+            // A cluster-scoped limit needs the store (validate makes sure there is one).
+            let (local_spec, cluster_spec) = match (&spec.rate_limit, &cluster) {
+                (Some(l), Some(c)) if l.scope == Scope::Cluster => (None, Some((l.clone(), c))),
+                (l, _) => (l.clone(), None),
+            };
+            let limit = local_spec.map(|l| {
                 let kept = previous.and_then(|p| {
                     p.routes.iter().find_map(|r| match &r.limit {
                         Some((was, limit))
@@ -136,6 +146,34 @@ impl Gateway {
                 });
                 let limit = kept.unwrap_or_else(|| {
                     Arc::new(RouteLimit::new(l.rate, l.burst, l.key.clone(), l.max_keys))
+                });
+                (l, limit)
+            });
+            let cluster_limit = cluster_spec.map(|(l, store)| {
+                let kept = previous.and_then(|p| {
+                    p.routes.iter().find_map(|r| match &r.cluster_limit {
+                        Some((was, limit))
+                            if r.path == spec.path
+                                && r.methods == spec.methods
+                                && *was == l
+                                && limit.is_in(store) =>
+                        {
+                            Some(limit.clone())
+                        }
+                        _ => None,
+                    })
+                });
+                let limit = kept.unwrap_or_else(|| {
+                    // The route's identity in the store: its pattern and methods.
+                    let owner = format!("{} {:?}", spec.path, spec.methods);
+                    Arc::new(ClusterLimit::new(
+                        store.clone(),
+                        &owner,
+                        l.rate,
+                        l.burst,
+                        l.key.clone(),
+                        l.max_keys,
+                    ))
                 });
                 (l, limit)
             });
@@ -234,10 +272,11 @@ impl Gateway {
             let route = Route {
                 auth,
                 path: spec.path.clone(),
-                series: metrics.route_series(&label, limit.is_some()),
+                series: metrics.route_series(&label, limit.is_some() || cluster_limit.is_some()),
                 label,
                 methods: spec.methods.clone(),
                 limit,
+                cluster_limit,
                 max_body,
                 handler,
             };
@@ -325,5 +364,39 @@ mod tests {
             error.to_string().starts_with("route /u/{*rest}: "),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_cluster_store_and_its_limits_carry_over_a_reload_that_keeps_cluster() {
+        let with = |timeout: &str| {
+            format!(
+                "[cluster]\nredis = \"redis://127.0.0.1:9/0\"\ntimeout = \"{timeout}\"\n{CONFIG}\n\
+                 [[routes]]\npath = \"/c\"\nrate_limit = {{ rate = \"5/s\", key = \"ip\", scope = \"cluster\" }}\n\
+                 proxy = {{ upstream = \"users\", path = \"/\" }}\n"
+            )
+        };
+        let build = |toml: &str, previous: Option<&Gateway>| {
+            Gateway::build(compile(toml, &Env::default()).expect("valid"), previous).unwrap()
+        };
+        let limit_of = |g: &Gateway| {
+            let route = g.routes.iter().find(|r| r.path == "/c").unwrap();
+            assert!(route.limit.is_none(), "a cluster limit is not also local");
+            route.cluster_limit.as_ref().unwrap().1.clone()
+        };
+        // Made without waiting for Redis (nothing listens on port 9).
+        let first = build(&with("5ms"), None);
+        let same = build(&with("5ms"), Some(&first));
+        assert!(Arc::ptr_eq(
+            first.cluster.as_ref().unwrap(),
+            same.cluster.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&limit_of(&first), &limit_of(&same)));
+        let changed = build(&with("10ms"), Some(&same));
+        assert!(!Arc::ptr_eq(
+            same.cluster.as_ref().unwrap(),
+            changed.cluster.as_ref().unwrap()
+        ));
+        assert!(!Arc::ptr_eq(&limit_of(&same), &limit_of(&changed)));
+        assert!(build(CONFIG, Some(&changed)).cluster.is_none());
     }
 }

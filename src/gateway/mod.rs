@@ -76,6 +76,9 @@ pub struct Route {
     pub methods: Methods,
     /// Requests per client, and its spec (to carry the state over an unchanged reload).
     pub limit: Option<(RateLimitSpec, Arc<RouteLimit>)>,
+    /// A `scope = "cluster"` limit instead (then `limit` is `None`): buckets in the
+    /// `[cluster]` store, with its spec likewise.
+    pub cluster_limit: Option<(RateLimitSpec, Arc<crate::limits::ClusterLimit>)>,
     /// The largest request body a client may declare; `None`: any (a proxy streams it).
     pub max_body: Option<u64>,
     /// Who may call it (`auth`); `None`: anyone, and the auth phase costs nothing.
@@ -94,6 +97,9 @@ impl Gateway {
     /// Forgets rate-limit keys whose buckets are full again (see [`RouteLimit::prune`]).
     pub fn prune_limits(&self) {
         for (_, limit) in self.routes.iter().filter_map(|r| r.limit.as_ref()) {
+            limit.prune();
+        }
+        for (_, limit) in self.routes.iter().filter_map(|r| r.cluster_limit.as_ref()) {
             limit.prune();
         }
     }

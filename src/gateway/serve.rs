@@ -24,7 +24,10 @@ use crate::body::{Body, ClientBody, check_declared_length, full};
 use crate::compress;
 use crate::connection::ClientConnection;
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
-use crate::limits::{ClientKey, LimitKey, RouteLimit, Verdict, client_key};
+use crate::limits::{
+    ClientKey, ClusterLimit, ClusterVerdict, LimitKey, RouteLimit, Verdict, client_key,
+    client_key_by,
+};
 use crate::metrics::{Label, RouteSeries};
 use crate::proxy;
 use crate::request_id::{self, X_REQUEST_ID};
@@ -65,6 +68,18 @@ struct Admitted<'s, 'p> {
 struct Quota {
     limit: u32,
     remaining: u32,
+}
+
+/// A limit's verdict as `RateLimit-*` headers, or 429 with `Retry-After`.
+fn quota_of(verdict: Verdict, limit: u32) -> Result<Quota, GatewayError> {
+    match verdict {
+        Verdict::Allowed { remaining } => Ok(Quota { limit, remaining }),
+        Verdict::Limited { retry_after } => Err(GatewayError::RateLimited {
+            // Whole seconds, rounded up: a client that waits that long gets in.
+            retry_after_secs: retry_after.as_nanos().div_ceil(1_000_000_000).max(1) as u64,
+            limit,
+        }),
+    }
 }
 
 /// What serving a request came to: what finishing its response and the log need.
@@ -166,9 +181,29 @@ impl Gateway {
                 }
             };
             user = identity.as_ref().map(|i| i.subject.clone());
+            // A cluster-scoped limit asks the store: the one await of the limit phase,
+            // on those routes only (a local limit stays a plain call in `admit`).
+            let counted = match &route.cluster_limit {
+                None => None,
+                Some((_, limit)) => {
+                    let check = self.take_cluster_quota(
+                        limit,
+                        request.headers(),
+                        &connection,
+                        identity.as_deref(),
+                    );
+                    Some(Box::pin(check).await)
+                }
+            };
             // Bound before the await: a match's scrutinee would be kept across it.
-            let admitted = match self.admit(route, params, identity, request.headers(), &connection)
-            {
+            let admitted = match self.admit(
+                route,
+                params,
+                identity,
+                counted,
+                request.headers(),
+                &connection,
+            ) {
                 Admission::Admitted(admitted) => admitted,
                 Admission::Refused(error, summary) => {
                     break 'answered (error.into_response(), summary);
@@ -227,26 +262,30 @@ impl Gateway {
     }
 
     /// Lets a request its route's auth phase passed in: its client's rate limit (429,
-    /// keyed by `identity` with an `auth:` key) and its declared body size (413).
+    /// keyed by `identity` with an `auth:` key; `counted`: what a cluster-scoped limit
+    /// already decided) and its declared body size (413).
     fn admit<'s, 'p>(
         &'s self,
         route: &'s Route,
         params: matchit::Params<'s, 'p>,
         identity: Option<Arc<Identity>>,
+        counted: Option<Result<Option<Quota>, GatewayError>>,
         headers: &HeaderMap,
         connection: &ClientConnection,
     ) -> Admission<'s, 'p> {
-        let quota = match &route.limit {
-            Some((_, limit)) => {
-                match self.take_quota(limit, headers, connection, identity.as_deref()) {
-                    Ok(quota) => Some(quota),
-                    Err(e) => {
-                        self.metrics.rate_limited(&route.label);
-                        return Admission::Refused(e, Summary::route(route, None));
-                    }
-                }
+        let counted = match (counted, &route.limit) {
+            (Some(counted), _) => counted,
+            (None, Some((_, limit))) => self
+                .take_quota(limit, headers, connection, identity.as_deref())
+                .map(Some),
+            (None, None) => Ok(None),
+        };
+        let quota = match counted {
+            Ok(quota) => quota,
+            Err(e) => {
+                self.metrics.rate_limited(&route.label);
+                return Admission::Refused(e, Summary::route(route, None));
             }
-            None => None,
         };
         if let Some(limit) = route.max_body
             && let Err(e) = check_declared_length(headers, limit)
@@ -279,16 +318,32 @@ impl Gateway {
                 identity,
             ),
         };
-        match limit.check(&key) {
-            Verdict::Allowed { remaining } => Ok(Quota {
-                limit: limit.burst,
-                remaining,
-            }),
-            Verdict::Limited { retry_after } => Err(GatewayError::RateLimited {
-                // Whole seconds, rounded up: a client that waits that long gets in.
-                retry_after_secs: retry_after.as_nanos().div_ceil(1_000_000_000).max(1) as u64,
-                limit: limit.burst,
-            }),
+        quota_of(limit.check(&key), limit.burst)
+    }
+
+    /// Counts a request against its route's cluster-scoped limit: the requests left
+    /// (none to tell when the store failed and `on_error = "allow"`), or 429.
+    async fn take_cluster_quota(
+        &self,
+        limit: &ClusterLimit,
+        headers: &HeaderMap,
+        connection: &ClientConnection,
+        identity: Option<&Identity>,
+    ) -> Result<Option<Quota>, GatewayError> {
+        let key = match (&limit.key, connection.client_cert()) {
+            (LimitKey::ClientCert, Some(cert)) => ClientKey::stable(cert.subject.as_bytes()),
+            _ => client_key_by(
+                &limit.key,
+                connection.peer.ip(),
+                headers,
+                &self.server.trusted_proxies,
+                identity,
+                ClientKey::stable,
+            ),
+        };
+        match limit.check(&key).await {
+            ClusterVerdict::Decided(verdict) => quota_of(verdict, limit.burst).map(Some),
+            ClusterVerdict::Allowed => Ok(None),
         }
     }
 

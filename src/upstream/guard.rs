@@ -1,10 +1,13 @@
 //! Admission to one upstream: its health, its circuit breaker, its rate limit (one
-//! bucket) and its in-flight slots. A refused call fails at once with a stable code;
+//! bucket, in this process or, `scope = "cluster"`, in the `[cluster]` store) and its
+//! in-flight slots. A refused call fails at once with a stable code;
 //! an admitted one holds a [`Permit`] that records how it went.
 
 use super::CallError;
 use super::breaker::{Admission, CircuitBreaker};
-use crate::config::UpstreamSpec;
+use crate::cluster::Cluster;
+use crate::config::{Scope, UpstreamSpec};
+use crate::limits::{ClientKey, ClusterLimit, ClusterVerdict, LimitKey, Verdict};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +20,8 @@ pub struct Guard {
     healthy: AtomicBool,
     breaker: Option<CircuitBreaker>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// The rate limit when it is cluster-scoped (then `limiter` is `None`).
+    cluster_limit: Option<ClusterLimit>,
     slots: Option<Arc<Semaphore>>,
     queue_timeout: Duration,
 }
@@ -32,14 +37,33 @@ pub struct Permit<'a> {
 
 impl Guard {
     pub fn new(spec: &UpstreamSpec) -> Self {
+        Self::in_cluster(spec, None)
+    }
+
+    /// A guard whose cluster-scoped rate limit counts in `cluster` (without one, a
+    /// cluster-scoped limit, which `validate` refuses, counts in this process).
+    pub fn in_cluster(spec: &UpstreamSpec, cluster: Option<&Arc<Cluster>>) -> Self {
+        let (local, shared) = match (spec.rate_limit, cluster) {
+            (Some(l), Some(cluster)) if l.scope == Scope::Cluster => (
+                None,
+                Some(ClusterLimit::new(
+                    cluster.clone(),
+                    &format!("upstream:{}", spec.name),
+                    l.rate,
+                    l.burst,
+                    LimitKey::Global,
+                    1,
+                )),
+            ),
+            (l, _) => (l.map(|l| RateLimiter::direct(l.rate.quota(l.burst))), None),
+        };
         Self {
             healthy: AtomicBool::new(true),
             breaker: spec
                 .circuit_breaker
                 .map(|(n, open_for)| CircuitBreaker::new(&spec.name, n, open_for)),
-            limiter: spec
-                .rate_limit
-                .map(|l| RateLimiter::direct(l.rate.quota(l.burst))),
+            limiter: local,
+            cluster_limit: shared,
             slots: spec.max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
             queue_timeout: spec.queue_timeout,
         }
@@ -64,6 +88,12 @@ impl Guard {
         if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
             return Err(CallError::Overloaded("over its rate limit".into()));
         }
+        if let Some(limit) = &self.cluster_limit
+            && let ClusterVerdict::Decided(Verdict::Limited { .. }) =
+                Box::pin(limit.check(&ClientKey::Global)).await
+        {
+            return Err(CallError::Overloaded("over its rate limit".into()));
+        }
         if let Some(slots) = &self.slots {
             let wait_until = deadline.min(Instant::now() + self.queue_timeout);
             match tokio::time::timeout_at(wait_until, slots.clone().acquire_owned()).await {
@@ -77,6 +107,16 @@ impl Guard {
             }
         }
         Ok(permit)
+    }
+
+    /// Whether its cluster-scoped limit (if any) counts in `cluster`: a reload keeps the
+    /// upstream only then.
+    pub fn counts_in(&self, cluster: Option<&Arc<Cluster>>) -> bool {
+        match (&self.cluster_limit, cluster) {
+            (None, _) => true,
+            (Some(limit), Some(cluster)) => limit.is_in(cluster),
+            (Some(_), None) => false,
+        }
     }
 
     /// Sets the health-check verdict; returns whether it changed.

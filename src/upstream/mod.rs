@@ -106,8 +106,17 @@ impl From<ExchangeError> for CallError {
 impl Upstream {
     /// Builds the clients for `spec`.
     pub fn build(spec: UpstreamSpec) -> Result<Self, client::ClientError> {
+        Self::build_in(spec, None)
+    }
+
+    /// Builds the clients for `spec`, its cluster-scoped rate limit (if any) counting
+    /// in `cluster`.
+    pub fn build_in(
+        spec: UpstreamSpec,
+        cluster: Option<&std::sync::Arc<crate::cluster::Cluster>>,
+    ) -> Result<Self, client::ClientError> {
         let transport = Transport::build(&spec)?;
-        let guard = Guard::new(&spec);
+        let guard = Guard::in_cluster(&spec, cluster);
         Ok(Self {
             spec,
             transport,

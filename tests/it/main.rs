@@ -28,6 +28,7 @@ mod backend_answers;
 mod cache;
 mod cluster_cache;
 mod cluster_limits;
+mod cluster_store;
 mod conditions;
 mod config_check;
 mod demo;

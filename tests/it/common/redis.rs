@@ -27,31 +27,48 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     password: Option<String>,
+    /// `redis-server` arguments beyond the test defaults (a cluster node's).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a server with no password.
     pub fn start() -> Self {
-        Self::launch(None)
+        Self::launch(None, false)
     }
 
     /// Starts a server that requires `password` (`requirepass`).
     pub fn start_with_password(password: &str) -> Self {
-        Self::launch(Some(password.to_owned()))
+        Self::launch(Some(password.to_owned()), false)
     }
 
-    fn launch(password: Option<String>) -> Self {
+    fn launch(password: Option<String>, cluster: bool) -> Self {
         let dir = super::scratch_dir("redis");
         // A free port can be taken between finding it and the server binding it: try a
         // few before giving up.
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
+            // A cluster node's bus port (port + 10000 by default, maybe past 65535).
+            let extra = if cluster {
+                let node = dir.join(format!("nodes-{port}.conf"));
+                vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-port".into(),
+                    free_port().to_string(),
+                    "--cluster-config-file".into(),
+                    node.display().to_string(),
+                ]
+            } else {
+                Vec::new()
+            };
             let mut server = Self {
                 port,
                 dir: dir.clone(),
                 password: password.clone(),
+                extra,
                 child: None,
             };
             match server.spawn() {
@@ -128,6 +145,7 @@ impl RedisServer {
         if let Some(p) = &self.password {
             command.args(["--requirepass", p]);
         }
+        command.args(&self.extra);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
@@ -239,6 +257,71 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of `redis-server` nodes, every one a master with its share of the
+/// 16384 slots, ready once every node says `cluster_state:ok`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| RedisServer::launch(None, true))
+            .collect();
+        let per = 16384 / masters;
+        for (i, node) in nodes.iter().enumerate() {
+            let first = i * per;
+            let last = if i + 1 == masters {
+                16383
+            } else {
+                first + per - 1
+            };
+            let reply = node.command(&[
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &first.to_string(),
+                &last.to_string(),
+            ]);
+            assert_eq!(reply, Reply::Simple("OK".into()), "ADDSLOTSRANGE");
+        }
+        for other in &nodes[1..] {
+            let bus = other.extra[3].as_str();
+            let port = other.port().to_string();
+            let reply = nodes[0].command(&["CLUSTER", "MEET", "127.0.0.1", &port, bus]);
+            assert_eq!(reply, Reply::Simple("OK".into()), "MEET");
+        }
+        let started = Instant::now();
+        while !nodes.iter().all(|n| {
+            let info = n.command(&["CLUSTER", "INFO"]).text().unwrap_or_default();
+            info.contains("cluster_state:ok")
+                && info.contains(&format!("cluster_known_nodes:{masters}"))
+        }) {
+            assert!(
+                started.elapsed() < START_PATIENCE,
+                "the cluster did not form"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { nodes }
+    }
+
+    /// The nodes' URLs: `redis = [...]` seeds.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port()))
+            .collect()
+    }
+
+    /// How many keys each node holds.
+    pub fn keys_per_node(&self) -> Vec<i64> {
+        self.nodes
+            .iter()
+            .map(|n| n.command(&["DBSIZE"]).integer().unwrap())
+            .collect()
     }
 }
 
