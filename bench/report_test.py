@@ -189,6 +189,78 @@ class ReportTest(unittest.TestCase):
         self.assertEqual({n for s, n in runs if s == "i1"}, {"fanout", "nginx", "haproxy"})
 
 
+def rate_limit_results(cluster_user=10.5, cluster_kernel=27.0):
+    """(r): the local limiter's run, then the cluster-scoped one with Redis's figures."""
+    local = {**figures(28000, 2.0, 8.5, 24.0), "redis_cpu_us_per_req": 0.0, "redis_calls_per_req": 0.0}
+    cluster = {**figures(25000, 2.3, cluster_user, cluster_kernel), "redis_cpu_us_per_req": 6.2,
+               "redis_calls_per_req": 1.0}
+    one_local = {**figures(4000, 0.240, 20.0, 40.0), "redis_cpu_us_per_req": 0.0, "redis_calls_per_req": 0.0}
+    one_cluster = {**figures(3500, 0.275, 23.0, 44.0), "redis_cpu_us_per_req": 9.0, "redis_calls_per_req": 1.0}
+    medians = {"r/fanout": local, "r/fanout+cluster": cluster, "r1/fanout": one_local,
+               "r1/fanout+cluster": one_cluster}
+    return {"repeats": 3, "seconds": 5, "medians": medians, "idle": {}}
+
+
+class RateLimitReportTest(unittest.TestCase):
+    def setUp(self):
+        self.text = bench.report(rate_limit_results(), INFO)
+
+    def test_both_runs_with_redis_beside_them(self):
+        r = self.text.split("(r) aggregate of 3 backends behind a rate limit")[1].split("\n\n**")[0]
+        rows = [line.split(" | ")[0] for line in r.splitlines() if line.startswith("| ")][2:]
+        self.assertEqual(rows, ["| fanout", "| fanout+cluster"])
+        self.assertIn("| fanout | 28,000 | 2.00 | 4.00 | 32.5 | 8.5 | 24.0 | 0.0 | 0.00 |", r)
+        self.assertIn("| fanout+cluster | 25,000 | 2.30 | 4.60 | 37.5 | 10.5 | 27.0 | 6.2 | 1.00 |", r)
+
+    def test_what_the_cluster_scope_adds(self):
+        # 37.5 - 32.5 µs of CPU (user 10.5 - 8.5, kernel 27.0 - 24.0), p50 2.3 - 2.0 ms
+        self.assertIn("Cluster scope over local: fanout **+5.0 µs** of CPU per request (user +2.0,"
+                      " kernel +3.0), p50 **+300 µs**; Redis 6.2 µs of CPU per request.", self.text)
+        self.assertIn("| cluster rate limit: fanout CPU added per request | 5.0 µs | < 15 µs | yes |", self.text)
+
+    def test_one_connection_shows_the_latency_added(self):
+        one = self.text.split("(r) the same on 1 connection")[1].split("\n\n**")[0]
+        self.assertIn("| fanout+cluster | 3,500 | 0.28 | 0.55 | 67.0 | 23.0 | 44.0 | 9.0 | 1.00 |", one)
+        # 0.275 - 0.240 ms
+        self.assertIn("p50 **+35 µs**", one)
+        self.assertIn("| cluster rate limit: p50 added on 1 connection | 35 µs | (reported) | – |", self.text)
+        # The CPU target is the 64-connection run's.
+        self.assertIn("| cluster rate limit: fanout CPU added per request | 5.0 µs | < 15 µs | yes |", self.text)
+
+    def test_the_target_counts_the_gateway_not_redis(self):
+        text = bench.report(rate_limit_results(cluster_user=16.0, cluster_kernel=32.0), INFO)
+        # 48.0 - 32.5: over 15 µs; Redis's 6.2 µs is not in it.
+        self.assertIn("| cluster rate limit: fanout CPU added per request | 15.5 µs | < 15 µs | **no** |", text)
+
+    def test_the_runs_go_to_the_two_routes_back_to_back(self):
+        runs = bench.scenarios({"r"})
+        self.assertEqual([(s, n, u, c) for s, n, u, c in runs],
+                         [("r", "fanout", "http://127.0.0.1:9300/agg-local", 64),
+                          ("r", "fanout+cluster", "http://127.0.0.1:9300/agg-cluster", 64),
+                          ("r1", "fanout", "http://127.0.0.1:9300/agg-local", 1),
+                          ("r1", "fanout+cluster", "http://127.0.0.1:9300/agg-cluster", 1)])
+        self.assertEqual(bench.base("fanout+cluster"), "fanout")
+        self.assertEqual(bench.CONFIGS["r"].name, "fanout-cluster.toml")
+        config = bench.CONFIGS["r"].read_text()
+        self.assertIn(f'redis = "redis://127.0.0.1:{bench.REDIS_PORT}/0"', config)
+        self.assertIn('path = "/agg-local"\nrate_limit = { rate = "100000/s", key = "ip", scope = "local" }', config)
+        self.assertIn('path = "/agg-cluster"\nrate_limit = { rate = "100000/s", key = "ip", scope = "cluster" }',
+                      config)
+
+    def test_a_run_that_did_not_reach_redis_is_not_a_measure(self):
+        results = rate_limit_results()
+        del results["medians"]["r1/fanout"], results["medians"]["r1/fanout+cluster"]
+        results["medians"]["r/fanout+cluster"]["redis_calls_per_req"] = 0.4
+        text = bench.report(results, INFO)
+        self.assertIn("**Not measured**: the cluster-scoped run made 0.40 EVALSHA calls per request, not 1", text)
+        self.assertNotIn("Cluster scope over local", text)
+        self.assertNotIn("cluster rate limit: fanout CPU added", text)
+
+    def test_no_section_without_the_runs(self):
+        self.assertNotIn("(r) aggregate", bench.report(results(), INFO))
+        self.assertNotIn("cluster rate limit", bench.report(results(), INFO))
+
+
 def tls_results():
     """(t): the proxy over HTTP/1.1 and the handshakes, fanout above nginx on the first
     and below on the second; the HTTP/2 proxy with h2load's mean in place of p50."""

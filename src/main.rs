@@ -64,6 +64,12 @@ enum Command {
         /// directory); the curl lines trust the CA with `--cacert`.
         #[arg(long)]
         tls: bool,
+        /// Count the sample config's shared rate limit and cache in this Redis
+        /// (`redis://HOST:PORT/DB`), as several gateways on it would: sets
+        /// FANOUT__CLUSTER__REDIS and FANOUT_DEMO_SCOPE=cluster for the config, and
+        /// prints how to start a second gateway on the same Redis.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
     },
 }
 
@@ -77,6 +83,16 @@ struct ConfigArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Demo {
+        redis: Some(url), ..
+    } = &cli.command
+    {
+        // SAFETY: before any other thread exists (the runtime, the logger), so nothing
+        // reads the environment concurrently.
+        for (name, value) in demo::redis_env(url) {
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
     // Before any other thread exists: the demo's certificates reach the config (and
     // every reload of it) as `FANOUT__SERVER__TLS__*` overrides.
     let demo_ca = match &cli.command {
@@ -106,7 +122,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, diff } => check(&config.config, diff.as_deref()),
         Command::Run(arg) => serve(&arg.config, None),
-        Command::Demo { config, .. } => serve(&config.config, Some(Demo { ca: demo_ca })),
+        Command::Demo { config, redis, .. } => {
+            serve(&config.config, Some(Demo { ca: demo_ca, redis }))
+        }
     }
 }
 
@@ -114,6 +132,8 @@ fn main() -> ExitCode {
 struct Demo {
     /// With `--tls`: the CA file of the certificate served, for the curl lines.
     ca: Option<PathBuf>,
+    /// With `--redis`: the URL given, for the second gateway's command line.
+    redis: Option<String>,
 }
 
 /// Makes the certificates of `fanout demo --tls` in a scratch directory, prints where,
@@ -296,6 +316,17 @@ async fn start(
         let scheme = if tls { "https" } else { "http" };
         let mut text = format!("fanout demo on {scheme}://{addr}; try:\n");
         for line in demo::curl_lines_tls(&compiled, addr, with_demo.ca.as_deref()) {
+            text.push_str(&format!("  {line}\n"));
+        }
+        let config_text = std::fs::read_to_string(path).unwrap_or_default();
+        let shared = demo::cluster_lines(
+            &compiled,
+            path,
+            &config_text,
+            with_demo.redis.as_deref(),
+            addr,
+        );
+        for line in shared {
             text.push_str(&format!("  {line}\n"));
         }
         print(&text);

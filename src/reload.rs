@@ -195,8 +195,14 @@ fn unix_now() -> u64 {
 /// write to a temporary file and a rename) is one reload.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// The symlink a Kubernetes ConfigMap or Secret volume swaps on an update: its files
+/// are links through `..data` to a hidden directory, and the kubelet renames a new
+/// `..data` over the old one, so the config file's own name sees no event.
+const KUBERNETES_DATA_LINK: &str = "..data";
+
 /// Watches the config file's directory (so that editors that replace the file by
-/// rename are seen) and reloads after each burst of changes. Keep the returned watcher.
+/// rename, and a ConfigMap volume's `..data` swap, are seen) and reloads after each
+/// burst of changes. Keep the returned watcher.
 pub fn watch(reloader: Arc<Reloader>) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
     let file_name = reloader.path.file_name().map(|n| n.to_os_string());
@@ -210,11 +216,11 @@ pub fn watch(reloader: Arc<Reloader>) -> notify::Result<notify::RecommendedWatch
         if event.kind.is_access() {
             return;
         }
-        if event
-            .paths
-            .iter()
-            .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name)
-        {
+        if event.paths.iter().any(|p| {
+            let name = p.file_name();
+            name.map(|n| n.to_os_string()) == file_name
+                || name.is_some_and(|n| n == KUBERNETES_DATA_LINK)
+        }) {
             let _ = tx.send(());
         }
     })?;

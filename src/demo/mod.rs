@@ -9,11 +9,13 @@
 //! self-signed certificates the demo serves.
 
 mod checkout;
+mod cluster;
 mod collector;
 pub mod tls;
 pub mod token;
 
 pub use checkout::DECLINED_CARD;
+pub use cluster::{DEMO_SCOPE_VAR, cluster_lines, redis_env};
 pub use collector::serve_collector;
 pub use tls::DemoCertificates;
 
@@ -324,8 +326,9 @@ fn me(request: &http::request::Parts) -> String {
 /// [`demo_tokens`], once without, answered 401; a
 /// route that takes POST and not GET: a JSON POST of [`DEMO_CHECKOUT_BODY`], for `1` and
 /// again for `2`, the sample users on the pro plan and not); the first again with a
-/// client's `traceparent`, which the answer's continues; and, with the sample collector,
-/// that trace's spans and the latency exemplars that link to it.
+/// client's `traceparent`, which the answer's continues; with the sample collector,
+/// that trace's spans and the latency exemplars that link to it; and after a route
+/// whose limit is cluster-scoped, a loop of calls that shows where it refuses.
 pub fn curl_lines(compiled: &Compiled, gateway: SocketAddr) -> Vec<String> {
     curl_lines_tls(compiled, gateway, None)
 }
@@ -369,6 +372,10 @@ pub fn curl_lines_tls(
                     lines.push(format!("curl {base}{path}   # no token: 401"));
                 }
                 None => lines.push(format!("curl {base}{path}")),
+            }
+            if let Some(burst) = cluster::cluster_burst(route) {
+                let target = format!("{}{path}", base.trim_start_matches("-si "));
+                lines.push(cluster::limit_loop(&[target], burst));
             }
             continue;
         }

@@ -716,3 +716,135 @@ path = "/u/{{id}}"
         "curl -si http://0.0.0.0:8443/u/1"
     );
 }
+
+/// Serves `compiled` (a config compiled against an environment of the test's own).
+async fn serve_compiled(compiled: fanout::config::Compiled) -> common::TestGateway {
+    let gateway = fanout::gateway::Gateway::build(compiled, None).unwrap();
+    common::serve(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+        gateway,
+    )))
+    .await
+}
+
+/// The loop line `for i in $(seq N); do ...` among `lines`: its N, its URLs and the
+/// number of 200s its comment promises.
+fn limit_loop(lines: &[String]) -> (usize, Vec<String>, usize) {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("for i in $(seq "))
+        .unwrap_or_else(|| panic!("no loop line: {lines:#?}"));
+    let rounds = line["for i in $(seq ".len()..]
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let urls = line
+        .split([' ', ';'])
+        .filter(|w| w.starts_with("http://"))
+        .map(str::to_string)
+        .collect();
+    let admitted = line
+        .split("200 for the first ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    (rounds, urls, admitted)
+}
+
+#[tokio::test]
+async fn with_redis_the_demo_limit_and_cache_are_shared_by_two_gateways() {
+    let redis = common::redis::RedisServer::start();
+    // 10 an hour rather than a minute: no token comes back while the test runs, however
+    // slow the machine.
+    let toml = sample_config()
+        .await
+        .replace(r#"rate = "10/min""#, r#"rate = "10/hour""#);
+    let env = fanout::config::Env::from_pairs(fanout::demo::redis_env(&redis.url()));
+    let compiled = fanout::config::compile(&toml, &env).unwrap();
+    let first = serve_compiled(compiled.clone()).await;
+    let second = serve_compiled(compiled.clone()).await;
+
+    // What the demo prints: a loop past the limit on this gateway, and, for a second
+    // gateway on the same Redis, its command line and a loop over both.
+    let (rounds, urls, admitted) = limit_loop(&fanout::demo::curl_lines(&compiled, first.addr));
+    assert_eq!((rounds, admitted), (12, 10));
+    assert_eq!(urls, [first.url("/api/users/1/profile")]);
+    let shared = fanout::demo::cluster_lines(
+        &compiled,
+        std::path::Path::new("gateway.toml"),
+        &toml,
+        Some(&redis.url()),
+        first.addr,
+    );
+    let next_port = format!("127.0.0.1:{}", first.addr.port() + 1);
+    assert!(
+        shared[0].contains(&format!("FANOUT__CLUSTER__REDIS='{}'", redis.url()))
+            && shared[0].contains("FANOUT_DEMO_SCOPE=cluster")
+            && shared[0].contains(&format!("FANOUT__SERVER__LISTEN={next_port}"))
+            && shared[0].contains("fanout run -c gateway.toml"),
+        "{shared:#?}"
+    );
+    let (rounds, urls, admitted) = limit_loop(&shared);
+    assert_eq!((rounds, admitted), (6, 10));
+    assert_eq!(urls.len(), 2);
+    assert!(urls[1].contains(&next_port), "{urls:?}");
+    // The second gateway of this test listens on a free port, not the next one.
+    let urls = [
+        first.url("/api/users/1/profile"),
+        second.url("/api/users/1/profile"),
+    ];
+
+    // The profile the first gateway fetched is a hit on the second (from Redis: the
+    // second's own cache is empty).
+    let response = common::client().get(&urls[0]).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = common::client().get(&urls[1]).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let timing = response.headers()["server-timing"].to_str().unwrap();
+    assert!(
+        timing.contains(r#"user;dur="#) && timing.contains(r#"desc="shared""#),
+        "{timing}"
+    );
+
+    // The loop over both: with the two calls above, 10 admitted in all, then 429s.
+    let mut statuses = Vec::new();
+    for _ in 0..rounds {
+        for url in &urls {
+            let response = common::client().get(url).send().await.unwrap();
+            if response.status() == 429 {
+                assert!(response.headers().contains_key("retry-after"));
+            }
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        8,
+        "{statuses:?}"
+    );
+    assert!(statuses[8..].iter().all(|s| *s == 429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn without_redis_the_demo_says_how_to_share_its_limit() {
+    let toml = sample_config().await;
+    let compiled = fanout::config::compile(&toml, &fanout::config::Env::default()).unwrap();
+    let addr = "127.0.0.1:8080".parse().unwrap();
+    let path = std::path::Path::new("gateway.toml");
+    let lines = fanout::demo::cluster_lines(&compiled, path, &toml, None, addr);
+    assert_eq!(
+        lines,
+        [
+            "fanout demo --redis redis://127.0.0.1:6379/0 -c gateway.toml   # with a redis-server running: a rate limit and a cache shared by several gateways"
+        ]
+    );
+    // The local limit prints no loop claiming Redis counts it.
+    let curl = fanout::demo::curl_lines(&compiled, addr);
+    assert!(!curl.iter().any(|l| l.contains("Redis")), "{curl:#?}");
+    // A config that does not read the demo's scope variable gets no hint.
+    let plain = toml.replace("${FANOUT_DEMO_SCOPE:-local}", "local");
+    assert!(fanout::demo::cluster_lines(&compiled, path, &plain, None, addr).is_empty());
+}

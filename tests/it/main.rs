@@ -33,6 +33,7 @@ mod conditions;
 mod config_check;
 mod demo;
 mod dependent;
+mod deploy;
 mod downstream_http1;
 mod error_policy;
 mod http2_limits;
