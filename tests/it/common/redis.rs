@@ -198,7 +198,8 @@ impl RedisServer {
         read_reply(&mut reader)
     }
 
-    /// The keys matching `pattern` (by `SCAN`, so a big keyspace is walked in steps).
+    /// The keys matching `pattern`, each once, sorted (by `SCAN`, so a big keyspace is
+    /// walked in steps).
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let mut cursor = "0".to_owned();
         let mut keys = Vec::new();
@@ -212,7 +213,9 @@ impl RedisServer {
             keys.extend(found.iter().filter_map(Reply::text));
             cursor = next.clone();
             if cursor == "0" {
+                // SCAN may return a key twice (when the table is resized mid-scan).
                 keys.sort();
+                keys.dedup();
                 return keys;
             }
         }
