@@ -4,6 +4,7 @@
 //! password kept out of logs, `/config` and `/ready`, `check` errors with their places.
 
 use crate::common::redis::RedisServer;
+use crate::common::tls::TestCa;
 use crate::common::{
     GatewayProcess, MockUpstream, Reply, client, eventually, eventually_some, start_gateway,
     upstream_toml,
@@ -325,4 +326,48 @@ async fn an_upstream_limit_in_cluster_scope_is_one_bucket_for_every_instance() {
         assert_eq!(refused.len(), 10 - expected);
         assert!(refused.iter().all(|s| *s == refused[0]), "{refused:?}");
     }
+}
+
+/// `rediss://`: the store over TLS, the server's certificate checked against the roots
+/// the platform reads (`SSL_CERT_FILE` here). With the certificate's CA trusted, the limit
+/// is counted in Redis: 3 admitted, then 429. With another CA trusted, the handshake
+/// fails and no call reaches Redis: `on_error = "allow"` lets every request through and
+/// Redis holds no bucket.
+#[tokio::test]
+async fn a_cluster_limit_over_rediss_counts_in_redis_only_when_its_certificate_is_trusted() {
+    let dir = crate::common::scratch_dir("rediss");
+    let ca = TestCa::new("fanout redis test CA");
+    let ca_path = ca.write(&dir, "ca");
+    let stranger_path = TestCa::new("another CA").write(&dir, "stranger");
+    let (cert, key) = ca.server(&["127.0.0.1"]).write(&dir, "redis");
+    let (redis, tls_port) = RedisServer::start_with_tls(&cert, &key, &ca_path);
+    let up = upstream().await;
+    let toml = limited_toml(
+        &format!("rediss://127.0.0.1:{tls_port}/0"),
+        "timeout = \"5s\"\non_error = \"allow\"",
+        "rate = \"3/hour\", key = \"global\"",
+        &up.url(),
+    );
+    let statuses = |gateway: &GatewayProcess| {
+        let url = gateway.url("/cluster");
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..5 {
+                seen.push(get(&url).await.0);
+            }
+            seen
+        }
+    };
+
+    let stranger = stranger_path.display().to_string();
+    let untrusting = GatewayProcess::start_env(&toml, &[], &[("SSL_CERT_FILE", &stranger)]);
+    assert_eq!(statuses(&untrusting).await, vec![200; 5]);
+    assert!(redis.keys("fanout:rl:*").is_empty());
+    assert_eq!(redis.calls("evalsha"), 0);
+    drop(untrusting);
+
+    let trusted = ca_path.display().to_string();
+    let trusting = GatewayProcess::start_env(&toml, &[], &[("SSL_CERT_FILE", &trusted)]);
+    assert_eq!(statuses(&trusting).await, vec![200, 200, 200, 429, 429]);
+    assert_eq!(redis.keys("fanout:rl:*").len(), 1);
 }

@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +41,36 @@ impl RedisServer {
     /// Starts a server that requires `password` (`requirepass`).
     pub fn start_with_password(password: &str) -> Self {
         Self::launch(Some(password.to_owned()), false)
+    }
+
+    /// Starts a server that also speaks TLS (`rediss://`) on a second port, the returned
+    /// one, with the certificate `cert`/`key` (PEM files) and no client certificate asked
+    /// for; the plain port stays open for this helper's own commands.
+    pub fn start_with_tls(cert: &Path, key: &Path, ca: &Path) -> (Self, u16) {
+        let tls_port = free_port();
+        let path = |p: &Path| p.display().to_string();
+        let mut server = Self {
+            port: free_port(),
+            dir: super::scratch_dir("redis"),
+            password: None,
+            extra: vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                path(cert),
+                "--tls-key-file".into(),
+                path(key),
+                "--tls-ca-cert-file".into(),
+                path(ca),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            child: None,
+        };
+        server
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server with TLS did not start: {e}"));
+        (server, tls_port)
     }
 
     fn launch(password: Option<String>, cluster: bool) -> Self {
