@@ -22,7 +22,7 @@
 
 use super::shared_value::{decode, encode};
 use super::{CacheKey, CachePolicy, Entry, FetchError, Fetched, Settled};
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, key_digest};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -120,25 +120,9 @@ impl WallClock {
     }
 }
 
-/// The hex of the first 16 bytes of the SHA-256 of `parts`, each length-prefixed.
-fn digest(parts: &[&[u8]]) -> String {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in parts {
-        context.update(&(part.len() as u64).to_be_bytes());
-        context.update(part);
-    }
-    let sum = context.finish();
-    let mut hex = String::with_capacity(32);
-    for byte in &sum.as_ref()[..16] {
-        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
-    }
-    hex
-}
-
 /// What follows `cache:` (and `lock:`) for entries of `url`: the purge prefix.
 pub fn url_prefix(url: &str) -> String {
-    let mut rest = digest(&[url.as_bytes()]);
+    let mut rest = key_digest(&[url.as_bytes()], 16);
     rest.push(':');
     rest
 }
@@ -146,7 +130,7 @@ pub fn url_prefix(url: &str) -> String {
 /// The rest of a key's store keys: `<url digest>:<key digest>`.
 pub(super) fn key_rest(key: &CacheKey) -> String {
     let mut rest = url_prefix(key.url());
-    rest.push_str(&digest(&[&key.canonical()]));
+    rest.push_str(&key_digest(&[&key.canonical()], 16));
     rest
 }
 

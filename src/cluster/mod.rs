@@ -188,6 +188,24 @@ impl Cluster {
     }
 }
 
+/// The hex of the first `bytes` bytes (at most 32) of the SHA-256 of `parts`, each
+/// length-prefixed: a part of a store key made from anything (a path pattern, a cache
+/// key), the same in every instance, with no client byte in it.
+pub fn key_digest(parts: &[&[u8]], bytes: usize) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
+    }
+    let sum = context.finish();
+    let mut hex = String::with_capacity(bytes * 2);
+    for byte in &sum.as_ref()[..bytes.min(32)] {
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    hex
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 //! seeds the local limiter uses.
 
 use super::{ClientKey, LimitKey, Rate, RouteLimit, Verdict};
-use crate::cluster::{Cluster, GcraAnswer, GcraLimit};
+use crate::cluster::{Cluster, GcraAnswer, GcraLimit, key_digest};
 use crate::config::OnStoreError;
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
@@ -84,7 +84,7 @@ impl ClusterLimit {
                 ))
             }
         };
-        let prefix = cluster.key("rl", &format!("{}:", digest_hex(owner.as_bytes(), 8)));
+        let prefix = cluster.key("rl", &format!("{}:", key_digest(&[owner.as_bytes()], 8)));
         Self {
             key,
             burst: burst_size.get(),
@@ -145,17 +145,6 @@ fn write_client(out: &mut String, key: &ClientKey) {
     };
 }
 
-/// The first `bytes` bytes of SHA-256 of `data`, in hex.
-fn digest_hex(data: &[u8], bytes: usize) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    digest.as_ref()[..bytes]
-        .iter()
-        .fold(String::with_capacity(bytes * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-}
-
 impl ClientKey {
     /// The key of a header value or identity for a cluster-scoped limit: 128 bits of
     /// SHA-256, the same in every instance (unlike [`ClientKey::value`], whose seeds are
@@ -186,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_route_identity_is_a_short_digest() {
-        assert_eq!(digest_hex(b"/a GET", 8).len(), 16);
-        assert_ne!(digest_hex(b"/a GET", 8), digest_hex(b"/b GET", 8));
+        assert_eq!(key_digest(&[b"/a GET"], 8).len(), 16);
+        assert_ne!(key_digest(&[b"/a GET"], 8), key_digest(&[b"/b GET"], 8));
     }
 }
