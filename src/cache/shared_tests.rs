@@ -1,5 +1,6 @@
 //! Unit tests of the second level: the value's encoding, and two-level lookups of
 //! several caches (instances) sharing one in-memory store, on tokio's paused clock.
+use super::super::shared_value::tests::sample;
 use super::super::{CacheOutcome, CacheStats, ResponseCache, Stored, decode, encode};
 use super::*;
 use crate::cluster::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture};
@@ -180,19 +181,6 @@ fn fetch(
             })
         }
         .boxed()
-    }
-}
-
-fn sample() -> Stored {
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.append("x-tag", HeaderValue::from_static("a"));
-    headers.append("x-tag", HeaderValue::from_static("b"));
-    headers.insert("x-empty", HeaderValue::from_static(""));
-    Stored {
-        status: StatusCode::NON_AUTHORITATIVE_INFORMATION,
-        headers,
-        body: Bytes::from_static(b"{\"id\":1}"),
     }
 }
 

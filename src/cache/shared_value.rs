@@ -146,7 +146,7 @@ pub fn decode(mut value: Bytes) -> Result<SharedEntry, DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn policy(ttl: u64, swr: u64, sie: u64) -> CachePolicy {
@@ -157,7 +157,9 @@ mod tests {
         }
     }
 
-    fn sample() -> Stored {
+    /// An answer with repeated, empty and typical headers: the fixture of the shared
+    /// cache's tests too.
+    pub(in crate::cache) fn sample() -> Stored {
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         headers.append("x-tag", HeaderValue::from_static("a"));
