@@ -18,24 +18,14 @@
 use super::Problems;
 use crate::config::{AsyncConfig, AsyncSpec, RouteSpec};
 use crate::router::{param_names, route_path_problem};
-use std::time::Duration;
 
 /// Checks one route's `async` (at `place` = `routes[i]`).
 pub(super) fn async_spec(place: &str, a: &AsyncConfig, p: &mut Problems) -> AsyncSpec {
     let at = format!("{place}.async");
     status_path_form(&format!("{at}.status_path"), &a.status_path, p);
-    let positive = |field: &str, text: &str, p: &mut Problems| {
-        let d = p.duration(&format!("{at}.{field}"), text);
-        if d == Duration::ZERO {
-            p.add(
-                format!("{at}.{field}"),
-                format!("must be more than 0, such as \"5m\"; got \"{text}\""),
-            );
-        }
-        d
-    };
-    let job_timeout = positive("job_timeout", &a.job_timeout, p);
-    let result_ttl = positive("result_ttl", &a.result_ttl, p);
+    // A zero duration is refused by the parser itself (with its place).
+    let job_timeout = p.duration(&format!("{at}.job_timeout"), &a.job_timeout);
+    let result_ttl = p.duration(&format!("{at}.result_ttl"), &a.result_ttl);
     if a.max_jobs == 0 {
         p.add(
             format!("{at}.max_jobs"),
@@ -124,5 +114,106 @@ pub(super) fn status_paths(routes: &[RouteSpec], places: &[usize], p: &mut Probl
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Env, compile};
+
+    fn problems(routes: &str) -> Vec<String> {
+        let toml = format!(
+            "[upstreams.users]\nurl = \"http://127.0.0.1:9\"\n\
+             [auth.keys]\napi_keys = {{ keys = {{ alice = \"alice-key-0123456789abcdef\" }} }}\n{routes}"
+        );
+        match compile(&toml, &Env::default()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn proxy(path: &str, extra: &str) -> String {
+        format!(
+            "[[routes]]\npath = \"{path}\"\nproxy = {{ upstream = \"users\", path = \"/\" }}\n{extra}\n"
+        )
+    }
+
+    #[test]
+    fn a_valid_async_route_compiles_with_its_durations() {
+        let toml = "[upstreams.users]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"/report\"\n\
+                    methods = [\"POST\"]\nproxy = { upstream = \"users\", path = \"/\" }\n\
+                    async = { status_path = \"/jobs/{job}\", job_timeout = \"30s\", result_ttl = \"1m\", max_jobs = 3 }\n";
+        let compiled = compile(toml, &Env::default()).expect("valid");
+        let spec = compiled.routes[0].async_job.clone().expect("async");
+        assert_eq!(spec.job_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(spec.result_ttl, std::time::Duration::from_secs(60));
+        assert_eq!(spec.max_jobs, 3);
+        assert_eq!(spec.status_url("abc"), "/jobs/abc");
+    }
+
+    #[test]
+    fn each_bad_field_is_reported_at_its_place() {
+        let got = problems(&proxy(
+            "/r",
+            "async = { status_path = \"/jobs/{id}\", job_timeout = \"0s\", result_ttl = \"soon\", max_jobs = 0, extra = 1 }",
+        ));
+        let places: Vec<&str> = got.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            places,
+            [
+                "routes[0].async.extra",
+                "routes[0].async.status_path",
+                "routes[0].async.job_timeout",
+                "routes[0].async.result_ttl",
+                "routes[0].async.max_jobs"
+            ],
+            "{got:?}"
+        );
+        for bad in [
+            "jobs/{job}",
+            "/jobs/x{job}",
+            "/jobs/{job}/{job}",
+            "/jobs",
+            "/{a}/{job}",
+        ] {
+            let got = problems(&proxy(
+                "/r",
+                &format!("async = {{ status_path = \"{bad}\" }}"),
+            ));
+            assert_eq!(got.len(), 1, "{bad}: {got:?}");
+            assert!(got[0].starts_with("routes[0].async.status_path"), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn a_status_path_may_not_hide_a_route() {
+        let routes = proxy("/r", "async = { status_path = \"/jobs/{job}\" }")
+            + &proxy("/jobs/recent", "")
+            + &proxy("/jobs/{id}", "methods = [\"PUT\"]");
+        let got = problems(&routes);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("routes[0].async.status_path: \"/jobs/{job}\" matches routes[1]'s path \"/jobs/recent\""), "{got:?}");
+        assert!(
+            got[1].contains("routes[2]'s path \"/jobs/{id}\""),
+            "{got:?}"
+        );
+        // A catch-all route is fine: the status path answers its own URLs.
+        let routes =
+            proxy("/r", "async = { status_path = \"/jobs/{job}\" }") + &proxy("/{*rest}", "");
+        assert_eq!(problems(&routes), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_status_path_is_shared_only_with_the_same_auth() {
+        let async_ = "async = { status_path = \"/jobs/{job}\" }";
+        let same = proxy("/a", async_) + &proxy("/b", async_);
+        assert_eq!(problems(&same), Vec::<String>::new());
+        let other = proxy("/a", async_) + &proxy("/b", &format!("auth = \"keys\"\n{async_}"));
+        let got = problems(&other);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("routes[1].async.status_path: \"/jobs/{job}\" is also routes[0]'s"),
+            "{got:?}"
+        );
     }
 }
