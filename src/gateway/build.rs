@@ -126,7 +126,12 @@ impl Gateway {
                 metrics.spans_dropped.clone(),
             )),
         };
-        let status_paths = super::jobs::StatusPaths::build(&compiled.routes, &auth, &metrics);
+        let status_paths = super::jobs::StatusPaths::build(
+            &compiled.routes,
+            &auth,
+            &metrics,
+            previous.and_then(|p| p.status_paths.as_ref()),
+        );
         // In memory, ten times the jobs the routes may run at once (finished answers
         // wait for their clients); beyond it the oldest finished ones go.
         let job_capacity = compiled

@@ -3,7 +3,9 @@
 //! server's), then its handler runs as a spawned job under `job_timeout` and the
 //! client gets `202 Accepted` with the status URL at once; requests to a status path
 //! read (`GET`) or cancel (`DELETE`) a job. Status paths are matched before the route
-//! table (validation keeps them off every route's path).
+//! table (validation keeps them off every route's path). A reload keeps the jobs (the
+//! store carries over; a running job holds the snapshot it started on), and a status
+//! path the new config drops still answers until its jobs' answers expire.
 //!
 //! Answers on a status URL, to the job's owner (anyone else: 404, as for an unknown id):
 //! - pending: `202 {"job": ID, "status": "pending"}` with `Retry-After: 1`;
@@ -34,6 +36,7 @@ use http_body_util::{BodyExt, Limited};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long past `job_timeout` a job may still run (storing its answer, a handler
 /// whose own deadline fired late) before it is ended as timed out.
@@ -49,6 +52,10 @@ pub(super) struct StatusPaths {
 /// One status path, shared by the async routes that name it.
 #[derive(Debug)]
 pub(super) struct StatusPath {
+    pattern: String,
+    /// Set on a status path a reload removed: it answers for the jobs started before
+    /// until then (their longest `job_timeout` and `result_ttl`), then no more.
+    retired_until: Option<Instant>,
     label: Label,
     series: RouteSeries,
     /// The routes' `auth` providers, optional: a status request proves its identity
@@ -61,11 +68,14 @@ pub(super) struct StatusPath {
 }
 
 impl StatusPaths {
-    /// The status paths of `routes`; `None` when no route is async.
+    /// The status paths of `routes`, and those of `previous` no route names any more
+    /// (retired: they answer until their jobs' answers expire); `None` when there are
+    /// none.
     pub(super) fn build(
         routes: &[RouteSpec],
         providers: &BTreeMap<String, Arc<crate::auth::Provider>>,
         metrics: &Metrics,
+        previous: Option<&StatusPaths>,
     ) -> Option<Self> {
         let mut paths = Self {
             router: matchit::Router::new(),
@@ -103,11 +113,42 @@ impl StatusPaths {
                 require: None,
             });
             paths.entries.push(StatusPath {
+                pattern: spec.status_path.clone(),
+                retired_until: None,
                 series: metrics.route_series(&label, false),
                 label,
                 auth,
                 result_ttl: spec.result_ttl,
                 cancel_ttl,
+            });
+        }
+        let now = Instant::now();
+        for old in previous.map_or(&[][..], |p| &p.entries[..]) {
+            let kept = patterns.contains(&old.pattern.as_str())
+                || old.retired_until.is_some_and(|until| until <= now);
+            if kept
+                || paths
+                    .router
+                    .insert(&old.pattern, paths.entries.len())
+                    .is_err()
+            {
+                continue;
+            }
+            paths.entries.push(StatusPath {
+                pattern: old.pattern.clone(),
+                retired_until: Some(
+                    old.retired_until
+                        .unwrap_or(now + old.cancel_ttl + old.result_ttl),
+                ),
+                label: old.label.clone(),
+                series: old.series.clone(),
+                auth: old.auth.as_ref().map(|a| RouteAuth {
+                    providers: a.providers.clone(),
+                    optional: true,
+                    require: None,
+                }),
+                result_ttl: old.result_ttl,
+                cancel_ttl: old.cancel_ttl,
             });
         }
         (!paths.entries.is_empty()).then_some(paths)
@@ -117,7 +158,14 @@ impl StatusPaths {
     pub(super) fn find<'s, 'p>(&'s self, path: &'p str) -> Option<(&'s StatusPath, &'p str)> {
         let found = self.router.at(path).ok()?;
         let id = found.params.get("job")?;
-        Some((&self.entries[*found.value], id))
+        let entry = &self.entries[*found.value];
+        if entry
+            .retired_until
+            .is_some_and(|until| until <= Instant::now())
+        {
+            return None;
+        }
+        Some((entry, id))
     }
 }
 
@@ -385,19 +433,21 @@ impl Gateway {
         };
         let owner = Owner::of(identity.as_deref(), headers);
         if *method == Method::DELETE
-            && let Some(result_ttl) = self.jobs.running().cancel(id, owner)
+            && let Some((result_ttl, job_owner)) = self.jobs.running().cancel(id, owner)
         {
             // Running here: its future is dropped already.
-            return self.cancelled(id, owner, result_ttl).await;
+            return self.cancelled(id, job_owner, result_ttl).await;
         }
         let record = match self.jobs.get(id).await {
-            Ok(Some(record)) if record.owner == owner => record,
+            // A job without an owner is anyone's who has its id.
+            Ok(Some(record)) if record.owner.is_none() || record.owner == owner => record,
             Ok(_) => return Err(GatewayError::JobNotFound),
             Err(e) => {
                 tracing::warn!(error = %e, "job status unknown: the job store failed");
                 return Err(GatewayError::JobStoreUnavailable);
             }
         };
+        let job_owner = record.owner;
         match (get, record.state) {
             (true, JobState::Pending) => Ok(pending(id, None)),
             (true, JobState::Done(stored)) => Ok(served(stored)),
@@ -408,7 +458,7 @@ impl Gateway {
                     .request_cancel(id, status.cancel_ttl)
                     .await
                     .map_err(|_| GatewayError::JobStoreUnavailable)?;
-                self.cancelled(id, owner, status.result_ttl).await
+                self.cancelled(id, job_owner, status.result_ttl).await
             }
             (false, _) => {
                 self.jobs

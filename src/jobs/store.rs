@@ -250,29 +250,20 @@ impl Running {
         }
     }
 
-    /// Takes job `id` out and drops its future, if it runs here and is `owner`'s:
-    /// whether it did.
-    pub fn cancel(&self, id: &str, owner: Option<Owner>) -> Option<Duration> {
+    /// Takes job `id` out and drops its future, if it runs here and is `owner`'s (or
+    /// no one's): its `result_ttl` and owner when it did.
+    pub fn cancel(&self, id: &str, owner: Option<Owner>) -> Option<(Duration, Option<Owner>)> {
         let job = {
             let mut jobs = self.jobs.lock().expect("not poisoned");
             match jobs.get(id) {
-                Some(job) if job.owner == owner => jobs.remove(id),
+                Some(job) if job.owner.is_none() || job.owner == owner => jobs.remove(id),
                 _ => None,
             }
         }?;
         job.abort.abort();
         self.pending.dec();
         self.changed.notify_waiters();
-        Some(job.result_ttl)
-    }
-
-    /// The owner of job `id` if it runs here (`Some(None)`: anyone's).
-    pub fn owner_of(&self, id: &str) -> Option<Option<Owner>> {
-        self.jobs
-            .lock()
-            .expect("not poisoned")
-            .get(id)
-            .map(|j| j.owner)
+        Some((job.result_ttl, job.owner))
     }
 }
 
