@@ -586,3 +586,29 @@ fn fanout_check_prints_an_async_problem_with_its_place() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_demo_report_is_accepted_then_served_from_its_status_url() {
+    use fanout::demo::{Sample, serve, serve_collector};
+    let mut toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0");
+    for (sample, fixed) in [
+        (Sample::Users, "127.0.0.1:9101"),
+        (Sample::Weather, "127.0.0.1:9103"),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        toml = toml.replace(fixed, &listener.local_addr().unwrap().to_string());
+        tokio::spawn(serve(sample, listener));
+    }
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    toml = toml.replace("127.0.0.1:4318", &collector.local_addr().unwrap().to_string());
+    tokio::spawn(serve_collector(collector));
+    let gw = start_gateway(&toml).await;
+    let url = gw.url(&start(gw.url("/api/users/1/report"), None).await);
+    let done = finished(url, None).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let report = json_of(done).await;
+    assert_eq!(report["user"]["id"], 1, "{report}");
+    assert!(report["weather"].is_object(), "{report}");
+}
