@@ -605,7 +605,7 @@ async fn the_demo_report_is_accepted_then_served_from_its_status_url() {
     toml = toml.replace("127.0.0.1:4318", &collector.local_addr().unwrap().to_string());
     tokio::spawn(serve_collector(collector));
     let gw = start_gateway(&toml).await;
-    let url = gw.url(&start(gw.url("/api/users/1/report"), None).await);
+    let url = gw.url(&start_get(gw.url("/api/users/1/report")).await);
     let done = finished(url, None).await;
     assert_eq!(done.status(), StatusCode::OK);
     let report = json_of(done).await;
