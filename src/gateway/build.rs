@@ -126,7 +126,7 @@ impl Gateway {
                 metrics.spans_dropped.clone(),
             )),
         };
-        let status_paths = super::jobs::StatusPaths::build(
+        let status_paths = super::status_paths::StatusPaths::build(
             &compiled.routes,
             &auth,
             &metrics,

@@ -4,7 +4,8 @@
 //!
 //! - `build`: [`Gateway::build`], the snapshot from a compiled config, keeping what a
 //!   reload did not change (pools, breakers, rate-limit state, the cache).
-//! - `jobs`: async routes: the 202 and the job, and the status paths.
+//! - `jobs`: async routes: the 202, the job, and the answers on a status path.
+//! - `status_paths`: the async routes' status paths, matched before the routes.
 //! - `serve`: [`Gateway::handle`], one request as phases read top to bottom: admit,
 //!   dispatch, finish the response, log.
 
@@ -12,6 +13,7 @@ mod auth;
 mod build;
 mod jobs;
 mod serve;
+mod status_paths;
 
 pub use build::BuildError;
 
@@ -69,7 +71,7 @@ pub struct Gateway {
     /// Async routes' jobs: in memory, or in the `[cluster]` store; carried over reloads.
     pub jobs: Arc<crate::jobs::JobStore>,
     /// The async routes' status paths, matched before the routes; `None`: no async route.
-    status_paths: Option<jobs::StatusPaths>,
+    status_paths: Option<status_paths::StatusPaths>,
 }
 
 /// One route at runtime.

@@ -8,6 +8,9 @@
 //! 2. [`Gateway::dispatch`]: the route's handler, aggregate or proxy. It returns the
 //!    answer and a [`Summary`] of what happened (route, backend outcomes, whether the
 //!    answer is an upstream's passed through).
+//!    On an async route (`async`), `start_job` instead: the handler runs as a job and
+//!    the answer is 202; a request on a status path is answered by `job_status`,
+//!    before the route match (`gateway/jobs.rs`).
 //! 3. Finishing the response: compression (`compress::apply`; whole answers only, never
 //!    an upstream's passed through), then [`Gateway::finish_response`]: rate-limit
 //!    headers and the request id.

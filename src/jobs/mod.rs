@@ -5,20 +5,24 @@
 //! - this file: a job's id (128 random bits, hex), whose it is ([`Owner`]), and a
 //!   route's count of running jobs ([`AsyncRoute`]: `max_jobs`).
 //! - `record`: a job as stored, and its binary value in the `[cluster]` store.
-//! - `store`: [`JobStore`], in memory or in the `[cluster]` store (Redis), and the
-//!   jobs running in this instance (cancel, the shutdown drain).
+//! - `store`: [`JobStore`], in memory (`memory`) or in the `[cluster]` store (Redis),
+//!   and the shutdown drain.
+//! - `running`: the jobs running in this instance (cancel at once, the drain).
 //! - `stats`: `fanout_jobs{state}` and `fanout_jobs_finished_total{state}`.
 //!
 //! Running a job (the route's handler, the 202, the status URL) is the gateway's:
 //! `gateway/jobs.rs`.
 
+mod memory;
 mod record;
+mod running;
 mod stats;
 mod store;
 
 pub use record::{JobRecord, JobState, RecordError, decode, encode};
+pub use running::{Running, RunningJob, Slot};
 pub use stats::{FINISHED_STATES, JobStateLabels, JobStats};
-pub use store::{CANCEL_POLL, JobStore, JobStoreError, PENDING_MARGIN, Running, RunningJob, Slot};
+pub use store::{CANCEL_POLL, JobStore, JobStoreError, PENDING_MARGIN};
 
 use crate::auth::Identity;
 use crate::config::AsyncSpec;

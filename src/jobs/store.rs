@@ -11,18 +11,16 @@
 //!   cancel flag (`job-cancel:ID`) that the running instance reads every
 //!   [`CANCEL_POLL`].
 //!
-//! [`Running`] is this instance's running jobs (how to abort each), shared by every
-//! snapshot's store: a cancel on this instance drops the job's future at once, and
-//! the shutdown drain waits for them, then marks the rest `job_interrupted`.
+//! Its [`Running`] jobs are shared by every snapshot's store: the shutdown drain waits
+//! for them, then marks the rest `job_interrupted`.
 
-use super::{JobRecord, JobState, JobStats, Owner, RouteSlot, decode, encode};
+use super::memory::Memory;
+use super::running::{Running, RunningJob};
+use super::{JobRecord, JobState, JobStats, decode, encode};
 use crate::cache::Stored;
 use crate::cluster::{Cluster, ClusterError};
 use bytes::Bytes;
-use futures_util::future::AbortHandle;
-use prometheus_client::metrics::gauge::Gauge;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -206,153 +204,9 @@ impl JobStore {
     }
 }
 
-/// A running job: how to drop it, whose it is, how long its answer is kept.
-#[derive(Debug)]
-pub struct RunningJob {
-    pub abort: AbortHandle,
-    pub owner: Option<Owner>,
-    pub result_ttl: Duration,
-}
-
-/// This instance's running jobs.
-#[derive(Debug)]
-pub struct Running {
-    jobs: Mutex<HashMap<String, RunningJob>>,
-    /// Told whenever a job leaves.
-    changed: tokio::sync::Notify,
-    pending: Gauge,
-}
-
-impl Running {
-    fn new(pending: Gauge) -> Self {
-        Self {
-            jobs: Mutex::default(),
-            changed: tokio::sync::Notify::new(),
-            pending,
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.jobs.lock().expect("not poisoned").len()
-    }
-
-    /// Records job `id` as running until the returned [`Slot`] is dropped.
-    pub fn start(self: &Arc<Self>, id: &str, job: RunningJob, route: RouteSlot) -> Slot {
-        self.jobs
-            .lock()
-            .expect("not poisoned")
-            .insert(id.to_owned(), job);
-        self.pending.inc();
-        Slot {
-            running: self.clone(),
-            id: id.to_owned(),
-            _route: route,
-        }
-    }
-
-    /// Takes job `id` out and drops its future, if it runs here and is `owner`'s (or
-    /// no one's): its `result_ttl` and owner when it did.
-    pub fn cancel(&self, id: &str, owner: Option<Owner>) -> Option<(Duration, Option<Owner>)> {
-        let job = {
-            let mut jobs = self.jobs.lock().expect("not poisoned");
-            match jobs.get(id) {
-                Some(job) if job.owner.is_none() || job.owner == owner => jobs.remove(id),
-                _ => None,
-            }
-        }?;
-        job.abort.abort();
-        self.pending.dec();
-        self.changed.notify_waiters();
-        Some((job.result_ttl, job.owner))
-    }
-}
-
-/// A running job's place: dropped when the job ends (finished, failed, dropped).
-#[derive(Debug)]
-pub struct Slot {
-    running: Arc<Running>,
-    id: String,
-    _route: RouteSlot,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let removed = self
-            .running
-            .jobs
-            .lock()
-            .expect("not poisoned")
-            .remove(&self.id);
-        // A job cancelled or interrupted was taken out (and uncounted) already.
-        if removed.is_some() {
-            self.running.pending.dec();
-        }
-        self.running.changed.notify_waiters();
-    }
-}
-
-/// The in-memory store: a bounded map with expiries.
-#[derive(Debug)]
-struct Memory {
-    entries: Mutex<HashMap<String, (JobRecord, Instant)>>,
-    capacity: usize,
-}
-
-impl Memory {
-    fn new(capacity: usize) -> Self {
-        Self {
-            entries: Mutex::default(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    fn put(&self, id: &str, record: JobRecord, ttl: Duration) {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().expect("not poisoned");
-        if entries.len() >= self.capacity && !entries.contains_key(id) {
-            entries.retain(|_, (_, expires)| *expires > now);
-        }
-        if entries.len() >= self.capacity && !entries.contains_key(id) {
-            // Full of live entries: the finished one closest to expiry goes (a pending
-            // one only when none is finished).
-            let victim = entries
-                .iter()
-                .min_by_key(|(_, (r, expires))| (r.state == JobState::Pending, *expires))
-                .map(|(k, _)| k.clone());
-            if let Some(victim) = victim {
-                entries.remove(&victim);
-            }
-        }
-        entries.insert(id.to_owned(), (record, now + ttl));
-    }
-
-    fn get(&self, id: &str) -> Option<JobRecord> {
-        let mut entries = self.entries.lock().expect("not poisoned");
-        match entries.get(id) {
-            Some((record, expires)) if *expires > Instant::now() => Some(record.clone()),
-            Some(_) => {
-                entries.remove(id);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn delete(&self, id: &str) {
-        self.entries.lock().expect("not poisoned").remove(id);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pending() -> JobRecord {
-        JobRecord {
-            owner: None,
-            state: JobState::Pending,
-        }
-    }
 
     fn done() -> JobRecord {
         JobRecord {
@@ -376,24 +230,6 @@ mod tests {
         assert_eq!(store.get("a").await.unwrap(), Some(done()));
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(store.get("a").await.unwrap(), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_full_map_drops_expired_then_the_finished_entry_closest_to_expiry() {
-        let memory = Memory::new(3);
-        memory.put("p", pending(), Duration::from_secs(1));
-        memory.put("d1", done(), Duration::from_secs(5));
-        memory.put("d2", done(), Duration::from_secs(9));
-        memory.put("d3", done(), Duration::from_secs(9));
-        // The pending one stays even though it expires first; d1 went.
-        assert!(memory.get("p").is_some());
-        assert!(memory.get("d1").is_none());
-        tokio::time::advance(Duration::from_secs(2)).await;
-        memory.put("d4", done(), Duration::from_secs(9));
-        assert!(memory.get("p").is_none(), "expired, removed first");
-        for id in ["d2", "d3", "d4"] {
-            assert!(memory.get(id).is_some(), "{id}");
-        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -602,7 +602,10 @@ async fn the_demo_report_is_accepted_then_served_from_its_status_url() {
         tokio::spawn(serve(sample, listener));
     }
     let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    toml = toml.replace("127.0.0.1:4318", &collector.local_addr().unwrap().to_string());
+    toml = toml.replace(
+        "127.0.0.1:4318",
+        &collector.local_addr().unwrap().to_string(),
+    );
     tokio::spawn(serve_collector(collector));
     let gw = start_gateway(&toml).await;
     let url = gw.url(&start_get(gw.url("/api/users/1/report")).await);
