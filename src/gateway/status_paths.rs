@@ -137,3 +137,43 @@ impl StatusPaths {
         Some((entry, id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Env, compile};
+
+    fn routes(async_: bool) -> Vec<RouteSpec> {
+        let extra = if async_ {
+            "async = { status_path = \"/jobs/{job}\", job_timeout = \"1m\", result_ttl = \"2m\" }"
+        } else {
+            ""
+        };
+        let toml = format!(
+            "[upstreams.u]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"/r\"\n\
+             proxy = {{ upstream = \"u\", path = \"/\" }}\n{extra}\n"
+        );
+        compile(&toml, &Env::default()).unwrap().routes
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_status_path_answers_until_its_jobs_answers_expire() {
+        let metrics = Metrics::new();
+        let none = BTreeMap::new();
+        assert!(StatusPaths::build(&routes(false), &none, &metrics, None).is_none());
+        let first = StatusPaths::build(&routes(true), &none, &metrics, None).unwrap();
+        let (_, id) = first.find("/jobs/abc").unwrap();
+        assert_eq!(id, "abc");
+        assert!(first.find("/jobs/abc/x").is_none());
+        let retired = StatusPaths::build(&routes(false), &none, &metrics, Some(&first)).unwrap();
+        // Kept through a second reload with the same deadline, not a new one.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let again = StatusPaths::build(&routes(false), &none, &metrics, Some(&retired)).unwrap();
+        // job_timeout 1m + 60 s margin + result_ttl 2m after the first reload.
+        tokio::time::advance(Duration::from_secs(179)).await;
+        assert!(again.find("/jobs/abc").is_some());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(again.find("/jobs/abc").is_none());
+        assert!(StatusPaths::build(&routes(false), &none, &metrics, Some(&again)).is_none());
+    }
+}
