@@ -57,7 +57,30 @@ pub enum GatewayError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// An async route runs `max_jobs` jobs already (503 `upstream_overloaded`).
+    #[error("this route runs as many jobs as it may; retry later")]
+    JobsFull,
+    /// No job with this id, or not the caller's (404: the same answer for both).
+    #[error("no such job")]
+    JobNotFound,
+    /// The `[cluster]` store holding jobs did not answer (503).
+    #[error("the job store is not available; retry later")]
+    JobStoreUnavailable,
+    /// The job was cancelled (`DELETE` on its status URL) before it finished (410).
+    #[error("the job was cancelled")]
+    JobCancelled,
+    /// The gateway shut down before the job finished (503, stored as the job's answer).
+    #[error("the gateway shut down before the job finished; submit it again")]
+    JobInterrupted,
+    /// A job's answer could not be kept whole (larger than its bound, or a failed
+    /// stream): 502.
+    #[error("{0}")]
+    JobAnswer(String),
 }
+
+/// `Retry-After` of a 503 from an async route or its store: jobs finish and the store
+/// recovers on their own time, a second is the status URL's own pace.
+pub const JOBS_RETRY_SECS: u64 = 1;
 
 /// An aggregate route's failure, answered as the gateway's own errors are.
 impl From<AggregateError> for GatewayError {
@@ -141,6 +164,12 @@ impl GatewayError {
             } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             Upstream { .. } => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            JobsFull => (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded"),
+            JobNotFound => (StatusCode::NOT_FOUND, "job_not_found"),
+            JobStoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "job_store_unavailable"),
+            JobCancelled => (StatusCode::GONE, "job_cancelled"),
+            JobInterrupted => (StatusCode::SERVICE_UNAVAILABLE, "job_interrupted"),
+            JobAnswer(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
         }
     }
 
@@ -221,6 +250,9 @@ impl GatewayError {
                     header::RETRY_AFTER,
                     HeaderValue::from(AUTH_UNAVAILABLE_RETRY_SECS),
                 );
+            }
+            GatewayError::JobsFull | GatewayError::JobStoreUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(JOBS_RETRY_SECS));
             }
             _ => {}
         }

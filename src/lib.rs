@@ -17,6 +17,7 @@
 //! - [`exposition`]: the `/metrics` text formats (OpenMetrics, Prometheus) and negotiation.
 //! - [`gateway`]: the live snapshot: building it, and serving a request in phases.
 //! - [`http1`]: the own HTTP/1.1 both ways: heads, framing, responses, the upstream client.
+//! - [`jobs`]: async routes' jobs: ids, owners, where each is (memory or `[cluster]`).
 //! - [`json_path`]: dotted paths into JSON (`data.items.0`), for templates and shaping.
 //! - [`limits`]: route rate limits, client identity behind trusted proxies.
 //! - [`metrics`]: the Prometheus registry and the gateway's metrics.
@@ -46,6 +47,7 @@ pub mod error;
 pub mod exposition;
 pub mod gateway;
 pub mod http1;
+pub mod jobs;
 pub mod json_path;
 pub mod limits;
 pub mod metrics;

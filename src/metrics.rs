@@ -231,6 +231,8 @@ pub struct Metrics {
     pub jwks: JwksMetrics,
     /// The `[cluster]` store's failed calls and breaker, whichever snapshot's store.
     pub cluster: ClusterStats,
+    /// Async routes' jobs: running here, and finished by how.
+    pub jobs: crate::jobs::JobStats,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -270,6 +272,7 @@ impl Metrics {
             spans_dropped: Counter::default(),
             jwks: JwksMetrics::default(),
             cluster: ClusterStats::default(),
+            jobs: crate::jobs::JobStats::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -388,6 +391,17 @@ impl Metrics {
                 .shared
                 .get_or_create(&crate::cache::SharedLabels { outcome });
         }
+        registry.register(
+            "jobs",
+            "Async routes' jobs running in this instance (state=\"pending\")",
+            m.jobs.jobs.clone(),
+        );
+        registry.register(
+            "jobs_finished",
+            "Async routes' jobs this instance ended, by state: done, failed (5xx), cancelled, interrupted (shutdown)",
+            m.jobs.finished.clone(),
+        );
+        m.jobs.touch();
         Arc::new(Self { registry, ..m })
     }
 

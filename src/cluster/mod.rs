@@ -178,6 +178,10 @@ impl Cluster {
         self.call(|| self.store.unlock(key, token)).await
     }
 
+    pub async fn delete(&self, key: &str) -> Result<(), ClusterError> {
+        self.call(|| self.store.delete(key)).await
+    }
+
     /// Deletes every key under `prefix`; not bounded by `timeout` (an admin call).
     pub async fn delete_prefixed(&self, prefix: &str) -> Result<u64, ClusterError> {
         Ok(self.store.delete_prefixed(prefix).await?)

@@ -314,6 +314,14 @@ impl ClusterStore for RedisStore {
         })
     }
 
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(key);
+            self.query::<()>(&cmd).await
+        })
+    }
+
     fn delete_prefixed<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let pattern = format!("{}*", glob_escaped(prefix));

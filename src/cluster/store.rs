@@ -51,6 +51,11 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug + 'static {
     fn lock<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration) -> StoreFuture<'a, bool>;
     /// Lets go of the lock at `key` if `token` still holds it.
     fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> StoreFuture<'a, ()>;
+    /// Deletes `key` (async routes' jobs). By default an empty value that expires at
+    /// once; a store with a delete of its own says so.
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+        self.set(key, Bytes::new(), Duration::from_millis(1))
+    }
     /// Deletes every key that starts with `prefix`: how many.
     fn delete_prefixed<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, u64>;
     /// Whether the store answers (`PING`).

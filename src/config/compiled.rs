@@ -174,6 +174,8 @@ pub struct RouteSpec {
     /// Who may call the route: `auth`, `auth_optional` and `require`; `None`: anyone.
     pub auth: Option<RouteAuthSpec>,
     pub kind: RouteKind,
+    /// `async`: answered 202 with a status URL, the work run as a job; `None`: as usual.
+    pub async_job: Option<super::AsyncSpec>,
 }
 
 /// A route's `auth`, `auth_optional` and `require`, checked.

@@ -8,6 +8,7 @@ mod diff;
 mod document;
 mod env;
 mod http2;
+mod jobs;
 mod load;
 mod plan;
 mod tls;
@@ -25,6 +26,7 @@ pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};
 pub use env::Env;
 pub use http2::{Http2Config, Http2Spec};
+pub use jobs::{AsyncConfig, AsyncSpec};
 pub use load::{compile, compile_file, load_str};
 pub use plan::Plan;
 pub use tls::{
@@ -461,6 +463,10 @@ pub struct RouteConfig {
     pub auth_optional: bool,
     /// With `auth`: a CEL expression over `claims` the identity must satisfy, or 403.
     pub require: Option<String>,
+    /// `async = { status_path = "/jobs/{job}", ... }`: answer `202 Accepted` with a
+    /// status URL at once and run the work as a job (README, "Async routes").
+    #[serde(rename = "async")]
+    pub async_job: Option<AsyncConfig>,
 }
 
 // Written out, as every section's defaults are, rather than derived.
@@ -485,6 +491,7 @@ impl Default for RouteConfig {
             auth: None,
             auth_optional: false,
             require: None,
+            async_job: None,
         }
     }
 }

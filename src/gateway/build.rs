@@ -126,8 +126,50 @@ impl Gateway {
                 metrics.spans_dropped.clone(),
             )),
         };
+        let status_paths = super::status_paths::StatusPaths::build(
+            &compiled.routes,
+            &auth,
+            &metrics,
+            previous.and_then(|p| p.status_paths.as_ref()),
+        );
+        // In memory, ten times the jobs the routes may run at once (finished answers
+        // wait for their clients); beyond it the oldest finished ones go.
+        let job_capacity = compiled
+            .routes
+            .iter()
+            .filter_map(|r| r.async_job.as_ref())
+            .map(|a| a.max_jobs.saturating_mul(10))
+            .fold(1000usize, usize::saturating_add);
+        let jobs = crate::jobs::JobStore::for_snapshot(
+            previous.map(|p| &p.jobs),
+            cluster.as_ref(),
+            job_capacity,
+            &metrics.jobs,
+        );
         let mut routes = RouteTable::default();
         for spec in compiled.routes {
+            // An async route's handler runs under `job_timeout` instead of `timeout`.
+            let timeout = spec
+                .async_job
+                .as_ref()
+                .map_or(spec.timeout, |a| a.job_timeout);
+            let async_job = spec.async_job.as_ref().map(|a| {
+                // A route kept by the reload keeps its count of running jobs.
+                let running = previous
+                    .and_then(|p| {
+                        p.routes.iter().find_map(|r| match &r.async_job {
+                            Some(was) if r.path == spec.path && r.methods == spec.methods => {
+                                Some(was.running.clone())
+                            }
+                            _ => None,
+                        })
+                    })
+                    .unwrap_or_default();
+                crate::jobs::AsyncRoute {
+                    spec: a.clone(),
+                    running,
+                }
+            });
             // A cluster-scoped limit needs the store (validate makes sure there is one).
             let (local_spec, cluster_spec) = match (&spec.rate_limit, &cluster) {
                 (Some(l), Some(c)) if l.scope == Scope::Cluster => (None, Some((l.clone(), c))),
@@ -197,7 +239,7 @@ impl Gateway {
                     plan,
                     label: label.clone(),
                     metrics: metrics.clone(),
-                    timeout: spec.timeout,
+                    timeout,
                     max_body: spec.max_body.unwrap_or(compiled.server.max_body),
                     body: BodyUse::of(&backends),
                     cache: cache.clone(),
@@ -230,7 +272,7 @@ impl Gateway {
                             .and_then(|m| LocationRewrite::new(&upstream.spec.base, m)),
                         upstream,
                         path: p.path,
-                        timeout: spec.timeout,
+                        timeout,
                         idle_timeout: p.idle_timeout,
                         preserve_host: p.preserve_host,
                         max_body: spec.max_body,
@@ -279,6 +321,7 @@ impl Gateway {
                 cluster_limit,
                 max_body,
                 handler,
+                async_job,
             };
             routes
                 .insert(&spec.path, &spec.methods, route)
@@ -322,6 +365,8 @@ impl Gateway {
             tracing,
             unmatched: Label::new("unmatched"),
             health: Label::new("health"),
+            jobs,
+            status_paths,
         })
     }
 }

@@ -4,12 +4,16 @@
 //!
 //! - `build`: [`Gateway::build`], the snapshot from a compiled config, keeping what a
 //!   reload did not change (pools, breakers, rate-limit state, the cache).
+//! - `jobs`: async routes: the 202, the job, and the answers on a status path.
+//! - `status_paths`: the async routes' status paths, matched before the routes.
 //! - `serve`: [`Gateway::handle`], one request as phases read top to bottom: admit,
 //!   dispatch, finish the response, log.
 
 mod auth;
 mod build;
+mod jobs;
 mod serve;
+mod status_paths;
 
 pub use build::BuildError;
 
@@ -64,6 +68,10 @@ pub struct Gateway {
     unmatched: Label,
     /// The metrics label of the main listener's health path.
     health: Label,
+    /// Async routes' jobs: in memory, or in the `[cluster]` store; carried over reloads.
+    pub jobs: Arc<crate::jobs::JobStore>,
+    /// The async routes' status paths, matched before the routes; `None`: no async route.
+    status_paths: Option<status_paths::StatusPaths>,
 }
 
 /// One route at runtime.
@@ -84,6 +92,8 @@ pub struct Route {
     /// Who may call it (`auth`); `None`: anyone, and the auth phase costs nothing.
     pub auth: Option<auth::RouteAuth>,
     pub handler: Handler,
+    /// `async`: answered 202, the handler run as a job; `None`: answered as usual.
+    pub async_job: Option<crate::jobs::AsyncRoute>,
 }
 
 /// What answers a route's requests.

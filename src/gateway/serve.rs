@@ -8,6 +8,9 @@
 //! 2. [`Gateway::dispatch`]: the route's handler, aggregate or proxy. It returns the
 //!    answer and a [`Summary`] of what happened (route, backend outcomes, whether the
 //!    answer is an upstream's passed through).
+//!    On an async route (`async`), `start_job` instead: the handler runs as a job and
+//!    the answer is 202; a request on a status path is answered by `job_status`,
+//!    before the route match (`gateway/jobs.rs`).
 //! 3. Finishing the response: compression (`compress::apply`; whole answers only, never
 //!    an upstream's passed through), then [`Gateway::finish_response`]: rate-limit
 //!    headers and the request id.
@@ -55,17 +58,17 @@ enum Admission<'s, 'p> {
 }
 
 /// A request admitted to its route.
-struct Admitted<'s, 'p> {
-    route: &'s Route,
-    params: matchit::Params<'s, 'p>,
-    quota: Option<Quota>,
+pub(super) struct Admitted<'s, 'p> {
+    pub(super) route: &'s Route,
+    pub(super) params: matchit::Params<'s, 'p>,
+    pub(super) quota: Option<Quota>,
     /// Who the request comes from, when the route has `auth` and it proved an identity.
-    identity: Option<Arc<Identity>>,
+    pub(super) identity: Option<Arc<Identity>>,
 }
 
 /// A route's rate limit and the requests left in it, for `RateLimit-*` headers.
 #[derive(Clone, Copy)]
-struct Quota {
+pub(super) struct Quota {
     limit: u32,
     remaining: u32,
 }
@@ -83,7 +86,7 @@ fn quota_of(verdict: Verdict, limit: u32) -> Result<Quota, GatewayError> {
 }
 
 /// What serving a request came to: what finishing its response and the log need.
-struct Summary<'s> {
+pub(super) struct Summary<'s> {
     /// The metrics label it is counted on: `health`, `unmatched`, or the path pattern
     /// that matched (a 405 too).
     label: &'s Label,
@@ -107,8 +110,16 @@ impl<'s> Summary<'s> {
         }
     }
 
+    /// Counted on a status path of async routes (`gateway/jobs.rs`).
+    pub(super) fn on_status_path(label: &'s Label, series: &'s RouteSeries) -> Self {
+        Self {
+            series: Some(series),
+            ..Self::on(label)
+        }
+    }
+
     /// Counted on `route`.
-    fn route(route: &'s Route, quota: Option<Quota>) -> Self {
+    pub(super) fn route(route: &'s Route, quota: Option<Quota>) -> Self {
         Self {
             label: &route.label,
             series: Some(&route.series),
@@ -158,6 +169,14 @@ impl Gateway {
                     break 'answered (error.into_response(), Summary::on(&self.unmatched));
                 }
             };
+            // Status paths of async routes come before the routes (validation keeps
+            // them off every route's path); without async routes, a branch.
+            if let Some(status) = &self.status_paths
+                && let Some((status, id)) = status.find(&path)
+            {
+                let answer = self.job_status(status, id, &method, request.headers(), &uri);
+                break 'answered Box::pin(answer).await;
+            }
             let (route, params) = match self.route_for(&method, &path) {
                 Matched::Found(route, params) => (route, params),
                 Matched::Refused(error, summary) => {
@@ -209,6 +228,11 @@ impl Gateway {
                     break 'answered (error.into_response(), summary);
                 }
             };
+            if admitted.route.async_job.is_some() {
+                let job =
+                    self.start_job(&admitted, &path, request, &connection, &request_id, &trace);
+                break 'answered Box::pin(job).await;
+            }
             self.dispatch(&admitted, request, &connection, &request_id, &trace)
                 .await
         };
@@ -350,7 +374,7 @@ impl Gateway {
     /// Runs the admitted route's handler: the aggregate, or the proxy. Takes the
     /// admission by reference: an async fn keeps its arguments for its whole life, and
     /// the path params are large.
-    async fn dispatch<'s>(
+    pub(super) async fn dispatch<'s>(
         &'s self,
         admitted: &Admitted<'s, '_>,
         request: Request<ClientBody>,

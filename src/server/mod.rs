@@ -148,12 +148,17 @@ pub async fn run(
     pruning.abort();
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: finishing in-flight requests");
     stop.send_replace(());
-    tokio::select! {
-        () = stop.closed() => tracing::info!("all connections finished"),
-        () = tokio::time::sleep(settings.shutdown_grace) => {
-            tracing::warn!("shutdown grace elapsed; closing the remaining connections");
+    // Async routes' jobs get the same grace, at the same time (`gateway/jobs.rs`).
+    let gateway = live.load_full();
+    let connections = async {
+        tokio::select! {
+            () = stop.closed() => tracing::info!("all connections finished"),
+            () = tokio::time::sleep(settings.shutdown_grace) => {
+                tracing::warn!("shutdown grace elapsed; closing the remaining connections");
+            }
         }
-    }
+    };
+    tokio::join!(connections, gateway.drain_jobs());
     Ok(())
 }
 

@@ -20,6 +20,7 @@ mod common;
 mod access_log;
 mod admin;
 mod aggregate;
+mod async_jobs;
 mod auth_e2e;
 mod auth_flow;
 mod auth_jwt;

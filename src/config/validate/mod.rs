@@ -10,6 +10,7 @@ mod backend;
 mod client_cert;
 mod cluster;
 mod http2;
+mod jobs;
 mod policy;
 mod route;
 mod route_auth;
@@ -109,6 +110,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
         }
     }
     auth_flow::claim_header_owners(&auth, &upstreams, &routes, &route_places, &mut p);
+    jobs::status_paths(&routes, &route_places, &mut p);
     if p.0.is_empty() {
         let (document, hash) = super::document::document(config);
         Ok(Compiled {

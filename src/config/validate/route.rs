@@ -149,6 +149,10 @@ pub(super) fn route(
         .as_ref()
         .and_then(|l| rate_limit(&format!("{place}.rate_limit"), l, p));
     let auth = super::route_auth::route_auth(place, r, providers, p);
+    let async_job = r
+        .async_job
+        .as_ref()
+        .map(|a| super::jobs::async_spec(place, a, p));
     let params = param_names(&r.path);
     let kind = match (&r.proxy, r.backends.is_empty()) {
         (Some(_), false) => {
@@ -247,6 +251,7 @@ pub(super) fn route(
         underscores_in_headers: r.underscores_in_headers,
         auth,
         kind,
+        async_job,
     })
 }
 
