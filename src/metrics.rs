@@ -231,6 +231,8 @@ pub struct Metrics {
     pub jwks: JwksMetrics,
     /// The `[cluster]` store's failed calls and breaker, whichever snapshot's store.
     pub cluster: ClusterStats,
+    /// Requests per canary upstream: `fanout_canary_requests_total`.
+    canary_requests: Family<CanaryLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -271,6 +273,7 @@ impl Metrics {
             jwks: JwksMetrics::default(),
             cluster: ClusterStats::default(),
             registry: Registry::default(),
+            canary_requests: Family::default(),
         };
         registry.register(
             "auth_jwks_refresh",
@@ -388,6 +391,11 @@ impl Metrics {
                 .shared
                 .get_or_create(&crate::cache::SharedLabels { outcome });
         }
+        registry.register(
+            "canary_requests",
+            "Requests sent to each upstream of a weighted canary, by route, backend (empty on a proxy route) and upstream",
+            m.canary_requests.clone(),
+        );
         Arc::new(Self { registry, ..m })
     }
 
@@ -568,6 +576,27 @@ impl Metrics {
             .expect("writing to a String");
         out
     }
+
+    /// The request counter of one canary upstream, made at build (so it shows 0 before
+    /// its first request) and held by the canary: counting needs no lookup. `backend`
+    /// is empty on a proxy route.
+    pub fn canary_requests(&self, route: &Label, backend: &str, upstream: &str) -> Counter {
+        self.canary_requests
+            .get_or_create(&CanaryLabels {
+                route: route.clone(),
+                backend: backend.to_owned(),
+                upstream: upstream.to_owned(),
+            })
+            .clone()
+    }
+}
+
+/// `fanout_canary_requests_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    route: Label,
+    backend: String,
+    upstream: String,
 }
 
 #[cfg(test)]

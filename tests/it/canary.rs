@@ -1,0 +1,412 @@
+//! Weighted canaries over real sockets: two mock upstreams (v1, v2) behind a proxy route
+//! and an aggregate backend with `upstreams`. Splits are read from what each mock
+//! recorded: with sticky keys from a fixed list the counts are exact (the test computes
+//! each key's pick with the gateway's own rule); a random split is checked against a
+//! bound five standard deviations wide. Also: the pick in `Server-Timing`, the access
+//! log and the metrics, stickiness across reloads, a weight change with a request in
+//! flight, `auth:sub`, and `fanout check`.
+
+use crate::common;
+
+use common::{
+    Gate, MockUpstream, Reply, client, eventually, eventually_some, start_gateway, start_reloadable,
+};
+use fanout::canary::pick::{PickTable, sticky_draw};
+use std::collections::HashMap;
+use std::process::Command;
+
+/// Two mocks that answer every path with their own name.
+async fn two_versions() -> (MockUpstream, MockUpstream) {
+    let v1 = MockUpstream::builder()
+        .route("*", Reply::json(r#"{"version":"v1"}"#))
+        .start()
+        .await;
+    let v2 = MockUpstream::builder()
+        .route("*", Reply::json(r#"{"version":"v2"}"#))
+        .start()
+        .await;
+    (v1, v2)
+}
+
+fn upstreams(v1: &MockUpstream, v2: &MockUpstream) -> String {
+    common::upstream_toml("v1", &v1.url()) + &common::upstream_toml("v2", &v2.url())
+}
+
+/// A proxy route `/p/{*rest}` over v1 and v2 with these weights and `sticky` (a TOML
+/// fragment, or "").
+fn proxy_route(w1: u32, w2: u32, sticky: &str) -> String {
+    format!(
+        "[[routes]]\npath = \"/p/{{*rest}}\"\nproxy = {{ path = \"/{{rest}}\", {sticky} upstreams = [\
+         {{ name = \"v1\", weight = {w1} }}, {{ name = \"v2\", weight = {w2} }}] }}\n"
+    )
+}
+
+/// The upstream the gateway's rule picks for a sticky key's value.
+fn expected(weights: &[u32], key: &str) -> &'static str {
+    ["v1", "v2"][PickTable::new(weights)
+        .unwrap()
+        .pick(sticky_draw(key.as_bytes()))]
+}
+
+/// `GET url` with `x-user-id: user`: the answer's version and its Server-Timing.
+async fn get_as(url: &str, user: Option<&str>) -> (String, String) {
+    let mut request = client().get(url);
+    if let Some(user) = user {
+        request = request.header("x-user-id", user);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let timing = response
+        .headers()
+        .get_all("server-timing")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let body: serde_json::Value = response.json().await.unwrap();
+    (body["version"].as_str().unwrap().to_owned(), timing)
+}
+
+#[tokio::test]
+async fn sticky_users_from_a_fixed_list_split_exactly_as_the_rule_says_and_stay() {
+    let (v1, v2) = two_versions().await;
+    let sticky = "sticky = \"header:x-user-id\",";
+    let gw = start_gateway(&(upstreams(&v1, &v2) + &proxy_route(90, 10, sticky))).await;
+    let users: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    let mut want = HashMap::from([("v1", 0), ("v2", 0)]);
+    for round in 0..2 {
+        for user in &users {
+            let (version, timing) = get_as(&gw.url("/p/x"), Some(user)).await;
+            let pick = expected(&[90, 10], user);
+            assert_eq!(
+                version, pick,
+                "{user}, round {round}: always its own upstream"
+            );
+            assert_eq!(timing, format!("upstream;desc=\"{pick}\""));
+            *want.get_mut(pick).unwrap() += 1;
+        }
+    }
+    assert_eq!(v1.total_hits(), want["v1"]);
+    assert_eq!(v2.total_hits(), want["v2"]);
+    // The fixed list itself splits about 90/10.
+    assert!(
+        (20..=60).contains(&v2.total_hits()),
+        "v2 got {} of 400",
+        v2.total_hits()
+    );
+}
+
+#[tokio::test]
+async fn without_sticky_a_ninety_ten_split_holds_and_keyless_requests_are_random() {
+    let (v1, v2) = two_versions().await;
+    let gw = start_gateway(&(upstreams(&v1, &v2) + &proxy_route(90, 10, ""))).await;
+    for _ in 0..400 {
+        let (version, timing) = get_as(&gw.url("/p/x"), None).await;
+        assert_eq!(timing, format!("upstream;desc=\"{version}\""));
+    }
+    // Binomial(400, 0.1): mean 40, sd 6; five sd either side never flakes.
+    let got = v2.total_hits();
+    assert!((10..=70).contains(&got), "v2 got {got} of 400");
+    assert_eq!(v1.total_hits() + got, 400);
+}
+
+#[tokio::test]
+async fn a_weight_of_zero_drains_an_upstream() {
+    let (v1, v2) = two_versions().await;
+    let gw = start_gateway(&(upstreams(&v1, &v2) + &proxy_route(0, 1, ""))).await;
+    for _ in 0..50 {
+        assert_eq!(get_as(&gw.url("/p/x"), None).await.0, "v2");
+    }
+    assert_eq!(v1.total_hits(), 0);
+}
+
+/// An aggregate route `/a` whose backend `svc` is a canary, beside a plain backend.
+fn aggregate_route(w1: u32, w2: u32) -> String {
+    format!(
+        r#"[[routes]]
+path = "/a"
+  [[routes.backends]]
+  name = "svc"
+  path = "/svc"
+  sticky = "header:x-user-id"
+  upstreams = [{{ name = "v1", weight = {w1} }}, {{ name = "v2", weight = {w2} }}]
+  [[routes.backends]]
+  name = "plain"
+  upstream = "v1"
+  path = "/plain"
+"#
+    )
+}
+
+#[tokio::test]
+async fn the_pick_is_in_server_timing_the_access_log_and_the_metrics() {
+    let (v1, v2) = two_versions().await;
+    let dir = common::scratch_dir("canary-log");
+    let log = dir.join("access.log");
+    let toml = format!(
+        "[access_log]\npath = {log:?}\nformat = \"json\"\nflush = \"10ms\"\n{}{}{}",
+        upstreams(&v1, &v2),
+        aggregate_route(50, 50),
+        proxy_route(50, 50, "sticky = \"header:x-user-id\",")
+    );
+    let gw = start_reloadable(&toml).await;
+    // A user of each upstream, found with the gateway's rule.
+    let on = |want: &str| {
+        (0..)
+            .map(|i| format!("u{i}"))
+            .find(|u| expected(&[50, 50], u) == want)
+            .unwrap()
+    };
+    for version in ["v1", "v2"] {
+        let user = on(version);
+        let response = client()
+            .get(gw.gateway.url("/a"))
+            .header("x-user-id", &user)
+            .header("x-request-id", format!("agg-{user}"))
+            .send()
+            .await
+            .unwrap();
+        let timing = response.headers()["server-timing"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["svc"]["version"], version, "{body}");
+        assert_eq!(body["plain"]["version"], "v1");
+        // The canary backend's desc names its upstream; the plain one's is as ever.
+        assert!(
+            timing.contains(&format!(";desc=\"ok {version}\"")) && timing.contains("plain;dur="),
+            "{timing}"
+        );
+        assert!(timing.ends_with(";desc=\"ok\""), "{timing}");
+        let line = eventually_some("the aggregate's access line", async || {
+            common::file_lines(&log)
+                .into_iter()
+                .find(|l| l.contains(&format!("agg-{user}")))
+        })
+        .await;
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(line["backends"][0]["upstream"], version, "{line}");
+        assert!(line["backends"][1].get("upstream").is_none(), "{line}");
+        assert!(line.get("upstream").is_none(), "{line}");
+
+        let response = client()
+            .get(gw.gateway.url("/p/x"))
+            .header("x-user-id", &user)
+            .header("x-request-id", format!("proxy-{user}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["server-timing"],
+            format!("upstream;desc=\"{version}\"").as_str()
+        );
+        let line = eventually_some("the proxy's access line", async || {
+            common::file_lines(&log)
+                .into_iter()
+                .find(|l| l.contains(&format!("proxy-{user}")))
+        })
+        .await;
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(line["upstream"], version, "{line}");
+    }
+    // The svc calls went where the picks said: one each.
+    assert_eq!((v1.hits("/svc"), v2.hits("/svc")), (1, 1));
+    let metrics = gw.live.load().metrics.encode();
+    for series in [
+        "fanout_canary_requests_total{route=\"/a\",backend=\"svc\",upstream=\"v1\"} 1",
+        "fanout_canary_requests_total{route=\"/a\",backend=\"svc\",upstream=\"v2\"} 1",
+        "fanout_canary_requests_total{route=\"/p/{*rest}\",backend=\"\",upstream=\"v1\"} 1",
+        "fanout_canary_requests_total{route=\"/p/{*rest}\",backend=\"\",upstream=\"v2\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn users_keep_their_pick_across_a_reload_and_a_weight_change_moves_them_one_way() {
+    let (v1, v2) = two_versions().await;
+    let sticky = "sticky = \"header:x-user-id\",";
+    let config = |w1, w2, extra: &str| {
+        format!(
+            "{}{}{}{extra}",
+            upstreams(&v1, &v2),
+            proxy_route(w1, w2, sticky),
+            aggregate_route(w1, w2)
+        )
+    };
+    let gw = start_reloadable(&config(80, 20, "")).await;
+    let users: Vec<String> = (0..60).map(|i| format!("reload-{i}")).collect();
+    let picks = async |path: &str| {
+        let mut out = Vec::new();
+        for user in &users {
+            let response = client()
+                .get(gw.gateway.url(path))
+                .header("x-user-id", user)
+                .send()
+                .await
+                .unwrap();
+            let body: serde_json::Value = response.json().await.unwrap();
+            let version = match path {
+                "/a" => body["svc"]["version"].clone(),
+                _ => body["version"].clone(),
+            };
+            out.push(version.as_str().unwrap().to_owned());
+        }
+        out
+    };
+    let before = picks("/p/x").await;
+    assert_eq!(
+        picks("/a").await,
+        before,
+        "the backend picks as the route does"
+    );
+    let pool = gw.live.load().upstreams["v2"].clone();
+
+    // An unrelated change: a new route. Nobody moves; the upstreams are the same ones.
+    let extra = "[[routes]]\npath = \"/extra\"\nproxy = { upstream = \"v1\", path = \"/\" }\n";
+    gw.write(&config(80, 20, extra));
+    let changes = gw.reloader.reload("test").unwrap();
+    assert_eq!(changes.routes_added, ["* /extra"]);
+    assert_eq!(picks("/p/x").await, before);
+    assert_eq!(picks("/a").await, before);
+
+    // Raising v2: only users of v1 move, and only to v2. The pools carry over.
+    gw.write(&config(50, 50, extra));
+    let changes = gw.reloader.reload("test").unwrap();
+    assert!(changes.upstreams_changed.is_empty(), "{changes:?}");
+    assert!(std::sync::Arc::ptr_eq(
+        &pool,
+        &gw.live.load().upstreams["v2"]
+    ));
+    let after = picks("/p/x").await;
+    assert_eq!(picks("/a").await, after);
+    let moved: Vec<_> = before.iter().zip(&after).filter(|(b, a)| b != a).collect();
+    assert!(!moved.is_empty());
+    assert!(
+        moved.iter().all(|(b, a)| *b == "v1" && *a == "v2"),
+        "{moved:?}"
+    );
+    for (user, version) in users.iter().zip(&after) {
+        assert_eq!(version, expected(&[50, 50], user));
+    }
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_weights_drops_no_request_in_flight() {
+    let gate = Gate::default();
+    let v1 = MockUpstream::builder()
+        .route("*", Reply::json(r#"{"version":"v1"}"#))
+        .start()
+        .await;
+    let v2 = MockUpstream::builder()
+        .route("/slow", Reply::json(r#"{"version":"v2"}"#).gated(&gate))
+        .route("*", Reply::json(r#"{"version":"v2"}"#))
+        .start()
+        .await;
+    let gw = start_reloadable(&(upstreams(&v1, &v2) + &proxy_route(0, 1, ""))).await;
+    let url = gw.gateway.url("/p/slow");
+    let in_flight = tokio::spawn(async move { get_as(&url, None).await });
+    eventually("the held call at v2", async || v2.hits("/slow") == 1).await;
+
+    gw.write(&(upstreams(&v1, &v2) + &proxy_route(1, 0, "")));
+    gw.reloader.reload("test").unwrap();
+    assert_eq!(get_as(&gw.gateway.url("/p/x"), None).await.0, "v1");
+    assert!(!in_flight.is_finished());
+    gate.open();
+    let (version, timing) = in_flight.await.unwrap();
+    assert_eq!(
+        (version.as_str(), timing.as_str()),
+        ("v2", "upstream;desc=\"v2\"")
+    );
+}
+
+/// An HS256 token for `sub`.
+fn hs256(secret: &str, sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({ "sub": sub, "exp": exp });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn auth_sub_keeps_each_subject_on_its_pick() {
+    let (v1, v2) = two_versions().await;
+    let secret = "0123456789abcdef0123456789abcdef-canary";
+    let toml = format!(
+        "[auth.users]\nsecret = \"{secret}\"\n{}[[routes]]\npath = \"/me\"\nauth = \"users\"\n\
+         proxy = {{ path = \"/me\", sticky = \"auth:sub\", upstreams = [{{ name = \"v1\", weight = 50 }}, \
+         {{ name = \"v2\", weight = 50 }}] }}\n",
+        upstreams(&v1, &v2)
+    );
+    let gw = start_gateway(&toml).await;
+    let mut seen = HashMap::new();
+    for i in 0..30 {
+        let sub = format!("subject-{i}");
+        for _ in 0..2 {
+            // A fresh token each time: the subject, not the token, keeps the pick.
+            let response = client()
+                .get(gw.url("/me"))
+                .bearer_auth(hs256(secret, &sub))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["version"], expected(&[50, 50], &sub), "{sub}");
+            *seen.entry(expected(&[50, 50], &sub)).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), 2, "both upstreams have subjects: {seen:?}");
+}
+
+#[test]
+fn fanout_check_names_the_place_of_each_canary_mistake() {
+    let dir = common::scratch_dir("canary-check");
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        r#"
+[upstreams.v1]
+url = "http://127.0.0.1:9"
+[upstreams.v2]
+url = "http://127.0.0.1:10"
+
+[[routes]]
+path = "/p"
+proxy = { path = "/", upstream = "v1", sticky = "ip", upstreams = [{ name = "v1", weight = -5 }, { name = "v3", weight = 1 }] }
+
+[[routes]]
+path = "/a"
+  [[routes.backends]]
+  name = "b"
+  path = "/"
+  sticky = "auth:sub"
+  upstreams = [{ name = "v1", weight = 0 }, { name = "v1", weight = 0 }]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for problem in [
+        "routes[0].proxy.upstreams: is set with upstream",
+        "routes[0].proxy.upstreams[0].weight: -5 is not a weight",
+        "routes[0].proxy.upstreams[1].name: no upstream \"v3\"; known: v1, v2",
+        "routes[0].proxy.sticky: unknown key \"ip\"",
+        "routes[1].backends[0].sticky: keeps a client by its identity, but the route has no auth",
+        "routes[1].backends[0].upstreams[1].name: \"v1\" is listed twice",
+        "routes[1].backends[0].upstreams: the weights add up to 0",
+    ] {
+        assert!(stderr.contains(problem), "{problem} in:\n{stderr}");
+    }
+}
