@@ -63,7 +63,7 @@ async fn get_as(url: &str, user: Option<&str>) -> (String, String) {
         .map(|v| v.to_str().unwrap().to_owned())
         .collect::<Vec<_>>()
         .join(", ");
-    let body: serde_json::Value = response.json().await.unwrap();
+    let body = common::json_of(response).await;
     (body["version"].as_str().unwrap().to_owned(), timing)
 }
 
@@ -170,7 +170,7 @@ async fn the_pick_is_in_server_timing_the_access_log_and_the_metrics() {
             .to_str()
             .unwrap()
             .to_owned();
-        let body: serde_json::Value = response.json().await.unwrap();
+        let body = common::json_of(response).await;
         assert_eq!(body["svc"]["version"], version, "{body}");
         assert_eq!(body["plain"]["version"], "v1");
         // The canary backend's desc names its upstream; the plain one's is as ever.
@@ -246,7 +246,7 @@ async fn users_keep_their_pick_across_a_reload_and_a_weight_change_moves_them_on
                 .send()
                 .await
                 .unwrap();
-            let body: serde_json::Value = response.json().await.unwrap();
+            let body = common::json_of(response).await;
             let version = match path {
                 "/a" => body["svc"]["version"].clone(),
                 _ => body["version"].clone(),
@@ -356,7 +356,7 @@ async fn auth_sub_keeps_each_subject_on_its_pick() {
                 .await
                 .unwrap();
             assert_eq!(response.status(), 200);
-            let body: serde_json::Value = response.json().await.unwrap();
+            let body = common::json_of(response).await;
             assert_eq!(body["version"], expected(&[50, 50], &sub), "{sub}");
             *seen.entry(expected(&[50, 50], &sub)).or_insert(0) += 1;
         }

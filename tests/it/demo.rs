@@ -860,9 +860,8 @@ async fn the_demo_canary_keeps_a_user_on_one_version_and_names_it_in_server_timi
         let mut seen = None;
         for _ in 0..2 {
             let response = client
-                .get(gw.url("/api/recommendations"))
-                .query(&[("user", user.to_string())])
-                .header("x-user-id", user.to_string())
+                .get(gw.url(&format!("/api/recommendations?user={user}")))
+                .header("x-client-id", user.to_string())
                 .send()
                 .await
                 .unwrap();
@@ -871,7 +870,7 @@ async fn the_demo_canary_keeps_a_user_on_one_version_and_names_it_in_server_timi
                 .to_str()
                 .unwrap()
                 .to_owned();
-            let body: serde_json::Value = response.json().await.unwrap();
+            let body = common::json_of(response).await;
             let version = body["version"].as_str().unwrap().to_owned();
             assert_eq!(timing, format!("upstream;desc=\"recs-{version}\""));
             assert!(seen.is_none_or(|s| s == version), "user {user} moved");
@@ -880,7 +879,7 @@ async fn the_demo_canary_keeps_a_user_on_one_version_and_names_it_in_server_timi
         }
         let response = client
             .get(gw.url(&format!("/api/users/{}/home", user % 10 + 1)))
-            .header("x-user-id", user.to_string())
+            .header("x-client-id", user.to_string())
             .send()
             .await
             .unwrap();
@@ -888,7 +887,7 @@ async fn the_demo_canary_keeps_a_user_on_one_version_and_names_it_in_server_timi
             .to_str()
             .unwrap()
             .to_owned();
-        let body: serde_json::Value = response.json().await.unwrap();
+        let body = common::json_of(response).await;
         let version = seen.unwrap();
         assert_eq!(body["recs"]["version"], version.as_str(), "{body}");
         assert!(
