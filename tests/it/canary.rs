@@ -410,3 +410,42 @@ path = "/a"
         assert!(stderr.contains(problem), "{problem} in:\n{stderr}");
     }
 }
+
+#[tokio::test]
+async fn cached_answers_of_the_two_upstreams_never_mix() {
+    let (v1, v2) = two_versions().await;
+    let route = aggregate_route(50, 50).replace(
+        "sticky = \"header:x-user-id\"\n",
+        "sticky = \"header:x-user-id\"\n  cache_ttl = \"1m\"\n",
+    );
+    let gw = start_gateway(&(upstreams(&v1, &v2) + &route)).await;
+    let on = |want: &str| {
+        (0..)
+            .map(|i| format!("c{i}"))
+            .find(|u| expected(&[50, 50], u) == want)
+            .unwrap()
+    };
+    for round in 0..2 {
+        for version in ["v1", "v2"] {
+            let response = client()
+                .get(gw.url("/a"))
+                .header("x-user-id", on(version))
+                .send()
+                .await
+                .unwrap();
+            let timing = response.headers()["server-timing"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = common::json_of(response).await;
+            assert_eq!(body["svc"]["version"], version, "round {round}: {body}");
+            let desc = if round == 0 { "ok" } else { "hit" };
+            assert!(
+                timing.contains(&format!("desc=\"{desc} {version}\"")),
+                "{timing}"
+            );
+        }
+    }
+    // One call each: the second round was answered from each one's own entry.
+    assert_eq!((v1.hits("/svc"), v2.hits("/svc")), (1, 1));
+}
