@@ -8,6 +8,7 @@
 //! - [`auth`]: identity at the edge: JWT (JWKS, secret) and API key providers.
 //! - [`body`]: the one response body type, buffered or streamed, and idle-stream limits.
 //! - [`cache`]: the response cache (moka), with single-flight misses and stale serving.
+//! - [`canary`]: weighted canaries: which of a route's or backend's upstreams a request goes to.
 //! - [`cluster`]: the store instances share (`[cluster]`, Redis): limits and cache across them.
 //! - [`compress`]: gzip and br for answers whole in memory.
 //! - [`condition`]: backend conditions (`when`), CEL compiled at load, evaluated per request.
@@ -37,6 +38,7 @@ pub mod aggregate;
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod canary;
 pub mod cluster;
 pub mod compress;
 pub mod condition;

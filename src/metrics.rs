@@ -233,6 +233,8 @@ pub struct Metrics {
     pub cluster: ClusterStats,
     /// Async routes' jobs: running here, and finished by how.
     pub jobs: crate::jobs::JobStats,
+    /// Requests per canary upstream: `fanout_canary_requests_total`.
+    canary_requests: Family<CanaryLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -274,6 +276,7 @@ impl Metrics {
             cluster: ClusterStats::default(),
             jobs: crate::jobs::JobStats::default(),
             registry: Registry::default(),
+            canary_requests: Family::default(),
         };
         registry.register(
             "auth_jwks_refresh",
@@ -402,6 +405,11 @@ impl Metrics {
             m.jobs.finished.clone(),
         );
         m.jobs.touch();
+        registry.register(
+            "canary_requests",
+            "Requests sent to each upstream of a weighted canary, by route, backend (empty on a proxy route) and upstream",
+            m.canary_requests.clone(),
+        );
         Arc::new(Self { registry, ..m })
     }
 
@@ -582,6 +590,27 @@ impl Metrics {
             .expect("writing to a String");
         out
     }
+
+    /// The request counter of one canary upstream, made at build (so it shows 0 before
+    /// its first request) and held by the canary: counting needs no lookup. `backend`
+    /// is empty on a proxy route.
+    pub fn canary_requests(&self, route: &Label, backend: &str, upstream: &str) -> Counter {
+        self.canary_requests
+            .get_or_create(&CanaryLabels {
+                route: route.clone(),
+                backend: backend.to_owned(),
+                upstream: upstream.to_owned(),
+            })
+            .clone()
+    }
+}
+
+/// `fanout_canary_requests_total`'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    route: Label,
+    backend: String,
+    upstream: String,
 }
 
 #[cfg(test)]

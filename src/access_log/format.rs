@@ -16,6 +16,11 @@
 //!   `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer"
 //!   "$http_user_agent"`.
 //!
+//! `upstream` is the upstream a weighted canary picked (`"upstream"` after `"route"` in
+//! `json`, `upstream=` in `text`; a backend's in its entry, `"upstream"` in `json`, a
+//! fourth part `name:code:ms:upstream` of its `text` word), left out without a canary;
+//! `combined` is nginx's exactly, so it has none.
+//!
 //! Times are UTC: RFC 3339 with milliseconds in `json` and `text`
 //! (`2026-12-01T21:30:00.123Z`), `[01/Dec/2026:21:30:00 +0000]` in `combined`.
 
@@ -60,6 +65,10 @@ fn json(r: &Record, out: &mut Vec<u8>) {
     json_string(target(r).as_bytes(), out);
     out.extend_from_slice(b",\"route\":");
     json_string(r.route.as_str().as_bytes(), out);
+    if let Some(upstream) = &r.upstream {
+        out.extend_from_slice(b",\"upstream\":");
+        json_string(upstream.as_str().as_bytes(), out);
+    }
     out.extend_from_slice(b",\"status\":");
     number(u64::from(r.status), out);
     out.extend_from_slice(b",\"bytes\":");
@@ -81,6 +90,10 @@ fn json(r: &Record, out: &mut Vec<u8>) {
             out.extend_from_slice(b.code.as_bytes());
             out.extend_from_slice(b"\",\"duration_ms\":");
             millis(b.elapsed, out);
+            if let Some(upstream) = &b.upstream {
+                out.extend_from_slice(b",\"upstream\":");
+                json_string(upstream.as_str().as_bytes(), out);
+            }
             out.push(b'}');
         }
         out.push(b']');
@@ -114,6 +127,10 @@ fn text(r: &Record, out: &mut Vec<u8>) {
     json_string(target(r).as_bytes(), out);
     out.extend_from_slice(b" route=");
     json_string(r.route.as_str().as_bytes(), out);
+    if let Some(upstream) = &r.upstream {
+        out.extend_from_slice(b" upstream=");
+        json_string(upstream.as_str().as_bytes(), out);
+    }
     out.extend_from_slice(b" status=");
     number(u64::from(r.status), out);
     out.extend_from_slice(b" bytes=");
@@ -143,6 +160,10 @@ fn backend_word(b: &BackendOutcome, out: &mut Vec<u8>) {
     out.extend_from_slice(b.code.as_bytes());
     out.push(b':');
     millis(b.elapsed, out);
+    if let Some(upstream) = &b.upstream {
+        out.push(b':');
+        json_escaped(upstream.as_str().as_bytes(), out);
+    }
 }
 
 fn combined(r: &Record, out: &mut Vec<u8>) {

@@ -211,3 +211,31 @@ fn the_client_certificate_subject_is_in_json_and_text_and_escaped() {
     assert!(plain.get("client_cert").is_none(), "{plain}");
     assert!(!line(LogFormat::Text, &record()).contains("client_cert"));
 }
+
+#[test]
+fn a_canary_pick_is_in_json_and_text_and_combined_stays_nginx_s() {
+    let mut r = record();
+    r.upstream = Some(Label::new("v2"));
+    if let Some(backends) = r.backends.as_mut() {
+        backends[1].upstream = Some(Label::new("orders-\"b\""));
+    }
+    let v: serde_json::Value = serde_json::from_str(&line(LogFormat::Json, &r)).unwrap();
+    assert_eq!(v["upstream"], "v2");
+    assert_eq!(v["backends"][1]["upstream"], "orders-\"b\"");
+    assert!(v["backends"][0].get("upstream").is_none(), "{v}");
+    let text = line(LogFormat::Text, &r);
+    assert!(
+        text.contains(" route=\"/users/{id}\" upstream=\"v2\" status=200"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backends=\"user:ok:5.001 orders:timeout:250.000:orders-\\\"b\\\"\""),
+        "{text}"
+    );
+    assert_eq!(
+        line(LogFormat::Combined, &r),
+        line(LogFormat::Combined, &record())
+    );
+    let plain: serde_json::Value = serde_json::from_str(&line(LogFormat::Json, &record())).unwrap();
+    assert!(plain.get("upstream").is_none(), "{plain}");
+}

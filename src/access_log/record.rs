@@ -50,6 +50,9 @@ pub struct Record {
     /// The subject of the connection's verified client certificate (mutual TLS), in
     /// `json` and `text`; `None` on other connections.
     pub client_cert: Option<Arc<str>>,
+    /// The upstream a proxy route's weighted canary picked (`"upstream"` in `json` and
+    /// `text`); `None` on other routes.
+    pub upstream: Option<Label>,
 }
 
 /// One aggregate backend's outcome: its name, its stable code (`ok`, `hit`, `shared`,
@@ -59,6 +62,8 @@ pub struct BackendOutcome {
     pub name: Label,
     pub code: &'static str,
     pub elapsed: Duration,
+    /// The upstream the backend's weighted canary picked; `None` without one.
+    pub upstream: Option<Label>,
 }
 
 /// The message a writer thread receives: a record, or a nudge to look at its controls

@@ -37,17 +37,20 @@ pub(super) fn record() -> Record {
                     name: Label::new("user"),
                     code: "ok",
                     elapsed: Duration::from_micros(5_001),
+                    upstream: None,
                 },
                 BackendOutcome {
                     name: Label::new("orders"),
                     code: "timeout",
                     elapsed: Duration::from_millis(250),
+                    upstream: None,
                 },
             ]
             .into_boxed_slice(),
         ),
         referer: Some(HeaderValue::from_static("https://dash.example.com/")),
         user_agent: Some(HeaderValue::from_static("curl/8.5.0")),
+        upstream: None,
     }
 }
 

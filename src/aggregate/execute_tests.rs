@@ -35,6 +35,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
     let label = Label::new("/r");
     AggregateRoute {
         authenticated: false,
+        canaries: false,
         body: super::super::scope::BodyUse::of(&backends),
         backends: backends
             .into_iter()
@@ -45,6 +46,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
                     label: name,
                     upstream: upstream.clone(),
                     spec: b,
+                    canary: None,
                 }
             })
             .collect(),

@@ -61,9 +61,10 @@ pub(super) async fn lookup(
 pub(super) fn from_hit(
     entry: Arc<Entry>,
     backend: &Backend,
+    pick: usize,
     keep: bool,
 ) -> Result<BackendAnswer, BackendError> {
-    let reading = Reading::of(backend);
+    let reading = Reading::of(backend, pick);
     let read = finish_hit(&entry, reading, keep, "hit")?;
     Ok(stored_answer(&entry, read))
 }
@@ -77,7 +78,7 @@ pub(super) async fn call(
     keep: bool,
 ) -> Result<BackendAnswer, BackendError> {
     match lookup(scope, backend, &call).await {
-        CacheLookup::Hit(entry) => from_hit(entry, backend, keep),
+        CacheLookup::Hit(entry) => from_hit(entry, backend, call.pick, keep),
         CacheLookup::Call(key) => call_upstream(scope, backend, call, key, keep).await,
     }
 }
@@ -143,8 +144,10 @@ async fn ask_uncached(
     keep: bool,
 ) -> Result<BackendAnswer, BackendError> {
     let trace = scope.call_trace(backend);
-    let whole = ask(&backend.upstream, url, headers, sends, deadline, &trace).await?;
-    let (body, raw) = read(whole.body, Reading::of(backend), keep)?;
+    let pick = sends.pick;
+    let upstream = backend.upstream_at(pick);
+    let whole = ask(upstream, url, headers, sends, deadline, &trace).await?;
+    let (body, raw) = read(whole.body, Reading::of(backend, pick), keep)?;
     Ok(answer((body, raw, "ok"), whole.status, whole.headers))
 }
 
@@ -158,9 +161,13 @@ pub(super) async fn call_upstream(
     keep: bool,
 ) -> Result<BackendAnswer, BackendError> {
     let spec = &backend.spec;
-    let own = spec.timeout.unwrap_or(backend.upstream.spec.timeout);
+    // The picked upstream's own settings: its timeout, its pool, its max_depth.
+    let pick = call.pick;
+    let own = spec
+        .timeout
+        .unwrap_or(backend.upstream_at(pick).spec.timeout);
     let deadline = scope.deadline.min(Instant::now() + own);
-    let reading = Reading::of(backend);
+    let reading = Reading::of(backend, pick);
     let kept = spec.keep_headers.as_slice();
     if let (true, Some(bytes)) = (spec.forward_body, &scope.body) {
         // The client's own method and body, with its type; repeated only when that
@@ -171,6 +178,7 @@ pub(super) async fn call_upstream(
             body: Some((method, bytes.clone())),
             keep: kept,
             repeatable: is_idempotent(method),
+            pick,
         };
         return ask_uncached(scope, backend, call.url, &headers, sends, deadline, keep).await;
     }
@@ -185,10 +193,11 @@ pub(super) async fn call_upstream(
             body: body.as_ref().map(|(m, b)| (m, b.clone())),
             keep: kept,
             repeatable,
+            pick,
         };
         return ask_uncached(scope, backend, call.url, &headers, sends, deadline, keep).await;
     };
-    let upstream = backend.upstream.clone();
+    let upstream = backend.upstream_at(pick).clone();
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
     let max_depth = reading.max_depth;
     let shape = spec.shape.clone();
@@ -202,6 +211,7 @@ pub(super) async fn call_upstream(
             body: body.as_ref().map(|(m, b)| (m, b.clone())),
             keep: &kept,
             repeatable,
+            pick,
         };
         let whole = ask(&upstream, url, &headers, sends, deadline, &trace).await?;
         let (raw, storable) = (whole.body, whole.storable);
@@ -276,11 +286,12 @@ struct Reading<'a> {
 }
 
 impl<'a> Reading<'a> {
-    fn of(backend: &'a Backend) -> Self {
+    /// How `backend` reads an answer of its canary's choice `pick`.
+    fn of(backend: &'a Backend, pick: usize) -> Self {
         Self {
             merge: backend.spec.merge,
             shape: backend.spec.shape.as_deref(),
-            max_depth: backend.upstream.spec.max_depth,
+            max_depth: backend.upstream_at(pick).spec.max_depth,
         }
     }
 }
@@ -372,6 +383,8 @@ struct Sends<'a> {
     keep: &'a [HeaderName],
     /// Whether the call may be retried and hedged.
     repeatable: bool,
+    /// The backend's canary pick (0 without one): whose upstream is called.
+    pick: usize,
 }
 
 /// Calls the upstream, keeping the response headers named in `keep`, retried and hedged
@@ -388,6 +401,7 @@ async fn ask(
         body,
         keep,
         repeatable,
+        pick: _,
     } = sends;
     let mut answer = upstream
         .call(url, headers, body, keep, repeatable, deadline, trace)

@@ -19,6 +19,7 @@ pub(super) fn calls(
     route: &AggregateRoute,
     backend: &Backend,
     each: &ForEachSpec,
+    pick: usize,
     input: &RenderInput<'_>,
 ) -> Result<Vec<Result<CallRequest, RenderError>>, BackendError> {
     let answer = input.answers[each.backend].as_ref().map(|a| &a.body);
@@ -57,7 +58,7 @@ pub(super) fn calls(
                 item: Some(item),
                 ..*input
             };
-            CallRequest::render(backend, &input)
+            CallRequest::render(backend, pick, &input)
         })
         .collect())
 }

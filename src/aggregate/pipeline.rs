@@ -80,7 +80,7 @@ pub async fn serve(
     {
         log.mark_failed();
     }
-    respond(route, &outcomes?)
+    respond(route, &outcomes?, scope.picks())
 }
 
 /// Parses the client's body as JSON, no deeper than answers may nest; an empty body is
@@ -138,8 +138,13 @@ impl<'s> Launch for Launcher<'s, '_> {
                 Err(error) => return Started::Done(Outcome::failed(error.into())),
             }
         }
+        // The request's pick of this backend's canary: counted now it is called.
+        let pick = scope.pick(i);
+        if let Some(canary) = &backend.canary {
+            canary.count(pick);
+        }
         if let Some(each) = &backend.spec.for_each {
-            return match for_each::calls(route, backend, each, &input) {
+            return match for_each::calls(route, backend, each, pick, &input) {
                 Ok(requests) => {
                     let call = move |request| fetch::call(scope, backend, request, keep);
                     let calls = for_each::run(backend, each, requests, keep, call);
@@ -149,7 +154,7 @@ impl<'s> Launch for Launcher<'s, '_> {
             };
         }
         // Rendered whole before anything is sent: a bad value sends nothing.
-        let request = match CallRequest::render(backend, &input) {
+        let request = match CallRequest::render(backend, pick, &input) {
             Ok(request) => request,
             Err(error) => return Started::Done(Outcome::failed(error.into())),
         };
@@ -157,7 +162,7 @@ impl<'s> Launch for Launcher<'s, '_> {
         let began = Instant::now();
         match fetch::lookup(scope, backend, &request).await {
             CacheLookup::Hit(entry) => Started::Done(Outcome {
-                result: fetch::from_hit(entry, backend, keep),
+                result: fetch::from_hit(entry, backend, pick, keep),
                 elapsed: began.elapsed(),
             }),
             CacheLookup::Call(key) => {

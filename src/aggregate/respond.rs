@@ -79,10 +79,13 @@ fn problem(outcome: &Outcome) -> Option<(&'static str, String)> {
 
 /// The route's answer from its backends' outcomes, in the route's order: 502 or 504
 /// when every backend failed, else the merged body with its headers, and the outcome
-/// codes when the access log is on.
+/// codes when the access log is on. `picks`: each backend's canary pick, by index (empty
+/// on a route without canaries); a called canary backend's `Server-Timing` desc names
+/// its upstream after the outcome, `desc="ok v2"`, and its log entry carries it.
 pub(super) fn respond(
     route: &AggregateRoute,
     outcomes: &[Outcome],
+    picks: &[usize],
 ) -> Result<(Response<Body>, Option<BackendOutcomes>), AggregateError> {
     if outcomes.iter().all(|o| o.result.is_err()) {
         let timed_out = outcomes
@@ -127,11 +130,19 @@ pub(super) fn respond(
             code,
             outcome.elapsed,
         );
+        // A skipped backend called nobody: no upstream to name.
+        let upstream = match &backend.canary {
+            Some(canary) if !outcome.is_skipped() => {
+                Some(&canary.choice(picks.get(i).copied().unwrap_or(0)).name)
+            }
+            _ => None,
+        };
         if route.access_log {
             logged.push(BackendOutcome {
                 name: backend.label.clone(),
                 code,
                 elapsed: outcome.elapsed,
+                upstream: upstream.cloned(),
             });
         }
         if !left_out(spec, outcome) {
@@ -149,6 +160,10 @@ pub(super) fn respond(
         push_millis(&mut timing, outcome.elapsed);
         timing.push_str(";desc=\"");
         timing.push_str(desc);
+        if let Some(upstream) = upstream {
+            timing.push(' ');
+            push_quoted_text(&mut timing, upstream.as_str());
+        }
         timing.push('"');
     }
     let errors = route
@@ -194,6 +209,16 @@ pub(super) fn respond(
             .access_log
             .then(|| BackendOutcomes(logged.into_boxed_slice())),
     ))
+}
+
+/// `text` as the inside of a quoted-string: `"` and `\` escaped.
+fn push_quoted_text(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
 }
 
 /// `elapsed` in milliseconds with one decimal, rounded half up, as a number.

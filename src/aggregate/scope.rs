@@ -6,6 +6,7 @@ use super::error::BackendError;
 use crate::auth::Identity;
 use crate::auth::claim_headers::set_upstream_headers;
 use crate::cache::{KeyedBy, ResponseCache, Varying};
+use crate::canary::Canary;
 use crate::config::{BackendSpec, Plan};
 use crate::connection::{ClientConnection, X_FORWARDED_PROTO, forwarded_proto};
 use crate::metrics::{BackendSeries, Label, Metrics};
@@ -53,6 +54,8 @@ pub struct AggregateRoute {
     pub access_log: bool,
     /// The route has `auth`: cache keys hold the identity in place of credentials.
     pub authenticated: bool,
+    /// A backend has a weighted canary: each request picks its upstreams first.
+    pub canaries: bool,
 }
 
 /// What an aggregate route does with a request's body, derived once from its backends.
@@ -81,7 +84,22 @@ pub struct Backend {
     pub label: Label,
     pub series: BackendSeries,
     pub spec: BackendSpec,
+    /// The upstream every call goes to; with a canary, its first upstream, unused: a
+    /// call goes to [`Backend::upstream_at`] its pick.
     pub upstream: Arc<Upstream>,
+    /// `upstreams`: a weighted canary, each request's calls sent to its pick.
+    pub canary: Option<Canary<Arc<Upstream>>>,
+}
+
+impl Backend {
+    /// The upstream of the canary's choice `pick` ([`RequestScope::pick`]); without a
+    /// canary, the one upstream.
+    pub fn upstream_at(&self, pick: usize) -> &Arc<Upstream> {
+        match &self.canary {
+            None => &self.upstream,
+            Some(canary) => &canary.choice(pick).target,
+        }
+    }
 }
 
 /// What every backend call of one request shares.
@@ -108,6 +126,9 @@ pub struct RequestScope<'a> {
     pub identity: Option<&'a Identity>,
     /// The client's connection: TLS or not, and its verified client certificate.
     pub connection: &'a ClientConnection,
+    /// Each backend's canary pick, by index (0 for a backend without a canary); empty
+    /// on a route without canaries.
+    picks: Vec<usize>,
 }
 
 impl<'a> RequestScope<'a> {
@@ -146,7 +167,31 @@ impl<'a> RequestScope<'a> {
             deadline,
             identity,
             connection,
+            // Picked once per request, so a backend's URL, call and log agree; counted
+            // only when the backend is called.
+            picks: if route.canaries {
+                route
+                    .backends
+                    .iter()
+                    .map(|b| match &b.canary {
+                        Some(canary) => canary.pick(&parts.headers, identity),
+                        None => 0,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// Backend `i`'s canary pick (0 without a canary).
+    pub fn pick(&self, i: usize) -> usize {
+        self.picks.get(i).copied().unwrap_or(0)
+    }
+
+    /// Every backend's canary pick, by index; empty on a route without canaries.
+    pub fn picks(&self) -> &[usize] {
+        &self.picks
     }
 
     /// How a call of `backend` is traced: a child of the server span, recorded with the
@@ -171,21 +216,34 @@ pub struct CallRequest {
     pub body: Option<Bytes>,
     /// Set after the forwarded headers, replacing any of the same name.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The backend's canary pick: the call goes to [`Backend::upstream_at`] it.
+    pub pick: usize,
 }
 
 impl CallRequest {
     /// Renders the URL, body and headers of a call of `backend`; the first value that is
     /// missing or unusable fails it, before anything is sent.
-    pub fn render(backend: &Backend, input: &RenderInput<'_>) -> Result<Self, RenderError> {
+    pub fn render(
+        backend: &Backend,
+        pick: usize,
+        input: &RenderInput<'_>,
+    ) -> Result<Self, RenderError> {
         let spec = &backend.spec;
-        let url = spec.path.render(&backend.upstream.spec.base, input)?;
+        let url = spec
+            .path
+            .render(&backend.upstream_at(pick).spec.base, input)?;
         let body = spec.body.as_ref().map(|t| t.render(input)).transpose()?;
         let headers = spec
             .headers
             .iter()
             .map(|(name, t)| Ok((name.clone(), t.render(input)?)))
             .collect::<Result<_, RenderError>>()?;
-        Ok(Self { url, body, headers })
+        Ok(Self {
+            url,
+            body,
+            headers,
+            pick,
+        })
     }
 
     /// What a cache key holds of this call: the URL, and the body and set headers that

@@ -255,6 +255,9 @@ pub struct BackendSpec {
     /// The response headers this backend's calls keep (lower case, sorted, unique):
     /// those `headers_from`, templates or conditions read. Empty: none are kept.
     pub keep_headers: Vec<HeaderName>,
+    /// `upstreams`: a weighted canary; `upstream` is then its first upstream's name, and
+    /// each request's call goes to the one picked.
+    pub canary: Option<super::CanarySpec>,
 }
 
 impl BackendSpec {
@@ -342,6 +345,9 @@ pub struct ProxySpec {
     /// How the upstream's URLs map to the client's, for rewriting redirects; `None`
     /// with `rewrite_location = false`, or when the route does not map a prefix.
     pub redirects: Option<RedirectPrefixes>,
+    /// `upstreams`: a weighted canary; `upstream` is then its first upstream's name, and
+    /// each request goes to the one picked.
+    pub canary: Option<super::CanarySpec>,
 }
 
 /// A proxy route that maps a path prefix: the upstream path `upstream` + REST is the
@@ -393,17 +399,26 @@ impl Compiled {
                                 } else {
                                     format!("{} ", b.method)
                                 };
+                                let upstream = match &b.canary {
+                                    Some(c) => format!("[{}]", c.describe()),
+                                    None => b.upstream.clone(),
+                                };
                                 format!(
-                                    "{} ({} {method}{}{req}{each}{after})",
+                                    "{} ({upstream} {method}{}{req}{each}{after})",
                                     b.name,
-                                    b.upstream,
                                     b.path.source()
                                 )
                             })
                             .collect::<Vec<_>>()
                             .join(", "),
                     ),
-                    RouteKind::Proxy(p) => ("proxy", format!("{} {}", p.upstream, p.path.source())),
+                    RouteKind::Proxy(p) => {
+                        let upstream = match &p.canary {
+                            Some(c) => format!("[{}]", c.describe()),
+                            None => p.upstream.clone(),
+                        };
+                        ("proxy", format!("{upstream} {}", p.path.source()))
+                    }
                 };
                 [methods, r.path.clone(), kind.to_string(), target]
             })

@@ -2,6 +2,7 @@
 //! the entry points that load and validate them into a [`Compiled`] config.
 
 mod auth;
+mod canary;
 mod cluster;
 mod compiled;
 mod diff;
@@ -16,6 +17,7 @@ mod units;
 mod validate;
 
 pub use auth::{ApiKeysConfig, AuthProviderConfig, AuthProviders};
+pub use canary::{CanarySpec, StickyKey, WeightedUpstreamConfig};
 pub use cluster::{ClusterConfig, ClusterSpec, OnStoreError, RedisTopology, RedisUrls, Scope};
 pub use compiled::{
     AggregateSpec, BackendSpec, Compiled, CorsSpec, ExportSpec, ForEachSpec, HealthCheckSpec,
@@ -599,6 +601,12 @@ pub struct BackendConfig {
     /// answers: false skips this backend (no call; its `default` in its place), and every
     /// backend reading it; default: always called.
     pub when: Option<String>,
+    /// A weighted canary in place of `upstream`: `[{ name = "v1", weight = 90 }, { name =
+    /// "v2", weight = 10 }]`; each request's call goes to one of them.
+    pub upstreams: Option<Vec<WeightedUpstreamConfig>>,
+    /// With `upstreams`: keep a client on its pick by hashing `header:NAME`, `auth:sub`,
+    /// `auth:CLAIM` or `cookie:NAME`; default: a random pick per request.
+    pub sticky: Option<String>,
 }
 
 impl Default for BackendConfig {
@@ -631,6 +639,8 @@ impl Default for BackendConfig {
             idempotent: false,
             headers: BTreeMap::new(),
             when: None,
+            upstreams: None,
+            sticky: None,
         }
     }
 }
@@ -690,6 +700,12 @@ pub struct ProxyConfig {
     /// Rewrite a `Location`, `Content-Location` or `Refresh` that points at the
     /// upstream's own URL to the client's (nginx's `proxy_redirect default`).
     pub rewrite_location: bool,
+    /// A weighted canary in place of `upstream`: `[{ name = "v1", weight = 90 }, { name =
+    /// "v2", weight = 10 }]`; each request goes to one of them.
+    pub upstreams: Option<Vec<WeightedUpstreamConfig>>,
+    /// With `upstreams`: keep a client on its pick by hashing `header:NAME`, `auth:sub`,
+    /// `auth:CLAIM` or `cookie:NAME`; default: a random pick per request.
+    pub sticky: Option<String>,
 }
 
 impl Default for ProxyConfig {
@@ -701,6 +717,8 @@ impl Default for ProxyConfig {
             idle_timeout: "60s".into(),
             upgrade: vec!["websocket".into()],
             rewrite_location: true,
+            upstreams: None,
+            sticky: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! `GET /me` with the identity headers the gateway set. With `--tls`, [`tls`] makes the
 //! self-signed certificates the demo serves.
 
+mod canary;
 mod checkout;
 mod cluster;
 mod collector;
@@ -50,6 +51,10 @@ pub enum Sample {
     Payments,
     /// `POST /loyalty/points`: credits a user a point per whole unit spent, 15 ms.
     Loyalty,
+    /// `GET /recommendations?user=ID`: version 1 of the weighted canary's service, 25 ms.
+    RecsV1,
+    /// `GET /recommendations?user=ID`: version 2, another model's picks, 15 ms.
+    RecsV2,
 }
 
 impl Sample {
@@ -62,6 +67,8 @@ impl Sample {
             "stock" => Some(Sample::Stock),
             "payments" => Some(Sample::Payments),
             "loyalty" => Some(Sample::Loyalty),
+            "recs-v1" => Some(Sample::RecsV1),
+            "recs-v2" => Some(Sample::RecsV2),
             _ => None,
         }
     }
@@ -300,6 +307,11 @@ fn read(sample: Sample, request: &http::request::Parts, n: u64) -> (StatusCode, 
             (StatusCode::OK, delay, body.to_string())
         }
         Sample::Stock | Sample::Payments | Sample::Loyalty => not_found(),
+        Sample::RecsV1 | Sample::RecsV2 => canary::read(
+            sample == Sample::RecsV2,
+            path,
+            query_u64(request, "user").unwrap_or(0),
+        ),
     }
 }
 

@@ -8,12 +8,13 @@ use crate::aggregate::{AggregateRoute, Backend, BodyUse};
 use crate::auth::Provider;
 use crate::auth::claim_headers::ClaimHeaders;
 use crate::cache::ResponseCache;
+use crate::canary::Canary;
 use crate::cluster::Cluster;
 use crate::config::Scope;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
 use crate::limits::{ClusterLimit, RouteLimit};
 use crate::metrics::{Label, Metrics};
-use crate::proxy::{LocationRewrite, ProxyRoute};
+use crate::proxy::{LocationRewrite, ProxyRoute, ProxyTarget};
 use crate::router::RouteTable;
 use crate::trace::Tracing;
 use crate::upstream::{Upstream, health};
@@ -250,22 +251,62 @@ impl Gateway {
                     headers_from,
                     access_log: compiled.access_log.enabled,
                     authenticated: spec.auth.is_some(),
+                    canaries: backends.iter().any(|b| b.canary.is_some()),
                     backends: backends
                         .into_iter()
                         .map(|b| {
                             let name = Label::new(&b.name);
+                            // Each canary upstream is the shared one, pool and all: a
+                            // reload that changes only weights touches no connection.
+                            let canary = match &b.canary {
+                                None => None,
+                                Some(c) => {
+                                    let targets = c
+                                        .upstreams
+                                        .iter()
+                                        .map(|(n, _)| upstream_of(n))
+                                        .collect::<Result<Vec<_>, _>>()?;
+                                    Some(Canary::new(c, targets, |up| {
+                                        metrics.canary_requests(&label, &b.name, up)
+                                    }))
+                                }
+                            };
                             Ok(Backend {
                                 series: metrics.backend_series(&label, &name),
                                 label: name,
                                 upstream: upstream_of(&b.upstream)?,
                                 spec: b,
+                                canary,
                             })
                         })
                         .collect::<Result<_, BuildError>>()?,
                 }),
                 RouteKind::Proxy(p) => {
                     let upstream = upstream_of(&p.upstream)?;
+                    let canary = match &p.canary {
+                        None => None,
+                        Some(c) => {
+                            let targets =
+                                c.upstreams
+                                    .iter()
+                                    .map(|(n, _)| {
+                                        let upstream = upstream_of(n)?;
+                                        let redirects = p.redirects.as_ref().and_then(|m| {
+                                            LocationRewrite::new(&upstream.spec.base, m)
+                                        });
+                                        Ok(ProxyTarget {
+                                            upstream,
+                                            redirects,
+                                        })
+                                    })
+                                    .collect::<Result<Vec<_>, BuildError>>()?;
+                            Some(Canary::new(c, targets, |up| {
+                                metrics.canary_requests(&label, "", up)
+                            }))
+                        }
+                    };
                     Handler::Proxy(ProxyRoute {
+                        canary,
                         redirects: p
                             .redirects
                             .as_ref()
@@ -397,6 +438,35 @@ mod tests {
             error.to_string(),
             "route /u/{*rest}: names upstream gone, which is not declared"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_changes_only_canary_weights_keeps_every_upstream() {
+        let with = |w1: u32, w2: u32| {
+            format!(
+                "[upstreams.v1]\nurl = \"http://127.0.0.1:9\"\n[upstreams.v2]\nurl = \"http://127.0.0.1:10\"\n\
+                 [[routes]]\npath = \"/p\"\nproxy = {{ path = \"/\", upstreams = [{{ name = \"v1\", weight = {w1} }}, {{ name = \"v2\", weight = {w2} }}] }}\n"
+            )
+        };
+        let build = |toml: &str, previous: Option<&Gateway>| {
+            Gateway::build(compile(toml, &Env::default()).expect("valid"), previous).unwrap()
+        };
+        let first = build(&with(90, 10), None);
+        let second = build(&with(50, 50), Some(&first));
+        for name in ["v1", "v2"] {
+            assert!(Arc::ptr_eq(&first.upstreams[name], &second.upstreams[name]));
+        }
+        let route = second.routes.iter().find(|r| r.path == "/p").unwrap();
+        let super::Handler::Proxy(proxy) = &route.handler else {
+            panic!("a proxy route");
+        };
+        let canary = proxy.canary.as_ref().unwrap();
+        for (choice, name) in canary.choices().iter().zip(["v1", "v2"]) {
+            assert!(Arc::ptr_eq(
+                &choice.target.upstream,
+                &second.upstreams[name]
+            ));
+        }
     }
 
     #[tokio::test]

@@ -43,6 +43,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+static SERVER_TIMING: http::HeaderName = http::HeaderName::from_static("server-timing");
+
 /// What the route match found.
 enum Matched<'s, 'p> {
     Found(&'s Route, matchit::Params<'s, 'p>),
@@ -96,6 +98,8 @@ pub(super) struct Summary<'s> {
     passthrough: bool,
     /// Each aggregate backend's outcome, when the access log is on.
     backends: Option<BackendOutcomes>,
+    /// A proxy route's canary pick: its name goes to the access log.
+    canary: Option<&'s Label>,
 }
 
 impl<'s> Summary<'s> {
@@ -107,6 +111,7 @@ impl<'s> Summary<'s> {
             quota: None,
             passthrough: false,
             backends: None,
+            canary: None,
         }
     }
 
@@ -126,6 +131,7 @@ impl<'s> Summary<'s> {
             quota,
             passthrough: false,
             backends: None,
+            canary: None,
         }
     }
 }
@@ -395,6 +401,7 @@ impl Gateway {
         self.claim_headers.strip(&mut parts.headers);
         // Each handler's future is boxed: they are large, and unboxed they would make
         // every layer's future as large, copied whole each time one is wrapped.
+        let mut canary = None;
         let (result, passthrough, backends) = match &route.handler {
             Handler::Aggregate(agg) => {
                 match Box::pin(aggregate::serve(
@@ -406,24 +413,37 @@ impl Gateway {
                     Err(e) => (Err(GatewayError::from(e)), false, None),
                 }
             }
-            Handler::Proxy(p) => match proxy::target_url(p, &parts, params, identity, connection) {
-                Ok(url) => {
-                    let forward = proxy::forward(
-                        p, url, parts, body, connection, request_id, trace, identity,
-                    );
-                    let result = Box::pin(forward).await;
-                    let passthrough = result.is_ok();
-                    (result, passthrough, None)
+            Handler::Proxy(p) => {
+                // A canary's pick, made once: the URL and the call go to the same upstream.
+                let picked = p.pick(&parts.headers, identity);
+                canary = picked.canary;
+                match proxy::target_url(p, picked, &parts, params, identity, connection) {
+                    Ok(url) => {
+                        let forward = proxy::forward(
+                            p, picked, url, parts, body, connection, request_id, trace, identity,
+                        );
+                        let result = Box::pin(forward).await;
+                        let passthrough = result.is_ok();
+                        (result, passthrough, None)
+                    }
+                    Err(e) => (Err(e), false, None),
                 }
-                Err(e) => (Err(e), false, None),
-            },
+            }
         };
         let summary = Summary {
             passthrough,
             backends,
+            canary: canary.map(|c| &c.name),
             ..Summary::route(route, quota)
         };
-        (result.unwrap_or_else(GatewayError::into_response), summary)
+        let mut response = result.unwrap_or_else(GatewayError::into_response);
+        // The pick, beside any `Server-Timing` the upstream sent: `upstream;desc="v2"`.
+        if let Some(choice) = canary {
+            response
+                .headers_mut()
+                .append(SERVER_TIMING.clone(), choice.timing.clone());
+        }
+        (response, summary)
     }
 
     /// The headers every answer gets: `RateLimit-*` on a limited route, the request id
@@ -499,6 +519,7 @@ impl Gateway {
             referer: client.referer,
             user_agent: client.user_agent,
             client_cert: client.cert_subject,
+            upstream: summary.canary.cloned(),
         });
     }
 }

@@ -10,7 +10,7 @@ use crate::cache::{
 };
 use crate::error::GatewayError;
 use crate::trace::record::CallTrace;
-use crate::upstream::{CallError, describe, read_body, retry};
+use crate::upstream::{CallError, Upstream, describe, read_body, retry};
 use http::header::{
     ACCEPT, ACCEPT_ENCODING, HOST, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY,
 };
@@ -52,8 +52,11 @@ impl FetchError for GatewayError {
 }
 
 /// Answers a GET (or HEAD) from the cache, fetching and storing it on a miss.
+// The request's call, and the route and upstream it is made on.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     route: &ProxyRoute,
+    upstream: &Arc<Upstream>,
     cache: &Arc<ResponseCache>,
     ttl: Duration,
     url: String,
@@ -66,7 +69,7 @@ pub async fn serve(
         ttl,
         ..CachePolicy::default()
     };
-    let upstream = route.upstream.clone();
+    let upstream = upstream.clone();
     let timeout = route.timeout;
     let shared = route.shared_cache.clone().map(|cluster| SecondLevel {
         cluster,

@@ -16,6 +16,7 @@ use crate::auth::Identity;
 use crate::auth::claim_headers::set_upstream_headers;
 use crate::body::{Body, BodyError, ClientBody, IdleTimeout, is_length_limit};
 use crate::cache::{KeyedBy, ResponseCache};
+use crate::canary::{Canary, Choice};
 use crate::connection::ClientConnection;
 use crate::error::GatewayError;
 use crate::request_id::X_REQUEST_ID;
@@ -58,6 +59,50 @@ pub struct ProxyRoute {
     pub redirects: Option<LocationRewrite>,
     /// The route has `auth`: cache keys hold the identity in place of credentials.
     pub authenticated: bool,
+    /// `upstreams`: a weighted canary, each request sent to its pick; then `upstream`
+    /// and `redirects` are its first upstream's, and unused.
+    pub canary: Option<Canary<ProxyTarget>>,
+}
+
+/// One upstream of a proxy route's canary: its transport, and how redirects to its own
+/// URL are rewritten.
+#[derive(Debug)]
+pub struct ProxyTarget {
+    pub upstream: Arc<Upstream>,
+    pub redirects: Option<LocationRewrite>,
+}
+
+/// The upstream one request goes to: the route's one upstream, or its canary's pick.
+#[derive(Debug, Clone, Copy)]
+pub struct Picked<'r> {
+    pub upstream: &'r Arc<Upstream>,
+    pub redirects: Option<&'r LocationRewrite>,
+    /// The canary's choice, for `Server-Timing` and the access log; `None` without one.
+    pub canary: Option<&'r Choice<ProxyTarget>>,
+}
+
+impl ProxyRoute {
+    /// Picks the upstream of one request (see `canary`), and counts it; without a
+    /// canary, the route's one upstream, at the cost of a branch.
+    pub fn pick(&self, headers: &http::HeaderMap, identity: Option<&Identity>) -> Picked<'_> {
+        match &self.canary {
+            None => Picked {
+                upstream: &self.upstream,
+                redirects: self.redirects.as_ref(),
+                canary: None,
+            },
+            Some(canary) => {
+                let i = canary.pick(headers, identity);
+                canary.count(i);
+                let choice = canary.choice(i);
+                Picked {
+                    upstream: &choice.target.upstream,
+                    redirects: choice.target.redirects.as_ref(),
+                    canary: Some(choice),
+                }
+            }
+        }
+    }
 }
 
 /// An upgrade the client asked for and the route allows.
@@ -68,10 +113,11 @@ struct Upgrade {
     drain: Option<Drain>,
 }
 
-/// The upstream URL of a request: the rendered path (which may read the request's
-/// identity, `{auth.sub}`), then the client's query string.
+/// The upstream URL of a request on `picked`: the rendered path (which may read the
+/// request's identity, `{auth.sub}`), then the client's query string.
 pub fn target_url(
     route: &ProxyRoute,
+    picked: Picked<'_>,
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
     identity: Option<&Identity>,
@@ -84,7 +130,7 @@ pub fn target_url(
     };
     let mut url = route
         .path
-        .render(&route.upstream.spec.base, &input)
+        .render(&picked.upstream.spec.base, &input)
         .map_err(|e| GatewayError::BadRequest {
             backend: None,
             message: e.to_string(),
@@ -105,6 +151,7 @@ pub fn target_url(
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     route: &ProxyRoute,
+    picked: Picked<'_>,
     url: String,
     mut parts: request::Parts,
     body: ClientBody,
@@ -113,7 +160,7 @@ pub async fn forward(
     trace: &TraceContext,
     identity: Option<&Identity>,
 ) -> Result<Response<Body>, GatewayError> {
-    let upstream = &route.upstream;
+    let upstream = picked.upstream;
     // An upgrade passes only for a protocol the route allows, and only over a
     // connection that can be taken over (HTTP/1.1, with hyper's upgrade handle); any
     // other request asking for one goes upstream as a plain request.
@@ -156,9 +203,9 @@ pub async fn forward(
         } else {
             KeyedBy::Credentials
         };
-        let serve = cached::serve(route, cache, *ttl, url, headers, keyed, call);
+        let serve = cached::serve(route, upstream, cache, *ttl, url, headers, keyed, call);
         let mut answer = Box::pin(serve).await?;
-        if let Some(redirects) = &route.redirects {
+        if let Some(redirects) = picked.redirects {
             redirects.rewrite(answer.headers_mut());
         }
         return Ok(answer);
@@ -236,19 +283,23 @@ pub async fn forward(
             upgrade.drain,
         ));
     }
-    Ok(passthrough(answer, route))
+    Ok(passthrough(answer, route, picked.redirects))
 }
 
 /// An upstream's answer as the client's: hop-by-hop headers dropped, redirects to the
 /// upstream rewritten, the body ended when it sends nothing for the route's
 /// `idle_timeout`.
-fn passthrough<B>(answer: Response<B>, route: &ProxyRoute) -> Response<Body>
+fn passthrough<B>(
+    answer: Response<B>,
+    route: &ProxyRoute,
+    redirects: Option<&LocationRewrite>,
+) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = answer.into_parts();
-    headers::answer_headers(&mut parts.headers, route.redirects.as_ref());
+    headers::answer_headers(&mut parts.headers, redirects);
     let body = IdleTimeout::new(route.idle_timeout, body)
         .map_err(std::io::Error::other)
         .boxed_unsync();

@@ -20,6 +20,8 @@ async fn sample_config() -> String {
         (Sample::Stock, "127.0.0.1:9104"),
         (Sample::Payments, "127.0.0.1:9105"),
         (Sample::Loyalty, "127.0.0.1:9106"),
+        (Sample::RecsV1, "127.0.0.1:9107"),
+        (Sample::RecsV2, "127.0.0.1:9108"),
     ] {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -847,4 +849,55 @@ async fn without_redis_the_demo_says_how_to_share_its_limit() {
     // A config that does not read the demo's scope variable gets no hint.
     let plain = toml.replace("${FANOUT_DEMO_SCOPE:-local}", "local");
     assert!(fanout::demo::cluster_lines(&compiled, path, &plain, None, addr).is_empty());
+}
+
+#[tokio::test]
+async fn the_demo_canary_keeps_a_user_on_one_version_and_names_it_in_server_timing() {
+    let gw = start_gateway(&sample_config().await).await;
+    let client = common::client();
+    let mut versions = std::collections::BTreeSet::new();
+    for user in 0..60 {
+        let mut seen = None;
+        for _ in 0..2 {
+            let response = client
+                .get(gw.url(&format!("/api/recommendations?user={user}")))
+                .header("x-client-id", user.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let timing = response.headers()["server-timing"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = common::json_of(response).await;
+            let version = body["version"].as_str().unwrap().to_owned();
+            assert_eq!(timing, format!("upstream;desc=\"recs-{version}\""));
+            assert!(seen.is_none_or(|s| s == version), "user {user} moved");
+            seen = Some(version.clone());
+            versions.insert(version);
+        }
+        let response = client
+            .get(gw.url(&format!("/api/users/{}/home", user % 10 + 1)))
+            .header("x-client-id", user.to_string())
+            .send()
+            .await
+            .unwrap();
+        let timing = response.headers()["server-timing"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = common::json_of(response).await;
+        let version = seen.unwrap();
+        assert_eq!(body["recs"]["version"], version.as_str(), "{body}");
+        assert!(
+            timing.contains("recs;dur=") && timing.contains(&format!("desc=\"ok recs-{version}\"")),
+            "{timing}"
+        );
+    }
+    assert_eq!(
+        versions.len(),
+        2,
+        "60 users reach both versions: {versions:?}"
+    );
 }

@@ -27,6 +27,7 @@ mod auth_jwt;
 mod auth_routes;
 mod backend_answers;
 mod cache;
+mod canary;
 mod cluster_cache;
 mod cluster_limits;
 mod cluster_store;

@@ -1,9 +1,9 @@
 //! Validation of an aggregate route's `[[routes.backends]]`: templates, the dependency
 //! graph, `for_each`, shaping and cache settings.
 
+use super::Problems;
 use super::policy::{answer_from, keep_headers, on_error};
 use super::write::{keep_read_headers, write_call};
-use super::{Problems, known_upstream};
 use crate::cache::CachePolicy;
 use crate::condition::Condition;
 use crate::config::*;
@@ -256,7 +256,14 @@ fn backend(
             format!("\"{}\" is not a backend name; use letters, digits, _ and -, starting with a letter", b.name),
         );
     }
-    known_upstream(&format!("{place}.upstream"), &b.upstream, known, p);
+    let (upstream, canary) = super::canary::upstreams(
+        place,
+        &b.upstream,
+        b.upstreams.as_deref(),
+        b.sticky.as_deref(),
+        known,
+        p,
+    );
     let path = Template::parse(&b.path, scope, TemplateMode::Backend)
         .map_err(|e| p.add(format!("{place}.path"), e))
         .ok();
@@ -308,7 +315,7 @@ fn backend(
     }
     Some(BackendSpec {
         name: b.name.clone(),
-        upstream: b.upstream.clone(),
+        upstream,
         path: path?,
         on_error: on_error(place, b, p),
         timeout,
@@ -327,6 +334,7 @@ fn backend(
         headers: write.headers,
         when,
         keep_headers: Vec::new(),
+        canary,
     })
 }
 

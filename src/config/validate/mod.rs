@@ -7,6 +7,7 @@ mod auth_flow;
 mod auth_jwt;
 mod auth_keys;
 mod backend;
+mod canary;
 mod client_cert;
 mod cluster;
 mod http2;

@@ -1,7 +1,7 @@
 //! Validation of `[[routes]]`: paths, methods, limits, and proxy or aggregate settings.
 
 use super::backend::backends;
-use super::{Problems, known_upstream, method};
+use super::{Problems, method};
 use crate::config::*;
 use crate::limits::{LimitKey, Rate};
 use crate::router::{Methods, RouteTable, param_names, route_path_problem};
@@ -149,6 +149,7 @@ pub(super) fn route(
         .as_ref()
         .and_then(|l| rate_limit(&format!("{place}.rate_limit"), l, p));
     let auth = super::route_auth::route_auth(place, r, providers, p);
+    super::canary::sticky_needs_auth(place, r, p);
     let async_job = r
         .async_job
         .as_ref()
@@ -171,9 +172,11 @@ pub(super) fn route(
         }
         (Some(proxy), true) => {
             super::policy::proxy_answer_keys(place, r, p);
-            known_upstream(
-                &format!("{place}.proxy.upstream"),
+            let (upstream, canary) = super::canary::upstreams(
+                &format!("{place}.proxy"),
                 &proxy.upstream,
+                proxy.upstreams.as_deref(),
+                proxy.sticky.as_deref(),
                 known,
                 p,
             );
@@ -206,7 +209,7 @@ pub(super) fn route(
                 .then(|| redirect_prefixes(&r.path, &path))
                 .flatten();
             RouteKind::Proxy(ProxySpec {
-                upstream: proxy.upstream.clone(),
+                upstream,
                 path,
                 preserve_host: proxy.preserve_host,
                 idle_timeout,
@@ -214,6 +217,7 @@ pub(super) fn route(
                 cache_scope,
                 upgrade,
                 redirects,
+                canary,
             })
         }
         (None, false) => {
