@@ -231,6 +231,12 @@ pub struct Metrics {
     pub jwks: JwksMetrics,
     /// The `[cluster]` store's failed calls and breaker, whichever snapshot's store.
     pub cluster: ClusterStats,
+    /// Mirror copies by outcome (`ok`, `error`, `timeout`).
+    mirror_requests: Family<MirrorOutcomeLabels, Counter>,
+    /// Mirror copies not sent, by reason (`in_flight`, `body_too_large`).
+    mirror_dropped: Family<MirrorDropLabels, Counter>,
+    /// Mirror copies under way, by shadow upstream.
+    mirror_in_flight: Family<MirrorUpstreamLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -270,6 +276,9 @@ impl Metrics {
             spans_dropped: Counter::default(),
             jwks: JwksMetrics::default(),
             cluster: ClusterStats::default(),
+            mirror_requests: Family::default(),
+            mirror_dropped: Family::default(),
+            mirror_in_flight: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -388,6 +397,21 @@ impl Metrics {
                 .shared
                 .get_or_create(&crate::cache::SharedLabels { outcome });
         }
+        registry.register(
+            "mirror_requests",
+            "Mirror copies sent to shadow upstreams, by route, upstream and outcome (ok, error, timeout)",
+            m.mirror_requests.clone(),
+        );
+        registry.register(
+            "mirror_dropped",
+            "Mirror copies not sent, by route, upstream and reason (in_flight, body_too_large)",
+            m.mirror_dropped.clone(),
+        );
+        registry.register(
+            "mirror_in_flight",
+            "Mirror copies under way, by shadow upstream",
+            m.mirror_in_flight.clone(),
+        );
         Arc::new(Self { registry, ..m })
     }
 
@@ -568,6 +592,72 @@ impl Metrics {
             .expect("writing to a String");
         out
     }
+
+    /// The series one mirror entry records, made at build (so they show 0 before the
+    /// first copy): a copy's outcome or drop costs an increment, not a label lookup.
+    pub fn mirror_series(&self, route: &Label, upstream: &Label) -> MirrorSeries {
+        let outcome = |outcome| {
+            self.mirror_requests
+                .get_or_create(&MirrorOutcomeLabels {
+                    route: route.clone(),
+                    upstream: upstream.clone(),
+                    outcome,
+                })
+                .clone()
+        };
+        let dropped = |reason| {
+            self.mirror_dropped
+                .get_or_create(&MirrorDropLabels {
+                    route: route.clone(),
+                    upstream: upstream.clone(),
+                    reason,
+                })
+                .clone()
+        };
+        MirrorSeries {
+            ok: outcome("ok"),
+            error: outcome("error"),
+            timeout: outcome("timeout"),
+            dropped_in_flight: dropped("in_flight"),
+            dropped_too_large: dropped("body_too_large"),
+            in_flight: self
+                .mirror_in_flight
+                .get_or_create(&MirrorUpstreamLabels {
+                    upstream: upstream.clone(),
+                })
+                .clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorOutcomeLabels {
+    route: Label,
+    upstream: Label,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorDropLabels {
+    route: Label,
+    upstream: Label,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorUpstreamLabels {
+    upstream: Label,
+}
+
+/// One mirror entry's counters and its shadow upstream's in-flight gauge.
+#[derive(Debug, Clone)]
+pub struct MirrorSeries {
+    pub ok: Counter,
+    pub error: Counter,
+    pub timeout: Counter,
+    pub dropped_in_flight: Counter,
+    pub dropped_too_large: Counter,
+    pub in_flight: Gauge,
 }
 
 #[cfg(test)]

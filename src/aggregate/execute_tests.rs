@@ -44,6 +44,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
                     series: metrics.backend_series(&label, &name),
                     label: name,
                     upstream: upstream.clone(),
+                    mirrors: Vec::new(),
                     spec: b,
                 }
             })

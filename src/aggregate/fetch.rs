@@ -167,6 +167,7 @@ pub(super) async fn call_upstream(
         // method is idempotent.
         let headers = call_headers(scope, &call, scope.parts.headers.get(CONTENT_TYPE));
         let method = &scope.parts.method;
+        mirror(scope, backend, &call, method, &headers, Some(bytes));
         let sends = Sends {
             body: Some((method, bytes.clone())),
             keep: kept,
@@ -177,6 +178,9 @@ pub(super) async fn call_upstream(
     let json = HeaderValue::from_static("application/json");
     let headers = call_headers(scope, &call, call.body.as_ref().map(|_| &json));
     // A write call without a body (a DELETE) still sends its method.
+    if !backend.mirrors.is_empty() {
+        mirror(scope, backend, &call, &spec.method, &headers, call.body.as_ref());
+    }
     let body =
         (spec.method != Method::GET).then(|| (spec.method.clone(), call.body.unwrap_or_default()));
     let repeatable = spec.repeatable();
@@ -248,6 +252,33 @@ pub(super) async fn call_upstream(
     };
     let read = finish_hit(&entry, reading, keep, desc)?;
     Ok(stored_answer(&entry, read))
+}
+
+/// Sends the copies of a backend call its mirrors take, fire and forget: the same
+/// method, headers and body, to each shadow.
+fn mirror(
+    scope: &RequestScope<'_>,
+    backend: &Backend,
+    call: &CallRequest,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Option<&Bytes>,
+) {
+    if backend.mirrors.is_empty() {
+        return;
+    }
+    let primary = crate::mirror::Primary {
+        method,
+        url: &call.url,
+        upstream: &backend.upstream,
+        headers,
+        request_id: scope.request_id(),
+        trace: scope.trace,
+    };
+    let copies = crate::mirror::copies(&backend.mirrors, &call.mirror_paths, &primary);
+    if !copies.is_empty() {
+        crate::mirror::send_all(copies, body.map(std::slice::from_ref).unwrap_or(&[]));
+    }
 }
 
 /// A stored answer as the route uses it: as stored, or (for one that other backends

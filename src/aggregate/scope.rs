@@ -82,6 +82,8 @@ pub struct Backend {
     pub series: BackendSeries,
     pub spec: BackendSpec,
     pub upstream: Arc<Upstream>,
+    /// Shadow upstreams this backend's calls are copied to; empty: none.
+    pub mirrors: Vec<Arc<crate::mirror::Mirror>>,
 }
 
 /// What every backend call of one request shares.
@@ -156,6 +158,11 @@ impl<'a> RequestScope<'a> {
         CallTrace::new(self.trace.server, log, Some(&backend.spec.name))
     }
 
+    /// The request id every call carries.
+    pub fn request_id(&self) -> &HeaderValue {
+        self.request_id
+    }
+
     /// The headers every backend call carries (see [`forwarded`]).
     pub fn forwarded(&self) -> &HeaderMap {
         self.forwarded
@@ -171,6 +178,8 @@ pub struct CallRequest {
     pub body: Option<Bytes>,
     /// Set after the forwarded headers, replacing any of the same name.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Where each of the backend's mirrors sends its copy; empty without mirrors.
+    pub mirror_paths: Vec<crate::mirror::ShadowPath>,
 }
 
 impl CallRequest {
@@ -185,7 +194,13 @@ impl CallRequest {
             .iter()
             .map(|(name, t)| Ok((name.clone(), t.render(input)?)))
             .collect::<Result<_, RenderError>>()?;
-        Ok(Self { url, body, headers })
+        let mirror_paths = crate::mirror::render_paths(&backend.mirrors, input);
+        Ok(Self {
+            url,
+            body,
+            headers,
+            mirror_paths,
+        })
     }
 
     /// What a cache key holds of this call: the URL, and the body and set headers that

@@ -253,6 +253,8 @@ pub struct BackendSpec {
     /// The response headers this backend's calls keep (lower case, sorted, unique):
     /// those `headers_from`, templates or conditions read. Empty: none are kept.
     pub keep_headers: Vec<HeaderName>,
+    /// Shadow upstreams each call is copied to; empty: none.
+    pub mirror: Vec<super::MirrorSpec>,
 }
 
 impl BackendSpec {
@@ -340,6 +342,8 @@ pub struct ProxySpec {
     /// How the upstream's URLs map to the client's, for rewriting redirects; `None`
     /// with `rewrite_location = false`, or when the route does not map a prefix.
     pub redirects: Option<RedirectPrefixes>,
+    /// Shadow upstreams requests are copied to; empty: none.
+    pub mirror: Vec<super::MirrorSpec>,
 }
 
 /// A proxy route that maps a path prefix: the upstream path `upstream` + REST is the

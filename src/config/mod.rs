@@ -9,6 +9,7 @@ mod document;
 mod env;
 mod http2;
 mod load;
+pub mod mirror;
 mod plan;
 mod tls;
 mod units;
@@ -26,6 +27,7 @@ pub use document::{REDACTED, SECRET_ROUNDS};
 pub use env::Env;
 pub use http2::{Http2Config, Http2Spec};
 pub use load::{compile, compile_file, load_str};
+pub use mirror::{MirrorConfig, MirrorSpec};
 pub use plan::Plan;
 pub use tls::{
     ClientAuthSpec, ServerCert, ServerTlsConfig, ServerTlsSpec, TlsCertConfig, TlsVersion,
@@ -461,6 +463,11 @@ pub struct RouteConfig {
     pub auth_optional: bool,
     /// With `auth`: a CEL expression over `claims` the identity must satisfy, or 403.
     pub require: Option<String>,
+    /// Proxy routes: copies of requests sent to shadow upstreams, fire and forget.
+    pub mirror: Vec<MirrorConfig>,
+    /// The largest request body a mirror copies (default 1MiB); a request with a larger
+    /// body goes to the primary whole and is not copied.
+    pub mirror_max_body: Option<String>,
 }
 
 // Written out, as every section's defaults are, rather than derived.
@@ -485,6 +492,8 @@ impl Default for RouteConfig {
             auth: None,
             auth_optional: false,
             require: None,
+            mirror: Vec::new(),
+            mirror_max_body: None,
         }
     }
 }
@@ -592,6 +601,8 @@ pub struct BackendConfig {
     /// answers: false skips this backend (no call; its `default` in its place), and every
     /// backend reading it; default: always called.
     pub when: Option<String>,
+    /// Copies of this backend's calls sent to shadow upstreams, fire and forget.
+    pub mirror: Vec<MirrorConfig>,
 }
 
 impl Default for BackendConfig {
@@ -624,6 +635,7 @@ impl Default for BackendConfig {
             idempotent: false,
             headers: BTreeMap::new(),
             when: None,
+            mirror: Vec::new(),
         }
     }
 }

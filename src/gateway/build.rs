@@ -1,6 +1,7 @@
 //! Building a snapshot from a compiled config: one pooled client per upstream, shared by
 //! every route, and each route's handler with what it needs resolved.
 
+use crate::mirror::Mirror;
 use super::auth::RouteAuth;
 use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLog, AccessLogError, DropCounters};
@@ -187,6 +188,15 @@ impl Gateway {
                         upstream: name.to_owned(),
                     })
             };
+            let mirrors = |list: &[crate::config::MirrorSpec]| {
+                list.iter()
+                    .map(|m| {
+                        let shadow = upstream_of(&m.upstream)?;
+                        let mirror = Mirror::new(m.clone(), &label, shadow, &metrics);
+                        Ok(Arc::new(mirror))
+                    })
+                    .collect::<Result<Vec<_>, BuildError>>()
+            };
             let handler = match spec.kind {
                 RouteKind::Aggregate(AggregateSpec {
                     backends,
@@ -216,6 +226,7 @@ impl Gateway {
                                 series: metrics.backend_series(&label, &name),
                                 label: name,
                                 upstream: upstream_of(&b.upstream)?,
+                                mirrors: mirrors(&b.mirror)?,
                                 spec: b,
                             })
                         })
@@ -241,6 +252,7 @@ impl Gateway {
                         upgrade: p.upgrade,
                         underscores_in_headers: spec.underscores_in_headers,
                         authenticated: spec.auth.is_some(),
+                        mirrors: mirrors(&p.mirror)?,
                     })
                 }
             };

@@ -58,6 +58,15 @@ pub struct ProxyRoute {
     pub redirects: Option<LocationRewrite>,
     /// The route has `auth`: cache keys hold the identity in place of credentials.
     pub authenticated: bool,
+    /// Shadow upstreams requests are copied to; empty: none.
+    pub mirrors: Vec<Arc<crate::mirror::Mirror>>,
+}
+
+/// Where a request goes: the primary URL, and the path of each mirror's copy (empty
+/// without mirrors).
+pub struct Target {
+    pub url: String,
+    pub mirror_paths: Vec<crate::mirror::ShadowPath>,
 }
 
 /// An upgrade the client asked for and the route allows.
@@ -69,14 +78,15 @@ struct Upgrade {
 }
 
 /// The upstream URL of a request: the rendered path (which may read the request's
-/// identity, `{auth.sub}`), then the client's query string.
+/// identity, `{auth.sub}`), then the client's query string; and the paths of its
+/// mirrors' copies, rendered from the same input.
 pub fn target_url(
     route: &ProxyRoute,
     parts: &request::Parts,
     params: &matchit::Params<'_, '_>,
     identity: Option<&Identity>,
     connection: &ClientConnection,
-) -> Result<String, GatewayError> {
+) -> Result<Target, GatewayError> {
     let input = RenderInput {
         auth: identity,
         client_cert: connection.client_cert(),
@@ -93,7 +103,8 @@ pub fn target_url(
         url.push(if route.path.has_query() { '&' } else { '?' });
         url.push_str(query);
     }
-    Ok(url)
+    let mirror_paths = crate::mirror::render_paths(&route.mirrors, &input);
+    Ok(Target { url, mirror_paths })
 }
 
 /// Forwards one request to `url` and streams the answer back. The upstream is sent the
@@ -105,7 +116,7 @@ pub fn target_url(
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     route: &ProxyRoute,
-    url: String,
+    target: Target,
     mut parts: request::Parts,
     body: ClientBody,
     connection: &ClientConnection,
@@ -113,6 +124,7 @@ pub async fn forward(
     trace: &TraceContext,
     identity: Option<&Identity>,
 ) -> Result<Response<Body>, GatewayError> {
+    let Target { url, mirror_paths } = target;
     let upstream = &route.upstream;
     // An upgrade passes only for a protocol the route allows, and only over a
     // connection that can be taken over (HTTP/1.1, with hyper's upgrade handle); any
@@ -146,6 +158,24 @@ pub async fn forward(
     if let Some(cert) = connection.client_cert() {
         headers.insert(X_FORWARDED_CLIENT_CERT, cert.header.clone());
     }
+    // Copies for the mirrors, sent once the body has ended (an upgrade is not copied:
+    // a shadow cannot take part in a tunnel).
+    let copies = match upgrade {
+        Some(_) => Vec::new(),
+        None => crate::mirror::copies(
+            &route.mirrors,
+            &mirror_paths,
+            &crate::mirror::Primary {
+                method: &parts.method,
+                url: &url,
+                upstream,
+                headers: &headers,
+                request_id,
+                trace,
+            },
+        ),
+    };
+    let body = crate::mirror::Tee::new(body, copies);
     if let Some((cache, ttl)) = &route.cache
         && (parts.method == Method::GET || parts.method == Method::HEAD)
         && upgrade.is_none()

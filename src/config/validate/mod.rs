@@ -10,6 +10,7 @@ mod backend;
 mod client_cert;
 mod cluster;
 mod http2;
+mod mirror;
 mod policy;
 mod route;
 mod route_auth;

@@ -210,6 +210,7 @@ pub(super) fn route(
                 cache_scope,
                 upgrade,
                 redirects,
+                mirror: super::mirror::proxy_mirrors(place, r, &params, known, p),
             })
         }
         (None, false) => {
