@@ -1,7 +1,6 @@
 //! Building a snapshot from a compiled config: one pooled client per upstream, shared by
 //! every route, and each route's handler with what it needs resolved.
 
-use crate::mirror::Mirror;
 use super::auth::RouteAuth;
 use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLog, AccessLogError, DropCounters};
@@ -14,6 +13,7 @@ use crate::config::Scope;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
 use crate::limits::{ClusterLimit, RouteLimit};
 use crate::metrics::{Label, Metrics};
+use crate::mirror::Mirror;
 use crate::proxy::{LocationRewrite, ProxyRoute};
 use crate::router::RouteTable;
 use crate::trace::Tracing;

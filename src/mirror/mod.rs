@@ -19,8 +19,8 @@ use crate::config::MirrorSpec;
 use crate::metrics::{Label, Metrics, MirrorSeries};
 use crate::template::{RenderInput, Template};
 use crate::trace::{TraceContext, TraceParent};
-use bytes::Bytes;
 use crate::upstream::Upstream;
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::sync::Arc;
@@ -49,7 +49,12 @@ pub struct Mirror {
 impl Mirror {
     /// The mirror `spec` describes, for the route labelled `route`, sending to
     /// `upstream` (the upstream `spec` names).
-    pub fn new(spec: MirrorSpec, route: &Label, upstream: Arc<Upstream>, metrics: &Metrics) -> Self {
+    pub fn new(
+        spec: MirrorSpec,
+        route: &Label,
+        upstream: Arc<Upstream>,
+        metrics: &Metrics,
+    ) -> Self {
         let series = metrics.mirror_series(route, &Label::new(&upstream.spec.name));
         Self {
             timeout: spec.timeout.unwrap_or(upstream.spec.timeout),
@@ -144,7 +149,9 @@ pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'
             ShadowPath::Rendered(url) => url.clone(),
             ShadowPath::Unusable => continue,
             ShadowPath::Primary => {
-                let Some(path) = primary.url.strip_prefix(primary.upstream.spec.base.as_str())
+                let Some(path) = primary
+                    .url
+                    .strip_prefix(primary.upstream.spec.base.as_str())
                 else {
                     continue;
                 };

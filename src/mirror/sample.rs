@@ -60,7 +60,10 @@ mod tests {
             let random = share(threshold, uuids(100_000));
             let counted = share(threshold, sequential(100_000));
             assert!((random - percent).abs() < 1.0, "{percent}%: uuids {random}");
-            assert!((counted - percent).abs() < 1.0, "{percent}%: req-N {counted}");
+            assert!(
+                (counted - percent).abs() < 1.0,
+                "{percent}%: req-N {counted}"
+            );
         }
     }
 

@@ -23,10 +23,10 @@ pin_project_lite::pin_project! {
             let this = this.project();
             // The reader stopped at the body's end without asking for more (a body of
             // known length): the copies still go.
-            if this.inner.is_end_stream() {
-                if let Some(kept) = this.kept.take() {
-                    kept.send();
-                }
+            if this.inner.is_end_stream()
+                && let Some(kept) = this.kept.take()
+            {
+                kept.send();
             }
         }
     }
@@ -51,7 +51,10 @@ impl<B: Body<Data = Bytes>> Tee<B> {
     /// Tees `body` for `copies`. Without copies it passes `body` through; a body that
     /// has ended already (or declares a length over the limit) is dealt with now.
     pub fn new(body: B, copies: Vec<Copy>) -> Self {
-        let mut tee = Self { inner: body, kept: None };
+        let mut tee = Self {
+            inner: body,
+            kept: None,
+        };
         if copies.is_empty() {
             return tee;
         }

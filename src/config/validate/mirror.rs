@@ -105,14 +105,11 @@ fn entry(place: &str, c: &Checks<'_>, m: &MirrorConfig, p: &mut Problems) -> Opt
         }
         Some(template)
     });
-    let timeout = m.timeout.as_ref().map(|t| {
-        let at = format!("{place}.timeout");
-        let timeout = p.duration(&at, t);
-        if timeout.is_zero() {
-            p.add(at, "must be more than 0, such as \"2s\"; leave it out for the shadow upstream's timeout");
-        }
-        timeout
-    });
+    // A zero duration is refused by the parser.
+    let timeout = m
+        .timeout
+        .as_ref()
+        .map(|t| p.duration(&format!("{place}.timeout"), t));
     if m.max_in_flight == 0 {
         p.add(
             format!("{place}.max_in_flight"),
