@@ -11,6 +11,7 @@
 mod checkout;
 mod cluster;
 mod collector;
+mod mirror;
 pub mod tls;
 pub mod token;
 
@@ -50,6 +51,8 @@ pub enum Sample {
     Payments,
     /// `POST /loyalty/points`: credits a user a point per whole unit spent, 15 ms.
     Loyalty,
+    /// The shadow a mirrored route copies to: `GET /users/{id}` (v2), `GET /copies`.
+    Shadow,
 }
 
 impl Sample {
@@ -62,6 +65,7 @@ impl Sample {
             "stock" => Some(Sample::Stock),
             "payments" => Some(Sample::Payments),
             "loyalty" => Some(Sample::Loyalty),
+            "shadow" => Some(Sample::Shadow),
             _ => None,
         }
     }
@@ -211,6 +215,9 @@ fn query_u64(request: &http::request::Parts, key: &str) -> Option<u64> {
 }
 
 fn answer(sample: Sample, request: &http::request::Parts, body: &[u8], n: u64) -> Reply {
+    if sample == Sample::Shadow {
+        return mirror::answer(request);
+    }
     let path = request.uri.path();
     checkout::answer(sample, &request.method, path, body, n)
         .unwrap_or_else(|| read(sample, request, n).into())
@@ -299,7 +306,7 @@ fn read(sample: Sample, request: &http::request::Parts, n: u64) -> (StatusCode, 
             };
             (StatusCode::OK, delay, body.to_string())
         }
-        Sample::Stock | Sample::Payments | Sample::Loyalty => not_found(),
+        Sample::Stock | Sample::Payments | Sample::Loyalty | Sample::Shadow => not_found(),
     }
 }
 
