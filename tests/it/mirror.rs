@@ -178,8 +178,9 @@ async fn at_half_the_ids_mirrored_are_the_ones_the_rule_picks() {
         .cloned()
         .collect();
     assert!((70..130).contains(&expected.len()), "{}", expected.len());
+    let client = client();
     for id in &ids {
-        let response = client()
+        let response = client
             .get(gw.gateway.url("/p/x"))
             .header("x-request-id", id)
             .send()
@@ -228,10 +229,11 @@ async fn a_hanging_shadow_does_not_slow_the_primary() {
     let gw = start_reloadable(&toml).await;
     const N: usize = 30;
     let (mut with, mut without) = (Vec::new(), Vec::new());
+    let client = client();
     for i in 0..N {
         for (path, samples) in [("/p/x", &mut with), ("/plain/x", &mut without)] {
             let started = std::time::Instant::now();
-            let response = client()
+            let response = client
                 .post(gw.gateway.url(path))
                 .body(format!("body {i}"))
                 .send()
@@ -380,6 +382,45 @@ async fn copies_over_max_in_flight_are_dropped_until_the_hung_ones_time_out() {
     eventually("a new copy", async || shadow.total_hits() == 3).await;
     let text = metrics(&gw).await;
     assert_eq!(value(&text, &dropped(P, "shadow", "in_flight")), 3.0);
+}
+
+/// Without a `timeout` of its own, a copy ends at the shadow upstream's `timeout`.
+#[tokio::test(start_paused = true)]
+async fn a_copy_ends_at_the_shadow_upstreams_timeout_by_default() {
+    let primary = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let shadow = MockUpstream::builder()
+        .route("*", Reply::hang())
+        .start()
+        .await;
+    let toml = proxied(&primary.url(), &shadow.url(), "", "").replace(
+        "timeout = \"5s\"\nheaders = { x-shadow",
+        "timeout = \"30s\"\nheaders = { x-shadow",
+    );
+    assert!(toml.contains("timeout = \"30s\""));
+    let gw = start_reloadable(&toml).await;
+    let response = client().get(gw.gateway.url("/p/x")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    eventually("the copy to hang", async || shadow.total_hits() == 1).await;
+
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let text = metrics(&gw).await;
+    assert_eq!(
+        value(&text, &in_flight("shadow")),
+        1.0,
+        "still waiting at 20 s"
+    );
+    assert_eq!(value(&text, &outcome(P, "shadow", "timeout")), 0.0);
+
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    eventually("the copy to time out at 30 s", async || {
+        let text = metrics(&gw).await;
+        value(&text, &outcome(P, "shadow", "timeout")) == 1.0
+            && value(&text, &in_flight("shadow")) == 0.0
+    })
+    .await;
 }
 
 #[tokio::test]
