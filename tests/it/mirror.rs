@@ -246,6 +246,7 @@ async fn a_hanging_shadow_does_not_slow_the_primary() {
     }
     let (with, without) = (median(with), median(without));
     let ratio = with.as_secs_f64() / without.as_secs_f64();
+    eprintln!("median {with:?} mirrored to a hanging shadow, {without:?} without: {ratio:.2}");
     assert!(
         ratio < 1.5,
         "median {with:?} mirrored to a hanging shadow, {without:?} without: ratio {ratio:.2}"
