@@ -153,6 +153,9 @@ pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'
                     .url
                     .strip_prefix(primary.upstream.spec.base.as_str())
                 else {
+                    // The URL is rendered from this base; never taken, but no copy
+                    // beats a copy to a wrong path.
+                    tracing::debug!(upstream = %shadow.name, "mirror dropped: primary URL not on its base");
                     continue;
                 };
                 format!("{}{path}", shadow.base)

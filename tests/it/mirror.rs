@@ -619,6 +619,10 @@ mirror = [
   { upstream = "shadow", percent = 150, max_in_flight = 0, path = "/{nope}" },
 ]
 [[routes]]
+path = "/q/{*rest}"
+mirror_max_body = "2MiB"
+proxy = { upstream = "primary", path = "/{rest}" }
+[[routes]]
 path = "/a"
 mirror = [{ upstream = "shadow" }]
   [[routes.backends]]
@@ -650,9 +654,10 @@ mirror = [{ upstream = "shadow" }]
         "routes[0].mirror[2].percent: 150 is not a share of requests",
         "routes[0].mirror[2].path:",
         "routes[0].mirror[2].max_in_flight: must be at least 1",
-        "routes[1].mirror: an aggregate route copies its backends' calls",
-        "routes[1].backends[1].mirror[0].path: reads backend \"a\"'s answer",
-        "routes[1].backends[1].mirror[0].timeout: duration \"0s\" is zero",
+        "routes[1].mirror_max_body: the route copies nothing",
+        "routes[2].mirror: an aggregate route copies its backends' calls",
+        "routes[2].backends[1].mirror[0].path: reads backend \"a\"'s answer",
+        "routes[2].backends[1].mirror[0].timeout: duration \"0s\" is zero",
     ];
     for want in expected {
         assert!(

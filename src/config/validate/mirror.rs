@@ -15,6 +15,9 @@ pub(super) fn proxy_mirrors(
     known: &[&str],
     p: &mut Problems,
 ) -> Vec<MirrorSpec> {
+    if r.mirror.is_empty() {
+        unused_max_body(place, r, p);
+    }
     let max_body = max_body(place, r, p);
     let scope = Scope::params(params);
     let checks = Checks {
@@ -37,8 +40,21 @@ pub(super) fn aggregate_max_body(place: &str, r: &RouteConfig, p: &mut Problems)
             format!("{place}.mirror"),
             "an aggregate route copies its backends' calls, not the request: put mirror = [...] in a [[routes.backends]]",
         );
+    } else if r.backends.iter().all(|b| b.mirror.is_empty()) {
+        unused_max_body(place, r, p);
     }
     max_body(place, r, p)
+}
+
+/// A `mirror_max_body` on a route that copies nothing is a mistake: the mirror it was
+/// meant for is missing or misplaced.
+fn unused_max_body(place: &str, r: &RouteConfig, p: &mut Problems) {
+    if r.mirror_max_body.is_some() {
+        p.add(
+            format!("{place}.mirror_max_body"),
+            "the route copies nothing: add mirror = [...] (on the route for a proxy, on a backend for an aggregate), or remove mirror_max_body",
+        );
+    }
 }
 
 /// The mirrors of an aggregate backend: `routes[i].backends[j].mirror`. Its path may
