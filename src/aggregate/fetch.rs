@@ -177,17 +177,15 @@ pub(super) async fn call_upstream(
     }
     let json = HeaderValue::from_static("application/json");
     let headers = call_headers(scope, &call, call.body.as_ref().map(|_| &json));
+    mirror(
+        scope,
+        backend,
+        &call,
+        &spec.method,
+        &headers,
+        call.body.as_ref(),
+    );
     // A write call without a body (a DELETE) still sends its method.
-    if !backend.mirrors.is_empty() {
-        mirror(
-            scope,
-            backend,
-            &call,
-            &spec.method,
-            &headers,
-            call.body.as_ref(),
-        );
-    }
     let body =
         (spec.method != Method::GET).then(|| (spec.method.clone(), call.body.unwrap_or_default()));
     let repeatable = spec.repeatable();
