@@ -188,11 +188,21 @@ impl Gateway {
                         upstream: name.to_owned(),
                     })
             };
-            let mirrors = |list: &[crate::config::MirrorSpec]| {
+            // A mirror carries its copies in flight over from the same route's (and
+            // backend's) entry in the snapshot this one replaces.
+            let was = previous.and_then(|p| {
+                p.routes
+                    .iter()
+                    .find(|r| r.path == spec.path && r.methods == spec.methods)
+            });
+            let mirrors = |list: &[crate::config::MirrorSpec], backend: Option<&str>| {
+                let before = was.map_or(&[][..], |r| r.handler.mirrors(backend));
                 list.iter()
-                    .map(|m| {
+                    .enumerate()
+                    .map(|(i, m)| {
                         let shadow = upstream_of(&m.upstream)?;
-                        let mirror = Mirror::new(m.clone(), &label, shadow, &metrics);
+                        let previous = before.get(i).map(AsRef::as_ref);
+                        let mirror = Mirror::new(m.clone(), &label, shadow, &metrics, previous);
                         Ok(Arc::new(mirror))
                     })
                     .collect::<Result<Vec<_>, BuildError>>()
@@ -226,7 +236,7 @@ impl Gateway {
                                 series: metrics.backend_series(&label, &name),
                                 label: name,
                                 upstream: upstream_of(&b.upstream)?,
-                                mirrors: mirrors(&b.mirror)?,
+                                mirrors: mirrors(&b.mirror, Some(&b.name))?,
                                 spec: b,
                             })
                         })
@@ -252,7 +262,7 @@ impl Gateway {
                         upgrade: p.upgrade,
                         underscores_in_headers: spec.underscores_in_headers,
                         authenticated: spec.auth.is_some(),
-                        mirrors: mirrors(&p.mirror)?,
+                        mirrors: mirrors(&p.mirror, None)?,
                     })
                 }
             };

@@ -41,6 +41,7 @@ pub struct Mirror {
     threshold: u32,
     timeout: Duration,
     max_body: u64,
+    max_in_flight: usize,
     /// One permit per copy in flight; none left: the copy is dropped.
     permits: Arc<Semaphore>,
     series: MirrorSeries,
@@ -48,21 +49,33 @@ pub struct Mirror {
 
 impl Mirror {
     /// The mirror `spec` describes, for the route labelled `route`, sending to
-    /// `upstream` (the upstream `spec` names).
+    /// `upstream` (the upstream `spec` names). `previous`: the same entry in the
+    /// snapshot a reload replaces; when it copies to the same shadow with the same
+    /// `max_in_flight`, its copies still under way keep counting against the limit.
     pub fn new(
         spec: MirrorSpec,
         route: &Label,
         upstream: Arc<Upstream>,
         metrics: &Metrics,
+        previous: Option<&Mirror>,
     ) -> Self {
         let series = metrics.mirror_series(route, &Label::new(&upstream.spec.name));
+        let permits = previous
+            .filter(|p| {
+                p.upstream.spec.name == upstream.spec.name && p.max_in_flight == spec.max_in_flight
+            })
+            .map_or_else(
+                || Arc::new(Semaphore::new(spec.max_in_flight)),
+                |p| p.permits.clone(),
+            );
         Self {
             timeout: spec.timeout.unwrap_or(upstream.spec.timeout),
             upstream,
             path: spec.path,
             threshold: spec.threshold,
             max_body: spec.max_body,
-            permits: Arc::new(Semaphore::new(spec.max_in_flight)),
+            max_in_flight: spec.max_in_flight,
+            permits,
             series,
         }
     }

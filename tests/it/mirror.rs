@@ -385,6 +385,58 @@ async fn copies_over_max_in_flight_are_dropped_until_the_hung_ones_time_out() {
     assert_eq!(value(&text, &dropped(P, "shadow", "in_flight")), 3.0);
 }
 
+/// A reload that leaves a mirror entry as it was keeps counting its copies in flight:
+/// a reload never lets more than `max_in_flight` copies hang at the shadow.
+#[tokio::test]
+async fn a_reload_keeps_counting_the_copies_in_flight() {
+    let primary = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let shadow = MockUpstream::builder()
+        .route("*", Reply::hang())
+        .start()
+        .await;
+    let toml = proxied(
+        &primary.url(),
+        &shadow.url(),
+        ", timeout = \"1m\", max_in_flight = 1",
+        "",
+    );
+    let gw = start_reloadable(&toml).await;
+    let client = client();
+    let get = async || {
+        let response = client.get(gw.gateway.url("/p/x")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    };
+    get().await;
+    eventually("a copy to hang", async || shadow.total_hits() == 1).await;
+
+    let other = "[[routes]]\npath = \"/other\"\nproxy = { upstream = \"primary\", path = \"/\" }\n";
+    gw.write(&format!("{toml}{other}"));
+    gw.reloader.reload("test").unwrap();
+    get().await;
+    let text = metrics(&gw).await;
+    assert_eq!(
+        value(&text, &dropped(P, "shadow", "in_flight")),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, &in_flight("shadow")), 1.0);
+
+    // A new limit is a new count.
+    gw.write(&toml.replace("max_in_flight = 1", "max_in_flight = 2"));
+    gw.reloader.reload("test").unwrap();
+    get().await;
+    eventually("a copy under the new limit", async || {
+        shadow.total_hits() == 2
+    })
+    .await;
+    let text = metrics(&gw).await;
+    assert_eq!(value(&text, &in_flight("shadow")), 2.0, "{text}");
+    assert_eq!(value(&text, &dropped(P, "shadow", "in_flight")), 1.0);
+}
+
 /// Without a `timeout` of its own, a copy ends at the shadow upstream's `timeout`.
 #[tokio::test(start_paused = true)]
 async fn a_copy_ends_at_the_shadow_upstreams_timeout_by_default() {
