@@ -22,6 +22,7 @@
 //! - [`json_path`]: dotted paths into JSON (`data.items.0`), for templates and shaping.
 //! - [`limits`]: route rate limits, client identity behind trusted proxies.
 //! - [`metrics`]: the Prometheus registry and the gateway's metrics.
+//! - [`mirror`]: copies of requests sent to shadow upstreams, fire and forget.
 //! - [`proxy`]: proxy routes: a request streamed through to one upstream.
 //! - [`reload`]: live config: watch, validate, build, swap whole.
 //! - [`request_id`]: the `x-request-id` a request carries to upstreams and back.
@@ -53,6 +54,7 @@ pub mod jobs;
 pub mod json_path;
 pub mod limits;
 pub mod metrics;
+pub mod mirror;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;

@@ -235,6 +235,12 @@ pub struct Metrics {
     pub jobs: crate::jobs::JobStats,
     /// Requests per canary upstream: `fanout_canary_requests_total`.
     canary_requests: Family<CanaryLabels, Counter>,
+    /// Mirror copies by outcome (`ok`, `error`, `timeout`).
+    mirror_requests: Family<MirrorOutcomeLabels, Counter>,
+    /// Mirror copies not sent, by reason (`in_flight`, `body_too_large`).
+    mirror_dropped: Family<MirrorDropLabels, Counter>,
+    /// Mirror copies under way, by shadow upstream.
+    mirror_in_flight: Family<MirrorUpstreamLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -275,6 +281,9 @@ impl Metrics {
             jwks: JwksMetrics::default(),
             cluster: ClusterStats::default(),
             jobs: crate::jobs::JobStats::default(),
+            mirror_requests: Family::default(),
+            mirror_dropped: Family::default(),
+            mirror_in_flight: Family::default(),
             registry: Registry::default(),
             canary_requests: Family::default(),
         };
@@ -409,6 +418,21 @@ impl Metrics {
             "canary_requests",
             "Requests sent to each upstream of a weighted canary, by route, backend (empty on a proxy route) and upstream",
             m.canary_requests.clone(),
+        );
+        registry.register(
+            "mirror_requests",
+            "Mirror copies sent to shadow upstreams, by route, upstream and outcome (ok, error, timeout)",
+            m.mirror_requests.clone(),
+        );
+        registry.register(
+            "mirror_dropped",
+            "Mirror copies not sent, by route, upstream and reason (in_flight, body_too_large)",
+            m.mirror_dropped.clone(),
+        );
+        registry.register(
+            "mirror_in_flight",
+            "Mirror copies under way, by shadow upstream",
+            m.mirror_in_flight.clone(),
         );
         Arc::new(Self { registry, ..m })
     }
@@ -603,6 +627,42 @@ impl Metrics {
             })
             .clone()
     }
+
+    /// The series one mirror entry records, made at build (so they show 0 before the
+    /// first copy): a copy's outcome or drop costs an increment, not a label lookup.
+    pub fn mirror_series(&self, route: &Label, upstream: &Label) -> MirrorSeries {
+        let outcome = |outcome| {
+            self.mirror_requests
+                .get_or_create(&MirrorOutcomeLabels {
+                    route: route.clone(),
+                    upstream: upstream.clone(),
+                    outcome,
+                })
+                .clone()
+        };
+        let dropped = |reason| {
+            self.mirror_dropped
+                .get_or_create(&MirrorDropLabels {
+                    route: route.clone(),
+                    upstream: upstream.clone(),
+                    reason,
+                })
+                .clone()
+        };
+        MirrorSeries {
+            ok: outcome("ok"),
+            error: outcome("error"),
+            timeout: outcome("timeout"),
+            dropped_in_flight: dropped("in_flight"),
+            dropped_too_large: dropped("body_too_large"),
+            in_flight: self
+                .mirror_in_flight
+                .get_or_create(&MirrorUpstreamLabels {
+                    upstream: upstream.clone(),
+                })
+                .clone(),
+        }
+    }
 }
 
 /// `fanout_canary_requests_total`'s labels.
@@ -611,6 +671,36 @@ struct CanaryLabels {
     route: Label,
     backend: String,
     upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorOutcomeLabels {
+    route: Label,
+    upstream: Label,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorDropLabels {
+    route: Label,
+    upstream: Label,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorUpstreamLabels {
+    upstream: Label,
+}
+
+/// One mirror entry's counters and its shadow upstream's in-flight gauge.
+#[derive(Debug, Clone)]
+pub struct MirrorSeries {
+    pub ok: Counter,
+    pub error: Counter,
+    pub timeout: Counter,
+    pub dropped_in_flight: Counter,
+    pub dropped_too_large: Counter,
+    pub in_flight: Gauge,
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
                     series: metrics.backend_series(&label, &name),
                     label: name,
                     upstream: upstream.clone(),
+                    mirrors: Vec::new(),
                     spec: b,
                     canary: None,
                 }

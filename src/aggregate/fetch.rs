@@ -174,6 +174,7 @@ pub(super) async fn call_upstream(
         // method is idempotent.
         let headers = call_headers(scope, &call, scope.parts.headers.get(CONTENT_TYPE));
         let method = &scope.parts.method;
+        mirror(scope, backend, &call, method, &headers, Some(bytes));
         let sends = Sends {
             body: Some((method, bytes.clone())),
             keep: kept,
@@ -184,6 +185,14 @@ pub(super) async fn call_upstream(
     }
     let json = HeaderValue::from_static("application/json");
     let headers = call_headers(scope, &call, call.body.as_ref().map(|_| &json));
+    mirror(
+        scope,
+        backend,
+        &call,
+        &spec.method,
+        &headers,
+        call.body.as_ref(),
+    );
     // A write call without a body (a DELETE) still sends its method.
     let body =
         (spec.method != Method::GET).then(|| (spec.method.clone(), call.body.unwrap_or_default()));
@@ -258,6 +267,33 @@ pub(super) async fn call_upstream(
     };
     let read = finish_hit(&entry, reading, keep, desc)?;
     Ok(stored_answer(&entry, read))
+}
+
+/// Sends the copies of a backend call its mirrors take, fire and forget: the same
+/// method, headers and body, to each shadow.
+fn mirror(
+    scope: &RequestScope<'_>,
+    backend: &Backend,
+    call: &CallRequest,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Option<&Bytes>,
+) {
+    if backend.mirrors.is_empty() {
+        return;
+    }
+    let primary = crate::mirror::Primary {
+        method,
+        url: &call.url,
+        upstream: backend.upstream_at(call.pick),
+        headers,
+        request_id: scope.request_id(),
+        trace: scope.trace,
+    };
+    let copies = crate::mirror::copies(&backend.mirrors, &call.mirror_paths, &primary);
+    if !copies.is_empty() {
+        crate::mirror::send_all(copies, body.map(std::slice::from_ref).unwrap_or(&[]));
+    }
 }
 
 /// A stored answer as the route uses it: as stored, or (for one that other backends

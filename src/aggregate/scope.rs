@@ -89,6 +89,8 @@ pub struct Backend {
     pub upstream: Arc<Upstream>,
     /// `upstreams`: a weighted canary, each request's calls sent to its pick.
     pub canary: Option<Canary<Arc<Upstream>>>,
+    /// Shadow upstreams this backend's calls are copied to; empty: none.
+    pub mirrors: Vec<Arc<crate::mirror::Mirror>>,
 }
 
 impl Backend {
@@ -201,6 +203,11 @@ impl<'a> RequestScope<'a> {
         CallTrace::new(self.trace.server, log, Some(&backend.spec.name))
     }
 
+    /// The request id every call carries.
+    pub fn request_id(&self) -> &HeaderValue {
+        self.request_id
+    }
+
     /// The headers every backend call carries (see [`forwarded`]).
     pub fn forwarded(&self) -> &HeaderMap {
         self.forwarded
@@ -218,6 +225,8 @@ pub struct CallRequest {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The backend's canary pick: the call goes to [`Backend::upstream_at`] it.
     pub pick: usize,
+    /// Where each of the backend's mirrors sends its copy; empty without mirrors.
+    pub mirror_paths: Vec<crate::mirror::ShadowPath>,
 }
 
 impl CallRequest {
@@ -238,11 +247,13 @@ impl CallRequest {
             .iter()
             .map(|(name, t)| Ok((name.clone(), t.render(input)?)))
             .collect::<Result<_, RenderError>>()?;
+        let mirror_paths = crate::mirror::render_paths(&backend.mirrors, input);
         Ok(Self {
             url,
             body,
             headers,
             pick,
+            mirror_paths,
         })
     }
 

@@ -258,6 +258,8 @@ pub struct BackendSpec {
     /// `upstreams`: a weighted canary; `upstream` is then its first upstream's name, and
     /// each request's call goes to the one picked.
     pub canary: Option<super::CanarySpec>,
+    /// Shadow upstreams each call is copied to; empty: none.
+    pub mirror: Vec<super::MirrorSpec>,
 }
 
 impl BackendSpec {
@@ -348,6 +350,8 @@ pub struct ProxySpec {
     /// `upstreams`: a weighted canary; `upstream` is then its first upstream's name, and
     /// each request goes to the one picked.
     pub canary: Option<super::CanarySpec>,
+    /// Shadow upstreams requests are copied to; empty: none.
+    pub mirror: Vec<super::MirrorSpec>,
 }
 
 /// A proxy route that maps a path prefix: the upstream path `upstream` + REST is the

@@ -11,6 +11,7 @@ mod env;
 mod http2;
 mod jobs;
 mod load;
+pub mod mirror;
 mod plan;
 mod tls;
 mod units;
@@ -30,6 +31,7 @@ pub use env::Env;
 pub use http2::{Http2Config, Http2Spec};
 pub use jobs::{AsyncConfig, AsyncSpec};
 pub use load::{compile, compile_file, load_str};
+pub use mirror::{MirrorConfig, MirrorSpec};
 pub use plan::Plan;
 pub use tls::{
     ClientAuthSpec, ServerCert, ServerTlsConfig, ServerTlsSpec, TlsCertConfig, TlsVersion,
@@ -469,6 +471,11 @@ pub struct RouteConfig {
     /// status URL at once and run the work as a job (README, "Async routes").
     #[serde(rename = "async")]
     pub async_job: Option<AsyncConfig>,
+    /// Proxy routes: copies of requests sent to shadow upstreams, fire and forget.
+    pub mirror: Vec<MirrorConfig>,
+    /// The largest request body a mirror copies (default 1MiB); a request with a larger
+    /// body goes to the primary whole and is not copied.
+    pub mirror_max_body: Option<String>,
 }
 
 // Written out, as every section's defaults are, rather than derived.
@@ -494,6 +501,8 @@ impl Default for RouteConfig {
             auth_optional: false,
             require: None,
             async_job: None,
+            mirror: Vec::new(),
+            mirror_max_body: None,
         }
     }
 }
@@ -607,6 +616,8 @@ pub struct BackendConfig {
     /// With `upstreams`: keep a client on its pick by hashing `header:NAME`, `auth:sub`,
     /// `auth:CLAIM` or `cookie:NAME`; default: a random pick per request.
     pub sticky: Option<String>,
+    /// Copies of this backend's calls sent to shadow upstreams, fire and forget.
+    pub mirror: Vec<MirrorConfig>,
 }
 
 impl Default for BackendConfig {
@@ -641,6 +652,7 @@ impl Default for BackendConfig {
             when: None,
             upstreams: None,
             sticky: None,
+            mirror: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod canary;
 mod checkout;
 mod cluster;
 mod collector;
+mod mirror;
 pub mod tls;
 pub mod token;
 
@@ -55,6 +56,8 @@ pub enum Sample {
     RecsV1,
     /// `GET /recommendations?user=ID`: version 2, another model's picks, 15 ms.
     RecsV2,
+    /// The shadow a mirrored route copies to: `GET /users/{id}` (v2), `GET /copies`.
+    Shadow,
 }
 
 impl Sample {
@@ -69,6 +72,7 @@ impl Sample {
             "loyalty" => Some(Sample::Loyalty),
             "recs-v1" => Some(Sample::RecsV1),
             "recs-v2" => Some(Sample::RecsV2),
+            "shadow" => Some(Sample::Shadow),
             _ => None,
         }
     }
@@ -218,6 +222,9 @@ fn query_u64(request: &http::request::Parts, key: &str) -> Option<u64> {
 }
 
 fn answer(sample: Sample, request: &http::request::Parts, body: &[u8], n: u64) -> Reply {
+    if sample == Sample::Shadow {
+        return mirror::answer(request);
+    }
     let path = request.uri.path();
     checkout::answer(sample, &request.method, path, body, n)
         .unwrap_or_else(|| read(sample, request, n).into())
@@ -306,7 +313,7 @@ fn read(sample: Sample, request: &http::request::Parts, n: u64) -> (StatusCode, 
             };
             (StatusCode::OK, delay, body.to_string())
         }
-        Sample::Stock | Sample::Payments | Sample::Loyalty => not_found(),
+        Sample::Stock | Sample::Payments | Sample::Loyalty | Sample::Shadow => not_found(),
         Sample::RecsV1 | Sample::RecsV2 => canary::read(
             sample == Sample::RecsV2,
             path,

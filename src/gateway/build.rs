@@ -14,6 +14,7 @@ use crate::config::Scope;
 use crate::config::{AggregateSpec, Compiled, RouteKind};
 use crate::limits::{ClusterLimit, RouteLimit};
 use crate::metrics::{Label, Metrics};
+use crate::mirror::Mirror;
 use crate::proxy::{LocationRewrite, ProxyRoute, ProxyTarget};
 use crate::router::RouteTable;
 use crate::trace::Tracing;
@@ -230,6 +231,25 @@ impl Gateway {
                         upstream: name.to_owned(),
                     })
             };
+            // A mirror carries its copies in flight over from the same route's (and
+            // backend's) entry in the snapshot this one replaces.
+            let was = previous.and_then(|p| {
+                p.routes
+                    .iter()
+                    .find(|r| r.path == spec.path && r.methods == spec.methods)
+            });
+            let mirrors = |list: &[crate::config::MirrorSpec], backend: Option<&str>| {
+                let before = was.map_or(&[][..], |r| r.handler.mirrors(backend));
+                list.iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        let shadow = upstream_of(&m.upstream)?;
+                        let previous = before.get(i).map(AsRef::as_ref);
+                        let mirror = Mirror::new(m.clone(), &label, shadow, &metrics, previous);
+                        Ok(Arc::new(mirror))
+                    })
+                    .collect::<Result<Vec<_>, BuildError>>()
+            };
             let handler = match spec.kind {
                 RouteKind::Aggregate(AggregateSpec {
                     backends,
@@ -275,6 +295,7 @@ impl Gateway {
                                 series: metrics.backend_series(&label, &name),
                                 label: name,
                                 upstream: upstream_of(&b.upstream)?,
+                                mirrors: mirrors(&b.mirror, Some(&b.name))?,
                                 spec: b,
                                 canary,
                             })
@@ -324,6 +345,7 @@ impl Gateway {
                         upgrade: p.upgrade,
                         underscores_in_headers: spec.underscores_in_headers,
                         authenticated: spec.auth.is_some(),
+                        mirrors: mirrors(&p.mirror, None)?,
                     })
                 }
             };

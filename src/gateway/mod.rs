@@ -103,6 +103,22 @@ pub enum Handler {
     Proxy(ProxyRoute),
 }
 
+impl Handler {
+    /// The mirrors of the proxy (`backend: None`) or of the aggregate's backend of
+    /// this name; empty when there is none.
+    pub fn mirrors(&self, backend: Option<&str>) -> &[Arc<crate::mirror::Mirror>] {
+        match (self, backend) {
+            (Handler::Proxy(p), None) => &p.mirrors,
+            (Handler::Aggregate(a), Some(name)) => a
+                .backends
+                .iter()
+                .find(|b| b.spec.name == name)
+                .map_or(&[], |b| &b.mirrors),
+            _ => &[],
+        }
+    }
+}
+
 impl Gateway {
     /// Forgets rate-limit keys whose buckets are full again (see [`RouteLimit::prune`]).
     pub fn prune_limits(&self) {

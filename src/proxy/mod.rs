@@ -62,6 +62,8 @@ pub struct ProxyRoute {
     /// `upstreams`: a weighted canary, each request sent to its pick; then `upstream`
     /// and `redirects` are its first upstream's, and unused.
     pub canary: Option<Canary<ProxyTarget>>,
+    /// Shadow upstreams requests are copied to; empty: none.
+    pub mirrors: Vec<Arc<crate::mirror::Mirror>>,
 }
 
 /// One upstream of a proxy route's canary: its transport, and how redirects to its own
@@ -105,6 +107,13 @@ impl ProxyRoute {
     }
 }
 
+/// Where a request goes: the primary URL, and the path of each mirror's copy (empty
+/// without mirrors).
+pub struct Target {
+    pub url: String,
+    pub mirror_paths: Vec<crate::mirror::ShadowPath>,
+}
+
 /// An upgrade the client asked for and the route allows.
 struct Upgrade {
     client: hyper::upgrade::OnUpgrade,
@@ -114,7 +123,8 @@ struct Upgrade {
 }
 
 /// The upstream URL of a request on `picked`: the rendered path (which may read the
-/// request's identity, `{auth.sub}`), then the client's query string.
+/// request's identity, `{auth.sub}`), then the client's query string; and the paths of
+/// its mirrors' copies, rendered from the same input.
 pub fn target_url(
     route: &ProxyRoute,
     picked: Picked<'_>,
@@ -122,7 +132,7 @@ pub fn target_url(
     params: &matchit::Params<'_, '_>,
     identity: Option<&Identity>,
     connection: &ClientConnection,
-) -> Result<String, GatewayError> {
+) -> Result<Target, GatewayError> {
     let input = RenderInput {
         auth: identity,
         client_cert: connection.client_cert(),
@@ -139,7 +149,8 @@ pub fn target_url(
         url.push(if route.path.has_query() { '&' } else { '?' });
         url.push_str(query);
     }
-    Ok(url)
+    let mirror_paths = crate::mirror::render_paths(&route.mirrors, &input);
+    Ok(Target { url, mirror_paths })
 }
 
 /// Forwards one request to `url` and streams the answer back. The upstream is sent the
@@ -152,7 +163,7 @@ pub fn target_url(
 pub async fn forward(
     route: &ProxyRoute,
     picked: Picked<'_>,
-    url: String,
+    target: Target,
     mut parts: request::Parts,
     body: ClientBody,
     connection: &ClientConnection,
@@ -160,6 +171,7 @@ pub async fn forward(
     trace: &TraceContext,
     identity: Option<&Identity>,
 ) -> Result<Response<Body>, GatewayError> {
+    let Target { url, mirror_paths } = target;
     let upstream = picked.upstream;
     // An upgrade passes only for a protocol the route allows, and only over a
     // connection that can be taken over (HTTP/1.1, with hyper's upgrade handle); any
@@ -193,6 +205,24 @@ pub async fn forward(
     if let Some(cert) = connection.client_cert() {
         headers.insert(X_FORWARDED_CLIENT_CERT, cert.header.clone());
     }
+    // Copies for the mirrors, sent once the body has ended (an upgrade is not copied:
+    // a shadow cannot take part in a tunnel).
+    let copies = match upgrade {
+        Some(_) => Vec::new(),
+        None => crate::mirror::copies(
+            &route.mirrors,
+            &mirror_paths,
+            &crate::mirror::Primary {
+                method: &parts.method,
+                url: &url,
+                upstream,
+                headers: &headers,
+                request_id,
+                trace,
+            },
+        ),
+    };
+    let body = crate::mirror::Tee::new(body, copies);
     if let Some((cache, ttl)) = &route.cache
         && (parts.method == Method::GET || parts.method == Method::HEAD)
         && upgrade.is_none()

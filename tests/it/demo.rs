@@ -13,6 +13,16 @@ async fn sample_config() -> String {
     let mut toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
         .unwrap()
         .replace("127.0.0.1:8080", "127.0.0.1:0");
+    // The collector first: its fixed port is a prefix of some free ports (43189), which a
+    // later replacement would cut into; the samples' (91xx) are not.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve_collector(listener));
+    assert!(
+        toml.contains("127.0.0.1:4318"),
+        "gateway.toml exports to the collector"
+    );
+    toml = toml.replace("127.0.0.1:4318", &addr);
     for (sample, fixed) in [
         (Sample::Users, "127.0.0.1:9101"),
         (Sample::Orders, "127.0.0.1:9102"),
@@ -22,6 +32,7 @@ async fn sample_config() -> String {
         (Sample::Loyalty, "127.0.0.1:9106"),
         (Sample::RecsV1, "127.0.0.1:9107"),
         (Sample::RecsV2, "127.0.0.1:9108"),
+        (Sample::Shadow, "127.0.0.1:9109"),
     ] {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -29,14 +40,7 @@ async fn sample_config() -> String {
         assert!(toml.contains(fixed), "gateway.toml names {fixed}");
         toml = toml.replace(fixed, &addr);
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(serve_collector(listener));
-    assert!(
-        toml.contains("127.0.0.1:4318"),
-        "gateway.toml exports to the collector"
-    );
-    toml.replace("127.0.0.1:4318", &addr)
+    toml
 }
 
 #[tokio::test]

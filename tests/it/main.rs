@@ -42,6 +42,7 @@ mod http2_limits;
 mod limits;
 mod listeners;
 mod memory;
+mod mirror;
 mod order_guarantees;
 mod otlp_export;
 mod otlp_receiver;

@@ -94,6 +94,7 @@ pub(super) fn backends(
     let mut out = Vec::new();
     let problems_before = p.0.len();
     let names: Vec<&str> = r.backends.iter().map(|b| b.name.as_str()).collect();
+    let mirror_max_body = super::mirror::aggregate_max_body(route_place, r, p);
     for (i, b) in r.backends.iter().enumerate() {
         let place = format!("{route_place}.backends[{i}]");
         let scope = Scope {
@@ -101,7 +102,18 @@ pub(super) fn backends(
             backends: &names,
             item: b.for_each.is_some(),
         };
-        let spec = backend(&place, i, b, &scope, known, p);
+        let mut spec = backend(&place, i, b, &scope, known, p);
+        if let Some(spec) = &mut spec {
+            spec.mirror = super::mirror::backend_mirrors(
+                &place,
+                b,
+                &scope,
+                &spec.waits_for,
+                mirror_max_body,
+                known,
+                p,
+            );
+        }
         if !seen.insert(b.name.as_str()) {
             p.add(
                 format!("{place}.name"),
@@ -335,6 +347,7 @@ fn backend(
         when,
         keep_headers: Vec::new(),
         canary,
+        mirror: Vec::new(),
     })
 }
 

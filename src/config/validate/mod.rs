@@ -12,6 +12,7 @@ mod client_cert;
 mod cluster;
 mod http2;
 mod jobs;
+mod mirror;
 mod policy;
 mod route;
 mod route_auth;

@@ -218,6 +218,7 @@ pub(super) fn route(
                 upgrade,
                 redirects,
                 canary,
+                mirror: super::mirror::proxy_mirrors(place, r, &params, known, p),
             })
         }
         (None, false) => {
