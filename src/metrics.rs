@@ -199,6 +199,8 @@ fn observe(histogram: &ExemplarHistogram, seconds: f64, trace: Option<TraceId>) 
 pub struct RouteSeries {
     seconds: ExemplarHistogram,
     ok: Counter,
+    /// The dashboard's sliding window of this route (`crate::stats`).
+    pub window: Arc<crate::stats::RouteWindow>,
 }
 
 /// A backend's latency histogram and its counts of the common outcomes, `ok` and `hit`.
@@ -207,6 +209,8 @@ pub struct BackendSeries {
     seconds: Histogram,
     ok: Counter,
     hit: Counter,
+    /// The dashboard's sliding window of this backend (`crate::stats`).
+    pub window: Arc<crate::stats::BackendWindow>,
 }
 
 pub struct Metrics {
@@ -231,6 +235,8 @@ pub struct Metrics {
     pub jwks: JwksMetrics,
     /// The `[cluster]` store's failed calls and breaker, whichever snapshot's store.
     pub cluster: ClusterStats,
+    /// The dashboard's windows (per route, per backend), across snapshots.
+    pub stats: crate::stats::Stats,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -270,6 +276,7 @@ impl Metrics {
             spans_dropped: Counter::default(),
             jwks: JwksMetrics::default(),
             cluster: ClusterStats::default(),
+            stats: crate::stats::Stats::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -409,6 +416,7 @@ impl Metrics {
                     status: 200,
                 })
                 .clone(),
+            window: self.stats.route(route.as_str()),
         }
     }
 
@@ -431,6 +439,7 @@ impl Metrics {
             seconds: self.backend_seconds.get_or_create(&labels).clone(),
             ok: outcome("ok"),
             hit: outcome("hit"),
+            window: self.stats.backend(route.as_str(), backend.as_str()),
         }
     }
 
@@ -446,6 +455,9 @@ impl Metrics {
         trace: Option<TraceId>,
     ) {
         let seconds = seconds(elapsed);
+        if let Some(series) = series {
+            series.window.record(crate::stats::now(), status, elapsed);
+        }
         match series {
             Some(series) => observe(&series.seconds, seconds, trace),
             None => observe(
@@ -478,6 +490,7 @@ impl Metrics {
         elapsed: Duration,
     ) {
         series.seconds.observe(seconds(elapsed));
+        series.window.record(crate::stats::now(), code, elapsed);
         match code {
             "ok" => series.ok.inc(),
             "hit" => series.hit.inc(),
@@ -567,6 +580,11 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+
+    /// Requests being answered now, for the dashboard.
+    pub fn requests_in_flight(&self) -> i64 {
+        self.in_flight.get()
     }
 }
 

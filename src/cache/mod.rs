@@ -285,6 +285,12 @@ impl ResponseCache {
         &self.stats
     }
 
+    /// Entries and the bytes they weigh now (moka's estimate, updated as it runs its
+    /// pending maintenance), for the dashboard.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.store.entry_count(), self.store.weighted_size())
+    }
+
     /// The entry for `key` if it is fresh: a hit, with nothing set up for a fetch. On
     /// `None`, `get_or_fetch` decides between stale, miss and coalescing.
     pub async fn fresh(&self, key: &KeyQuery<'_>) -> Option<Arc<Entry>> {

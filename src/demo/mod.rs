@@ -13,6 +13,7 @@ mod cluster;
 mod collector;
 pub mod tls;
 pub mod token;
+pub mod traffic;
 
 pub use checkout::DECLINED_CARD;
 pub use cluster::{DEMO_SCOPE_VAR, cluster_lines, redis_env};
