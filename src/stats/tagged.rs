@@ -21,11 +21,16 @@ fn tag_of(period: u64) -> u64 {
     period & TAG_MASK
 }
 
-/// Whether tag `a` is older than tag `b`, across the tag's wrap: `a` is older when `b`
-/// is less than half the tag space ahead of it.
+/// How far behind a cell's period a writer may be and still count as late (its sample
+/// added to the newer period). Anything farther is taken as the cell being stale by a
+/// whole wrap of the tag (a cell untouched for months), which is replaced.
+const LATE: u64 = 1024;
+
+/// Whether tag `a` is a little older than tag `b` (by at most [`LATE`]), across the
+/// tag's wrap.
 fn older(a: u64, b: u64) -> bool {
     let ahead = b.wrapping_sub(a) & TAG_MASK;
-    ahead != 0 && ahead < (TAG_MASK + 1) / 2
+    ahead != 0 && ahead <= LATE
 }
 
 /// A count for one period, in one atomic word.
@@ -39,7 +44,9 @@ impl TaggedCount {
         let mut current = self.0.load(Ordering::Relaxed);
         loop {
             let held = current >> COUNT_BITS;
-            let next = if held == tag || older(tag, held) {
+            // An empty cell (count 0) holds no period: it is taken as it is.
+            let empty = current & COUNT_MASK == 0;
+            let next = if !empty && (held == tag || older(tag, held)) {
                 // This period, or a newer one already (a late writer): add to it.
                 let count = ((current & COUNT_MASK) + n).min(COUNT_MASK);
                 (held << COUNT_BITS) | count
