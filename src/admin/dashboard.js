@@ -186,7 +186,7 @@ function render(d) {
   set($("in-flight"), d.in_flight);
   const cache = d.cache;
   set($("cache-ratio"), cache.hit_ratio === null ? "–" : fmt.pct(cache.hit_ratio) + " hits");
-  set($("cache-detail"), cache.entries + " entries · " + fmt.bytes(cache.bytes) + " of " + fmt.bytes(cache.max_bytes));
+  set($("cache-detail"), cache.entries + (cache.entries === 1 ? " entry · " : " entries · ") + fmt.bytes(cache.bytes) + " of " + fmt.bytes(cache.max_bytes));
 
   set($("route-count"), "(" + d.routes.length + ")");
   const step = d.chart_step_seconds;

@@ -1,5 +1,5 @@
-//! The dashboard on the admin listener: one page (`GET /`, with `/dashboard.js` and
-//! `/dashboard.css`, embedded in the binary: no CDN, works offline) that polls
+//! The dashboard on the admin listener: one page (`GET /`, with `/dashboard.js`,
+//! `/dashboard.css` and its icon `/dashboard.svg`, embedded in the binary: no CDN, works offline) that polls
 //! `GET /dashboard/data` every second. The page and its assets hold no data and need no
 //! token; the data endpoint is behind the admin token like `/metrics`. The page is
 //! read-only: it calls nothing but the data endpoint.
@@ -23,6 +23,8 @@ pub const DATA_PATH: &str = "/dashboard/data";
 const PAGE: &str = include_str!("dashboard.html");
 const SCRIPT: &str = include_str!("dashboard.js");
 const STYLE: &str = include_str!("dashboard.css");
+/// The tab's icon: three lines fanning out.
+const ICON: &str = include_str!("dashboard.svg");
 
 /// Scripts and styles from the admin listener only, no inline script, no frames; the
 /// only request the page makes is to the data endpoint (same origin).
@@ -42,6 +44,7 @@ pub fn asset(method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
         "/" | "/dashboard" => (PAGE, "text/html; charset=utf-8"),
         "/dashboard.js" => (SCRIPT, "text/javascript; charset=utf-8"),
         "/dashboard.css" => (STYLE, "text/css; charset=utf-8"),
+        "/dashboard.svg" | "/favicon.ico" => (ICON, "image/svg+xml"),
         _ => return None,
     };
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
@@ -70,8 +73,9 @@ fn guard_headers(headers: &mut http::HeaderMap) {
 }
 
 /// `GET /dashboard/data`: everything the page shows, now.
-pub fn data(gateway: &Gateway, reloader: &Reloader) -> Response<Full<Bytes>> {
-    let mut response = json_response(StatusCode::OK, &snapshot(gateway, reloader));
+pub async fn data(gateway: &Gateway, reloader: &Reloader) -> Response<Full<Bytes>> {
+    let cache = gateway.cache.usage().await;
+    let mut response = json_response(StatusCode::OK, &snapshot(gateway, reloader, cache));
     guard_headers(response.headers_mut());
     response
 }
@@ -98,8 +102,8 @@ fn status(calls: u64, failures: u64) -> &'static str {
     }
 }
 
-/// The whole dashboard document at this moment.
-pub fn snapshot(gateway: &Gateway, reloader: &Reloader) -> Value {
+/// The whole dashboard document at this moment; `cache`: the cache's entries and bytes.
+pub fn snapshot(gateway: &Gateway, reloader: &Reloader, cache: (u64, u64)) -> Value {
     let now = crate::stats::now();
     let mut reader = PercentileReader::default();
     let routes: Vec<Value> = gateway
@@ -129,8 +133,7 @@ pub fn snapshot(gateway: &Gateway, reloader: &Reloader) -> Value {
                                 .zip(counts)
                                 .map(|(name, n)| ((*name).to_string(), json!(n)))
                                 .collect();
-                            let (p50, p99) =
-                                percentiles(reader.backend(&b.series.window, now));
+                            let (p50, p99) = percentiles(reader.backend(&b.series.window, now));
                             json!({
                                 "name": b.spec.name,
                                 "upstream": b.spec.upstream,
@@ -194,7 +197,7 @@ pub fn snapshot(gateway: &Gateway, reloader: &Reloader) -> Value {
     let stats = gateway.cache.stats();
     let (hits, misses, stale) = (stats.hits.get(), stats.misses.get(), stats.stale.get());
     let lookups = hits + misses + stale;
-    let (entries, bytes) = gateway.cache.usage();
+    let (entries, bytes) = cache;
     let reload = reloader.status();
     json!({
         "window_seconds": RECENT_SECONDS,
@@ -246,7 +249,7 @@ mod tests {
         assert!(asset(&Method::POST, "/").is_none());
         assert!(asset(&Method::GET, DATA_PATH).is_none());
         // No external request: nothing in the page names another origin.
-        for text in [PAGE, SCRIPT, STYLE] {
+        for text in [PAGE, SCRIPT, STYLE, ICON] {
             let text = text.replace("http://www.w3.org/2000/svg", "");
             assert!(!text.contains("http://") && !text.contains("https://"));
             assert!(!text.contains("//cdn") && !text.contains("@import"));

@@ -168,7 +168,7 @@ async fn answer(
                 "pending_restart": gateway.config.pending_restart,
             }),
         ),
-        (&Method::GET, dashboard::DATA_PATH) => dashboard::data(&gateway, reloader),
+        (&Method::GET, dashboard::DATA_PATH) => dashboard::data(&gateway, reloader).await,
         (&Method::POST, "/reload") => match reloader.reload_async("admin").await {
             Ok(changes) => json_response(
                 StatusCode::OK,
@@ -202,7 +202,12 @@ async fn answer(
         }
         (
             _,
-            "/health" | "/ready" | "/metrics" | "/config" | "/reload" | "/cache/purge"
+            "/health"
+            | "/ready"
+            | "/metrics"
+            | "/config"
+            | "/reload"
+            | "/cache/purge"
             | dashboard::DATA_PATH,
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,

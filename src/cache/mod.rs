@@ -285,9 +285,10 @@ impl ResponseCache {
         &self.stats
     }
 
-    /// Entries and the bytes they weigh now (moka's estimate, updated as it runs its
-    /// pending maintenance), for the dashboard.
-    pub fn usage(&self) -> (u64, u64) {
+    /// Entries and the bytes they weigh now, for the dashboard: moka's counts, brought
+    /// up to date by running its pending maintenance first.
+    pub async fn usage(&self) -> (u64, u64) {
+        self.store.run_pending_tasks().await;
         (self.store.entry_count(), self.store.weighted_size())
     }
 

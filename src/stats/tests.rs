@@ -14,10 +14,16 @@ fn buckets_cover_every_latency_within_a_sixteenth() {
     let mut last = 0;
     for micros in 0..5000 {
         let b = bucket_of(micros);
-        assert!(b >= last && b <= last + 1, "buckets grow with the latency, none skipped");
+        assert!(
+            b >= last && b <= last + 1,
+            "buckets grow with the latency, none skipped"
+        );
         last = b;
     }
-    for micros in (0..5000).chain((1..40).map(|e| (1u64 << e) - 1)).chain([u64::MAX]) {
+    for micros in (0..5000)
+        .chain((1..40).map(|e| (1u64 << e) - 1))
+        .chain([u64::MAX])
+    {
         let b = bucket_of(micros);
         assert!(b < BUCKETS, "{micros} µs → bucket {b}");
         if micros < (1 << 30) {
@@ -96,7 +102,10 @@ fn the_series_is_five_minutes_oldest_first() {
     w.record(1299, 200, ms(1));
     let r = w.read(1299, 5);
     assert_eq!(r.series.len(), 60);
-    assert_eq!(r.series[0], 3, "second 1000 is in the oldest point (996–1000)");
+    assert_eq!(
+        r.series[0], 3,
+        "second 1000 is in the oldest point (996–1000)"
+    );
     assert_eq!(r.series[59], 1);
     assert_eq!(r.series.iter().sum::<u64>(), 4);
     // A ring slot reused 300 s later does not show the old second.
@@ -120,7 +129,10 @@ fn percentiles_slide_with_the_minute() {
     w.record(100, 200, ms(2000));
     let p = reader.route(&w, 100).unwrap();
     assert!((p.p50_ms - 10.0).abs() < 0.4, "{p:?}");
-    assert!((p.p99_ms - 10.0).abs() < 0.4, "p99 of 100 samples is the 99th: {p:?}");
+    assert!(
+        (p.p99_ms - 10.0).abs() < 0.4,
+        "p99 of 100 samples is the 99th: {p:?}"
+    );
     w.record(101, 200, ms(2000));
     let p = reader.route(&w, 101).unwrap();
     assert!((p.p99_ms - 2000.0).abs() < 70.0, "{p:?}");
@@ -133,15 +145,26 @@ fn percentiles_slide_with_the_minute() {
 fn backend_outcomes_are_grouped() {
     let w = BackendWindow::default();
     for code in [
-        "ok", "partial", "hit", "shared", "stale", "timeout", "bad_status", "connect_failed",
-        "missing_value", "skipped",
+        "ok",
+        "partial",
+        "hit",
+        "shared",
+        "stale",
+        "timeout",
+        "bad_status",
+        "connect_failed",
+        "missing_value",
+        "skipped",
     ] {
         w.record(50, code, ms(3));
     }
     assert_eq!(w.outcomes(50), [2, 2, 1, 1, 2, 1, 1]);
     assert_eq!(w.outcomes(120), [0; 7]);
     let p = PercentileReader::default().backend(&w, 50).unwrap();
-    assert!((p.p50_ms - 3.0).abs() < 0.1, "skipped calls have no latency: {p:?}");
+    assert!(
+        (p.p50_ms - 3.0).abs() < 0.1,
+        "skipped calls have no latency: {p:?}"
+    );
 }
 
 #[test]
@@ -158,7 +181,11 @@ fn many_threads_lose_no_sample() {
             let (route, backend) = (route.clone(), backend.clone());
             std::thread::spawn(move || {
                 for i in 0..EACH {
-                    let at = if t % 2 == 1 && i >= EACH / 2 { 510 } else { 509 };
+                    let at = if t % 2 == 1 && i >= EACH / 2 {
+                        510
+                    } else {
+                        509
+                    };
                     route.record(at, if i % 10 == 0 { 500 } else { 200 }, ms(7));
                     backend.record(at, "ok", ms(7));
                 }

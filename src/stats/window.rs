@@ -26,7 +26,11 @@ struct LatencyRing(Box<[TaggedBuckets]>);
 
 impl Default for LatencyRing {
     fn default() -> Self {
-        Self((0..LATENCY_PERIODS).map(|_| TaggedBuckets::default()).collect())
+        Self(
+            (0..LATENCY_PERIODS)
+                .map(|_| TaggedBuckets::default())
+                .collect(),
+        )
     }
 }
 
@@ -137,7 +141,9 @@ impl RouteWindow {
 }
 
 /// The outcome mix the dashboard shows for a backend, from a call's outcome code.
-pub const OUTCOMES: [&str; 7] = ["ok", "hit", "stale", "timeout", "error", "default", "skipped"];
+pub const OUTCOMES: [&str; 7] = [
+    "ok", "hit", "stale", "timeout", "error", "default", "skipped",
+];
 
 /// The [`OUTCOMES`] index of an outcome code as `Metrics::backend` gets it: `partial`
 /// is an answer (ok), the shared cache's hit a hit, a template that could not render

@@ -77,7 +77,9 @@ impl Browser {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start chromium: {e}; install it with `apt-get install -y chromium`"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start chromium: {e}; install it with `apt-get install -y chromium`")
+            });
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let url = tokio::time::timeout(PATIENCE, async {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -140,7 +142,12 @@ impl Browser {
             .expect("send to DevTools");
         let reply = tokio::time::timeout(PATIENCE, async {
             loop {
-                let frame = self.ws.next().await.expect("DevTools closed").expect("read DevTools");
+                let frame = self
+                    .ws
+                    .next()
+                    .await
+                    .expect("DevTools closed")
+                    .expect("read DevTools");
                 let Message::Text(text) = frame else { continue };
                 let value: Value = serde_json::from_str(&text).expect("DevTools sends JSON");
                 if value["id"] == id {
@@ -171,7 +178,8 @@ impl Browser {
                 params["exceptionDetails"]["exception"]["description"]
             )),
             Some("Runtime.consoleAPICalled") if params["type"] == "error" => {
-                self.errors.push(format!("console.error: {}", params["args"]));
+                self.errors
+                    .push(format!("console.error: {}", params["args"]));
             }
             Some("Log.entryAdded") if params["entry"]["level"] == "error" => {
                 self.errors.push(format!(
@@ -207,11 +215,18 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
-    /// Polls `expression` until it is true; fails saying `what` was awaited.
+    /// Polls `expression` until it is true (an expression that throws, the page not
+    /// there yet, is false); fails saying `what` was awaited.
     pub async fn wait_for(&mut self, what: &str, expression: &str) {
         let started = std::time::Instant::now();
-        while self.eval(expression).await != json!(true) {
-            assert!(started.elapsed() < PATIENCE, "waited {PATIENCE:?} for {what}");
+        let guarded = format!(
+            "(() => {{ try {{ return ({expression}) === true; }} catch (e) {{ return false; }} }})()"
+        );
+        while self.eval(&guarded).await != json!(true) {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "waited {PATIENCE:?} for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -74,7 +74,10 @@ async fn the_page_shows_every_route_moves_with_traffic_and_marks_failures() {
     let paths = browser
         .eval("[...document.querySelectorAll('#routes tbody tr')].map(r => r.cells[0].textContent)")
         .await;
-    assert_eq!(paths, json!(["/summary/{id}", "/files/{*rest}", "/limited"]));
+    assert_eq!(
+        paths,
+        json!(["/summary/{id}", "/files/{*rest}", "/limited"])
+    );
     assert_eq!(browser.eval(&route_cell("/summary/{id}", 3)).await, "0.0");
     assert_eq!(browser.eval(&route_cell("/summary/{id}", 8)).await, "idle");
     assert_eq!(
@@ -88,7 +91,11 @@ async fn the_page_shows_every_route_moves_with_traffic_and_marks_failures() {
     // stands in), 5 proxied, and a burst at the limited route (2 pass, the rest 429).
     let http = client();
     for i in 0..20 {
-        let r = http.get(gw.gateway.url(&format!("/summary/{i}"))).send().await.unwrap();
+        let r = http
+            .get(gw.gateway.url(&format!("/summary/{i}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     for _ in 0..5 {
@@ -110,9 +117,16 @@ async fn the_page_shows_every_route_moves_with_traffic_and_marks_failures() {
         )
         .await;
     browser
-        .wait_for("the 429s", &format!("{} === '4'", route_cell("/limited", 7)))
+        .wait_for(
+            "the 429s",
+            &format!("{} === '4'", route_cell("/limited", 7)),
+        )
         .await;
-    assert_ne!(browser.eval(&route_cell("/summary/{id}", 4)).await, "–", "p50 shown");
+    assert_ne!(
+        browser.eval(&route_cell("/summary/{id}", 4)).await,
+        "–",
+        "p50 shown"
+    );
     assert_eq!(browser.eval(&route_cell("/summary/{id}", 8)).await, "ok");
 
     // The failing backend's row: status "failing", in red; the good one green.
@@ -125,7 +139,9 @@ async fn the_page_shows_every_route_moves_with_traffic_and_marks_failures() {
         "failing"
     );
     assert_eq!(
-        browser.eval(&format!("{balance}.cells[7].textContent")).await,
+        browser
+            .eval(&format!("{balance}.cells[7].textContent"))
+            .await,
         "20",
         "20 errors"
     );
@@ -134,18 +150,48 @@ async fn the_page_shows_every_route_moves_with_traffic_and_marks_failures() {
         .await;
     assert_eq!(red, "rgb(207, 34, 46)", "the failing status is red");
     let profile = backend_row("profile");
-    assert_eq!(browser.eval(&format!("{profile}.dataset.status")).await, "ok");
-    // One path for every id, cached for a minute: one call, then 19 hits.
-    assert_eq!(browser.eval(&format!("{profile}.cells[3].textContent")).await, "1");
-    assert_eq!(browser.eval(&format!("{profile}.cells[4].textContent")).await, "19");
     assert_eq!(
-        browser.eval(&format!("getComputedStyle({profile}.cells[12]).color")).await,
+        browser.eval(&format!("{profile}.dataset.status")).await,
+        "ok"
+    );
+    // One path for every id, cached for a minute: one call, then 19 hits.
+    assert_eq!(
+        browser
+            .eval(&format!("{profile}.cells[3].textContent"))
+            .await,
+        "1"
+    );
+    assert_eq!(
+        browser
+            .eval(&format!("{profile}.cells[4].textContent"))
+            .await,
+        "19"
+    );
+    assert_eq!(
+        browser
+            .eval(&format!("getComputedStyle({profile}.cells[12]).color"))
+            .await,
         "rgb(26, 127, 55)"
+    );
+    // The cache: one entry (the profile), 19 hits of 20 lookups.
+    browser
+        .wait_for(
+            "the cache's figures",
+            "document.getElementById('cache-detail').textContent.startsWith('1 entry ')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('cache-ratio').textContent")
+            .await,
+        "95% hits"
     );
     // The config card shows the hash serving.
     let hash = gw.live.load().config.hash.clone();
     assert_eq!(
-        browser.eval("document.getElementById('config-hash').title").await,
+        browser
+            .eval("document.getElementById('config-hash').title")
+            .await,
         json!(hash)
     );
 
@@ -153,11 +199,39 @@ async fn the_page_shows_every_route_moves_with_traffic_and_marks_failures() {
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.screenshot(&screenshot_path("dashboard.png")).await;
     browser.color_scheme("dark").await;
-    browser.screenshot(&screenshot_path("dashboard-dark.png")).await;
+    browser
+        .screenshot(&screenshot_path("dashboard-dark.png"))
+        .await;
     let dark = browser
         .eval("getComputedStyle(document.body).backgroundColor")
         .await;
-    assert_eq!(dark, "rgb(13, 17, 23)", "dark mode follows prefers-color-scheme");
+    assert_eq!(
+        dark, "rgb(13, 17, 23)",
+        "dark mode follows prefers-color-scheme"
+    );
+
+    // A rejected reload: the card says so, with the problem; the hash stays.
+    gw.write("[[routes]]\npath = \"/x\"\n");
+    assert!(gw.reloader.reload("test").is_err());
+    browser
+        .wait_for(
+            "the rejected reload",
+            "document.getElementById('reload-result').textContent === 'rejected'",
+        )
+        .await;
+    let problems = browser
+        .eval("document.getElementById('reload-problems').textContent")
+        .await;
+    assert!(
+        problems.as_str().unwrap().contains("routes[0]"),
+        "{problems}"
+    );
+    assert_eq!(
+        browser
+            .eval("document.getElementById('config-hash').title")
+            .await,
+        json!(hash)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,33 +246,56 @@ async fn with_a_token_the_page_asks_for_it_and_shows_nothing_before() {
     assert_eq!(http.get(&data).send().await.unwrap().status(), 401);
     let wrong = http.get(&data).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
-    let ok = http.get(&data).bearer_auth("s3cret-token").send().await.unwrap();
+    let ok = http
+        .get(&data)
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers()["cache-control"], "no-store");
     assert_eq!(ok.headers()["x-content-type-options"], "nosniff");
-    let body: serde_json::Value = ok.json().await.unwrap();
+    let body = common::json_of(ok).await;
     assert_eq!(body["routes"].as_array().unwrap().len(), 3);
     // The page itself holds no data: served without the token, with its guards.
     let page = http.get(format!("{admin}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
     assert!(!page.text().await.unwrap().contains("s3cret"));
 
     let mut browser = Browser::launch(1200, 700).await;
     browser.navigate(&format!("{admin}/")).await;
     browser
-        .wait_for("the token prompt", "!document.getElementById('login').hidden")
+        .wait_for(
+            "the token prompt",
+            "!document.getElementById('login').hidden",
+        )
         .await;
-    assert_eq!(browser.eval("document.getElementById('data').hidden").await, true);
     assert_eq!(
-        browser.eval("document.querySelectorAll('#routes tbody tr').length").await,
+        browser.eval("document.getElementById('data').hidden").await,
+        true
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#routes tbody tr').length")
+            .await,
         0
     );
     // A wrong token: asked again, saying it was refused.
-    browser.eval("document.getElementById('token').focus()").await;
+    browser
+        .eval("document.getElementById('token').focus()")
+        .await;
     browser.type_text("wrong").await;
-    browser.eval("document.getElementById('login-submit').click()").await;
+    browser
+        .eval("document.getElementById('login-submit').click()")
+        .await;
     browser
         .wait_for(
             "the refusal",
@@ -206,18 +303,30 @@ async fn with_a_token_the_page_asks_for_it_and_shows_nothing_before() {
         )
         .await;
     // The right one: the data appears.
-    browser.eval("document.getElementById('token').focus()").await;
+    browser
+        .eval("document.getElementById('token').focus()")
+        .await;
     browser.type_text("s3cret-token").await;
-    browser.eval("document.getElementById('login-submit').click()").await;
+    browser
+        .eval("document.getElementById('login-submit').click()")
+        .await;
     browser
         .wait_for(
             "the data",
             "document.querySelectorAll('#routes tbody tr').length === 3 && !document.getElementById('data').hidden",
         )
         .await;
-    assert_eq!(browser.eval("document.getElementById('login').hidden").await, true);
+    assert_eq!(
+        browser
+            .eval("document.getElementById('login').hidden")
+            .await,
+        true
+    );
     let href = browser.eval("location.href").await;
-    assert!(!href.to_string().contains("s3cret"), "never in the URL: {href}");
+    assert!(
+        !href.to_string().contains("s3cret"),
+        "never in the URL: {href}"
+    );
     // Asked once: a reload of the tab shows the data without the prompt.
     browser.call("Page.reload", json!({})).await;
     browser
@@ -226,7 +335,12 @@ async fn with_a_token_the_page_asks_for_it_and_shows_nothing_before() {
             "document.querySelectorAll('#routes tbody tr').length === 3",
         )
         .await;
-    assert_eq!(browser.eval("document.getElementById('login').hidden").await, true);
+    assert_eq!(
+        browser
+            .eval("document.getElementById('login').hidden")
+            .await,
+        true
+    );
     // The only errors are the two refused data requests (the browser logs a 401).
     let errors = browser.errors().await;
     assert!(
@@ -255,20 +369,28 @@ async fn two_hundred_routes_render_and_update_cheaply() {
         .await;
     let http = client();
     for i in (0..200).step_by(20) {
-        http.get(gw.gateway.url(&format!("/r{i}"))).send().await.unwrap();
+        http.get(gw.gateway.url(&format!("/r{i}")))
+            .send()
+            .await
+            .unwrap();
     }
     browser
         .wait_for("three more updates", "window.fanoutDashboard.updates >= 4")
         .await;
     browser
-        .wait_for("the traffic", &format!("{} === '0.1'", route_cell("/r100", 3)))
+        .wait_for(
+            "the traffic",
+            &format!("{} === '0.1'", route_cell("/r100", 3)),
+        )
         .await;
     let timing = browser.eval("window.fanoutDashboard").await;
     eprintln!("200 routes: {timing}");
     let last = timing["lastRenderMs"].as_f64().unwrap();
     assert!(last < 100.0, "an update of 200 routes took {last} ms");
     assert_eq!(
-        browser.eval("document.querySelectorAll('#backends tbody tr').length").await,
+        browser
+            .eval("document.querySelectorAll('#backends tbody tr').length")
+            .await,
         200
     );
     let errors = browser.errors().await;
