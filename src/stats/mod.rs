@@ -36,11 +36,14 @@ pub fn now() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_secs()
 }
 
+/// A backend's key: its route's label and its name.
+type BackendKey = (Arc<str>, Arc<str>);
+
 /// Every route's and backend's window, by label; locked only when a snapshot is built.
 #[derive(Debug, Default)]
 pub struct Stats {
     routes: Mutex<HashMap<Arc<str>, Arc<RouteWindow>>>,
-    backends: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<BackendWindow>>>,
+    backends: Mutex<HashMap<BackendKey, Arc<BackendWindow>>>,
 }
 
 impl Stats {
