@@ -43,30 +43,28 @@ pub fn targets(compiled: &Compiled) -> Vec<Target> {
 /// Calls `targets` on the plain-HTTP gateway at `gateway` every second, forever
 /// (abort the task to stop). Answers are read and dropped; failures are the point.
 pub async fn run(gateway: SocketAddr, targets: Vec<Target>) {
-    let client = match reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::warn!(error = %e, "demo traffic off: no HTTP client");
-            return;
-        }
-    };
+    use http_body_util::{BodyExt, Empty};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
     let mut tick = tokio::time::interval(EVERY);
     for round in 0u64.. {
         tick.tick().await;
         let id = (round % 3 + 1).to_string();
         for target in &targets {
             let url = format!("http://{gateway}{}", with_params(&target.pattern, &id));
-            let mut request = client.get(url);
+            let mut request = http::Request::get(url);
             if let Some(token) = &target.token {
-                request = request.bearer_auth(token);
+                request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
             }
-            if let Ok(answer) = request.send().await {
-                let _ = answer.bytes().await;
-            }
+            let Ok(request) = request.body(Empty::new()) else {
+                continue;
+            };
+            let call = async {
+                if let Ok(answer) = client.request(request).await {
+                    let _ = answer.into_body().collect().await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), call).await;
         }
     }
 }

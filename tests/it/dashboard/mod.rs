@@ -396,3 +396,25 @@ async fn two_hundred_routes_render_and_update_cheaply() {
     let errors = browser.errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+
+#[tokio::test]
+async fn the_demo_traffic_moves_every_get_route() {
+    let up = mock().await;
+    let gw = start_reloadable(&config(&up, "")).await;
+    let targets = fanout::demo::traffic::targets(&gw.live.load().config);
+    let patterns: Vec<_> = targets.iter().map(|t| t.pattern.as_str()).collect();
+    assert_eq!(patterns, ["/summary/{id}", "/files/{*rest}", "/limited"]);
+    let traffic = tokio::spawn(fanout::demo::traffic::run(gw.gateway.addr, targets));
+    let data = format!("http://{}/dashboard/data", gw.admin);
+    common::eventually("every route to have been called twice", async || {
+        let (_, _, body) = common::get_json(&data).await;
+        body["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["requests"].as_u64().unwrap() >= 2)
+    })
+    .await;
+    traffic.abort();
+    assert!(up.hits("/profile") >= 2);
+}
