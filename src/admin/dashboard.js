@@ -169,7 +169,7 @@ function statusCell(td, tr, status) {
 function render(d) {
   const c = d.config;
   set($("config-hash"), c.hash.slice(0, 16));
-  $("config-hash").title = c.hash;
+  if ($("config-hash").title !== c.hash) $("config-hash").title = c.hash;
   set($("config-loaded"), "loaded " + fmt.time(c.loaded_at));
   const r = c.last_reload;
   set($("reload-result"), r.ok ? "ok" : "rejected");
@@ -194,7 +194,7 @@ function render(d) {
     const key = route.methods + " " + route.path;
     const tr = row("routes", key, 10, [3, 4, 5, 6, 7], (tr) => spark(tr.cells[9]));
     const td = tr.cells;
-    set(td[0], route.path); td[0].className = "path";
+    set(td[0], route.path); setClass(td[0], "path");
     set(td[1], route.methods);
     set(td[2], route.kind + (route.upstream ? " → " + route.upstream : ""));
     set(td[3], fmt.rate(route.rps));
@@ -207,7 +207,7 @@ function render(d) {
     for (const b of route.backends) {
       const br = row("backends", key + " " + b.name, 13, [3, 4, 5, 6, 7, 8, 9, 10, 11]);
       const bd = br.cells;
-      set(bd[0], route.path); bd[0].className = "path";
+      set(bd[0], route.path); setClass(bd[0], "path");
       set(bd[1], b.name);
       set(bd[2], b.upstream);
       const o = b.outcomes;
@@ -224,7 +224,7 @@ function render(d) {
     const tr = row("upstreams", u.name, 8, [4, 5, 6, 7]);
     const td = tr.cells;
     set(td[0], u.name);
-    set(td[1], u.url); td[1].className = "path";
+    set(td[1], u.url); setClass(td[1], "path");
     set(td[2], u.health);
     setClass(td[2], u.health === "unhealthy" ? "bad" : u.health === "healthy" ? "good" : "");
     set(td[3], u.circuit);
