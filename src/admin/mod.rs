@@ -99,8 +99,9 @@ fn authorized(token: Option<&str>, request: &Request<Incoming>) -> bool {
     given.is_some_and(|g| same(g.as_bytes(), token.as_bytes()))
 }
 
-/// Every endpoint but `/health` and `/ready` needs the token when one is set: `/config`
-/// and `/metrics` describe the deployment, and the POSTs change it.
+/// Every endpoint but `/health` and `/ready` (and the dashboard's page and assets,
+/// answered before this check: they hold no data) needs the token when one is set:
+/// `/config`, `/metrics` and `/dashboard/data` describe the deployment, the POSTs change it.
 fn open_to_all(path: &str) -> bool {
     matches!(path, "/health" | "/ready")
 }
