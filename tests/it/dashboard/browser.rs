@@ -262,8 +262,16 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends Chromium and, once it has exited (at most 5 s), removes its profile: a
+    /// browser still running would write it again.
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        for _ in 0..250 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
