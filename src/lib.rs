@@ -3,7 +3,8 @@
 //!
 //! Modules, one line each:
 //! - [`access_log`]: the own access log: records queued, formatted and written by a thread.
-//! - [`admin`]: the admin listener: health, readiness, metrics, config, reload, cache purge.
+//! - [`admin`]: the admin listener: health, readiness, metrics, config, reload, cache purge,
+//!   the dashboard.
 //! - [`aggregate`]: aggregate routes: planned concurrent backend calls, shaping, merging.
 //! - [`auth`]: identity at the edge: JWT (JWKS, secret) and API key providers.
 //! - [`body`]: the one response body type, buffered or streamed, and idle-stream limits.
@@ -28,6 +29,7 @@
 //! - [`request_id`]: the `x-request-id` a request carries to upstreams and back.
 //! - [`router`]: the compiled route table (matchit), path normalization, 404 and 405.
 //! - [`server`]: the listener, the own HTTP/1.1 connection (hyper for the rest), shutdown.
+//! - [`stats`]: in-process sliding windows (counts, latency histograms) for the dashboard.
 //! - [`template`]: upstream path templates and the encoding that keeps values in place.
 //! - [`tls`]: TLS at the edge: the listener's rustls config from `[server.tls]`, per snapshot.
 //! - [`trace`]: W3C Trace Context on every upstream call, spans, their OTLP export.
@@ -60,6 +62,7 @@ pub mod reload;
 pub mod request_id;
 pub mod router;
 pub mod server;
+pub mod stats;
 pub mod template;
 pub mod tls;
 pub mod trace;

@@ -329,6 +329,13 @@ async fn start(
         for line in shared {
             text.push_str(&format!("  {line}\n"));
         }
+        // The dashboard, moved by a few calls a second (plain HTTP only).
+        if let Some(url) = demo::traffic::dashboard_url(&compiled) {
+            text.push_str(&format!("dashboard: {url}\n"));
+        }
+        if !tls {
+            tokio::spawn(demo::traffic::run(addr, demo::traffic::targets(&compiled)));
+        }
         print(&text);
     }
     let admin = match compiled.server.admin_listen {

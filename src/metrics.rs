@@ -199,6 +199,8 @@ fn observe(histogram: &ExemplarHistogram, seconds: f64, trace: Option<TraceId>) 
 pub struct RouteSeries {
     seconds: ExemplarHistogram,
     ok: Counter,
+    /// The dashboard's sliding window of this route (`crate::stats`).
+    pub window: Arc<crate::stats::RouteWindow>,
 }
 
 /// A backend's latency histogram and its counts of the common outcomes, `ok` and `hit`.
@@ -207,6 +209,8 @@ pub struct BackendSeries {
     seconds: Histogram,
     ok: Counter,
     hit: Counter,
+    /// The dashboard's sliding window of this backend (`crate::stats`).
+    pub window: Arc<crate::stats::BackendWindow>,
 }
 
 pub struct Metrics {
@@ -241,6 +245,8 @@ pub struct Metrics {
     mirror_dropped: Family<MirrorDropLabels, Counter>,
     /// Mirror copies under way, by shadow upstream.
     mirror_in_flight: Family<MirrorUpstreamLabels, Gauge>,
+    /// The dashboard's windows (per route, per backend), across snapshots.
+    pub stats: crate::stats::Stats,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -284,6 +290,7 @@ impl Metrics {
             mirror_requests: Family::default(),
             mirror_dropped: Family::default(),
             mirror_in_flight: Family::default(),
+            stats: crate::stats::Stats::default(),
             registry: Registry::default(),
             canary_requests: Family::default(),
         };
@@ -455,6 +462,7 @@ impl Metrics {
                     status: 200,
                 })
                 .clone(),
+            window: self.stats.route(route.as_str()),
         }
     }
 
@@ -477,6 +485,7 @@ impl Metrics {
             seconds: self.backend_seconds.get_or_create(&labels).clone(),
             ok: outcome("ok"),
             hit: outcome("hit"),
+            window: self.stats.backend(route.as_str(), backend.as_str()),
         }
     }
 
@@ -492,6 +501,9 @@ impl Metrics {
         trace: Option<TraceId>,
     ) {
         let seconds = seconds(elapsed);
+        if let Some(series) = series {
+            series.window.record(crate::stats::now(), status, elapsed);
+        }
         match series {
             Some(series) => observe(&series.seconds, seconds, trace),
             None => observe(
@@ -524,6 +536,7 @@ impl Metrics {
         elapsed: Duration,
     ) {
         series.seconds.observe(seconds(elapsed));
+        series.window.record(crate::stats::now(), code, elapsed);
         match code {
             "ok" => series.ok.inc(),
             "hit" => series.hit.inc(),
@@ -662,6 +675,11 @@ impl Metrics {
                 })
                 .clone(),
         }
+    }
+
+    /// Requests being answered now, for the dashboard.
+    pub fn requests_in_flight(&self) -> i64 {
+        self.in_flight.get()
     }
 }
 

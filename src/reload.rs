@@ -25,6 +25,9 @@ pub struct ReloadStatus {
     pub hash: String,
     pub problems: Vec<String>,
     pub changes: ConfigDiff,
+    /// When the config now serving was loaded (seconds since the Unix epoch): `at` of
+    /// the last reload that took, or of the start.
+    pub loaded_at: u64,
 }
 
 /// Reloads one config file into one live gateway.
@@ -38,13 +41,15 @@ pub struct Reloader {
 impl Reloader {
     pub fn new(path: &Path, live: LiveGateway) -> Arc<Self> {
         let hash = live.load().config.hash.clone();
+        let now = unix_now();
         let status = ReloadStatus {
             ok: true,
             trigger: "start".into(),
-            at: unix_now(),
+            at: now,
             hash,
             problems: Vec::new(),
             changes: ConfigDiff::default(),
+            loaded_at: now,
         };
         Arc::new(Self {
             path: path.to_path_buf(),
@@ -75,6 +80,7 @@ impl Reloader {
     pub fn reload(&self, trigger: &str) -> Result<ConfigDiff, Vec<String>> {
         let mut status = self.status.lock().expect("never poisoned");
         let old = self.live.load_full();
+        let loaded_at = status.loaded_at;
         let outcome = compile_file(&self.path, &Env::from_process())
             .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())
             .and_then(|mut compiled| {
@@ -92,6 +98,7 @@ impl Reloader {
                 log_warnings(&gateway.config);
                 let hash = gateway.config.hash.clone();
                 self.live.store(Arc::new(gateway));
+                let now = unix_now();
                 tracing::info!(
                     trigger,
                     hash = %hash,
@@ -110,10 +117,11 @@ impl Reloader {
                 ReloadStatus {
                     ok: true,
                     trigger: trigger.into(),
-                    at: unix_now(),
+                    at: now,
                     hash,
                     problems: Vec::new(),
                     changes,
+                    loaded_at: now,
                 }
             }
             Err(problems) => {
@@ -127,6 +135,7 @@ impl Reloader {
                     hash: old.config.hash.clone(),
                     problems,
                     changes: ConfigDiff::default(),
+                    loaded_at,
                 }
             }
         };

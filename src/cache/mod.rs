@@ -285,6 +285,13 @@ impl ResponseCache {
         &self.stats
     }
 
+    /// Entries and the bytes they weigh now, for the dashboard: moka's counts, brought
+    /// up to date by running its pending maintenance first.
+    pub async fn usage(&self) -> (u64, u64) {
+        self.store.run_pending_tasks().await;
+        (self.store.entry_count(), self.store.weighted_size())
+    }
+
     /// The entry for `key` if it is fresh: a hit, with nothing set up for a fetch. On
     /// `None`, `get_or_fetch` decides between stale, miss and coalescing.
     pub async fn fresh(&self, key: &KeyQuery<'_>) -> Option<Arc<Entry>> {

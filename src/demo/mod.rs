@@ -15,6 +15,7 @@ mod collector;
 mod mirror;
 pub mod tls;
 pub mod token;
+pub mod traffic;
 
 pub use checkout::DECLINED_CARD;
 pub use cluster::{DEMO_SCOPE_VAR, cluster_lines, redis_env};

@@ -134,6 +134,12 @@ impl Guard {
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+
+    /// Free call slots now, with `max_in_flight` set (else `None`: calls are not
+    /// counted), for the dashboard's in-flight figure.
+    pub fn slots_free(&self) -> Option<usize> {
+        self.slots.as_ref().map(|s| s.available_permits())
+    }
 }
 
 impl Permit<'_> {

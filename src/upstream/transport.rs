@@ -119,6 +119,15 @@ impl Transport {
         })
     }
 
+    /// The own client's idle connections and their limit; `None` for hyper's client
+    /// alone (TLS, `h2c`), whose pool does not tell.
+    pub fn idle_connections(&self) -> Option<(usize, usize)> {
+        match self {
+            Transport::Http1 { own, .. } => Some(own.idle_connections()),
+            Transport::Hyper(_) => None,
+        }
+    }
+
     /// Where `url` (rendered from this upstream's base) goes.
     pub fn target<'u>(&self, url: &'u str) -> Result<RequestTarget<'u>, CallError> {
         if let Transport::Http1 { own, .. } = self

@@ -33,6 +33,7 @@ mod cluster_limits;
 mod cluster_store;
 mod conditions;
 mod config_check;
+mod dashboard;
 mod demo;
 mod dependent;
 mod deploy;

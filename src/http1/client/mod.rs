@@ -349,6 +349,15 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Idle connections kept for reuse now, and at most (`pool_idle_per_host`): the
+    /// dashboard's pool size.
+    pub fn idle_connections(&self) -> (usize, usize) {
+        let idle = self.idle.lock().expect("never poisoned").len();
+        (idle, self.max_idle)
+    }
+}
+
 /// Methods that may be sent twice (RFC 9110 §9.2.2).
 pub fn is_idempotent(method: &Method) -> bool {
     matches!(

@@ -1,6 +1,8 @@
 //! The admin listener (`admin_listen`, loopback by default): `GET /health`, `/ready`,
-//! `/metrics`, `/config`; `POST /reload` and `POST /cache/purge`. With an `admin_token`
-//! set, every endpoint but `/health` and `/ready` needs `Authorization: Bearer <token>`.
+//! `/metrics`, `/config`; `POST /reload` and `POST /cache/purge`; the dashboard (`GET /`,
+//! its assets and `GET /dashboard/data`, in `dashboard`). With an `admin_token` set,
+//! every endpoint but `/health`, `/ready` and the dashboard's page and assets (which
+//! hold no data) needs `Authorization: Bearer <token>`.
 //! It speaks HTTP/1.1 under the main listener's header and send timeouts, serves at most
 //! [`MAX_ADMIN_CONNECTIONS`] connections at once, and backs off when accepting fails.
 
@@ -17,6 +19,8 @@ use serde_json::json;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+mod dashboard;
 
 /// Connections the admin listener serves at once; more wait in the listen backlog. Its
 /// clients are probes, scrapers and operators: a few connections each.
@@ -95,8 +99,9 @@ fn authorized(token: Option<&str>, request: &Request<Incoming>) -> bool {
     given.is_some_and(|g| same(g.as_bytes(), token.as_bytes()))
 }
 
-/// Every endpoint but `/health` and `/ready` needs the token when one is set: `/config`
-/// and `/metrics` describe the deployment, and the POSTs change it.
+/// Every endpoint but `/health` and `/ready` (and the dashboard's page and assets,
+/// answered before this check: they hold no data) needs the token when one is set:
+/// `/config`, `/metrics` and `/dashboard/data` describe the deployment, the POSTs change it.
 fn open_to_all(path: &str) -> bool {
     matches!(path, "/health" | "/ready")
 }
@@ -108,6 +113,9 @@ async fn answer(
 ) -> Response<Full<Bytes>> {
     let gateway = live.load_full();
     let path = request.uri().path();
+    if let Some(page) = dashboard::asset(request.method(), path) {
+        return page;
+    }
     if !open_to_all(path) && !authorized(gateway.server.admin_token.as_deref(), request) {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -161,6 +169,7 @@ async fn answer(
                 "pending_restart": gateway.config.pending_restart,
             }),
         ),
+        (&Method::GET, dashboard::DATA_PATH) => dashboard::data(&gateway, reloader).await,
         (&Method::POST, "/reload") => match reloader.reload_async("admin").await {
             Ok(changes) => json_response(
                 StatusCode::OK,
@@ -192,7 +201,16 @@ async fn answer(
             }
             json_response(status, &answer)
         }
-        (_, "/health" | "/ready" | "/metrics" | "/config" | "/reload" | "/cache/purge") => error(
+        (
+            _,
+            "/health"
+            | "/ready"
+            | "/metrics"
+            | "/config"
+            | "/reload"
+            | "/cache/purge"
+            | dashboard::DATA_PATH,
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "see the admin endpoints in the README",
@@ -200,7 +218,7 @@ async fn answer(
         _ => error(
             StatusCode::NOT_FOUND,
             "route_not_found",
-            "admin endpoints: /health /ready /metrics /config /reload /cache/purge",
+            "admin endpoints: / (dashboard) /health /ready /metrics /config /reload /cache/purge",
         ),
     }
 }
