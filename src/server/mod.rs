@@ -12,6 +12,7 @@ mod handoff;
 mod http2;
 mod redirect;
 mod send_timeout;
+mod send_watch;
 mod settings;
 mod tls;
 
