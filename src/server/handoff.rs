@@ -6,7 +6,8 @@
 //! graceful shutdown as the connection did.
 
 use super::ConnService;
-use super::send_timeout::{SendTimeout, SendWatch};
+use super::send_timeout::SendTimeout;
+use super::send_watch::{SendWatch, Watched};
 use super::settings::{ConnSettings, refusal};
 use crate::body::{Body, ClientBody};
 use crate::http1::Refusal;
@@ -16,7 +17,6 @@ use futures_util::future::{Either, Ready, ready};
 use http::header::HOST;
 use http::{Request, Response, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -28,9 +28,8 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tower::Service;
 
 /// Serves the rest of the connection with hyper. `read`: bytes taken from the socket
@@ -44,11 +43,10 @@ pub async fn serve<S: ConnService, IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cut = Arc::new(Notify::new());
+    let send_watch = Arc::new(SendWatch::new(settings.send_timeout));
     let service = Checked {
         service,
-        send_timeout: settings.send_timeout,
-        cut: cut.clone(),
+        send_watch: send_watch.clone(),
         drain: Drain {
             shutdown: shutdown.clone(),
             grace: settings.shutdown_grace,
@@ -67,7 +65,7 @@ pub async fn serve<S: ConnService, IO>(
             connection.as_mut().graceful_shutdown();
             connection.await
         }
-        () = cut.notified() => {
+        () = send_watch.overdue() => {
             // An HTTP/2 answer's client granted no window for send_timeout: dropping the
             // connection is the one way to end its stream.
             tracing::debug!("closing an HTTP/2 connection whose client took no bytes");
@@ -89,17 +87,16 @@ pub async fn serve<S: ConnService, IO>(
 #[derive(Clone)]
 struct Checked<S> {
     service: S,
-    send_timeout: Duration,
-    /// Told by an HTTP/2 answer cut for its send timeout: the connection closes.
-    cut: Arc<Notify>,
+    /// The connection's HTTP/2 answers, watched for a reader that stops taking them.
+    send_watch: Arc<SendWatch>,
     /// Put on upgrade requests, for the tunnel they may become.
     drain: Drain,
 }
 
 impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
-    type Response = Response<Body>;
+    type Response = Response<Watched>;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response<Body>, Infallible>>, Watching<S::Future>>;
+    type Future = Either<Ready<Result<Response<Watched>, Infallible>>, Watching<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.service.poll_ready(cx)
@@ -107,43 +104,40 @@ impl<S: ConnService> Service<Request<Incoming>> for Checked<S> {
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         if let Some(why) = host_refusal(&request) {
-            return Either::Left(ready(Ok(refusal(why))));
+            return Either::Left(ready(Ok(refusal(why).map(Watched::unwatched))));
         }
         // hyper puts an upgrade handle on requests that ask for one, and only on them.
         if request.extensions().get::<OnUpgrade>().is_some() {
             request.extensions_mut().insert(self.drain.clone());
         }
-        let watch = (request.version() == Version::HTTP_2).then_some(self.send_timeout);
+        let watch = (request.version() == Version::HTTP_2).then(|| self.send_watch.clone());
         Either::Right(Watching {
             answer: self.service.call(request.map(ClientBody::Streamed)),
             watch,
-            cut: self.cut.clone(),
         })
     }
 }
 
 pin_project! {
-    /// An answer whose body, with `watch`, goes out under a [`SendWatch`].
+    /// An answer whose body, with `watch`, is watched by the connection's [`SendWatch`].
     struct Watching<F> {
         #[pin]
         answer: F,
-        watch: Option<Duration>,
-        cut: Arc<Notify>,
+        watch: Option<Arc<SendWatch>>,
     }
 }
 
 impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Watching<F> {
-    type Output = F::Output;
+    type Output = Result<Response<Watched>, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(response) = ready!(this.answer.poll(cx));
-        Poll::Ready(Ok(match *this.watch {
-            Some(limit) if !response.body().is_end_stream() => {
-                let cut = Some(this.cut.clone());
-                response.map(|body| SendWatch::telling(body, limit, cut).boxed_unsync())
+        Poll::Ready(Ok(match this.watch.take() {
+            Some(watch) if !response.body().is_end_stream() => {
+                response.map(|body| watch.watch(body))
             }
-            _ => response,
+            _ => response.map(Watched::unwatched),
         }))
     }
 }

@@ -12,7 +12,7 @@
 //! - `max_local_error_reset_streams` counts the streams h2 resets because of the
 //!   client's protocol errors (the MadeYouReset attack, CVE-2025-8671); past it, GOAWAY.
 //!
-//! A client that opens no window on an answer is cut by `send_timeout` (`SendWatch`).
+//! A client that opens no window on an answer is cut by `send_timeout` (`send_watch`).
 
 use crate::config::Http2Spec;
 use hyper_util::rt::{TokioExecutor, TokioTimer};

@@ -10,8 +10,10 @@ mod accept;
 mod conn;
 mod handoff;
 mod http2;
+mod near_timer;
 mod redirect;
 mod send_timeout;
+mod send_watch;
 mod settings;
 mod tls;
 
@@ -92,6 +94,7 @@ pub async fn run(
     // resolves once the last one has.
     let (stop, stopped) = tokio::sync::watch::channel(());
     let pruning = tokio::spawn(prune_limits(live.clone()));
+    let near_timer = tokio::spawn(near_timer::hold());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let mut acceptor = Acceptor::new(listener, "main");
     tokio::pin!(shutdown);
@@ -146,6 +149,7 @@ pub async fn run(
     drop(acceptor);
     drop(stopped);
     pruning.abort();
+    near_timer.abort();
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: finishing in-flight requests");
     stop.send_replace(());
     // Async routes' jobs get the same grace, at the same time (`gateway/jobs.rs`).
