@@ -75,12 +75,13 @@ pub struct CertRequest<'a> {
 }
 
 fn fresh_serial() -> Vec<u8> {
-    // Positive (high bit clear) and never zero: a valid DER INTEGER serial.
-    let mut bytes = fastrand::u64(1 << 32..u64::MAX >> 1).to_be_bytes().to_vec();
-    while bytes.first() == Some(&0) {
-        bytes.remove(0);
-    }
-    bytes
+    // Eight bytes whose first is 1 to 0x7f: positive with no leading zero, so the DER
+    // INTEGER a certificate carries is these bytes as they are. (Stripping the zeros of
+    // a smaller number could leave a first byte of 0x80 or more, which DER prefixes with
+    // a zero the comparison then misses.)
+    let mut bytes = fastrand::u64(..).to_be_bytes();
+    bytes[0] = fastrand::u8(1..0x80);
+    bytes.to_vec()
 }
 
 impl TestCa {
