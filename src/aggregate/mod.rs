@@ -32,6 +32,7 @@ mod fetch;
 mod for_each;
 pub mod merge;
 mod pipeline;
+mod read;
 mod respond;
 mod scope;
 pub mod shape;

@@ -8,6 +8,7 @@ use super::error::{AggregateError, BackendError};
 use super::execute::{Launch, Started, execute};
 use super::fetch::{self, CacheLookup};
 use super::for_each;
+use super::read;
 use super::respond::{BackendOutcomes, respond};
 use super::scope::{AggregateRoute, BackendAnswer, CallRequest, Outcome, RequestScope};
 use crate::auth::Identity;
@@ -89,7 +90,7 @@ fn parse_body(bytes: &[u8]) -> Result<Option<Value>, AggregateError> {
     if bytes.trim_ascii().is_empty() {
         return Ok(None);
     }
-    fetch::parse_json(bytes, MAX_DEPTH_LIMIT)
+    read::parse_json(bytes, MAX_DEPTH_LIMIT)
         .map(Some)
         .map_err(|e| {
             AggregateError::BodyNotJson(match e {

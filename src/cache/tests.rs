@@ -1,5 +1,8 @@
 //! Unit tests of the response cache: keys, windows, coalescing, purging, capacity.
+use super::entry::HEADER_SLOT;
 use super::*;
+use bytes::Bytes;
+use http::StatusCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Test failures: those starting "answered" stand for an upstream's answer.

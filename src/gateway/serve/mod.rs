@@ -1,7 +1,7 @@
 //! Serving one request on a snapshot, in phases that read top to bottom, as Pingora
 //! names its `request_filter` ... `logging`:
 //!
-//! 1. [`Gateway::route_for`]: the route match (404, 405); then, on a route with `auth`,
+//! 1. [`Gateway::route_for`] (`admit.rs`): the route match (404, 405); then, on a route with `auth`,
 //!    the auth phase (`auth.rs`: 401, 403, 503) proving the request's identity; then
 //!    [`Gateway::admit`]: the rate limit (429) and the declared body size (413), before
 //!    any upstream is called.
@@ -14,78 +14,38 @@
 //! 3. Finishing the response: compression (`compress::apply`; whole answers only, never
 //!    an upstream's passed through), then [`Gateway::finish_response`]: rate-limit
 //!    headers and the request id.
-//! 4. [`Gateway::log`]: metrics, and the access log's record handed to its writer.
+//! 4. [`Gateway::log`] (`log.rs`): metrics, and the access log's record handed to its writer.
+//!
+//! This file owns the request's path through the phases (`handle`, `dispatch`,
+//! `finish_response`) and the [`Summary`] they pass along.
 //!
 //! Errors become responses through `error.rs` where they happen; every phase after
 //! `admit` sees a response.
 
+mod admit;
+mod log;
+
+pub(super) use admit::Admitted;
+
+use admit::{Admission, Matched, Quota};
+use log::{Client, Logged};
+
 use super::{Gateway, Handler, Route};
-use crate::access_log::{AccessLogSpec, LogFormat, Record};
 use crate::aggregate::{self, BackendOutcomes};
-use crate::auth::Identity;
-use crate::body::{Body, ClientBody, check_declared_length, full};
+use crate::body::{Body, ClientBody, full};
 use crate::compress;
 use crate::connection::ClientConnection;
 use crate::error::{GatewayError, RATELIMIT_LIMIT, RATELIMIT_REMAINING};
-use crate::limits::{
-    ClientKey, ClusterLimit, ClusterVerdict, LimitKey, RouteLimit, Verdict, client_key,
-    client_key_by,
-};
 use crate::metrics::{Label, RouteSeries};
 use crate::proxy;
 use crate::request_id::{self, X_REQUEST_ID};
-use crate::router::{RouteMatch, normalize};
+use crate::router::normalize;
+use crate::trace::TraceContext;
 use crate::trace::context::TRACEPARENT;
-use crate::trace::{TraceContext, TraceId};
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header};
-use std::net::IpAddr;
+use http::{HeaderValue, Request, Response, header};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 static SERVER_TIMING: http::HeaderName = http::HeaderName::from_static("server-timing");
-
-/// What the route match found.
-enum Matched<'s, 'p> {
-    Found(&'s Route, matchit::Params<'s, 'p>),
-    /// 404 or 405, counted as the summary says.
-    Refused(GatewayError, Summary<'s>),
-}
-
-/// What `admit` decided.
-enum Admission<'s, 'p> {
-    Admitted(Admitted<'s, 'p>),
-    /// Refused, counted as the summary says.
-    Refused(GatewayError, Summary<'s>),
-}
-
-/// A request admitted to its route.
-pub(super) struct Admitted<'s, 'p> {
-    pub(super) route: &'s Route,
-    pub(super) params: matchit::Params<'s, 'p>,
-    pub(super) quota: Option<Quota>,
-    /// Who the request comes from, when the route has `auth` and it proved an identity.
-    pub(super) identity: Option<Arc<Identity>>,
-}
-
-/// A route's rate limit and the requests left in it, for `RateLimit-*` headers.
-#[derive(Clone, Copy)]
-pub(super) struct Quota {
-    limit: u32,
-    remaining: u32,
-}
-
-/// A limit's verdict as `RateLimit-*` headers, or 429 with `Retry-After`.
-fn quota_of(verdict: Verdict, limit: u32) -> Result<Quota, GatewayError> {
-    match verdict {
-        Verdict::Allowed { remaining } => Ok(Quota { limit, remaining }),
-        Verdict::Limited { retry_after } => Err(GatewayError::RateLimited {
-            // Whole seconds, rounded up: a client that waits that long gets in.
-            retry_after_secs: retry_after.as_nanos().div_ceil(1_000_000_000).max(1) as u64,
-            limit,
-        }),
-    }
-}
 
 /// What serving a request came to: what finishing its response and the log need.
 pub(super) struct Summary<'s> {
@@ -273,110 +233,6 @@ impl Gateway {
         response
     }
 
-    /// Finds the route: 405 on a path whose routes do not answer the method (counted on
-    /// the route whose path matched), 404 on `unmatched`.
-    fn route_for<'s, 'p>(&'s self, method: &Method, path: &'p str) -> Matched<'s, 'p> {
-        match self.routes.lookup(method, path) {
-            RouteMatch::Found(route, params) => Matched::Found(route, params),
-            RouteMatch::MethodNotAllowed { allow, on_path, .. } => {
-                let allow = allow.clone();
-                Matched::Refused(
-                    GatewayError::MethodNotAllowed { allow },
-                    Summary::route(on_path, None),
-                )
-            }
-            RouteMatch::NotFound => {
-                Matched::Refused(GatewayError::RouteNotFound, Summary::on(&self.unmatched))
-            }
-        }
-    }
-
-    /// Lets a request its route's auth phase passed in: its client's rate limit (429,
-    /// keyed by `identity` with an `auth:` key; `counted`: what a cluster-scoped limit
-    /// already decided) and its declared body size (413).
-    fn admit<'s, 'p>(
-        &'s self,
-        route: &'s Route,
-        params: matchit::Params<'s, 'p>,
-        identity: Option<Arc<Identity>>,
-        counted: Option<Result<Option<Quota>, GatewayError>>,
-        headers: &HeaderMap,
-        connection: &ClientConnection,
-    ) -> Admission<'s, 'p> {
-        let counted = match (counted, &route.limit) {
-            (Some(counted), _) => counted,
-            (None, Some((_, limit))) => self
-                .take_quota(limit, headers, connection, identity.as_deref())
-                .map(Some),
-            (None, None) => Ok(None),
-        };
-        let quota = match counted {
-            Ok(quota) => quota,
-            Err(e) => {
-                self.metrics.rate_limited(&route.label);
-                return Admission::Refused(e, Summary::route(route, None));
-            }
-        };
-        if let Some(limit) = route.max_body
-            && let Err(e) = check_declared_length(headers, limit)
-        {
-            return Admission::Refused(e.into(), Summary::route(route, quota));
-        }
-        Admission::Admitted(Admitted {
-            route,
-            params,
-            quota,
-            identity,
-        })
-    }
-
-    /// Counts a request against its route's limit: the requests left, or 429.
-    fn take_quota(
-        &self,
-        limit: &RouteLimit,
-        headers: &HeaderMap,
-        connection: &ClientConnection,
-        identity: Option<&Identity>,
-    ) -> Result<Quota, GatewayError> {
-        let key = match (&limit.key, connection.client_cert()) {
-            (LimitKey::ClientCert, Some(cert)) => ClientKey::value(cert.subject.as_bytes()),
-            _ => client_key(
-                &limit.key,
-                connection.peer.ip(),
-                headers,
-                &self.server.trusted_proxies,
-                identity,
-            ),
-        };
-        quota_of(limit.check(&key), limit.burst)
-    }
-
-    /// Counts a request against its route's cluster-scoped limit: the requests left
-    /// (none to tell when the store failed and `on_error = "allow"`), or 429.
-    async fn take_cluster_quota(
-        &self,
-        limit: &ClusterLimit,
-        headers: &HeaderMap,
-        connection: &ClientConnection,
-        identity: Option<&Identity>,
-    ) -> Result<Option<Quota>, GatewayError> {
-        let key = match (&limit.key, connection.client_cert()) {
-            (LimitKey::ClientCert, Some(cert)) => ClientKey::stable(cert.subject.as_bytes()),
-            _ => client_key_by(
-                &limit.key,
-                connection.peer.ip(),
-                headers,
-                &self.server.trusted_proxies,
-                identity,
-                ClientKey::stable,
-            ),
-        };
-        match limit.check(&key).await {
-            ClusterVerdict::Decided(verdict) => quota_of(verdict, limit.burst).map(Some),
-            ClusterVerdict::Allowed => Ok(None),
-        }
-    }
-
     /// Runs the admitted route's handler: the aggregate, or the proxy. Takes the
     /// admission by reference: an async fn keeps its arguments for its whole life, and
     /// the path params are large.
@@ -469,125 +325,6 @@ impl Gateway {
             never_indexed(trace.server.header_value()),
         );
     }
-
-    /// Counts the request in the metrics and hands its access log record to the
-    /// writer: copies and reference counts, no formatting and no system call here.
-    /// `exported`: the trace's id when its spans went to the collector, the latency's
-    /// exemplar, so a slow bucket links to a trace the collector has.
-    fn log(
-        &self,
-        summary: Summary<'_>,
-        response: &Response<Body>,
-        request: Logged,
-        elapsed: Duration,
-        exported: Option<TraceId>,
-    ) {
-        let status = response.status();
-        self.metrics.request(
-            summary.label,
-            summary.series,
-            status.as_u16(),
-            elapsed,
-            exported,
-        );
-        if !self.config.access_log.enabled {
-            return;
-        }
-        let Logged {
-            request_id,
-            trace_id,
-            method,
-            uri,
-            client,
-            user,
-        } = request;
-        self.access_log.submit(Record {
-            time: SystemTime::now(),
-            request_id,
-            trace_id: Some(trace_id),
-            client: client.addr,
-            user,
-            method,
-            uri: detached(&uri),
-            redact_query: self.token_params.clone(),
-            version: client.version,
-            route: summary.label.clone(),
-            status: status.as_u16(),
-            bytes: body_length(response),
-            duration: elapsed,
-            backends: summary.backends.map(|b| b.0),
-            referer: client.referer,
-            user_agent: client.user_agent,
-            client_cert: client.cert_subject,
-            upstream: summary.canary.cloned(),
-        });
-    }
-}
-
-/// What the log needs of a request that the handler takes away.
-struct Logged {
-    request_id: HeaderValue,
-    /// The request's trace, whether or not its spans are exported: upstreams that
-    /// trace on their own log the same id.
-    trace_id: TraceId,
-    method: Method,
-    uri: Uri,
-    client: Client,
-    /// The subject of the identity the request proved.
-    user: Option<Arc<str>>,
-}
-
-/// The client's side of an access log record, taken before the request moves on.
-struct Client {
-    addr: IpAddr,
-    version: Version,
-    /// `Referer` and `User-Agent`, kept only when the `combined` format prints them.
-    referer: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
-    /// The verified client certificate's subject, on a TLS connection with one and the
-    /// access log on.
-    cert_subject: Option<Arc<str>>,
-}
-
-impl Client {
-    fn of(
-        log: &AccessLogSpec,
-        request: &Request<ClientBody>,
-        connection: &ClientConnection,
-    ) -> Self {
-        let combined = log.enabled && log.format == LogFormat::Combined;
-        let kept = |name| {
-            combined
-                .then(|| request.headers().get(name).cloned())
-                .flatten()
-        };
-        Self {
-            addr: connection.peer.ip(),
-            version: request.version(),
-            referer: kept(header::REFERER),
-            user_agent: kept(header::USER_AGENT),
-            cert_subject: log
-                .enabled
-                .then(|| connection.client_cert().map(|c| c.subject.clone()))
-                .flatten(),
-        }
-    }
-}
-
-/// The response body's length when it is known before it is sent: a whole answer's
-/// size, or what a stream declares (its size hint, or a passed-through
-/// `Content-Length`); `None` for a stream of unknown length.
-fn body_length(response: &Response<Body>) -> Option<u64> {
-    use http_body::Body as _;
-    response.body().size_hint().exact().or_else(|| {
-        response
-            .headers()
-            .get(header::CONTENT_LENGTH)?
-            .to_str()
-            .ok()?
-            .parse()
-            .ok()
-    })
 }
 
 /// The answer on the main listener's health path.
@@ -598,19 +335,6 @@ fn health() -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     r
-}
-
-/// `uri` in bytes of its own. A request's target is a view into the buffer its head
-/// was read into (4 KiB or more): the record waits for the log's writer thread up to its
-/// poll interval, and would keep that buffer alive as long and free it on the writer's
-/// thread, so every logged request would take a fresh buffer instead of reusing the one
-/// just freed. Copying the path and query (tens of bytes) costs less.
-fn detached(uri: &Uri) -> Uri {
-    let Some(target) = uri.path_and_query() else {
-        return uri.clone();
-    };
-    Uri::from_maybe_shared(Bytes::copy_from_slice(target.as_str().as_bytes()))
-        .unwrap_or_else(|_| uri.clone())
 }
 
 /// `value`, marked for HPACK's never-indexed literal (HTTP/1.1 ignores the mark): the

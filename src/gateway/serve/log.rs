@@ -1,0 +1,148 @@
+//! The last phase of a request: its metrics and its access log record, made of what
+//! was taken from the request before the handler took it away (`Logged`, `Client`).
+
+use super::Summary;
+use crate::access_log::{AccessLogSpec, LogFormat, Record};
+use crate::body::{Body, ClientBody};
+use crate::connection::ClientConnection;
+use crate::gateway::Gateway;
+use crate::trace::TraceId;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+impl Gateway {
+    /// Counts the request in the metrics and hands its access log record to the
+    /// writer: copies and reference counts, no formatting and no system call here.
+    /// `exported`: the trace's id when its spans went to the collector, the latency's
+    /// exemplar, so a slow bucket links to a trace the collector has.
+    pub(super) fn log(
+        &self,
+        summary: Summary<'_>,
+        response: &Response<Body>,
+        request: Logged,
+        elapsed: Duration,
+        exported: Option<TraceId>,
+    ) {
+        let status = response.status();
+        self.metrics.request(
+            summary.label,
+            summary.series,
+            status.as_u16(),
+            elapsed,
+            exported,
+        );
+        if !self.config.access_log.enabled {
+            return;
+        }
+        let Logged {
+            request_id,
+            trace_id,
+            method,
+            uri,
+            client,
+            user,
+        } = request;
+        self.access_log.submit(Record {
+            time: SystemTime::now(),
+            request_id,
+            trace_id: Some(trace_id),
+            client: client.addr,
+            user,
+            method,
+            uri: detached(&uri),
+            redact_query: self.token_params.clone(),
+            version: client.version,
+            route: summary.label.clone(),
+            status: status.as_u16(),
+            bytes: body_length(response),
+            duration: elapsed,
+            backends: summary.backends.map(|b| b.0),
+            referer: client.referer,
+            user_agent: client.user_agent,
+            client_cert: client.cert_subject,
+            upstream: summary.canary.cloned(),
+        });
+    }
+}
+
+/// What the log needs of a request that the handler takes away.
+pub(super) struct Logged {
+    pub(super) request_id: HeaderValue,
+    /// The request's trace, whether or not its spans are exported: upstreams that
+    /// trace on their own log the same id.
+    pub(super) trace_id: TraceId,
+    pub(super) method: Method,
+    pub(super) uri: Uri,
+    pub(super) client: Client,
+    /// The subject of the identity the request proved.
+    pub(super) user: Option<Arc<str>>,
+}
+
+/// The client's side of an access log record, taken before the request moves on.
+pub(super) struct Client {
+    pub(super) addr: IpAddr,
+    pub(super) version: Version,
+    /// `Referer` and `User-Agent`, kept only when the `combined` format prints them.
+    pub(super) referer: Option<HeaderValue>,
+    pub(super) user_agent: Option<HeaderValue>,
+    /// The verified client certificate's subject, on a TLS connection with one and the
+    /// access log on.
+    pub(super) cert_subject: Option<Arc<str>>,
+}
+
+impl Client {
+    pub(super) fn of(
+        log: &AccessLogSpec,
+        request: &Request<ClientBody>,
+        connection: &ClientConnection,
+    ) -> Self {
+        let combined = log.enabled && log.format == LogFormat::Combined;
+        let kept = |name| {
+            combined
+                .then(|| request.headers().get(name).cloned())
+                .flatten()
+        };
+        Self {
+            addr: connection.peer.ip(),
+            version: request.version(),
+            referer: kept(header::REFERER),
+            user_agent: kept(header::USER_AGENT),
+            cert_subject: log
+                .enabled
+                .then(|| connection.client_cert().map(|c| c.subject.clone()))
+                .flatten(),
+        }
+    }
+}
+
+/// The response body's length when it is known before it is sent: a whole answer's
+/// size, or what a stream declares (its size hint, or a passed-through
+/// `Content-Length`); `None` for a stream of unknown length.
+fn body_length(response: &Response<Body>) -> Option<u64> {
+    use http_body::Body as _;
+    response.body().size_hint().exact().or_else(|| {
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    })
+}
+
+/// `uri` in bytes of its own. A request's target is a view into the buffer its head
+/// was read into (4 KiB or more): the record waits for the log's writer thread up to its
+/// poll interval, and would keep that buffer alive as long and free it on the writer's
+/// thread, so every logged request would take a fresh buffer instead of reusing the one
+/// just freed. Copying the path and query (tens of bytes) costs less.
+fn detached(uri: &Uri) -> Uri {
+    let Some(target) = uri.path_and_query() else {
+        return uri.clone();
+    };
+    Uri::from_maybe_shared(Bytes::copy_from_slice(target.as_str().as_bytes()))
+        .unwrap_or_else(|_| uri.clone())
+}
