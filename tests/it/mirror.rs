@@ -719,3 +719,55 @@ mirror = [{ upstream = "shadow" }]
     }
     assert_eq!(problems.len(), expected.len(), "{stderr}");
 }
+
+/// `X-Fanout-Mirror` is the gateway's to set: a client's own (any spelling) reaches
+/// neither the primary, on a proxy or an aggregate route, nor the shadow, which gets
+/// the gateway's `1` alone.
+#[tokio::test]
+async fn a_client_sent_x_fanout_mirror_reaches_neither_the_primary_nor_the_shadow() {
+    let primary = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let shadow = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let route = r#"underscores_in_headers = true
+[[routes]]
+path = "/agg"
+forward_headers = ["x-fanout-mirror", "x-custom"]
+  [[routes.backends]]
+  name = "a"
+  upstream = "primary"
+  path = "/agg-call"
+"#;
+    let gw = start_reloadable(&proxied(&primary.url(), &shadow.url(), "", route)).await;
+    for path in ["/p/x", "/agg"] {
+        let response = client()
+            .get(gw.gateway.url(path))
+            .header("x-fanout-mirror", "0")
+            .header("x_fanout_mirror", "1")
+            .header("x-custom", "kept")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    eventually("the copy", async || shadow.total_hits() == 1).await;
+    let sent = primary.requests();
+    assert_eq!(sent.len(), 2);
+    for call in &sent {
+        assert_eq!(call.headers["x-custom"], "kept", "{}", call.target);
+        assert!(
+            call.headers.get("x-fanout-mirror").is_none() && call.headers.get("x_fanout_mirror").is_none(),
+            "a client's mirror mark reached the primary at {}: {:?}",
+            call.target,
+            call.headers
+        );
+    }
+    let copy = &shadow.requests()[0];
+    let marks: Vec<_> = copy.headers.get_all("x-fanout-mirror").iter().collect();
+    assert_eq!(marks, ["1"], "the gateway's mark alone");
+    assert!(copy.headers.get("x_fanout_mirror").is_none());
+}
