@@ -44,6 +44,8 @@ pub struct Mirror {
     max_in_flight: usize,
     /// One permit per copy in flight; none left: the copy is dropped.
     permits: Arc<Semaphore>,
+    /// Copies keep the client's credentials and the backend's own headers.
+    credentials: bool,
     series: MirrorSeries,
 }
 
@@ -76,6 +78,7 @@ impl Mirror {
             max_body: spec.max_body,
             max_in_flight: spec.max_in_flight,
             permits,
+            credentials: spec.credentials,
             series,
         }
     }
@@ -126,9 +129,21 @@ pub struct Primary<'a> {
     pub upstream: &'a Upstream,
     /// The headers the primary call sends.
     pub headers: &'a HeaderMap,
+    /// The headers an aggregate backend sets on its call itself (its `headers`
+    /// templates): copied only to a mirror with `credentials = true`. Empty on a proxy.
+    pub own_headers: &'a [(HeaderName, HeaderValue)],
     pub request_id: &'a HeaderValue,
     pub trace: &'a TraceContext,
 }
+
+/// The client headers that are credentials: a copy carries them only to a mirror with
+/// `credentials = true`.
+pub static CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::PROXY_AUTHORIZATION,
+    crate::tls::client_cert::X_FORWARDED_CLIENT_CERT,
+];
 
 /// A copy of one request for one mirror, ready but for its body.
 pub struct Copy {
@@ -178,6 +193,9 @@ pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'
         for name in primary.upstream.spec.headers.keys() {
             headers.remove(name);
         }
+        if !mirror.credentials {
+            strip_credentials(&mut headers, primary.own_headers);
+        }
         // The shadow's own Host; the length is the client's to set from the copy.
         headers.remove(HOST);
         headers.remove(CONTENT_LENGTH);
@@ -199,6 +217,17 @@ pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'
         });
     }
     out
+}
+
+/// Removes from a copy's `headers` the client's credentials and the headers the
+/// primary call set itself (`own`), which may be an API key of the backend's.
+fn strip_credentials(headers: &mut HeaderMap, own: &[(HeaderName, HeaderValue)]) {
+    for name in &CREDENTIAL_HEADERS {
+        headers.remove(name);
+    }
+    for (name, _) in own {
+        headers.remove(name);
+    }
 }
 
 /// Sends each of `copies` with `body` (the whole request body, in chunks), each from a

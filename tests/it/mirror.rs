@@ -771,3 +771,123 @@ forward_headers = ["x-fanout-mirror", "x-custom"]
     assert_eq!(marks, ["1"], "the gateway's mark alone");
     assert!(copy.headers.get("x_fanout_mirror").is_none());
 }
+
+/// The client's credentials and an aggregate backend's own headers (its API key) go to
+/// a shadow only when its mirror entry says `credentials = true`.
+#[tokio::test]
+async fn credentials_reach_the_shadow_only_when_the_mirror_entry_opts_in() {
+    let primary = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let shadow = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let toml = format!(
+        r#"[upstreams.primary]
+url = "{}"
+timeout = "5s"
+[upstreams.shadow]
+url = "{}"
+timeout = "5s"
+[[routes]]
+path = "/p/{{*rest}}"
+proxy = {{ upstream = "primary", path = "/api/{{rest}}" }}
+mirror = [
+  {{ upstream = "shadow", path = "/plain/{{rest}}" }},
+  {{ upstream = "shadow", path = "/trusted/{{rest}}", credentials = true }},
+]
+[[routes]]
+path = "/agg/{{id}}"
+forward_headers = ["authorization", "cookie"]
+  [[routes.backends]]
+  name = "user"
+  upstream = "primary"
+  path = "/users/{{id}}"
+  headers = {{ "x-api-key" = "backend-secret" }}
+  mirror = [
+    {{ upstream = "shadow", path = "/plain/agg/{{id}}" }},
+    {{ upstream = "shadow", path = "/trusted/agg/{{id}}", credentials = true }},
+  ]
+"#,
+        primary.url(),
+        shadow.url()
+    );
+    let gw = start_reloadable(&toml).await;
+    for path in ["/p/x", "/agg/7"] {
+        let response = client()
+            .get(gw.gateway.url(path))
+            .header("authorization", "Bearer client-token")
+            .header("cookie", "session=s1")
+            .header("proxy-authorization", "Basic cHJveHk=")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    eventually("four copies", async || shadow.total_hits() == 4).await;
+    let agg = primary
+        .requests()
+        .into_iter()
+        .find(|r| r.target == "/users/7")
+        .unwrap();
+    assert_eq!(agg.headers["x-api-key"], "backend-secret");
+    assert_eq!(agg.headers["authorization"], "Bearer client-token");
+    for copy in shadow.requests() {
+        let h = &copy.headers;
+        assert_eq!(h["x-fanout-mirror"], "1");
+        if copy.target.starts_with("/trusted/") {
+            assert_eq!(h["authorization"], "Bearer client-token", "{}", copy.target);
+            assert_eq!(h["cookie"], "session=s1", "{}", copy.target);
+            if copy.target == "/trusted/agg/7" {
+                assert_eq!(h["x-api-key"], "backend-secret");
+            }
+        } else {
+            for name in ["authorization", "cookie", "proxy-authorization", "x-api-key"] {
+                assert!(h.get(name).is_none(), "{name} reached {}", copy.target);
+            }
+        }
+    }
+    let mut targets: Vec<String> = shadow.requests().into_iter().map(|r| r.target).collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        ["/plain/agg/7", "/plain/x", "/trusted/agg/7", "/trusted/x"]
+    );
+}
+
+/// `credentials` is checked like every key: a value that is not a boolean, or a
+/// misspelt key, is named by its place.
+#[test]
+fn fanout_check_refuses_a_credentials_that_is_not_a_boolean() {
+    let toml = r#"
+[upstreams.primary]
+url = "http://127.0.0.1:9001"
+[upstreams.shadow]
+url = "http://127.0.0.1:9002"
+[[routes]]
+path = "/p/{*rest}"
+proxy = { upstream = "primary", path = "/{rest}" }
+mirror = [{ upstream = "shadow", credentials = "maybe" }, { upstream = "shadow", credential = true }]
+"#;
+    let dir = common::scratch_dir("mirror-credentials-check");
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("routes[0].mirror[0].credentials: invalid type: string \"maybe\", expected a boolean"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("routes[0].mirror[1].credential: unknown key `credential`"),
+        "{stderr}"
+    );
+}
