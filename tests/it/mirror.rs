@@ -760,7 +760,8 @@ forward_headers = ["x-fanout-mirror", "x-custom"]
     for call in &sent {
         assert_eq!(call.headers["x-custom"], "kept", "{}", call.target);
         assert!(
-            call.headers.get("x-fanout-mirror").is_none() && call.headers.get("x_fanout_mirror").is_none(),
+            call.headers.get("x-fanout-mirror").is_none()
+                && call.headers.get("x_fanout_mirror").is_none(),
             "a client's mirror mark reached the primary at {}: {:?}",
             call.target,
             call.headers
@@ -844,7 +845,12 @@ forward_headers = ["authorization", "cookie"]
                 assert_eq!(h["x-api-key"], "backend-secret");
             }
         } else {
-            for name in ["authorization", "cookie", "proxy-authorization", "x-api-key"] {
+            for name in [
+                "authorization",
+                "cookie",
+                "proxy-authorization",
+                "x-api-key",
+            ] {
                 assert!(h.get(name).is_none(), "{name} reached {}", copy.target);
             }
         }
@@ -883,11 +889,68 @@ mirror = [{ upstream = "shadow", credentials = "maybe" }, { upstream = "shadow",
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("routes[0].mirror[0].credentials: invalid type: string \"maybe\", expected a boolean"),
+        stderr.contains(
+            "routes[0].mirror[0].credentials: invalid type: string \"maybe\", expected a boolean"
+        ),
         "{stderr}"
     );
     assert!(
         stderr.contains("routes[0].mirror[1].credential: unknown key `credential`"),
         "{stderr}"
     );
+}
+
+/// A copy takes its place among `max_in_flight` when the request starts: with the one
+/// place held by a hung copy, an upload's copy is dropped (and counted) at once, so no
+/// body is kept for it while the upload streams to the primary.
+#[tokio::test]
+async fn an_upload_keeps_no_body_for_a_copy_over_max_in_flight() {
+    let primary = MockUpstream::builder()
+        .route("*", Reply::sink())
+        .start()
+        .await;
+    let shadow = MockUpstream::builder()
+        .route("*", Reply::hang())
+        .start()
+        .await;
+    let toml = proxied(
+        &primary.url(),
+        &shadow.url(),
+        ", timeout = \"1m\", max_in_flight = 1",
+        "",
+    );
+    let gw = start_reloadable(&toml).await;
+    let response = client().get(gw.gateway.url("/p/x")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    eventually("a copy to hang", async || shadow.total_hits() == 1).await;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let upload = tokio::spawn(
+        client()
+            .put(gw.gateway.url("/p/upload"))
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tx.send(Ok(Bytes::from(vec![b'1'; 1000]))).await.unwrap();
+    eventually("the primary to read the first part", async || {
+        primary.sunk() >= 1000
+    })
+    .await;
+    let text = metrics(&gw).await;
+    assert_eq!(
+        value(&text, &dropped(P, "shadow", "in_flight")),
+        1.0,
+        "dropped while the upload streams, not kept until its end: {text}"
+    );
+    tx.send(Ok(Bytes::from(vec![b'2'; 1000]))).await.unwrap();
+    drop(tx);
+    assert_eq!(upload.await.unwrap().unwrap().status(), 200);
+    assert_eq!(primary.sunk(), 2000);
+    let text = metrics(&gw).await;
+    assert_eq!(value(&text, &dropped(P, "shadow", "in_flight")), 1.0);
+    assert_eq!(value(&text, &in_flight("shadow")), 1.0);
+    assert_eq!(shadow.total_hits(), 1);
 }
