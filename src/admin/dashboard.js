@@ -19,12 +19,28 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-function showLogin(refused) {
+const REFUSED = "The token was refused.";
+const UNSENDABLE = "The token holds characters a request header cannot carry (a line break, or a letter beyond Latin-1): paste it again.";
+
+// `problem`: why the token is asked again (null: asked for the first time).
+function showLogin(problem) {
   $("data").hidden = true;
   $("login").hidden = false;
-  $("login-error").hidden = !refused;
+  $("login-error").hidden = problem === null;
+  if (problem !== null) $("login-error").textContent = problem;
   setState("token needed", "down");
   $("token").focus();
+}
+
+// Whether `value` can be sent as a header value: fetch throws on one that cannot,
+// which would look like the gateway being unreachable, forever.
+function sendable(value) {
+  try {
+    new Headers({ Authorization: value });
+    return true;
+  } catch (e) {
+    return false;
+  }
 }
 
 function setState(text, kind) {
@@ -33,29 +49,47 @@ function setState(text, kind) {
   el.className = "pill " + kind;
 }
 
+// One update; polling goes on whatever happens to it (a garbled body, a render that
+// throws), except while the token is asked for.
 async function poll() {
   timer = null;
+  let again = true;
+  try {
+    again = await update();
+  } catch (e) {
+    setState("bad data", "down");
+  } finally {
+    if (again) schedule();
+  }
+}
+
+// Fetches and applies one update; false when the page now waits for a token.
+async function update() {
   const headers = { Accept: "application/json" };
   const t = token();
-  if (t) headers.Authorization = "Bearer " + t;
+  if (t !== null) {
+    if (!sendable("Bearer " + t)) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin(UNSENDABLE);
+      return false;
+    }
+    headers.Authorization = "Bearer " + t;
+  }
   let response;
   try {
     response = await fetch(DATA, { headers, cache: "no-store", credentials: "omit" });
   } catch (e) {
     setState("unreachable", "down");
-    schedule();
-    return;
+    return true;
   }
   if (response.status === 401) {
-    const hadToken = t !== null;
     sessionStorage.removeItem(TOKEN_KEY);
-    showLogin(hadToken);
-    return;
+    showLogin(t !== null ? REFUSED : null);
+    return false;
   }
   if (!response.ok) {
     setState("error " + response.status, "down");
-    schedule();
-    return;
+    return true;
   }
   const data = await response.json();
   const started = performance.now();
@@ -68,7 +102,7 @@ async function poll() {
   $("data").hidden = false;
   setState("live", "live");
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
-  schedule();
+  return true;
 }
 
 function schedule() {

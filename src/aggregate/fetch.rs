@@ -287,6 +287,7 @@ fn mirror(
         url: &call.url,
         upstream: backend.upstream_at(call.pick),
         headers,
+        own_headers: &call.headers,
         request_id: scope.request_id(),
         trace: scope.trace,
     };

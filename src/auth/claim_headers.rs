@@ -17,13 +17,16 @@ use std::sync::Arc;
 pub struct ClaimHeaders(Arc<[HeaderName]>);
 
 impl ClaimHeaders {
-    /// The union of the providers' header names.
+    /// The union of the providers' header names, and `x-fanout-mirror`, which only the
+    /// gateway sets (on mirror copies): a client's own would pass a real request off
+    /// as a copy.
     pub fn of<'a>(providers: impl IntoIterator<Item = &'a ProviderSpec>) -> Self {
         Self::of_lists(
             providers
                 .into_iter()
                 .map(|p| p.claims_to_headers.as_slice()),
         )
+        .and(crate::mirror::X_FANOUT_MIRROR.clone())
     }
 
     /// The union of the names of `claims_to_headers` lists.
@@ -152,6 +155,17 @@ mod tests {
         headers.append("accept", HeaderValue::from_static("*/*"));
         names.strip(&mut headers);
         assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn the_mirror_mark_is_stripped_without_any_provider() {
+        let names = ClaimHeaders::of([]);
+        assert_eq!(names.names(), ["x-fanout-mirror"]);
+        let mut headers = HeaderMap::new();
+        headers.append("x-fanout-mirror", HeaderValue::from_static("1"));
+        headers.append("x_fanout_mirror", HeaderValue::from_static("1"));
+        names.strip(&mut headers);
+        assert!(headers.is_empty());
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct MirrorConfig {
     /// Copies of this entry in flight at once; further copies are dropped and counted
     /// (`fanout_mirror_dropped_total{reason="in_flight"}`).
     pub max_in_flight: usize,
+    /// The copy carries the client's credentials (`Authorization`, `Cookie`,
+    /// `Proxy-Authorization`, `X-Forwarded-Client-Cert`) and an aggregate backend's own
+    /// `headers`; default false: they are removed, a shadow is not trusted with them.
+    pub credentials: bool,
 }
 
 impl Default for MirrorConfig {
@@ -38,6 +42,7 @@ impl Default for MirrorConfig {
             path: None,
             timeout: None,
             max_in_flight: 64,
+            credentials: false,
         }
     }
 }
@@ -58,4 +63,6 @@ pub struct MirrorSpec {
     pub max_in_flight: usize,
     /// The route's `mirror_max_body`: a larger body is not copied.
     pub max_body: u64,
+    /// The copy keeps the client's credentials and the backend's own headers.
+    pub credentials: bool,
 }

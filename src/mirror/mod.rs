@@ -1,8 +1,8 @@
 //! Traffic mirroring: copies of a proxy route's requests, or of an aggregate backend's
 //! calls, sent to a shadow upstream, fire and forget. A copy never delays, changes or
 //! fails the client's answer: it is sent from a task of its own, bounded by its own
-//! timeout and by a count of copies in flight per mirror entry (over it, the copy is
-//! dropped and counted); its answer is read (up to the shadow's `max_response`) and
+//! timeout and by a count of copies in flight per mirror entry, taken when the request
+//! starts (over it, the copy is dropped and counted, and no body is kept for it); its answer is read (up to the shadow's `max_response`) and
 //! thrown away. Which requests are copied is a pure function of the request id
 //! ([`sample`]). A streamed proxy body is teed ([`tee`]): the primary gets every chunk
 //! as it comes, the copy leaves when the body has ended, whole (up to
@@ -25,7 +25,7 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The header every copy carries, so the shadow (and its logs) can tell a copy from
 /// real traffic: `X-Fanout-Mirror: 1`.
@@ -42,8 +42,11 @@ pub struct Mirror {
     timeout: Duration,
     max_body: u64,
     max_in_flight: usize,
-    /// One permit per copy in flight; none left: the copy is dropped.
+    /// One permit per copy in flight, taken when the copy is made (before its body is
+    /// kept); none left: the copy is dropped.
     permits: Arc<Semaphore>,
+    /// Copies keep the client's credentials and the backend's own headers.
+    credentials: bool,
     series: MirrorSeries,
 }
 
@@ -76,6 +79,7 @@ impl Mirror {
             max_body: spec.max_body,
             max_in_flight: spec.max_in_flight,
             permits,
+            credentials: spec.credentials,
             series,
         }
     }
@@ -126,13 +130,28 @@ pub struct Primary<'a> {
     pub upstream: &'a Upstream,
     /// The headers the primary call sends.
     pub headers: &'a HeaderMap,
+    /// The headers an aggregate backend sets on its call itself (its `headers`
+    /// templates): copied only to a mirror with `credentials = true`. Empty on a proxy.
+    pub own_headers: &'a [(HeaderName, HeaderValue)],
     pub request_id: &'a HeaderValue,
     pub trace: &'a TraceContext,
 }
 
+/// The client headers that are credentials: a copy carries them only to a mirror with
+/// `credentials = true`.
+pub static CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::PROXY_AUTHORIZATION,
+    crate::tls::client_cert::X_FORWARDED_CLIENT_CERT,
+];
+
 /// A copy of one request for one mirror, ready but for its body.
 pub struct Copy {
     mirror: Arc<Mirror>,
+    /// Its place among the mirror's `max_in_flight`, held from the request's start, so
+    /// no body is kept for a copy that would be dropped.
+    _permit: OwnedSemaphorePermit,
     method: Method,
     url: String,
     headers: HeaderMap,
@@ -150,7 +169,9 @@ impl Copy {
 }
 
 /// The copies of `primary` its mirrors take: those whose share includes the request
-/// id and whose path could be made. Empty (no allocation) when none does.
+/// id, whose path could be made and that got a place among their mirror's
+/// `max_in_flight` (a copy without one is dropped and counted now, before any body is
+/// kept for it). Empty (no allocation) when none does.
 pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'_>) -> Vec<Copy> {
     let mut out = Vec::new();
     for (i, mirror) in mirrors.iter().enumerate() {
@@ -158,6 +179,14 @@ pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'
             continue;
         }
         let shadow = &mirror.upstream.spec;
+        if matches!(paths.get(i), Some(ShadowPath::Unusable)) {
+            continue;
+        }
+        let Ok(permit) = mirror.permits.clone().try_acquire_owned() else {
+            mirror.series.dropped_in_flight.inc();
+            tracing::debug!(upstream = %shadow.name, "mirror dropped: max_in_flight reached");
+            continue;
+        };
         let url = match paths.get(i).unwrap_or(&ShadowPath::Primary) {
             ShadowPath::Rendered(url) => url.clone(),
             ShadowPath::Unusable => continue,
@@ -178,6 +207,9 @@ pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'
         for name in primary.upstream.spec.headers.keys() {
             headers.remove(name);
         }
+        if !mirror.credentials {
+            strip_credentials(&mut headers, primary.own_headers);
+        }
         // The shadow's own Host; the length is the client's to set from the copy.
         headers.remove(HOST);
         headers.remove(CONTENT_LENGTH);
@@ -192,6 +224,7 @@ pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'
         headers.insert(X_FANOUT_MIRROR.clone(), HeaderValue::from_static("1"));
         out.push(Copy {
             mirror: mirror.clone(),
+            _permit: permit,
             method: primary.method.clone(),
             url,
             headers,
@@ -201,9 +234,20 @@ pub fn copies(mirrors: &[Arc<Mirror>], paths: &[ShadowPath], primary: &Primary<'
     out
 }
 
+/// Removes from a copy's `headers` the client's credentials and the headers the
+/// primary call set itself (`own`), which may be an API key of the backend's.
+fn strip_credentials(headers: &mut HeaderMap, own: &[(HeaderName, HeaderValue)]) {
+    for name in &CREDENTIAL_HEADERS {
+        headers.remove(name);
+    }
+    for (name, _) in own {
+        headers.remove(name);
+    }
+}
+
 /// Sends each of `copies` with `body` (the whole request body, in chunks), each from a
 /// task of its own. Never waits. A body over a mirror's `mirror_max_body` drops that
-/// copy; a mirror with `max_in_flight` copies under way drops it too; both counted.
+/// copy (counted); each copy already holds its place among `max_in_flight`.
 pub fn send_all(copies: Vec<Copy>, body: &[Bytes]) {
     let size: u64 = body.iter().map(|c| c.len() as u64).sum();
     for copy in copies {

@@ -1,27 +1,21 @@
-//! One copy on its way: a task of its own, holding a permit of its mirror's
-//! `max_in_flight` until it ends; the answer read whole (up to the shadow's
+//! One copy on its way: a task of its own, holding the permit of its mirror's
+//! `max_in_flight` the copy was made with until it ends; the answer read whole (up to the shadow's
 //! `max_response`) and dropped; the outcome counted.
 
 use super::Copy;
 use crate::upstream::CallError;
 use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::OwnedSemaphorePermit;
 
-/// Sends `copy` with `body` from a task of its own, or drops it (counted) when its
-/// mirror has `max_in_flight` copies under way. Never waits.
+/// Sends `copy` with `body` from a task of its own, holding the place among its
+/// mirror's `max_in_flight` the copy was made with. Never waits.
 pub(super) fn spawn(copy: Copy, body: Vec<Bytes>) {
     let mirror = copy.mirror.clone();
-    let Ok(permit) = mirror.permits.clone().try_acquire_owned() else {
-        mirror.series.dropped_in_flight.inc();
-        tracing::debug!(upstream = %mirror.upstream.spec.name, "mirror dropped: max_in_flight reached");
-        return;
-    };
     // A body dropped as the runtime shuts down has no runtime to send from.
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let in_flight = InFlight::enter(permit, &mirror.series.in_flight);
+    let in_flight = InFlight::enter(&mirror.series.in_flight);
     runtime.spawn(async move {
         let _in_flight = in_flight;
         let series = &mirror.series;
@@ -88,18 +82,16 @@ fn join(chunks: Vec<Bytes>) -> Option<Bytes> {
     }
 }
 
-/// A copy in flight: its permit, and its count in `fanout_mirror_in_flight`, both
-/// given back when the task ends (or is dropped with the runtime).
+/// A copy in flight, counted in `fanout_mirror_in_flight` until the task ends (or is
+/// dropped with the runtime); the copy itself holds its mirror's permit.
 struct InFlight {
-    _permit: OwnedSemaphorePermit,
     gauge: Gauge,
 }
 
 impl InFlight {
-    fn enter(permit: OwnedSemaphorePermit, gauge: &Gauge) -> Self {
+    fn enter(gauge: &Gauge) -> Self {
         gauge.inc();
         Self {
-            _permit: permit,
             gauge: gauge.clone(),
         }
     }

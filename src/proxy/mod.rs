@@ -217,6 +217,7 @@ pub async fn forward(
                 url: &url,
                 upstream,
                 headers: &headers,
+                own_headers: &[],
                 request_id,
                 trace,
             },

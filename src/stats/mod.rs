@@ -14,8 +14,10 @@
 //! callgrind on a debug build: recording one answer in a route's window costs about
 //! 830 instructions, clock read included; one Prometheus histogram observe about 1,220.
 //!
-//! The windows outlive a config snapshot: [`Stats`] keeps one per route label (and per
-//! route and backend) made at build, so a reload keeps a route's history. Time is whole
+//! The windows outlive a config snapshot: [`Stats`] knows one per route label (and per
+//! route and backend) made at build, so a reload keeps a route's history. It holds them
+//! weakly: the snapshots hold them, so a route a reload drops loses its window when the
+//! last snapshot that had it goes, and its entry goes at the next build. Time is whole
 //! seconds since the process started ([`now`]); the windows take it as an argument, so
 //! tests drive them with a clock of their own.
 
@@ -29,7 +31,7 @@ pub use window::{
 
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 /// Whole seconds since the first call in this process: the windows' clock.
@@ -41,28 +43,47 @@ pub fn now() -> u64 {
 /// A backend's key: its route's label and its name.
 type BackendKey = (Arc<str>, Arc<str>);
 
-/// Every route's and backend's window, by label; locked only when a snapshot is built.
+/// Every route's and backend's window in use, by label; locked only when a snapshot is
+/// built.
 #[derive(Debug, Default)]
 pub struct Stats {
-    routes: Mutex<HashMap<Arc<str>, Arc<RouteWindow>>>,
-    backends: Mutex<HashMap<BackendKey, Arc<BackendWindow>>>,
+    routes: Mutex<HashMap<Arc<str>, Weak<RouteWindow>>>,
+    backends: Mutex<HashMap<BackendKey, Weak<BackendWindow>>>,
 }
 
 impl Stats {
-    /// The window of the route labelled `route`, made on first use.
+    /// The window of the route labelled `route`: the one a snapshot still holds, or a
+    /// new one.
     pub fn route(&self, route: &str) -> Arc<RouteWindow> {
         let mut routes = self.routes.lock().expect("never poisoned");
-        routes.entry(Arc::from(route)).or_default().clone()
+        window(&mut routes, Arc::from(route))
     }
 
-    /// The window of `backend` of `route`, made on first use.
+    /// The window of `backend` of `route`: the one a snapshot still holds, or a new one.
     pub fn backend(&self, route: &str, backend: &str) -> Arc<BackendWindow> {
         let mut backends = self.backends.lock().expect("never poisoned");
-        backends
-            .entry((Arc::from(route), Arc::from(backend)))
-            .or_default()
-            .clone()
+        window(&mut backends, (Arc::from(route), Arc::from(backend)))
     }
+
+    /// How many route and backend windows are known: those some snapshot holds (and
+    /// any dropped since the last build).
+    pub fn known(&self) -> (usize, usize) {
+        let routes = self.routes.lock().expect("never poisoned").len();
+        let backends = self.backends.lock().expect("never poisoned").len();
+        (routes, backends)
+    }
+}
+
+/// The live window under `key`, or a new one; first forgets the windows no snapshot
+/// holds any more (routes a reload removed). Runs at build, O(windows).
+fn window<K: std::hash::Hash + Eq, W: Default>(map: &mut HashMap<K, Weak<W>>, key: K) -> Arc<W> {
+    map.retain(|_, w| w.strong_count() > 0);
+    if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+        return live;
+    }
+    let made = Arc::new(W::default());
+    map.insert(key, Arc::downgrade(&made));
+    made
 }
 
 /// p50 and p99 in milliseconds, `None` without samples.

@@ -214,3 +214,29 @@ fn stats_keep_one_window_per_label() {
     assert!(Arc::ptr_eq(&b, &stats.backend("/a", "users")));
     assert!(!Arc::ptr_eq(&b, &stats.backend("/b", "users")));
 }
+
+#[test]
+fn a_window_no_snapshot_holds_is_forgotten() {
+    let stats = Stats::default();
+    // A snapshot with two routes, each with a backend.
+    let a = stats.route("/a");
+    let b = stats.route("/b");
+    let a_users = stats.backend("/a", "users");
+    let b_users = stats.backend("/b", "users");
+    a.record(5, 200, ms(1));
+    assert_eq!(stats.known(), (2, 2));
+    // A reload keeps `/a` and drops `/b`: the new snapshot is built while the old one
+    // still holds its windows, so `/a` keeps its history.
+    let kept = stats.route("/a");
+    let kept_users = stats.backend("/a", "users");
+    assert!(Arc::ptr_eq(&a, &kept) && Arc::ptr_eq(&a_users, &kept_users));
+    // The old snapshot goes; the next build forgets `/b`.
+    drop((a, b, a_users, b_users));
+    let _c = stats.route("/c");
+    let _c_users = stats.backend("/c", "users");
+    assert_eq!(stats.known(), (2, 2), "/a and /c, not /b");
+    assert_eq!(kept.read(5, 1).requests, 1, "the kept route's history");
+    drop((kept, kept_users));
+    let _d = stats.route("/d");
+    assert_eq!(stats.known().0, 2, "/c and /d");
+}

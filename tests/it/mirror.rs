@@ -719,3 +719,238 @@ mirror = [{ upstream = "shadow" }]
     }
     assert_eq!(problems.len(), expected.len(), "{stderr}");
 }
+
+/// `X-Fanout-Mirror` is the gateway's to set: a client's own (any spelling) reaches
+/// neither the primary, on a proxy or an aggregate route, nor the shadow, which gets
+/// the gateway's `1` alone.
+#[tokio::test]
+async fn a_client_sent_x_fanout_mirror_reaches_neither_the_primary_nor_the_shadow() {
+    let primary = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let shadow = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let route = r#"underscores_in_headers = true
+[[routes]]
+path = "/agg"
+forward_headers = ["x-fanout-mirror", "x-custom"]
+  [[routes.backends]]
+  name = "a"
+  upstream = "primary"
+  path = "/agg-call"
+"#;
+    let gw = start_reloadable(&proxied(&primary.url(), &shadow.url(), "", route)).await;
+    for path in ["/p/x", "/agg"] {
+        let response = client()
+            .get(gw.gateway.url(path))
+            .header("x-fanout-mirror", "0")
+            .header("x_fanout_mirror", "1")
+            .header("x-custom", "kept")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    eventually("the copy", async || shadow.total_hits() == 1).await;
+    let sent = primary.requests();
+    assert_eq!(sent.len(), 2);
+    for call in &sent {
+        assert_eq!(call.headers["x-custom"], "kept", "{}", call.target);
+        assert!(
+            call.headers.get("x-fanout-mirror").is_none()
+                && call.headers.get("x_fanout_mirror").is_none(),
+            "a client's mirror mark reached the primary at {}: {:?}",
+            call.target,
+            call.headers
+        );
+    }
+    let copy = &shadow.requests()[0];
+    let marks: Vec<_> = copy.headers.get_all("x-fanout-mirror").iter().collect();
+    assert_eq!(marks, ["1"], "the gateway's mark alone");
+    assert!(copy.headers.get("x_fanout_mirror").is_none());
+}
+
+/// The client's credentials and an aggregate backend's own headers (its API key) go to
+/// a shadow only when its mirror entry says `credentials = true`.
+#[tokio::test]
+async fn credentials_reach_the_shadow_only_when_the_mirror_entry_opts_in() {
+    let primary = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let shadow = MockUpstream::builder()
+        .route("*", Reply::json("{}"))
+        .start()
+        .await;
+    let toml = format!(
+        r#"[upstreams.primary]
+url = "{}"
+timeout = "5s"
+[upstreams.shadow]
+url = "{}"
+timeout = "5s"
+[[routes]]
+path = "/p/{{*rest}}"
+proxy = {{ upstream = "primary", path = "/api/{{rest}}" }}
+mirror = [
+  {{ upstream = "shadow", path = "/plain/{{rest}}" }},
+  {{ upstream = "shadow", path = "/trusted/{{rest}}", credentials = true }},
+]
+[[routes]]
+path = "/agg/{{id}}"
+forward_headers = ["authorization", "cookie"]
+  [[routes.backends]]
+  name = "user"
+  upstream = "primary"
+  path = "/users/{{id}}"
+  headers = {{ "x-api-key" = "backend-secret" }}
+  mirror = [
+    {{ upstream = "shadow", path = "/plain/agg/{{id}}" }},
+    {{ upstream = "shadow", path = "/trusted/agg/{{id}}", credentials = true }},
+  ]
+"#,
+        primary.url(),
+        shadow.url()
+    );
+    let gw = start_reloadable(&toml).await;
+    for path in ["/p/x", "/agg/7"] {
+        let response = client()
+            .get(gw.gateway.url(path))
+            .header("authorization", "Bearer client-token")
+            .header("cookie", "session=s1")
+            .header("proxy-authorization", "Basic cHJveHk=")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    eventually("four copies", async || shadow.total_hits() == 4).await;
+    let agg = primary
+        .requests()
+        .into_iter()
+        .find(|r| r.target == "/users/7")
+        .unwrap();
+    assert_eq!(agg.headers["x-api-key"], "backend-secret");
+    assert_eq!(agg.headers["authorization"], "Bearer client-token");
+    for copy in shadow.requests() {
+        let h = &copy.headers;
+        assert_eq!(h["x-fanout-mirror"], "1");
+        if copy.target.starts_with("/trusted/") {
+            assert_eq!(h["authorization"], "Bearer client-token", "{}", copy.target);
+            assert_eq!(h["cookie"], "session=s1", "{}", copy.target);
+            if copy.target == "/trusted/agg/7" {
+                assert_eq!(h["x-api-key"], "backend-secret");
+            }
+        } else {
+            for name in [
+                "authorization",
+                "cookie",
+                "proxy-authorization",
+                "x-api-key",
+            ] {
+                assert!(h.get(name).is_none(), "{name} reached {}", copy.target);
+            }
+        }
+    }
+    let mut targets: Vec<String> = shadow.requests().into_iter().map(|r| r.target).collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        ["/plain/agg/7", "/plain/x", "/trusted/agg/7", "/trusted/x"]
+    );
+}
+
+/// `credentials` is checked like every key: a value that is not a boolean, or a
+/// misspelt key, is named by its place.
+#[test]
+fn fanout_check_refuses_a_credentials_that_is_not_a_boolean() {
+    let toml = r#"
+[upstreams.primary]
+url = "http://127.0.0.1:9001"
+[upstreams.shadow]
+url = "http://127.0.0.1:9002"
+[[routes]]
+path = "/p/{*rest}"
+proxy = { upstream = "primary", path = "/{rest}" }
+mirror = [{ upstream = "shadow", credentials = "maybe" }, { upstream = "shadow", credential = true }]
+"#;
+    let dir = common::scratch_dir("mirror-credentials-check");
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "routes[0].mirror[0].credentials: invalid type: string \"maybe\", expected a boolean"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("routes[0].mirror[1].credential: unknown key `credential`"),
+        "{stderr}"
+    );
+}
+
+/// A copy takes its place among `max_in_flight` when the request starts: with the one
+/// place held by a hung copy, an upload's copy is dropped (and counted) at once, so no
+/// body is kept for it while the upload streams to the primary.
+#[tokio::test]
+async fn an_upload_keeps_no_body_for_a_copy_over_max_in_flight() {
+    let primary = MockUpstream::builder()
+        .route("*", Reply::sink())
+        .start()
+        .await;
+    let shadow = MockUpstream::builder()
+        .route("*", Reply::hang())
+        .start()
+        .await;
+    let toml = proxied(
+        &primary.url(),
+        &shadow.url(),
+        ", timeout = \"1m\", max_in_flight = 1",
+        "",
+    );
+    let gw = start_reloadable(&toml).await;
+    let response = client().get(gw.gateway.url("/p/x")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    eventually("a copy to hang", async || shadow.total_hits() == 1).await;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let upload = tokio::spawn(
+        client()
+            .put(gw.gateway.url("/p/upload"))
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tx.send(Ok(Bytes::from(vec![b'1'; 1000]))).await.unwrap();
+    eventually("the primary to read the first part", async || {
+        primary.sunk() >= 1000
+    })
+    .await;
+    let text = metrics(&gw).await;
+    assert_eq!(
+        value(&text, &dropped(P, "shadow", "in_flight")),
+        1.0,
+        "dropped while the upload streams, not kept until its end: {text}"
+    );
+    tx.send(Ok(Bytes::from(vec![b'2'; 1000]))).await.unwrap();
+    drop(tx);
+    assert_eq!(upload.await.unwrap().unwrap().status(), 200);
+    assert_eq!(primary.sunk(), 2000);
+    let text = metrics(&gw).await;
+    assert_eq!(value(&text, &dropped(P, "shadow", "in_flight")), 1.0);
+    assert_eq!(value(&text, &in_flight("shadow")), 1.0);
+    assert_eq!(shadow.total_hits(), 1);
+}

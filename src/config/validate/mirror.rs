@@ -139,6 +139,7 @@ fn entry(place: &str, c: &Checks<'_>, m: &MirrorConfig, p: &mut Problems) -> Opt
         timeout,
         max_in_flight: m.max_in_flight,
         max_body: c.max_body,
+        credentials: m.credentials,
     })
 }
 

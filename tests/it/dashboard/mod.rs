@@ -349,3 +349,98 @@ async fn with_a_token_the_page_asks_for_it_and_shows_nothing_before() {
         "console errors: {errors:#?}"
     );
 }
+
+/// The page keeps polling whatever one update does: a body that is not JSON, or a
+/// render that throws, shows "bad data" and the next update is live again; a token no
+/// request header can carry asks for the token again, saying why, instead of showing
+/// "unreachable" forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_update_or_an_unsendable_token_never_stops_the_page() {
+    let up = mock().await;
+    let gw = start_reloadable(&config(&up, "admin_token = \"s3cret-token\"")).await;
+    let admin = format!("http://{}", gw.admin);
+    let mut browser = Browser::launch(1200, 700).await;
+    browser.navigate(&format!("{admin}/")).await;
+    browser
+        .wait_for(
+            "the token prompt",
+            "!document.getElementById('login').hidden",
+        )
+        .await;
+    let submit = async |browser: &mut Browser, token: &str| {
+        browser
+            .eval("document.getElementById('token').focus()")
+            .await;
+        browser.type_text(token).await;
+        browser
+            .eval("document.getElementById('login-submit').click()")
+            .await;
+    };
+    // A character beyond Latin-1: `fetch` would throw on the header.
+    submit(&mut browser, "s3cret\u{20ac}token").await;
+    browser
+        .wait_for(
+            "the prompt again, saying why",
+            "!document.getElementById('login').hidden \
+             && !document.getElementById('login-error').hidden \
+             && document.getElementById('login-error').textContent.includes('cannot carry')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("sessionStorage.getItem('fanout-admin-token')")
+            .await,
+        serde_json::Value::Null,
+        "the unsendable token is forgotten"
+    );
+    submit(&mut browser, "s3cret-token").await;
+    let live = "document.getElementById('state').textContent === 'live'";
+    browser
+        .wait_for(
+            "the data",
+            &format!("document.querySelectorAll('#routes tbody tr').length === 3 && {live}"),
+        )
+        .await;
+
+    // A body that is not JSON (a proxy's error page, say): "bad data", and polling goes on.
+    browser
+        .eval(
+            "window.realFetch = window.fetch; window.garbled = 0; \
+             window.fetch = async () => { window.garbled += 1; return new Response('<html>oops', { status: 200 }); }; true",
+        )
+        .await;
+    browser
+        .wait_for(
+            "two garbled updates",
+            "window.garbled >= 2 && document.getElementById('state').textContent === 'bad data'",
+        )
+        .await;
+    // A render that throws: the same.
+    browser
+        .eval(
+            "window.fetch = window.realFetch; window.realRender = render; window.thrown = 0; \
+             window.render = () => { window.thrown += 1; throw new Error('render failed'); }; true",
+        )
+        .await;
+    browser
+        .wait_for(
+            "two failed renders",
+            "window.thrown >= 2 && document.getElementById('state').textContent === 'bad data'",
+        )
+        .await;
+    let updates = browser.eval("window.fanoutDashboard.updates").await;
+    browser
+        .eval("window.render = window.realRender; true")
+        .await;
+    browser
+        .wait_for(
+            "live again",
+            &format!("window.fanoutDashboard.updates > {updates} && {live}"),
+        )
+        .await;
+    let errors = browser.errors().await;
+    assert!(
+        errors.iter().all(|e| e.contains("401")),
+        "console errors: {errors:#?}"
+    );
+}
