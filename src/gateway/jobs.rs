@@ -250,13 +250,17 @@ impl Gateway {
         } else {
             "done"
         };
-        self.jobs.stats.finished(state);
         let record = JobRecord {
             owner,
             state: JobState::Done(answer),
         };
-        if let Err(e) = self.jobs.put(&id, &record, spec.result_ttl).await {
-            tracing::warn!(error = %e, "a job's answer could not be stored; its pending entry expires");
+        // Stored only over the pending entry: a cancel that got there first stands.
+        match self.jobs.finish(&id, &record, spec.result_ttl).await {
+            Ok(true) => self.jobs.stats.finished(state),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "a job's answer could not be stored; its pending entry expires");
+            }
         }
     }
 
@@ -323,39 +327,52 @@ impl Gateway {
             (true, JobState::Done(stored)) => Ok(served(stored)),
             (true, JobState::Cancelled) => Err(GatewayError::JobCancelled),
             (false, JobState::Pending) => {
-                // Running on another instance: it reads the flag and drops the job.
-                self.jobs
-                    .request_cancel(id, status.cancel_ttl)
-                    .await
-                    .map_err(|_| GatewayError::JobStoreUnavailable)?;
-                self.cancelled(id, job_owner, status.result_ttl).await
+                // Running on another instance: marked cancelled first (unless it
+                // finished meanwhile), then it reads the flag and drops the job.
+                let answer = self.cancelled(id, job_owner, status.result_ttl).await?;
+                if answer.status() == StatusCode::OK {
+                    self.jobs
+                        .request_cancel(id, status.cancel_ttl)
+                        .await
+                        .map_err(|_| GatewayError::JobStoreUnavailable)?;
+                }
+                Ok(answer)
             }
-            (false, _) => {
-                self.jobs
-                    .delete(id)
-                    .await
-                    .map_err(|_| GatewayError::JobStoreUnavailable)?;
-                let mut response = Response::new(crate::body::empty());
-                *response.status_mut() = StatusCode::NO_CONTENT;
-                Ok(response)
-            }
+            (false, _) => self.forget(id).await,
         }
     }
 
-    /// Records job `id` as cancelled and answers so.
+    /// Forgets a finished job's answer: `204`.
+    async fn forget(&self, id: &str) -> Result<Response<Body>, GatewayError> {
+        self.jobs
+            .delete(id)
+            .await
+            .map_err(|_| GatewayError::JobStoreUnavailable)?;
+        let mut response = Response::new(crate::body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        Ok(response)
+    }
+
+    /// Records job `id` as cancelled, if it is still pending, and answers so; a job
+    /// that finished first is a finished job's `DELETE` (its answer forgotten, `204`),
+    /// so a `200 cancelled` is never followed by the job's answer.
     async fn cancelled(
         &self,
         id: &str,
         owner: Option<Owner>,
         result_ttl: Duration,
     ) -> Result<Response<Body>, GatewayError> {
-        self.jobs.stats.finished("cancelled");
         let record = JobRecord {
             owner,
             state: JobState::Cancelled,
         };
-        if let Err(e) = self.jobs.put(id, &record, result_ttl).await {
-            tracing::warn!(error = %e, "a cancelled job could not be marked so");
+        match self.jobs.finish(id, &record, result_ttl).await {
+            Ok(true) => self.jobs.stats.finished("cancelled"),
+            Ok(false) => return self.forget(id).await,
+            Err(e) => {
+                self.jobs.stats.finished("cancelled");
+                tracing::warn!(error = %e, "a cancelled job could not be marked so");
+            }
         }
         Ok(json(
             StatusCode::OK,

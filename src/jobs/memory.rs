@@ -44,6 +44,19 @@ impl Memory {
         entries.insert(id.to_owned(), (record, now + ttl));
     }
 
+    /// Stores `record` (a final state) only if `id` is still pending: whether it did.
+    pub(super) fn finish(&self, id: &str, record: JobRecord, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("not poisoned");
+        match entries.get_mut(id) {
+            Some(entry) if entry.1 > now && entry.0.state == JobState::Pending => {
+                *entry = (record, now + ttl);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn get(&self, id: &str) -> Option<JobRecord> {
         let mut entries = self.entries.lock().expect("not poisoned");
         match entries.get(id) {
@@ -83,6 +96,24 @@ mod tests {
                 body: Bytes::from_static(b"{}"),
             }),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_pending_job_takes_a_final_state() {
+        let memory = Memory::new(3);
+        memory.put("p", pending(), Duration::from_secs(9));
+        let cancelled = JobRecord {
+            owner: None,
+            state: JobState::Cancelled,
+        };
+        assert!(memory.finish("p", cancelled.clone(), Duration::from_secs(9)));
+        assert!(
+            !memory.finish("p", done(), Duration::from_secs(9)),
+            "cancelled first"
+        );
+        assert_eq!(memory.get("p"), Some(cancelled));
+        assert!(!memory.finish("unknown", done(), Duration::from_secs(9)));
+        assert_eq!(memory.get("unknown"), None);
     }
 
     #[tokio::test(start_paused = true)]

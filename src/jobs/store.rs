@@ -109,6 +109,28 @@ impl JobStore {
         }
     }
 
+    /// Stores `record`, a final state, at `id` for `ttl` only if the job is still
+    /// pending there: whether it did. Of a job's ends (its answer, a cancel here or on
+    /// another instance, the shutdown's interrupt) the first wins; the others lose.
+    pub async fn finish(
+        &self,
+        id: &str,
+        record: &JobRecord,
+        ttl: Duration,
+    ) -> Result<bool, JobStoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.finish(id, record.clone(), ttl)),
+            Backend::Cluster(c) => {
+                let pending = encode(&JobRecord {
+                    owner: record.owner,
+                    state: JobState::Pending,
+                });
+                Ok(c.replace(&c.key("job", id), pending, encode(record), ttl)
+                    .await?)
+            }
+        }
+    }
+
     /// The job at `id`, if any (a value that is not a record is none).
     pub async fn get(&self, id: &str) -> Result<Option<JobRecord>, JobStoreError> {
         match &self.backend {
@@ -185,13 +207,17 @@ impl JobStore {
         for (id, job) in &left {
             job.abort.abort();
             self.running.pending.dec();
-            self.stats.finished("interrupted");
             let record = JobRecord {
                 owner: job.owner,
                 state: JobState::Done(interrupted.clone()),
             };
-            if let Err(e) = self.put(id, &record, job.result_ttl).await {
-                tracing::warn!(error = %e, "an interrupted job could not be marked so; it expires instead");
+            match self.finish(id, &record, job.result_ttl).await {
+                Ok(true) => self.stats.finished("interrupted"),
+                // It stored its answer (or was cancelled) as the grace ran out.
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "an interrupted job could not be marked so; it expires instead");
+                }
             }
         }
         if !left.is_empty() {
@@ -247,6 +273,14 @@ mod tests {
         };
         let mut tasks = Vec::new();
         for (id, takes) in [("quick", 1), ("slow", 100)] {
+            let pending = JobRecord {
+                owner: None,
+                state: JobState::Pending,
+            };
+            store
+                .put(id, &pending, Duration::from_secs(600))
+                .await
+                .unwrap();
             let (work, abort) =
                 futures_util::future::abortable(tokio::time::sleep(Duration::from_secs(takes)));
             let slot = store.running().start(

@@ -616,3 +616,35 @@ async fn the_demo_report_is_accepted_then_served_from_its_status_url() {
     assert_eq!(report["user"]["id"], 1, "{report}");
     assert!(report["weather"].is_object(), "{report}");
 }
+
+#[tokio::test]
+async fn a_job_cancelled_on_another_instance_never_answers_after_the_cancel() {
+    let redis = RedisServer::start();
+    let gate = Gate::default();
+    let up = MockUpstream::builder()
+        .route("/report", Reply::json(r#"{"n":1}"#).gated(&gate))
+        .start()
+        .await;
+    let toml = clustered(&up, &redis.url(), "result_ttl = \"1m\"", "");
+    let a = start_reloadable(&toml).await;
+    let b = start_gateway(&toml).await;
+    let path = start(a.gateway.url("/report"), None).await;
+    eventually("the job's call to arrive", async || up.hits("/report") == 1).await;
+    let cancelled = client().delete(b.url(&path)).send().await.unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    // A's call answers before A reads the cancel flag: its answer must not replace
+    // the cancel B reported.
+    gate.open();
+    eventually("A's job to end", async || {
+        metric(&a.admin, "fanout_jobs{state=\"pending\"}").await == 0
+    })
+    .await;
+    for on in [a.gateway.url(&path), b.url(&path)] {
+        let after = status_of(on, None).await;
+        assert_eq!(after.status(), StatusCode::GONE);
+    }
+    assert_eq!(
+        metric(&a.admin, "fanout_jobs_finished_total{state=\"done\"}").await,
+        0
+    );
+}
