@@ -222,19 +222,27 @@ impl Gateway {
                 return error_stored(GatewayError::Internal("the job's route is gone".into()))
                     .await;
             };
-            let bound = match &route.handler {
-                Handler::Proxy(p) => p.upstream.spec.max_response,
-                Handler::Aggregate(_) => u64::MAX,
-            };
             let admitted = Admitted {
                 route,
                 params,
                 quota: None,
                 identity,
             };
-            let (response, _) = self
+            let (response, summary) = self
                 .dispatch(&admitted, request, &connection, &request_id, &trace)
                 .await;
+            let bound = match &route.handler {
+                // A canary's answer is bounded by the upstream it picked.
+                Handler::Proxy(p) => p
+                    .canary
+                    .as_ref()
+                    .zip(summary.canary())
+                    .and_then(|(canary, name)| canary.choices().iter().find(|c| c.name == *name))
+                    .map_or(p.upstream.spec.max_response, |c| {
+                        c.target.upstream.spec.max_response
+                    }),
+                Handler::Aggregate(_) => u64::MAX,
+            };
             stored_of(response, bound).await
         };
         let deadline = spec.job_timeout + DEADLINE_SLACK;

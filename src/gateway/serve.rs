@@ -103,6 +103,11 @@ pub(super) struct Summary<'s> {
 }
 
 impl<'s> Summary<'s> {
+    /// A proxy route's canary pick, if it has a canary.
+    pub(super) fn canary(&self) -> Option<&'s Label> {
+        self.canary
+    }
+
     /// Counted on `label` alone: answered before any route was admitted.
     fn on(label: &'s Label) -> Self {
         Self {

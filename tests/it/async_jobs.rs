@@ -648,3 +648,39 @@ async fn a_job_cancelled_on_another_instance_never_answers_after_the_cancel() {
         0
     );
 }
+
+#[tokio::test]
+async fn an_async_canary_keeps_an_answer_up_to_the_picked_upstreams_max_response() {
+    let up = MockUpstream::builder()
+        .route(
+            "/big",
+            Reply::json(&format!(r#"{{"x":"{}"}}"#, "y".repeat(200))),
+        )
+        .start()
+        .await;
+    // The first upstream (weight 0, never picked) keeps 64 bytes; the picked one 1 KiB.
+    let toml = format!(
+        r#"[upstreams.small]
+url = "{url}"
+max_response = "64"
+[upstreams.large]
+url = "{url}"
+max_response = "1KiB"
+
+[[routes]]
+path = "/big"
+proxy = {{ upstreams = [{{ name = "small", weight = 0 }}, {{ name = "large", weight = 1 }}], path = "/big" }}
+async = {{ status_path = "/jobs/{{job}}" }}
+"#,
+        url = up.url()
+    );
+    let gw = start_gateway(&toml).await;
+    let url = gw.url(&start_get(gw.url("/big")).await);
+    let done = finished(url, None).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!(
+        done.text().await.unwrap().len(),
+        208,
+        "over 64 bytes, whole"
+    );
+}
