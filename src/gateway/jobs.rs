@@ -150,14 +150,15 @@ impl Gateway {
                 summary,
             );
         };
-        let Some(route_slot) = async_route.try_slot() else {
-            return (GatewayError::JobsFull.into_response(), summary);
-        };
+        // The body first: a slow upload must not hold one of `max_jobs` meanwhile.
         let (parts, body) = request.into_parts();
         let limit = route.max_body.unwrap_or(self.server.max_body);
         let body = match read_limited(body, &parts.headers, limit).await {
             Ok(body) => body,
             Err(e) => return (GatewayError::from(e).into_response(), summary),
+        };
+        let Some(route_slot) = async_route.try_slot() else {
+            return (GatewayError::JobsFull.into_response(), summary);
         };
         let spec = async_route.spec.clone();
         let id = new_id();

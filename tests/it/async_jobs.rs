@@ -684,3 +684,27 @@ async = {{ status_path = "/jobs/{{job}}" }}
         "over 64 bytes, whole"
     );
 }
+
+#[tokio::test]
+async fn a_slow_upload_does_not_hold_one_of_max_jobs() {
+    use tokio::io::AsyncWriteExt;
+    let up = MockUpstream::builder()
+        .route("/echo", Reply::echo())
+        .start()
+        .await;
+    let gw = start_gateway(&config(&up, "max_jobs = 1", "")).await;
+    // Headers and a first chunk, then nothing more.
+    let mut slow = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n",
+    )
+    .await
+    .unwrap();
+    slow.flush().await.unwrap();
+    // Whatever the gateway did with it by now, the one place is still free.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = gw.url(&start(gw.url("/echo"), None).await);
+    let done = finished(url, None).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    drop(slow);
+}
