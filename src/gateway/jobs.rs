@@ -157,6 +157,11 @@ impl Gateway {
             Ok(body) => body,
             Err(e) => return (GatewayError::from(e).into_response(), summary),
         };
+        // Shutting down: a job started now would be neither waited for nor marked
+        // interrupted by the drain, which has begun.
+        if self.jobs.running().is_closing() {
+            return (GatewayError::JobsFull.into_response(), summary);
+        }
         let Some(route_slot) = async_route.try_slot() else {
             return (GatewayError::JobsFull.into_response(), summary);
         };
@@ -392,9 +397,6 @@ impl Gateway {
     /// On shutdown: this instance's running jobs get `shutdown_grace` to finish; the
     /// rest are dropped and answer `job_interrupted`.
     pub async fn drain_jobs(&self) {
-        if self.jobs.running().count() == 0 {
-            return;
-        }
         let interrupted = error_stored(GatewayError::JobInterrupted).await;
         self.jobs
             .drain(self.server.shutdown_grace, interrupted)

@@ -190,6 +190,9 @@ impl JobStore {
     /// then drops the rest and stores `interrupted` as their answer. Returns how many
     /// were interrupted.
     pub async fn drain(&self, grace: Duration, interrupted: Stored) -> usize {
+        self.running
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
         let deadline = Instant::now() + grace;
         loop {
             let changed = self.running.changed.notified();
@@ -324,5 +327,22 @@ mod tests {
         );
         assert_eq!(stats.pending().get(), 0);
         assert_eq!(route.running.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(
+            store.running().is_closing(),
+            "no job starts after the drain"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_with_nothing_running_still_closes_the_store_to_new_jobs() {
+        let store = JobStore::for_snapshot(None, None, 10, &JobStats::default());
+        assert!(!store.running().is_closing());
+        let interrupted = Stored {
+            status: http::StatusCode::SERVICE_UNAVAILABLE,
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+        };
+        assert_eq!(store.drain(Duration::from_secs(5), interrupted).await, 0);
+        assert!(store.running().is_closing());
     }
 }
