@@ -246,8 +246,9 @@ impl Gateway {
                     .and_then(|(canary, name)| canary.choices().iter().find(|c| c.name == *name))
                     .map_or(p.upstream.spec.max_response, |c| {
                         c.target.upstream.spec.max_response
-                    }),
-                Handler::Aggregate(_) => u64::MAX,
+                    })
+                    .min(spec.max_result),
+                Handler::Aggregate(_) => spec.max_result,
             };
             stored_of(response, bound).await
         };

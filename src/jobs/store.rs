@@ -271,6 +271,7 @@ mod tests {
                 job_timeout: Duration::from_secs(60),
                 result_ttl: Duration::from_secs(60),
                 max_jobs: 10,
+                max_result: 1024,
             },
             running: Arc::default(),
         };

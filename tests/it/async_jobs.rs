@@ -708,3 +708,27 @@ async fn a_slow_upload_does_not_hold_one_of_max_jobs() {
     assert_eq!(done.status(), StatusCode::OK);
     drop(slow);
 }
+
+#[tokio::test]
+async fn an_aggregate_jobs_answer_over_max_result_is_stored_as_502() {
+    let up = MockUpstream::builder()
+        .route(
+            "/a",
+            Reply::json(&format!(r#"{{"x":"{}"}}"#, "y".repeat(300))),
+        )
+        .route("/b", Reply::json("{}"))
+        .start()
+        .await;
+    let gw = start_gateway(&config(&up, "max_result = \"256\"", "")).await;
+    let url = gw.url(&start_get(gw.url("/summary")).await);
+    let done = finished(url, None).await;
+    assert_eq!(done.status(), StatusCode::BAD_GATEWAY);
+    let body = json_of(done).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("256 bytes"),
+        "{body}"
+    );
+}
