@@ -654,7 +654,7 @@ async fn an_async_canary_keeps_an_answer_up_to_the_picked_upstreams_max_response
     let up = MockUpstream::builder()
         .route(
             "/big",
-            Reply::json(&format!(r#"{{"x":"{}"}}"#, "y".repeat(200))),
+            Reply::json(format!(r#"{{"x":"{}"}}"#, "y".repeat(200))),
         )
         .start()
         .await;
@@ -714,7 +714,7 @@ async fn an_aggregate_jobs_answer_over_max_result_is_stored_as_502() {
     let up = MockUpstream::builder()
         .route(
             "/a",
-            Reply::json(&format!(r#"{{"x":"{}"}}"#, "y".repeat(300))),
+            Reply::json(format!(r#"{{"x":"{}"}}"#, "y".repeat(300))),
         )
         .route("/b", Reply::json("{}"))
         .start()
