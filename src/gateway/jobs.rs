@@ -39,6 +39,19 @@ use std::time::Duration;
 /// whose own deadline fired late) before it is ended as timed out.
 const DEADLINE_SLACK: Duration = Duration::from_secs(5);
 
+/// A status request's URI for the access log: each segment that is a job id is
+/// `REDACTED` (the id is all an ownerless job's reader needs), the query dropped.
+pub(super) fn without_job_id(uri: &Uri) -> Uri {
+    let path: Vec<&str> = uri
+        .path()
+        .split('/')
+        .map(|s| if is_id(s) { "REDACTED" } else { s })
+        .collect();
+    path.join("/")
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"))
+}
+
 /// A JSON answer of the status URL's own.
 fn json(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(full(body));

@@ -100,6 +100,8 @@ pub(super) struct Summary<'s> {
     backends: Option<BackendOutcomes>,
     /// A proxy route's canary pick: its name goes to the access log.
     canary: Option<&'s Label>,
+    /// On a status path: the job id (an ownerless job's only secret) is not logged.
+    job_id_in_path: bool,
 }
 
 impl<'s> Summary<'s> {
@@ -117,6 +119,7 @@ impl<'s> Summary<'s> {
             passthrough: false,
             backends: None,
             canary: None,
+            job_id_in_path: false,
         }
     }
 
@@ -124,6 +127,7 @@ impl<'s> Summary<'s> {
     pub(super) fn on_status_path(label: &'s Label, series: &'s RouteSeries) -> Self {
         Self {
             series: Some(series),
+            job_id_in_path: true,
             ..Self::on(label)
         }
     }
@@ -137,6 +141,7 @@ impl<'s> Summary<'s> {
             passthrough: false,
             backends: None,
             canary: None,
+            job_id_in_path: false,
         }
     }
 }
@@ -513,7 +518,11 @@ impl Gateway {
             client: client.addr,
             user,
             method,
-            uri: detached(&uri),
+            uri: if summary.job_id_in_path {
+                super::jobs::without_job_id(&uri)
+            } else {
+                detached(&uri)
+            },
             redact_query: self.token_params.clone(),
             version: client.version,
             route: summary.label.clone(),
