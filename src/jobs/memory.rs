@@ -56,21 +56,29 @@ impl Entries {
 #[derive(Debug)]
 pub(super) struct Memory {
     entries: Mutex<Entries>,
-    capacity: usize,
+    /// Grown by a reload that adds async routes (never shrunk: entries stay).
+    capacity: std::sync::atomic::AtomicUsize,
 }
 
 impl Memory {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             entries: Mutex::default(),
-            capacity: capacity.max(1),
+            capacity: capacity.max(1).into(),
         }
+    }
+
+    /// Raises the capacity to `capacity` if it is more.
+    pub(super) fn grow(&self, capacity: usize) {
+        self.capacity
+            .fetch_max(capacity, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(super) fn put(&self, id: &str, record: JobRecord, ttl: Duration) {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("not poisoned");
-        if entries.map.len() >= self.capacity
+        let capacity = self.capacity.load(std::sync::atomic::Ordering::Relaxed);
+        if entries.map.len() >= capacity
             && !entries.map.contains_key(id)
             && let Some(victim) = entries.victim(now)
         {

@@ -66,6 +66,10 @@ impl JobStore {
                 _ => false,
             };
             if same {
+                // A reload that adds async routes (or raises max_jobs) grows the map.
+                if let Backend::Memory(m) = &p.backend {
+                    m.grow(capacity);
+                }
                 return p.clone();
             }
         }
@@ -332,6 +336,21 @@ mod tests {
             store.running().is_closing(),
             "no job starts after the drain"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_on_the_memory_store_grows_its_capacity() {
+        let stats = JobStats::default();
+        let first = JobStore::for_snapshot(None, None, 1, &stats);
+        let second = JobStore::for_snapshot(Some(&first), None, 2, &stats);
+        assert!(Arc::ptr_eq(&first, &second), "the same store, jobs kept");
+        for id in ["a", "b"] {
+            second
+                .put(id, &done(), Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+        assert!(second.get("a").await.unwrap().is_some(), "room for two now");
     }
 
     #[tokio::test(start_paused = true)]
