@@ -178,6 +178,17 @@ impl Cluster {
         self.call(|| self.store.unlock(key, token)).await
     }
 
+    pub async fn replace(
+        &self,
+        key: &str,
+        expected: Bytes,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, ClusterError> {
+        self.call(|| self.store.replace(key, expected, value, ttl))
+            .await
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), ClusterError> {
         self.call(|| self.store.delete(key)).await
     }

@@ -47,6 +47,7 @@ pub struct RedisStore {
     password: Option<String>,
     gcra: Script,
     unlock: Script,
+    replace: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -117,6 +118,7 @@ impl RedisStore {
             password,
             gcra: Script::new(GCRA_LUA),
             unlock: Script::new(include_str!("unlock.lua")),
+            replace: Script::new(include_str!("replace.lua")),
         };
         store.preload();
         Ok(store)
@@ -311,6 +313,26 @@ impl ClusterStore for RedisStore {
                 Connection::Cluster(mut c) => call.invoke_async(&mut c).await,
             };
             result.map(drop).map_err(|e| self.error(e))
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Bytes,
+        value: Bytes,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut call = self.replace.key(key);
+            call.arg(expected.as_ref())
+                .arg(value.as_ref())
+                .arg(millis_at_least_one(ttl));
+            let result: Result<i64, RedisError> = match self.connection.clone() {
+                Connection::Standalone(mut c) => call.invoke_async(&mut c).await,
+                Connection::Cluster(mut c) => call.invoke_async(&mut c).await,
+            };
+            result.map(|n| n == 1).map_err(|e| self.error(e))
         })
     }
 

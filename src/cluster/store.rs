@@ -56,6 +56,25 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug + 'static {
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
         self.set(key, Bytes::new(), Duration::from_millis(1))
     }
+    /// Stores `value` at `key` for `ttl` only if `key` holds exactly `expected`:
+    /// whether it did (async routes' jobs: a job's final state replaces only its
+    /// pending one). By default a read then a write, not atomic: a store shared by
+    /// instances does it in one step.
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Bytes,
+        value: Bytes,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            if self.get(key).await?.as_ref() != Some(&expected) {
+                return Ok(false);
+            }
+            self.set(key, value, ttl).await?;
+            Ok(true)
+        })
+    }
     /// Deletes every key that starts with `prefix`: how many.
     fn delete_prefixed<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, u64>;
     /// Whether the store answers (`PING`).

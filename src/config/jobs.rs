@@ -20,6 +20,9 @@ pub struct AsyncConfig {
     pub result_ttl: String,
     /// Jobs of this route running at once in one instance; beyond it, 503.
     pub max_jobs: usize,
+    /// The largest answer a job keeps (a size: "1MiB"); a larger one is stored as
+    /// 502 `bad_gateway`. A proxy route's upstream `max_response` applies too.
+    pub max_result: String,
 }
 
 impl Default for AsyncConfig {
@@ -29,6 +32,7 @@ impl Default for AsyncConfig {
             job_timeout: "5m".into(),
             result_ttl: "10m".into(),
             max_jobs: 10_000,
+            max_result: "1MiB".into(),
         }
     }
 }
@@ -42,6 +46,8 @@ pub struct AsyncSpec {
     pub result_ttl: Duration,
     /// At least 1.
     pub max_jobs: usize,
+    /// Bytes of the largest answer a job keeps; at least 1.
+    pub max_result: u64,
 }
 
 impl AsyncSpec {

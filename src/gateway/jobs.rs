@@ -39,6 +39,19 @@ use std::time::Duration;
 /// whose own deadline fired late) before it is ended as timed out.
 const DEADLINE_SLACK: Duration = Duration::from_secs(5);
 
+/// A status request's URI for the access log: each segment that is a job id is
+/// `REDACTED` (the id is all an ownerless job's reader needs), the query dropped.
+pub(super) fn without_job_id(uri: &Uri) -> Uri {
+    let path: Vec<&str> = uri
+        .path()
+        .split('/')
+        .map(|s| if is_id(s) { "REDACTED" } else { s })
+        .collect();
+    path.join("/")
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"))
+}
+
 /// A JSON answer of the status URL's own.
 fn json(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(full(body));
@@ -150,14 +163,20 @@ impl Gateway {
                 summary,
             );
         };
-        let Some(route_slot) = async_route.try_slot() else {
-            return (GatewayError::JobsFull.into_response(), summary);
-        };
+        // The body first: a slow upload must not hold one of `max_jobs` meanwhile.
         let (parts, body) = request.into_parts();
         let limit = route.max_body.unwrap_or(self.server.max_body);
         let body = match read_limited(body, &parts.headers, limit).await {
             Ok(body) => body,
             Err(e) => return (GatewayError::from(e).into_response(), summary),
+        };
+        // Shutting down: a job started now would be neither waited for nor marked
+        // interrupted by the drain, which has begun.
+        if self.jobs.running().is_closing() {
+            return (GatewayError::JobsFull.into_response(), summary);
+        }
+        let Some(route_slot) = async_route.try_slot() else {
+            return (GatewayError::JobsFull.into_response(), summary);
         };
         let spec = async_route.spec.clone();
         let id = new_id();
@@ -222,19 +241,28 @@ impl Gateway {
                 return error_stored(GatewayError::Internal("the job's route is gone".into()))
                     .await;
             };
-            let bound = match &route.handler {
-                Handler::Proxy(p) => p.upstream.spec.max_response,
-                Handler::Aggregate(_) => u64::MAX,
-            };
             let admitted = Admitted {
                 route,
                 params,
                 quota: None,
                 identity,
             };
-            let (response, _) = self
+            let (response, summary) = self
                 .dispatch(&admitted, request, &connection, &request_id, &trace)
                 .await;
+            let bound = match &route.handler {
+                // A canary's answer is bounded by the upstream it picked.
+                Handler::Proxy(p) => p
+                    .canary
+                    .as_ref()
+                    .zip(summary.canary())
+                    .and_then(|(canary, name)| canary.choices().iter().find(|c| c.name == *name))
+                    .map_or(p.upstream.spec.max_response, |c| {
+                        c.target.upstream.spec.max_response
+                    })
+                    .min(spec.max_result),
+                Handler::Aggregate(_) => spec.max_result,
+            };
             stored_of(response, bound).await
         };
         let deadline = spec.job_timeout + DEADLINE_SLACK;
@@ -250,13 +278,17 @@ impl Gateway {
         } else {
             "done"
         };
-        self.jobs.stats.finished(state);
         let record = JobRecord {
             owner,
             state: JobState::Done(answer),
         };
-        if let Err(e) = self.jobs.put(&id, &record, spec.result_ttl).await {
-            tracing::warn!(error = %e, "a job's answer could not be stored; its pending entry expires");
+        // Stored only over the pending entry: a cancel that got there first stands.
+        match self.jobs.finish(&id, &record, spec.result_ttl).await {
+            Ok(true) => self.jobs.stats.finished(state),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "a job's answer could not be stored; its pending entry expires");
+            }
         }
     }
 
@@ -323,39 +355,52 @@ impl Gateway {
             (true, JobState::Done(stored)) => Ok(served(stored)),
             (true, JobState::Cancelled) => Err(GatewayError::JobCancelled),
             (false, JobState::Pending) => {
-                // Running on another instance: it reads the flag and drops the job.
-                self.jobs
-                    .request_cancel(id, status.cancel_ttl)
-                    .await
-                    .map_err(|_| GatewayError::JobStoreUnavailable)?;
-                self.cancelled(id, job_owner, status.result_ttl).await
+                // Running on another instance: marked cancelled first (unless it
+                // finished meanwhile), then it reads the flag and drops the job.
+                let answer = self.cancelled(id, job_owner, status.result_ttl).await?;
+                if answer.status() == StatusCode::OK {
+                    self.jobs
+                        .request_cancel(id, status.cancel_ttl)
+                        .await
+                        .map_err(|_| GatewayError::JobStoreUnavailable)?;
+                }
+                Ok(answer)
             }
-            (false, _) => {
-                self.jobs
-                    .delete(id)
-                    .await
-                    .map_err(|_| GatewayError::JobStoreUnavailable)?;
-                let mut response = Response::new(crate::body::empty());
-                *response.status_mut() = StatusCode::NO_CONTENT;
-                Ok(response)
-            }
+            (false, _) => self.forget(id).await,
         }
     }
 
-    /// Records job `id` as cancelled and answers so.
+    /// Forgets a finished job's answer: `204`.
+    async fn forget(&self, id: &str) -> Result<Response<Body>, GatewayError> {
+        self.jobs
+            .delete(id)
+            .await
+            .map_err(|_| GatewayError::JobStoreUnavailable)?;
+        let mut response = Response::new(crate::body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        Ok(response)
+    }
+
+    /// Records job `id` as cancelled, if it is still pending, and answers so; a job
+    /// that finished first is a finished job's `DELETE` (its answer forgotten, `204`),
+    /// so a `200 cancelled` is never followed by the job's answer.
     async fn cancelled(
         &self,
         id: &str,
         owner: Option<Owner>,
         result_ttl: Duration,
     ) -> Result<Response<Body>, GatewayError> {
-        self.jobs.stats.finished("cancelled");
         let record = JobRecord {
             owner,
             state: JobState::Cancelled,
         };
-        if let Err(e) = self.jobs.put(id, &record, result_ttl).await {
-            tracing::warn!(error = %e, "a cancelled job could not be marked so");
+        match self.jobs.finish(id, &record, result_ttl).await {
+            Ok(true) => self.jobs.stats.finished("cancelled"),
+            Ok(false) => return self.forget(id).await,
+            Err(e) => {
+                self.jobs.stats.finished("cancelled");
+                tracing::warn!(error = %e, "a cancelled job could not be marked so");
+            }
         }
         Ok(json(
             StatusCode::OK,
@@ -366,9 +411,6 @@ impl Gateway {
     /// On shutdown: this instance's running jobs get `shutdown_grace` to finish; the
     /// rest are dropped and answer `job_interrupted`.
     pub async fn drain_jobs(&self) {
-        if self.jobs.running().count() == 0 {
-            return;
-        }
         let interrupted = error_stored(GatewayError::JobInterrupted).await;
         self.jobs
             .drain(self.server.shutdown_grace, interrupted)

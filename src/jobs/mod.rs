@@ -158,6 +158,7 @@ mod tests {
                 job_timeout: std::time::Duration::from_secs(1),
                 result_ttl: std::time::Duration::from_secs(1),
                 max_jobs: 2,
+                max_result: 1024,
             },
             running: Arc::default(),
         };

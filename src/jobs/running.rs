@@ -24,6 +24,8 @@ pub struct Running {
     /// Told whenever a job leaves.
     pub(super) changed: tokio::sync::Notify,
     pub(super) pending: Gauge,
+    /// Set when the shutdown drain begins: no job starts after it.
+    pub(super) closing: std::sync::atomic::AtomicBool,
 }
 
 impl Running {
@@ -32,7 +34,14 @@ impl Running {
             jobs: Mutex::default(),
             changed: tokio::sync::Notify::new(),
             pending,
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the shutdown drain began: async routes then refuse new jobs (503), which
+    /// the drain would neither wait for nor mark interrupted.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn count(&self) -> usize {

@@ -66,6 +66,10 @@ impl JobStore {
                 _ => false,
             };
             if same {
+                // A reload that adds async routes (or raises max_jobs) grows the map.
+                if let Backend::Memory(m) = &p.backend {
+                    m.grow(capacity);
+                }
                 return p.clone();
             }
         }
@@ -106,6 +110,28 @@ impl JobStore {
                 Ok(())
             }
             Backend::Cluster(c) => Ok(c.set(&c.key("job", id), encode(record), ttl).await?),
+        }
+    }
+
+    /// Stores `record`, a final state, at `id` for `ttl` only if the job is still
+    /// pending there: whether it did. Of a job's ends (its answer, a cancel here or on
+    /// another instance, the shutdown's interrupt) the first wins; the others lose.
+    pub async fn finish(
+        &self,
+        id: &str,
+        record: &JobRecord,
+        ttl: Duration,
+    ) -> Result<bool, JobStoreError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.finish(id, record.clone(), ttl)),
+            Backend::Cluster(c) => {
+                let pending = encode(&JobRecord {
+                    owner: record.owner,
+                    state: JobState::Pending,
+                });
+                Ok(c.replace(&c.key("job", id), pending, encode(record), ttl)
+                    .await?)
+            }
         }
     }
 
@@ -168,6 +194,9 @@ impl JobStore {
     /// then drops the rest and stores `interrupted` as their answer. Returns how many
     /// were interrupted.
     pub async fn drain(&self, grace: Duration, interrupted: Stored) -> usize {
+        self.running
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
         let deadline = Instant::now() + grace;
         loop {
             let changed = self.running.changed.notified();
@@ -185,13 +214,17 @@ impl JobStore {
         for (id, job) in &left {
             job.abort.abort();
             self.running.pending.dec();
-            self.stats.finished("interrupted");
             let record = JobRecord {
                 owner: job.owner,
                 state: JobState::Done(interrupted.clone()),
             };
-            if let Err(e) = self.put(id, &record, job.result_ttl).await {
-                tracing::warn!(error = %e, "an interrupted job could not be marked so; it expires instead");
+            match self.finish(id, &record, job.result_ttl).await {
+                Ok(true) => self.stats.finished("interrupted"),
+                // It stored its answer (or was cancelled) as the grace ran out.
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "an interrupted job could not be marked so; it expires instead");
+                }
             }
         }
         if !left.is_empty() {
@@ -242,11 +275,20 @@ mod tests {
                 job_timeout: Duration::from_secs(60),
                 result_ttl: Duration::from_secs(60),
                 max_jobs: 10,
+                max_result: 1024,
             },
             running: Arc::default(),
         };
         let mut tasks = Vec::new();
         for (id, takes) in [("quick", 1), ("slow", 100)] {
+            let pending = JobRecord {
+                owner: None,
+                state: JobState::Pending,
+            };
+            store
+                .put(id, &pending, Duration::from_secs(600))
+                .await
+                .unwrap();
             let (work, abort) =
                 futures_util::future::abortable(tokio::time::sleep(Duration::from_secs(takes)));
             let slot = store.running().start(
@@ -290,5 +332,37 @@ mod tests {
         );
         assert_eq!(stats.pending().get(), 0);
         assert_eq!(route.running.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(
+            store.running().is_closing(),
+            "no job starts after the drain"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_on_the_memory_store_grows_its_capacity() {
+        let stats = JobStats::default();
+        let first = JobStore::for_snapshot(None, None, 1, &stats);
+        let second = JobStore::for_snapshot(Some(&first), None, 2, &stats);
+        assert!(Arc::ptr_eq(&first, &second), "the same store, jobs kept");
+        for id in ["a", "b"] {
+            second
+                .put(id, &done(), Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+        assert!(second.get("a").await.unwrap().is_some(), "room for two now");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_with_nothing_running_still_closes_the_store_to_new_jobs() {
+        let store = JobStore::for_snapshot(None, None, 10, &JobStats::default());
+        assert!(!store.running().is_closing());
+        let interrupted = Stored {
+            status: http::StatusCode::SERVICE_UNAVAILABLE,
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+        };
+        assert_eq!(store.drain(Duration::from_secs(5), interrupted).await, 0);
+        assert!(store.running().is_closing());
     }
 }

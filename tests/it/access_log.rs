@@ -466,3 +466,31 @@ proxy = {{ upstream = "up", path = "/{{rest}}" }}
         );
     }
 }
+
+#[tokio::test]
+async fn a_status_request_logs_no_job_id() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json(r#"{"ok":true}"#))
+        .start()
+        .await;
+    let dir = log_dir();
+    let path = dir.join("access.log");
+    let toml = format!(
+        "[access_log]\nenabled = true\npath = \"{path}\"\nformat = \"json\"\nflush = \"10ms\"\n\
+         [upstreams.up]\nurl = \"{url}\"\n[[routes]]\npath = \"/r\"\n\
+         proxy = {{ upstream = \"up\", path = \"/r\" }}\nasync = {{ status_path = \"/jobs/{{job}}\" }}\n",
+        path = path.display(),
+        url = up.url(),
+    );
+    let gw = start_gateway(&toml).await;
+    let accepted = get(&gw.url("/r"), "job-start").await;
+    assert_eq!(accepted, 202);
+    let id = "0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        get(&gw.url(&format!("/jobs/{id}")), "job-status").await,
+        404
+    );
+    let line = line_of(&path, "job-status").await;
+    assert!(!line.contains(id), "the job id was logged: {line}");
+    assert!(line.contains("/jobs/REDACTED"), "{line}");
+}

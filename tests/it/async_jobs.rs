@@ -616,3 +616,119 @@ async fn the_demo_report_is_accepted_then_served_from_its_status_url() {
     assert_eq!(report["user"]["id"], 1, "{report}");
     assert!(report["weather"].is_object(), "{report}");
 }
+
+#[tokio::test]
+async fn a_job_cancelled_on_another_instance_never_answers_after_the_cancel() {
+    let redis = RedisServer::start();
+    let gate = Gate::default();
+    let up = MockUpstream::builder()
+        .route("/report", Reply::json(r#"{"n":1}"#).gated(&gate))
+        .start()
+        .await;
+    let toml = clustered(&up, &redis.url(), "result_ttl = \"1m\"", "");
+    let a = start_reloadable(&toml).await;
+    let b = start_gateway(&toml).await;
+    let path = start(a.gateway.url("/report"), None).await;
+    eventually("the job's call to arrive", async || up.hits("/report") == 1).await;
+    let cancelled = client().delete(b.url(&path)).send().await.unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    // A's call answers before A reads the cancel flag: its answer must not replace
+    // the cancel B reported.
+    gate.open();
+    eventually("A's job to end", async || {
+        metric(&a.admin, "fanout_jobs{state=\"pending\"}").await == 0
+    })
+    .await;
+    for on in [a.gateway.url(&path), b.url(&path)] {
+        let after = status_of(on, None).await;
+        assert_eq!(after.status(), StatusCode::GONE);
+    }
+    assert_eq!(
+        metric(&a.admin, "fanout_jobs_finished_total{state=\"done\"}").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_async_canary_keeps_an_answer_up_to_the_picked_upstreams_max_response() {
+    let up = MockUpstream::builder()
+        .route(
+            "/big",
+            Reply::json(format!(r#"{{"x":"{}"}}"#, "y".repeat(200))),
+        )
+        .start()
+        .await;
+    // The first upstream (weight 0, never picked) keeps 64 bytes; the picked one 1 KiB.
+    let toml = format!(
+        r#"[upstreams.small]
+url = "{url}"
+max_response = "64"
+[upstreams.large]
+url = "{url}"
+max_response = "1KiB"
+
+[[routes]]
+path = "/big"
+proxy = {{ upstreams = [{{ name = "small", weight = 0 }}, {{ name = "large", weight = 1 }}], path = "/big" }}
+async = {{ status_path = "/jobs/{{job}}" }}
+"#,
+        url = up.url()
+    );
+    let gw = start_gateway(&toml).await;
+    let url = gw.url(&start_get(gw.url("/big")).await);
+    let done = finished(url, None).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!(
+        done.text().await.unwrap().len(),
+        208,
+        "over 64 bytes, whole"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upload_does_not_hold_one_of_max_jobs() {
+    use tokio::io::AsyncWriteExt;
+    let up = MockUpstream::builder()
+        .route("/echo", Reply::echo())
+        .start()
+        .await;
+    let gw = start_gateway(&config(&up, "max_jobs = 1", "")).await;
+    // Headers and a first chunk, then nothing more.
+    let mut slow = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n",
+    )
+    .await
+    .unwrap();
+    slow.flush().await.unwrap();
+    // Whatever the gateway did with it by now, the one place is still free.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = gw.url(&start(gw.url("/echo"), None).await);
+    let done = finished(url, None).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    drop(slow);
+}
+
+#[tokio::test]
+async fn an_aggregate_jobs_answer_over_max_result_is_stored_as_502() {
+    let up = MockUpstream::builder()
+        .route(
+            "/a",
+            Reply::json(format!(r#"{{"x":"{}"}}"#, "y".repeat(300))),
+        )
+        .route("/b", Reply::json("{}"))
+        .start()
+        .await;
+    let gw = start_gateway(&config(&up, "max_result = \"256\"", "")).await;
+    let url = gw.url(&start_get(gw.url("/summary")).await);
+    let done = finished(url, None).await;
+    assert_eq!(done.status(), StatusCode::BAD_GATEWAY);
+    let body = json_of(done).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("256 bytes"),
+        "{body}"
+    );
+}

@@ -13,9 +13,11 @@
 //!   whichever route started it), but only with the same `auth` providers, since the
 //!   status request proves its identity with them.
 //! - Two different status paths must not be ambiguous to the router.
-//! - `job_timeout` and `result_ttl` are more than 0; `max_jobs` is at least 1.
+//! - `job_timeout` and `result_ttl` are more than 0; `max_jobs` is at least 1;
+//!   `max_result` is a size of at least 1 byte.
 
 use super::Problems;
+use crate::config::units::parse_size;
 use crate::config::{AsyncConfig, AsyncSpec, RouteSpec};
 use crate::router::{param_names, route_path_problem};
 
@@ -32,11 +34,20 @@ pub(super) fn async_spec(place: &str, a: &AsyncConfig, p: &mut Problems) -> Asyn
             "must be at least 1; leave it out for the default of 10000",
         );
     }
+    let max_result_at = format!("{at}.max_result");
+    let max_result = p.size(&max_result_at, &a.max_result);
+    if max_result == 0 && parse_size(&a.max_result).is_ok() {
+        p.add(
+            max_result_at,
+            "must be more than 0; leave it out for the default of 1MiB",
+        );
+    }
     AsyncSpec {
         status_path: a.status_path.clone(),
         job_timeout,
         result_ttl,
         max_jobs: a.max_jobs.max(1),
+        max_result: max_result.max(1),
     }
 }
 

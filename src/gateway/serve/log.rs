@@ -52,7 +52,11 @@ impl Gateway {
             client: client.addr,
             user,
             method,
-            uri: detached(&uri),
+            uri: if summary.job_id_in_path {
+                crate::gateway::jobs::without_job_id(&uri)
+            } else {
+                detached(&uri)
+            },
             redact_query: self.token_params.clone(),
             version: client.version,
             route: summary.label.clone(),

@@ -60,9 +60,16 @@ pub(super) struct Summary<'s> {
     backends: Option<BackendOutcomes>,
     /// A proxy route's canary pick: its name goes to the access log.
     canary: Option<&'s Label>,
+    /// On a status path: the job id (an ownerless job's only secret) is not logged.
+    job_id_in_path: bool,
 }
 
 impl<'s> Summary<'s> {
+    /// A proxy route's canary pick, if it has a canary.
+    pub(super) fn canary(&self) -> Option<&'s Label> {
+        self.canary
+    }
+
     /// Counted on `label` alone: answered before any route was admitted.
     fn on(label: &'s Label) -> Self {
         Self {
@@ -72,6 +79,7 @@ impl<'s> Summary<'s> {
             passthrough: false,
             backends: None,
             canary: None,
+            job_id_in_path: false,
         }
     }
 
@@ -79,6 +87,7 @@ impl<'s> Summary<'s> {
     pub(super) fn on_status_path(label: &'s Label, series: &'s RouteSeries) -> Self {
         Self {
             series: Some(series),
+            job_id_in_path: true,
             ..Self::on(label)
         }
     }
@@ -92,6 +101,7 @@ impl<'s> Summary<'s> {
             passthrough: false,
             backends: None,
             canary: None,
+            job_id_in_path: false,
         }
     }
 }
