@@ -136,7 +136,10 @@ pub fn snapshot(gateway: &Gateway, reloader: &Reloader, cache: (u64, u64)) -> Va
                             let (p50, p99) = percentiles(reader.backend(&b.series.window, now));
                             json!({
                                 "name": b.spec.name,
-                                "upstream": b.spec.upstream,
+                                "upstream": match &b.canary {
+                                    None => b.spec.upstream.clone(),
+                                    Some(canary) => canary_names(canary),
+                                },
                                 "calls": calls,
                                 "outcomes": outcomes,
                                 "p50_ms": p50,
@@ -147,7 +150,13 @@ pub fn snapshot(gateway: &Gateway, reloader: &Reloader, cache: (u64, u64)) -> Va
                         .collect();
                     ("aggregate", Value::Null, backends)
                 }
-                Handler::Proxy(p) => ("proxy", json!(p.upstream.spec.name), Vec::new()),
+                Handler::Proxy(p) => {
+                    let upstream = match &p.canary {
+                        None => p.upstream.spec.name.clone(),
+                        Some(canary) => canary_names(canary),
+                    };
+                    ("proxy", json!(upstream), Vec::new())
+                }
             };
             json!({
                 "path": route.path,
@@ -226,6 +235,12 @@ pub fn snapshot(gateway: &Gateway, reloader: &Reloader, cache: (u64, u64)) -> Va
         "routes": routes,
         "upstreams": upstreams,
     })
+}
+
+/// A weighted canary's upstreams as the page shows them: `v1 / v2`, in the written order.
+fn canary_names<T>(canary: &crate::canary::Canary<T>) -> String {
+    let names: Vec<&str> = canary.choices().iter().map(|c| c.name.as_str()).collect();
+    names.join(" / ")
 }
 
 #[cfg(test)]
