@@ -180,11 +180,7 @@ pub fn snapshot(gateway: &Gateway, reloader: &Reloader, cache: (u64, u64)) -> Va
         .upstreams
         .iter()
         .map(|(name, u)| {
-            let health = match (&u.spec.health_check, u.guard.is_healthy()) {
-                (None, _) => "unchecked",
-                (Some(_), true) => "healthy",
-                (Some(_), false) => "unhealthy",
-            };
+            let health = u.health();
             let in_flight = u
                 .spec
                 .max_in_flight

@@ -130,11 +130,7 @@ async fn answer(
                 .upstreams
                 .iter()
                 .map(|(name, u)| {
-                    let health = match (&u.spec.health_check, u.guard.is_healthy()) {
-                        (None, _) => "unchecked",
-                        (Some(_), true) => "healthy",
-                        (Some(_), false) => "unhealthy",
-                    };
+                    let health = u.health();
                     (
                         name.clone(),
                         json!({"health": health, "circuit": u.guard.circuit()}),

@@ -104,6 +104,16 @@ impl From<ExchangeError> for CallError {
 }
 
 impl Upstream {
+    /// Its health as `/ready` and the dashboard show it: `unchecked` without a
+    /// `health_check`, else `healthy` or `unhealthy`.
+    pub fn health(&self) -> &'static str {
+        match (&self.spec.health_check, self.guard.is_healthy()) {
+            (None, _) => "unchecked",
+            (Some(_), true) => "healthy",
+            (Some(_), false) => "unhealthy",
+        }
+    }
+
     /// Builds the clients for `spec`.
     pub fn build(spec: UpstreamSpec) -> Result<Self, client::ClientError> {
         Self::build_in(spec, None)
