@@ -1,3 +1,4 @@
+//! Tests of building a snapshot: what a reload carries over (rate-limit state, upstreams).
 use super::*;
 use crate::config::{Env, compile};
 
