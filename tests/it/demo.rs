@@ -768,8 +768,20 @@ async fn with_redis_the_demo_limit_and_cache_are_shared_by_two_gateways() {
     let toml = sample_config()
         .await
         .replace(r#"rate = "10/min""#, r#"rate = "10/hour""#);
-    let env = fanout::config::Env::from_pairs(fanout::demo::redis_env(&redis.url()));
+    // The store's 5 ms timeout would, on a loaded machine, let a slow call fall back to
+    // the local limit (`on_error = "local"`, as designed) and admit one more: this test
+    // counts what Redis decides, so its calls get the time they take.
+    let env = fanout::config::Env::from_pairs(
+        fanout::demo::redis_env(&redis.url())
+            .into_iter()
+            .chain([("FANOUT__CLUSTER__TIMEOUT", "5s".to_string())]),
+    );
     let compiled = fanout::config::compile(&toml, &env).unwrap();
+    let cluster = compiled
+        .cluster
+        .as_ref()
+        .expect("the demo's [cluster] from its env");
+    assert_eq!(cluster.timeout, std::time::Duration::from_secs(5));
     let first = serve_compiled(compiled.clone()).await;
     let second = serve_compiled(compiled.clone()).await;
 
