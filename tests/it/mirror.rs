@@ -38,6 +38,27 @@ async fn metrics(gw: &ReloadableGateway) -> String {
     common::get_text(&format!("http://{}/metrics", gw.admin)).await
 }
 
+/// A PUT to `url` whose body is the chunks sent on the returned channel, ending when it
+/// is dropped; the request runs in a task of its own.
+fn streamed_upload(
+    url: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let upload = tokio::spawn(
+        client()
+            .put(url)
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    (tx, upload)
+}
+
 /// The value of the series `series` (name and labels, as written) in `text`; 0 when
 /// it is not there.
 fn value(text: &str, series: &str) -> f64 {
@@ -556,16 +577,7 @@ async fn a_streamed_upload_reaches_the_primary_before_it_ends() {
         .start()
         .await;
     let gw = start_reloadable(&proxied(&primary.url(), &shadow.url(), "", "")).await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    let upload = tokio::spawn(
-        client()
-            .put(gw.gateway.url("/p/upload"))
-            .body(reqwest::Body::wrap_stream(body))
-            .send(),
-    );
+    let (tx, upload) = streamed_upload(&gw.gateway.url("/p/upload"));
     tx.send(Ok(Bytes::from(vec![b'1'; 1000]))).await.unwrap();
     eventually("the primary to read the first part", async || {
         primary.sunk() >= 1000
@@ -924,16 +936,7 @@ async fn an_upload_keeps_no_body_for_a_copy_over_max_in_flight() {
     assert_eq!(response.status(), 200);
     eventually("a copy to hang", async || shadow.total_hits() == 1).await;
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    let upload = tokio::spawn(
-        client()
-            .put(gw.gateway.url("/p/upload"))
-            .body(reqwest::Body::wrap_stream(body))
-            .send(),
-    );
+    let (tx, upload) = streamed_upload(&gw.gateway.url("/p/upload"));
     tx.send(Ok(Bytes::from(vec![b'1'; 1000]))).await.unwrap();
     eventually("the primary to read the first part", async || {
         primary.sunk() >= 1000
