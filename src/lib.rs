@@ -6,6 +6,7 @@
 //! - [`admin`]: the admin listener: health, readiness, metrics, config, reload, cache purge,
 //!   the dashboard.
 //! - [`aggregate`]: aggregate routes: planned concurrent backend calls, shaping, merging.
+//! - [`allocator`]: the process's allocator (mimalloc), plain blocks for word alignments.
 //! - [`auth`]: identity at the edge: JWT (JWKS, secret) and API key providers.
 //! - [`body`]: the one response body type, buffered or streamed, and idle-stream limits.
 //! - [`cache`]: the response cache (moka), with single-flight misses and stale serving.
@@ -38,6 +39,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod aggregate;
+pub mod allocator;
 pub mod auth;
 pub mod body;
 pub mod cache;

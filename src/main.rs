@@ -20,7 +20,7 @@ use tracing_subscriber::registry::LookupSpan;
 // short-lived buffer fault its page back in, kernel time on every request.
 // MIMALLOC_PURGE_DELAY tunes it.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: fanout::allocator::Allocator = fanout::allocator::Allocator;
 
 /// fanout: an API gateway that fans one request out to several upstreams at once and
 /// merges their JSON answers, and proxies everything else.
