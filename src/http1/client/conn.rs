@@ -11,7 +11,7 @@ use socket2::SockRef;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -28,6 +28,15 @@ impl Connection {
             stream,
             buf: BytesMut::new(),
         }
+    }
+
+    /// Whether the runtime has seen the idle connection readable (the upstream's close,
+    /// or bytes nobody asked for) since its last read drained it. No system call, but
+    /// only as current as the reactor's last turn: `Pool::checkout` trusts a `false` only
+    /// where that window cannot hurt.
+    pub(super) fn seen_readable(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.stream.poll_read_ready(&mut cx).is_ready()
     }
 
     /// An idle connection with nothing to read is open. Anything readable (the
@@ -179,6 +188,25 @@ mod tests {
         // so the runtime still believes the socket has nothing to read.
         upstream.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
         assert!(!conn.is_open());
+    }
+
+    #[tokio::test]
+    async fn what_the_reactor_saw_is_known_without_a_recv() {
+        let (conn, mut upstream) = pair().await;
+        assert!(!conn.seen_readable(), "a quiet connection");
+        upstream.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        // Until the reactor turns, the runtime cannot know; after, it does.
+        conn.stream.readable().await.unwrap();
+        assert!(conn.seen_readable());
+        assert!(!conn.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_close_the_reactor_saw_is_known_without_a_recv() {
+        let (conn, upstream) = pair().await;
+        drop(upstream);
+        conn.stream.readable().await.unwrap();
+        assert!(conn.seen_readable());
     }
 
     #[tokio::test]
