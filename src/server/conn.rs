@@ -4,6 +4,7 @@
 //! no buffer of its own while idle, and hands anything else to hyper (`handoff`).
 
 use super::settings::{ConnSettings, refusal};
+use super::tls_socket::TlsSocket;
 use super::{ConnService, SendTimeout, handoff};
 use crate::body::ClientBody;
 use crate::http1::server::{ResponseStream, write_response};
@@ -46,7 +47,7 @@ impl ClientStream for TcpStream {
     }
 }
 
-impl ClientStream for TlsStream<TcpStream> {
+impl ClientStream for TlsStream<TlsSocket> {
     const BUFFERS_WRITES: bool = true;
 
     /// Plaintext already decrypted (a request that came with the handshake's last
@@ -58,7 +59,7 @@ impl ClientStream for TlsStream<TcpStream> {
         if !session.wants_read() {
             return Ok(());
         }
-        socket.readable().await
+        socket.0.readable().await
     }
 }
 

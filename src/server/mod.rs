@@ -16,6 +16,7 @@ mod send_timeout;
 mod send_watch;
 mod settings;
 mod tls;
+mod tls_socket;
 
 pub(crate) use accept::Acceptor;
 pub use redirect::run_redirect;

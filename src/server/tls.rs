@@ -5,6 +5,7 @@
 //! (`conn`), as on a plain socket.
 
 use super::settings::ConnSettings;
+use super::tls_socket::TlsSocket;
 use super::{ConnService, conn, handoff};
 use crate::connection::{ClientConnection, TlsSession};
 use crate::tls::client_cert::ClientCert;
@@ -25,7 +26,7 @@ pub async fn serve<S: ConnService>(
     settings: Arc<ConnSettings>,
     shutdown: watch::Receiver<()>,
 ) {
-    let handshake = TlsAcceptor::from(config).accept(stream);
+    let handshake = TlsAcceptor::from(config).accept(TlsSocket(stream));
     let stream = match tokio::time::timeout(settings.header_read_timeout, handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
