@@ -24,9 +24,9 @@ use crate::template::{RenderInput, Template};
 use crate::tls::client_cert::X_FORWARDED_CLIENT_CERT;
 use crate::trace::TraceContext;
 use crate::trace::record::CallTrace;
-use crate::upstream::client::BoxError;
-use crate::upstream::{CallError, RequestBody, Upstream, describe, is_idempotent, retry};
-use bytes::Bytes;
+use crate::upstream::{
+    CallError, RequestBody, Upstream, UpstreamBody, describe, is_idempotent, retry,
+};
 use http::{HeaderValue, Method, Response, StatusCode, request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body as _;
@@ -319,20 +319,20 @@ pub async fn forward(
 
 /// An upstream's answer as the client's: hop-by-hop headers dropped, redirects to the
 /// upstream rewritten, the body ended when it sends nothing for the route's
-/// `idle_timeout`.
-fn passthrough<B>(
-    answer: Response<B>,
+/// `idle_timeout`. A body read whole with its head (the usual small answer) goes out
+/// as the bytes it is, its connection back in the pool before the client is written to.
+fn passthrough(
+    answer: Response<UpstreamBody>,
     route: &ProxyRoute,
     redirects: Option<&LocationRewrite>,
-) -> Response<Body>
-where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let (mut parts, body) = answer.into_parts();
+) -> Response<Body> {
+    let (mut parts, mut body) = answer.into_parts();
     headers::answer_headers(&mut parts.headers, redirects);
-    let body = IdleTimeout::new(route.idle_timeout, body)
-        .map_err(std::io::Error::other)
-        .boxed_unsync();
+    let body = match body.take_whole() {
+        Some(whole) => crate::body::full(whole),
+        None => IdleTimeout::new(route.idle_timeout, body)
+            .map_err(std::io::Error::other)
+            .boxed_unsync(),
+    };
     Response::from_parts(parts, body)
 }

@@ -65,6 +65,16 @@ pub enum UpstreamBody {
     Hyper(Incoming),
 }
 
+impl UpstreamBody {
+    /// The whole body if it is already in memory (see [`AnswerBody::take_whole`]).
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        match self {
+            UpstreamBody::Http1(body) => body.take_whole(),
+            UpstreamBody::Hyper(_) => None,
+        }
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Body for UpstreamBody {

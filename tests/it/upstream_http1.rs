@@ -287,3 +287,25 @@ async fn a_proxied_answer_cut_short_fails_the_stream_and_the_next_request_succee
     }
     assert_eq!(up.connections(), 2);
 }
+
+#[tokio::test]
+async fn a_proxied_answer_whole_with_its_head_or_split_arrives_whole_on_one_connection() {
+    // Read whole with its head (sent as bytes, its connection back in the pool at once),
+    // or with the body 20 ms after the head (streamed): the client gets the same
+    // answer, and both reuse the one connection.
+    for pieces in [
+        vec!["HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"n\":1}"],
+        vec!["HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", "{\"n\":1}"],
+        vec!["HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"n\"", ":1}"],
+    ] {
+        let up = RawUpstream::start(pieces, 100, Close::AfterAnswer).await;
+        let gw = proxy(&up).await;
+        for _ in 0..3 {
+            let response = common::client().get(gw.url("/p")).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["content-length"], "7");
+            assert_eq!(response.text().await.unwrap(), "{\"n\":1}");
+        }
+        assert_eq!(up.connections(), 1);
+    }
+}

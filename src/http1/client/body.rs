@@ -52,6 +52,22 @@ impl AnswerBody {
         body
     }
 
+    /// The whole body, when it is already read (it came with the head, as a small
+    /// answer does): the connection goes back to the pool at once, and the caller
+    /// sends the bytes without streaming them. `None` leaves the body as it was.
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        let (Some(conn), Left::Bytes(left)) = (self.conn.as_mut(), &mut self.left) else {
+            return None;
+        };
+        let len = usize::try_from(*left)
+            .ok()
+            .filter(|&n| n <= conn.buf.len())?;
+        let whole = conn.buf.split_to(len).freeze();
+        *left = 0;
+        self.finish();
+        Some(whole)
+    }
+
     /// The body is read: the connection is free for the next request.
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take()
