@@ -309,8 +309,8 @@ impl Pool {
     /// (since its last turn) fails that request as "closed before an answer", and it is
     /// sent again on another connection; stray bytes there would need an upstream that
     /// speaks unasked within a moment of answering. Any other is asked of the socket
-    /// (`Connection::is_open`, one `recv`). Under load that `recv` was one system call
-    /// in six of a proxied request's.
+    /// (`Connection::is_open`, one `recv`). Under load that `recv` was one of the five
+    /// system calls of a proxied request.
     fn checkout(&self, resend_safe: bool) -> Option<Connection> {
         loop {
             let idle = self.idle.lock().expect("never poisoned").pop_back()?;
