@@ -364,5 +364,77 @@ time for request:      1.1ms     90.2ms     40.5ms      20ms    60.00%
         self.assertEqual((f["requests"], f["rps"]), (256, 2042.77))
 
 
+def cpu(value):
+    return {"cpu_us_per_req": value, "requests": 1000, "warmup_requests": 100}
+
+
+class TlsPairsTest(unittest.TestCase):
+    """(t) compares fanout with its peer run by run: blocks, their order, and the median
+    of the pairs in place of the medians' ratio."""
+
+    def test_fanout_and_its_peer_with_the_log_alike_are_one_block(self):
+        got = [[(s, n) for s, n, _, _ in block] for block in bench.blocks(bench.scenarios({"t"}))]
+        self.assertEqual(got[:2], [[("t1p", "nginx+log"), ("t1p", "fanout+log")],
+                                   [("t1p", "fanout"), ("t1p", "nginx")]])
+        # No peer over HTTP/2 for the aggregate: its runs stay on their own.
+        self.assertIn([("t2b", "fanout+log")], got)
+        self.assertIn([("t2b", "fanout")], got)
+        # Outside (t), every run is a block of its own.
+        self.assertTrue(all(len(b) == 1 for b in bench.blocks(bench.scenarios({"a", "b"}))))
+
+    def test_a_block_measures_by_turns_and_warms_once(self):
+        calls, stopped = [], []
+
+        class Proc:
+            def __init__(self, name):
+                self.name, self.access_log = name, None
+
+            def stop(self):
+                stopped.append(self.name)
+
+        saved = bench.start_system, bench.measure
+        bench.start_system = lambda name, *a, **k: Proc(name)
+        bench.measure = lambda proc, url, conns, seconds, warmup, **k: (
+            calls.append((proc.name, warmup)) or cpu(20.0))
+        try:
+            block = [("t1p", "fanout", "u1", 64), ("t1p", "nginx", "u2", 64)]
+            args = type("Args", (), {"seconds": 5, "warmup": 2})()
+            out = bench.alternating_block(block, None, args)
+        finally:
+            bench.start_system, bench.measure = saved
+        self.assertEqual(calls, [("fanout", 2), ("nginx", 2), ("nginx", 0), ("fanout", 0),
+                                 ("fanout", 0), ("nginx", 0)])
+        self.assertEqual(sorted(stopped), ["fanout", "nginx"])
+        self.assertEqual({k: len(v) for k, v in out.items()}, {"t1p/fanout": 3, "t1p/nginx": 3})
+
+    def test_the_ratio_is_the_median_of_the_pairs(self):
+        results = tls_results()
+        # Pairs 22/20, 27/30, 24/20: 1.10, 0.90, 1.20, median 1.10; the medians' ratio
+        # (24 over 20) would say 1.20.
+        results["runs"] = {"t1p/fanout": [cpu(20.0), cpu(30.0), cpu(20.0)],
+                           "t1p/nginx": [cpu(22.0), cpu(27.0), cpu(24.0)]}
+        results["medians"]["t1p/fanout"] = figures(36000, 1.8, 8.0, 12.0)
+        results["medians"]["t1p/nginx"] = figures(33000, 1.9, 12.0, 12.0)
+        text = bench.report(results, INFO)
+        self.assertIn("| TLS proxy, HTTP/1.1: per CPU over nginx | 1.10× | ≥ 1.0× | yes |", text)
+        h1 = text.split("(t) TLS 1.3, proxy, HTTP/1.1 keep-alive")[1].split("\n\n**")[0]
+        self.assertIn("| nginx | 33,000 | 1.90 | 3.80 | 24.0 | 12.0 | 12.0 | 41,667 | 1.10 |", h1)
+        self.assertIn("fanout × per CPU, round by round (each run against nginx's beside it):"
+                      " log off 1.10, 0.90, 1.20", text)
+        # The logged rows have no runs here: their ratio is the medians' (25 over 22).
+        self.assertIn("| TLS proxy, HTTP/1.1, access log on: per CPU over nginx | 1.14× |", text)
+
+    def test_a_median_below_one_misses_the_target(self):
+        results = tls_results()
+        results["runs"] = {"t2p/fanout": [cpu(21.0), cpu(20.0), cpu(22.0)],
+                           "t2p/nginx": [cpu(20.0), cpu(22.0), cpu(21.0)]}
+        text = bench.report(results, INFO)
+        self.assertIn("| TLS proxy, HTTP/2: per CPU over nginx | 0.95× | ≥ 1.0× | **no** |", text)
+
+    def test_runs_that_do_not_pair_up_are_not_paired(self):
+        runs = {"t1p/fanout": [cpu(20.0)], "t1p/nginx": [cpu(22.0), cpu(23.0)]}
+        self.assertEqual(bench.pair_ratios(runs, "t1p", "nginx"), [])
+
+
 if __name__ == "__main__":
     unittest.main()
