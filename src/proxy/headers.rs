@@ -226,13 +226,22 @@ pub fn upstream_request_headers(
     if underscored {
         drop_underscored(headers);
     }
-    let host = headers.get(header::HOST).cloned().or_else(|| {
+    // Without `preserve_host` the client library writes the upstream's own `Host`: the
+    // client's is taken out here, for `X-Forwarded-Host`. With it, the client's stays.
+    let client_host = if preserve_host {
+        headers.get(header::HOST).cloned()
+    } else {
+        headers.remove(header::HOST)
+    };
+    let from_client = client_host.is_some();
+    let host = client_host.or_else(|| {
         uri.authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    if !preserve_host {
-        headers.remove(header::HOST);
-    } else if let Some(host) = &host {
+    if preserve_host
+        && !from_client
+        && let Some(host) = &host
+    {
         headers.insert(header::HOST, host.clone());
     }
     if let Some(peer) = peer {

@@ -203,3 +203,18 @@ fn pass_on_replaces_what_a_client_sent() {
     assert_eq!(out[&TRACESTATE], "a=1");
     assert!(!out.contains_key(&BAGGAGE), "the client sent none");
 }
+
+#[test]
+fn pass_on_removes_any_one_of_the_three_sent_alone() {
+    let cx = TraceContext::of(&headers(&[]), |_| true);
+    for name in [&TRACEPARENT, &TRACESTATE, &BAGGAGE] {
+        let mut out = headers(&[(name, "x=1"), (&http::header::ACCEPT, "*/*")]);
+        cx.pass_on(&mut out);
+        assert!(!out.contains_key(name), "{name}");
+        assert_eq!(out.len(), 1, "{name}: the other header stays");
+    }
+    // Nothing to replace, nothing to add: the headers stay as they are.
+    let mut out = headers(&[(&http::header::ACCEPT, "*/*")]);
+    cx.pass_on(&mut out);
+    assert_eq!(out, headers(&[(&http::header::ACCEPT, "*/*")]));
+}
