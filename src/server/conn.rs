@@ -3,6 +3,7 @@
 //! no upgrade) on the connection's task with no channel or dispatcher in between, holds
 //! no buffer of its own while idle, and hands anything else to hyper (`handoff`).
 
+use super::read_buffers::{self, READ_SIZE};
 use super::settings::{ConnSettings, refusal};
 use super::tls_socket::TlsSocket;
 use super::{ConnService, SendTimeout, handoff};
@@ -22,9 +23,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
-
-/// Bytes read at a time: a request head rarely needs more.
-const READ_SIZE: usize = 4096;
 
 /// The byte stream of a client connection: a plain socket, read by waiting for
 /// readiness and then reading once without a waker (no buffer is held while waiting),
@@ -126,6 +124,9 @@ pub async fn serve<S: ConnService, IO: ClientStream>(
                     continue;
                 }
             }
+            if buf.capacity() == 0 {
+                buf = read_buffers::take();
+            }
             buf.reserve(READ_SIZE);
             match fill(&mut stream, &mut buf) {
                 Poll::Ready(Ok(0) | Err(_)) => return,
@@ -134,7 +135,7 @@ pub async fn serve<S: ConnService, IO: ClientStream>(
                 }
                 Poll::Ready(Ok(_)) => {}
                 // Woken without bytes after all: an idle connection keeps no buffer.
-                Poll::Pending if idle => buf = BytesMut::new(),
+                Poll::Pending if idle => read_buffers::give_back(&mut buf),
                 Poll::Pending => {}
             }
         };
@@ -189,8 +190,9 @@ pub async fn serve<S: ConnService, IO: ClientStream>(
         served = true;
         deadline = Instant::now() + settings.keepalive_timeout;
         if buf.is_empty() {
-            // The read buffer goes back to the allocator: an idle connection holds none.
-            buf = BytesMut::new();
+            // The read buffer goes back to the worker's spares: an idle connection
+            // holds none.
+            read_buffers::give_back(&mut buf);
         }
     }
 }

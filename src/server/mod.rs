@@ -11,6 +11,7 @@ mod conn;
 mod handoff;
 mod http2;
 mod near_timer;
+mod read_buffers;
 mod redirect;
 mod send_timeout;
 mod send_watch;
