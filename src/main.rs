@@ -15,9 +15,8 @@ use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::registry::LookupSpan;
 
 // Many small, short-lived allocations per request (headers, bodies, futures): mimalloc
-// (its v2 line, see docs/design-notes.md) serves them from thread-local pages instead of
-// the system allocator's shared arenas.
-// Its default purge delay (10 ms) is kept: purging freed pages at once would make every
+// serves them from thread-local pages instead of the system allocator's shared arenas.
+// Its default purge delay (1 s in v3) is kept: purging freed pages at once would make every
 // short-lived buffer fault its page back in, kernel time on every request.
 // MIMALLOC_PURGE_DELAY tunes it.
 #[global_allocator]
