@@ -10,9 +10,10 @@ use std::cell::RefCell;
 
 /// The size of a read buffer.
 pub const READ_SIZE: usize = 4096;
-/// Spare buffers one thread keeps at most: 256 KiB. A connection between requests
-/// holds none, so the idle connections' memory stays as it was; past this many
-/// hand-backs at once the rest are freed.
+/// Spare buffers one thread keeps at most: 256 KiB (under 512 KiB even if each were
+/// memory grown a little past the usual size, the most `give_back` keeps). A
+/// connection between requests holds none, so the idle connections' memory stays as
+/// it was; past this many hand-backs at once the rest are freed.
 const MAX_SPARE: usize = 64;
 
 thread_local! {
@@ -33,12 +34,15 @@ pub fn take() -> BytesMut {
 pub fn give_back(buf: &mut BytesMut) {
     let mut buf = std::mem::take(buf);
     // `try_reclaim` never allocates: it succeeds only for memory no one else holds,
-    // and then moves the buffer's start back to that memory's.
-    if !buf.is_empty()
-        || buf.capacity() > READ_SIZE
-        || !buf.try_reclaim(READ_SIZE)
-        || buf.capacity() != READ_SIZE
-    {
+    // moving the view back to that memory's start when it must. Asked for twice the
+    // size, it succeeds only on memory grown past the usual size, though the view left
+    // after the request's bytes were split off may show no more than it.
+    let usual = buf.is_empty()
+        && buf.capacity() <= READ_SIZE
+        && buf.try_reclaim(READ_SIZE)
+        && buf.capacity() == READ_SIZE
+        && !buf.try_reclaim(2 * READ_SIZE);
+    if !usual {
         return;
     }
     SPARE.with(|spare| {
@@ -100,6 +104,13 @@ mod tests {
         let before = spare_count();
         give_back(&mut big);
         assert_eq!(spare_count(), before);
+        // Grown, then its first half split off: the view left shows the usual size.
+        let mut grown = BytesMut::with_capacity(2 * READ_SIZE);
+        grown.extend_from_slice(&[b'x'; READ_SIZE]);
+        drop(grown.split().freeze());
+        assert_eq!(grown.capacity(), READ_SIZE);
+        give_back(&mut grown);
+        assert_eq!(spare_count(), before, "8 KiB of memory is not a spare");
         for _ in 0..MAX_SPARE + 5 {
             let mut buf = BytesMut::with_capacity(READ_SIZE);
             give_back(&mut buf);
