@@ -158,6 +158,44 @@ async fn a_small_body_sent_in_pieces_arrives_whole_and_the_next_request_follows(
     assert_eq!(&echoed[0].body[..], b"hello world");
 }
 
+#[tokio::test]
+async fn a_read_buffer_passed_from_one_connection_to_the_next_carries_none_of_its_bytes() {
+    let up = upstream().await;
+    let gw = gateway(&up, "").await;
+    // The first connection's request fills its buffer, which goes to the worker's
+    // spares once answered; the second, on the same worker, takes it and sends its
+    // head in two pieces, shorter than the first's.
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    let secret = "s".repeat(900);
+    let out = exchange(
+        &mut first,
+        &format!(
+            "GET /p/echo HTTP/1.1\r\nHost: g\r\nX-First: {secret}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let mut second = TcpStream::connect(gw.addr).await.unwrap();
+    second
+        .write_all(b"GET /p/echo HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    second.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let out = exchange(
+        &mut second,
+        "st: g\r\nX-Second: 2\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(!out.contains(&secret), "{out}");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].headers["x-second"], "2");
+    assert!(seen[1].headers.get("x-first").is_none());
+    assert_eq!(seen[1].target, "/echo");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stops_sending_its_small_body_loses_the_connection() {
     let up = upstream().await;
