@@ -9,6 +9,7 @@ use super::ConnService;
 use super::send_timeout::SendTimeout;
 use super::send_watch::{SendWatch, Watched};
 use super::settings::{ConnSettings, refusal};
+use super::stream_tasks::WithStreams;
 use crate::body::{Body, ClientBody};
 use crate::http1::Refusal;
 use crate::proxy::Drain;
@@ -58,11 +59,11 @@ pub async fn serve<S: ConnService, IO>(
         .hyper
         .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
         .into_owned();
-    let mut connection = std::pin::pin!(connection);
+    let mut connection = std::pin::pin!(WithStreams::new(connection));
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = shutdown.changed() => {
-            connection.as_mut().graceful_shutdown();
+            connection.as_mut().connection().graceful_shutdown();
             connection.await
         }
         () = send_watch.overdue() => {

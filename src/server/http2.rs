@@ -14,12 +14,13 @@
 //!
 //! A client that opens no window on an answer is cut by `send_timeout` (`send_watch`).
 
+use super::stream_tasks::StreamExecutor;
 use crate::config::Http2Spec;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 
 /// Puts `spec`'s limits on the HTTP/2 half of `builder`.
-pub fn configure(builder: &mut auto::Builder<TokioExecutor>, spec: &Http2Spec) {
+pub fn configure(builder: &mut auto::Builder<StreamExecutor>, spec: &Http2Spec) {
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -16,6 +16,7 @@ mod redirect;
 mod send_timeout;
 mod send_watch;
 mod settings;
+mod stream_tasks;
 mod tls;
 mod tls_socket;
 
@@ -29,13 +30,14 @@ use crate::connection::ClientConnection;
 use crate::gateway::LiveGateway;
 use futures_util::FutureExt;
 use http::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use settings::ConnSettings;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use stream_tasks::StreamExecutor;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
@@ -79,7 +81,7 @@ pub async fn run(
     let settings = live.load().server.clone();
     let cors = settings.cors.as_ref().map(cors_layer);
 
-    let mut hyper = auto::Builder::new(TokioExecutor::new());
+    let mut hyper = auto::Builder::new(StreamExecutor);
     hyper
         .http1()
         .timer(TokioTimer::new())

@@ -1,8 +1,8 @@
 //! What both halves of a client connection share: the listener's connection settings,
 //! and the 400 that refuses a malformed request head, whichever half read it.
 
+use super::stream_tasks::StreamExecutor;
 use crate::http1::Refusal;
-use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ pub struct ConnSettings {
     /// How long an upgraded connection (WebSocket) goes on once shutdown has begun.
     pub shutdown_grace: Duration,
     /// Serves the connections handed to hyper.
-    pub hyper: auto::Builder<TokioExecutor>,
+    pub hyper: auto::Builder<StreamExecutor>,
 }
 
 /// The 400 of a request refused before any route: JSON, as every error the gateway

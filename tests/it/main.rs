@@ -40,6 +40,7 @@ mod deploy;
 mod downstream_http1;
 mod error_policy;
 mod http2_limits;
+mod http2_streams;
 mod limits;
 mod listeners;
 mod memory;
