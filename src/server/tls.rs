@@ -27,7 +27,7 @@ pub async fn serve<S: ConnService>(
     shutdown: watch::Receiver<()>,
 ) {
     let handshake = TlsAcceptor::from(config).accept(TlsSocket(stream));
-    let stream = match tokio::time::timeout(settings.header_read_timeout, handshake).await {
+    let accepted = match tokio::time::timeout(settings.header_read_timeout, handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
@@ -38,12 +38,28 @@ pub async fn serve<S: ConnService>(
             return;
         }
     };
-    let Some(session) = session(stream.get_ref().1) else {
-        return;
+    // Read in a block, and the stream moved out of it: a local that was ever borrowed
+    // keeps its place in the task's future after it is moved on, and the stream is
+    // 1.2 KB.
+    let (stream, service, h2) = {
+        let stream = accepted;
+        let Some(session) = session(stream.get_ref().1) else {
+            return;
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        (stream, service(ClientConnection::tls(peer, session)), h2)
     };
-    let service = service(ClientConnection::tls(peer, session));
-    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        handoff::serve(stream, Bytes::new(), service, &settings, shutdown).await;
+    if h2 {
+        // Boxed: hyper's connection is larger than the rest of this future, which every
+        // TLS connection's task carries, also while idle.
+        Box::pin(handoff::serve(
+            stream,
+            Bytes::new(),
+            service,
+            &settings,
+            shutdown,
+        ))
+        .await;
     } else {
         conn::serve(stream, service, settings, shutdown).await;
     }
