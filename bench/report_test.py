@@ -49,7 +49,9 @@ def results():
     }
     return {"repeats": 3, "seconds": 5, "medians": medians,
             "idle": {"fanout": {"rss_before_kib": 16000, "rss_after_kib": 18048,
-                                "kib_per_connection": 2.048}}}
+                                "kib_per_connection": 2.048},
+                     "fanout TLS": {"rss_before_kib": 20000, "rss_after_kib": 30240,
+                                    "kib_per_connection": 10.24}}}
 
 
 INFO = {"date": "2026-11-26 15:00 UTC", "machine": {"cpu": "test CPU", "cores": 2}}
@@ -71,6 +73,10 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| idle added latency (p50) | 108 µs | < 30 µs | **no** |", self.text)
         self.assertIn("| idle added latency (p50), all on one core | 25 µs | < 30 µs | yes |", self.text)
         self.assertIn("| resident memory per idle connection | 2.0 KiB | < 16 KiB | yes |", self.text)
+
+    def test_idle_tls_connections_get_a_row_and_leave_the_target_to_plain_ones(self):
+        self.assertIn("| fanout TLS | 19.5 | 29.5 | 10.2 |", self.text)
+        self.assertEqual(self.text.count("| resident memory per idle connection |"), 1)
 
     def test_ceiling_is_peer_cpu_over_fanout_kernel(self):
         # nginx 15.0 / fanout kernel 11.0; nginx+Lua 40.0 / 24.0
