@@ -429,8 +429,7 @@ async fn hs256_with_a_secret() {
 #[tokio::test]
 async fn jwks_file_and_token_from_cookie_and_query() {
     let ed = TestKey::eddsa("d1");
-    let dir = std::env::temp_dir().join(format!("fanout-jwks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("jwks");
     let file = dir.join("jwks.json");
     std::fs::write(&file, jwks(&[&ed])).unwrap();
     let token = ed.sign(&claims("ann"));

@@ -3,7 +3,6 @@
 
 use fanout::config::{Env, compile};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn problems(toml: &str) -> Vec<String> {
     problems_with(toml, &Env::default())
@@ -582,14 +581,7 @@ fn the_sample_config_is_valid() {
 
 /// Writes `toml` to a file of its own and returns its path.
 fn config_file(toml: &str) -> std::path::PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fanout-check-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("gateway.toml");
+    let path = crate::common::scratch_dir("check").join("gateway.toml");
     std::fs::write(&path, toml).unwrap();
     path
 }
@@ -669,7 +661,8 @@ fn fanout_check_prints_the_route_table() {
 
 #[test]
 fn fanout_check_diff_shows_what_a_reload_would_change() {
-    let old = std::env::temp_dir().join(format!("fanout-old-{}.toml", std::process::id()));
+    let dir = crate::common::scratch_dir("diff");
+    let old = dir.join("old.toml");
     std::fs::write(
         &old,
         format!("{UPSTREAMS}\n[[routes]]\npath = \"/a\"\nproxy = {{ upstream = \"users\" }}\n[[routes]]\npath = \"/gone\"\nproxy = {{ upstream = \"users\" }}\n"),
@@ -679,8 +672,6 @@ fn fanout_check_diff_shows_what_a_reload_would_change() {
         "{}\n[[routes]]\npath = \"/a\"\ntimeout = \"5s\"\nproxy = {{ upstream = \"users\" }}\n[[routes]]\npath = \"/b\"\nproxy = {{ upstream = \"orders\" }}\n",
         UPSTREAMS.replace("9002", "9003")
     );
-    let dir = std::env::temp_dir().join(format!("fanout-diff-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("gateway.toml"), new).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
         .args(["check", "-c"])

@@ -403,8 +403,7 @@ headers_from = { order = ["location", "content-length", "connection", "bad name"
   required = false
   on_error = "fail"
 "#;
-    let dir = std::env::temp_dir().join(format!("fanout-policy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("policy");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))

@@ -634,15 +634,37 @@ impl ReloadableGateway {
     }
 }
 
+/// The directory this test process keeps its files in: `fanout-tests-PID` under the
+/// system's temporary directory. A test binary has no teardown to remove it, so the
+/// first call removes the ones whose process is gone (on Linux, where `/proc` says).
+pub fn scratch_root() -> &'static std::path::Path {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        if cfg!(target_os = "linux") {
+            for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                let gone = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("fanout-tests-"))
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let root = tmp.join(format!("fanout-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    })
+}
+
 /// A new, empty directory for one test's files, named after `what` and unique in
-/// the run.
+/// the run, under [`scratch_root`].
 pub fn scratch_dir(what: &str) -> std::path::PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "fanout-{what}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
+    let dir = scratch_root().join(format!("{what}-{}", NEXT.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -779,19 +801,13 @@ impl GatewayProcess {
     }
 
     fn spawn(toml: &str, args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let toml = toml.replacen(
             "[server]\n",
             "[server]\nadmin_listen = \"127.0.0.1:0\"\n",
             1,
         );
         use std::io::BufRead;
-        let dir = std::env::temp_dir().join(format!(
-            "fanout-proc-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("proc");
         let path = dir.join("gateway.toml");
         std::fs::write(&path, &toml).unwrap();
         let binary = env!("CARGO_BIN_EXE_fanout");
