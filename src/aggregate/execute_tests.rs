@@ -39,13 +39,15 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
         body: super::super::scope::BodyUse::of(&backends),
         backends: backends
             .into_iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(i, b)| {
                 let name = Label::new(&b.name);
                 Backend {
                     series: metrics.backend_series(&label, &name),
                     label: name,
                     upstream: upstream.clone(),
                     mirrors: Vec::new(),
+                    cache_form: super::super::cache_form(&b, plan.is_read(i)),
                     spec: b,
                     canary: None,
                 }

@@ -50,7 +50,7 @@ pub(super) async fn lookup(
         return CacheLookup::Call(None);
     };
     let key_text = call.key_text();
-    let query = KeyQuery::new(&spec.method, &key_text, varying);
+    let query = KeyQuery::new(&spec.method, &key_text, varying).in_form(&backend.cache_form);
     match scope.route.cache.fresh(&query).await {
         Some(entry) => CacheLookup::Hit(entry),
         None => CacheLookup::Call(Some(query.to_key())),

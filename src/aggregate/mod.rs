@@ -26,6 +26,7 @@
 //! to a response); [`BackendError`] is why one backend has none, carried in its outcome:
 //! partial failure is data.
 
+mod cache_form;
 mod error;
 mod execute;
 mod fetch;
@@ -37,6 +38,7 @@ mod respond;
 mod scope;
 pub mod shape;
 
+pub use cache_form::cache_form;
 pub use error::{AggregateError, BackendError};
 pub use pipeline::serve;
 pub use respond::BackendOutcomes;

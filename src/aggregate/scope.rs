@@ -5,7 +5,7 @@
 use super::error::BackendError;
 use crate::auth::Identity;
 use crate::auth::claim_headers::set_upstream_headers;
-use crate::cache::{KeyedBy, ResponseCache, Varying};
+use crate::cache::{KeyedBy, ResponseCache, StoredForm, Varying};
 use crate::canary::Canary;
 use crate::config::{BackendSpec, Plan};
 use crate::connection::{ClientConnection, X_FORWARDED_PROTO, forwarded_proto};
@@ -91,6 +91,8 @@ pub struct Backend {
     pub canary: Option<Canary<Arc<Upstream>>>,
     /// Shadow upstreams this backend's calls are copied to; empty: none.
     pub mirrors: Vec<Arc<crate::mirror::Mirror>>,
+    /// The form its answers are cached in ([`super::cache_form`]): part of each key.
+    pub cache_form: StoredForm,
 }
 
 impl Backend {

@@ -35,8 +35,8 @@ enum Caller {
     Identity(Option<(Arc<str>, Arc<str>)>),
 }
 
-/// What identifies one cached answer: method, final upstream URL, and the values of the
-/// request headers that can change the answer.
+/// What identifies one cached answer: method, final upstream URL, the values of the
+/// request headers that can change the answer, and the form it is stored in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(Arc<KeyParts>);
 
@@ -45,6 +45,32 @@ struct KeyParts {
     method: Method,
     url: String,
     varying: Varying,
+    form: StoredForm,
+}
+
+/// The form an answer is stored in, beyond the call that fetched it. Two aggregate
+/// backends that call one URL but shape its answer differently, keep different response
+/// headers of it, or need it unshaped for the backends that read it, store different
+/// bytes: their entries must not meet, or one route would serve the fields another
+/// route's shaping drops. `Whole` (a cached proxy route): the answer as the upstream
+/// sent it. `Read`: a text naming everything that made the stored bytes from the
+/// answer, made once per backend when the config is built (`aggregate::cache_form`),
+/// equal for backends that store alike, so they share entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum StoredForm {
+    #[default]
+    Whole,
+    Read(Arc<str>),
+}
+
+impl StoredForm {
+    /// As a key part: `None` for the whole answer.
+    fn text(&self) -> Option<&str> {
+        match self {
+            StoredForm::Whole => None,
+            StoredForm::Read(text) => Some(text),
+        }
+    }
 }
 
 /// Who the answer is for, and the values (or absence) of the request headers a key
@@ -191,10 +217,16 @@ impl CacheKey {
                 }
             }
         }
+        // After the values, marked apart from a value's 0 and 1.
+        if let Some(form) = parts.form.text() {
+            out.push(2);
+            field(&mut out, form.as_bytes());
+        }
         out
     }
 
-    /// Bytes held by the key: its parts, the URL and the header values.
+    /// Bytes held by the key: its parts, the URL and the header values (a form's text
+    /// is shared with the config, not the key's own).
     pub(super) fn weight(&self) -> usize {
         std::mem::size_of::<KeyParts>() + self.0.url.len() + self.0.varying.weight()
     }
@@ -207,15 +239,24 @@ pub struct KeyQuery<'a> {
     method: &'a Method,
     url: &'a str,
     varying: &'a Varying,
+    form: &'a StoredForm,
 }
 
 impl<'a> KeyQuery<'a> {
+    /// The key of an answer stored whole.
     pub fn new(method: &'a Method, url: &'a str, varying: &'a Varying) -> Self {
+        static WHOLE: StoredForm = StoredForm::Whole;
         Self {
             method,
             url,
             varying,
+            form: &WHOLE,
         }
+    }
+
+    /// The same key for an answer stored in `form`.
+    pub fn in_form(self, form: &'a StoredForm) -> Self {
+        Self { form, ..self }
     }
 
     /// The owned key, to store an answer under: its values are copies, not slices of
@@ -225,6 +266,7 @@ impl<'a> KeyQuery<'a> {
             method: self.method.clone(),
             url: self.url.to_owned(),
             varying: self.varying.to_owned_values(),
+            form: self.form.clone(),
         }))
     }
 }
@@ -235,12 +277,16 @@ impl Hash for KeyQuery<'_> {
         self.method.hash(state);
         self.url.hash(state);
         self.varying.hash(state);
+        self.form.hash(state);
     }
 }
 
 impl moka::Equivalent<CacheKey> for KeyQuery<'_> {
     fn equivalent(&self, key: &CacheKey) -> bool {
-        *self.method == key.0.method && self.url == key.0.url && *self.varying == key.0.varying
+        *self.method == key.0.method
+            && self.url == key.0.url
+            && *self.varying == key.0.varying
+            && *self.form == key.0.form
     }
 }
 
@@ -276,6 +322,26 @@ mod tests {
                 CacheKey::new(Method::GET, "http://u/a?x=1", &headers, &accept)
             );
         }
+    }
+
+    #[test]
+    fn the_form_is_in_the_key_its_hash_and_its_digest() {
+        let state = foldhash::fast::RandomState::default();
+        let varying = Varying::read(&request(&[]), &[]);
+        let (a, b) = (
+            StoredForm::Read("select1:a;".into()),
+            StoredForm::Read("select1:b;".into()),
+        );
+        let whole = KeyQuery::new(&Method::GET, "http://u/a", &varying);
+        let in_a = whole.in_form(&a);
+        let key = in_a.to_key();
+        assert_eq!(state.hash_one(in_a), state.hash_one(&key));
+        assert!(in_a.equivalent(&key));
+        assert!(!whole.equivalent(&key));
+        assert!(!whole.in_form(&b).equivalent(&key));
+        let digests = [whole.to_key(), key, whole.in_form(&b).to_key()].map(|k| k.canonical());
+        assert_ne!(digests[0], digests[1]);
+        assert_ne!(digests[1], digests[2]);
     }
 
     #[test]

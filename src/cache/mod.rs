@@ -28,7 +28,7 @@ mod shared;
 mod shared_value;
 use entry::ENTRY_OVERHEAD;
 pub use entry::{CacheOutcome, CachePolicy, Entry, Fetched, Stored};
-pub use key::{CacheKey, KeyQuery, KeyedBy, Varying, owned_value};
+pub use key::{CacheKey, KeyQuery, KeyedBy, StoredForm, Varying, owned_value};
 use shared::{Read, WallClock};
 pub use shared::{SHARED_OUTCOMES, SecondLevel, SharedLabels, purge as purge_shared};
 pub use shared_value::{DecodeError, SharedEntry, decode, encode};

@@ -552,3 +552,38 @@ async fn the_clients_host_is_in_a_proxied_key() {
     assert!(again.contains("cache-status: fanout; hit"), "{again}");
     assert_eq!(up.hits("/page"), 2);
 }
+
+#[tokio::test]
+async fn two_backends_that_shape_one_url_differently_never_get_each_others_answer() {
+    let up = MockUpstream::builder()
+        .route("/item", Reply::json(r#"{"a":1,"b":2,"c":{"d":3}}"#))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\n\
+         [[routes]]\npath = \"/a\"\n[[routes.backends]]\nname = \"x\"\nupstream = \"up\"\npath = \"/item\"\ncache_ttl = \"1m\"\nselect = [\"a\"]\n\
+         [[routes]]\npath = \"/b\"\n[[routes.backends]]\nname = \"x\"\nupstream = \"up\"\npath = \"/item\"\ncache_ttl = \"1m\"\nselect = [\"b\"]\n\
+         [[routes]]\npath = \"/c\"\n[[routes.backends]]\nname = \"x\"\nupstream = \"up\"\npath = \"/item\"\ncache_ttl = \"1m\"\nextract = \"c\"\n\
+         [[routes]]\npath = \"/whole\"\n[[routes.backends]]\nname = \"x\"\nupstream = \"up\"\npath = \"/item\"\ncache_ttl = \"1m\"\n",
+        up.url()
+    ))
+    .await;
+    // Each route twice, so the second read is a hit on whatever the first stored.
+    for _ in 0..2 {
+        for (path, want) in [
+            ("/a", serde_json::json!({"x": {"a": 1}})),
+            ("/b", serde_json::json!({"x": {"b": 2}})),
+            ("/c", serde_json::json!({"x": {"d": 3}})),
+            (
+                "/whole",
+                serde_json::json!({"x": {"a": 1, "b": 2, "c": {"d": 3}}}),
+            ),
+        ] {
+            let (status, _, body) = get_json(&gw.url(path)).await;
+            assert_eq!(status, 200, "{path}");
+            assert_eq!(body, want, "{path}");
+        }
+    }
+    // One entry per shaping, each filled once and then hit.
+    assert_eq!(up.hits("/item"), 4);
+}

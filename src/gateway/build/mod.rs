@@ -7,7 +7,7 @@ mod limits;
 use super::auth::RouteAuth;
 use super::{Gateway, Handler, Route};
 use crate::access_log::{AccessLog, AccessLogError, DropCounters};
-use crate::aggregate::{AggregateRoute, Backend, BodyUse};
+use crate::aggregate::{AggregateRoute, Backend, BodyUse, cache_form};
 use crate::auth::Provider;
 use crate::auth::claim_headers::ClaimHeaders;
 use crate::cache::ResponseCache;
@@ -218,7 +218,6 @@ impl Gateway {
                     status_from,
                     headers_from,
                 }) => Handler::Aggregate(AggregateRoute {
-                    plan,
                     label: label.clone(),
                     metrics: metrics.clone(),
                     timeout,
@@ -235,7 +234,8 @@ impl Gateway {
                     canaries: backends.iter().any(|b| b.canary.is_some()),
                     backends: backends
                         .into_iter()
-                        .map(|b| {
+                        .enumerate()
+                        .map(|(i, b)| {
                             let name = Label::new(&b.name);
                             // Each canary upstream is the shared one, pool and all: a
                             // reload that changes only weights touches no connection.
@@ -257,11 +257,15 @@ impl Gateway {
                                 label: name,
                                 upstream: upstream_of(&b.upstream)?,
                                 mirrors: mirrors(&b.mirror, Some(&b.name))?,
+                                // Stored unshaped when another backend reads it.
+                                cache_form: cache_form(&b, plan.is_read(i)),
                                 spec: b,
                                 canary,
                             })
                         })
                         .collect::<Result<_, BuildError>>()?,
+                    // After `backends`, whose forms read it.
+                    plan,
                 }),
                 RouteKind::Proxy(p) => {
                     let upstream = upstream_of(&p.upstream)?;
