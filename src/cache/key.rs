@@ -56,9 +56,8 @@ struct KeyParts {
 /// sent it. `Read`: a text naming everything that made the stored bytes from the
 /// answer, made once per backend when the config is built (`aggregate::cache_form`),
 /// equal for backends that store alike, so they share entries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StoredForm {
-    #[default]
     Whole,
     Read(Arc<str>),
 }

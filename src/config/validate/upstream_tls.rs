@@ -132,7 +132,7 @@ mod tests {
     }
 
     /// A directory of PEM files: `ca.pem`, and two certificates with their keys
-    /// (`a.pem`/`a.key`, `b.pem`/`b.key`).
+    /// (`a.pem`/`a.key`, `b.pem`/`b.key`); the test removes it when done.
     fn pem_files(what: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("fanout-upstream-tls-{what}-{}", std::process::id()));
@@ -167,6 +167,7 @@ mod tests {
         assert!(tls.client_cert.is_some());
         assert_eq!(tls.server_name.unwrap().to_str(), "api.internal");
         assert_eq!(problems("http://127.0.0.1:9000", "h2c = true"), "");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -239,5 +240,6 @@ mod tests {
             e.contains("upstreams.up.tls.ca") && e.contains("remove one"),
             "{e}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
