@@ -1,7 +1,8 @@
 //! TLS at the edge: the rustls server config the main listener's handshakes use, built
 //! from `[server.tls]` (already read and checked by `config::validate`) with every
 //! reload, so a new certificate serves the next handshake and connections already open
-//! keep theirs. ALPN offers `h2` before `http/1.1`.
+//! keep theirs; a reload that leaves `[server.tls]` as it was keeps the sessions clients
+//! resume. ALPN offers `h2` before `http/1.1`.
 //!
 //! A certificate is chosen by the name the client sends (SNI): an exact name first, then
 //! a `*.` wildcard covering exactly one label (`*.example.com` answers `a.example.com`,
@@ -25,8 +26,17 @@ pub enum TlsError {
     ClientCa(#[from] rustls::server::VerifierBuilderError),
 }
 
-/// The handshake settings of `spec`.
-pub fn server_config(spec: &ServerTlsSpec) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The handshake settings of `spec`. `previous`: the settings a reload replaces, with
+/// their spec. When the spec is unchanged (a reload of routes, upstreams, limits), the
+/// new settings keep the old ones' session store and ticketer, so a client resumes its
+/// session across the reload instead of paying a full handshake; when anything in
+/// `[server.tls]` changed (a certificate, the client CA, `client_auth`, `min_version`),
+/// they start afresh, so no session resumes past a policy or a certificate the listener
+/// no longer has.
+pub fn server_config(
+    spec: &ServerTlsSpec,
+    previous: Option<(&ServerTlsSpec, &rustls::ServerConfig)>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let versions: &[&'static rustls::SupportedProtocolVersion] = match spec.min_version {
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -52,6 +62,12 @@ pub fn server_config(spec: &ServerTlsSpec) -> Result<Arc<rustls::ServerConfig>, 
     };
     let mut config = builder.with_cert_resolver(Arc::new(CertBySni::new(&spec.certs)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if let Some((before, settings)) = previous
+        && before == spec
+    {
+        config.session_storage = settings.session_storage.clone();
+        config.ticketer = settings.ticketer.clone();
+    }
     Ok(Arc::new(config))
 }
 

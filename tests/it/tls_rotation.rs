@@ -299,3 +299,46 @@ async fn the_binary_warns_at_start_and_rotates_on_a_file_change() {
     // The renewed certificate is far from expiry: no new warning.
     assert_eq!(warned(&gw.logs()), 1, "{:#?}", gw.logs());
 }
+
+/// A reload that leaves `[server.tls]` as it was keeps the sessions clients resume; one
+/// that changes the certificate starts afresh, so no session outlives the certificate
+/// it was made under.
+#[tokio::test]
+async fn sessions_resume_across_a_reload_until_the_certificate_changes() {
+    let dir = scratch_dir("tls-resume");
+    let ca = TestCa::new("resume CA");
+    let (c1, k1) = ca.server(&["localhost"]).write(&dir, "one");
+    let (c2, k2) = ca.server(&["localhost"]).write(&dir, "two");
+    let config = |cert: &Path, key: &Path, health: &str| {
+        format!(
+            "[access_log]\nenabled = false\n[server]\nhealth_path = \"{health}\"\n\
+             [server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let gw = start_reloadable(&config(&c1, &k1, "/a")).await;
+    let addr = gw.gateway.addr;
+    let client = TlsClient::new().roots(&ca).resuming();
+    let get = async |path| {
+        let (response, resumed) = client.get(addr, "localhost", path).await.unwrap();
+        (response.status, resumed)
+    };
+    assert_eq!(get("/a").await, (200, false));
+    assert_eq!(get("/a").await, (200, true), "resumed before any reload");
+
+    // The config changes, [server.tls] does not: the session store carries over.
+    gw.write(&config(&c1, &k1, "/b"));
+    gw.reloader.reload("test").unwrap();
+    assert_eq!(get("/b").await, (200, true), "resumed across a reload");
+
+    // A new certificate: a full handshake, then resumption again under it.
+    gw.write(&config(&c2, &k2, "/b"));
+    gw.reloader.reload("test").unwrap();
+    assert_eq!(
+        get("/b").await,
+        (200, false),
+        "a new certificate, a new handshake"
+    );
+    assert_eq!(get("/b").await, (200, true));
+}

@@ -358,12 +358,14 @@ impl Gateway {
                     conflict,
                 })?;
         }
-        let tls = compiled
-            .server
-            .tls
-            .as_ref()
-            .map(crate::tls::server_config)
-            .transpose()?;
+        let tls = match &compiled.server.tls {
+            None => None,
+            Some(spec) => {
+                let before =
+                    previous.and_then(|p| Some((p.config.server.tls.as_ref()?, p.tls.as_deref()?)));
+                Some(crate::tls::server_config(spec, before)?)
+            }
+        };
         let access_log = match previous {
             Some(p) => {
                 p.access_log.apply(&compiled.access_log)?;

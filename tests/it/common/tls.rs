@@ -297,13 +297,13 @@ impl TlsClient {
     /// Connects to `addr` and does the handshake for `server_name` (a DNS name or an IP
     /// address). The error is the handshake's: a refused certificate, an alert.
     pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> std::io::Result<TlsConn> {
-        let tcp = TcpStream::connect(addr).await?;
-        let name = ServerName::try_from(server_name.to_string())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let stream = TlsConnector::from(Arc::new(self.config()))
-            .connect(name, tcp)
-            .await?;
-        Ok(TlsConn { stream })
+        connect_with(Arc::new(self.config()), addr, server_name).await
+    }
+
+    /// These settings for several connections, sharing one session cache: a later
+    /// connection resumes an earlier one's session when the server lets it.
+    pub fn resuming(&self) -> ResumingClient {
+        ResumingClient(Arc::new(self.config()))
     }
 
     /// Connects, sends `GET path` with `Connection: close` and returns the response.
@@ -314,6 +314,38 @@ impl TlsClient {
         path: &str,
     ) -> std::io::Result<TlsResponse> {
         self.connect(addr, server_name).await?.get(path).await
+    }
+}
+
+async fn connect_with(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+) -> std::io::Result<TlsConn> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let stream = TlsConnector::from(config).connect(name, tcp).await?;
+    Ok(TlsConn { stream })
+}
+
+/// A [`TlsClient`] whose connections share one session cache ([`TlsClient::resuming`]).
+pub struct ResumingClient(Arc<rustls::ClientConfig>);
+
+impl ResumingClient {
+    /// GETs `path` on a new connection: the response, and whether its handshake resumed
+    /// a session (the response is read whole, so the session tickets the server sends
+    /// after the handshake are in the cache for the next connection).
+    pub async fn get(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        path: &str,
+    ) -> std::io::Result<(TlsResponse, bool)> {
+        let conn = connect_with(self.0.clone(), addr, server_name).await?;
+        let resumed =
+            conn.stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        Ok((conn.get(path).await?, resumed))
     }
 }
 
