@@ -50,7 +50,7 @@ pub fn cache_form(spec: &BackendSpec, read_by_others: bool) -> StoredForm {
     for name in &spec.keep_headers {
         field("header", name.as_str());
     }
-    StoredForm::Read(text.into())
+    StoredForm::read(&text)
 }
 
 #[cfg(test)]
