@@ -61,7 +61,8 @@ enum Command {
         config: ConfigArg,
         /// Serve over TLS with a self-signed certificate made at start (a CA and a
         /// certificate for localhost and 127.0.0.1, written to a printed scratch
-        /// directory); the curl lines trust the CA with `--cacert`.
+        /// directory, removed when the demo stops); the curl lines trust the CA with
+        /// `--cacert`.
         #[arg(long)]
         tls: bool,
         /// Count the sample config's shared rate limit and cache in this Redis
@@ -123,7 +124,20 @@ fn main() -> ExitCode {
         Command::Check { config, diff } => check(&config.config, diff.as_deref()),
         Command::Run(arg) => serve(&arg.config, None),
         Command::Demo { config, redis, .. } => {
-            serve(&config.config, Some(Demo { ca: demo_ca, redis }))
+            let certs = demo_ca.as_ref().map(|c| c.dir.clone());
+            let code = serve(
+                &config.config,
+                Some(Demo {
+                    ca: demo_ca.map(|c| c.ca),
+                    redis,
+                }),
+            );
+            // The certificates were made for this run only; a stopped demo leaves no key
+            // behind in the temporary directory.
+            if let Some(dir) = certs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            code
         }
     }
 }
@@ -138,8 +152,8 @@ struct Demo {
 
 /// Makes the certificates of `fanout demo --tls` in a scratch directory, prints where,
 /// and points `[server.tls]` at them through the environment, so a reload of the
-/// config keeps serving them. Returns the CA file. Must run before any thread starts.
-fn demo_certificates() -> Result<PathBuf, demo::tls::DemoTlsError> {
+/// config keeps serving them. Returns where they are. Must run before any thread starts.
+fn demo_certificates() -> Result<demo::DemoCertificates, demo::tls::DemoTlsError> {
     let certs = demo::DemoCertificates::make(&demo::DemoCertificates::scratch_dir())?;
     // SAFETY: called from `main` before the runtime, the logger or any other thread
     // exists, so nothing reads the environment concurrently.
@@ -154,7 +168,7 @@ fn demo_certificates() -> Result<PathBuf, demo::tls::DemoTlsError> {
         certs.cert.display(),
         demo::tls::DEMO_TLS_NAMES.join(" and ")
     ));
-    Ok(certs.ca)
+    Ok(certs)
 }
 
 /// The JSON log format, with list fields as JSON arrays: a field recorded as a list

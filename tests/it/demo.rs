@@ -577,7 +577,7 @@ proxy = {{ upstream = "users", path = "/{{rest}}" }}
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _demo = DemoProcess(child);
+    let demo = DemoProcess(child);
     // The banner: where the certificates are, then the curl lines.
     let mut printed = Vec::new();
     let mut lines = std::io::BufReader::new(stdout).lines();
@@ -662,6 +662,28 @@ proxy = {{ upstream = "users", path = "/{{rest}}" }}
     }
     let profile: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(profile["id"], 2);
+
+    // Stopped, the demo removes the certificates it made (and their private key).
+    let certs = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("demo certificates in "))
+        .and_then(|l| l.split_once(": "))
+        .map(|(dir, _)| std::path::PathBuf::from(dir))
+        .unwrap();
+    assert!(ca.starts_with(&certs) && ca.exists(), "{ca:?} in {certs:?}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &demo.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Waited for off the runtime, which must go on answering the server's GOAWAY ping on
+    // the h2 connection still open, or shutdown would wait out its grace.
+    let exited = tokio::task::spawn_blocking(move || {
+        let mut demo = demo;
+        demo.0.wait().unwrap()
+    });
+    assert!(exited.await.unwrap().success());
+    assert!(!certs.exists(), "{certs:?} left behind");
 }
 
 #[test]
