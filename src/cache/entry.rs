@@ -58,7 +58,7 @@ impl Stored {
     }
 
     /// Bytes held: the body, each header's name and value, and the map's slots.
-    pub(super) fn weight(&self) -> usize {
+    pub fn weight(&self) -> usize {
         let fields: usize = self
             .headers
             .iter()

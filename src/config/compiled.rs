@@ -36,6 +36,8 @@ pub struct Compiled {
     pub server: ServerSpec,
     /// Capacity of the response cache, in bytes.
     pub cache_max_size: u64,
+    /// `[jobs] max_memory`: bytes the in-memory job store may hold; at least 1.
+    pub jobs_max_memory: u64,
     pub access_log: AccessLogSpec,
     pub tracing: TracingSpec,
     /// `[cluster]`: the store instances share; `None`: each instance on its own.

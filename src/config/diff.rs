@@ -210,6 +210,16 @@ pub fn diff(old: &Compiled, new: &Compiled) -> ConfigDiff {
             &mut d.values,
         );
     }
+    // `[jobs] max_memory` applies on the reload: the store keeps its entries and drops
+    // the ones past a lowered budget at its next write.
+    if old.jobs_max_memory != new.jobs_max_memory {
+        let size = |c: &Compiled| c.document.pointer("/jobs/max_memory").cloned();
+        d.values.push(ValueChange {
+            place: "jobs.max_memory".into(),
+            was: size(old).unwrap_or_default(),
+            now: size(new).unwrap_or_default(),
+        });
+    }
     if old.cache_max_size != new.cache_max_size {
         d.cache_emptied = true;
         let size = |c: &Compiled| c.document.pointer("/cache/max_size").cloned();

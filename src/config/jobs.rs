@@ -1,6 +1,7 @@
 //! `async = { ... }` on a route: the raw config of an async route (the request is
 //! answered `202 Accepted` with a status URL, the work runs as a job), and what it
-//! compiles to. Validation is `validate/jobs.rs`; the runtime is `crate::jobs`.
+//! compiles to; and `[jobs]`, what the in-memory job store may hold. Validation is
+//! `validate/jobs.rs`; the runtime is `crate::jobs`.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -33,6 +34,24 @@ impl Default for AsyncConfig {
             result_ttl: "10m".into(),
             max_jobs: 10_000,
             max_result: "1MiB".into(),
+        }
+    }
+}
+
+/// `[jobs]`: the in-memory job store (no `[cluster]`). Every key applies on a reload.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Bytes the store may hold (finished answers, their headers, and each entry's
+    /// bookkeeping); past it the finished answers closest to expiry are dropped first.
+    /// Every async route's `max_result` must fit in it.
+    pub max_memory: String,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            max_memory: "256MiB".into(),
         }
     }
 }

@@ -8,7 +8,7 @@ use super::env::{Env, Override, apply_overrides, interpolate, name_overrides};
 use super::validate::validate;
 use super::{
     AccessLogConfig, AuthProviderConfig, CacheConfig, ClusterConfig, ConfigError, ConfigProblem,
-    GatewayConfig, RouteConfig, ServerConfig, TracingConfig, UpstreamConfig,
+    GatewayConfig, JobsConfig, RouteConfig, ServerConfig, TracingConfig, UpstreamConfig,
 };
 use config::{Config, File, FileFormat, Map, Value, ValueKind};
 use serde::de::DeserializeOwned;
@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "access_log",
     "tracing",
     "cluster",
+    "jobs",
     "auth",
     "upstreams",
     "routes",
@@ -130,6 +131,11 @@ fn load_partial(text: &str, env: &Env) -> Result<Partial, ConfigError> {
             }
             "cluster" => {
                 out.cluster = section::<ClusterConfig>(value, "cluster", p, f);
+            }
+            "jobs" => {
+                if let Some(jobs) = section::<JobsConfig>(value, "jobs", p, f) {
+                    out.jobs = jobs;
+                }
             }
             "cache" => {
                 if let Some(cache) = section::<CacheConfig>(value, "cache", p, f) {

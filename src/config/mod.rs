@@ -34,7 +34,7 @@ pub use diff::{ConfigDiff, ValueChange, diff};
 pub use document::{REDACTED, SECRET_ROUNDS};
 pub use env::Env;
 pub use http2::{Http2Config, Http2Spec};
-pub use jobs::{AsyncConfig, AsyncSpec};
+pub use jobs::{AsyncConfig, AsyncSpec, JobsConfig};
 pub use load::{compile, compile_file, load_str};
 pub use mirror::{MirrorConfig, MirrorSpec};
 pub use plan::Plan;
@@ -108,6 +108,8 @@ pub struct GatewayConfig {
     pub tracing: TracingConfig,
     /// `[cluster]`: the Redis store instances share; `None`: every instance on its own.
     pub cluster: Option<ClusterConfig>,
+    /// `[jobs]`: what the in-memory job store may hold.
+    pub jobs: JobsConfig,
     /// `[auth.NAME]`: identity providers routes name in `auth`.
     pub auth: BTreeMap<String, AuthProviderConfig>,
     /// `[upstreams.NAME]`: the services routes call, by name.

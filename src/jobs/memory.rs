@@ -1,14 +1,30 @@
-//! The in-memory job store (no `[cluster]`): a map of at most `capacity` entries, each
-//! with its expiry, and their ids ordered by expiry. An expired entry is removed when
-//! read; a full map drops one entry per new one, found in O(log n): an expired pending
-//! one, else the finished one closest to expiry (a pending one only when none is
-//! finished).
+//! The in-memory job store (no `[cluster]`): a map of at most `capacity` entries and
+//! `max_memory` bytes (`[jobs] max_memory`), each entry with its expiry, and their ids
+//! ordered by expiry. An expired entry is removed when read. A write past either bound
+//! drops entries, each found in O(log n): an expired pending one, else the finished one
+//! closest to expiry (a pending one only when none is finished); never the entry just
+//! written, so a finished answer stays readable until newer ones push it out.
 
 use super::{JobRecord, JobState};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// What an entry holds beyond its answer: the map's slot, the two copies of its id in
+/// the expiry order, the record's fields. An estimate, so that a flood of pending or
+/// cancelled jobs (no answer) counts too.
+const ENTRY_OVERHEAD: usize = 192;
+
+/// Bytes `id`'s entry holding `record` counts against `max_memory`.
+fn weight(id: &str, record: &JobRecord) -> u64 {
+    let answer = match &record.state {
+        JobState::Done(stored) => stored.weight(),
+        JobState::Pending | JobState::Cancelled => 0,
+    };
+    (ENTRY_OVERHEAD + 3 * id.len() + answer) as u64
+}
 
 /// The entries, and their ids ordered by expiry, pending and finished apart: the
 /// entry to drop when full is found in O(log n), not by a scan of the map.
@@ -17,6 +33,8 @@ struct Entries {
     map: HashMap<String, (JobRecord, Instant)>,
     pending: BTreeSet<(Instant, String)>,
     finished: BTreeSet<(Instant, String)>,
+    /// The sum of the entries' [`weight`]s.
+    bytes: u64,
 }
 
 impl Entries {
@@ -30,61 +48,75 @@ impl Entries {
 
     fn remove(&mut self, id: &str) {
         if let Some((record, expires)) = self.map.remove(id) {
+            self.bytes -= weight(id, &record);
             self.order(&record).remove(&(expires, id.to_owned()));
         }
     }
 
     fn insert(&mut self, id: &str, record: JobRecord, expires: Instant) {
         self.remove(id);
+        self.bytes += weight(id, &record);
         self.order(&record).insert((expires, id.to_owned()));
         self.map.insert(id.to_owned(), (record, expires));
     }
 
-    /// The entry to drop from a full map: an expired pending one, else the finished
+    /// The entry to drop, other than `keep`: an expired pending one, else the finished
     /// one closest to expiry (expired or not), else the pending one closest to it.
-    fn victim(&self, now: Instant) -> Option<String> {
-        let pending = self.pending.first();
-        match (pending, self.finished.first()) {
-            (Some((expires, id)), _) if *expires <= now => Some(id.clone()),
-            (_, Some((_, id))) | (Some((_, id)), None) => Some(id.clone()),
-            (None, None) => None,
+    fn victim(&self, now: Instant, keep: &str) -> Option<String> {
+        let other = |(_, id): &&(Instant, String)| id != keep;
+        let mut pending = self.pending.iter().filter(other);
+        let first_pending = pending.next();
+        if let Some((expires, id)) = first_pending
+            && *expires <= now
+        {
+            return Some(id.clone());
+        }
+        let mut finished = self.finished.iter().filter(other);
+        finished.next().or(first_pending).map(|(_, id)| id.clone())
+    }
+
+    /// Drops entries other than `keep` until at most `capacity` and `max_memory` hold.
+    fn shrink_to(&mut self, capacity: usize, max_memory: u64, now: Instant, keep: &str) {
+        while self.map.len() > capacity || self.bytes > max_memory {
+            let Some(victim) = self.victim(now, keep) else {
+                return;
+            };
+            self.remove(&victim);
         }
     }
 }
 
-/// The in-memory store: a bounded map with expiries.
+/// The in-memory store: a map bounded in entries and bytes, with expiries.
 #[derive(Debug)]
 pub(super) struct Memory {
     entries: Mutex<Entries>,
     /// Grown by a reload that adds async routes (never shrunk: entries stay).
-    capacity: std::sync::atomic::AtomicUsize,
+    capacity: AtomicUsize,
+    /// `[jobs] max_memory`, as the latest reload set it.
+    max_memory: AtomicU64,
 }
 
 impl Memory {
-    pub(super) fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize, max_memory: u64) -> Self {
         Self {
             entries: Mutex::default(),
             capacity: capacity.max(1).into(),
+            max_memory: max_memory.into(),
         }
     }
 
-    /// Raises the capacity to `capacity` if it is more.
-    pub(super) fn grow(&self, capacity: usize) {
-        self.capacity
-            .fetch_max(capacity, std::sync::atomic::Ordering::Relaxed);
+    /// A reload's bounds: the capacity raised to `capacity` if it is more, the byte
+    /// budget set to `max_memory` (a lower one takes effect at the next write).
+    pub(super) fn resize(&self, capacity: usize, max_memory: u64) {
+        self.capacity.fetch_max(capacity, Ordering::Relaxed);
+        self.max_memory.store(max_memory, Ordering::Relaxed);
     }
 
     pub(super) fn put(&self, id: &str, record: JobRecord, ttl: Duration) {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("not poisoned");
-        let capacity = self.capacity.load(std::sync::atomic::Ordering::Relaxed);
-        if entries.map.len() >= capacity
-            && !entries.map.contains_key(id)
-            && let Some(victim) = entries.victim(now)
-        {
-            entries.remove(&victim);
-        }
         entries.insert(id, record, now + ttl);
+        self.shrink(&mut entries, now, id);
     }
 
     /// Stores `record` (a final state) only if `id` is still pending: whether it did.
@@ -94,10 +126,16 @@ impl Memory {
         match entries.map.get(id) {
             Some((r, expires)) if *expires > now && r.state == JobState::Pending => {
                 entries.insert(id, record, now + ttl);
+                self.shrink(&mut entries, now, id);
                 true
             }
             _ => false,
         }
+    }
+
+    fn shrink(&self, entries: &mut Entries, now: Instant, keep: &str) {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        entries.shrink_to(capacity, self.max_memory.load(Ordering::Relaxed), now, keep);
     }
 
     pub(super) fn get(&self, id: &str) -> Option<JobRecord> {
@@ -143,7 +181,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_a_pending_job_takes_a_final_state() {
-        let memory = Memory::new(3);
+        let memory = Memory::new(3, u64::MAX);
         memory.put("p", pending(), Duration::from_secs(9));
         let cancelled = JobRecord {
             owner: None,
@@ -161,7 +199,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_map_drops_expired_then_the_finished_entry_closest_to_expiry() {
-        let memory = Memory::new(3);
+        let memory = Memory::new(3, u64::MAX);
         memory.put("p", pending(), Duration::from_secs(1));
         memory.put("d1", done(), Duration::from_secs(5));
         memory.put("d2", done(), Duration::from_secs(9));
@@ -177,9 +215,87 @@ mod tests {
         }
     }
 
+    fn done_of(bytes: usize) -> JobRecord {
+        JobRecord {
+            owner: None,
+            state: JobState::Done(Stored {
+                status: http::StatusCode::OK,
+                headers: http::HeaderMap::new(),
+                body: Bytes::from(vec![b'x'; bytes]),
+            }),
+        }
+    }
+
+    fn held(memory: &Memory) -> (usize, u64) {
+        let entries = memory.entries.lock().unwrap();
+        (entries.map.len(), entries.bytes)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_past_max_memory_push_out_the_finished_closest_to_expiry() {
+        let answer = weight("j1", &done_of(1000));
+        let memory = Memory::new(100, 2 * answer + weight("j3", &pending()));
+        for id in ["j1", "j2", "j3"] {
+            memory.put(id, pending(), Duration::from_secs(60));
+        }
+        assert!(memory.finish("j1", done_of(1000), Duration::from_secs(10)));
+        assert!(memory.finish("j2", done_of(1000), Duration::from_secs(20)));
+        assert_eq!(held(&memory).0, 3, "two answers and a pending job fit");
+        assert!(memory.finish("j3", done_of(1000), Duration::from_secs(30)));
+        assert!(memory.get("j1").is_none(), "closest to expiry, dropped");
+        assert_eq!(memory.get("j2"), Some(done_of(1000)));
+        assert_eq!(memory.get("j3"), Some(done_of(1000)));
+        assert_eq!(held(&memory), (2, 2 * answer));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_entry_just_written_stays_even_alone_past_the_budget() {
+        let memory = Memory::new(100, 1);
+        memory.put("a", pending(), Duration::from_secs(60));
+        assert!(memory.get("a").is_some());
+        memory.put("b", pending(), Duration::from_secs(60));
+        assert!(memory.get("a").is_none(), "the other entry went");
+        assert!(memory.finish("b", done_of(5000), Duration::from_secs(60)));
+        assert_eq!(memory.get("b"), Some(done_of(5000)));
+        assert_eq!(held(&memory).0, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_jobs_without_answers_is_bounded_by_bytes_too() {
+        let one = weight("job-0000", &pending());
+        let memory = Memory::new(1_000_000, 10 * one);
+        for i in 0..5000 {
+            memory.put(&format!("job-{i:04}"), pending(), Duration::from_secs(60));
+        }
+        assert_eq!(held(&memory), (10, 10 * one));
+        assert!(memory.get("job-4999").is_some());
+        assert!(memory.get("job-0000").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lowered_budget_applies_at_the_next_write_and_bytes_follow_removals() {
+        let memory = Memory::new(100, u64::MAX);
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            memory.put(id, done_of(1000), Duration::from_secs(10 + i as u64));
+        }
+        let answer = weight("a", &done_of(1000));
+        assert_eq!(held(&memory), (3, 3 * answer));
+        memory.resize(1, answer);
+        assert_eq!(held(&memory).0, 3, "nothing dropped until a write");
+        memory.put("d", pending(), Duration::from_secs(60));
+        assert_eq!(held(&memory), (1, weight("d", &pending())));
+        memory.delete("d");
+        assert_eq!(held(&memory), (0, 0));
+        memory.resize(1, u64::MAX);
+        memory.put("e", done_of(10), Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(memory.get("e").is_none(), "expired");
+        assert_eq!(held(&memory), (0, 0));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_order_follows_rewrites_and_deletes() {
-        let memory = Memory::new(2);
+        let memory = Memory::new(2, u64::MAX);
         memory.put("a", pending(), Duration::from_secs(1));
         memory.put("b", done(), Duration::from_secs(5));
         // a finishes with a later expiry than b: b is now the first to go.

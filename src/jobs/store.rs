@@ -1,9 +1,10 @@
 //! [`JobStore`]: where jobs are, in one of two places behind the same calls:
 //!
-//! - in memory (no `[cluster]`): a map of at most `capacity` entries, each with its
-//!   expiry (a pending job's `job_timeout` plus a margin, a finished one's
-//!   `result_ttl`); expired entries are removed as new ones come, and when the map is
-//!   full the finished entry closest to expiry goes first. Only this instance answers.
+//! - in memory (no `[cluster]`): a map of at most `capacity` entries and `[jobs]
+//!   max_memory` bytes, each with its expiry (a pending job's `job_timeout` plus a
+//!   margin, a finished one's `result_ttl`); expired entries are removed as new ones
+//!   come, and when the map is full the finished entry closest to expiry goes first.
+//!   Only this instance answers.
 //! - in the `[cluster]` store (Redis, through [`Cluster`]: its timeout and breaker): one
 //!   key per job (`PREFIX` `job:ID`) with the same TTLs, so any instance answers the
 //!   status URL. A pending entry whose instance died expires after `job_timeout` plus
@@ -57,6 +58,7 @@ impl JobStore {
         previous: Option<&Arc<JobStore>>,
         cluster: Option<&Arc<Cluster>>,
         capacity: usize,
+        max_memory: u64,
         stats: &JobStats,
     ) -> Arc<JobStore> {
         if let Some(p) = previous {
@@ -66,9 +68,10 @@ impl JobStore {
                 _ => false,
             };
             if same {
-                // A reload that adds async routes (or raises max_jobs) grows the map.
+                // A reload that adds async routes (or raises max_jobs) grows the map;
+                // `[jobs] max_memory` is the new config's.
                 if let Backend::Memory(m) = &p.backend {
-                    m.grow(capacity);
+                    m.resize(capacity, max_memory);
                 }
                 return p.clone();
             }
@@ -81,7 +84,7 @@ impl JobStore {
         Arc::new(JobStore {
             backend: match cluster {
                 Some(c) => Backend::Cluster(c.clone()),
-                None => Backend::Memory(Memory::new(capacity)),
+                None => Backend::Memory(Memory::new(capacity, max_memory)),
             },
             running,
             stats: stats.clone(),
@@ -254,7 +257,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_entry_lives_its_ttl_then_is_gone() {
-        let store = JobStore::for_snapshot(None, None, 10, &JobStats::default());
+        let store = JobStore::for_snapshot(None, None, 10, u64::MAX, &JobStats::default());
         store
             .put("a", &done(), Duration::from_secs(10))
             .await
@@ -268,7 +271,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_drain_waits_for_running_jobs_then_interrupts_the_rest() {
         let stats = JobStats::default();
-        let store = JobStore::for_snapshot(None, None, 10, &stats);
+        let store = JobStore::for_snapshot(None, None, 10, u64::MAX, &stats);
         let route = super::super::AsyncRoute {
             spec: crate::config::AsyncSpec {
                 status_path: "/jobs/{job}".into(),
@@ -341,8 +344,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reload_on_the_memory_store_grows_its_capacity() {
         let stats = JobStats::default();
-        let first = JobStore::for_snapshot(None, None, 1, &stats);
-        let second = JobStore::for_snapshot(Some(&first), None, 2, &stats);
+        let first = JobStore::for_snapshot(None, None, 1, u64::MAX, &stats);
+        let second = JobStore::for_snapshot(Some(&first), None, 2, u64::MAX, &stats);
         assert!(Arc::ptr_eq(&first, &second), "the same store, jobs kept");
         for id in ["a", "b"] {
             second
@@ -355,7 +358,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_drain_with_nothing_running_still_closes_the_store_to_new_jobs() {
-        let store = JobStore::for_snapshot(None, None, 10, &JobStats::default());
+        let store = JobStore::for_snapshot(None, None, 10, u64::MAX, &JobStats::default());
         assert!(!store.running().is_closing());
         let interrupted = Stored {
             status: http::StatusCode::SERVICE_UNAVAILABLE,

@@ -101,7 +101,7 @@ path = "/r"
     assert_eq!(
         problems(&toml),
         [
-            "colour: unknown key; expected one of: server, cache, access_log, tracing, cluster, auth, upstreams, routes",
+            "colour: unknown key; expected one of: server, cache, access_log, tracing, cluster, jobs, auth, upstreams, routes",
             "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `keepalive_timeout`, `send_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`, `tls`, `http2`, `redirect_http`",
             "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_depth`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`, `tls`, `h2c`",
             "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `on_error`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `cache_scope`, `extract`, `select`, `omit`, `rename`, `for_each`, `concurrency`, `max_items`, `for_each_fail`, `method`, `body`, `idempotent`, `headers`, `when`, `upstreams`, `sticky`, `mirror`",
@@ -745,7 +745,7 @@ fn fanout_check_diff_shows_every_value_a_reload_changes_or_keeps() {
     );
     let new = format!(
         "[server]\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:9911\"\nhealth_path = \"/h\"\n\
-         [cache]\nmax_size = \"1MiB\"\n{}[[routes]]\npath = \"/agg\"\n{}{}",
+         [cache]\nmax_size = \"1MiB\"\n[jobs]\nmax_memory = \"64MiB\"\n{}[[routes]]\npath = \"/agg\"\n{}{}",
         upstream("two"),
         backend("user", "/u", "cache_ttl = \"10s\"\n"),
         backend("friends", "/f", "")
@@ -762,6 +762,7 @@ fn fanout_check_diff_shows_every_value_a_reload_changes_or_keeps() {
             "server.listen: \"0.0.0.0:8080\" → \"127.0.0.1:1\" (needs a restart; a reload keeps the running value)",
             "server.admin_listen: \"127.0.0.1:9901\" → \"127.0.0.1:9911\" (needs a restart; a reload keeps the running value)",
             "server.health_path: \"/__health\" → \"/h\"",
+            "jobs.max_memory: \"256MiB\" → \"64MiB\"",
             "cache.max_size: \"256MiB\" → \"1MiB\" (the reload starts an empty cache)",
         ]
     );

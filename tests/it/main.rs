@@ -41,6 +41,7 @@ mod downstream_http1;
 mod error_policy;
 mod http2_limits;
 mod http2_streams;
+mod job_memory;
 mod limits;
 mod listeners;
 mod memory;

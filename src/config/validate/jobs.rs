@@ -15,10 +15,13 @@
 //! - Two different status paths must not be ambiguous to the router.
 //! - `job_timeout` and `result_ttl` are more than 0; `max_jobs` is at least 1;
 //!   `max_result` is a size of at least 1 byte.
+//! - `[jobs] max_memory` is a size of at least 1 byte and, without `[cluster]` (where
+//!   jobs live in Redis), at least every async route's `max_result`: an answer the
+//!   store could never hold would be dropped as soon as it was stored.
 
 use super::Problems;
 use crate::config::units::parse_size;
-use crate::config::{AsyncConfig, AsyncSpec, RouteSpec};
+use crate::config::{AsyncConfig, AsyncSpec, JobsConfig, RouteSpec};
 use crate::router::{param_names, route_path_problem};
 
 /// Checks one route's `async` (at `place` = `routes[i]`).
@@ -48,6 +51,45 @@ pub(super) fn async_spec(place: &str, a: &AsyncConfig, p: &mut Problems) -> Asyn
         result_ttl,
         max_jobs: a.max_jobs.max(1),
         max_result: max_result.max(1),
+    }
+}
+
+/// Checks `[jobs] max_memory`: bytes, at least 1; `None` when it is not.
+pub(super) fn max_memory(jobs: &JobsConfig, p: &mut Problems) -> Option<u64> {
+    let place = "jobs.max_memory";
+    match parse_size(&jobs.max_memory) {
+        Ok(0) => p.add(
+            place,
+            "must be more than 0; leave it out for the default of 256MiB",
+        ),
+        Ok(bytes) => return Some(bytes),
+        Err(e) => p.add(place, e),
+    }
+    None
+}
+
+/// Checks that each async route's `max_result` fits in the in-memory store's
+/// `max_memory` (`places` as in [`status_paths`]).
+pub(super) fn results_fit(
+    routes: &[RouteSpec],
+    places: &[usize],
+    max_memory: u64,
+    p: &mut Problems,
+) {
+    for (route, place) in routes.iter().zip(places) {
+        let Some(spec) = &route.async_job else {
+            continue;
+        };
+        if spec.max_result > max_memory {
+            p.add(
+                format!("routes[{place}].async.max_result"),
+                format!(
+                    "{} bytes is more than the job store holds ([jobs] max_memory, {max_memory} bytes); \
+                     lower max_result or raise [jobs] max_memory",
+                    spec.max_result
+                ),
+            );
+        }
     }
 }
 
@@ -160,6 +202,39 @@ mod tests {
         assert_eq!(spec.result_ttl, std::time::Duration::from_secs(60));
         assert_eq!(spec.max_jobs, 3);
         assert_eq!(spec.status_url("abc"), "/jobs/abc");
+    }
+
+    #[test]
+    fn jobs_max_memory_is_a_size_that_holds_each_max_result_unless_jobs_are_in_redis() {
+        let plain = "[upstreams.users]\nurl = \"http://127.0.0.1:9\"\n";
+        let compiled = compile(plain, &Env::default()).expect("valid");
+        assert_eq!(compiled.jobs_max_memory, 256 << 20);
+        let route = proxy(
+            "/r",
+            "async = { status_path = \"/jobs/{job}\", max_result = \"2KiB\" }",
+        );
+        for (jobs, expected) in [
+            ("max_memory = \"0\"", "jobs.max_memory: must be more than 0"),
+            ("max_memory = \"lots\"", "jobs.max_memory: "),
+            ("max_size = \"1MiB\"", "jobs.max_size: unknown key"),
+            (
+                "max_memory = \"1KiB\"",
+                "routes[0].async.max_result: 2048 bytes is more than the job store holds \
+                 ([jobs] max_memory, 1024 bytes); lower max_result or raise [jobs] max_memory",
+            ),
+        ] {
+            let got = problems(&format!("[jobs]\n{jobs}\n{route}"));
+            assert!(
+                got.iter().any(|p| p.starts_with(expected)),
+                "{jobs}: {got:?}"
+            );
+        }
+        assert!(problems(&format!("[jobs]\nmax_memory = \"2KiB\"\n{route}")).is_empty());
+        // In the `[cluster]` store the budget does not apply.
+        let clustered = format!(
+            "[cluster]\nredis = \"redis://127.0.0.1:6379\"\n[jobs]\nmax_memory = \"1KiB\"\n{route}"
+        );
+        assert_eq!(problems(&clustered), Vec::<String>::new());
     }
 
     #[test]

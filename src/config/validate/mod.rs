@@ -80,6 +80,7 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     let mut p = Problems::default();
     let server = server(&config.server, &mut p);
     let cache_max_size = p.size("cache.max_size", &config.cache.max_size);
+    let jobs_max_memory = jobs::max_memory(&config.jobs, &mut p);
     let access_log = access_log(&config.access_log, &mut p);
     let tracing = tracing(&config.tracing, &mut p);
     let cluster = config.cluster.as_ref().map(|c| cluster::cluster(c, &mut p));
@@ -113,6 +114,11 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
     }
     auth_flow::claim_header_owners(&auth, &upstreams, &routes, &route_places, &mut p);
     jobs::status_paths(&routes, &route_places, &mut p);
+    if cluster.is_none()
+        && let Some(max_memory) = jobs_max_memory
+    {
+        jobs::results_fit(&routes, &route_places, max_memory, &mut p);
+    }
     if p.0.is_empty() {
         let (document, hash) = super::document::document(config);
         Ok(Compiled {
@@ -122,6 +128,8 @@ pub fn validate(config: &GatewayConfig) -> Result<Compiled, ConfigError> {
             warnings: p.1,
             server,
             cache_max_size,
+            // Set whenever there is no problem.
+            jobs_max_memory: jobs_max_memory.unwrap_or(1),
             access_log,
             tracing,
             cluster,

@@ -148,6 +148,7 @@ impl Gateway {
             previous.map(|p| &p.jobs),
             cluster.as_ref(),
             job_capacity,
+            compiled.jobs_max_memory,
             &metrics.jobs,
         );
         let mut routes = RouteTable::default();
