@@ -45,7 +45,7 @@ pub struct Stored {
 impl Stored {
     /// A copy whose header values and body own allocations of their own size. Header
     /// names are the config's or owned copies already (`HeaderName` copies on parsing).
-    pub(super) fn to_owned_copy(&self) -> Self {
+    pub fn to_owned_copy(&self) -> Self {
         let mut headers = HeaderMap::with_capacity(self.headers.len());
         for (name, value) in &self.headers {
             headers.append(name.clone(), owned_value(value));

@@ -17,6 +17,19 @@ use tokio::time::Instant;
 /// cancelled jobs (no answer) counts too.
 const ENTRY_OVERHEAD: usize = 192;
 
+/// `record` with its answer in allocations of its own: an answer's body and header
+/// values may be slices of the upstream connection's read buffer, which would stay
+/// alive, uncounted, as long as the entry.
+fn detached(record: JobRecord) -> JobRecord {
+    match &record.state {
+        JobState::Done(stored) => JobRecord {
+            state: JobState::Done(stored.to_owned_copy()),
+            ..record
+        },
+        JobState::Pending | JobState::Cancelled => record,
+    }
+}
+
 /// Bytes `id`'s entry holding `record` counts against `max_memory`.
 fn weight(id: &str, record: &JobRecord) -> u64 {
     let answer = match &record.state {
@@ -113,6 +126,7 @@ impl Memory {
     }
 
     pub(super) fn put(&self, id: &str, record: JobRecord, ttl: Duration) {
+        let record = detached(record);
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("not poisoned");
         entries.insert(id, record, now + ttl);
@@ -121,6 +135,7 @@ impl Memory {
 
     /// Stores `record` (a final state) only if `id` is still pending: whether it did.
     pub(super) fn finish(&self, id: &str, record: JobRecord, ttl: Duration) -> bool {
+        let record = detached(record);
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("not poisoned");
         match entries.map.get(id) {
@@ -246,6 +261,44 @@ mod tests {
         assert_eq!(memory.get("j2"), Some(done_of(1000)));
         assert_eq!(memory.get("j3"), Some(done_of(1000)));
         assert_eq!(held(&memory), (2, 2 * answer));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stored_answer_owns_its_bytes() {
+        // An answer read off a connection: body and header value are slices of its buffer.
+        let buffer = Bytes::from(b"HTTP/1.1 200 OK\r\nx-report: r1\r\n\r\n{\"rows\":3}".to_vec());
+        let mut headers = http::HeaderMap::new();
+        let value = http::HeaderValue::from_maybe_shared(buffer.slice(27..29)).unwrap();
+        headers.insert("x-report", value);
+        let answer = |body: Bytes| JobRecord {
+            owner: None,
+            state: JobState::Done(Stored {
+                status: http::StatusCode::OK,
+                headers: headers.clone(),
+                body,
+            }),
+        };
+        let memory = Memory::new(10, u64::MAX);
+        memory.put("p", pending(), Duration::from_secs(9));
+        assert!(memory.finish("p", answer(buffer.slice(33..)), Duration::from_secs(9)));
+        memory.put("d", answer(buffer.slice(33..)), Duration::from_secs(9));
+        let range = buffer.as_ptr_range();
+        for id in ["p", "d"] {
+            let Some(JobRecord {
+                state: JobState::Done(stored),
+                ..
+            }) = memory.get(id)
+            else {
+                panic!("{id} is done");
+            };
+            assert_eq!(&stored.body[..], br#"{"rows":3}"#);
+            assert_eq!(stored.headers["x-report"], "r1");
+            assert!(
+                !range.contains(&stored.body.as_ptr()),
+                "{id}'s body is a copy"
+            );
+            assert!(!range.contains(&stored.headers["x-report"].as_bytes().as_ptr()));
+        }
     }
 
     #[tokio::test(start_paused = true)]
