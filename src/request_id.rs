@@ -9,12 +9,22 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 /// The request id's header, on the request, on every upstream call and on the answer.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Where a request's id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client's `x-request-id`: a view into the buffer the request's head was read
+    /// into, for anything that keeps it past the request to copy.
+    Client,
+    /// Made by the gateway: bytes of its own.
+    Gateway,
+}
+
 /// The id of a request with these headers: the client's `x-request-id` (its first
-/// value), or a new one.
-pub fn of(headers: &HeaderMap) -> HeaderValue {
+/// value), or a new one; and which.
+pub fn of(headers: &HeaderMap) -> (HeaderValue, Origin) {
     match headers.get(&X_REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => new(),
+        Some(id) => (id.clone(), Origin::Client),
+        None => (new(), Origin::Gateway),
     }
 }
 
@@ -43,8 +53,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(&X_REQUEST_ID, HeaderValue::from_static("abc"));
         headers.append(&X_REQUEST_ID, HeaderValue::from_static("def"));
-        assert_eq!(of(&headers), "abc");
-        let made = of(&HeaderMap::new());
+        assert_eq!(
+            of(&headers),
+            (HeaderValue::from_static("abc"), Origin::Client)
+        );
+        let (made, origin) = of(&HeaderMap::new());
+        assert_eq!(origin, Origin::Gateway);
         assert!(uuid::Uuid::parse_str(made.to_str().unwrap()).is_ok());
     }
 }

@@ -117,7 +117,7 @@ impl Gateway {
     ) -> Response<Body> {
         let started = tokio::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
-        let request_id = request_id::of(request.headers());
+        let (request_id, request_id_origin) = request_id::of(request.headers());
         let trace = self.tracing.context(request.headers());
         // A Uri clone shares its bytes: the path params borrow this copy while the
         // request itself moves on to its handler.
@@ -233,6 +233,7 @@ impl Gateway {
         );
         let request = Logged {
             request_id,
+            request_id_origin,
             trace_id: trace.server.trace_id,
             method,
             uri,
