@@ -3,13 +3,15 @@
 //! client's request body, reading it within a size limit, and [`BodyError`], why a
 //! request body was refused (`error.rs` answers it).
 
+mod gather;
 mod idle;
 
+pub use gather::{GatherError, Gathered, gather_within};
 pub use idle::{IdleTimeout, IdleTimeoutError};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError};
 
 /// Every response the gateway makes carries this body. Its error is a concrete type
 /// rather than `Box<dyn Error>`: with the boxed one, rustc cannot prove the connection
@@ -47,7 +49,8 @@ pub fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), Body
     }
 }
 
-/// Whether a body error (anywhere in its source chain) is `Limited`'s limit.
+/// Whether a body error (anywhere in its source chain) is `Limited`'s limit: a proxied
+/// body streamed through `Limited`.
 pub fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
@@ -59,19 +62,17 @@ pub fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Reads a whole request body of at most `limit` bytes.
+/// Reads a whole request body of at most `limit` bytes (into one buffer: [`gather`]).
 pub async fn read_limited<B>(body: B, headers: &HeaderMap, limit: u64) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     check_declared_length(headers, limit)?;
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit_usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if is_length_limit(&*e) => Err(BodyError::TooLarge { limit }),
-        Err(e) => Err(BodyError::Read(e.to_string())),
-    }
+    gather_within(body, limit).await.map_err(|e| match e {
+        GatherError::TooLarge => BodyError::TooLarge { limit },
+        GatherError::Read(e) => BodyError::Read(e.into().to_string()),
+    })
 }
 
 /// A client's request body. The gateway's own HTTP/1.1 connection reads a small body

@@ -22,7 +22,7 @@ use super::serve::{Admitted, Summary};
 use super::status_paths::StatusPath;
 use super::{Gateway, Handler};
 use crate::auth::Identity;
-use crate::body::{Body, ClientBody, full, is_length_limit, read_limited};
+use crate::body::{Body, ClientBody, GatherError, full, gather_within, read_limited};
 use crate::cache::Stored;
 use crate::config::AsyncSpec;
 use crate::connection::ClientConnection;
@@ -31,7 +31,7 @@ use crate::jobs::{JobRecord, JobState, Owner, is_id, new_id};
 use crate::router::RouteMatch;
 use crate::trace::TraceContext;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,23 +93,23 @@ fn served(stored: Stored) -> Response<Body> {
 /// headers that described its framing dropped (the served copy is framed anew).
 async fn stored_of(response: Response<Body>, bound: u64) -> Stored {
     let (parts, body) = response.into_parts();
-    let limit = usize::try_from(bound).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => {
+    match gather_within(body, bound).await {
+        Ok(body) => {
             let mut headers = parts.headers;
             headers.remove(header::CONTENT_LENGTH);
             headers.remove(header::TRANSFER_ENCODING);
             Stored {
                 status: parts.status,
                 headers,
-                body: collected.to_bytes(),
+                body,
             }
         }
         Err(e) => {
-            let message = if is_length_limit(&*e) {
-                format!("the answer is larger than {bound} bytes, the most a job keeps")
-            } else {
-                format!("the answer could not be read whole: {e}")
+            let message = match e {
+                GatherError::TooLarge => {
+                    format!("the answer is larger than {bound} bytes, the most a job keeps")
+                }
+                GatherError::Read(e) => format!("the answer could not be read whole: {e}"),
             };
             error_stored(GatewayError::JobAnswer(message)).await
         }

@@ -1,10 +1,12 @@
 //! The tee of a streamed request body: every chunk goes on to the primary as it comes
-//! (a clone of its `Bytes`, no copy, no wait), and into a buffer for the mirrors, which
-//! are sent once the body has ended. A body larger than the largest `mirror_max_body`
+//! (a clone of its `Bytes`, no copy, no wait), and into a buffer for the mirrors (one
+//! buffer of the copy's own, `body::Gathered`: kept chunks would keep alive the read
+//! buffers they are views into), which are sent once the body has ended. A body larger than the largest `mirror_max_body`
 //! stops being kept (the copies are dropped and counted); a body that fails or is
 //! abandoned before its end sends no copy: a copy is of a whole request or nothing.
 
 use super::Copy;
+use crate::body::Gathered;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -35,7 +37,7 @@ pin_project_lite::pin_project! {
 /// What the mirrors wait for: the body so far, while it fits.
 struct Kept {
     copies: Vec<Copy>,
-    chunks: Vec<Bytes>,
+    body: Gathered,
     size: u64,
     /// The largest `mirror_max_body` of the copies.
     limit: u64,
@@ -43,7 +45,8 @@ struct Kept {
 
 impl Kept {
     fn send(self) {
-        super::send_all(self.copies, &self.chunks);
+        let body = self.body.into_bytes();
+        super::send_all(self.copies, std::slice::from_ref(&body));
     }
 }
 
@@ -66,7 +69,7 @@ impl<B: Body<Data = Bytes>> Tee<B> {
         } else {
             tee.kept = Some(Kept {
                 copies,
-                chunks: Vec::new(),
+                body: Gathered::default(),
                 size: 0,
                 limit,
             });
@@ -93,7 +96,7 @@ impl<B: Body<Data = Bytes>> Body for Tee<B> {
                 if let Some(data) = frame.data_ref() {
                     kept.size += data.len() as u64;
                     if kept.size <= kept.limit {
-                        kept.chunks.push(data.clone());
+                        kept.body.push(data);
                     }
                 }
                 this.inner.is_end_stream()
