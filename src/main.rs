@@ -106,6 +106,8 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
+    // Before any thread: the TLS clients dependencies build take the process's provider.
+    fanout::tls::install_default_provider();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()

@@ -17,6 +17,15 @@ use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Makes ring the process's default crypto provider, if none is yet. fanout's own TLS
+/// configs name ring themselves; this is for the clients built inside dependencies
+/// (reqwest under opentelemetry-otlp's HTTP exporter), which panic without a default:
+/// reqwest is built with `rustls-no-provider`, so that it brings no second provider.
+pub fn install_default_provider() {
+    // An error means one is installed already: the first one stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Why a server config could not be built from a checked spec.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -216,6 +216,33 @@ async fn every_protocol_reaches_the_collector() {
     }
 }
 
+/// The binary as it ships, in a process of its own: nothing else in it has installed a
+/// TLS crypto provider (in this test process other tests may have), and the HTTP
+/// exporter's client needs one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_over_each_protocol() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let receiver = OtlpReceiver::start().await;
+        let up = mock().await;
+        let extra = format!("protocol = \"{protocol}\"");
+        let gw = common::GatewayProcess::start(
+            &("[server]\nlisten = \"127.0.0.1:0\"\n".to_string()
+                + &tracing_toml(&receiver.endpoint(), &extra)
+                + &route_toml(&up)),
+        );
+        let (status, headers, _) = get_json(&gw.url("/agg")).await;
+        assert_eq!(status, 200);
+        let trace = trace_id(headers["traceparent"].to_str().unwrap());
+        let spans = receiver.wait_for(6).await;
+        assert_eq!(of_trace(&spans, trace).len(), 6, "{protocol}: {spans:#?}");
+        assert!(
+            !gw.logs().iter().any(|l| l.contains("panicked")),
+            "{protocol}: {:#?}",
+            gw.logs()
+        );
+    }
+}
+
 #[tokio::test]
 async fn at_ratio_zero_only_failed_requests_are_exported() {
     let receiver = OtlpReceiver::start().await;
