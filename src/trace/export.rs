@@ -4,8 +4,10 @@
 //! A request's task does two cheap things: at its start [`Tracing::context`] decides
 //! sampling and, when an endpoint is set, gives the request a [`SpanLog`]; at its end
 //! [`Tracing::finish`] hands the request's plain records to a bounded queue with a
-//! `try_send`. A full queue drops them (counted in `fanout_spans_dropped_total`); the
-//! request never waits. A thread of its own (`fanout-otlp`) drains the queue once a
+//! `try_send`. The queue is bounded twice, in requests ([`QUEUE`]) and in the bytes
+//! their records hold ([`QUEUE_BYTES`]: a request's client spans are as many as its
+//! tries, each with its path); a full queue drops them (counted in
+//! `fanout_spans_dropped_total`); the request never waits. A thread of its own (`fanout-otlp`) drains the queue once a
 //! second, turns the records into the SDK's `SpanData` and exports them in batches
 //! through `opentelemetry-otlp`'s exporter, each export bounded by a timeout: a hung or
 //! unreachable collector fills the queue, never slows a request.
@@ -29,8 +31,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
-/// Requests whose spans wait for the exporter, at most.
-pub const QUEUE: usize = 4096;
+use super::queue::QueuedBytes;
+pub use super::queue::{QUEUE, QUEUE_BYTES};
 /// How often the exporter drains the queue.
 pub const EXPORT_EVERY: Duration = Duration::from_secs(1);
 /// Most spans in one export.
@@ -49,6 +51,8 @@ pub struct Tracing {
     /// Sampled when the trace id's last 8 bytes are below this.
     threshold: u64,
     queue: Option<mpsc::Sender<RequestSpans>>,
+    /// The bytes the queue's records hold, shared with the exporter.
+    queued: Arc<QueuedBytes>,
     dropped: Counter,
 }
 
@@ -65,6 +69,23 @@ pub struct RequestSpans {
     /// The subject of the identity the route's `auth` proved: `enduser.id`.
     pub user: Option<Arc<str>>,
     pub clients: Vec<ClientSpan>,
+}
+
+impl RequestSpans {
+    /// Bytes the record holds (about: the allocator rounds up), what [`QUEUE_BYTES`]
+    /// bounds.
+    pub fn weight(&self) -> usize {
+        let clients: usize = self
+            .clients
+            .iter()
+            .map(|c| c.path.len() + c.upstream.len() + c.backend.as_ref().map_or(0, String::len))
+            .sum();
+        size_of::<Self>()
+            + self.route.len()
+            + self.path.len()
+            + self.clients.capacity() * size_of::<ClientSpan>()
+            + clients
+    }
 }
 
 /// The ids of a request's server span.
@@ -84,12 +105,16 @@ impl Tracing {
         } else {
             (spec.sample_ratio * u64::MAX as f64) as u64
         };
+        let queued = Arc::new(QueuedBytes::new(QUEUE_BYTES));
         let queue = spec.export.clone().map(|export| {
+            // The HTTP exporter builds a reqwest client, which needs one.
+            crate::tls::install_default_provider();
             let (tx, rx) = mpsc::channel(QUEUE);
             let (service, dropped) = (spec.service_name.clone(), dropped.clone());
+            let taken = queued.clone();
             let started = std::thread::Builder::new()
                 .name("fanout-otlp".into())
-                .spawn(move || exporter_thread(export, service, rx, dropped));
+                .spawn(move || exporter_thread(export, service, rx, taken, dropped));
             if let Err(e) = started {
                 tracing::error!(error = %e, "cannot start the span exporter; spans are dropped");
             }
@@ -99,8 +124,31 @@ impl Tracing {
             spec,
             threshold,
             queue,
+            queued,
             dropped,
         }
+    }
+
+    /// Tracing that samples everything into a queue of `limit` bytes no exporter
+    /// drains, for tests of the queue's bounds: the tracing, its drop counter and the
+    /// queue's receiving end.
+    #[cfg(test)]
+    pub(super) fn undrained(limit: usize) -> (Self, Counter, mpsc::Receiver<RequestSpans>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let dropped = Counter::default();
+        let spec = TracingSpec {
+            export: None,
+            sample_ratio: 1.0,
+            service_name: "test".into(),
+        };
+        let tracing = Self {
+            spec,
+            threshold: u64::MAX,
+            queue: Some(tx),
+            queued: Arc::new(QueuedBytes::new(limit)),
+            dropped: dropped.clone(),
+        };
+        (tracing, dropped, rx)
     }
 
     /// Whether a new trace with this id is sampled (`sample_ratio` of them are).
@@ -150,14 +198,20 @@ impl Tracing {
             end: SystemTime::now(),
             route: route.to_owned(),
             method: method.clone(),
-            path: path.to_owned(),
+            path: super::record::span_path(path),
             status,
             user: user.cloned(),
             clients,
         };
+        let weight = spans.weight();
+        if !self.queued.take(weight) {
+            self.dropped.inc_by(1 + spans.clients.len() as u64);
+            return None;
+        }
         match queue.try_send(spans) {
             Ok(()) => Some(context.server.trace_id),
             Err(e) => {
+                self.queued.give_back(weight);
                 let spans = match e {
                     mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s) => s,
                 };
@@ -173,6 +227,7 @@ fn exporter_thread(
     export: ExportSpec,
     service: String,
     rx: mpsc::Receiver<RequestSpans>,
+    queued: Arc<QueuedBytes>,
     dropped: Counter,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -185,7 +240,7 @@ fn exporter_thread(
             return;
         }
     };
-    runtime.block_on(run_exporter(export, service, rx, dropped));
+    runtime.block_on(run_exporter(export, service, rx, queued, dropped));
 }
 
 fn build_exporter(
@@ -217,6 +272,7 @@ async fn run_exporter(
     export: ExportSpec,
     service: String,
     mut rx: mpsc::Receiver<RequestSpans>,
+    queued: Arc<QueuedBytes>,
     dropped: Counter,
 ) {
     let exporter = match build_exporter(&export, service) {
@@ -240,6 +296,7 @@ async fn run_exporter(
             match rx.try_recv() {
                 Ok(request) => {
                     span_data(&request, &scope, &mut batch);
+                    queued.give_back(request.weight());
                     if batch.len() >= BATCH {
                         let full = std::mem::take(&mut batch);
                         send(exporter.as_ref(), full, &dropped, &mut warned, &export).await;

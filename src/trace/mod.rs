@@ -10,10 +10,11 @@
 //!   no SDK type on the request's task.
 //! - `export`: sampling, and the exporter thread that turns recorded spans into
 //!   OpenTelemetry's and sends them in batches over OTLP, dropping (and counting) what
-//!   a slow or absent collector cannot take.
+//!   a slow or absent collector cannot take; `queue` bounds what waits for it.
 
 pub mod context;
 pub mod export;
+mod queue;
 pub mod record;
 
 pub use context::{SAMPLED, TraceContext, TraceParent};

@@ -9,6 +9,17 @@
 
 use super::{SpanId, TraceParent};
 use http::Method;
+
+/// The longest `url.path` a span keeps, in bytes: a request target may be up to the
+/// head's limit (64 KiB), and a span waiting in the export queue would hold it all.
+/// Longer ones are cut at a character boundary, as OpenTelemetry's attribute value
+/// length limit cuts them.
+pub const MAX_PATH: usize = 1024;
+
+/// `path` as a span keeps it: at most [`MAX_PATH`] bytes.
+pub fn span_path(path: &str) -> String {
+    path[..path.floor_char_boundary(MAX_PATH)].to_owned()
+}
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -165,7 +176,7 @@ impl Drop for TrySpan<'_> {
             backend: t.call.backend.clone(),
             upstream: t.upstream.to_owned(),
             method: t.method.clone(),
-            path: t.path.to_owned(),
+            path: span_path(t.path),
             status,
             outcome,
         });
@@ -223,5 +234,19 @@ mod tests {
             ("users", "/u/1")
         );
         assert!(log.take().is_empty());
+    }
+
+    #[test]
+    fn a_long_path_is_cut_at_a_character_boundary() {
+        assert_eq!(span_path("/u/1?q=2"), "/u/1?q=2");
+        let exact = "a".repeat(MAX_PATH);
+        assert_eq!(span_path(&exact), exact);
+        // 'é' is two bytes: the one that would straddle the limit is left out whole.
+        let long = format!("{}é{}", "a".repeat(MAX_PATH - 1), "b".repeat(70_000));
+        assert_eq!(span_path(&long), "a".repeat(MAX_PATH - 1));
+        let log = SpanLog::new();
+        let call = CallTrace::new(parent(), Some(&log), None);
+        drop(call.tries("users", &Method::GET, &long).start());
+        assert_eq!(log.take()[0].path.len(), MAX_PATH - 1);
     }
 }
