@@ -128,7 +128,9 @@ impl GatewayError {
             RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            Body(BodyError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Body(BodyError::TooLarge { .. } | BodyError::TooManyValues { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            }
             Body(BodyError::Read(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),

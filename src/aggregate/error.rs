@@ -31,6 +31,9 @@ pub enum BackendError {
         count: usize,
         max: usize,
     },
+    /// An answer to be parsed holds more values than the upstream's `max_values`.
+    #[error("answer holds {count} JSON values, more than max_values = {max}")]
+    TooManyValues { count: usize, max: usize },
 }
 
 impl BackendError {
@@ -44,6 +47,7 @@ impl BackendError {
             BackendError::NotAnObject => "not_an_object",
             BackendError::Shape(_) => "missing_field",
             BackendError::TooManyItems { .. } => "too_many_items",
+            BackendError::TooManyValues { .. } => "too_large",
         }
     }
 
@@ -173,6 +177,10 @@ mod tests {
                     max: 1,
                 },
                 "too_many_items",
+            ),
+            (
+                BackendError::TooManyValues { count: 2, max: 1 },
+                "too_large",
             ),
         ] {
             assert_eq!(e.code(), code);

@@ -60,6 +60,7 @@ fn route(backends: &[(&str, &str, bool)]) -> AggregateRoute {
         metrics,
         timeout: spec.timeout,
         max_body: 0,
+        max_body_values: 1,
         forward_headers: Vec::new(),
         errors_field: None,
         status_from: None,

@@ -208,7 +208,7 @@ pub(super) async fn call_upstream(
     };
     let upstream = backend.upstream_at(pick).clone();
     let (merge, ignore_upstream) = (spec.merge, spec.cache_ignore_upstream);
-    let max_depth = reading.max_depth;
+    let (max_depth, max_values) = (reading.max_depth, reading.max_values);
     let shape = spec.shape.clone();
     // Owned: a stale-while-revalidate refresh runs on after this request is answered.
     let headers = headers.into_owned();
@@ -234,6 +234,7 @@ pub(super) async fn call_upstream(
                 merge,
                 shape: shape.as_deref(),
                 max_depth,
+                max_values,
             };
             read(raw, reading, false)?.0
         };

@@ -12,7 +12,7 @@ use super::read;
 use super::respond::{BackendOutcomes, respond};
 use super::scope::{AggregateRoute, BackendAnswer, CallRequest, Outcome, RequestScope};
 use crate::auth::Identity;
-use crate::body::{Body, ClientBody, check_declared_length, read_limited};
+use crate::body::{Body, BodyError, ClientBody, check_declared_length, read_limited};
 use crate::config::MAX_DEPTH_LIMIT;
 use crate::connection::ClientConnection;
 use crate::template::{Answered, RenderInput};
@@ -53,7 +53,7 @@ pub async fn serve(
         None
     };
     let json_body = match (&request_body, route.body.parse) {
-        (Some(bytes), true) => parse_body(bytes)?,
+        (Some(bytes), true) => parse_body(bytes, route.max_body_values)?,
         _ => None,
     };
     let scope = RequestScope::new(
@@ -84,19 +84,21 @@ pub async fn serve(
     respond(route, &outcomes?, scope.picks())
 }
 
-/// Parses the client's body as JSON, no deeper than answers may nest; an empty body is
-/// no body (placeholders reading it are missing).
-fn parse_body(bytes: &[u8]) -> Result<Option<Value>, AggregateError> {
+/// Parses the client's body as JSON, no deeper than answers may nest and holding at
+/// most `max_values` values (413 beyond); an empty body is no body (placeholders reading
+/// it are missing).
+fn parse_body(bytes: &[u8], max_values: usize) -> Result<Option<Value>, AggregateError> {
     if bytes.trim_ascii().is_empty() {
         return Ok(None);
     }
-    read::parse_json(bytes, MAX_DEPTH_LIMIT)
+    read::parse_json(bytes, MAX_DEPTH_LIMIT, max_values)
         .map(Some)
-        .map_err(|e| {
-            AggregateError::BodyNotJson(match e {
-                BackendError::InvalidJson(why) => why,
-                other => other.to_string(),
-            })
+        .map_err(|e| match e {
+            BackendError::TooManyValues { count, max } => {
+                AggregateError::Body(BodyError::TooManyValues { count, max })
+            }
+            BackendError::InvalidJson(why) => AggregateError::BodyNotJson(why),
+            other => AggregateError::BodyNotJson(other.to_string()),
         })
 }
 

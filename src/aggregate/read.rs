@@ -1,6 +1,8 @@
 //! Reading a backend's answer: how the backend reads it ([`Reading`]), the check that it
 //! is JSON (no deeper than the upstream's `max_depth`, valid UTF-8), parsing it without
-//! serde_json's recursion limit, and shaping it.
+//! serde_json's recursion limit (and only when it holds no more than `max_values`
+//! values: a parsed value costs ~40 to 100 times the bytes it was read from), and
+//! shaping it.
 
 use super::error::BackendError;
 use super::scope::Backend;
@@ -18,6 +20,8 @@ pub(super) struct Reading<'a> {
     pub(super) shape: Option<&'a Shape>,
     /// Deepest nesting of arrays and objects accepted (the upstream's `max_depth`).
     pub(super) max_depth: usize,
+    /// Most values an answer that is parsed may hold (the upstream's `max_values`).
+    pub(super) max_values: usize,
 }
 
 impl<'a> Reading<'a> {
@@ -27,6 +31,7 @@ impl<'a> Reading<'a> {
             merge: backend.spec.merge,
             shape: backend.spec.shape.as_deref(),
             max_depth: backend.upstream_at(pick).spec.max_depth,
+            max_values: backend.upstream_at(pick).spec.max_values,
         }
     }
 }
@@ -35,14 +40,26 @@ fn invalid(e: serde_json::Error) -> BackendError {
     BackendError::InvalidJson(e.to_string())
 }
 
-/// Whether `json` nests arrays and objects more than `max` deep (`[]` is 1 deep).
-/// Brackets inside strings are skipped; on text that is not JSON the answer may be
-/// wrong, but such text fails the JSON check that follows anyway. One pass, no stack:
-/// the check that keeps a deep answer from every recursive step after it (serde_json's
-/// `IgnoredAny` skips values without a depth limit, so it alone would splice 100,000
-/// levels into the response; a client's parser would then have to cope).
-fn nests_deeper(json: &[u8], max: usize) -> bool {
+/// What one pass over a JSON text finds before it is parsed.
+#[derive(Debug, PartialEq, Eq)]
+struct Extent {
+    /// It nests arrays and objects more than the limit asked about.
+    too_deep: bool,
+    /// Its values: one, plus one per container and per `,` (each element or member
+    /// after a container's first); containers that are empty count one too many.
+    values: usize,
+}
+
+/// How deep `json` nests (stopping as soon as it is deeper than `max`, `[]` being 1
+/// deep) and how many values it holds. Brackets and commas inside strings are skipped;
+/// on text that is not JSON the answer may be wrong, but such text fails the JSON check
+/// that follows anyway. One pass, no stack: the check that keeps a deep answer from
+/// every recursive step after it (serde_json's `IgnoredAny` skips values without a depth
+/// limit, so it alone would splice 100,000 levels into the response; a client's parser
+/// would then have to cope), and a large one from being built.
+fn extent(json: &[u8], max: usize) -> Extent {
     let mut depth = 0usize;
+    let mut values = 1usize;
     let mut at = 0;
     while at < json.len() {
         match json[at] {
@@ -59,32 +76,52 @@ fn nests_deeper(json: &[u8], max: usize) -> bool {
             }
             b'[' | b'{' => {
                 depth += 1;
+                values += 1;
                 if depth > max {
-                    return true;
+                    return Extent {
+                        too_deep: true,
+                        values,
+                    };
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' => values += 1,
             _ => {}
         }
         at += 1;
     }
-    false
+    Extent {
+        too_deep: false,
+        values,
+    }
 }
 
-fn check_depth(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
-    if nests_deeper(raw, max_depth) {
+fn check_depth(raw: &[u8], max_depth: usize) -> Result<Extent, BackendError> {
+    let extent = extent(raw, max_depth);
+    if extent.too_deep {
         return Err(BackendError::InvalidJson(format!(
             "nested deeper than max_depth = {max_depth}"
         )));
     }
-    Ok(())
+    Ok(extent)
 }
 
-/// Parses an answer whose depth [`check_depth`] has checked. serde_json's own limit
-/// (127 levels) is lifted so that `max_depth` (at most 128, by validation) is the one
-/// rule; parsing, shaping and dropping the value recurse at most that deep.
-pub(super) fn parse_json(raw: &[u8], max_depth: usize) -> Result<Value, BackendError> {
-    check_depth(raw, max_depth)?;
+/// Parses an answer no deeper than `max_depth` holding at most `max_values` values.
+/// serde_json's own depth limit (127 levels) is lifted so that `max_depth` (at most
+/// 128, by validation) is the one rule; parsing, shaping and dropping the value recurse
+/// at most that deep.
+pub(super) fn parse_json(
+    raw: &[u8],
+    max_depth: usize,
+    max_values: usize,
+) -> Result<Value, BackendError> {
+    let extent = check_depth(raw, max_depth)?;
+    if extent.values > max_values {
+        return Err(BackendError::TooManyValues {
+            count: extent.values,
+            max: max_values,
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(raw);
     de.disable_recursion_limit();
     let value = Value::deserialize(&mut de).map_err(invalid)?;
@@ -116,6 +153,7 @@ pub(super) fn read(
         merge,
         shape,
         max_depth,
+        max_values,
     } = reading;
     let (json, kept) = match (shape, keep) {
         (None, false) => {
@@ -124,11 +162,11 @@ pub(super) fn read(
             (raw, None)
         }
         (None, true) => {
-            let value = parse_json(&raw, max_depth)?;
+            let value = parse_json(&raw, max_depth, max_values)?;
             (raw, Some(value))
         }
         (Some(shape), keep) => {
-            let value = parse_json(&raw, max_depth)?;
+            let value = parse_json(&raw, max_depth, max_values)?;
             let kept = keep.then(|| value.clone());
             let shaped = shape::apply(shape, value).map_err(BackendError::Shape)?;
             let bytes = serde_json::to_vec(&shaped).expect("a JSON value serializes");
@@ -139,4 +177,60 @@ pub(super) fn read(
         return Err(BackendError::NotAnObject);
     }
     Ok((json, kept))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(json: &str) -> usize {
+        let e = extent(json.as_bytes(), MAX_DEPTH);
+        assert!(!e.too_deep, "{json}");
+        e.values
+    }
+
+    const MAX_DEPTH: usize = 128;
+
+    #[test]
+    fn values_are_counted_outside_strings() {
+        assert_eq!(values("1"), 1);
+        assert_eq!(values("[0,0,0]"), 4);
+        assert_eq!(values(r#"{"a":1,"b":[1,2]}"#), 5);
+        // Commas, brackets and escaped quotes inside strings are text.
+        assert_eq!(values(r#"["a,[b{", "c\",d"]"#), 3);
+        // An empty container counts one value too many: an estimate that errs high.
+        assert_eq!(values("[]"), 2);
+    }
+
+    #[test]
+    fn depth_is_checked_as_before() {
+        assert!(!extent(b"[[1]]", 2).too_deep);
+        assert!(extent(b"[[[1]]]", 2).too_deep);
+        assert!(!extent(br#"["[[[["]"#, 1).too_deep);
+        assert!(matches!(
+            check_depth(b"[[[1]]]", 2),
+            Err(BackendError::InvalidJson(why)) if why == "nested deeper than max_depth = 2"
+        ));
+    }
+
+    #[test]
+    fn an_answer_with_more_values_than_max_values_is_not_parsed() {
+        let raw = b"[1,2,3]";
+        assert_eq!(
+            parse_json(raw, MAX_DEPTH, 4).unwrap(),
+            serde_json::json!([1, 2, 3])
+        );
+        let refused = parse_json(raw, MAX_DEPTH, 3).unwrap_err();
+        assert!(matches!(
+            refused,
+            BackendError::TooManyValues { count: 4, max: 3 }
+        ));
+        assert_eq!(refused.code(), "too_large");
+        assert_eq!(
+            refused.to_string(),
+            "answer holds 4 JSON values, more than max_values = 3"
+        );
+        // Checking without parsing builds nothing and has no such limit.
+        assert!(check_json(raw, MAX_DEPTH).is_ok());
+    }
 }

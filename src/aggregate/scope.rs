@@ -34,6 +34,8 @@ pub struct AggregateRoute {
     pub timeout: Duration,
     /// Largest request body read for `forward_body` backends and `{body...}` templates.
     pub max_body: u64,
+    /// Most JSON values in a request body that is parsed (`server.max_body_values`).
+    pub max_body_values: usize,
     /// Whether a request's body is read, and parsed as JSON.
     pub body: BodyUse,
     pub forward_headers: Vec<HeaderName>,

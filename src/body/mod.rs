@@ -39,6 +39,9 @@ pub enum BodyError {
     /// The client's stream failed before the body was whole.
     #[error("could not read the request body: {0}")]
     Read(String),
+    /// A body read as JSON holds more values than `server.max_body_values`.
+    #[error("the request body holds {count} JSON values, more than {max} (server.max_body_values)")]
+    TooManyValues { count: usize, max: usize },
 }
 
 /// Refuses a request whose declared `Content-Length` is over `limit`, before reading it.

@@ -85,6 +85,8 @@ pub struct ServerSpec {
     pub send_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_body: u64,
+    /// Most values in a request body that is parsed; at least 1.
+    pub max_body_values: usize,
     pub health_path: String,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub workers: Option<usize>,
@@ -131,6 +133,8 @@ pub struct UpstreamSpec {
     pub max_response: u64,
     /// Deepest nesting accepted in an aggregate answer, 1 to [`MAX_DEPTH_LIMIT`].
     pub max_depth: usize,
+    /// Most values in an aggregate answer that is parsed; at least 1.
+    pub max_values: usize,
     pub max_in_flight: Option<usize>,
     pub queue_timeout: Duration,
     pub rate_limit: Option<UpstreamLimitSpec>,

@@ -408,6 +408,11 @@ fn server_changes(old: &ServerSpec, new: &ServerSpec) -> Vec<(&'static str, bool
             false,
         ),
         ("max_body", old.max_body != new.max_body, false),
+        (
+            "max_body_values",
+            old.max_body_values != new.max_body_values,
+            false,
+        ),
         ("health_path", old.health_path != new.health_path, false),
         (
             "trusted_proxies",

@@ -23,6 +23,10 @@ pub struct ServerConfig {
     pub shutdown_grace: String,
     /// Largest request body buffered for an aggregate route (413 beyond it).
     pub max_body: String,
+    /// Most JSON values (elements, members, containers) in a request body that an
+    /// aggregate route's template or `when` reads, counted before it is parsed (413
+    /// beyond it). At least 1.
+    pub max_body_values: usize,
     /// Liveness endpoint answered on the main listener (`200 {"status":"ok"}`).
     pub health_path: String,
     /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` is believed.
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             send_timeout: "60s".into(),
             shutdown_grace: "30s".into(),
             max_body: "10MiB".into(),
+            max_body_values: 100_000,
             health_path: "/__health".into(),
             trusted_proxies: Vec::new(),
             workers: None,

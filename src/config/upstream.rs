@@ -27,6 +27,10 @@ pub struct UpstreamConfig {
     /// Deepest nesting of arrays and objects accepted in an aggregate backend's answer
     /// (1 to 128); a deeper answer fails as `invalid_json`.
     pub max_depth: usize,
+    /// Most JSON values (elements, members, containers) an aggregate backend's answer
+    /// may hold when the gateway parses it (to shape it, for a backend that reads it,
+    /// for `for_each`); a larger one fails as `too_large`. At least 1.
+    pub max_values: usize,
     /// Calls at once; more wait up to `queue_timeout`. Default: no limit.
     pub max_in_flight: Option<usize>,
     /// How long a call waits for a free `max_in_flight` slot before failing (503).
@@ -122,6 +126,7 @@ impl Default for UpstreamConfig {
             headers: BTreeMap::new(),
             max_response: "16MiB".into(),
             max_depth: 128,
+            max_values: 1_000_000,
             max_in_flight: None,
             queue_timeout: "50ms".into(),
             rate_limit: None,

@@ -1,5 +1,6 @@
 //! How aggregate backends read answers over real sockets: nesting bounded by
-//! `max_depth`, and compressed answers (asked for `identity`, decoded anyway when an
+//! `max_depth`, answers and request bodies that are parsed bounded in values
+//! (`max_values`, `server.max_body_values`), and compressed answers (asked for `identity`, decoded anyway when an
 //! upstream compresses, bounded by `max_response`).
 
 use crate::common;
@@ -90,6 +91,84 @@ async fn answers_nested_deeper_than_max_depth_fail_as_invalid_json() {
     assert_eq!(body["shaped"].to_string(), nested(127));
     assert_eq!(body["strings"], json!({"s": "[[[[[[[[[[\"[[[[["}));
     assert_eq!(errors.as_object().unwrap().len(), 4, "{errors}");
+}
+
+/// A JSON array of `n` zeros: `n + 1` values.
+fn zeros(n: usize) -> String {
+    format!("[{}]", vec!["0"; n].join(","))
+}
+
+#[tokio::test]
+async fn answers_that_are_parsed_hold_at_most_max_values_and_spliced_ones_any() {
+    let up = MockUpstream::builder()
+        .route(
+            "/many",
+            Reply::json(format!(r#"{{"ids":{}}}"#, zeros(1000))),
+        )
+        .route("/few", Reply::json(format!(r#"{{"ids":{}}}"#, zeros(10))))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[upstreams.up]\nurl = \"{}\"\nmax_values = 100\n         [[routes]]\npath = \"/r\"\nerrors_field = \"_errors\"\n         [[routes.backends]]\nname = \"spliced\"\nupstream = \"up\"\npath = \"/many\"\n         [[routes.backends]]\nname = \"shaped\"\nupstream = \"up\"\npath = \"/many\"\nselect = [\"ids\"]\n         [[routes.backends]]\nname = \"cached\"\nupstream = \"up\"\npath = \"/many\"\nextract = \"ids\"\ncache_ttl = \"1m\"\n         [[routes.backends]]\nname = \"small\"\nupstream = \"up\"\npath = \"/few\"\nextract = \"ids\"\n",
+        up.url()
+    ))
+    .await;
+    let (status, body) = get(&gw.url("/r"), &[]).await;
+    assert_eq!(status, 200);
+    let errors = &body["_errors"];
+    for name in ["shaped", "cached"] {
+        assert_eq!(errors[name]["code"], "too_large", "{name}: {errors}");
+        assert_eq!(
+            errors[name]["message"],
+            "answer holds 1002 JSON values, more than max_values = 100"
+        );
+        assert_eq!(body[name], Value::Null);
+    }
+    // Spliced as it came, never built: no limit but max_response.
+    assert_eq!(body["spliced"]["ids"].as_array().unwrap().len(), 1000);
+    assert_eq!(body["small"].as_array().unwrap().len(), 10);
+    assert_eq!(errors.as_object().unwrap().len(), 2, "{errors}");
+}
+
+#[tokio::test]
+async fn a_request_body_a_template_reads_holds_at_most_max_body_values() {
+    let up = MockUpstream::builder()
+        .route("*", Reply::json(r#"{"ok":true}"#))
+        .start()
+        .await;
+    let gw = start_gateway(&format!(
+        "[server]\nmax_body_values = 50\n[upstreams.up]\nurl = \"{}\"\n         [[routes]]\npath = \"/r\"\nmethods = [\"POST\"]\n         [[routes.backends]]\nname = \"user\"\nupstream = \"up\"\npath = \"/users/{{body.id}}\"\n         [[routes]]\npath = \"/forward\"\nmethods = [\"POST\"]\n         [[routes.backends]]\nname = \"user\"\nupstream = \"up\"\npath = \"/bulk\"\nforward_body = true\n",
+        up.url()
+    ))
+    .await;
+    let post = |path: &str, body: String| {
+        let url = gw.url(path);
+        async move {
+            let response = client().post(url).body(body).send().await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let (status, body) = post("/r", format!(r#"{{"id":7,"pad":{}}}"#, zeros(40))).await;
+    assert_eq!(
+        (status, &body["user"]),
+        (200, &json!({"ok": true})),
+        "{body}"
+    );
+    assert_eq!(up.hits("/users/7"), 1);
+    let (status, body) = post("/r", format!(r#"{{"id":7,"pad":{}}}"#, zeros(1000))).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert_eq!(
+        body["error"]["message"],
+        "the request body holds 1003 JSON values, more than 50 (server.max_body_values)"
+    );
+    assert_eq!(up.hits("/users/7"), 1, "no backend called");
+    // A body only forwarded is never parsed: no such limit.
+    let (status, _) = post("/forward", zeros(1000)).await;
+    assert_eq!(status, 200);
+    assert_eq!(up.hits("/bulk"), 1);
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -80,6 +80,19 @@ path = "/neither"
 }
 
 #[test]
+fn value_limits_are_at_least_one() {
+    let toml = "[server]\nmax_body_values = 0\n\
+                [upstreams.users]\nurl = \"http://127.0.0.1:9001\"\nmax_values = 0\n";
+    assert_eq!(
+        problems(toml),
+        [
+            "server.max_body_values: must be at least 1; leave it out for the default of 100000",
+            "upstreams.users.max_values: must be at least 1; leave it out for the default of 1000000",
+        ]
+    );
+}
+
+#[test]
 fn unknown_keys_are_errors_in_every_section() {
     let toml = format!(
         r#"colour = "blue"
@@ -102,8 +115,8 @@ path = "/r"
         problems(&toml),
         [
             "colour: unknown key; expected one of: server, cache, access_log, tracing, cluster, jobs, auth, upstreams, routes",
-            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `keepalive_timeout`, `send_timeout`, `shutdown_grace`, `max_body`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`, `tls`, `http2`, `redirect_http`",
-            "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_depth`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`, `tls`, `h2c`",
+            "server.listn: unknown key `listn`, expected one of `listen`, `request_timeout`, `header_read_timeout`, `keepalive_timeout`, `send_timeout`, `shutdown_grace`, `max_body`, `max_body_values`, `health_path`, `trusted_proxies`, `workers`, `compression`, `compression_min_size`, `cors`, `max_connections`, `admin_listen`, `admin_token`, `tls`, `http2`, `redirect_http`",
+            "upstreams.more.timout: unknown key `timout`, expected one of `url`, `timeout`, `connect_timeout`, `pool_idle_per_host`, `pool_idle_timeout`, `headers`, `max_response`, `max_depth`, `max_values`, `max_in_flight`, `queue_timeout`, `rate_limit`, `retries`, `hedge_after`, `circuit_breaker`, `health_check`, `tls`, `h2c`",
             "routes[0].backends[0].requird: unknown key `requird`, expected one of `name`, `upstream`, `path`, `required`, `on_error`, `timeout`, `default`, `merge`, `forward_body`, `cache_ttl`, `stale_while_revalidate`, `stale_if_error`, `cache_ignore_upstream`, `cache_scope`, `extract`, `select`, `omit`, `rename`, `for_each`, `concurrency`, `max_items`, `for_each_fail`, `method`, `body`, `idempotent`, `headers`, `when`, `upstreams`, `sticky`, `mirror`",
         ]
     );

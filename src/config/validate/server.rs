@@ -53,6 +53,15 @@ pub(super) fn server(s: &ServerConfig, p: &mut Problems) -> ServerSpec {
         send_timeout: p.duration("server.send_timeout", &s.send_timeout),
         shutdown_grace: p.duration("server.shutdown_grace", &s.shutdown_grace),
         max_body: p.size("server.max_body", &s.max_body),
+        max_body_values: if s.max_body_values == 0 {
+            p.add(
+                "server.max_body_values",
+                "must be at least 1; leave it out for the default of 100000",
+            );
+            1
+        } else {
+            s.max_body_values
+        },
         health_path: s.health_path.clone(),
         trusted_proxies: s
             .trusted_proxies

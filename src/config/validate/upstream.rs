@@ -94,6 +94,16 @@ pub(super) fn upstream(name: &str, u: &UpstreamConfig, p: &mut Problems) -> Upst
                 MAX_DEPTH_LIMIT
             }
         },
+        max_values: match u.max_values {
+            0 => {
+                p.add(
+                    format!("{place}.max_values"),
+                    "must be at least 1; leave it out for the default of 1000000",
+                );
+                1
+            }
+            n => n,
+        },
         max_in_flight: match u.max_in_flight {
             Some(0) => {
                 p.add(

@@ -223,6 +223,7 @@ impl Gateway {
                     metrics: metrics.clone(),
                     timeout,
                     max_body: spec.max_body.unwrap_or(compiled.server.max_body),
+                    max_body_values: compiled.server.max_body_values,
                     body: BodyUse::of(&backends),
                     cache: cache.clone(),
                     cluster: cluster.clone(),
