@@ -65,7 +65,8 @@ pub fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Reads a whole request body of at most `limit` bytes (into one buffer: [`gather`]).
+/// Reads a whole request body of at most `limit` bytes, into one buffer
+/// ([`gather_within`]).
 pub async fn read_limited<B>(body: B, headers: &HeaderMap, limit: u64) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes>,
