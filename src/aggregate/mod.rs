@@ -33,7 +33,7 @@ mod fetch;
 mod for_each;
 pub mod merge;
 mod pipeline;
-mod read;
+pub mod read;
 mod respond;
 mod scope;
 pub mod shape;

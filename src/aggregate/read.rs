@@ -110,11 +110,7 @@ fn check_depth(raw: &[u8], max_depth: usize) -> Result<Extent, BackendError> {
 /// serde_json's own depth limit (127 levels) is lifted so that `max_depth` (at most
 /// 128, by validation) is the one rule; parsing, shaping and dropping the value recurse
 /// at most that deep.
-pub(super) fn parse_json(
-    raw: &[u8],
-    max_depth: usize,
-    max_values: usize,
-) -> Result<Value, BackendError> {
+pub fn parse_json(raw: &[u8], max_depth: usize, max_values: usize) -> Result<Value, BackendError> {
     let extent = check_depth(raw, max_depth)?;
     if extent.values > max_values {
         return Err(BackendError::TooManyValues {
@@ -130,7 +126,7 @@ pub(super) fn parse_json(
 }
 
 /// Checks that an answer is JSON, no deeper than `max_depth`, without building it.
-pub(super) fn check_json(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
+pub fn check_json(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
     check_depth(raw, max_depth)?;
     serde_json::from_slice::<IgnoredAny>(raw).map_err(invalid)?;
     // serde_json skips a string unread, so bytes that are not UTF-8 get through it.
