@@ -2,8 +2,10 @@
 //! `max_memory` bytes (`[jobs] max_memory`), each entry with its expiry, and their ids
 //! ordered by expiry. An expired entry is removed when read. A write past either bound
 //! drops entries, each found in O(log n): an expired pending one, else the finished one
-//! closest to expiry (a pending one only when none is finished); never the entry just
-//! written, so a finished answer stays readable until newer ones push it out.
+//! closest to expiry; never the entry just written, so a finished answer stays readable
+//! until newer ones push it out. Only the entry count may drop a job still running (a
+//! pending one, when none is finished): the bytes never do, since a running job's
+//! entry is small and its answer would be lost with it.
 
 use super::{JobRecord, JobState};
 use std::collections::{BTreeSet, HashMap};
@@ -74,24 +76,33 @@ impl Entries {
     }
 
     /// The entry to drop, other than `keep`: an expired pending one, else the finished
-    /// one closest to expiry (expired or not), else the pending one closest to it.
-    fn victim(&self, now: Instant, keep: &str) -> Option<String> {
+    /// one closest to expiry (expired or not), else, with `running`, the pending one
+    /// closest to it.
+    fn victim(&self, now: Instant, keep: &str, running: bool) -> Option<String> {
         let other = |(_, id): &&(Instant, String)| id != keep;
-        let mut pending = self.pending.iter().filter(other);
-        let first_pending = pending.next();
+        let first_pending = self.pending.iter().find(other);
         if let Some((expires, id)) = first_pending
             && *expires <= now
         {
             return Some(id.clone());
         }
-        let mut finished = self.finished.iter().filter(other);
-        finished.next().or(first_pending).map(|(_, id)| id.clone())
+        let finished = self.finished.iter().find(other);
+        finished
+            .or(first_pending.filter(|_| running))
+            .map(|(_, id)| id.clone())
     }
 
-    /// Drops entries other than `keep` until at most `capacity` and `max_memory` hold.
+    /// Drops entries other than `keep` until at most `capacity` hold, then until at most
+    /// `max_memory` bytes do or only running jobs (and `keep`) are left.
     fn shrink_to(&mut self, capacity: usize, max_memory: u64, now: Instant, keep: &str) {
-        while self.map.len() > capacity || self.bytes > max_memory {
-            let Some(victim) = self.victim(now, keep) else {
+        while self.map.len() > capacity {
+            let Some(victim) = self.victim(now, keep, true) else {
+                return;
+            };
+            self.remove(&victim);
+        }
+        while self.bytes > max_memory {
+            let Some(victim) = self.victim(now, keep, false) else {
                 return;
             };
             self.remove(&victim);
@@ -304,23 +315,42 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_entry_just_written_stays_even_alone_past_the_budget() {
         let memory = Memory::new(100, 1);
-        memory.put("a", pending(), Duration::from_secs(60));
+        memory.put("a", done_of(10), Duration::from_secs(60));
         assert!(memory.get("a").is_some());
         memory.put("b", pending(), Duration::from_secs(60));
-        assert!(memory.get("a").is_none(), "the other entry went");
+        assert!(memory.get("a").is_none(), "the other answer went");
         assert!(memory.finish("b", done_of(5000), Duration::from_secs(60)));
         assert_eq!(memory.get("b"), Some(done_of(5000)));
         assert_eq!(held(&memory).0, 1);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_flood_of_jobs_without_answers_is_bounded_by_bytes_too() {
-        let one = weight("job-0000", &pending());
-        let memory = Memory::new(1_000_000, 10 * one);
+    async fn the_byte_bound_never_drops_a_running_job() {
+        // One large answer over the budget pushes out the other answers, not the entry of
+        // a job still running, whose answer would be lost when it ends.
+        let memory = Memory::new(1000, 8192);
+        memory.put("old", done_of(100), Duration::from_secs(5));
+        memory.put("running", pending(), Duration::from_secs(60));
+        memory.put("j", pending(), Duration::from_secs(60));
+        assert!(memory.finish("j", done_of(8000), Duration::from_secs(60)));
+        assert!(memory.get("old").is_none(), "the finished answer went");
+        assert_eq!(memory.get("running"), Some(pending()));
+        assert!(memory.finish("running", done_of(10), Duration::from_secs(60)));
+        assert_eq!(memory.get("running"), Some(done_of(10)));
+        // Expired pending entries do go for bytes.
+        memory.put("stale", pending(), Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        memory.put("new", done_of(8000), Duration::from_secs(60));
+        assert_eq!(held(&memory).0, 1, "only the entry just written is left");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_jobs_without_answers_is_bounded_by_count() {
+        let memory = Memory::new(10, 1);
         for i in 0..5000 {
             memory.put(&format!("job-{i:04}"), pending(), Duration::from_secs(60));
         }
-        assert_eq!(held(&memory), (10, 10 * one));
+        assert_eq!(held(&memory).0, 10);
         assert!(memory.get("job-4999").is_some());
         assert!(memory.get("job-0000").is_none());
     }

@@ -72,8 +72,9 @@ async fn kept(gateway: impl Fn(&str) -> String, location: &str) -> bool {
 #[tokio::test(start_paused = true)]
 async fn answers_past_max_memory_go_oldest_first_while_new_jobs_keep_theirs() {
     let (up, body) = reports(3000).await;
-    // 10 KiB holds two answers of ~3 KiB with their headers and bookkeeping, not three.
-    let gw = start_gateway(&config(&up, "10KiB")).await;
+    // 9 KiB holds two answers of ~3 KiB with their headers and bookkeeping, not three
+    // (three bodies and their entries alone weigh ~9.6 KiB).
+    let gw = start_gateway(&config(&up, "9KiB")).await;
     let mut jobs = Vec::new();
     for _ in 0..5 {
         jobs.push(finished_job(|p| gw.url(p), &body).await);
@@ -100,7 +101,7 @@ async fn a_reload_that_lowers_max_memory_drops_answers_at_the_next_job() {
     for job in &jobs {
         assert!(kept(url, job).await, "1 MiB holds four");
     }
-    gw.write(&config(&up, "10KiB"));
+    gw.write(&config(&up, "9KiB"));
     gw.reloader.reload("test").expect("the reload is accepted");
     jobs.push(finished_job(url, &body).await);
     let mut held = Vec::new();

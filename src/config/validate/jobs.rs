@@ -16,8 +16,8 @@
 //! - `job_timeout` and `result_ttl` are more than 0; `max_jobs` is at least 1;
 //!   `max_result` is a size of at least 1 byte.
 //! - `[jobs] max_memory` is a size of at least 1 byte and, without `[cluster]` (where
-//!   jobs live in Redis), at least every async route's `max_result`: an answer the
-//!   store could never hold would be dropped as soon as it was stored.
+//!   jobs live in Redis), at least every async route's `max_result`: a larger answer
+//!   would push every other finished answer out of the store.
 
 use super::Problems;
 use crate::config::units::parse_size;
