@@ -5,7 +5,9 @@
 //! Keeping the chunks instead (http-body-util's `Collected`, a list of `Bytes`) costs
 //! a list entry per chunk and keeps alive the read buffer each chunk is a view into: a
 //! client sending a 10 MiB body in 1-byte chunks made the gateway hold ~677 MB for it.
-//! Gathered, a body holds its own length plus, while the buffer grows, as much again.
+//! Gathered, a body holds about its own length: the buffer is sized from the body's
+//! declared length when it has one, and one that grew past a quarter more than it holds
+//! is copied to fit when it is done (a job's body is kept for the whole job).
 
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
@@ -19,6 +21,8 @@ pub struct Gathered {
     /// Every chunk, copied, once a second one came.
     copied: BytesMut,
     len: u64,
+    /// The length the body declared, reserved at the first copy.
+    expected: usize,
 }
 
 impl Gathered {
@@ -33,7 +37,8 @@ impl Gathered {
                 self.first = Some(chunk.clone());
                 return;
             };
-            self.copied.reserve(first.len() + chunk.len());
+            self.copied
+                .reserve(self.expected.max(first.len() + chunk.len()));
             self.copied.extend_from_slice(&first);
         }
         self.copied.extend_from_slice(chunk);
@@ -48,12 +53,22 @@ impl Gathered {
         self.len == 0
     }
 
-    /// The body so far, in one `Bytes`.
+    /// The body so far, in one `Bytes` of about its size.
     pub fn into_bytes(self) -> Bytes {
         match self.first {
             Some(first) => first,
-            None => self.copied.freeze(),
+            None => fitted(self.copied),
         }
+    }
+}
+
+/// `buffer` as `Bytes`, copied into an allocation of its length when it holds more than
+/// a quarter again as much (a grown buffer doubles; `freeze` keeps all of it).
+fn fitted(buffer: BytesMut) -> Bytes {
+    if buffer.capacity() > buffer.len() + buffer.len() / 4 {
+        Bytes::copy_from_slice(&buffer)
+    } else {
+        buffer.freeze()
     }
 }
 
@@ -75,8 +90,12 @@ where
     if body.size_hint().lower() > limit {
         return Err(GatherError::TooLarge);
     }
+    let hint = body.size_hint();
     let mut body = std::pin::pin!(body);
-    let mut gathered = Gathered::default();
+    let mut gathered = Gathered {
+        expected: usize::try_from(hint.exact().unwrap_or(hint.lower()).min(limit)).unwrap_or(0),
+        ..Gathered::default()
+    };
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(GatherError::Read)?.into_data() else {
             continue;
@@ -126,6 +145,20 @@ mod tests {
         assert_eq!(&whole[..], b"abcd");
         assert!(!inside(&whole), "several chunks: one buffer of their own");
         assert!(Gathered::default().into_bytes().is_empty());
+    }
+
+    #[test]
+    fn a_grown_buffer_is_copied_to_fit_and_a_fitting_one_kept() {
+        let mut grown = BytesMut::with_capacity(4096);
+        grown.extend_from_slice(&[b'x'; 1000]);
+        let at = grown.as_ptr();
+        let fit = fitted(grown);
+        assert_eq!(fit.len(), 1000);
+        assert_ne!(fit.as_ptr(), at, "4 KiB held for 1 KiB: copied");
+        let mut tight = BytesMut::with_capacity(1100);
+        tight.extend_from_slice(&[b'x'; 1000]);
+        let at = tight.as_ptr();
+        assert_eq!(fitted(tight).as_ptr(), at, "within a quarter: kept");
     }
 
     #[tokio::test]
