@@ -33,6 +33,7 @@ mod fetch;
 mod for_each;
 pub mod merge;
 mod pipeline;
+#[doc(hidden)] // public for the fuzz target only
 pub mod read;
 mod respond;
 mod scope;

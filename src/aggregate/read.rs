@@ -111,13 +111,7 @@ fn check_depth(raw: &[u8], max_depth: usize) -> Result<Extent, BackendError> {
 /// 128, by validation) is the one rule; parsing, shaping and dropping the value recurse
 /// at most that deep.
 pub fn parse_json(raw: &[u8], max_depth: usize, max_values: usize) -> Result<Value, BackendError> {
-    let extent = check_depth(raw, max_depth)?;
-    if extent.values > max_values {
-        return Err(BackendError::TooManyValues {
-            count: extent.values,
-            max: max_values,
-        });
-    }
+    check_values(raw, check_depth(raw, max_depth)?, max_values)?;
     let mut de = serde_json::Deserializer::from_slice(raw);
     de.disable_recursion_limit();
     let value = Value::deserialize(&mut de).map_err(invalid)?;
@@ -125,9 +119,29 @@ pub fn parse_json(raw: &[u8], max_depth: usize, max_values: usize) -> Result<Val
     Ok(value)
 }
 
+/// Refuses a text of more than `max_values` values: as `too_large` when it passes the
+/// check spliced answers pass (a skim that builds nothing), else as not JSON.
+fn check_values(raw: &[u8], extent: Extent, max_values: usize) -> Result<(), BackendError> {
+    if extent.values <= max_values {
+        return Ok(());
+    }
+    skim(raw)?;
+    Err(BackendError::TooManyValues {
+        count: extent.values,
+        max: max_values,
+    })
+}
+
 /// Checks that an answer is JSON, no deeper than `max_depth`, without building it.
 pub fn check_json(raw: &[u8], max_depth: usize) -> Result<(), BackendError> {
     check_depth(raw, max_depth)?;
+    skim(raw)
+}
+
+/// Whether `raw` is JSON by a skim that builds nothing: its grammar, and UTF-8 bytes.
+/// (What it lets through that a parse refuses: string escapes of lone surrogates, which
+/// the grammar allows and Rust strings cannot hold.)
+fn skim(raw: &[u8]) -> Result<(), BackendError> {
     serde_json::from_slice::<IgnoredAny>(raw).map_err(invalid)?;
     // serde_json skips a string unread, so bytes that are not UTF-8 get through it.
     // Spliced as they came, they would make the whole merged body unreadable to a strict
@@ -153,8 +167,12 @@ pub(super) fn read(
     } = reading;
     let (json, kept) = match (shape, keep) {
         (None, false) => {
-            // Validated without being built: it is spliced as is.
+            // Validated without being built: it is spliced as is; but `merge = "root"`
+            // reads its members one by one, so it is held to `max_values` too.
             check_json(&raw, max_depth)?;
+            if merge == MergeMode::Root {
+                check_values(&raw, extent(&raw, max_depth), max_values)?;
+            }
             (raw, None)
         }
         (None, true) => {
@@ -228,5 +246,27 @@ mod tests {
         );
         // Checking without parsing builds nothing and has no such limit.
         assert!(check_json(raw, MAX_DEPTH).is_ok());
+        // Text that is not JSON is not JSON, however many commas it has.
+        assert!(matches!(
+            parse_json(b"a,b,c,d,e", MAX_DEPTH, 3),
+            Err(BackendError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn a_root_merged_answer_is_held_to_max_values_and_a_keyed_one_is_not() {
+        let raw = Bytes::from_static(br#"{"a":0,"b":0,"c":0}"#);
+        let reading = |merge, max_values| Reading {
+            merge,
+            shape: None,
+            max_depth: MAX_DEPTH,
+            max_values,
+        };
+        assert!(read(raw.clone(), reading(MergeMode::Root, 4), false).is_ok());
+        assert!(matches!(
+            read(raw.clone(), reading(MergeMode::Root, 3), false),
+            Err(BackendError::TooManyValues { count: 4, max: 3 })
+        ));
+        assert!(read(raw, reading(MergeMode::Key, 3), false).is_ok());
     }
 }
