@@ -83,6 +83,7 @@ impl RequestSpans {
         size_of::<Self>()
             + self.route.len()
             + self.path.len()
+            + self.user.as_ref().map_or(0, |u| u.len())
             + self.clients.capacity() * size_of::<ClientSpan>()
             + clients
     }

@@ -29,12 +29,11 @@ impl QueuedBytes {
 
     /// Takes `bytes` if they fit under the limit: whether they did.
     pub fn take(&self, bytes: usize) -> bool {
-        let before = self.held.fetch_add(bytes, Ordering::Relaxed);
-        if before + bytes > self.limit {
-            self.held.fetch_sub(bytes, Ordering::Relaxed);
-            return false;
-        }
-        true
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|&after| after <= self.limit)
+            })
+            .is_ok()
     }
 
     pub fn give_back(&self, bytes: usize) {
