@@ -4,6 +4,7 @@
 use super::Summary;
 use crate::access_log::{AccessLogSpec, LogFormat, Record};
 use crate::body::{Body, ClientBody};
+use crate::cache::owned_value;
 use crate::connection::ClientConnection;
 use crate::gateway::Gateway;
 use crate::request_id::Origin;
@@ -109,7 +110,7 @@ impl Client {
         let combined = log.enabled && log.format == LogFormat::Combined;
         let kept = |name| {
             combined
-                .then(|| request.headers().get(name).map(detached_value))
+                .then(|| request.headers().get(name).map(owned_value))
                 .flatten()
         };
         Self {
@@ -148,7 +149,7 @@ fn body_length(response: &Response<Body>) -> Option<u64> {
 /// buffer instead of reusing the one just freed; and while the writer is stalled (a
 /// full pipe) the queue's 4,096 records would hold as many buffers. Copying the path
 /// and query (tens of bytes) costs less. The header values a record keeps (the
-/// client's request id, `Referer`, `User-Agent`) are such views too: [`detached_value`].
+/// client's request id, `Referer`, `User-Agent`) are such views too: [`owned_value`].
 fn detached(uri: &Uri) -> Uri {
     let Some(target) = uri.path_and_query() else {
         return uri.clone();
@@ -161,15 +162,9 @@ fn detached(uri: &Uri) -> Uri {
 /// buffer, the gateway's own as it is.
 fn kept_request_id(id: HeaderValue, origin: Origin) -> HeaderValue {
     match origin {
-        Origin::Client => detached_value(&id),
+        Origin::Client => owned_value(&id),
         Origin::Gateway => id,
     }
-}
-
-/// `value` in bytes of its own (see [`detached`]).
-fn detached_value(value: &HeaderValue) -> HeaderValue {
-    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
-        .unwrap_or_else(|_| value.clone())
 }
 
 #[cfg(test)]
