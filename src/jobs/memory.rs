@@ -22,13 +22,13 @@ const ENTRY_OVERHEAD: usize = 192;
 /// `record` with its answer in allocations of its own: an answer's body and header
 /// values may be slices of the upstream connection's read buffer, which would stay
 /// alive, uncounted, as long as the entry.
-fn detached(record: JobRecord) -> JobRecord {
+fn detached(record: &JobRecord) -> JobRecord {
     match &record.state {
         JobState::Done(stored) => JobRecord {
+            owner: record.owner,
             state: JobState::Done(stored.to_owned_copy()),
-            ..record
         },
-        JobState::Pending | JobState::Cancelled => record,
+        JobState::Pending | JobState::Cancelled => record.clone(),
     }
 }
 
@@ -136,7 +136,7 @@ impl Memory {
         self.max_memory.store(max_memory, Ordering::Relaxed);
     }
 
-    pub(super) fn put(&self, id: &str, record: JobRecord, ttl: Duration) {
+    pub(super) fn put(&self, id: &str, record: &JobRecord, ttl: Duration) {
         let record = detached(record);
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("not poisoned");
@@ -145,7 +145,7 @@ impl Memory {
     }
 
     /// Stores `record` (a final state) only if `id` is still pending: whether it did.
-    pub(super) fn finish(&self, id: &str, record: JobRecord, ttl: Duration) -> bool {
+    pub(super) fn finish(&self, id: &str, record: &JobRecord, ttl: Duration) -> bool {
         let record = detached(record);
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("not poisoned");
@@ -208,33 +208,33 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn only_a_pending_job_takes_a_final_state() {
         let memory = Memory::new(3, u64::MAX);
-        memory.put("p", pending(), Duration::from_secs(9));
+        memory.put("p", &pending(), Duration::from_secs(9));
         let cancelled = JobRecord {
             owner: None,
             state: JobState::Cancelled,
         };
-        assert!(memory.finish("p", cancelled.clone(), Duration::from_secs(9)));
+        assert!(memory.finish("p", &cancelled, Duration::from_secs(9)));
         assert!(
-            !memory.finish("p", done(), Duration::from_secs(9)),
+            !memory.finish("p", &done(), Duration::from_secs(9)),
             "cancelled first"
         );
         assert_eq!(memory.get("p"), Some(cancelled));
-        assert!(!memory.finish("unknown", done(), Duration::from_secs(9)));
+        assert!(!memory.finish("unknown", &done(), Duration::from_secs(9)));
         assert_eq!(memory.get("unknown"), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_map_drops_expired_then_the_finished_entry_closest_to_expiry() {
         let memory = Memory::new(3, u64::MAX);
-        memory.put("p", pending(), Duration::from_secs(1));
-        memory.put("d1", done(), Duration::from_secs(5));
-        memory.put("d2", done(), Duration::from_secs(9));
-        memory.put("d3", done(), Duration::from_secs(9));
+        memory.put("p", &pending(), Duration::from_secs(1));
+        memory.put("d1", &done(), Duration::from_secs(5));
+        memory.put("d2", &done(), Duration::from_secs(9));
+        memory.put("d3", &done(), Duration::from_secs(9));
         // The pending one stays even though it expires first; d1 went.
         assert!(memory.get("p").is_some());
         assert!(memory.get("d1").is_none());
         tokio::time::advance(Duration::from_secs(2)).await;
-        memory.put("d4", done(), Duration::from_secs(9));
+        memory.put("d4", &done(), Duration::from_secs(9));
         assert!(memory.get("p").is_none(), "expired, removed first");
         for id in ["d2", "d3", "d4"] {
             assert!(memory.get(id).is_some(), "{id}");
@@ -262,12 +262,12 @@ mod tests {
         let answer = weight("j1", &done_of(1000));
         let memory = Memory::new(100, 2 * answer + weight("j3", &pending()));
         for id in ["j1", "j2", "j3"] {
-            memory.put(id, pending(), Duration::from_secs(60));
+            memory.put(id, &pending(), Duration::from_secs(60));
         }
-        assert!(memory.finish("j1", done_of(1000), Duration::from_secs(10)));
-        assert!(memory.finish("j2", done_of(1000), Duration::from_secs(20)));
+        assert!(memory.finish("j1", &done_of(1000), Duration::from_secs(10)));
+        assert!(memory.finish("j2", &done_of(1000), Duration::from_secs(20)));
         assert_eq!(held(&memory).0, 3, "two answers and a pending job fit");
-        assert!(memory.finish("j3", done_of(1000), Duration::from_secs(30)));
+        assert!(memory.finish("j3", &done_of(1000), Duration::from_secs(30)));
         assert!(memory.get("j1").is_none(), "closest to expiry, dropped");
         assert_eq!(memory.get("j2"), Some(done_of(1000)));
         assert_eq!(memory.get("j3"), Some(done_of(1000)));
@@ -290,9 +290,9 @@ mod tests {
             }),
         };
         let memory = Memory::new(10, u64::MAX);
-        memory.put("p", pending(), Duration::from_secs(9));
-        assert!(memory.finish("p", answer(buffer.slice(33..)), Duration::from_secs(9)));
-        memory.put("d", answer(buffer.slice(33..)), Duration::from_secs(9));
+        memory.put("p", &pending(), Duration::from_secs(9));
+        assert!(memory.finish("p", &answer(buffer.slice(33..)), Duration::from_secs(9)));
+        memory.put("d", &answer(buffer.slice(33..)), Duration::from_secs(9));
         let range = buffer.as_ptr_range();
         for id in ["p", "d"] {
             let Some(JobRecord {
@@ -315,11 +315,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_entry_just_written_stays_even_alone_past_the_budget() {
         let memory = Memory::new(100, 1);
-        memory.put("a", done_of(10), Duration::from_secs(60));
+        memory.put("a", &done_of(10), Duration::from_secs(60));
         assert!(memory.get("a").is_some());
-        memory.put("b", pending(), Duration::from_secs(60));
+        memory.put("b", &pending(), Duration::from_secs(60));
         assert!(memory.get("a").is_none(), "the other answer went");
-        assert!(memory.finish("b", done_of(5000), Duration::from_secs(60)));
+        assert!(memory.finish("b", &done_of(5000), Duration::from_secs(60)));
         assert_eq!(memory.get("b"), Some(done_of(5000)));
         assert_eq!(held(&memory).0, 1);
     }
@@ -329,18 +329,18 @@ mod tests {
         // One large answer over the budget pushes out the other answers, not the entry of
         // a job still running, whose answer would be lost when it ends.
         let memory = Memory::new(1000, 8192);
-        memory.put("old", done_of(100), Duration::from_secs(5));
-        memory.put("running", pending(), Duration::from_secs(60));
-        memory.put("j", pending(), Duration::from_secs(60));
-        assert!(memory.finish("j", done_of(8000), Duration::from_secs(60)));
+        memory.put("old", &done_of(100), Duration::from_secs(5));
+        memory.put("running", &pending(), Duration::from_secs(60));
+        memory.put("j", &pending(), Duration::from_secs(60));
+        assert!(memory.finish("j", &done_of(8000), Duration::from_secs(60)));
         assert!(memory.get("old").is_none(), "the finished answer went");
         assert_eq!(memory.get("running"), Some(pending()));
-        assert!(memory.finish("running", done_of(10), Duration::from_secs(60)));
+        assert!(memory.finish("running", &done_of(10), Duration::from_secs(60)));
         assert_eq!(memory.get("running"), Some(done_of(10)));
         // Expired pending entries do go for bytes.
-        memory.put("stale", pending(), Duration::from_secs(1));
+        memory.put("stale", &pending(), Duration::from_secs(1));
         tokio::time::advance(Duration::from_secs(2)).await;
-        memory.put("new", done_of(8000), Duration::from_secs(60));
+        memory.put("new", &done_of(8000), Duration::from_secs(60));
         assert_eq!(held(&memory).0, 1, "only the entry just written is left");
     }
 
@@ -348,7 +348,7 @@ mod tests {
     async fn a_flood_of_jobs_without_answers_is_bounded_by_count() {
         let memory = Memory::new(10, 1);
         for i in 0..5000 {
-            memory.put(&format!("job-{i:04}"), pending(), Duration::from_secs(60));
+            memory.put(&format!("job-{i:04}"), &pending(), Duration::from_secs(60));
         }
         assert_eq!(held(&memory).0, 10);
         assert!(memory.get("job-4999").is_some());
@@ -359,18 +359,18 @@ mod tests {
     async fn a_lowered_budget_applies_at_the_next_write_and_bytes_follow_removals() {
         let memory = Memory::new(100, u64::MAX);
         for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
-            memory.put(id, done_of(1000), Duration::from_secs(10 + i as u64));
+            memory.put(id, &done_of(1000), Duration::from_secs(10 + i as u64));
         }
         let answer = weight("a", &done_of(1000));
         assert_eq!(held(&memory), (3, 3 * answer));
         memory.resize(1, answer);
         assert_eq!(held(&memory).0, 3, "nothing dropped until a write");
-        memory.put("d", pending(), Duration::from_secs(60));
+        memory.put("d", &pending(), Duration::from_secs(60));
         assert_eq!(held(&memory), (1, weight("d", &pending())));
         memory.delete("d");
         assert_eq!(held(&memory), (0, 0));
         memory.resize(1, u64::MAX);
-        memory.put("e", done_of(10), Duration::from_secs(1));
+        memory.put("e", &done_of(10), Duration::from_secs(1));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(memory.get("e").is_none(), "expired");
         assert_eq!(held(&memory), (0, 0));
@@ -379,15 +379,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_order_follows_rewrites_and_deletes() {
         let memory = Memory::new(2, u64::MAX);
-        memory.put("a", pending(), Duration::from_secs(1));
-        memory.put("b", done(), Duration::from_secs(5));
+        memory.put("a", &pending(), Duration::from_secs(1));
+        memory.put("b", &done(), Duration::from_secs(5));
         // a finishes with a later expiry than b: b is now the first to go.
-        assert!(memory.finish("a", done(), Duration::from_secs(9)));
-        memory.put("c", done(), Duration::from_secs(9));
+        assert!(memory.finish("a", &done(), Duration::from_secs(9)));
+        memory.put("c", &done(), Duration::from_secs(9));
         assert!(memory.get("b").is_none());
         assert!(memory.get("a").is_some());
         memory.delete("a");
-        memory.put("d", pending(), Duration::from_secs(1));
+        memory.put("d", &pending(), Duration::from_secs(1));
         let entries = memory.entries.lock().unwrap();
         assert_eq!(entries.map.len(), 2);
         assert_eq!(entries.pending.len() + entries.finished.len(), 2);

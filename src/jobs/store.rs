@@ -109,7 +109,7 @@ impl JobStore {
     ) -> Result<(), JobStoreError> {
         match &self.backend {
             Backend::Memory(m) => {
-                m.put(id, record.clone(), ttl);
+                m.put(id, record, ttl);
                 Ok(())
             }
             Backend::Cluster(c) => Ok(c.set(&c.key("job", id), encode(record), ttl).await?),
@@ -126,7 +126,7 @@ impl JobStore {
         ttl: Duration,
     ) -> Result<bool, JobStoreError> {
         match &self.backend {
-            Backend::Memory(m) => Ok(m.finish(id, record.clone(), ttl)),
+            Backend::Memory(m) => Ok(m.finish(id, record, ttl)),
             Backend::Cluster(c) => {
                 let pending = encode(&JobRecord {
                     owner: record.owner,
