@@ -169,9 +169,10 @@ pub(super) fn read(
         (None, false) => {
             // Validated without being built: it is spliced as is; but `merge = "root"`
             // reads its members one by one, so it is held to `max_values` too.
-            check_json(&raw, max_depth)?;
+            let extent = check_depth(&raw, max_depth)?;
+            skim(&raw)?;
             if merge == MergeMode::Root {
-                check_values(&raw, extent(&raw, max_depth), max_values)?;
+                check_values(&raw, extent, max_values)?;
             }
             (raw, None)
         }
