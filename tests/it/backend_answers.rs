@@ -109,7 +109,12 @@ async fn answers_that_are_parsed_hold_at_most_max_values_and_spliced_ones_any() 
         .start()
         .await;
     let gw = start_gateway(&format!(
-        "[upstreams.up]\nurl = \"{}\"\nmax_values = 100\n         [[routes]]\npath = \"/r\"\nerrors_field = \"_errors\"\n         [[routes.backends]]\nname = \"spliced\"\nupstream = \"up\"\npath = \"/many\"\n         [[routes.backends]]\nname = \"shaped\"\nupstream = \"up\"\npath = \"/many\"\nselect = [\"ids\"]\n         [[routes.backends]]\nname = \"cached\"\nupstream = \"up\"\npath = \"/many\"\nextract = \"ids\"\ncache_ttl = \"1m\"\n         [[routes.backends]]\nname = \"small\"\nupstream = \"up\"\npath = \"/few\"\nextract = \"ids\"\n",
+        "[upstreams.up]\nurl = \"{}\"\nmax_values = 100\n\
+         [[routes]]\npath = \"/r\"\nerrors_field = \"_errors\"\n\
+         [[routes.backends]]\nname = \"spliced\"\nupstream = \"up\"\npath = \"/many\"\n\
+         [[routes.backends]]\nname = \"shaped\"\nupstream = \"up\"\npath = \"/many\"\nselect = [\"ids\"]\n\
+         [[routes.backends]]\nname = \"cached\"\nupstream = \"up\"\npath = \"/many\"\nextract = \"ids\"\ncache_ttl = \"1m\"\n\
+         [[routes.backends]]\nname = \"small\"\nupstream = \"up\"\npath = \"/few\"\nextract = \"ids\"\n",
         up.url()
     ))
     .await;
@@ -137,7 +142,11 @@ async fn a_request_body_a_template_reads_holds_at_most_max_body_values() {
         .start()
         .await;
     let gw = start_gateway(&format!(
-        "[server]\nmax_body_values = 50\n[upstreams.up]\nurl = \"{}\"\n         [[routes]]\npath = \"/r\"\nmethods = [\"POST\"]\n         [[routes.backends]]\nname = \"user\"\nupstream = \"up\"\npath = \"/users/{{body.id}}\"\n         [[routes]]\npath = \"/forward\"\nmethods = [\"POST\"]\n         [[routes.backends]]\nname = \"user\"\nupstream = \"up\"\npath = \"/bulk\"\nforward_body = true\n",
+        "[server]\nmax_body_values = 50\n[upstreams.up]\nurl = \"{}\"\n\
+         [[routes]]\npath = \"/r\"\nmethods = [\"POST\"]\n\
+         [[routes.backends]]\nname = \"user\"\nupstream = \"up\"\npath = \"/users/{{body.id}}\"\n\
+         [[routes]]\npath = \"/forward\"\nmethods = [\"POST\"]\n\
+         [[routes.backends]]\nname = \"user\"\nupstream = \"up\"\npath = \"/bulk\"\nforward_body = true\n",
         up.url()
     ))
     .await;
