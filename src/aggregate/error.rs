@@ -34,6 +34,10 @@ pub enum BackendError {
     /// An answer to be parsed holds more values than the upstream's `max_values`.
     #[error("answer holds {count} JSON values, more than max_values = {max}")]
     TooManyValues { count: usize, max: usize },
+    /// A `for_each` backend's element answers together pass its upstream's
+    /// `max_response`: the array is one answer, held to what one answer may be.
+    #[error("the answers of its elements pass max_response = {max} bytes together")]
+    ElementsTooLarge { max: u64 },
 }
 
 impl BackendError {
@@ -47,7 +51,9 @@ impl BackendError {
             BackendError::NotAnObject => "not_an_object",
             BackendError::Shape(_) => "missing_field",
             BackendError::TooManyItems { .. } => "too_many_items",
-            BackendError::TooManyValues { .. } => "too_large",
+            BackendError::TooManyValues { .. } | BackendError::ElementsTooLarge { .. } => {
+                "too_large"
+            }
         }
     }
 

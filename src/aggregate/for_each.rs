@@ -1,7 +1,10 @@
 //! The for_each stage: a backend that calls once per element of an array in another
 //! backend's answer. [`calls`] renders one call per element; [`run`] makes the calls, at
 //! most `concurrency` at once, and splices the answers into an array in element order.
-//! The call for one element is passed in, so this stage imports no other.
+//! The array is the backend's one answer, so it is held to its upstream's
+//! `max_response` like any answer: `max_items` answers of that size each would
+//! otherwise all be held at once. The call for one element is passed in, so this stage
+//! imports no other.
 
 use super::error::BackendError;
 use super::scope::{AggregateRoute, Backend, BackendAnswer, CallRequest, ElementFailures};
@@ -65,12 +68,15 @@ pub(super) fn calls(
 
 /// Makes `calls` with `call`, one per element. A failed element is `null` in its place, or
 /// fails the backend with `fail_all`. `keep`: the answers before shaping are kept too,
-/// as an array, for the backends that read this one.
+/// as an array, for the backends that read this one. The answers (as shaped) may come
+/// to `max_bytes` together; the one that passes it fails the backend as `too_large`
+/// and cancels the calls still running.
 pub(super) async fn run<F, Fut>(
     backend: &Backend,
     each: &ForEachSpec,
     calls: Vec<Result<CallRequest, RenderError>>,
     keep: bool,
+    max_bytes: u64,
     call: F,
 ) -> Result<BackendAnswer, BackendError>
 where
@@ -86,6 +92,7 @@ where
     };
     let mut failures: Option<ElementFailures> = None;
     let mut hits = 0;
+    let mut held: u64 = 0;
     let call = &call;
     let mut calls = stream::iter(calls.into_iter().enumerate())
         .map(|(k, request)| async move {
@@ -99,6 +106,10 @@ where
     while let Some((k, result)) = calls.next().await {
         match result {
             Ok(answer) => {
+                held += answer.body.len() as u64;
+                if held > max_bytes {
+                    return Err(BackendError::ElementsTooLarge { max: max_bytes });
+                }
                 hits += usize::from(matches!(answer.desc, "hit" | "shared"));
                 bodies[k] = Some(answer.body);
                 if let Some(raw) = answer.raw {

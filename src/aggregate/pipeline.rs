@@ -150,7 +150,8 @@ impl<'s> Launch for Launcher<'s, '_> {
             return match for_each::calls(route, backend, each, pick, &input) {
                 Ok(requests) => {
                     let call = move |request| fetch::call(scope, backend, request, keep);
-                    let calls = for_each::run(backend, each, requests, keep, call);
+                    let max_bytes = backend.upstream_at(pick).spec.max_response;
+                    let calls = for_each::run(backend, each, requests, keep, max_bytes, call);
                     Started::Running(Box::pin(timed(calls)))
                 }
                 Err(error) => Started::Done(Outcome::failed(error)),

@@ -570,6 +570,53 @@ async fn for_each_refuses_more_than_max_items_and_non_arrays() {
     );
 }
 
+/// The array of a for_each backend is one answer, held to its upstream's `max_response`:
+/// the element answer that passes it fails the backend, and no element call starts after.
+#[tokio::test]
+async fn for_each_answers_together_are_held_to_the_upstreams_max_response() {
+    let element = format!(r#""{}""#, "x".repeat(398));
+    let mock = MockUpstream::builder()
+        .route(
+            "/users/1",
+            Reply::json(r#"{"name":"Ada","friend_ids":[1,2,3,4,5]}"#),
+        )
+        .route(
+            "/users/2",
+            Reply::json(r#"{"name":"Bo","friend_ids":[1,2]}"#),
+        )
+        .route("*", Reply::json(element.clone()))
+        .start()
+        .await;
+    // 1 KiB holds two answers of 400 bytes, not three; one call at a time, so the
+    // fourth and fifth are never asked.
+    let toml = friends_route(&mock, "  concurrency = 1").replace(
+        "timeout = \"2s\"\n",
+        "timeout = \"2s\"\nmax_response = \"1KiB\"\n",
+    );
+    let gw = start_gateway(&toml).await;
+    let (status, headers, body) = get_json(&gw.url("/u/1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["friends"], json!([]), "the backend's default");
+    assert_eq!(headers["x-fanout-complete"], "false");
+    assert_eq!(
+        common::without_duration(&body["_errors"]["friends"]),
+        json!({
+            "code": "too_large",
+            "message": "the answers of its elements pass max_response = 1024 bytes together"
+        })
+    );
+    assert_eq!(
+        targets(&mock, "/friends"),
+        ["/friends/1", "/friends/2", "/friends/3"]
+    );
+
+    let (status, headers, body) = get_json(&gw.url("/u/2")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-fanout-complete"], "true", "{body}");
+    let text = element.trim_matches('"');
+    assert_eq!(body["friends"], json!([text, text]));
+}
+
 #[tokio::test]
 async fn a_for_each_answer_can_be_read_by_another_backend() {
     let mock = MockUpstream::builder()
