@@ -1,8 +1,9 @@
 //! The verified-claims cache: a token checked once is not checked again until its
 //! `exp`. Keyed by a 128-bit keyed hash of the token (seeds drawn once per process),
 //! and each entry keeps the token itself, compared on a hit: a hash collision is a miss,
-//! never one token passing for another. Bounded in entries, and tied to the key set's
-//! generation so a rotated or revoked set invalidates what was verified with the old one.
+//! never one token passing for another. Bounded in bytes (the tokens and their claims,
+//! estimated), and tied to the key set's generation so a rotated or revoked set
+//! invalidates what was verified with the old one.
 //!
 //! Not a cryptographic digest: the lookup is on every request of an authenticated
 //! route, and SHA-256 of a token was most of a cache hit's cost.
@@ -14,8 +15,9 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The most tokens remembered per provider.
-pub const MAX_ENTRIES: u64 = 10_000;
+/// The most bytes of tokens and their claims remembered per provider, as [`weight`]
+/// estimates them: some 19,000 tokens of 1 KiB, 1,200 of the longest accepted (16 KiB).
+pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A token's keyed 128-bit hash.
 pub type TokenHash = u128;
@@ -50,18 +52,32 @@ impl Expiry<TokenHash, Entry> for UntilExp {
     }
 }
 
+/// An entry's estimated size in bytes: the token it keeps; its claims, parsed from the
+/// payload (three quarters of the token) into values of about three times their text;
+/// and a fixed part for the entry, the identity and its headers.
+fn weight(_: &TokenHash, entry: &Entry) -> u32 {
+    let token = entry.token.len();
+    u32::try_from(token + token * 9 / 4 + 512).unwrap_or(u32::MAX)
+}
+
 impl Default for Verified {
     fn default() -> Self {
-        Self {
-            cache: Cache::builder()
-                .max_capacity(MAX_ENTRIES)
-                .expire_after(UntilExp)
-                .build(),
-        }
+        Self::with_max_bytes(MAX_BYTES)
     }
 }
 
 impl Verified {
+    /// A cache holding about `max_bytes` of tokens and claims.
+    fn with_max_bytes(max_bytes: u64) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(weight)
+                .expire_after(UntilExp)
+                .build(),
+        }
+    }
+
     /// The token's hash: two 64-bit foldhash hashes under seeds drawn once per process.
     pub fn hash(token: &str) -> TokenHash {
         static SEEDS: LazyLock<[foldhash::quality::RandomState; 2]> =
@@ -163,6 +179,24 @@ mod tests {
             .insert(hash, token, identity("ann"), now() - 1, 1)
             .await;
         assert!(expired.get(&hash, token, 1).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn long_tokens_are_held_to_the_byte_bound() {
+        // 4 KiB tokens weigh 13,824 bytes each: four fit in 64 KiB, not twenty.
+        let verified = Verified::with_max_bytes(64 * 1024);
+        let later = now() + 3600;
+        for k in 0..20 {
+            let token = format!("{k:04}.{}", "x".repeat(4091));
+            let hash = Verified::hash(&token);
+            verified
+                .insert(hash, &token, identity("ann"), later, 1)
+                .await;
+        }
+        verified.cache.run_pending_tasks().await;
+        assert!(verified.cache.weighted_size() <= 64 * 1024);
+        let held = verified.cache.entry_count();
+        assert!((1..=4).contains(&held), "{held} entries held");
     }
 
     #[test]
