@@ -16,7 +16,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The most bytes of tokens and their claims remembered per provider, as [`weight`]
-/// estimates them: some 19,000 tokens of 1 KiB, 1,200 of the longest accepted (16 KiB).
+/// estimates them: some 17,000 tokens of 1 KiB, 1,200 of the longest accepted (16 KiB).
 pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A token's keyed 128-bit hash.
