@@ -54,12 +54,18 @@ def results():
                                     "kib_per_connection": 10.24}}}
 
 
-INFO = {"date": "2026-11-26 15:00 UTC", "machine": {"cpu": "test CPU", "cores": 2}}
+INFO = {"date": "2026-11-26 15:00 UTC",
+        "machine": {"cpu": "test CPU", "cores": 2, "fanout": "abc1234", "profile": "dist"}}
 
 
 class ReportTest(unittest.TestCase):
     def setUp(self):
         self.text = bench.report(results(), INFO)
+
+    def test_the_first_line_names_the_commit_and_the_profile(self):
+        self.assertEqual(self.text.splitlines()[0],
+                         "fanout bench, 2026-11-26 15:00 UTC: test CPU, 2 cores, 3 repeats of 5 s,"
+                         " medians; fanout abc1234, cargo profile dist.")
 
     def test_ratios_and_split(self):
         self.assertIn("| fanout | 60,000 | 0.90 | 1.80 | 15.0 | 4.0 | 11.0 | 16.0 |  |", self.text)
