@@ -15,7 +15,9 @@ mod store;
 
 pub use breaker::ClusterStats;
 pub use redis_store::{ConnectError, RedisStore};
-pub use store::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture};
+pub use store::{
+    ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture, StreamEntry, StreamRead,
+};
 
 use crate::config::ClusterSpec;
 use breaker::{Admit, Breaker, Change};
@@ -200,6 +202,24 @@ impl Cluster {
 
     pub async fn ping(&self) -> Result<(), ClusterError> {
         self.call(|| self.store.ping()).await
+    }
+
+    pub async fn append(
+        &self,
+        key: &str,
+        fields: &[(&str, &str)],
+        keep: usize,
+    ) -> Result<(), ClusterError> {
+        self.call(|| self.store.append(key, fields, keep)).await
+    }
+
+    pub async fn read_after(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<StreamRead, ClusterError> {
+        self.call(|| self.store.read_after(key, after, count)).await
     }
 }
 

@@ -9,9 +9,10 @@
 //! Every operation is one command on one key, so each works on a Redis Cluster too.
 //! The rate limit is one Lua script (`gcra.lua`), sent once (`SCRIPT LOAD` when the
 //! store is made, again after a Redis restart forgot it) and then called by its SHA1
-//! (`EVALSHA`): one round trip per request.
+//! (`EVALSHA`): one round trip per request. Event streams (cluster-wide purges) are in
+//! `redis_events.rs`.
 
-use super::store::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture};
+use super::store::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture, StreamRead};
 use crate::config::RedisTopology;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -19,6 +20,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
 use std::time::Duration;
+
+#[path = "redis_events.rs"]
+mod events;
 
 /// Longest wait for a TCP (and TLS) connection to the store. A call is bounded by the
 /// store's much shorter `timeout` anyway; this bounds the background attempt.
@@ -48,6 +52,8 @@ pub struct RedisStore {
     gcra: Script,
     unlock: Script,
     replace: Script,
+    /// Reads an event stream's ends and entries (`events.lua`).
+    events: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -119,6 +125,7 @@ impl RedisStore {
             gcra: Script::new(GCRA_LUA),
             unlock: Script::new(include_str!("unlock.lua")),
             replace: Script::new(include_str!("replace.lua")),
+            events: Script::new(include_str!("events.lua")),
         };
         store.preload();
         Ok(store)
@@ -358,6 +365,24 @@ impl ClusterStore for RedisStore {
                 }
             }
         })
+    }
+
+    fn append<'a>(
+        &'a self,
+        key: &'a str,
+        fields: &'a [(&'a str, &'a str)],
+        keep: usize,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.append_entry(key, fields, keep))
+    }
+
+    fn read_after<'a>(
+        &'a self,
+        key: &'a str,
+        after: Option<&'a str>,
+        count: usize,
+    ) -> StoreFuture<'a, StreamRead> {
+        Box::pin(self.read_entries(key, after, count))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

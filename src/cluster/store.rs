@@ -1,5 +1,5 @@
-//! The store behind `[cluster]`, as a trait: the few operations cluster-scoped limits
-//! and the shared cache need, each one round trip. The Redis implementation is
+//! The store behind `[cluster]`, as a trait: the few operations cluster-scoped limits,
+//! the shared cache and cluster-wide purges need, each one round trip. The Redis implementation is
 //! `redis_store`; tests and a future store can put another behind the same calls.
 
 use bytes::Bytes;
@@ -35,6 +35,25 @@ pub struct GcraLimit {
 pub enum GcraAnswer {
     Allowed { remaining: u32 },
     Limited { retry_after: Duration },
+}
+
+/// One entry of an event stream: its id, which the store orders, and its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// `MILLISECONDS-SEQUENCE`, as Redis gives it.
+    pub id: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// What one read of an event stream found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamRead {
+    /// The id of the oldest entry the stream still holds; `None`: no stream.
+    pub oldest: Option<String>,
+    /// The id of the newest entry; `None`: no stream.
+    pub newest: Option<String>,
+    /// The entries after the id asked for, oldest first.
+    pub entries: Vec<StreamEntry>,
 }
 
 /// What instances share. Keys come whole (the `key_prefix` already in them); every call
@@ -79,4 +98,34 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug + 'static {
     fn delete_prefixed<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, u64>;
     /// Whether the store answers (`PING`).
     fn ping(&self) -> StoreFuture<'_, ()>;
+    /// Appends an entry of `fields` to the event stream at `key`, which keeps at least
+    /// the newest `keep` entries. A store without streams refuses.
+    fn append<'a>(
+        &'a self,
+        key: &'a str,
+        fields: &'a [(&'a str, &'a str)],
+        keep: usize,
+    ) -> StoreFuture<'a, ()> {
+        let _ = (key, fields, keep);
+        Box::pin(async {
+            Err(StoreError::Refused(
+                "the store keeps no event streams".into(),
+            ))
+        })
+    }
+    /// The stream at `key`: its oldest and newest ids, and up to `count` entries after
+    /// the id `after` (none asked for without one). A store without streams refuses.
+    fn read_after<'a>(
+        &'a self,
+        key: &'a str,
+        after: Option<&'a str>,
+        count: usize,
+    ) -> StoreFuture<'a, StreamRead> {
+        let _ = (key, after, count);
+        Box::pin(async {
+            Err(StoreError::Refused(
+                "the store keeps no event streams".into(),
+            ))
+        })
+    }
 }

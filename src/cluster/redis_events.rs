@@ -1,0 +1,103 @@
+//! Event streams on Redis, for [`RedisStore`]: an entry is appended with `XADD ... MAXLEN
+//! ~ keep` (Redis trims whole nodes, so at least `keep` stay), and read with one script
+//! (`events.lua`) that gives the stream's oldest and newest ids beside the entries after
+//! an id, so a reader can tell when entries it never read were trimmed away.
+
+use super::{Connection, RedisStore};
+use crate::cluster::store::{StoreError, StreamEntry, StreamRead};
+use redis::RedisError;
+
+/// A stream's oldest and newest ids (`""`: no stream), and its entries as Redis gives
+/// them: an id and the fields and values in turn.
+type ScriptAnswer = (String, String, Vec<(String, Vec<String>)>);
+
+impl RedisStore {
+    pub(super) async fn append_entry(
+        &self,
+        key: &str,
+        fields: &[(&str, &str)],
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(key).arg("MAXLEN").arg("~").arg(keep).arg("*");
+        for (field, value) in fields {
+            cmd.arg(*field).arg(*value);
+        }
+        self.query::<String>(&cmd).await.map(drop)
+    }
+
+    pub(super) async fn read_entries(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<StreamRead, StoreError> {
+        let mut call = self.events.key(key);
+        call.arg(after.map(next_id).unwrap_or_default()).arg(count);
+        let result: Result<ScriptAnswer, RedisError> = match self.connection.clone() {
+            Connection::Standalone(mut c) => call.invoke_async(&mut c).await,
+            Connection::Cluster(mut c) => call.invoke_async(&mut c).await,
+        };
+        let (oldest, newest, entries) = result.map_err(|e| self.error(e))?;
+        let some = |id: String| (!id.is_empty()).then_some(id);
+        Ok(StreamRead {
+            oldest: some(oldest),
+            newest: some(newest),
+            entries: entries
+                .into_iter()
+                .map(|(id, flat)| StreamEntry {
+                    id,
+                    fields: pairs(flat),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// `[f1, v1, f2, v2]` as `[(f1, v1), (f2, v2)]`; an odd last field is dropped.
+fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut items = flat.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        out.push((field, value));
+    }
+    out
+}
+
+/// The smallest stream id after `id` (`MILLISECONDS-SEQUENCE`): XRANGE's start is
+/// inclusive, and its exclusive form (`(id`) needs Redis 6.2. An id of another form is
+/// passed on for Redis to refuse.
+fn next_id(id: &str) -> String {
+    let parsed = id
+        .split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)));
+    match parsed {
+        Some((ms, u64::MAX)) => format!("{}-0", ms.saturating_add(1)),
+        Some((ms, seq)) => format!("{ms}-{}", seq + 1),
+        None => id.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_id_is_the_next_sequence_or_the_next_millisecond() {
+        assert_eq!(next_id("1733240000000-0"), "1733240000000-1");
+        assert_eq!(next_id("5-41"), "5-42");
+        assert_eq!(next_id(&format!("5-{}", u64::MAX)), "6-0");
+        assert_eq!(next_id("garbage"), "garbage");
+    }
+
+    #[test]
+    fn fields_pair_up_and_an_odd_one_is_dropped() {
+        let flat = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            pairs(flat(&["url", "/a", "from", "x"])),
+            [("url".into(), "/a".into()), ("from".into(), "x".into())]
+        );
+        assert_eq!(pairs(flat(&["url", "/a", "odd"])).len(), 1);
+        assert!(pairs(Vec::new()).is_empty());
+    }
+}
