@@ -186,9 +186,17 @@ async fn answer(
             let mut answer = json!({"purged": purged});
             // With `[cluster]`, the shared cache too (`cache_scope = "cluster"` entries).
             let mut status = StatusCode::OK;
+            // Then the other instances' memory: they follow the store's purge stream.
             if let Some(cluster) = &gateway.cluster {
-                match crate::cache::purge_shared(cluster, url.as_deref()).await {
-                    Ok(n) => answer["purged_shared"] = json!(n),
+                let shared = match crate::cache::purge_shared(cluster, url.as_deref()).await {
+                    Ok(n) => {
+                        answer["purged_shared"] = json!(n);
+                        crate::cache::announce_purge(cluster, url.as_deref()).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match shared {
+                    Ok(()) => answer["announced"] = json!(true),
                     Err(e) => {
                         status = StatusCode::SERVICE_UNAVAILABLE;
                         answer["shared_error"] = json!(e.to_string());

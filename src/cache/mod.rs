@@ -24,11 +24,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 mod entry;
 mod key;
+mod purge_events;
 mod shared;
 mod shared_value;
 use entry::ENTRY_OVERHEAD;
 pub use entry::{CacheOutcome, CachePolicy, Entry, Fetched, Stored};
 pub use key::{CacheKey, KeyQuery, KeyedBy, StoredForm, Varying, owned_value};
+pub use purge_events::{FOLLOW_EVERY, PURGE_OUTCOMES, PurgeFollower, announce as announce_purge};
 use shared::{Read, WallClock};
 pub use shared::{SHARED_OUTCOMES, SecondLevel, SharedLabels, purge as purge_shared};
 pub use shared_value::{DecodeError, SharedEntry, decode, encode};
@@ -42,6 +44,8 @@ pub struct CacheStats {
     pub coalesced: Counter,
     /// The second level's outcomes, by [`SHARED_OUTCOMES`].
     pub shared: Family<SharedLabels, Counter>,
+    /// The purge stream's events here, by [`PURGE_OUTCOMES`].
+    pub purge_events: Family<SharedLabels, Counter>,
 }
 
 /// How a fill's answer came about.

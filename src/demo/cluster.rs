@@ -48,8 +48,9 @@ pub(super) fn limit_loop(urls: &[String], burst: u32) -> String {
 
 /// What the demo prints after its curl lines about sharing through Redis. Serving with
 /// `redis` (the URL given to `--redis`): how to start a second gateway on the same
-/// Redis and the demo's sample upstreams (`fanout run`, listening one port up), and a
-/// loop over both gateways that one limit bounds. Without it, for a config that reads
+/// Redis and the demo's sample upstreams (`fanout run`, listening one port up), a purge
+/// on the first gateway's admin that empties the second's memory too, and a loop over
+/// both gateways that one limit bounds. Without it, for a config that reads
 /// [`DEMO_SCOPE_VAR`] (`config_text`): the one line saying how to try it. Nothing for
 /// a TLS listener (the second gateway would need its certificate too) or a config with
 /// no limit to share.
@@ -81,7 +82,7 @@ pub fn cluster_lines(
     };
     let second = SocketAddr::new(gateway.ip(), gateway.port().wrapping_add(1));
     let urls = [gateway, second].map(|addr| format!("http://{addr}{path}"));
-    vec![
+    let mut lines = vec![
         format!(
             "{CLUSTER_REDIS_VAR}='{redis}' {DEMO_SCOPE_VAR}=cluster FANOUT__SERVER__LISTEN={second} FANOUT__SERVER__ADMIN_LISTEN=off fanout run -c {}   # a second gateway on the same Redis and sample upstreams",
             config_path.display()
@@ -90,6 +91,13 @@ pub fn cluster_lines(
             "curl -si {}   # on the second gateway: Server-Timing says \"shared\": the first one's answer, read from Redis",
             urls[1]
         ),
-        limit_loop(&urls, burst),
-    ]
+    ];
+    if let Some(admin) = compiled.server.admin_listen {
+        lines.push(format!(
+            "curl -s -X POST http://{admin}/cache/purge; sleep 1; curl -si {}   # purged on the first gateway: the second's copy went too (Server-Timing \"ok\": called afresh)",
+            urls[1]
+        ));
+    }
+    lines.push(limit_loop(&urls, burst));
+    lines
 }

@@ -159,6 +159,17 @@ impl Metrics {
                 .get_or_create(&crate::cache::SharedLabels { outcome });
         }
         registry.register(
+            "cache_purge_events",
+            "The [cluster] purge stream here, by outcome: started (its end found, this memory purged), applied (another instance's purge done here), lost (entries gone unread: this memory purged)",
+            m.cache.purge_events.clone(),
+        );
+        for outcome in crate::cache::PURGE_OUTCOMES {
+            let _ = m
+                .cache
+                .purge_events
+                .get_or_create(&crate::cache::SharedLabels { outcome });
+        }
+        registry.register(
             "jobs",
             "Async routes' jobs running in this instance (state=\"pending\")",
             m.jobs.jobs.clone(),

@@ -98,6 +98,11 @@ pub async fn run(
     // resolves once the last one has.
     let (stop, stopped) = tokio::sync::watch::channel(());
     let pruning = tokio::spawn(prune_limits(live.clone()));
+    // Where the purge stream ends is found before the first request: nothing is cached
+    // here before this instance follows what the others purge.
+    let mut follower = crate::cache::PurgeFollower::default();
+    follow_purges_once(&live, &mut follower).await;
+    let purges = tokio::spawn(follow_purges(live.clone(), follower));
     let near_timer = tokio::spawn(near_timer::hold());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let mut acceptor = Acceptor::new(listener, "main");
@@ -153,6 +158,7 @@ pub async fn run(
     drop(acceptor);
     drop(stopped);
     pruning.abort();
+    purges.abort();
     near_timer.abort();
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: finishing in-flight requests");
     stop.send_replace(());
@@ -229,6 +235,32 @@ async fn prune_limits(live: LiveGateway) {
     loop {
         every.tick().await;
         live.load().prune_limits();
+    }
+}
+
+/// Purges here what other instances purged, every [`crate::cache::FOLLOW_EVERY`].
+async fn follow_purges(live: LiveGateway, mut follower: crate::cache::PurgeFollower) {
+    let mut every = tokio::time::interval(crate::cache::FOLLOW_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        follow_purges_once(&live, &mut follower).await;
+    }
+}
+
+/// One reading of the purge stream, while the snapshot has a `[cluster]`
+/// (`cache::PurgeFollower`). A store that cannot be read is tried again next time.
+async fn follow_purges_once(live: &LiveGateway, follower: &mut crate::cache::PurgeFollower) {
+    // Owned, not a guard: the reading awaits the store.
+    let gateway = live.load_full();
+    let Some(cluster) = &gateway.cluster else {
+        return;
+    };
+    match follower.follow(cluster, &gateway.cache).await {
+        Ok(0) => {}
+        Ok(entries) => tracing::info!(entries, "cached answers purged as the purge stream asked"),
+        Err(error) => tracing::debug!(%error, "the purge stream could not be read"),
     }
 }
 

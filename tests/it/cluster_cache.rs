@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// `[cluster]` on `redis` with a store timeout no loaded machine reaches, `/r` (one
 /// backend `b` on `/data`, cached a minute, shared) and `/p/{*rest}` (a cached proxy
 /// route, shared). `backend` adds keys to `b`, `cluster` to `[cluster]`.
-fn config(redis: &str, up: &MockUpstream, cluster: &str, backend: &str) -> String {
+pub(crate) fn config(redis: &str, up: &MockUpstream, cluster: &str, backend: &str) -> String {
     let timeout = if cluster.contains("timeout") {
         ""
     } else {
@@ -37,7 +37,7 @@ fn config(redis: &str, up: &MockUpstream, cluster: &str, backend: &str) -> Strin
     )
 }
 
-async fn instances(n: usize, toml: &str) -> Vec<ReloadableGateway> {
+pub(crate) async fn instances(n: usize, toml: &str) -> Vec<ReloadableGateway> {
     let mut all = Vec::new();
     for _ in 0..n {
         all.push(start_reloadable(toml).await);
@@ -46,14 +46,14 @@ async fn instances(n: usize, toml: &str) -> Vec<ReloadableGateway> {
 }
 
 /// The `desc` of the one backend in a `Server-Timing` header.
-fn desc(headers: &http::HeaderMap) -> String {
+pub(crate) fn desc(headers: &http::HeaderMap) -> String {
     let timing = headers["server-timing"].to_str().unwrap();
     let desc = timing.split("desc=\"").nth(1).unwrap();
     desc.trim_end_matches('"').to_string()
 }
 
 /// The value of `series` (a whole metric line's name and labels) on a gateway.
-async fn metric(gateway: &ReloadableGateway, series: &str) -> u64 {
+pub(crate) async fn metric(gateway: &ReloadableGateway, series: &str) -> u64 {
     let text = client()
         .get(format!("http://{}/metrics", gateway.admin))
         .send()
@@ -71,7 +71,7 @@ async fn metric(gateway: &ReloadableGateway, series: &str) -> u64 {
 
 /// GETs a proxied page as a load balancer passes it on: with the public host name, the
 /// same on every instance (the host is in a proxy route's cache key).
-async fn page(url: String) -> reqwest::Response {
+pub(crate) async fn page(url: String) -> reqwest::Response {
     client()
         .get(url)
         .header("host", "api.example")

@@ -827,6 +827,14 @@ async fn with_redis_the_demo_limit_and_cache_are_shared_by_two_gateways() {
             && shared[0].contains("fanout run -c gateway.toml"),
         "{shared:#?}"
     );
+    // A purge on the first gateway's admin, then the second gateway's answer again.
+    assert_eq!(
+        shared[2].split("   #").next().unwrap(),
+        format!(
+            "curl -s -X POST http://127.0.0.1:9901/cache/purge; sleep 1; curl -si http://{next_port}/api/users/1/profile"
+        ),
+        "{shared:#?}"
+    );
     let (rounds, urls, admitted) = limit_loop(&shared);
     assert_eq!((rounds, admitted), (6, 10));
     assert_eq!(urls.len(), 2);

@@ -30,6 +30,7 @@ mod cache;
 mod canary;
 mod cluster_cache;
 mod cluster_limits;
+mod cluster_purge;
 mod cluster_store;
 mod conditions;
 mod config_check;
