@@ -111,6 +111,21 @@ impl Cluster {
     where
         F: Future<Output = Result<T, StoreError>> + 'a,
     {
+        self.call_counting(call, true).await
+    }
+
+    /// [`Self::call`], where a refusal (the store answered with an error) feeds the
+    /// breaker only when `refusals_fail`: the purge stream's calls run once a second
+    /// whatever the traffic, and a key of the wrong type, or a store without streams,
+    /// must not open the breaker on the calls that serve requests.
+    async fn call_counting<'a, T, F>(
+        &self,
+        call: impl FnOnce() -> F,
+        refusals_fail: bool,
+    ) -> Result<T, ClusterError>
+    where
+        F: Future<Output = Result<T, StoreError>> + 'a,
+    {
         if self.breaker.admit() == Admit::Skip {
             self.stats.failed("skipped");
             return Err(ClusterError::Skipped);
@@ -126,7 +141,10 @@ impl Cluster {
             Err(_) => ClusterError::Timeout(self.spec.timeout),
         };
         self.stats.failed(error.kind());
-        if let Some(change) = self.breaker.failed() {
+        let refused = matches!(error, ClusterError::Store(StoreError::Refused(_)));
+        if (refusals_fail || !refused)
+            && let Some(change) = self.breaker.failed()
+        {
             self.changed(change, Some(&error));
         }
         Err(error)
@@ -210,7 +228,8 @@ impl Cluster {
         fields: &[(&str, &str)],
         keep: usize,
     ) -> Result<(), ClusterError> {
-        self.call(|| self.store.append(key, fields, keep)).await
+        self.call_counting(|| self.store.append(key, fields, keep), false)
+            .await
     }
 
     pub async fn read_after(
@@ -219,7 +238,8 @@ impl Cluster {
         after: Option<&str>,
         count: usize,
     ) -> Result<StreamRead, ClusterError> {
-        self.call(|| self.store.read_after(key, after, count)).await
+        self.call_counting(|| self.store.read_after(key, after, count), false)
+            .await
     }
 }
 
@@ -297,6 +317,27 @@ mod tests {
                     circuit_breaker = { failures = 3, open_for = \"1s\" }\n";
         let spec = compile(toml, &Env::default()).unwrap().cluster.unwrap();
         Cluster::new(spec, store).with_stats(ClusterStats::default())
+    }
+
+    /// A store that refuses the purge stream's calls (here: one without streams) leaves
+    /// the breaker closed, however often they run; hung, they count as any call does.
+    #[tokio::test(start_paused = true)]
+    async fn refused_stream_calls_never_open_the_breaker() {
+        let store = Arc::new(Hanging::default());
+        store.answers.store(true, Ordering::SeqCst);
+        let cluster = cluster(store.clone());
+        for _ in 0..10 {
+            let e = cluster.read_after("s", Some("1-0"), 8).await.unwrap_err();
+            assert!(
+                matches!(e, ClusterError::Store(StoreError::Refused(_))),
+                "{e}"
+            );
+            assert!(cluster.append("s", &[("all", "1")], 8).await.is_err());
+        }
+        assert_eq!(cluster.state(), "unknown", "neither failing nor open");
+        assert!(cluster.get("k").await.is_ok(), "the store is still called");
+        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(cluster.state(), "up");
     }
 
     /// On tokio's paused clock: a hung store costs each call exactly `timeout` until the

@@ -8,8 +8,9 @@ use crate::cluster::store::{StoreError, StreamEntry, StreamRead};
 use redis::RedisError;
 
 /// A stream's oldest and newest ids (`""`: no stream), and its entries as Redis gives
-/// them: an id and the fields and values in turn.
-type ScriptAnswer = (String, String, Vec<(String, Vec<String>)>);
+/// them: an id and the fields and values in turn, as bytes (any client of the store
+/// may have written them; text that is not UTF-8 must not stop the reader there).
+type ScriptAnswer = (String, String, Vec<(String, Vec<Vec<u8>>)>);
 
 impl RedisStore {
     pub(super) async fn append_entry(
@@ -54,12 +55,16 @@ impl RedisStore {
     }
 }
 
-/// `[f1, v1, f2, v2]` as `[(f1, v1), (f2, v2)]`; an odd last field is dropped.
-fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+/// `[f1, v1, f2, v2]` as `[(f1, v1), (f2, v2)]`, bytes that are not UTF-8 replaced; an
+/// odd last field is dropped.
+fn pairs(flat: Vec<Vec<u8>>) -> Vec<(String, String)> {
+    let text = |bytes: Vec<u8>| {
+        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+    };
     let mut out = Vec::with_capacity(flat.len() / 2);
     let mut items = flat.into_iter();
     while let (Some(field), Some(value)) = (items.next(), items.next()) {
-        out.push((field, value));
+        out.push((text(field), text(value)));
     }
     out
 }
@@ -92,12 +97,16 @@ mod tests {
 
     #[test]
     fn fields_pair_up_and_an_odd_one_is_dropped() {
-        let flat = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let flat = |v: &[&[u8]]| v.iter().map(|s| s.to_vec()).collect::<Vec<_>>();
         assert_eq!(
-            pairs(flat(&["url", "/a", "from", "x"])),
-            [("url".into(), "/a".into()), ("from".into(), "x".into())]
+            pairs(flat(&[b"url", b"/a", b"all", b"1"])),
+            [("url".into(), "/a".into()), ("all".into(), "1".into())]
         );
-        assert_eq!(pairs(flat(&["url", "/a", "odd"])).len(), 1);
+        assert_eq!(pairs(flat(&[b"url", b"/a", b"odd"])).len(), 1);
         assert!(pairs(Vec::new()).is_empty());
+        assert_eq!(
+            pairs(flat(&[b"url", b"/\xff"])),
+            [("url".into(), "/\u{fffd}".into())]
+        );
     }
 }
