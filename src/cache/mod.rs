@@ -24,7 +24,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 mod entry;
 mod key;
-mod purge_events;
+#[doc(hidden)]
+pub mod purge_events;
 mod shared;
 mod shared_value;
 use entry::ENTRY_OVERHEAD;

@@ -16,7 +16,7 @@
 
 use super::ResponseCache;
 use super::shared::count;
-use crate::cluster::{Cluster, ClusterError, StreamRead};
+use crate::cluster::{Cluster, ClusterError, StreamRead, stream_id_order};
 use std::time::Duration;
 
 /// How often a follower reads the stream: how long another instance's memory may serve
@@ -80,34 +80,26 @@ impl PurgeFollower {
             let read = cluster
                 .read_after(&self.key, Some(&last), READ_COUNT)
                 .await?;
-            if lost_entries(&last, &read) {
-                tracing::warn!(
-                    stream = %self.key,
-                    "purge events were lost from the cluster store; purging every cached answer here"
-                );
-                self.last = Some(read.newest.unwrap_or_else(|| "0-0".into()));
-                count(&cache.stats.purge_events, "lost");
-                return Ok(purged + cache.purge(None).await);
-            }
             let full = read.entries.len() == READ_COUNT;
-            for entry in read.entries {
-                let field = |name: &str| {
-                    entry
-                        .fields
-                        .iter()
-                        .find(|(f, _)| f == name)
-                        .map(|(_, v)| v.as_str())
-                };
-                let url = match (field("url"), field("all")) {
-                    (Some(url), _) => Some(Some(url)),
-                    (None, Some(_)) => Some(None),
-                    (None, None) => None,
-                };
-                if let Some(url) = url {
-                    purged += cache.purge(url).await;
-                    count(&cache.stats.purge_events, "applied");
+            match reading(&last, &read) {
+                Reading::Lost => {
+                    tracing::warn!(
+                        stream = %self.key,
+                        "purge events were lost from the cluster store; purging every cached answer here"
+                    );
+                    self.last = Some(read.newest.unwrap_or_else(|| "0-0".into()));
+                    count(&cache.stats.purge_events, "lost");
+                    return Ok(purged + cache.purge(None).await);
                 }
-                self.last = Some(entry.id);
+                Reading::Purge { purges, last } => {
+                    for url in purges {
+                        purged += cache.purge(url).await;
+                        count(&cache.stats.purge_events, "applied");
+                    }
+                    if let Some(last) = last {
+                        self.last = Some(last.to_owned());
+                    }
+                }
             }
             if !full {
                 return Ok(purged);
@@ -120,49 +112,119 @@ impl PurgeFollower {
     }
 }
 
-/// Whether entries after `last` may be gone unread: the stream vanished, or its oldest
-/// entry is newer than `last` (all after `last` trimmed). `0-0` (no stream when the
-/// follower started) has nothing older to lose.
-fn lost_entries(last: &str, read: &StreamRead) -> bool {
-    if last == "0-0" {
-        return false;
-    }
-    match &read.oldest {
-        None => true,
-        Some(oldest) => id_key(oldest) > id_key(last),
-    }
+/// What one reading of the stream asks of a follower whose last entry read is `last`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reading<'r> {
+    /// Entries after `last` may be gone unread: purge everything, and go on from the
+    /// stream's newest entry.
+    Lost,
+    /// Purge these URLs in turn (`None`: everything); then the last entry read is `last`
+    /// (`None`: no entry, `last` stays).
+    Purge {
+        purges: Vec<Option<&'r str>>,
+        last: Option<&'r str>,
+    },
 }
 
-/// A stream id as numbers, ordered as the store orders them.
-fn id_key(id: &str) -> (u64, u64) {
-    id.split_once('-')
-        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
-        .unwrap_or((0, 0))
+/// The rules of a reading: the entries after `last` are lost when the stream vanished
+/// or its oldest entry is newer than `last` (all after `last` trimmed), except after
+/// `0-0` (no stream when the follower started: nothing older to lose). Otherwise each
+/// entry with a `url` purges it, one with `all` (and no `url`) purges everything, and
+/// one with neither is passed over.
+pub fn reading<'r>(last: &str, read: &'r StreamRead) -> Reading<'r> {
+    let lost = last != "0-0"
+        && match &read.oldest {
+            None => true,
+            Some(oldest) => stream_id_order(oldest) > stream_id_order(last),
+        };
+    if lost {
+        return Reading::Lost;
+    }
+    let purges = read
+        .entries
+        .iter()
+        .filter_map(|entry| {
+            let field = |name: &str| {
+                entry
+                    .fields
+                    .iter()
+                    .find(|(f, _)| f == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            match (field("url"), field("all")) {
+                (Some(url), _) => Some(Some(url)),
+                (None, Some(_)) => Some(None),
+                (None, None) => None,
+            }
+        })
+        .collect();
+    Reading::Purge {
+        purges,
+        last: read.entries.last().map(|e| e.id.as_str()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::StreamEntry;
 
-    fn read(oldest: Option<&str>) -> StreamRead {
+    fn read(oldest: Option<&str>, entries: &[(&str, &[(&str, &str)])]) -> StreamRead {
         StreamRead {
             oldest: oldest.map(str::to_owned),
-            newest: oldest.map(str::to_owned),
-            entries: Vec::new(),
+            newest: entries.last().map(|(id, _)| id.to_string()),
+            entries: entries
+                .iter()
+                .map(|(id, fields)| StreamEntry {
+                    id: id.to_string(),
+                    fields: fields
+                        .iter()
+                        .map(|(f, v)| (f.to_string(), v.to_string()))
+                        .collect(),
+                })
+                .collect(),
         }
     }
 
     #[test]
     fn entries_are_lost_only_when_the_stream_moved_past_the_last_one_read() {
-        assert!(!lost_entries("10-0", &read(Some("9-5"))));
-        assert!(!lost_entries("10-0", &read(Some("10-0"))));
-        assert!(lost_entries("10-0", &read(Some("10-1"))));
-        assert!(lost_entries("10-0", &read(Some("11-0"))));
+        let lost = |last: &str, oldest| reading(last, &read(oldest, &[])) == Reading::Lost;
+        assert!(!lost("10-0", Some("9-5")));
+        assert!(!lost("10-0", Some("10-0")));
+        assert!(lost("10-0", Some("10-1")));
+        assert!(lost("10-0", Some("11-0")));
         // Numbers, not text: 9 < 10.
-        assert!(!lost_entries("10-0", &read(Some("9-0"))));
-        assert!(lost_entries("9-0", &read(Some("10-0"))));
-        assert!(lost_entries("10-0", &read(None)), "the stream vanished");
-        assert!(!lost_entries("0-0", &read(None)));
-        assert!(!lost_entries("0-0", &read(Some("10-0"))));
+        assert!(!lost("10-0", Some("9-0")));
+        assert!(lost("9-0", Some("10-0")));
+        assert!(lost("10-0", None), "the stream vanished");
+        assert!(!lost("0-0", None));
+        assert!(!lost("0-0", Some("10-0")));
+    }
+
+    #[test]
+    fn entries_purge_a_url_or_everything_in_order_and_others_pass() {
+        let stream = read(
+            Some("1-0"),
+            &[
+                ("2-0", &[("url", "http://u/a")]),
+                ("2-1", &[("other", "x")]),
+                ("3-0", &[("all", "1")]),
+                ("3-1", &[("all", "1"), ("url", "http://u/b")]),
+            ],
+        );
+        assert_eq!(
+            reading("1-0", &stream),
+            Reading::Purge {
+                purges: vec![Some("http://u/a"), None, Some("http://u/b")],
+                last: Some("3-1"),
+            }
+        );
+        assert_eq!(
+            reading("1-0", &read(Some("1-0"), &[])),
+            Reading::Purge {
+                purges: vec![],
+                last: None
+            }
+        );
     }
 }

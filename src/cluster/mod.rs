@@ -17,6 +17,7 @@ pub use breaker::ClusterStats;
 pub use redis_store::{ConnectError, RedisStore};
 pub use store::{
     ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture, StreamEntry, StreamRead,
+    next_stream_id, stream_id_order,
 };
 
 use crate::config::ClusterSpec;

@@ -1,10 +1,12 @@
 //! Event streams on Redis, for [`RedisStore`]: an entry is appended with `XADD ... MAXLEN
 //! ~ keep` (Redis trims whole nodes, so at least `keep` stay), and read with one script
 //! (`events.lua`) that gives the stream's oldest and newest ids beside the entries after
-//! an id, so a reader can tell when entries it never read were trimmed away.
+//! an id, so a reader can tell when entries it never read were trimmed away. XRANGE's
+//! start is inclusive (its exclusive form, `(id`, needs Redis 6.2): the script is given
+//! the id after the last one read ([`next_stream_id`]).
 
 use super::{Connection, RedisStore};
-use crate::cluster::store::{StoreError, StreamEntry, StreamRead};
+use crate::cluster::store::{StoreError, StreamEntry, StreamRead, next_stream_id};
 use redis::RedisError;
 
 /// A stream's oldest and newest ids (`""`: no stream), and its entries as Redis gives
@@ -34,7 +36,8 @@ impl RedisStore {
         count: usize,
     ) -> Result<StreamRead, StoreError> {
         let mut call = self.events.key(key);
-        call.arg(after.map(next_id).unwrap_or_default()).arg(count);
+        call.arg(after.map(next_stream_id).unwrap_or_default())
+            .arg(count);
         let result: Result<ScriptAnswer, RedisError> = match self.connection.clone() {
             Connection::Standalone(mut c) => call.invoke_async(&mut c).await,
             Connection::Cluster(mut c) => call.invoke_async(&mut c).await,
@@ -69,31 +72,9 @@ fn pairs(flat: Vec<Vec<u8>>) -> Vec<(String, String)> {
     out
 }
 
-/// The smallest stream id after `id` (`MILLISECONDS-SEQUENCE`): XRANGE's start is
-/// inclusive, and its exclusive form (`(id`) needs Redis 6.2. An id of another form is
-/// passed on for Redis to refuse.
-fn next_id(id: &str) -> String {
-    let parsed = id
-        .split_once('-')
-        .and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)));
-    match parsed {
-        Some((ms, u64::MAX)) => format!("{}-0", ms.saturating_add(1)),
-        Some((ms, seq)) => format!("{ms}-{}", seq + 1),
-        None => id.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_next_id_is_the_next_sequence_or_the_next_millisecond() {
-        assert_eq!(next_id("1733240000000-0"), "1733240000000-1");
-        assert_eq!(next_id("5-41"), "5-42");
-        assert_eq!(next_id(&format!("5-{}", u64::MAX)), "6-0");
-        assert_eq!(next_id("garbage"), "garbage");
-    }
 
     #[test]
     fn fields_pair_up_and_an_odd_one_is_dropped() {

@@ -56,6 +56,28 @@ pub struct StreamRead {
     pub entries: Vec<StreamEntry>,
 }
 
+/// A stream id (`MILLISECONDS-SEQUENCE`) as two numbers, ordered as the store orders
+/// ids; `None` for text of another form.
+pub fn stream_id_order(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(ms) || !digits(seq) {
+        return None;
+    }
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// The smallest stream id after `id`: the next sequence number, or the next
+/// millisecond's first. The last id there is (`u64::MAX` twice) and text of another
+/// form are returned as they are (a store refuses the latter).
+pub fn next_stream_id(id: &str) -> String {
+    match stream_id_order(id) {
+        Some((u64::MAX, u64::MAX)) | None => id.to_owned(),
+        Some((ms, u64::MAX)) => format!("{}-0", ms + 1),
+        Some((ms, seq)) => format!("{ms}-{}", seq + 1),
+    }
+}
+
 /// What instances share. Keys come whole (the `key_prefix` already in them); every call
 /// touches one key, so each works on a Redis Cluster.
 pub trait ClusterStore: Send + Sync + std::fmt::Debug + 'static {
@@ -127,5 +149,24 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug + 'static {
                 "the store keeps no event streams".into(),
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_id_is_the_next_sequence_or_the_next_millisecond() {
+        assert_eq!(next_stream_id("1733240000000-0"), "1733240000000-1");
+        assert_eq!(next_stream_id("5-41"), "5-42");
+        assert_eq!(next_stream_id(&format!("5-{}", u64::MAX)), "6-0");
+        let last = format!("{}-{}", u64::MAX, u64::MAX);
+        assert_eq!(next_stream_id(&last), last);
+        assert_eq!(next_stream_id("garbage"), "garbage");
+        assert!(stream_id_order("9-0") < stream_id_order("10-0"));
+        for odd in ["", "-", "1-", "-1", "+1-2", "1-2-3", "a-1", "1 -2"] {
+            assert_eq!(stream_id_order(odd), None, "{odd:?}");
+        }
     }
 }
