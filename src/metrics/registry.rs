@@ -152,23 +152,13 @@ impl Metrics {
             "The shared (cluster) cache level, by outcome: hit, miss, stored, too_large, waited, gave_up, error",
             m.cache.shared.clone(),
         );
-        for outcome in crate::cache::SHARED_OUTCOMES {
-            let _ = m
-                .cache
-                .shared
-                .get_or_create(&crate::cache::SharedLabels { outcome });
-        }
+        at_zero(&m.cache.shared, &crate::cache::SHARED_OUTCOMES);
         registry.register(
             "cache_purge_events",
             "The [cluster] purge stream here, by outcome: started (its end found, this memory purged), applied (another instance's purge done here), lost (entries gone unread: this memory purged)",
             m.cache.purge_events.clone(),
         );
-        for outcome in crate::cache::PURGE_OUTCOMES {
-            let _ = m
-                .cache
-                .purge_events
-                .get_or_create(&crate::cache::SharedLabels { outcome });
-        }
+        at_zero(&m.cache.purge_events, &crate::cache::PURGE_OUTCOMES);
         registry.register(
             "jobs",
             "Async routes' jobs running in this instance (state=\"pending\")",
@@ -201,5 +191,12 @@ impl Metrics {
             m.mirror_in_flight.clone(),
         );
         Arc::new(Self { registry, ..m })
+    }
+}
+
+/// Shows each of `outcomes` in `family` at 0 before its first event.
+fn at_zero(family: &Family<crate::cache::SharedLabels, Counter>, outcomes: &[&'static str]) {
+    for &outcome in outcomes {
+        let _ = family.get_or_create(&crate::cache::SharedLabels { outcome });
     }
 }
