@@ -10,27 +10,28 @@
 //! The rate limit is one Lua script (`gcra.lua`), sent once (`SCRIPT LOAD` when the
 //! store is made, again after a Redis restart forgot it) and then called by its SHA1
 //! (`EVALSHA`): one round trip per request. Event streams (cluster-wide purges) are in
-//! `redis_events.rs`.
+//! `redis_events.rs`; deleting every key under a prefix (a cache purge), in
+//! `redis_scan.rs`.
 
 use super::store::{ClusterStore, GcraAnswer, GcraLimit, StoreError, StoreFuture, StreamRead};
 use crate::config::RedisTopology;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{Cmd, FromRedisValue, RedisError, Script};
 use std::time::Duration;
 
 #[path = "redis_events.rs"]
 mod events;
+#[path = "redis_scan.rs"]
+mod scan;
 
 /// Longest wait for a TCP (and TLS) connection to the store. A call is bounded by the
 /// store's much shorter `timeout` anyway; this bounds the background attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for an answer on a connection before it counts as broken.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Keys asked for per `SCAN` step, and deleted per `UNLINK`.
-const SCAN_COUNT: usize = 500;
 /// The rate-limit script (see the file for its rules).
 const GCRA_LUA: &str = include_str!("gcra.lua");
 
@@ -194,66 +195,6 @@ impl RedisStore {
             StoreError::Refused(text)
         }
     }
-
-    /// The masters of a Redis Cluster, as `(host, port)`, from `CLUSTER NODES`.
-    async fn masters(
-        &self,
-        connection: &mut ClusterConnection,
-    ) -> Result<Vec<(String, u16)>, StoreError> {
-        let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("NODES");
-        let nodes = connection
-            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
-            .await
-            .map_err(|e| self.error(e))?;
-        let text = String::from_redis_value(nodes).map_err(|e| self.error(e.into()))?;
-        Ok(cluster_masters(&text))
-    }
-
-    /// Deletes the keys under `prefix` that one node holds: `SCAN` in steps, `UNLINK`
-    /// what each step found (UNLINK frees memory off Redis's main thread).
-    async fn delete_scanned(
-        &self,
-        node: Option<(&str, u16)>,
-        pattern: &str,
-    ) -> Result<u64, StoreError> {
-        let mut cursor: u64 = 0;
-        let mut deleted = 0u64;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
-            let answer = match (&self.connection, node) {
-                (Connection::Cluster(c), Some((host, port))) => c
-                    .clone()
-                    .route_command(
-                        scan,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.to_owned(),
-                            port,
-                        }),
-                    )
-                    .await
-                    .map_err(|e| self.error(e))?,
-                _ => self.query::<Value>(&scan).await?,
-            };
-            let (next, keys): (u64, Vec<String>) =
-                FromRedisValue::from_redis_value(answer).map_err(|e| self.error(e.into()))?;
-            if !keys.is_empty() {
-                // On a Cluster, redis-rs splits a many-key UNLINK by slot.
-                let mut unlink = redis::cmd("UNLINK");
-                unlink.arg(&keys);
-                deleted += self.query::<u64>(&unlink).await?;
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
-    }
 }
 
 impl ClusterStore for RedisStore {
@@ -352,19 +293,7 @@ impl ClusterStore for RedisStore {
     }
 
     fn delete_prefixed<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let pattern = format!("{}*", glob_escaped(prefix));
-            match &self.connection {
-                Connection::Standalone(_) => self.delete_scanned(None, &pattern).await,
-                Connection::Cluster(c) => {
-                    let mut deleted = 0;
-                    for (host, port) in self.masters(&mut c.clone()).await? {
-                        deleted += self.delete_scanned(Some((&host, port)), &pattern).await?;
-                    }
-                    Ok(deleted)
-                }
-            }
-        })
+        Box::pin(self.delete_under(prefix))
     }
 
     fn append<'a>(
@@ -410,65 +339,9 @@ fn redacted(text: &str, password: Option<&str>) -> String {
     }
 }
 
-/// `prefix` with the glob characters of `SCAN MATCH` escaped, so it matches itself.
-fn glob_escaped(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 4);
-    for ch in prefix.chars() {
-        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// The masters' addresses in a `CLUSTER NODES` answer: lines of `id host:port@cport
-/// flags ...`, the flags holding `master` (and not `fail`).
-fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let address = fields.nth(1)?;
-            let flags = fields.next()?;
-            let is_master = flags.split(',').any(|f| f == "master");
-            let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
-            if !is_master || failed {
-                return None;
-            }
-            let address = address.split('@').next()?;
-            let (host, port) = address.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_prefix_matches_only_itself_in_scan() {
-        assert_eq!(glob_escaped("fanout:cache:"), "fanout:cache:");
-        assert_eq!(glob_escaped("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-    }
-
-    #[test]
-    fn cluster_nodes_give_the_live_masters() {
-        let nodes = "\
-07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,hostname4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
-";
-        assert_eq!(
-            cluster_masters(nodes),
-            vec![
-                ("127.0.0.1".to_owned(), 30002),
-                ("127.0.0.1".to_owned(), 30001)
-            ]
-        );
-    }
 
     #[test]
     fn a_password_never_reaches_an_error_text() {
