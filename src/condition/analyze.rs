@@ -11,6 +11,9 @@ pub(super) const REQUEST: &str = "request";
 pub(super) const RESPONSES: &str = "responses";
 /// The request's identity: `auth.sub`, `auth.provider`, `auth.claims`.
 pub(super) const AUTH: &str = "auth";
+/// The connection's verified client certificate: `client_cert.subject`,
+/// `client_cert.fingerprint`, `client_cert.dns`, `client_cert.uri`.
+pub(super) const CLIENT_CERT: &str = "client_cert";
 
 /// The fields of `request`, as bits: only those read are built per evaluation.
 pub(super) mod field {
@@ -59,6 +62,8 @@ pub(super) struct Reads {
     pub backends: Vec<BackendRead>,
     /// `auth`: the request's identity.
     pub auth: bool,
+    /// `client_cert`: the connection's client certificate.
+    pub client_cert: bool,
 }
 
 struct Walk<'a> {
@@ -69,7 +74,7 @@ struct Walk<'a> {
 }
 
 /// Walks `expr` and lists what it reads; every free name must be `request`, `responses`,
-/// `auth` or one of `backends`.
+/// `auth`, `client_cert` or one of `backends`.
 pub(super) fn reads(expr: &IdedExpr, backends: &[&str]) -> Result<Reads, String> {
     let mut walk = Walk {
         backends,
@@ -233,6 +238,22 @@ impl<'a> Walk<'a> {
                     ));
                 }
                 self.reads.auth = true;
+                Ok(())
+            }
+            Expr::Ident(name) if name == CLIENT_CERT => {
+                self.reads.client_cert = true;
+                Ok(())
+            }
+            Expr::Select(s)
+                if ident(&s.operand) == Some(CLIENT_CERT) && self.is_free(CLIENT_CERT) =>
+            {
+                if !matches!(s.field.as_str(), "subject" | "fingerprint" | "dns" | "uri") {
+                    return Err(format!(
+                        "client_cert.{}: the client certificate has subject, fingerprint, dns and uri",
+                        s.field
+                    ));
+                }
+                self.reads.client_cert = true;
                 Ok(())
             }
             Expr::Ident(name) if name == RESPONSES => {

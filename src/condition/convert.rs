@@ -7,9 +7,12 @@ use super::analyze::BackendRead;
 use super::json::{Keys, json};
 use crate::auth::Identity;
 use crate::template::{Answered, RenderInput};
+use crate::tls::client_cert::ClientCert;
 use cel::ExecutionError;
 use cel::common::traits::{self, Container, Indexer, Iterable, Sizer};
-use cel::common::types::{self as cel_types, CelInt, CelMap, CelMapKey, CelNull, CelString, Type};
+use cel::common::types::{
+    self as cel_types, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, Type,
+};
 use cel::common::value::{CowVal, Val};
 use http::HeaderMap;
 use serde_json::Value as Json;
@@ -255,6 +258,30 @@ pub(super) fn identity<'a>(identity: Option<&'a Identity>) -> Box<dyn Val + 'a> 
         ("sub", Box::new(CelString::from(&*identity.subject))),
         ("provider", Box::new(CelString::from(&*identity.provider))),
         ("claims", json(&identity.claims)),
+    ])
+}
+
+/// `client_cert`: the connection's verified client certificate, `null` without one.
+pub(super) fn client_cert<'a>(cert: Option<&'a ClientCert>) -> Box<dyn Val + 'a> {
+    let Some(cert) = cert else {
+        return Box::new(CelNull);
+    };
+    let strings = |names: &'a [String]| -> Box<dyn Val + 'a> {
+        Box::new(CelList::from(
+            names
+                .iter()
+                .map(|n| Box::new(CelString::from(n.as_str())) as Box<dyn Val + 'a>)
+                .collect::<Vec<_>>(),
+        ))
+    };
+    map(vec![
+        ("subject", Box::new(CelString::from(&*cert.subject))),
+        (
+            "fingerprint",
+            Box::new(CelString::from(cert.fingerprint.as_str())),
+        ),
+        ("dns", strings(&cert.dns)),
+        ("uri", strings(&cert.uri)),
     ])
 }
 

@@ -14,7 +14,12 @@
 //! - `responses.NAME.status`, `responses.NAME.headers['etag']` and `responses.NAME.body`:
 //!   a backend's answer with its status and the response headers conditions name;
 //! - `auth.sub`, `auth.provider` and `auth.claims` (a map): the identity the route's
-//!   `auth` proved; `auth` is `null` on an anonymous request (`auth_optional`).
+//!   `auth` proved; `auth` is `null` on an anonymous request (`auth_optional`);
+//! - `client_cert.subject` (RFC 4514), `client_cert.fingerprint` (SHA-256, lowercase
+//!   hex), `client_cert.dns` and `client_cert.uri` (lists: the subject alternative
+//!   names, a SPIFFE id among the URIs): the certificate the client presented and the
+//!   listener verified (`[server.tls] client_ca`); `null` without one
+//!   (`client_auth = "optional"`).
 //!
 //! Compiling also records what the condition reads, so that the route waits for those
 //! backends' answers before deciding, keeps the response headers it names, and reads the
@@ -54,6 +59,8 @@ pub struct Condition {
     backends: Vec<BackendRead>,
     /// Whether it reads `auth`, the request's identity.
     auth: bool,
+    /// Whether it reads `client_cert`, the connection's client certificate.
+    client_cert: bool,
 }
 
 /// Conditions are equal when written alike: the rest is derived from the text.
@@ -103,6 +110,7 @@ impl Condition {
             request: reads.request,
             backends: reads.backends,
             auth: reads.auth,
+            client_cert: reads.client_cert,
         })
     }
 
@@ -119,6 +127,11 @@ impl Condition {
     /// Whether the condition reads the request's identity (`auth`).
     pub fn reads_auth(&self) -> bool {
         self.auth
+    }
+
+    /// Whether the condition reads the client certificate (`client_cert`).
+    pub fn reads_client_cert(&self) -> bool {
+        self.client_cert
     }
 
     /// Whether the condition reads `request.body` (or the whole `request`).
@@ -142,6 +155,12 @@ impl Condition {
         }
         if self.auth {
             context.add_variable_as_val(analyze::AUTH, convert::identity(input.auth));
+        }
+        if self.client_cert {
+            context.add_variable_as_val(
+                analyze::CLIENT_CERT,
+                convert::client_cert(input.client_cert),
+            );
         }
         let mut responses = Vec::new();
         for read in &self.backends {

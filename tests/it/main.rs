@@ -58,6 +58,7 @@ mod proxy_upgrade;
 mod reload;
 mod server;
 mod tls_certs;
+mod tls_client_cert_when;
 mod tls_edge;
 mod tls_http1;
 mod tls_rotation;

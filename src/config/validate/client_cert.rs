@@ -1,7 +1,7 @@
 //! Validation of what reads the client certificate: a `{client_cert...}` template
-//! source or a `client_cert` rate-limit key works only where the listener asks clients
-//! for a certificate (`[server.tls] client_ca`); without it every request would lack
-//! one, so each is refused at its place.
+//! source, a `when` condition reading `client_cert` or a `client_cert` rate-limit key
+//! works only where the listener asks clients for a certificate (`[server.tls] client_ca`);
+//! without it every request would lack one, so each is refused at its place.
 
 use super::Problems;
 use crate::config::{RouteKind, RouteSpec};
@@ -52,6 +52,19 @@ pub(super) fn client_cert_reads(
                 for (name, t) in &b.headers {
                     refuse(format!("{at}.headers.{name}"), Box::new(t.sources()));
                 }
+            }
+        }
+    }
+    if let RouteKind::Aggregate(spec) = &route.kind {
+        for (i, b) in spec.backends.iter().enumerate() {
+            if let Some(when) = b.when.as_ref().filter(|w| w.reads_client_cert()) {
+                p.add(
+                    format!("{place}.backends[{i}].when"),
+                    format!(
+                        "reads the client certificate ({}), which no client presents without [server.tls] client_ca; {FIX}",
+                        when.source()
+                    ),
+                );
             }
         }
     }

@@ -8,7 +8,7 @@ use http::{HeaderName, Method};
 
 /// Names a backend may not have: `{auth...}`, `{body...}`, `{responses...}` and
 /// conditions' `request` read these.
-const RESERVED_NAMES: [&str; 4] = ["request", "responses", "body", "auth"];
+const RESERVED_NAMES: [&str; 5] = ["request", "responses", "body", "auth", "client_cert"];
 
 /// Request headers a template may not set: the gateway frames each call itself.
 const FRAMING: [&str; 3] = ["host", "content-length", "transfer-encoding"];
@@ -62,7 +62,7 @@ pub(super) fn write_call(
         p.add(
             format!("{place}.name"),
             format!(
-                "\"{}\" is reserved: templates and conditions read the client's request as request and body, answers' status and headers as responses, and the request's identity as auth; rename the backend",
+                "\"{}\" is reserved: templates and conditions read the client's request as request and body, answers' status and headers as responses, the request's identity as auth, and the client certificate as client_cert; rename the backend",
                 b.name
             ),
         );

@@ -146,10 +146,32 @@ impl TestCa {
         })
     }
 
+    /// A client certificate as [`Self::client`] gives, with `uris` (SPIFFE ids, say)
+    /// among its subject alternative names.
+    pub fn client_with_uris(&self, common_name: &str, uris: &[&str]) -> Issued {
+        let request = CertRequest {
+            common_name,
+            names: &[],
+            not_before: SystemTime::now() - DAY,
+            not_after: SystemTime::now() + 365 * DAY,
+            client: true,
+        };
+        self.issue_with_uris(&request, uris)
+    }
+
     /// A certificate as `request` says, with a new ECDSA P-256 key.
     pub fn issue(&self, request: &CertRequest<'_>) -> Issued {
+        self.issue_with_uris(request, &[])
+    }
+
+    fn issue_with_uris(&self, request: &CertRequest<'_>, uris: &[&str]) -> Issued {
         let names: Vec<String> = request.names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
+        for uri in uris {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                rcgen::string::Ia5String::try_from(*uri).unwrap(),
+            ));
+        }
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
@@ -396,9 +418,22 @@ impl TlsConn {
 
     /// Sends `GET path HTTP/1.1` with `Connection: close` and reads the response until
     /// the server closes. Over a connection that negotiated HTTP/1.1 (or no ALPN).
-    pub async fn get(mut self, path: &str) -> std::io::Result<TlsResponse> {
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    pub async fn get(self, path: &str) -> std::io::Result<TlsResponse> {
+        self.get_with(path, &[]).await
+    }
+
+    /// [`Self::get`] with `headers` too.
+    pub async fn get_with(
+        mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<TlsResponse> {
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
         self.stream.write_all(request.as_bytes()).await?;
         self.stream.flush().await?;
         let mut out = Vec::new();
