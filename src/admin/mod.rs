@@ -186,21 +186,23 @@ async fn answer(
             let mut answer = json!({"purged": purged});
             // With `[cluster]`, the shared cache too (`cache_scope = "cluster"` entries).
             let mut status = StatusCode::OK;
-            // Then the other instances' memory: they follow the store's purge stream.
+            // Then the other instances' memory: they follow the store's purge stream,
+            // told even when the shared level could not be purged (their copies are as
+            // stale either way).
             if let Some(cluster) = &gateway.cluster {
-                let shared = match crate::cache::purge_shared(cluster, url.as_deref()).await {
-                    Ok(n) => {
-                        answer["purged_shared"] = json!(n);
-                        crate::cache::announce_purge(cluster, url.as_deref()).await
-                    }
-                    Err(e) => Err(e),
-                };
+                let shared = crate::cache::purge_shared(cluster, url.as_deref()).await;
+                let announced = crate::cache::announce_purge(cluster, url.as_deref()).await;
                 match shared {
-                    Ok(()) => answer["announced"] = json!(true),
+                    Ok(n) => answer["purged_shared"] = json!(n),
                     Err(e) => {
                         status = StatusCode::SERVICE_UNAVAILABLE;
                         answer["shared_error"] = json!(e.to_string());
                     }
+                }
+                answer["announced"] = json!(announced.is_ok());
+                if let Err(e) = announced {
+                    status = StatusCode::SERVICE_UNAVAILABLE;
+                    answer["announce_error"] = json!(e.to_string());
                 }
             }
             json_response(status, &answer)

@@ -409,18 +409,24 @@ impl ResponseCache {
                 n
             }
             Some(url) => {
-                let keys: Vec<Arc<CacheKey>> = self
-                    .store
-                    .iter()
-                    .filter(|(k, _)| k.url() == url)
-                    .map(|(k, _)| k)
-                    .collect();
-                for key in &keys {
-                    self.store.invalidate(key.as_ref()).await;
-                }
-                keys.len() as u64
+                self.purge_urls(&std::collections::HashSet::from([url]))
+                    .await
             }
         }
+    }
+
+    /// Removes the entries for each of `urls` (any method and headers), in one pass.
+    pub async fn purge_urls(&self, urls: &std::collections::HashSet<&str>) -> u64 {
+        let keys: Vec<Arc<CacheKey>> = self
+            .store
+            .iter()
+            .filter(|(k, _)| urls.contains(k.url()))
+            .map(|(k, _)| k)
+            .collect();
+        for key in &keys {
+            self.store.invalidate(key.as_ref()).await;
+        }
+        keys.len() as u64
     }
 }
 

@@ -5,18 +5,23 @@
 //! ([`PurgeFollower`]) and purges its own memory the same way (the instance that was
 //! asked, again: what it cached in between goes too).
 //!
-//! The follower starts at the stream's newest entry, and purges what its memory already
-//! holds then (little, at start): whatever was purged before it could read the stream
-//! is gone with it. Should it find entries it never read gone from the stream (the
-//! stream trimmed past them while it was cut off from the store, or the store emptied),
-//! it cannot know what they purged, and purges everything it holds likewise.
+//! The follower starts at the stream's newest entry (writing a first entry that purges
+//! nothing when there is no stream, so that it always has a real entry to go on from),
+//! and purges what its memory already holds then (little, at start): whatever was
+//! purged before it could read the stream is gone with it. Should it find entries it
+//! never read gone from the stream (the stream trimmed past them while it was cut off
+//! from the store, or the store emptied or restarted), or fall more than
+//! `MAX_READS x READ_COUNT` entries behind, it cannot know what they purged, and purges
+//! everything it holds likewise.
 //!
 //! `fanout_cache_purge_events_total{outcome}` counts `started` (the stream's end found),
-//! `applied` (another instance's entry purged here) and `lost` (everything purged).
+//! `applied` (an entry read and purged here, this instance's own included) and `lost`
+//! (everything purged).
 
 use super::ResponseCache;
-use super::shared::count;
+use super::shared::{SharedLabels, count};
 use crate::cluster::{Cluster, ClusterError, StreamRead, stream_id_order};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// How often a follower reads the stream: how long another instance's memory may serve
@@ -30,6 +35,9 @@ pub const PURGE_OUTCOMES: [&str; 3] = ["started", "applied", "lost"];
 const READ_COUNT: usize = 256;
 /// Round trips per reading at most; a longer backlog is treated as lost.
 const MAX_READS: usize = 8;
+/// The fields of the entry a follower writes into a stream that does not exist: neither
+/// `url` nor `all`, so it purges nothing.
+const START: &[(&str, &str)] = &[("start", "1")];
 
 /// The stream's key.
 fn stream(cluster: &Cluster) -> String {
@@ -48,11 +56,13 @@ pub async fn announce(cluster: &Cluster, url: Option<&str>) -> Result<(), Cluste
 /// Where one instance is in the stream.
 #[derive(Debug, Default)]
 pub struct PurgeFollower {
-    /// The stream followed (a reload may change the key prefix: then it starts afresh).
-    key: String,
-    /// The id of the last entry read; `None` before the first reading; `0-0` for a
-    /// stream that did not exist.
+    /// The store and stream followed: a reload that points `[cluster]` at another store
+    /// or key prefix starts afresh, as ids in one stream say nothing of another's.
+    followed: String,
+    /// The id of the last entry read; `None` before the first reading.
     last: Option<String>,
+    /// Readings failed in a row (the first is logged as a warning, not every second).
+    failures_in_a_row: u32,
 }
 
 impl PurgeFollower {
@@ -63,53 +73,116 @@ impl PurgeFollower {
         cluster: &Cluster,
         cache: &ResponseCache,
     ) -> Result<u64, ClusterError> {
+        let result = self.read_and_purge(cluster, cache).await;
+        self.failures_in_a_row = match result {
+            Ok(_) => 0,
+            Err(_) => self.failures_in_a_row.saturating_add(1),
+        };
+        result
+    }
+
+    /// Whether the reading that just failed is the first since one succeeded.
+    pub fn first_failure(&self) -> bool {
+        self.failures_in_a_row == 1
+    }
+
+    async fn read_and_purge(
+        &mut self,
+        cluster: &Cluster,
+        cache: &ResponseCache,
+    ) -> Result<u64, ClusterError> {
         let key = stream(cluster);
-        if self.key != key {
-            self.key = key;
+        let followed = format!("{} {key}", cluster.spec().display);
+        if self.followed != followed {
+            self.followed = followed;
             self.last = None;
         }
-        let mut purged = 0;
-        for _ in 0..MAX_READS {
-            let Some(last) = self.last.clone() else {
-                // The first reading: where the stream ends.
-                let read = cluster.read_after(&self.key, None, 0).await?;
-                self.last = Some(read.newest.unwrap_or_else(|| "0-0".into()));
-                count(&cache.stats.purge_events, "started");
-                return Ok(cache.purge(None).await);
+        let Some(mut last) = self.last.clone() else {
+            // The first reading: where the stream ends.
+            let Some(end) = end(cluster, &key).await? else {
+                return Ok(0);
             };
-            let read = cluster
-                .read_after(&self.key, Some(&last), READ_COUNT)
-                .await?;
-            let full = read.entries.len() == READ_COUNT;
+            self.last = Some(end);
+            count(&cache.stats.purge_events, "started");
+            return Ok(cache.purge(None).await);
+        };
+        let mut purged = 0;
+        let mut newest = None;
+        for _ in 0..MAX_READS {
+            let read = cluster.read_after(&key, Some(&last), READ_COUNT).await?;
             match reading(&last, &read) {
                 Reading::Lost => {
                     tracing::warn!(
-                        stream = %self.key,
+                        stream = %key,
                         "purge events were lost from the cluster store; purging every cached answer here"
                     );
-                    self.last = Some(read.newest.unwrap_or_else(|| "0-0".into()));
-                    count(&cache.stats.purge_events, "lost");
-                    return Ok(purged + cache.purge(None).await);
+                    // A stream that vanished is written again (as at the start) to have
+                    // an entry to go on from; failing that, the next reading starts.
+                    self.last = match read.newest {
+                        Some(newest) => Some(newest),
+                        None => end(cluster, &key).await.ok().flatten(),
+                    };
+                    return Ok(purged + lost(cache).await);
                 }
-                Reading::Purge { purges, last } => {
-                    for url in purges {
-                        purged += cache.purge(url).await;
-                        count(&cache.stats.purge_events, "applied");
-                    }
-                    if let Some(last) = last {
-                        self.last = Some(last.to_owned());
+                Reading::Purge { purges, last: to } => {
+                    purged += purge_all(cache, &purges).await;
+                    if let Some(to) = to {
+                        last = to.to_owned();
+                        self.last = Some(last.clone());
                     }
                 }
             }
-            if !full {
+            if read.entries.len() < READ_COUNT {
                 return Ok(purged);
             }
+            newest = read.newest;
         }
-        // More than MAX_READS x READ_COUNT behind: start again from the stream's end,
-        // which purges everything here.
-        self.last = None;
-        Ok(purged)
+        tracing::warn!(
+            stream = %key,
+            behind = MAX_READS * READ_COUNT,
+            "purge events are coming faster than this instance reads them; purging every cached answer here"
+        );
+        // On from the stream's end, as after lost entries.
+        if newest.is_some() {
+            self.last = newest;
+        }
+        Ok(purged + lost(cache).await)
     }
+}
+
+/// The id of the newest entry of the stream at `key`, after writing a first one (that
+/// purges nothing) when there is no stream; `None` if it vanished again meanwhile.
+async fn end(cluster: &Cluster, key: &str) -> Result<Option<String>, ClusterError> {
+    if let Some(newest) = cluster.read_after(key, None, 0).await?.newest {
+        return Ok(Some(newest));
+    }
+    cluster.append(key, START, KEEP).await?;
+    Ok(cluster.read_after(key, None, 0).await?.newest)
+}
+
+/// Purges everything in `cache` as a reading that lost entries must: how many it held.
+async fn lost(cache: &ResponseCache) -> u64 {
+    count(&cache.stats.purge_events, "lost");
+    cache.purge(None).await
+}
+
+/// One reading's purges, in one pass over `cache` (each would be one): everything if
+/// any entry asks for it, else the URLs named. How many entries went.
+async fn purge_all(cache: &ResponseCache, purges: &[Option<&str>]) -> u64 {
+    let applied = purges.len() as u64;
+    if applied == 0 {
+        return 0;
+    }
+    cache
+        .stats
+        .purge_events
+        .get_or_create(&SharedLabels { outcome: "applied" })
+        .inc_by(applied);
+    if purges.contains(&None) {
+        return cache.purge(None).await;
+    }
+    let urls: HashSet<&str> = purges.iter().flatten().copied().collect();
+    cache.purge_urls(&urls).await
 }
 
 /// What one reading of the stream asks of a follower whose last entry read is `last`.
@@ -127,16 +200,14 @@ pub enum Reading<'r> {
 }
 
 /// The rules of a reading: the entries after `last` are lost when the stream vanished
-/// or its oldest entry is newer than `last` (all after `last` trimmed), except after
-/// `0-0` (no stream when the follower started: nothing older to lose). Otherwise each
-/// entry with a `url` purges it, one with `all` (and no `url`) purges everything, and
-/// one with neither is passed over.
+/// or its oldest entry is newer than `last` (all after `last` trimmed, or the stream
+/// written anew). Otherwise each entry with a `url` purges it, one with `all` (and no
+/// `url`) purges everything, and one with neither is passed over.
 pub fn reading<'r>(last: &str, read: &'r StreamRead) -> Reading<'r> {
-    let lost = last != "0-0"
-        && match &read.oldest {
-            None => true,
-            Some(oldest) => stream_id_order(oldest) > stream_id_order(last),
-        };
+    let lost = match &read.oldest {
+        None => true,
+        Some(oldest) => stream_id_order(oldest) > stream_id_order(last),
+    };
     if lost {
         return Reading::Lost;
     }
@@ -197,8 +268,9 @@ mod tests {
         assert!(!lost("10-0", Some("9-0")));
         assert!(lost("9-0", Some("10-0")));
         assert!(lost("10-0", None), "the stream vanished");
-        assert!(!lost("0-0", None));
-        assert!(!lost("0-0", Some("10-0")));
+        // No exception for the first id there is: a follower always starts on an entry.
+        assert!(lost("0-0", None));
+        assert!(lost("0-0", Some("10-0")));
     }
 
     #[test]

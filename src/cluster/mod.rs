@@ -7,7 +7,8 @@
 //! - `store`: the [`ClusterStore`] trait, the operations and their types.
 //! - `breaker`: after repeated failures, calls skip the store for a while, then probe.
 //! - `redis_store`: [`RedisStore`], the trait on Redis (standalone or Cluster), with its
-//!   Lua scripts (`gcra.lua`, `unlock.lua`).
+//!   Lua scripts (`gcra.lua`, `unlock.lua`, `replace.lua`); its parts `redis_events`
+//!   (event streams, `events.lua`) and `redis_scan` (deleting the keys under a prefix).
 
 mod breaker;
 mod redis_store;
@@ -143,9 +144,14 @@ impl Cluster {
         };
         self.stats.failed(error.kind());
         let refused = matches!(error, ClusterError::Store(StoreError::Refused(_)));
-        if (refusals_fail || !refused)
-            && let Some(change) = self.breaker.failed()
-        {
+        // A refusal that is not a failure is still an answer: the store is up (and a
+        // probe that was refused must close the breaker, not leave it probing).
+        let change = if refused && !refusals_fail {
+            self.breaker.succeeded()
+        } else {
+            self.breaker.failed()
+        };
+        if let Some(change) = change {
             self.changed(change, Some(&error));
         }
         Err(error)
@@ -321,7 +327,8 @@ mod tests {
     }
 
     /// A store that refuses the purge stream's calls (here: one without streams) leaves
-    /// the breaker closed, however often they run; hung, they count as any call does.
+    /// the breaker closed, however often they run: it answered. Refused as the probe of
+    /// an open breaker, such a call closes it, as any answer would.
     #[tokio::test(start_paused = true)]
     async fn refused_stream_calls_never_open_the_breaker() {
         let store = Arc::new(Hanging::default());
@@ -335,10 +342,23 @@ mod tests {
             );
             assert!(cluster.append("s", &[("all", "1")], 8).await.is_err());
         }
-        assert_eq!(cluster.state(), "unknown", "neither failing nor open");
+        assert_eq!(cluster.state(), "up", "answering, if with refusals");
         assert!(cluster.get("k").await.is_ok(), "the store is still called");
         assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+
+        // Hung: three timeouts open the breaker; after open_for the stream's refused
+        // call is the probe, and closes it.
+        store.answers.store(false, Ordering::SeqCst);
+        for _ in 0..3 {
+            assert!(cluster.get("k").await.is_err());
+        }
+        assert_eq!(cluster.stats.open.get(), 1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(cluster.read_after("s", Some("1-0"), 8).await.is_err());
         assert_eq!(cluster.state(), "up");
+        assert_eq!(cluster.stats.open.get(), 0);
+        store.answers.store(true, Ordering::SeqCst);
+        assert!(cluster.get("k").await.is_ok(), "not skipped");
     }
 
     /// On tokio's paused clock: a hung store costs each call exactly `timeout` until the

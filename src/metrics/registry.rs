@@ -155,7 +155,7 @@ impl Metrics {
         at_zero(&m.cache.shared, &crate::cache::SHARED_OUTCOMES);
         registry.register(
             "cache_purge_events",
-            "The [cluster] purge stream here, by outcome: started (its end found, this memory purged), applied (another instance's purge done here), lost (entries gone unread: this memory purged)",
+            "The [cluster] purge stream here, by outcome: started (its end found, this memory purged), applied (an entry read and its purge done here, this instance's own included), lost (entries gone unread or too far behind: this memory purged)",
             m.cache.purge_events.clone(),
         );
         at_zero(&m.cache.purge_events, &crate::cache::PURGE_OUTCOMES);

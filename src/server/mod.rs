@@ -250,7 +250,8 @@ async fn follow_purges(live: LiveGateway, mut follower: crate::cache::PurgeFollo
 }
 
 /// One reading of the purge stream, while the snapshot has a `[cluster]`
-/// (`cache::PurgeFollower`). A store that cannot be read is tried again next time.
+/// (`cache::PurgeFollower`). A store that cannot be read is tried again next time; the
+/// first failure in a row is a warning, the rest are debug lines.
 async fn follow_purges_once(live: &LiveGateway, follower: &mut crate::cache::PurgeFollower) {
     // Owned, not a guard: the reading awaits the store.
     let gateway = live.load_full();
@@ -260,6 +261,10 @@ async fn follow_purges_once(live: &LiveGateway, follower: &mut crate::cache::Pur
     match follower.follow(cluster, &gateway.cache).await {
         Ok(0) => {}
         Ok(entries) => tracing::info!(entries, "cached answers purged as the purge stream asked"),
+        Err(error) if follower.first_failure() => tracing::warn!(
+            %error,
+            "the purge stream could not be read; other instances' purges reach this one when it can"
+        ),
         Err(error) => tracing::debug!(%error, "the purge stream could not be read"),
     }
 }

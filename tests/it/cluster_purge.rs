@@ -1,13 +1,16 @@
 //! `POST /cache/purge` on one instance empties the others' memory too, through the
 //! store's purge stream, over real sockets and a real `redis-server`. Each instance reads
 //! the stream once a second, so the tests wait for the other instance's answer to change
-//! (the call it makes once its copy is gone) rather than for a time.
+//! (the call it makes once its copy is gone) rather than for a time; that nothing is
+//! applied twice is seen over two and a half readings' time. Lost entries (the stream
+//! written anew, deleted, or too far ahead) purge everything.
 
 use crate::cluster_cache::{config, desc, instances, metric, page};
 use crate::common;
 
 use common::redis::RedisServer;
 use common::{MockUpstream, ReloadableGateway, Reply, client, eventually, get_json};
+use fanout::cache::FOLLOW_EVERY;
 use serde_json::Value;
 
 async fn purge(gateway: &ReloadableGateway, query: &str) -> Value {
@@ -69,9 +72,11 @@ async fn a_purge_on_one_instance_empties_the_memory_of_the_others() {
         (&Value::from(1), &Value::from(1), &Value::from(true)),
         "{body}"
     );
-    assert_eq!(
-        redis.command(&["XLEN", "fanout:purges:"]).integer(),
-        Some(1)
+    let entries = redis.command(&["XLEN", "fanout:purges:"]).integer();
+    assert!(
+        matches!(entries, Some(2 | 3)),
+        "the purge, after the first entry each follower that found no stream wrote \
+         (one or both, started together): {entries:?}"
     );
     eventually("the second instance's copy of /data purged", async || {
         let (_, h, _) = get_json(&gws[1].gateway.url("/r")).await;
@@ -80,6 +85,12 @@ async fn a_purge_on_one_instance_empties_the_memory_of_the_others() {
     .await;
     assert_eq!(up.hits("/data"), 2, "one call before the purge, one after");
     assert_eq!(events(&gws[1], "applied").await, 1);
+    // Read once: later readings go on after it (XRANGE's start is inclusive), and the
+    // copy the second instance now holds stays.
+    tokio::time::sleep(FOLLOW_EVERY * 5 / 2).await;
+    assert_eq!(events(&gws[1], "applied").await, 1);
+    let (_, h, _) = get_json(&gws[1].gateway.url("/r")).await;
+    assert_eq!(desc(&h), "hit");
     let status = page_status(&gws[1]).await;
     assert!(
         status.starts_with("fanout; hit") && !status.ends_with("detail=shared"),
@@ -97,6 +108,14 @@ async fn a_purge_on_one_instance_empties_the_memory_of_the_others() {
     assert_eq!(up.hits("/page"), 2);
 }
 
+/// Empties the stream and writes `url`'s purge into it as one command, as a store that
+/// restarted empty and then took another instance's purge would hold it.
+fn rewrite_stream(redis: &RedisServer, url: &str) {
+    let script =
+        "redis.call('DEL', KEYS[1]); return redis.call('XADD', KEYS[1], '*', 'url', ARGV[1])";
+    redis.command(&["EVAL", script, "1", "fanout:purges:", url]);
+}
+
 #[tokio::test]
 async fn purge_events_lost_from_the_store_purge_everything_here() {
     let redis = RedisServer::start();
@@ -106,10 +125,28 @@ async fn purge_events_lost_from_the_store_purge_everything_here() {
         .await;
     let gws = instances(1, &config(&redis.url(), &up, "", "")).await;
     following(&gws).await;
-    let data = format!("{}/data", up.url());
-    // Another instance's purge of /data, as it writes one: the copy here goes, the
-    // store's stays.
+    // No stream was there: the follower wrote its first entry, and starts on it.
+    assert_eq!(
+        redis.command(&["XLEN", "fanout:purges:"]).integer(),
+        Some(1)
+    );
     get_json(&gws[0].gateway.url("/r")).await;
+    let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
+    assert_eq!(desc(&h), "hit");
+    // The stream written anew while this instance looked away: what the entries in
+    // between purged is unknown, so every answer it holds goes.
+    rewrite_stream(&redis, "/y");
+    eventually("every copy purged", async || {
+        let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
+        desc(&h) == "shared"
+    })
+    .await;
+    assert_eq!(events(&gws[0], "lost").await, 1);
+    assert_eq!(events(&gws[0], "applied").await, 0, "/y was not applied");
+
+    // Then it follows the new stream: another instance's purge of /data, as it writes
+    // one: the copy here goes, the store's stays.
+    let data = format!("{}/data", up.url());
     redis.command(&["XADD", "fanout:purges:", "*", "url", &data]);
     eventually("the other instance's purge applied", async || {
         let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
@@ -117,18 +154,51 @@ async fn purge_events_lost_from_the_store_purge_everything_here() {
     })
     .await;
     assert_eq!(events(&gws[0], "applied").await, 1);
+    assert_eq!(events(&gws[0], "lost").await, 1);
     let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
     assert_eq!(desc(&h), "hit");
-    // The stream emptied and written again while this instance looked away: what the
-    // entries in between purged is unknown, so every answer it holds goes.
+
+    // The stream gone altogether (the store restarted empty): everything goes again,
+    // and the follower writes a first entry to go on from.
     redis.command(&["DEL", "fanout:purges:"]);
-    redis.command(&["XADD", "fanout:purges:", "*", "url", "/y"]);
+    eventually("every copy purged again", async || {
+        let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
+        desc(&h) == "shared"
+    })
+    .await;
+    assert_eq!(events(&gws[0], "lost").await, 2);
+    assert_eq!(up.hits("/data"), 1, "the store kept it throughout");
+}
+
+#[tokio::test]
+async fn a_follower_too_far_behind_purges_everything_and_goes_on_from_the_end() {
+    let redis = RedisServer::start();
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json("1"))
+        .start()
+        .await;
+    let gws = instances(1, &config(&redis.url(), &up, "", "")).await;
+    following(&gws).await;
+    get_json(&gws[0].gateway.url("/r")).await;
+    // 3,000 purges of other URLs at once (one script, so the follower reads them all
+    // afterwards): more than a reading takes (8 round trips of 256).
+    let script = "for i = 1, 3000 do redis.call('XADD', KEYS[1], '*', 'url', '/n' .. i) end";
+    redis.command(&["EVAL", script, "1", "fanout:purges:"]);
     eventually("every copy purged", async || {
         let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
         desc(&h) == "shared"
     })
     .await;
     assert_eq!(events(&gws[0], "lost").await, 1);
-    assert_eq!(events(&gws[0], "applied").await, 1, "/y was not applied");
-    assert_eq!(up.hits("/data"), 1, "the store kept it throughout");
+    assert_eq!(
+        events(&gws[0], "applied").await,
+        2048,
+        "8 x 256 read, then given up"
+    );
+    // On from the stream's end: the rest is not read, and the copy now held stays.
+    tokio::time::sleep(FOLLOW_EVERY * 5 / 2).await;
+    assert_eq!(events(&gws[0], "applied").await, 2048);
+    assert_eq!(events(&gws[0], "lost").await, 1);
+    let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
+    assert_eq!(desc(&h), "hit");
 }
