@@ -108,6 +108,28 @@ async fn a_purge_on_one_instance_empties_the_memory_of_the_others() {
     assert_eq!(up.hits("/page"), 2);
 }
 
+/// A Redis, an upstream with `/data`, and one instance following the purge stream.
+async fn one_following_instance() -> (RedisServer, MockUpstream, Vec<ReloadableGateway>) {
+    let redis = RedisServer::start();
+    let up = MockUpstream::builder()
+        .route("/data", Reply::json("1"))
+        .start()
+        .await;
+    let gws = instances(1, &config(&redis.url(), &up, "", "")).await;
+    following(&gws).await;
+    (redis, up, gws)
+}
+
+/// Waits until `/r` on `gateway` is answered with `desc` (`shared`: its memory's copy
+/// is gone, and the store's read).
+async fn until_r_is(gateway: &ReloadableGateway, desc_wanted: &str, what: &str) {
+    eventually(what, async || {
+        let (_, h, _) = get_json(&gateway.gateway.url("/r")).await;
+        desc(&h) == desc_wanted
+    })
+    .await;
+}
+
 /// Empties the stream and writes `url`'s purge into it as one command, as a store that
 /// restarted empty and then took another instance's purge would hold it.
 fn rewrite_stream(redis: &RedisServer, url: &str) {
@@ -118,13 +140,7 @@ fn rewrite_stream(redis: &RedisServer, url: &str) {
 
 #[tokio::test]
 async fn purge_events_lost_from_the_store_purge_everything_here() {
-    let redis = RedisServer::start();
-    let up = MockUpstream::builder()
-        .route("/data", Reply::json("1"))
-        .start()
-        .await;
-    let gws = instances(1, &config(&redis.url(), &up, "", "")).await;
-    following(&gws).await;
+    let (redis, up, gws) = one_following_instance().await;
     // No stream was there: the follower wrote its first entry, and starts on it.
     assert_eq!(
         redis.command(&["XLEN", "fanout:purges:"]).integer(),
@@ -136,11 +152,7 @@ async fn purge_events_lost_from_the_store_purge_everything_here() {
     // The stream written anew while this instance looked away: what the entries in
     // between purged is unknown, so every answer it holds goes.
     rewrite_stream(&redis, "/y");
-    eventually("every copy purged", async || {
-        let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
-        desc(&h) == "shared"
-    })
-    .await;
+    until_r_is(&gws[0], "shared", "every copy purged").await;
     assert_eq!(events(&gws[0], "lost").await, 1);
     assert_eq!(events(&gws[0], "applied").await, 0, "/y was not applied");
 
@@ -148,11 +160,7 @@ async fn purge_events_lost_from_the_store_purge_everything_here() {
     // one: the copy here goes, the store's stays.
     let data = format!("{}/data", up.url());
     redis.command(&["XADD", "fanout:purges:", "*", "url", &data]);
-    eventually("the other instance's purge applied", async || {
-        let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
-        desc(&h) == "shared"
-    })
-    .await;
+    until_r_is(&gws[0], "shared", "the other instance's purge applied").await;
     assert_eq!(events(&gws[0], "applied").await, 1);
     assert_eq!(events(&gws[0], "lost").await, 1);
     let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
@@ -161,34 +169,20 @@ async fn purge_events_lost_from_the_store_purge_everything_here() {
     // The stream gone altogether (the store restarted empty): everything goes again,
     // and the follower writes a first entry to go on from.
     redis.command(&["DEL", "fanout:purges:"]);
-    eventually("every copy purged again", async || {
-        let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
-        desc(&h) == "shared"
-    })
-    .await;
+    until_r_is(&gws[0], "shared", "every copy purged again").await;
     assert_eq!(events(&gws[0], "lost").await, 2);
     assert_eq!(up.hits("/data"), 1, "the store kept it throughout");
 }
 
 #[tokio::test]
 async fn a_follower_too_far_behind_purges_everything_and_goes_on_from_the_end() {
-    let redis = RedisServer::start();
-    let up = MockUpstream::builder()
-        .route("/data", Reply::json("1"))
-        .start()
-        .await;
-    let gws = instances(1, &config(&redis.url(), &up, "", "")).await;
-    following(&gws).await;
+    let (redis, _up, gws) = one_following_instance().await;
     get_json(&gws[0].gateway.url("/r")).await;
     // 3,000 purges of other URLs at once (one script, so the follower reads them all
     // afterwards): more than a reading takes (8 round trips of 256).
     let script = "for i = 1, 3000 do redis.call('XADD', KEYS[1], '*', 'url', '/n' .. i) end";
     redis.command(&["EVAL", script, "1", "fanout:purges:"]);
-    eventually("every copy purged", async || {
-        let (_, h, _) = get_json(&gws[0].gateway.url("/r")).await;
-        desc(&h) == "shared"
-    })
-    .await;
+    until_r_is(&gws[0], "shared", "every copy purged").await;
     assert_eq!(events(&gws[0], "lost").await, 1);
     assert_eq!(
         events(&gws[0], "applied").await,
